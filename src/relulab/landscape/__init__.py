@@ -8,8 +8,8 @@ lists and loads on first use.
 
 import importlib
 
-_MODULES = ("shallow", "parameter_regions", "parameter_space", "stationarity", "kink_stationarity", "embedding",
-            "network_embedding", "teacher_student", "symmetry", "hessian", "curvature")
+_MODULES = ("shallow", "parameter_space", "kink_stationarity", "network_embedding", "teacher_student", "symmetry",
+            "hessian")
 
 
 def _home(name):

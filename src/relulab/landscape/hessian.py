@@ -1,0 +1,800 @@
+r"""Hessian spectra of any torch model and loss: Hessian-vector products, Lanczos eigenpairs at both
+ends of the spectrum, inertia, trace, spectral density, and where autograd's Hessian is one-sided.
+
+For a model ``f(theta, x)`` and a loss ``L(theta) = loss(f(theta, X), Y)`` the Hessian
+``H = d^2 L / d theta^2`` (P x P, P trainable parameters) is never formed: :class:`HessianOperator`
+applies it to a vector by forward-over-reverse differentiation, ``H v = jvp(grad L, theta; v)``
+(Pearlmutter 1994), one forward and about two backward passes' work, over the data in batches.
+
+* :func:`lanczos`: ``m`` steps of the Lanczos recurrence ``H Q_m = Q_m T_m + beta_m q_{m+1} e_m^T``
+  with full re-orthogonalization (classical Gram-Schmidt, twice), ``T_m`` tridiagonal.
+* :func:`hessian_eigenpairs`: Ritz pairs of ``T_m`` at the largest and/or smallest (most negative)
+  end, the Krylov space grown until each wanted pair's residual ``|beta_m s_{m,i}|`` (equal to
+  ``||H y_i - theta_i y_i||`` for the computed basis) is below ``tol * ||H||``; the true residuals are
+  re-measured with one product per pair. Each Ritz value lies within its residual of an eigenvalue
+  (Parlett, The Symmetric Eigenvalue Problem, Thm 11.5.1).
+* :func:`hessian_trace`: Hutch++ (Meyer, Musco, Musco, Woodruff 2021): ``tr(H) = tr(Q^T H Q) +
+  tr((I - QQ^T) H (I - QQ^T))`` with ``Q`` an orthonormal basis of ``H S`` for a random sign matrix
+  ``S``, the second term by Hutchinson's estimator; or, given a Lanczos basis, the same split with
+  ``Q = Q_m`` and ``tr(Q_m^T H Q_m) = sum alpha_i`` (deflated Hutchinson). Both are unbiased; the
+  standard error comes from the spread of the Hutchinson terms.
+* :func:`spectral_density`: stochastic Lanczos quadrature (Golub and Meurant; Ubaru, Chen, Saad
+  2017; Ghorbani, Krishnan, Xiao 2019): for random unit vectors ``v``, ``v^T g(H) v ~ sum_i tau_i
+  g(theta_i)`` with Ritz values ``theta_i`` of the Lanczos run started at ``v`` and weights
+  ``tau_i = s_{1,i}^2``; the density is that sum with Gaussian ``g``, averaged over the vectors.
+* :func:`hessian_inertia`: counts of negative, zero and positive eigenvalues, exact from the dense
+  Hessian when it is small, else estimated by quadrature; an eigenvalue counts as zero when
+  ``|lambda| <= tol``, ``tol = max(P eps ||H||, ||grad L||)``: away from a critical point the small
+  eigenvalues say nothing about its type, so inertia is only as sharp as the point is stationary.
+* :func:`kink_report`: autograd differentiates a ReLU at 0 (and a max at a tie) one-sidedly, so at
+  parameters where a data point sits on a kink the gradient and Hessian above are one-sided. The
+  report converts the model to a :class:`~relulab.core.PLNet` and counts, per max layer, the
+  (sample, unit) pairs whose two best pieces tie exactly and those within ``rtol`` of a tie.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.linalg import eigh_tridiagonal
+from torch import nn
+
+from relulab.core.errors import InvalidInputError, RelulabError
+from relulab.results import Result
+
+__all__ = ["HessianOperator", "LanczosDecomposition", "lanczos", "HessianEigenpairs", "hessian_eigenpairs",
+           "TraceEstimate", "hessian_trace", "SpectralDensity", "spectral_density", "Inertia", "hessian_inertia",
+           "KinkReport", "kink_report", "HessianSpectrum", "hessian_spectrum"]
+
+LOSSES = {"mse": lambda: nn.MSELoss(), "cross_entropy": lambda: nn.CrossEntropyLoss()}
+
+
+# ----------------------------------------------------------------------------------------------------
+# the operator
+# ----------------------------------------------------------------------------------------------------
+class HessianOperator:
+    r"""The Hessian of ``L(theta) = loss(model(inputs; theta), targets)`` in the model's trainable
+    parameters, flattened in ``model.named_parameters()`` order, as a linear operator.
+
+    ``loss``: a callable ``(output, target) -> scalar``, or ``"mse"`` / ``"cross_entropy"``.
+    ``batch_size``: evaluate over the data in batches and add up, weighting each batch by
+    ``n_batch / n`` for a loss with ``reduction="mean"`` and by 1 for ``reduction="sum"`` (the
+    reduction is read off a torch loss module, or given as ``reduction``); ``None`` takes all data
+    at once, exact for any loss. ``dtype``: the model is copied and cast (float64 by default); the
+    caller's model is never modified. Products are counted in ``n_products``.
+    """
+
+    def __init__(self, model: nn.Module, loss, inputs, targets, *, batch_size: int | None = None,
+                 reduction: str | None = None, dtype: torch.dtype | None = torch.float64, device=None):
+        from relulab.core.plnet import PLNet
+
+        if isinstance(model, PLNet):
+            model = model.to_torch()
+        if not isinstance(model, nn.Module):
+            raise InvalidInputError(f"model must be a torch nn.Module or a PLNet, got {type(model).__name__}")
+        if isinstance(loss, str):
+            if loss not in LOSSES:
+                raise InvalidInputError(f"loss {loss!r} is not one of {sorted(LOSSES)} (or pass a callable)")
+            loss = LOSSES[loss]()
+        if not callable(loss):
+            raise InvalidInputError("loss must be a callable (output, target) -> scalar, 'mse' or 'cross_entropy'")
+        if reduction is None:
+            reduction = getattr(loss, "reduction", None)
+        if reduction not in (None, "mean", "sum"):
+            raise InvalidInputError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+        first = next(iter(model.parameters()), None)
+        if first is None:
+            raise InvalidInputError("the model has no parameters")
+        device = torch.device(device) if device is not None else first.device
+        dtype = dtype or first.dtype
+        self.model = copy.deepcopy(model).to(device=device, dtype=dtype)
+        if self.model.training:
+            self.model.eval()  # dropout and batch statistics would make L random
+        self.loss = loss
+        self.dtype, self.device = dtype, device
+        named = [(k, p) for k, p in self.model.named_parameters() if p.requires_grad]
+        if not named:
+            raise InvalidInputError("the model has no trainable parameters (requires_grad=True)")
+        self.names = [k for k, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.theta = torch.cat([p.detach().reshape(-1) for _, p in named])
+        self.buffers = {k: b for k, b in self.model.named_buffers()}
+        x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+        y = targets if isinstance(targets, torch.Tensor) else torch.as_tensor(np.asarray(targets))
+        if x.shape[0] != y.shape[0]:
+            raise InvalidInputError(f"inputs ({x.shape[0]} samples) and targets ({y.shape[0]}) differ in length")
+        if x.shape[0] == 0:
+            raise InvalidInputError("no data: inputs has zero samples")
+        self.inputs = x.to(device=device, dtype=dtype if x.is_floating_point() else x.dtype)
+        self.targets = y.to(device=device, dtype=dtype if y.is_floating_point() else y.dtype)
+        n = self.inputs.shape[0]
+        if batch_size is None or batch_size >= n:
+            self.batches = [(0, n)]
+        else:
+            if batch_size < 1:
+                raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size}")
+            if reduction is None:
+                raise InvalidInputError("batching needs the loss's reduction ('mean' or 'sum'): pass reduction=")
+            self.batches = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+        self.weights = [((e - s) / n if reduction == "mean" else 1.0) for s, e in self.batches]
+        self.n_products = 0
+        try:  # a first evaluation: shape errors surface here, with the model named
+            self._loss(self._unflatten(self.theta), *self._batch(0))
+        except RelulabError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any torch error means model, data and loss do not fit
+            raise InvalidInputError(f"model {type(model).__name__} and loss cannot be evaluated on inputs of shape "
+                                    f"{tuple(self.inputs.shape)} with targets of shape {tuple(self.targets.shape)}: "
+                                    f"{str(e).splitlines()[0]}") from None
+
+    @property
+    def dim(self) -> int:
+        """P, the number of trainable parameters."""
+        return self.theta.numel()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.dim, self.dim)
+
+    def _unflatten(self, flat: torch.Tensor) -> dict:
+        return {k: t.view(s) for k, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
+
+    def _batch(self, i: int):
+        s, e = self.batches[i]
+        return self.inputs[s:e], self.targets[s:e]
+
+    def _loss(self, params: dict, x, y) -> torch.Tensor:
+        out = torch.func.functional_call(self.model, (params, self.buffers), (x,))
+        return self.loss(out, y)
+
+    def loss_value(self) -> float:
+        """L(theta)."""
+        with torch.no_grad():
+            p = self._unflatten(self.theta)
+            return float(sum(w * self._loss(p, *self._batch(i)) for i, w in enumerate(self.weights)))
+
+    def gradient(self) -> torch.Tensor:
+        """grad L(theta), (P,)."""
+        g = torch.zeros_like(self.theta)
+        for i, w in enumerate(self.weights):
+            gi = torch.func.grad(lambda p: self._loss(p, *self._batch(i)))(self._unflatten(self.theta))
+            g += w * torch.cat([gi[k].reshape(-1) for k in self.names])
+        return g
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """H v for one vector (P,)."""
+        v = torch.as_tensor(v, dtype=self.dtype, device=self.device).reshape(-1)
+        if v.numel() != self.dim:
+            raise InvalidInputError(f"vector has {v.numel()} entries, the Hessian acts on {self.dim}")
+        p, t = self._unflatten(self.theta), self._unflatten(v)
+        out = torch.zeros_like(self.theta)
+        for i, w in enumerate(self.weights):
+            x, y = self._batch(i)
+            _, hv = torch.func.jvp(torch.func.grad(lambda q: self._loss(q, x, y)), (p,), (t,))
+            out += w * torch.cat([hv[k].reshape(-1) for k in self.names])
+        self.n_products += 1
+        return out
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """H V for the columns of V (P, s)."""
+        return torch.stack([self.matvec(V[:, j]) for j in range(V.shape[1])], 1)
+
+    def __matmul__(self, v):
+        v = torch.as_tensor(v, dtype=self.dtype, device=self.device)
+        return self.matvec(v) if v.dim() == 1 else self.matmat(v)
+
+    def dense(self, max_dim: int = 8000) -> torch.Tensor:
+        """The full Hessian (P, P) by ``torch.func.hessian``, symmetrized; refused above ``max_dim``."""
+        if self.dim > max_dim:
+            raise InvalidInputError(f"the dense Hessian has {self.dim}^2 entries; dense() is limited to "
+                                    f"{max_dim} parameters (raise max_dim, or use the matrix-free functions)")
+        H = torch.zeros(self.dim, self.dim, dtype=self.dtype, device=self.device)
+        for i, w in enumerate(self.weights):
+            x, y = self._batch(i)
+            H += w * torch.func.hessian(lambda f: self._loss(self._unflatten(f), x, y))(self.theta)
+        return (H + H.T) / 2
+
+    def to_scipy(self):
+        """A ``scipy.sparse.linalg.LinearOperator`` on float64 NumPy vectors."""
+        from scipy.sparse.linalg import LinearOperator
+
+        def mv(v):
+            return self.matvec(torch.as_tensor(np.asarray(v).reshape(-1))).double().cpu().numpy()
+
+        return LinearOperator(self.shape, matvec=mv, dtype=np.float64)
+
+
+def _operator_dim(op) -> int:
+    if isinstance(op, HessianOperator):
+        return op.dim
+    if isinstance(op, torch.Tensor) and op.dim() == 2 and op.shape[0] == op.shape[1]:
+        return op.shape[0]
+    raise InvalidInputError("expected a HessianOperator or a square symmetric torch matrix")
+
+
+def _apply(op, v: torch.Tensor) -> torch.Tensor:
+    return op.matvec(v) if isinstance(op, HessianOperator) else op @ v
+
+
+def _like(op):
+    if isinstance(op, HessianOperator):
+        return op.dtype, op.device
+    return op.dtype, op.device
+
+
+def _generator(seed, device) -> torch.Generator:
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(seed))
+    return g
+
+
+def _rademacher(shape, gen, dtype, device) -> torch.Tensor:
+    return (torch.randint(0, 2, shape, generator=gen, dtype=torch.int8) * 2 - 1).to(device=device, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Lanczos
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class LanczosDecomposition(Result):
+    """``H Q^T = Q^T T + beta_m q_{m+1} e_m^T``: basis rows ``Q`` (m, P), ``T = tridiag(beta, alpha,
+    beta)``; ``beta`` has m entries, the last one the residual norm ``beta_m``. ``invariant``: the
+    recurrence broke down (``beta_m ~ 0``), so the Krylov space is invariant and its Ritz values exact."""
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    basis: torch.Tensor
+    invariant: bool = False
+
+    _summary_fields = ("alpha", "beta", "invariant")
+
+    @property
+    def steps(self) -> int:
+        return len(self.alpha)
+
+    def ritz(self) -> tuple[np.ndarray, np.ndarray]:
+        """Ritz values (ascending) and the eigenvectors ``S`` of ``T`` (columns)."""
+        return eigh_tridiagonal(self.alpha, self.beta[:-1]) if self.steps > 1 else (
+            self.alpha.copy(), np.ones((1, 1)))
+
+
+class _LanczosRun:
+    """A Lanczos recurrence that can be extended step by step; the basis grows by doubling."""
+
+    def __init__(self, op, v0: torch.Tensor):
+        self.op = op
+        self.P = _operator_dim(op)
+        dtype, device = _like(op)
+        v0 = torch.as_tensor(v0, dtype=dtype, device=device).reshape(-1)
+        nv = torch.linalg.vector_norm(v0)
+        if not nv > 0:
+            raise InvalidInputError("the start vector is zero")
+        self.Q = torch.empty(min(self.P, 32) + 1, self.P, dtype=dtype, device=device)
+        self.Q[0] = v0 / nv
+        self.alpha: list[float] = []
+        self.beta: list[float] = []
+        self.invariant = False
+        self.eps = torch.finfo(dtype).eps
+
+    @property
+    def steps(self) -> int:
+        return len(self.alpha)
+
+    def extend(self, to: int) -> None:
+        to = min(int(to), self.P)
+        while self.steps < to and not self.invariant:
+            j = self.steps
+            if j + 1 >= self.Q.shape[0]:
+                grown = torch.empty(min(2 * self.Q.shape[0], self.P + 1), self.P, dtype=self.Q.dtype,
+                                    device=self.Q.device)
+                grown[:j + 1] = self.Q[:j + 1]
+                self.Q = grown
+            w = _apply(self.op, self.Q[j])
+            a = float(self.Q[j] @ w)
+            basis = self.Q[:j + 1]
+            for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to working precision
+                w = w - basis.T @ (basis @ w)
+            b = float(torch.linalg.vector_norm(w))
+            self.alpha.append(a)
+            self.beta.append(b)
+            scale = max(max(abs(x) for x in self.alpha), max(self.beta)) or 1.0
+            if b <= 1e3 * self.eps * scale or j + 1 == self.P:
+                self.invariant = True  # a full basis spans everything: the residual is rounding
+                self.beta[-1] = 0.0
+                break
+            self.Q[j + 1] = w / b
+
+    def decomposition(self) -> LanczosDecomposition:
+        m = self.steps
+        return LanczosDecomposition(np.array(self.alpha), np.array(self.beta), self.Q[:m], self.invariant)
+
+
+def lanczos(op, steps: int, v0: torch.Tensor | None = None, seed: int = 0) -> LanczosDecomposition:
+    """``steps`` Lanczos steps with full re-orthogonalization from ``v0`` (Gaussian if None).
+
+    ``op`` is a :class:`HessianOperator` or a symmetric matrix. Stops early when the Krylov space
+    becomes invariant (``beta < 1e3 eps ||T||``; then the Ritz values are eigenvalues of ``op``).
+    """
+    P = _operator_dim(op)
+    dtype, device = _like(op)
+    if steps < 1:
+        raise InvalidInputError(f"steps must be a positive integer, got {steps}")
+    if v0 is None:
+        v0 = torch.randn(P, generator=_generator(seed, device), dtype=dtype).to(device)
+    run = _LanczosRun(op, v0)
+    run.extend(steps)
+    return run.decomposition()
+
+
+# ----------------------------------------------------------------------------------------------------
+# eigenpairs
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class HessianEigenpairs(Result):
+    """Extreme eigenpairs of a symmetric operator by Lanczos.
+
+    ``largest`` descending and ``smallest`` ascending (the most negative first); ``*_residuals``:
+    measured ``||H y - lambda y||`` (``nan`` when not measured); each value lies within its residual of
+    a true eigenvalue. ``converged``: every wanted pair met ``residual <= tol * norm_estimate``.
+    ``largest_vectors`` / ``smallest_vectors``: unit eigenvectors as rows (when kept).
+    """
+
+    largest: np.ndarray
+    smallest: np.ndarray
+    largest_residuals: np.ndarray
+    smallest_residuals: np.ndarray
+    norm_estimate: float
+    tol: float
+    steps: int
+    n_products: int
+    converged: bool
+    seconds: float
+    largest_vectors: torch.Tensor | None = None
+    smallest_vectors: torch.Tensor | None = None
+
+    _summary_fields = ("largest", "smallest", "largest_residuals", "smallest_residuals", "norm_estimate", "tol",
+                       "steps", "n_products", "converged", "seconds")
+
+
+def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, max_steps: int = 300,
+                       seed: int = 0, vectors: bool = True, verify: bool = True, check_every: int = 5,
+                       _return_lanczos: bool = False):
+    """The ``k`` largest and/or ``k`` smallest (algebraically: the most negative) eigenpairs.
+
+    ``which``: ``"largest"``, ``"smallest"`` or ``"both"`` (one Krylov space serves both ends).
+    The space grows from ``2k + 10`` steps until every wanted Ritz pair has residual bound
+    ``|beta_m s_{m,i}| <= tol * ||T_m||`` (checked every ``check_every`` steps) or ``max_steps`` is
+    reached (then ``converged=False``). ``verify``: re-measure each residual with one product.
+    Memory: ``max_steps`` basis vectors of length P.
+    """
+    if which not in ("largest", "smallest", "both"):
+        raise InvalidInputError(f"which must be 'largest', 'smallest' or 'both', got {which!r}")
+    P = _operator_dim(op)
+    if not 1 <= k <= P:
+        raise InvalidInputError(f"k must be between 1 and the number of parameters {P}, got {k}")
+    if not tol > 0:
+        raise InvalidInputError(f"tol must be positive, got {tol}")
+    t0 = time.perf_counter()
+    n0 = getattr(op, "n_products", 0)
+    ends = ("largest", "smallest") if which == "both" else (which,)
+    dtype, device = _like(op)
+    run = _LanczosRun(op, torch.randn(P, generator=_generator(seed, device), dtype=dtype).to(device))
+    run.extend(min(P, max(2 * k + 10, 20), max_steps))
+    while True:
+        dec = run.decomposition()
+        theta, S = dec.ritz()
+        m = dec.steps
+        bound = np.abs(dec.beta[-1] * S[-1, :])
+        norm = float(np.max(np.abs(theta)))
+        kk = min(k, m)
+        idx = {"largest": np.arange(m - 1, m - 1 - kk, -1), "smallest": np.arange(kk)}
+        wanted = np.concatenate([idx[e] for e in ends])
+        ok = dec.invariant or (kk == k and bool(np.all(bound[wanted] <= tol * max(norm, 1e-300))))
+        if ok or m >= min(P, max_steps):
+            break
+        run.extend(min(P, max_steps, m + check_every))
+    Sw = torch.as_tensor(S, dtype=dec.basis.dtype, device=dec.basis.device)
+    out = {}
+    for e in ends:
+        ii = idx[e]
+        vals = theta[ii]
+        Y = (Sw[:, torch.as_tensor(ii.copy())].T @ dec.basis) if (vectors or verify) else None
+        res = np.full(len(ii), np.nan)
+        if verify:
+            for r in range(len(ii)):
+                res[r] = float(torch.linalg.vector_norm(_apply(op, Y[r]) - vals[r] * Y[r]))
+        else:
+            res = bound[ii]
+        out[e] = (vals, res, Y if vectors else None)
+    empty = (np.zeros(0), np.zeros(0), None)
+    lg, sm = out.get("largest", empty), out.get("smallest", empty)
+    result = HessianEigenpairs(
+        largest=lg[0], smallest=sm[0], largest_residuals=lg[1], smallest_residuals=sm[1], norm_estimate=norm,
+        tol=tol, steps=dec.steps, n_products=getattr(op, "n_products", 0) - n0, converged=bool(ok),
+        seconds=time.perf_counter() - t0, largest_vectors=lg[2], smallest_vectors=sm[2])
+    return (result, dec) if _return_lanczos else result
+
+
+# ----------------------------------------------------------------------------------------------------
+# trace
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class TraceEstimate(Result):
+    """``tr(H) ~ estimate`` with ``stderr`` (from the Hutchinson terms; 0 when exact), the method and
+    the number of operator products it took (``n_products``) and the dimension of the exactly
+    handled subspace (``deflated``)."""
+
+    estimate: float
+    stderr: float
+    method: str
+    queries: int
+    deflated: int
+    n_products: int
+    seconds: float
+
+
+def _hutchinson_terms(op, G: torch.Tensor, Q: torch.Tensor | None) -> torch.Tensor:
+    """``g^T (I - QQ^T) H (I - QQ^T) g`` for every row g of G."""
+    out = torch.empty(G.shape[0], dtype=torch.float64)
+    for i in range(G.shape[0]):
+        g = G[i]
+        if Q is not None:
+            g = g - Q.T @ (Q @ g)
+        hg = _apply(op, g)
+        out[i] = float(g @ hg)
+    return out
+
+
+def hessian_trace(op, queries: int = 99, method: str = "hutch++", seed: int = 0,
+                  lanczos_basis: LanczosDecomposition | None = None) -> TraceEstimate:
+    """Estimate ``tr(H)`` with about ``queries`` operator products.
+
+    ``"hutch++"``: ``queries // 3`` products build ``Q = orth(H S)``, ``queries // 3`` give
+    ``tr(Q^T H Q)`` exactly, the rest are Hutchinson samples on the complement of ``Q``.
+    ``"hutchinson"``: plain Rademacher samples ``g^T H g``.
+    ``"deflated"``: needs ``lanczos_basis``; ``sum alpha`` on its span plus ``queries`` Hutchinson
+    samples on the complement. ``"exact"``: P products with the unit vectors (small P only).
+    """
+    P = _operator_dim(op)
+    dtype, device = _like(op)
+    if queries < 1:
+        raise InvalidInputError(f"queries must be a positive integer, got {queries}")
+    t0 = time.perf_counter()
+    n0 = getattr(op, "n_products", 0)
+    gen = _generator(seed, device)
+    exact_part, Q = 0.0, None
+    if method == "exact" or (method != "deflated" and queries >= P):
+        method = "exact"
+        I = torch.eye(P, dtype=dtype, device=device)
+        terms = torch.tensor([float(I[i] @ _apply(op, I[i])) for i in range(P)], dtype=torch.float64)
+        return TraceEstimate(float(terms.sum()), 0.0, method, P, P, getattr(op, "n_products", 0) - n0,
+                             time.perf_counter() - t0)
+    if method == "hutch++":
+        s = max(1, queries // 3)
+        S = _rademacher((s, P), gen, dtype, device)
+        HS = torch.stack([_apply(op, S[i]) for i in range(s)])
+        Q = torch.linalg.qr(HS.T, mode="reduced")[0].T.contiguous()  # (s, P) orthonormal rows
+        exact_part = float(sum(float(Q[i] @ _apply(op, Q[i])) for i in range(Q.shape[0])))
+        r = max(1, queries - 2 * s)
+    elif method == "deflated":
+        if lanczos_basis is None:
+            raise InvalidInputError("method='deflated' needs lanczos_basis (from lanczos or hessian_eigenpairs)")
+        Q = lanczos_basis.basis
+        exact_part = float(np.sum(lanczos_basis.alpha))
+        r = queries
+        if lanczos_basis.invariant and Q.shape[0] >= P:
+            return TraceEstimate(exact_part, 0.0, method, 0, Q.shape[0], 0, time.perf_counter() - t0)
+    elif method == "hutchinson":
+        r = queries
+    else:
+        raise InvalidInputError(f"method must be 'hutch++', 'hutchinson', 'deflated' or 'exact', got {method!r}")
+    G = _rademacher((r, P), gen, dtype, device)
+    terms = _hutchinson_terms(op, G, Q)
+    est = exact_part + float(terms.mean())
+    se = float(terms.std(unbiased=True) / math.sqrt(r)) if r > 1 else float("nan")
+    return TraceEstimate(est, se, method, queries, 0 if Q is None else Q.shape[0],
+                         getattr(op, "n_products", 0) - n0, time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# spectral density
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class SpectralDensity(Result):
+    """Stochastic Lanczos quadrature: ``nodes`` (vectors, steps) Ritz values and ``weights`` (each
+    row sums to 1). The spectral measure ``(1/P) sum_i delta(t - lambda_i)`` is approximated by
+    ``mean_v sum_i weights[v, i] delta(t - nodes[v, i])``; ``density(grid, sigma)`` smooths it."""
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    dim: int
+    steps: int
+    n_products: int
+    seconds: float
+
+    _summary_fields = ("dim", "steps", "n_products", "seconds")
+
+    def density(self, grid, sigma: float | None = None) -> np.ndarray:
+        """Gaussian-smoothed density on ``grid`` (integrates to about 1); ``sigma`` defaults to 1% of
+        the node range."""
+        grid = np.asarray(grid, dtype=float)
+        lo, hi = float(self.nodes.min()), float(self.nodes.max())
+        sigma = sigma or max((hi - lo) / 100, 1e-12)
+        z = (grid[:, None] - self.nodes.reshape(-1)[None]) / sigma
+        g = np.exp(-0.5 * z * z) / (sigma * math.sqrt(2 * math.pi))
+        return g @ self.weights.reshape(-1) / self.nodes.shape[0]
+
+    def mass_below(self, t: float) -> float:
+        """Estimated fraction of eigenvalues below ``t``."""
+        return float((self.weights * (self.nodes < t)).sum() / self.nodes.shape[0])
+
+    def plot(self, ax=None, sigma: float | None = None, log: bool = True, **kwargs):
+        """The smoothed density (log scale by default); returns the Axes."""
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots(figsize=(5, 3.5))
+        lo, hi = float(self.nodes.min()), float(self.nodes.max())
+        pad = 0.05 * (hi - lo or 1.0)
+        grid = np.linspace(lo - pad, hi + pad, 600)
+        d = self.density(grid, sigma)
+        (ax.semilogy if log else ax.plot)(grid, np.maximum(d, 1e-12) if log else d, **kwargs)
+        ax.set_xlabel("eigenvalue")
+        ax.set_ylabel("density")
+        ax.set_title(f"Hessian spectral density (SLQ, {self.nodes.shape[0]} vectors x {self.steps} steps)")
+        ax.grid(True, alpha=0.3)
+        return ax
+
+
+def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0) -> SpectralDensity:
+    """Stochastic Lanczos quadrature with ``n_vectors`` Rademacher start vectors of ``steps`` steps each."""
+    P = _operator_dim(op)
+    dtype, device = _like(op)
+    if n_vectors < 1 or steps < 1:
+        raise InvalidInputError("n_vectors and steps must be positive integers")
+    t0 = time.perf_counter()
+    n0 = getattr(op, "n_products", 0)
+    gen = _generator(seed, device)
+    m = min(steps, P)
+    nodes = np.zeros((n_vectors, m))
+    weights = np.zeros((n_vectors, m))
+    for v in range(n_vectors):
+        dec = lanczos(op, m, v0=_rademacher((P,), gen, dtype, device))
+        th, S = dec.ritz()
+        j = len(th)  # an invariant space ends early: pad with zero-weight copies
+        nodes[v, :j], weights[v, :j] = th, S[0, :] ** 2
+        nodes[v, j:] = th[-1]
+    return SpectralDensity(nodes, weights, P, m, getattr(op, "n_products", 0) - n0, time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# inertia
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class Inertia(Result):
+    """Counts of eigenvalues ``< -tol``, within ``[-tol, tol]`` and ``> tol``. ``exact``: from the dense
+    Hessian's eigenvalues; otherwise estimated as ``P * mass`` from a spectral density (rounded).
+    ``tol = max(P eps ||H||, gradient_norm)`` unless given."""
+
+    negative: int
+    zero: int
+    positive: int
+    tol: float
+    gradient_norm: float
+    spectral_norm: float
+    exact: bool
+    eigenvalues: np.ndarray | None = None
+
+    _summary_fields = ("negative", "zero", "positive", "tol", "gradient_norm", "spectral_norm", "exact")
+
+
+def hessian_inertia(op: HessianOperator, tol: float | None = None, max_dense: int = 3000,
+                    density: SpectralDensity | None = None, seed: int = 0) -> Inertia:
+    """Inertia of the Hessian: exact (dense eigenvalues) for ``P <= max_dense``, else from ``density``
+    (computed if not given) with ``exact=False``."""
+    P = op.dim
+    gnorm = float(torch.linalg.vector_norm(op.gradient()))
+    eps = torch.finfo(op.dtype).eps
+    if P <= max_dense:
+        ev = torch.linalg.eigvalsh(op.dense(max_dim=max_dense)).double().cpu().numpy()
+        norm = float(np.max(np.abs(ev)))
+        t = tol if tol is not None else max(P * eps * norm, gnorm)
+        return Inertia(int((ev < -t).sum()), int((np.abs(ev) <= t).sum()), int((ev > t).sum()), t, gnorm, norm,
+                       True, ev)
+    dens = density or spectral_density(op, seed=seed)
+    norm = float(np.max(np.abs(dens.nodes)))
+    t = tol if tol is not None else max(P * eps * norm, gnorm)
+    neg = int(round(P * dens.mass_below(-t)))
+    pos = int(round(P * (1.0 - dens.mass_below(t + 1e-300) - ((dens.weights * (dens.nodes == t)).sum()
+                                                              / dens.nodes.shape[0]))))
+    pos = min(pos, P - neg)
+    return Inertia(neg, P - neg - pos, pos, t, gnorm, norm, False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# kinks
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class KinkReport(Result):
+    """Where the data sit on kinks of a piecewise-linear model, for the current parameters.
+
+    ``piecewise_linear``: the model converted to a PLNet (else ``reason`` says why and the counts are
+    0). ``on_kink``: (sample, unit) pairs whose two best pieces tie exactly, where autograd's
+    derivatives are one-sided; ``near_kink``: pairs with ``margin <= rtol * scale`` (``scale``: the
+    largest piece magnitude of that layer over the data), where the Hessian is valid only in a tiny
+    neighbourhood; ``samples_on_kink``: samples with at least one exact tie. ``min_relative_margin``:
+    the smallest ``margin / scale``. ``layers``: the same per max layer. Ties in a max-pool between
+    two exact zeros coming out of a ReLU layer are not counted: both pieces are locally constant.
+    """
+
+    piecewise_linear: bool
+    on_kink: int
+    near_kink: int
+    samples_on_kink: int
+    n_samples: int
+    min_relative_margin: float
+    rtol: float
+    layers: list = field(default_factory=list)
+    reason: str = ""
+
+    @property
+    def one_sided(self) -> bool:
+        return self.on_kink > 0
+
+
+def kink_report(model, inputs, rtol: float = 1e-9, input_shape=None) -> KinkReport:
+    """Count the (sample, unit) pairs on and near kinks; see :class:`KinkReport`."""
+    from relulab.core.errors import UnsupportedLayerError
+    from relulab.core.layers import MaxUnits
+    from relulab.core.plnet import PLNet
+
+    x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
+    n = int(x.shape[0])
+    if isinstance(model, PLNet):
+        net = model
+    else:
+        try:
+            net = PLNet.from_torch(model, input_shape or tuple(x.shape[1:]))
+        except UnsupportedLayerError as e:
+            return KinkReport(False, 0, 0, 0, n, float("inf"), rtol, [], str(e).splitlines()[0])
+    with torch.no_grad():
+        tr = net.trace(x.to(dtype=net.dtype, device=net.device))
+    on_any = torch.zeros(n, dtype=torch.bool)
+    layers, on_total, near_total, min_rel = [], 0, 0, float("inf")
+    for l, (node_i, p) in enumerate(zip(net.max_layers, tr.pieces)):
+        layer = net.nodes[node_i].layer
+        if p.shape[-1] < 2:
+            continue
+        top2 = p.topk(2, dim=-1).values
+        margin = top2[..., 0] - top2[..., 1]
+        finite = torch.isfinite(p)
+        scale = float(p.masked_fill(~finite, 0).abs().max()) or 1.0
+        tie = margin == 0
+        if layer.kind == "maxpool":
+            src = net.nodes[net.nodes[node_i].inputs[0]].layer
+            if isinstance(src, MaxUnits) and src.kind == "relu":
+                tie &= top2[..., 0] != 0
+        near = margin <= rtol * scale
+        if layer.kind == "maxpool" and isinstance(net.nodes[net.nodes[node_i].inputs[0]].layer, MaxUnits):
+            near &= ~((top2[..., 0] == 0) & (top2[..., 1] == 0))
+        on_any |= tie.any(1).cpu()
+        rel = float((margin / scale).min()) if margin.numel() else float("inf")
+        min_rel = min(min_rel, rel)
+        layers.append({"layer": l, "kind": layer.kind, "units": int(margin.shape[1]), "on_kink": int(tie.sum()),
+                       "near_kink": int(near.sum()), "min_relative_margin": rel})
+        on_total += int(tie.sum())
+        near_total += int(near.sum())
+    return KinkReport(True, on_total, near_total, int(on_any.sum()), n, min_rel, rtol, layers)
+
+
+# ----------------------------------------------------------------------------------------------------
+# one call for the whole picture
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class HessianSpectrum(Result):
+    """Hessian of a model's loss at its current parameters: loss, gradient norm, extreme eigenpairs,
+    trace, spectral density, inertia and the kink report (see the functions of the same names)."""
+
+    n_parameters: int
+    n_samples: int
+    loss: float
+    gradient_norm: float
+    eigenpairs: HessianEigenpairs
+    trace: TraceEstimate | None
+    density: SpectralDensity | None
+    inertia: Inertia | None
+    kinks: KinkReport | None
+    dtype: str
+    device: str
+    n_products: int
+    seconds: float
+
+    def to_dict(self, summary: bool = False) -> dict:
+        d = super().to_dict(summary=False)
+        if summary:
+            d["eigenpairs"] = self.eigenpairs.to_dict(summary=True)
+            if self.density is not None:
+                d["density"] = self.density.to_dict(summary=True)
+            if self.inertia is not None:
+                d["inertia"] = self.inertia.to_dict(summary=True)
+        else:
+            for k in ("largest_vectors", "smallest_vectors"):
+                d["eigenpairs"].pop(k, None)
+        return d
+
+    def table(self) -> str:
+        e = self.eigenpairs
+        lines = [f"P = {self.n_parameters} parameters, n = {self.n_samples} samples, loss = {self.loss:.6g}, "
+                 f"|grad| = {self.gradient_norm:.3g}"]
+        if len(e.largest):
+            lines.append("largest:  " + "  ".join(f"{v:.6g}" for v in e.largest))
+        if len(e.smallest):
+            lines.append("smallest: " + "  ".join(f"{v:.6g}" for v in e.smallest))
+        lines.append(f"Lanczos: {e.steps} steps, {'converged' if e.converged else 'NOT converged'} "
+                     f"(tol {e.tol:g}), max residual {np.nanmax(np.r_[e.largest_residuals, e.smallest_residuals]):.2g}")
+        if self.trace is not None:
+            lines.append(f"trace ~ {self.trace.estimate:.6g} +- {self.trace.stderr:.2g} ({self.trace.method})")
+        if self.inertia is not None:
+            i = self.inertia
+            lines.append(f"inertia ({'exact' if i.exact else 'estimated'}, tol {i.tol:.2g}): "
+                         f"{i.negative} negative, {i.zero} zero, {i.positive} positive")
+        if self.kinks is not None:
+            k = self.kinks
+            if not k.piecewise_linear:
+                lines.append(f"kinks: not checked ({k.reason})")
+            else:
+                lines.append(f"kinks: {k.on_kink} (sample, unit) pairs exactly on a kink in {k.samples_on_kink} of "
+                             f"{k.n_samples} samples" + (" -> autograd's Hessian is one-sided there" if k.on_kink
+                                                         else "") + f"; {k.near_kink} within rtol {k.rtol:g}")
+        return "\n".join(lines)
+
+    def plot(self, ax=None):
+        """The spectral density with the computed extreme eigenvalues marked; returns the Axes."""
+        if self.density is None:
+            raise InvalidInputError("no spectral density was computed (density=False)")
+        ax = self.density.plot(ax=ax)
+        for v in np.r_[self.eigenpairs.largest, self.eigenpairs.smallest]:
+            ax.axvline(v, color="C3", lw=0.6, alpha=0.7)
+        return ax
+
+
+def hessian_spectrum(model: nn.Module, loss, inputs, targets, *, top: int = 5, bottom: int = 5,
+                     tol: float = 1e-6, max_steps: int = 300, trace_queries: int = 60, density: bool = True,
+                     density_vectors: int = 4, density_steps: int = 60, inertia: bool = True,
+                     max_dense: int = 3000, kinks: bool = True, batch_size: int | None = None,
+                     dtype: torch.dtype | None = torch.float64, device=None, seed: int = 0) -> HessianSpectrum:
+    """Everything :mod:`relulab.landscape.hessian` measures, at the model's current parameters.
+
+    One Lanczos run gives the ``top`` largest and ``bottom`` smallest eigenvalues; its basis deflates
+    the trace estimate (``trace_queries`` Hutchinson samples on the complement). ``bottom=0`` or
+    ``top=0`` skips an end; ``trace_queries=0``, ``density=False``, ``inertia=False``, ``kinks=False``
+    skip those parts.
+    """
+    t0 = time.perf_counter()
+    op = HessianOperator(model, loss, inputs, targets, batch_size=batch_size, dtype=dtype, device=device)
+    if top < 0 or bottom < 0 or top + bottom == 0:
+        raise InvalidInputError("top and bottom must be non-negative and not both zero")
+    which = "both" if top and bottom else ("largest" if top else "smallest")
+    eig, dec = hessian_eigenpairs(op, k=max(top, bottom), which=which, tol=tol, max_steps=max_steps, seed=seed,
+                                  _return_lanczos=True)
+    eig.largest, eig.largest_residuals = eig.largest[:top], eig.largest_residuals[:top]
+    eig.smallest, eig.smallest_residuals = eig.smallest[:bottom], eig.smallest_residuals[:bottom]
+    if eig.largest_vectors is not None:
+        eig.largest_vectors = eig.largest_vectors[:top]
+    if eig.smallest_vectors is not None:
+        eig.smallest_vectors = eig.smallest_vectors[:bottom]
+    tr = hessian_trace(op, trace_queries, method="deflated", seed=seed + 1, lanczos_basis=dec) \
+        if trace_queries else None
+    dens = spectral_density(op, density_vectors, density_steps, seed=seed + 2) if density else None
+    inert = hessian_inertia(op, max_dense=max_dense, density=dens, seed=seed + 3) \
+        if inertia and (op.dim <= max_dense or dens is not None) else None
+    g = float(torch.linalg.vector_norm(op.gradient()))
+    kr = kink_report(op.model, op.inputs) if kinks else None
+    return HessianSpectrum(op.dim, int(op.inputs.shape[0]), op.loss_value(), g, eig, tr, dens, inert, kr,
+                           str(op.dtype), str(op.device), op.n_products, time.perf_counter() - t0)
