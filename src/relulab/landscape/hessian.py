@@ -3,8 +3,9 @@ ends of the spectrum, inertia, trace, spectral density, and where autograd's Hes
 
 For a model ``f(theta, x)`` and a loss ``L(theta) = loss(f(theta, X), Y)`` the Hessian
 ``H = d^2 L / d theta^2`` (P x P, P trainable parameters) is never formed: :class:`HessianOperator`
-applies it to a vector by forward-over-reverse differentiation, ``H v = jvp(grad L, theta; v)``
-(Pearlmutter 1994), one forward and about two backward passes' work, over the data in batches.
+applies it to a vector by reverse-over-reverse differentiation, ``H v = grad_theta <grad L, v>``
+(Pearlmutter 1994); with all data in one batch the gradient's graph is built once and every product
+is one backward pass through it.
 
 * :func:`lanczos`: ``m`` steps of the Lanczos recurrence ``H Q_m = Q_m T_m + beta_m q_{m+1} e_m^T``
   with full re-orthogonalization (classical Gram-Schmidt, twice), ``T_m`` tridiagonal.
@@ -103,6 +104,8 @@ class HessianOperator:
         self.names = [k for k, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]
+        self._params = [p for _, p in named]
+        self._cached = None
         self.theta = torch.cat([p.detach().reshape(-1) for _, p in named])
         self.buffers = {k: b for k, b in self.model.named_buffers()}
         x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
@@ -153,31 +156,50 @@ class HessianOperator:
         out = torch.func.functional_call(self.model, (params, self.buffers), (x,))
         return self.loss(out, y)
 
+    def _gradient_graph(self, i: int) -> tuple:
+        """Batch i's gradient with its graph kept (``create_graph``), so that H v is one more backward."""
+        x, y = self._batch(i)
+        with torch.enable_grad():
+            loss = self.loss(self.model(x), y)
+            return torch.autograd.grad(loss, self._params, create_graph=True)
+
     def loss_value(self) -> float:
         """L(theta)."""
         with torch.no_grad():
-            p = self._unflatten(self.theta)
-            return float(sum(w * self._loss(p, *self._batch(i)) for i, w in enumerate(self.weights)))
+            return float(sum(w * self.loss(self.model(self._batch(i)[0]), self._batch(i)[1])
+                             for i, w in enumerate(self.weights)))
 
     def gradient(self) -> torch.Tensor:
         """grad L(theta), (P,)."""
         g = torch.zeros_like(self.theta)
         for i, w in enumerate(self.weights):
-            gi = torch.func.grad(lambda p: self._loss(p, *self._batch(i)))(self._unflatten(self.theta))
-            g += w * torch.cat([gi[k].reshape(-1) for k in self.names])
+            gi = self._cached if (i == 0 and self._cached is not None) else self._gradient_graph(i)
+            if len(self.batches) == 1:
+                self._cached = gi
+            g += w * torch.cat([t.detach().reshape(-1) for t in gi])
         return g
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """H v for one vector (P,)."""
+        """H v for one vector (P,): reverse-over-reverse, ``d/d theta <grad L, v>``. With one batch the
+        gradient's graph is built once and kept (one backward pass per product, the graph's memory for
+        the operator's lifetime); with several batches it is rebuilt per batch."""
         v = torch.as_tensor(v, dtype=self.dtype, device=self.device).reshape(-1)
         if v.numel() != self.dim:
             raise InvalidInputError(f"vector has {v.numel()} entries, the Hessian acts on {self.dim}")
-        p, t = self._unflatten(self.theta), self._unflatten(v)
+        vs = [t.view(s) for t, s in zip(v.split(self.sizes), self.shapes)]
         out = torch.zeros_like(self.theta)
+        single = len(self.batches) == 1
         for i, w in enumerate(self.weights):
-            x, y = self._batch(i)
-            _, hv = torch.func.jvp(torch.func.grad(lambda q: self._loss(q, x, y)), (p,), (t,))
-            out += w * torch.cat([hv[k].reshape(-1) for k in self.names])
+            if single:
+                if self._cached is None:
+                    self._cached = self._gradient_graph(0)
+                g = self._cached
+            else:
+                g = self._gradient_graph(i)
+            with torch.enable_grad():
+                hv = torch.autograd.grad(g, self._params, vs, retain_graph=single, allow_unused=True)
+            out += w * torch.cat([torch.zeros(n, dtype=self.dtype, device=self.device) if t is None
+                                  else t.reshape(-1) for t, n in zip(hv, self.sizes)])
         self.n_products += 1
         return out
 
