@@ -1,6 +1,10 @@
-"""``relulab landscape ...``: loss landscapes in parameter space (teacher-student critical points, ...)."""
+"""``relulab landscape ...``: loss landscapes in parameter space: teacher-student critical points, the
+kink-aware stationarity verdict of a shallow network on data (``classify``)."""
 
 from __future__ import annotations
+
+import argparse
+import textwrap
 
 from relulab.cli import Context, Output, json_flag, save_figure
 
@@ -27,6 +31,7 @@ def add_parser(sub) -> None:
     ts.add_argument("--plot", metavar="FILE", default=None, help="plot loss against how often each family was found")
     json_flag(ts)
     ts.set_defaults(handler=run_teacher_student)
+    _add_classify(kinds)
 
 
 def run_teacher_student(args, ctx: Context) -> Output:
@@ -52,3 +57,219 @@ def run_teacher_student(args, ctx: Context) -> Output:
     head = (f"d = {res.d}, k = {res.k}, {res.n_starts} starts, {res.seconds:.1f} s"
             + ("" if res.complete else " (incomplete: time limit)"))
     return Output(data, head + "\n" + res.table())
+
+
+# ---------------------------------------------------------------------- shared: a shallow model on data
+SHALLOW = "Linear(d, m), then ReLU, LeakyReLU or Abs, then Linear(m, o), e.g. the spec mlp:2-16-1:relu"
+
+_MODEL_HELP = "a torch.export program (.pt2), a safetensors file or a weights-only state dict holding " + SHALLOW
+_ARCH_HELP = "architecture of a weights file, e.g. mlp:2-16-1:relu or mlp:3-8-2:leaky_relu:0.1 (not needed if " \
+             "the file stores it)"
+_DATA_HELP = "inputs: a .npy array (n, d) or a .csv file with one input of d numbers per row"
+_TRAINABLE_HELP = ("all: every parameter (W, b, a, c) moves; first: only the hidden layer (W, b), the output "
+                   "layer stays fixed")
+
+
+def shallow_from_model(net, trainable: str, command: str):
+    """The :class:`ShallowNet` of a PLNet that is exactly Linear, ReLU | LeakyReLU | Abs, Linear (identity
+    reshapes of a 1-D input allowed), or an :class:`UnsupportedLayerError` naming what is supported."""
+    from torch import nn
+
+    from relulab.core.errors import UnsupportedLayerError
+    from relulab.core.layers import Dense, MaxUnits, Reshape
+    from relulab.landscape import ShallowNet
+
+    nodes = net.nodes[1:]
+    chain = all(n.inputs == (i,) for i, n in enumerate(nodes))
+    layers = [n.layer for n in nodes if not (isinstance(n.layer, Reshape) and len(net.input_shape) == 1)]
+    kinds = [getattr(layer, "kind", type(layer).__name__) for layer in layers]
+    ok = (chain and len(net.input_shape) == 1 and len(layers) == 3 and isinstance(layers[0], Dense)
+          and isinstance(layers[1], MaxUnits) and layers[1].kind in ("relu", "leaky_relu", "abs")
+          and layers[1].elementwise_units and isinstance(layers[2], Dense))
+    if not ok:
+        found = ", ".join(kinds)
+        found = found if chain else f"a network that is not a plain chain of layers ({found})"
+        raise UnsupportedLayerError(f"landscape {command} needs a one-hidden-layer network: {SHALLOW}; MODEL has "
+                                    f"{found or 'no layers'}")
+    return ShallowNet.from_torch(nn.Sequential(*(layer.to_module() for layer in layers)), trainable=trainable)
+
+
+def _columns(text: str) -> tuple[int, ...]:
+    """The shape of a .npy file, or (rows unknown, columns) of a .csv file, read without loading it all."""
+    import numpy as np
+
+    if text.endswith(".npy"):
+        return tuple(np.load(text, mmap_mode="r", allow_pickle=False).shape)
+    return (-1, int(np.loadtxt(text, delimiter=",", dtype=np.float64, ndmin=2, max_rows=1).shape[1]))
+
+
+def read_matrix(text: str, cols: int, label: str, what: str):
+    """A .npy/.csv file as an (n, cols) float64 tensor through ``relulab ntk``'s DATA reader; a 1-D file is
+    n values when ``cols == 1``. Anything else (a different number of columns included) is one error line."""
+    import sys
+
+    from relulab.commands.kernels import read_inputs
+    from relulab.core.errors import InvalidInputError
+
+    if not text.endswith((".npy", ".csv")):
+        raise InvalidInputError(f"{label} {text!r}: expected a .npy or .csv file of {what}")
+    try:
+        x = read_inputs(text, (cols,), sys.maxsize)
+    except InvalidInputError as e:
+        msg = str(e)
+        raise InvalidInputError(label + msg[len("DATA"):] if msg.startswith("DATA") else msg) from None
+    shape = _columns(text)
+    if not (len(shape) == 2 and shape[1] == cols or len(shape) == 1 and cols == 1):
+        raise InvalidInputError(f"{label} {text}: shape {'x'.join(str(s) if s >= 0 else 'n' for s in shape)} "
+                                f"is not n x {cols} ({what})")
+    return x
+
+
+def _shallow_and_data(args, trainable: str, command: str):
+    from relulab.cli import load_model
+
+    mf = load_model(args)
+    net = shallow_from_model(mf.net, trainable, command)
+    x = read_matrix(args.data, net.d, "DATA", f"inputs of the model's input dimension d = {net.d}")
+    y = None
+    if getattr(args, "targets", None) is not None:
+        from relulab.core.errors import InvalidInputError
+
+        y = read_matrix(args.targets, net.o, "--targets", f"targets of the model's {net.o} output(s)")
+        if y.shape[0] != x.shape[0]:
+            raise InvalidInputError(f"--targets {args.targets} has {y.shape[0]} rows but DATA {args.data} has "
+                                    f"{x.shape[0]} inputs")
+    return mf, net, x, y
+
+
+def _network(mf, net) -> dict:
+    return {"file": mf.path, "arch": mf.arch, "d": net.d, "m": net.m, "o": net.o, "activation": net.activation,
+            "alpha": net.alpha, "hidden_bias": net.b is not None, "output_bias": net.c is not None,
+            "trainable": net.trainable, "n_parameters": net.n_parameters}
+
+
+def _net_text(net) -> str:
+    act = net.activation + (f" (slope {net.alpha:g})" if net.activation == "leaky_relu" else "")
+    return f"d = {net.d}, m = {net.m}, o = {net.o}, {act}, {net.n_parameters} trainable parameters ({net.trainable})"
+
+
+def _key_value_table():
+    from rich.table import Table
+
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    return t
+
+
+# ---------------------------------------------------------------------- relulab landscape classify
+def _add_classify(kinds) -> None:
+    p = kinds.add_parser(
+        "classify", help="kink-aware stationarity of a shallow network on data: not stationary, saddle or minimum",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent("""\
+            Classify the parameters of a one-hidden-layer network MODEL for the squared
+            loss L = 1/(2n) sum_i |f(x_i) - y_i|^2 on inputs DATA and targets --targets.
+
+            MODEL: Linear(d, m), then ReLU, LeakyReLU or Abs, then Linear(m, o)
+                   (the spec mlp:d-m-o:ACT).
+            DATA:  n inputs, n x d; --targets: n targets, n values or n x o (required).
+                   Both .npy or .csv; row i of one belongs to row i of the other.
+
+            The one-sided directional derivatives L'(theta; v) are exact, also at kinks
+            (pre-activations equal to 0, where the gradient does not exist). Verdicts:
+              not stationary  some v has L'(theta; v) < 0; the certificate is that v
+              strict saddle   stationary, but an escape neuron (output weight 0) gives
+                              a v along which L = L0 + q t^2 + O(t^3) with q < 0
+              local minimum   stationary without escape neurons where that is a
+                              theorem (zero loss, fixed output layer or one output);
+                              also checked by random probes
+              undetermined    otherwise (vector outputs with a trainable output
+                              layer, or a time limit)
+
+            example: relulab landscape classify net.safetensors x.npy --targets y.npy"""))
+    p.add_argument("model", metavar="MODEL", help=_MODEL_HELP)
+    p.add_argument("data", metavar="DATA", help=_DATA_HELP)
+    p.add_argument("--targets", metavar="FILE", required=True,
+                   help="targets y_i (required): a .npy array or .csv file, n values (one output) or n x o")
+    p.add_argument("--arch", metavar="SPEC", default=None, help=_ARCH_HELP)
+    p.add_argument("--input-shape", metavar="SHAPE", default=None, help="input dimension to check the model against")
+    p.add_argument("--trainable", choices=("all", "first"), default="all", help=_TRAINABLE_HELP + " (default all)")
+    p.add_argument("--kink-rtol", type=float, default=1e-12, metavar="R",
+                   help="a pre-activation z is on its kink when |z| <= R (|x| . |w| + |b|) (default 1e-12)")
+    p.add_argument("--stat-rtol", type=float, default=1e-9, metavar="R",
+                   help="stationarity tolerance, relative to the size of the terms of L' (default 1e-9)")
+    p.add_argument("--zero-atol", type=float, default=0.0, metavar="A",
+                   help="neurons with max |a_j| <= A count as zero-output neurons (escape candidates; default 0)")
+    p.add_argument("--method", choices=("auto", "enumerate", "milp"), default="auto",
+                   help="exact minimum of L' for neurons with concave kink terms: enumerate sign cases, "
+                        "mixed-integer program, or auto (default)")
+    p.add_argument("--time-limit", type=float, default=10.0, metavar="SECONDS",
+                   help="time limit of each mixed-integer program (default 10)")
+    p.add_argument("--probes", type=int, default=200, metavar="N",
+                   help="random perturbations that check a local minimum (default 200; 0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the probes and escape directions (default 0)")
+    json_flag(p)
+    p.set_defaults(handler=run_classify)
+
+
+def run_classify(args, ctx: Context) -> Output:
+    import math
+
+    from relulab.core.errors import InvalidInputError
+    from relulab.landscape import directional_stationarity
+
+    for name, v in (("--kink-rtol", args.kink_rtol), ("--stat-rtol", args.stat_rtol), ("--zero-atol", args.zero_atol)):
+        if not (v >= 0 and math.isfinite(v)):
+            raise InvalidInputError(f"{name} must be a finite number >= 0, got {v}")
+    if not args.time_limit > 0:
+        raise InvalidInputError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
+    if args.probes < 0:
+        raise InvalidInputError(f"--probes must be a non-negative integer, got {args.probes}")
+    mf, net, x, y = _shallow_and_data(args, args.trainable, "classify")
+    with ctx.progress("classify") as update:
+        update("directional derivatives", 0, 1)
+        res = directional_stationarity(net, x, y, kink_rtol=args.kink_rtol, stat_rtol=args.stat_rtol,
+                                       method=args.method, time_limit=args.time_limit, zero_atol=args.zero_atol,
+                                       n_probe=args.probes, seed=args.seed)
+        update("done", 1, 1)
+    data = {"model": args.model, "data": args.data, "targets": args.targets, "n": int(x.shape[0]),
+            "network": _network(mf, net), **res.to_dict()}
+    return Output(data, _render_classify(res, net, args, int(x.shape[0])))
+
+
+def _yes(flag) -> str:
+    return "not checked" if flag is None else ("yes" if flag else "NO")
+
+
+def _render_classify(res, net, args, n: int):
+    t = _key_value_table()
+    t.add_row("model", f"{args.model}: {_net_text(net)}")
+    t.add_row("data", f"{args.data}, targets {args.targets} (n = {n})")
+    t.add_row("loss", f"{res.loss:.10g}")
+    t.add_row("gradient norm", f"{res.gradient_autograd_norm:.6g} (autograd, slope alpha on kinks); minimum-norm "
+                               f"subgradient {res.min_norm_subgradient_norm:.6g}")
+    t.add_row("kinks", f"{res.n_kinks} (neuron, sample) pair(s) of {n * net.m} with pre-activation 0")
+    t.add_row("verdict", f"[bold]{res.verdict}[/bold]: {res.reason}")
+    dd = res.min_directional_derivative
+    t.add_row("min L'(theta; v)", ("not computed" if dd is None else f"{dd:.6g} over |v|_inf <= 1")
+              + f" (tolerance {res.tolerance:.3g})")
+    t.add_row("zero-output neurons", ", ".join(map(str, res.zero_output_neurons)) or "none")
+    t.add_row("escape neurons", ", ".join(map(str, res.escape_neurons)) or "none")
+    if res.verdict == "not stationary":
+        cert = (f"descent direction v with L'(theta; v) = {dd:.6g} < -{res.tolerance:.3g}; "
+                f"decrease L(theta + t v) < L(theta) observed: {_yes(res.descent_verified)}")
+    elif res.verdict == "strict saddle":
+        if res.saddle_second_order is None:
+            cert = "no second-order direction was found among the candidates"
+        else:
+            cert = (f"second-order direction v with L(theta + t v) = L + q t^2 + O(t^3), q = "
+                    f"{res.saddle_second_order:.6g}; decrease observed: {_yes(res.saddle_verified)}")
+    elif res.verdict == "local minimum":
+        probe = ("no random probes" if res.probe_min_change is None
+                 else f"{args.probes} random probes: smallest change of L {res.probe_min_change:.3g}")
+        cert = (f"stationary (min L' = {dd:.3g} >= -{res.tolerance:.3g}); no escape neurons; {res.reason}; {probe}")
+    else:
+        cert = res.reason + ("" if res.complete else " (incomplete)")
+    t.add_row("certificate", cert)
+    return t

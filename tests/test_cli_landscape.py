@@ -1,0 +1,150 @@
+"""`relulab landscape classify` against the engine it wraps, on
+hand-built shallow networks with known verdicts, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from clitools import run
+from relulab.core import io as rio
+from relulab.landscape import ShallowNet, directional_stationarity
+from relulab.nn import Abs
+
+N, D = 10, 2
+
+
+def _net(m: int, o: int = 1, act=None, seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(D, m), act or nn.ReLU(), nn.Linear(m, o)).double()
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """Model files, data and targets with known verdicts; the float64 modules for the reference calls."""
+    d = tmp_path_factory.mktemp("landscape")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N, D))
+    np.save(d / "x.npy", X)
+    np.savetxt(d / "x.csv", X, delimiter=",")
+    Xt = torch.as_tensor(X)
+    mods = {}
+
+    # not stationary: a random network and random targets
+    mods["free"] = _net(5, seed=1)
+    np.save(d / "y_free.npy", rng.normal(size=N))
+
+    # local minimum with positive loss: every neuron active on every sample, so f is an affine function of x
+    # there; residuals orthogonal to (1, x_1, x_2) make the point stationary (and least-squares optimal)
+    net = _net(3, seed=2)
+    with torch.no_grad():
+        net[0].bias.fill_(10.0)
+        net[0].weight.mul_(0.3)
+    A = np.concatenate([np.ones((N, 1)), X], axis=1)
+    r = rng.normal(size=N)
+    r -= A @ np.linalg.lstsq(A, r, rcond=None)[0]
+    with torch.no_grad():
+        np.save(d / "y_min.npy", net(Xt).numpy()[:, 0] - r)
+    mods["min"] = net
+
+    # strict saddle: W = 0, b = 0, a = 0 (every pair on its kink), c = mean of the targets
+    net = _net(3, seed=3)
+    y = rng.normal(size=N)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net[2].bias.fill_(float(y.mean()))
+    np.save(d / "y_saddle.npy", y)
+    mods["saddle"] = net
+
+    # two outputs, abs activation, as a torch.export program
+    mods["abs"] = _net(4, o=2, act=Abs(), seed=4)
+    np.save(d / "y_abs.npy", rng.normal(size=(N, 2)))
+
+    for name, mod in mods.items():
+        if name == "abs":
+            rio.save(mod, d / "abs.pt2", input_shape=(D,))
+        else:
+            rio.save(mod, d / f"{name}.safetensors")
+    rio.save(rio.build("mlp:2-4-4-1:relu", seed=0), d / "deep.safetensors")
+    rio.save(rio.build("cnn:1x6x6-c2k3-m2-3:relu", seed=0), d / "cnn.pt2", input_shape=(1, 6, 6))
+    np.save(d / "x3.npy", rng.normal(size=(6, 3)))     # 18 numbers: divisible by d = 2, still the wrong shape
+    np.save(d / "x5x3.npy", rng.normal(size=(5, 3)))
+    np.save(d / "y_short.npy", rng.normal(size=N - 1))
+    np.save(d / "y_wide.npy", rng.normal(size=(N, 2)))
+    return d, Xt, mods
+
+
+def model_file(d, name):
+    return str(d / ("abs.pt2" if name == "abs" else f"{name}.safetensors"))
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("relulab: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+# ---------------------------------------------------------------------- classify
+@pytest.mark.parametrize("name, verdict, trainable", [("free", "not stationary", "all"),
+                                                      ("min", "local minimum", "all"),
+                                                      ("saddle", "strict saddle", "all"),
+                                                      ("abs", "not stationary", "first")])
+def test_classify_matches_engine(case, capsys, name, verdict, trainable):
+    d, X, mods = case
+    y = np.load(d / f"y_{name}.npy")
+    code, out, err = run(["landscape", "classify", model_file(d, name), str(d / "x.npy"), "--targets",
+                          str(d / f"y_{name}.npy"), "--trainable", trainable, "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    ref = directional_stationarity(ShallowNet.from_torch(mods[name], trainable=trainable), X, torch.as_tensor(y))
+    assert ref.verdict == verdict and doc["verdict"] == verdict, (ref.reason, doc["reason"])
+    assert doc["loss"] == pytest.approx(ref.loss, rel=1e-12, abs=1e-15)
+    assert doc["gradient_autograd_norm"] == pytest.approx(ref.gradient_autograd_norm, rel=1e-9, abs=1e-14)
+    assert doc["n_kinks"] == ref.n_kinks and doc["escape_neurons"] == ref.escape_neurons
+    assert doc["min_directional_derivative"] == pytest.approx(ref.min_directional_derivative, rel=1e-9, abs=1e-14)
+    assert doc["n"] == N and doc["network"]["trainable"] == trainable
+    assert np.array(doc["kinks"]).shape == (N, mods[name][0].out_features)
+
+
+def test_classify_known_facts_and_text(case, capsys):
+    d, X, _ = case
+    code, out, err = run(["landscape", "classify", model_file(d, "saddle"), str(d / "x.csv"), "--targets",
+                          str(d / "y_saddle.npy"), "--json"], capsys)
+    doc = json.loads(out)
+    assert doc["n_kinks"] == N * 3 and doc["escape_neurons"] == [0, 1, 2] and doc["gradient_autograd_norm"] < 1e-12
+    assert doc["saddle_second_order"] < 0 and doc["saddle_verified"] is True
+    code, out, err = run(["landscape", "classify", model_file(d, "min"), str(d / "x.npy"), "--targets",
+                          str(d / "y_min.npy"), "--json"], capsys)
+    doc = json.loads(out)
+    assert doc["loss"] > 0.05 and doc["n_kinks"] == 0 and doc["probe_min_change"] >= 0
+    code, out, err = run(["landscape", "classify", model_file(d, "free"), str(d / "x.npy"), "--targets",
+                          str(d / "y_free.npy")], capsys)
+    assert code == 0 and not err
+    for words in ("not stationary", "gradient norm", "kinks", "escape neurons", "descent direction"):
+        assert words in out, out
+
+
+# ---------------------------------------------------------------------- errors
+@pytest.mark.parametrize("args, needle", [
+    (["classify", "{d}/deep.safetensors", "{d}/x.npy", "--targets", "{d}/y_free.npy"], "one-hidden-layer"),
+    (["classify", "{d}/cnn.pt2", "{d}/x.npy", "--targets", "{d}/y_free.npy"], "one-hidden-layer"),
+    (["classify", "{d}/free.safetensors", "{d}/x5x3.npy", "--targets", "{d}/y_free.npy"], "shape 2"),
+    (["classify", "{d}/free.safetensors", "{d}/missing.npy", "--targets", "{d}/y_free.npy"], "missing.npy"),
+    (["classify", "{d}/free.safetensors", "--targets", "{d}/y_free.npy"], "DATA"),
+    (["classify", "{d}/free.safetensors", "{d}/x.npy"], "--targets"),
+    (["classify", "{d}/free.safetensors", "{d}/x3.npy", "--targets", "{d}/y_free.npy"], "is not n x 2"),
+    (["classify", "{d}/free.safetensors", "{d}/x.npy", "--targets", "{d}/y_short.npy"], "9 rows"),
+    (["classify", "{d}/free.safetensors", "{d}/x.npy", "--targets", "{d}/y_wide.npy"], "--targets"),
+    (["classify", "{d}/free.safetensors", "{d}/x.npy", "--targets", "{d}/y_free.npy", "--probes", "-1"],
+     "--probes"),
+])
+def test_errors_are_one_line(case, capsys, args, needle):
+    d = case[0]
+    code, out, err = run(["landscape"] + [a.format(d=d) for a in args], capsys)
+    assert code != 0 and out == ""
+    assert needle in one_line(err), err
