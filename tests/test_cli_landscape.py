@@ -1,4 +1,4 @@
-"""`relulab landscape classify` against the engine it wraps, on
+"""`relulab landscape classify` and `relulab landscape jacobian-rank` against the engines they wrap, on
 hand-built shallow networks with known verdicts, and their one-line errors."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from torch import nn
 
 from clitools import run
 from relulab.core import io as rio
-from relulab.landscape import ShallowNet, directional_stationarity
+from relulab.landscape import ShallowNet, directional_stationarity, full_rank_fraction
 from relulab.nn import Abs
 
 N, D = 10, 2
@@ -129,19 +129,98 @@ def test_classify_known_facts_and_text(case, capsys):
         assert words in out, out
 
 
+# ---------------------------------------------------------------------- jacobian-rank MODEL DATA
+def _autograd_rank(mod: nn.Sequential, X: torch.Tensor, trainable: str) -> int:
+    names = ["0.weight", "0.bias"] + (["2.weight", "2.bias"] if trainable == "all" else [])
+    params = dict(mod.named_parameters())
+
+    def outputs(*tensors):
+        return torch.func.functional_call(mod, {**params, **dict(zip(names, tensors))}, (X,)).reshape(-1)
+
+    jac = torch.autograd.functional.jacobian(outputs, tuple(params[k].detach() for k in names))
+    J = torch.cat([j.reshape(j.shape[0], -1) for j in jac], dim=1)
+    return int(torch.linalg.matrix_rank(J))
+
+
+@pytest.mark.parametrize("name, trainable", [("free", "first"), ("min", "first"), ("abs", "first"),
+                                             ("free", "all"), ("abs", "all")])
+def test_jacobian_rank_matches_autograd(case, capsys, name, trainable):
+    d, X, mods = case
+    code, out, err = run(["landscape", "jacobian-rank", model_file(d, name), str(d / "x.npy"),
+                          "--trainable", trainable, "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    mod = mods[name]
+    rank = _autograd_rank(mod, X, trainable)
+    assert doc["rank"] == rank
+    assert doc["n_outputs"] == N * mod[2].out_features and doc["full_rank"] == (rank == doc["n_outputs"])
+    assert doc["n_parameters"] == sum(p.numel() for p in (mod if trainable == "all" else mod[0]).parameters())
+    assert doc["nonempty"] is True and doc["has_global_minimum"] is None
+
+
+def test_jacobian_rank_zero_loss_set(case, capsys, tmp_path):
+    d, X, mods = case
+    mod = mods["min"]  # 3 neurons, 9 first-layer parameters, 10 samples: never full rank
+    with torch.no_grad():
+        np.save(tmp_path / "fit.npy", mod(X).numpy())  # the network's own outputs: zero loss at its point
+    code, out, err = run(["landscape", "jacobian-rank", model_file(d, "min"), str(d / "x.npy"), "--targets",
+                          str(tmp_path / "fit.npy"), "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["rank"] == _autograd_rank(mod, X, "first") == 3  # all active: J = a_j (x_i, 1), rank d + 1
+    assert doc["full_rank"] is False and doc["has_global_minimum"] is True
+    assert doc["zero_loss_dimension"] == 9 - 3
+    code, out, err = run(["landscape", "jacobian-rank", model_file(d, "min"), str(d / "x.csv"), "--targets",
+                          str(d / "y_min.npy")], capsys)
+    assert code == 0 and "rank" in out and "no zero-loss point" in out, out + err
+
+
+# ---------------------------------------------------------------------- jacobian-rank --grid
+def test_jacobian_rank_grid(capsys, tmp_path):
+    argv = ["landscape", "jacobian-rank", "--grid", "--dims", "1", "--ns", "3", "6", "--ms", "1", "4",
+            "--samples", "20", "--workers", "1"]
+    code, out, err = run(argv + ["--json", "--plot", str(tmp_path / "grid.png")], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    frac, low, high = (np.array(doc[k]) for k in ("fraction", "low", "high"))
+    assert frac.shape == (1, 2, 2) and ((0 <= frac) & (frac <= 1)).all()
+    assert ((low <= frac + 1e-12) & (frac <= high + 1e-12)).all()
+    for b, n in enumerate((3, 6)):
+        for c, m in enumerate((1, 4)):
+            if m * 2 < n:
+                assert frac[0, b, c] == 0
+    ref = full_rank_fraction([1], [3, 6], [1, 4], samples=20, seed=0, workers=1)
+    assert doc["full_rank"] == ref.full_rank.tolist()
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    code, out, err = run(argv, capsys)
+    assert code == 0 and "d = 1" in out and "0*" in out
+
+
 # ---------------------------------------------------------------------- errors
 @pytest.mark.parametrize("args, needle", [
     (["classify", "{d}/deep.safetensors", "{d}/x.npy", "--targets", "{d}/y_free.npy"], "one-hidden-layer"),
+    (["jacobian-rank", "{d}/deep.safetensors", "{d}/x.npy"], "linear, relu, linear, relu, linear"),
+    (["jacobian-rank", "{d}/cnn.pt2", "{d}/x.npy"], "one-hidden-layer"),
     (["classify", "{d}/cnn.pt2", "{d}/x.npy", "--targets", "{d}/y_free.npy"], "one-hidden-layer"),
     (["classify", "{d}/free.safetensors", "{d}/x5x3.npy", "--targets", "{d}/y_free.npy"], "shape 2"),
-    (["classify", "{d}/free.safetensors", "{d}/missing.npy", "--targets", "{d}/y_free.npy"], "missing.npy"),
     (["classify", "{d}/free.safetensors", "--targets", "{d}/y_free.npy"], "DATA"),
     (["classify", "{d}/free.safetensors", "{d}/x.npy"], "--targets"),
+    (["jacobian-rank", "{d}/saddle.safetensors", "{d}/x.npy"], "on a kink: neuron 0 has pre-activation exactly 0"),
+    (["jacobian-rank", "{d}/free.safetensors"], "needs MODEL and DATA"),
+    (["jacobian-rank"], "needs MODEL and DATA"),
     (["classify", "{d}/free.safetensors", "{d}/x3.npy", "--targets", "{d}/y_free.npy"], "is not n x 2"),
+    (["jacobian-rank", "{d}/free.safetensors", "{d}/x5x3.npy"], "shape 2"),
+    (["jacobian-rank", "{d}/free.safetensors", "{d}/missing.npy"], "missing.npy"),
+    (["jacobian-rank", "{d}/free.safetensors", "spirals:10"], ".npy or .csv"),
     (["classify", "{d}/free.safetensors", "{d}/x.npy", "--targets", "{d}/y_short.npy"], "9 rows"),
     (["classify", "{d}/free.safetensors", "{d}/x.npy", "--targets", "{d}/y_wide.npy"], "--targets"),
     (["classify", "{d}/free.safetensors", "{d}/x.npy", "--targets", "{d}/y_free.npy", "--probes", "-1"],
      "--probes"),
+    (["jacobian-rank", "--grid", "--dims", "1", "--ns", "3"], "--ms"),
+    (["jacobian-rank", "--grid", "--dims", "0", "--ns", "3", "--ms", "1"], "positive"),
+    (["jacobian-rank", "{d}/free.safetensors", "{d}/x.npy", "--grid", "--dims", "1", "--ns", "3", "--ms", "1"],
+     "--grid takes no MODEL"),
+    (["jacobian-rank", "{d}/free.safetensors", "{d}/x.npy", "--dims", "1"], "--dims"),
 ])
 def test_errors_are_one_line(case, capsys, args, needle):
     d = case[0]

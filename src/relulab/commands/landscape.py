@@ -1,5 +1,6 @@
 """``relulab landscape ...``: loss landscapes in parameter space: teacher-student critical points, the
-kink-aware stationarity verdict of a shallow network on data (``classify``)."""
+kink-aware stationarity verdict of a shallow network on data (``classify``) and the rank of its
+parameterization Jacobian on data or over random draws (``jacobian-rank``)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def add_parser(sub) -> None:
     json_flag(ts)
     ts.set_defaults(handler=run_teacher_student)
     _add_classify(kinds)
+    _add_jacobian_rank(kinds)
 
 
 def run_teacher_student(args, ctx: Context) -> Output:
@@ -273,3 +275,182 @@ def _render_classify(res, net, args, n: int):
         cert = res.reason + ("" if res.complete else " (incomplete)")
     t.add_row("certificate", cert)
     return t
+
+
+# ---------------------------------------------------------------------- relulab landscape jacobian-rank
+def _add_jacobian_rank(kinds) -> None:
+    p = kinds.add_parser(
+        "jacobian-rank", help="rank of the parameterization Jacobian on data; --grid: the full-rank phase transition",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent("""\
+            MODEL DATA: the Jacobian J of theta -> (f(x_1), ..., f(x_n)) of a
+            one-hidden-layer network MODEL (Linear(d, m), then ReLU, LeakyReLU or Abs,
+            then Linear(m, o)) at its parameters, on the activation region of its point
+            in parameter space (the parameters under which every pre-activation on DATA
+            keeps its sign): rank, full rank (rank = n o), whether the region is non-empty
+            (a linear program) and, with --targets, whether it holds a global minimum
+            (zero loss) and the dimension of the zero-loss set there. With --trainable
+            first (the default; Karhadkar, Murray, Tseran and Montufar, TMLR 2024) J is
+            constant on the region, and full rank there means every differentiable
+            critical point in the region is a global minimum.
+
+            --grid (no MODEL or DATA): for every d, n, m the fraction of random draws
+            (data X ~ N(0, I), He-style W and b, output weights random signs) whose
+            Jacobian has rank n, with Wilson 95% intervals in --json. Full rank needs
+            m (d + 1) >= n.
+
+            examples:
+              relulab landscape jacobian-rank net.safetensors x.npy --targets y.npy
+              relulab landscape jacobian-rank --grid --dims 1 2 --ns 5 10 20 --ms 2 4 8"""))
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None, help=_MODEL_HELP + " (not with --grid)")
+    p.add_argument("data", metavar="DATA", nargs="?", default=None, help=_DATA_HELP + " (not with --grid)")
+    p.add_argument("--targets", metavar="FILE", default=None,
+                   help="targets (.npy/.csv, n or n x o): also decide whether the region holds a zero-loss point")
+    p.add_argument("--arch", metavar="SPEC", default=None, help=_ARCH_HELP)
+    p.add_argument("--input-shape", metavar="SHAPE", default=None, help="input dimension to check the model against")
+    p.add_argument("--trainable", choices=("all", "first"), default="first",
+                   help=_TRAINABLE_HELP + " (default first: the Jacobian is constant on the region)")
+    g = p.add_argument_group("phase-transition grid (--grid)")
+    g.add_argument("--grid", action="store_true",
+                   help="fraction of random points (X ~ N(0, I), He-style W, b, output weights random signs) "
+                        "whose Jacobian has rank n, with Wilson 95%% intervals")
+    g.add_argument("--dims", type=int, nargs="+", metavar="D", default=None, help="input dimensions d")
+    g.add_argument("--ns", type=int, nargs="+", metavar="N", default=None, help="numbers of samples n")
+    g.add_argument("--ms", type=int, nargs="+", metavar="M", default=None, help="numbers of hidden neurons m")
+    g.add_argument("--samples", type=int, default=None, help="random draws per cell (default 200)")
+    g.add_argument("--seed", type=int, default=None, help="seed (default 0; results do not depend on --workers)")
+    g.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    g.add_argument("--activation", choices=("relu", "leaky_relu", "abs"), default=None, help="default relu")
+    g.add_argument("--alpha", type=float, default=None, help="slope of leaky_relu (default 0.01)")
+    g.add_argument("--plot", metavar="FILE", default=None, help="heatmap of the fractions, one panel per d")
+    json_flag(p)
+    p.set_defaults(handler=run_jacobian_rank)
+
+
+_GRID_ONLY = ("dims", "ns", "ms", "samples", "seed", "workers", "activation", "alpha", "plot")
+
+
+def run_jacobian_rank(args, ctx: Context) -> Output:
+    from relulab.core.errors import InvalidInputError
+
+    if args.grid:
+        given = [n for n in ("model", "data") if getattr(args, n) is not None]
+        if given or args.targets or args.arch or args.input_shape:
+            raise InvalidInputError("jacobian-rank --grid takes no MODEL, DATA, --targets, --arch or --input-shape")
+        return _run_grid(args, ctx)
+    extra = [n for n in _GRID_ONLY if getattr(args, n) is not None]
+    if extra:
+        raise InvalidInputError(f"--{extra[0]} is an option of jacobian-rank --grid")
+    if args.model is None or args.data is None:
+        raise InvalidInputError("jacobian-rank needs MODEL and DATA (or --grid --dims ... --ns ... --ms ...)")
+    from relulab.landscape import parameter_region
+
+    mf, net, x, y = _shallow_and_data(args, args.trainable, "jacobian-rank")
+    _check_off_kinks(net, x)
+    with ctx.progress("jacobian-rank") as update:
+        update("rank and region", 0, 1)
+        res = parameter_region(net, x, y)
+        update("done", 1, 1)
+    n = int(x.shape[0])
+    data = {"model": args.model, "data": args.data, "targets": args.targets, "n": n,
+            "network": _network(mf, net), **res.to_dict()}
+    return Output(data, _render_rank(res, net, args, n))
+
+
+def _check_off_kinks(net, x) -> None:
+    """The Jacobian exists only off kinks: say which (neuron, sample) pair is on one, in the CLI's words."""
+    import torch
+
+    from relulab.core.errors import DegenerateGeometryError
+    from relulab.landscape import parameter_pattern
+
+    S = parameter_pattern(net, x)
+    null = (x == 0).all(dim=1) if net.b is None else torch.zeros(x.shape[0], dtype=torch.bool)
+    bad = (S == 0) & ~null[None, :]
+    if bool(bad.any()):
+        j, i = (int(v) for v in bad.nonzero()[0])
+        raise DegenerateGeometryError(
+            f"MODEL's parameters lie on a kink: neuron {j} has pre-activation exactly 0 at sample {i} "
+            f"({int(bad.sum())} such pair(s)); the Jacobian does not exist there (relulab landscape classify "
+            "handles points on kinks)")
+
+
+def _render_rank(res, net, args, n: int):
+    t = _key_value_table()
+    t.add_row("model", f"{args.model}: {_net_text(net)}")
+    t.add_row("data", f"{args.data} (n = {n})")
+    rows = res.n_outputs
+    t.add_row("Jacobian", f"{rows} x {res.n_parameters} (n o rows, one column per trainable parameter)")
+    t.add_row("rank", f"{res.rank}: " + ("full rank (rank = n o)" if res.full_rank else
+                                         f"not full rank (n o = {rows}"
+                                         + (f"; only {res.n_parameters} parameters)" if res.n_parameters < rows
+                                            else ")")))
+    if res.full_rank and net.trainable == "first":
+        t.add_row("", "every differentiable critical point in this region is a global minimum")
+    t.add_row("region", "non-empty" if res.nonempty else "EMPTY (linear program)")
+    if args.targets is None:
+        t.add_row("global minimum", "give --targets to decide whether the region holds a zero-loss point")
+    else:
+        g = res.has_global_minimum
+        text = {True: "yes: zero loss is attained inside the region", False: "no zero-loss point in the region",
+                None: "not decided (with trainable output weights only the test with the output layer fixed is "
+                      "made, and it found none)"}[g]
+        if res.zero_loss_dimension is not None:
+            text += f"; the zero-loss set there has dimension {res.zero_loss_dimension} (P - rank)"
+        t.add_row("global minimum", text)
+    return t
+
+
+def _run_grid(args, ctx: Context) -> Output:
+    from relulab.core.errors import InvalidInputError
+    from relulab.landscape import full_rank_fraction
+
+    missing = [f"--{n}" for n in ("dims", "ns", "ms") if getattr(args, n) is None]
+    if missing:
+        raise InvalidInputError(f"jacobian-rank --grid needs {', '.join(missing)}")
+    if args.samples is not None and args.samples < 1:
+        raise InvalidInputError(f"--samples must be a positive integer, got {args.samples}")
+    if args.workers is not None and args.workers < 1:
+        raise InvalidInputError(f"--workers must be a positive integer, got {args.workers}")
+    if args.alpha is not None and args.activation != "leaky_relu":
+        raise InvalidInputError("--alpha is the slope of --activation leaky_relu")
+    with ctx.progress("full-rank grid") as update:
+        update("sampling", 0, 1)
+        res = full_rank_fraction(args.dims, args.ns, args.ms, samples=args.samples or 200, seed=args.seed or 0,
+                                 workers=args.workers, activation=args.activation or "relu", alpha=args.alpha)
+        update("done", 1, 1)
+    data = res.to_dict()
+    if args.plot:
+        save_figure(lambda ax: _draw_grid(ax, res), args.plot, (4 * len(res.d_values), 3.5))
+        data["plot"] = args.plot
+    return Output(data, _render_grid(res, args))
+
+
+def _draw_grid(ax, res) -> None:
+    fig = ax.figure
+    ax.remove()
+    res.plot(ax=fig.subplots(1, len(res.d_values), squeeze=False)[0])
+
+
+def _render_grid(res, args):
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts = [Text(f"fraction of {res.samples} random points whose Jacobian has rank n ({res.activation}, "
+                  f"hidden bias, output layer fixed; seed {res.seed}, {res.workers} worker(s), "
+                  f"{res.elapsed:.1f} s); * : m (d+1) < n, never full rank")]
+    for a, d in enumerate(res.d_values):
+        t = Table(title=f"d = {d}", title_justify="left", show_edge=False)
+        t.add_column("m \\ n", justify="right", style="bold")
+        for n in res.n_values:
+            t.add_column(str(n), justify="right")
+        for c, m in enumerate(res.m_values):
+            cells = []
+            for b, n in enumerate(res.n_values):
+                cells.append("0*" if m * (d + 1) < n else f"{res.fraction[a, b, c]:.3f}")
+            t.add_row(str(m), *cells)
+        parts += [Text(""), t]
+    if args.plot:
+        parts += [Text(""), Text(f"figure: {args.plot}")]
+    return Group(*parts)
