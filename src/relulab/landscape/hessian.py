@@ -124,6 +124,13 @@ class HessianOperator:
                 raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size}")
             if reduction is None:
                 raise InvalidInputError("batching needs the loss's reduction ('mean' or 'sum'): pass reduction=")
+            weight = getattr(loss, "weight", None)
+            ignore = getattr(loss, "ignore_index", None)
+            if reduction == "mean" and (weight is not None or (ignore is not None and not self.targets.is_floating_point()
+                                                               and bool((self.targets == ignore).any()))):
+                raise InvalidInputError(f"{type(loss).__name__} with class weights or ignored labels averages over a "
+                                        "weighted count, not over samples: batching would change the loss; use "
+                                        "batch_size=None or reduction='sum'")
             self.batches = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
         self.weights = [((e - s) / n if reduction == "mean" else 1.0) for s, e in self.batches]
         self.n_products = 0
@@ -287,9 +294,15 @@ class LanczosDecomposition(Result):
 
 
 class _LanczosRun:
-    """A Lanczos recurrence that can be extended step by step; the basis grows by doubling."""
+    """A Lanczos recurrence that can be extended step by step; the basis grows by doubling.
 
-    def __init__(self, op, v0: torch.Tensor):
+    ``restart``: when the Krylov space becomes invariant before it spans everything, go on from a
+    random vector orthogonal to it (``T`` becomes block diagonal, the coupling ``beta`` is 0);
+    ``blocks`` holds the first step of every block. Without a restart a single-vector Krylov method
+    never sees a second copy of a repeated eigenvalue.
+    """
+
+    def __init__(self, op, v0: torch.Tensor, restart: bool = False, seed: int = 0):
         self.op = op
         self.P = _operator_dim(op)
         dtype, device = _like(op)
@@ -303,6 +316,9 @@ class _LanczosRun:
         self.beta: list[float] = []
         self.invariant = False
         self.eps = torch.finfo(dtype).eps
+        self.restart = restart
+        self.blocks = [0]
+        self._gen = _generator(seed + 7919, device)
 
     @property
     def steps(self) -> int:
@@ -327,10 +343,24 @@ class _LanczosRun:
             self.beta.append(b)
             scale = max(max(abs(x) for x in self.alpha), max(self.beta)) or 1.0
             if b <= 1e3 * self.eps * scale or j + 1 == self.P:
-                self.invariant = True  # a full basis spans everything: the residual is rounding
                 self.beta[-1] = 0.0
+                if self.restart and j + 1 < self.P:
+                    self.Q[j + 1] = self._orthogonal_start(basis)
+                    self.blocks.append(j + 1)
+                    break  # the caller sees the breakdown (beta 0) before the new block starts
+                self.invariant = True  # invariant, or a full basis: the residual is rounding
                 break
             self.Q[j + 1] = w / b
+
+    def _orthogonal_start(self, basis: torch.Tensor) -> torch.Tensor:
+        for _ in range(5):
+            r = torch.randn(self.P, generator=self._gen, dtype=basis.dtype).to(basis.device)
+            for _ in range(2):
+                r = r - basis.T @ (basis @ r)
+            nr = torch.linalg.vector_norm(r)
+            if nr > 1e-8:
+                return r / nr
+        raise RelulabError("could not draw a start vector orthogonal to the Krylov basis")
 
     def decomposition(self) -> LanczosDecomposition:
         m = self.steps
@@ -384,6 +414,20 @@ class HessianEigenpairs(Result):
                        "steps", "n_products", "converged", "seconds")
 
 
+def _last_block_settled(dec: LanczosDecomposition, start: int, ends, small: float) -> bool:
+    """After a restart the wanted pairs of earlier blocks are exact, but the newest block may still
+    hide larger (or smaller) eigenvalues: its own extreme Ritz values must have converged too, and a
+    block that has just broken down (``beta = 0`` before P steps) must first be restarted."""
+    if dec.beta[-1] == 0.0 and not dec.invariant:
+        return False
+    if start == 0:
+        return True
+    a, b = dec.alpha[start:], dec.beta[start:]
+    th, S = eigh_tridiagonal(a, b[:-1]) if len(a) > 1 else (a.copy(), np.ones((1, 1)))
+    bnd = np.abs(b[-1] * S[-1, :])
+    return all(bnd[-1 if e == "largest" else 0] <= small for e in ends)
+
+
 def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, max_steps: int = 300,
                        seed: int = 0, vectors: bool = True, verify: bool = True, check_every: int = 5,
                        _return_lanczos: bool = False):
@@ -392,7 +436,9 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
     ``which``: ``"largest"``, ``"smallest"`` or ``"both"`` (one Krylov space serves both ends).
     The space grows from ``2k + 10`` steps until every wanted Ritz pair has residual bound
     ``|beta_m s_{m,i}| <= tol * ||T_m||`` (checked every ``check_every`` steps) or ``max_steps`` is
-    reached (then ``converged=False``). ``verify``: re-measure each residual with one product.
+    reached (then ``converged=False``). When the space becomes invariant early it restarts orthogonally
+    (so exactly repeated eigenvalues and large null spaces are found); a cluster of distinct but
+    nearly equal eigenvalues is resolved only as far as rounding lets one Krylov vector see it. ``verify``: re-measure each residual with one product.
     Memory: ``max_steps`` basis vectors of length P.
     """
     if which not in ("largest", "smallest", "both"):
@@ -406,7 +452,8 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
     n0 = getattr(op, "n_products", 0)
     ends = ("largest", "smallest") if which == "both" else (which,)
     dtype, device = _like(op)
-    run = _LanczosRun(op, torch.randn(P, generator=_generator(seed, device), dtype=dtype).to(device))
+    run = _LanczosRun(op, torch.randn(P, generator=_generator(seed, device), dtype=dtype).to(device), restart=True,
+                      seed=seed)
     run.extend(min(P, max(2 * k + 10, 20), max_steps))
     while True:
         dec = run.decomposition()
@@ -417,7 +464,9 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
         kk = min(k, m)
         idx = {"largest": np.arange(m - 1, m - 1 - kk, -1), "smallest": np.arange(kk)}
         wanted = np.concatenate([idx[e] for e in ends])
-        ok = dec.invariant or (kk == k and bool(np.all(bound[wanted] <= tol * max(norm, 1e-300))))
+        small = tol * max(norm, 1e-300)
+        ok = dec.invariant or (kk == k and bool(np.all(bound[wanted] <= small)) and _last_block_settled(
+            dec, run.blocks[-1], ends, small))
         if ok or m >= min(P, max_steps):
             break
         run.extend(min(P, max_steps, m + check_every))
