@@ -116,7 +116,7 @@ def test_demo_quick_writes_a_self_contained_report(tmp_path):
     assert 0.0 <= train["test_accuracy"] <= 1.0
     assert s["sections"][2]["summary"]["max_units"] == 64
     pngs = [f for x in s["sections"] for f in x["figures"]]
-    assert {"decision.png", "training.png", "regions.png", "ntk_spectrum.png"} <= set(pngs)
+    assert {"decision.png", "training.png", "regions.png", "ntk_spectrum.png", "hessian_spectrum.png"} <= set(pngs)
     for f in pngs:
         assert (out / f).read_bytes().startswith(PNG)
     html = (out / "report.html").read_text()
@@ -124,6 +124,11 @@ def test_demo_quick_writes_a_self_contained_report(tmp_path):
     ntk = next(x["summary"] for x in s["sections"] if x["title"] == "Neural tangent kernel")
     assert set(ntk) == {"at initialization", "after training"}
     assert ntk["at initialization"]["lambda_max"] != ntk["after training"]["lambda_max"]
+    hess = next(x["summary"] for x in s["sections"] if x["title"] == "Hessian spectrum")
+    assert hess["n_parameters"] == 1218 and hess["eigenpairs"]["converged"]
+    assert hess["dense_check"]["max_eigenvalue_error"] < 1e-8 * max(1.0, hess["eigenpairs"]["largest"][0])
+    ine = hess["inertia"]
+    assert ine["exact"] and ine["negative"] + ine["zero"] + ine["positive"] == 1218
     assert not re.search(r"(src|href)=['\"](?!data:)", html)  # no external assets
     # the saved model is the trained one
     net = relulab.load(out / "model.safetensors")

@@ -106,6 +106,7 @@ class HessianOperator:
         self.sizes = [p.numel() for _, p in named]
         self._params = [p for _, p in named]
         self._cached = None
+        self._batched_failed = False
         self.theta = torch.cat([p.detach().reshape(-1) for _, p in named])
         self.buffers = {k: b for k, b in self.model.named_buffers()}
         x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
@@ -194,8 +195,17 @@ class HessianOperator:
         if v.numel() != self.dim:
             raise InvalidInputError(f"vector has {v.numel()} entries, the Hessian acts on {self.dim}")
         vs = [t.view(s) for t, s in zip(v.split(self.sizes), self.shapes)]
-        out = torch.zeros_like(self.theta)
         single = len(self.batches) == 1
+        if single:  # the common case without accumulation buffers
+            if self._cached is None:
+                self._cached = self._gradient_graph(0)
+            with torch.enable_grad():
+                hv = torch.autograd.grad(self._cached, self._params, vs, retain_graph=True, allow_unused=True)
+            self.n_products += 1
+            out = torch.cat([torch.zeros(n, dtype=self.dtype, device=self.device) if t is None else t.reshape(-1)
+                             for t, n in zip(hv, self.sizes)])
+            return out if self.weights[0] == 1.0 else out * self.weights[0]
+        out = torch.zeros_like(self.theta)
         for i, w in enumerate(self.weights):
             if single:
                 if self._cached is None:
@@ -210,19 +220,47 @@ class HessianOperator:
         self.n_products += 1
         return out
 
-    def matmat(self, V: torch.Tensor) -> torch.Tensor:
-        """H V for the columns of V (P, s)."""
-        return torch.stack([self.matvec(V[:, j]) for j in range(V.shape[1])], 1)
+    def matmat(self, V: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """H V for the columns of V (P, s): ``chunk`` columns per backward pass through the kept gradient
+        graph (``is_grads_batched``, vectorized by vmap) with one batch, else column by column."""
+        V = torch.as_tensor(V, dtype=self.dtype, device=self.device)
+        if V.dim() != 2 or V.shape[0] != self.dim:
+            raise InvalidInputError(f"matrix has shape {tuple(V.shape)}, the Hessian acts on ({self.dim}, s)")
+        if len(self.batches) > 1 or self._batched_failed:
+            return torch.stack([self.matvec(V[:, j]) for j in range(V.shape[1])], 1)
+        if self._cached is None:
+            self._cached = self._gradient_graph(0)
+        out = []
+        for s in range(0, V.shape[1], chunk):
+            C = V[:, s:s + chunk].T.contiguous()  # (c, P)
+            cs = [t.reshape(C.shape[0], *sh) for t, sh in zip(C.split(self.sizes, 1), self.shapes)]
+            try:
+                with torch.enable_grad():
+                    hv = torch.autograd.grad(self._cached, self._params, cs, retain_graph=True, allow_unused=True,
+                                             is_grads_batched=True)
+            except RuntimeError:  # an op without a batching rule: products one at a time
+                self._batched_failed = True
+                return torch.stack([self.matvec(V[:, j]) for j in range(V.shape[1])], 1)
+            out.append(torch.cat([torch.zeros(C.shape[0], n, dtype=self.dtype, device=self.device) if t is None
+                                  else t.reshape(C.shape[0], -1) for t, n in zip(hv, self.sizes)], 1))
+            self.n_products += C.shape[0]
+        return torch.cat(out, 0).T
 
     def __matmul__(self, v):
         v = torch.as_tensor(v, dtype=self.dtype, device=self.device)
         return self.matvec(v) if v.dim() == 1 else self.matmat(v)
 
     def dense(self, max_dim: int = 8000) -> torch.Tensor:
-        """The full Hessian (P, P) by ``torch.func.hessian``, symmetrized; refused above ``max_dim``."""
+        """The full Hessian (P, P), symmetrized: ``H I`` by batched products with one batch of data,
+        else ``torch.func.hessian`` per batch; refused above ``max_dim`` parameters."""
         if self.dim > max_dim:
             raise InvalidInputError(f"the dense Hessian has {self.dim}^2 entries; dense() is limited to "
                                     f"{max_dim} parameters (raise max_dim, or use the matrix-free functions)")
+        if len(self.batches) == 1:
+            n0 = self.n_products
+            H = self.matmat(torch.eye(self.dim, dtype=self.dtype, device=self.device))
+            self.n_products = n0
+            return (H + H.T) / 2
         H = torch.zeros(self.dim, self.dim, dtype=self.dtype, device=self.device)
         for i, w in enumerate(self.weights):
             x, y = self._batch(i)
