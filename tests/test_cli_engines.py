@@ -27,6 +27,7 @@ def files(tmp_path_factory):
     np.save(d / "x.npy", x)
     np.savetxt(d / "x.csv", x, delimiter=",")
     np.save(d / "bad.npy", np.ones((7, 5)))
+    np.save(d / "recut.npy", np.ones((6, 2)))  # 12 numbers: 4 rows of 3 only if re-cut, which must not happen
     return d
 
 
@@ -75,6 +76,7 @@ def test_ntk_builtin_data_and_cnn(files, capsys):
 
 
 @pytest.mark.parametrize("data, needle", [("bad.npy", "does not hold inputs of shape 3"),
+                                          ("recut.npy", "6x2 does not hold inputs of shape 3"),
                                           ("nothing.csv", "nothing.csv"), ("nonsense", "expected a .npy or .csv"),
                                           ("spirals:x", "NAME:N")])
 def test_ntk_bad_data(files, capsys, data, needle):

@@ -208,7 +208,7 @@ def test_jacobian_rank_grid(capsys, tmp_path):
     (["jacobian-rank", "{d}/saddle.safetensors", "{d}/x.npy"], "on a kink: neuron 0 has pre-activation exactly 0"),
     (["jacobian-rank", "{d}/free.safetensors"], "needs MODEL and DATA"),
     (["jacobian-rank"], "needs MODEL and DATA"),
-    (["classify", "{d}/free.safetensors", "{d}/x3.npy", "--targets", "{d}/y_free.npy"], "is not n x 2"),
+    (["classify", "{d}/free.safetensors", "{d}/x3.npy", "--targets", "{d}/y_free.npy"], "does not hold inputs of shape 2"),
     (["jacobian-rank", "{d}/free.safetensors", "{d}/x5x3.npy"], "shape 2"),
     (["jacobian-rank", "{d}/free.safetensors", "{d}/missing.npy"], "missing.npy"),
     (["jacobian-rank", "{d}/free.safetensors", "spirals:10"], ".npy or .csv"),

@@ -68,9 +68,14 @@ def read_inputs(text: str, shape, max_points: int):
         raise InvalidInputError(f"DATA {text!r}: expected a .npy or .csv file or one of "
                                 f"{', '.join(datasets.DATASETS)} (optionally NAME:N)")
     numel = int(np.prod(shape))
-    if x.dim() == 0 or x.numel() == 0 or x.numel() % numel or x.reshape(-1, numel).shape[0] < 1:
-        raise InvalidInputError(f"DATA {text}: {tuple(x.shape)} does not hold inputs of shape "
-                                f"{'x'.join(map(str, shape))}")
+    # rows of inputs (n, *shape), flattened rows (n, numel), n scalars, or one input: never a silent re-cut
+    # of the numbers into rows of another length
+    fits = (tuple(x.shape[1:]) == tuple(shape) or (x.dim() == 2 and x.shape[1] == numel)
+            or (x.dim() == 1 and numel == 1) or tuple(x.shape) == tuple(shape))
+    if x.dim() == 0 or x.numel() == 0 or not fits:
+        raise InvalidInputError(f"DATA {text}: an array of shape {'x'.join(map(str, x.shape))} does not hold "
+                                f"inputs of shape {'x'.join(map(str, shape))} (expected n x "
+                                f"{'x'.join(map(str, shape))}{'' if len(shape) == 1 else f' or n x {numel}'})")
     x = x.reshape(-1, *shape)
     if not bool(torch.isfinite(x).all()):
         raise InvalidInputError(f"DATA {text}: contains non-finite values")
