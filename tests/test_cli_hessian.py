@@ -20,6 +20,7 @@ def files(tmp_path_factory):
     rio.save(rio.build("cnn:1x6x6-c2k3-m2-3:relu", seed=0), d / "cnn.pt2", input_shape=(1, 6, 6))
     rng = np.random.default_rng(0)
     np.save(d / "x3.npy", rng.normal(size=(20, 3)))
+    np.save(d / "x2.npy", rng.normal(size=(20, 2)))
     np.save(d / "y3.npy", rng.normal(size=20))
     np.save(d / "img.npy", rng.normal(size=(8, 1, 6, 6)))
     np.save(d / "lab.npy", rng.integers(0, 3, size=8))
@@ -89,8 +90,8 @@ def test_hessian_cnn_with_labels(files, capsys):
 
 
 @pytest.mark.parametrize("argv,needle", [
-    (["clf.safetensors", "x3.npy"], "--targets"),
-    (["clf.safetensors", "x3.npy", "--targets", "y3.npy"], ""),  # 3 columns for a 2-input model
+    (["clf.safetensors", "x2.npy"], "--targets"),
+    (["clf.safetensors", "x3.npy", "--targets", "y3.npy"], "does not hold inputs of shape 2"),
     (["cnn.pt2", "img.npy", "--targets", "badlab.npy"], "class indices"),
     (["cnn.pt2", "img.npy", "--targets", "short.npy"], "rows"),
     (["reg.safetensors", "x3.npy", "--targets", "y3.npy"], "cross_entropy needs a model with at least 2"),
