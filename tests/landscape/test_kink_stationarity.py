@@ -241,6 +241,10 @@ def test_result_serializes_and_validates():
         directional_stationarity(net, X, torch.zeros(4, dtype=T))
     with pytest.raises(InvalidInputError, match="net"):
         directional_stationarity("net", X, Y)
+    bad = torch.as_tensor(Y, dtype=T).clone()
+    bad.view(-1)[0] = float("nan")
+    with pytest.raises(InvalidInputError, match="non-finite"):
+        directional_stationarity(net, X, bad)
 
 
 def test_snapped_kinks_with_scale_aware_tolerance():

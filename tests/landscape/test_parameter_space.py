@@ -341,7 +341,13 @@ def test_full_rank_fraction_workers_and_bounds():
     json.dumps(g1.to_dict())
     import matplotlib
     matplotlib.use("Agg")
-    g1.plot()
+    import matplotlib.pyplot as plt
+    fig = g1.plot()
+    assert len([a for a in fig.axes if a.get_title().startswith("d = ")]) == len(kw["d_values"])
+    _, one = plt.subplots()
+    with pytest.raises(InvalidInputError, match="one Axes per input dimension"):
+        g1.plot(ax=one)  # one Axes for several d would silently drop all but the first
+    plt.close("all")
 
 
 def test_full_rank_fraction_matches_single_point_rank():

@@ -80,6 +80,8 @@ def _data(net: ShallowNet, X, Y):
         raise InvalidInputError(f"Y must have shape ({X.shape[0]}, {net.o}), got {tuple(Y.shape)}")
     if X.shape[0] < 1:
         raise InvalidInputError("X must hold at least one data point")
+    if not bool(torch.isfinite(Y).all()):
+        raise InvalidInputError("Y contains non-finite values (nan or inf)")
     return X, Y
 
 

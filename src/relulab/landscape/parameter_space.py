@@ -537,6 +537,9 @@ class FullRankGrid(Result):
             axes = list(axes[0])
         else:
             axes = list(np.atleast_1d(ax))
+            if len(axes) != k:
+                raise InvalidInputError(f"plot needs one Axes per input dimension: {k} for d = {self.d_values}, "
+                                        f"got {len(axes)}")
             fig = axes[0].figure
         ns, ms = np.asarray(self.n_values), np.asarray(self.m_values)
         for a_i, (axx, d) in enumerate(zip(axes, self.d_values)):
