@@ -126,7 +126,8 @@ def test_demo_quick_writes_a_self_contained_report(tmp_path):
     assert ntk["at initialization"]["lambda_max"] != ntk["after training"]["lambda_max"]
     hess = next(x["summary"] for x in s["sections"] if x["title"] == "Hessian spectrum")
     assert hess["n_parameters"] == 1218 and hess["eigenpairs"]["converged"]
-    assert hess["dense_check"]["max_eigenvalue_error"] < 1e-8 * max(1.0, hess["eigenpairs"]["largest"][0])
+    # each Ritz value lies within its residual of an eigenvalue (and these are the extreme ones)
+    assert hess["dense_check"]["max_eigenvalue_error"] <= hess["dense_check"]["max_residual"] + 1e-12
     ine = hess["inertia"]
     assert ine["exact"] and ine["negative"] + ine["zero"] + ine["positive"] == 1218
     assert not re.search(r"(src|href)=['\"](?!data:)", html)  # no external assets
