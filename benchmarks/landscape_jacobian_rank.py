@@ -13,6 +13,9 @@ Part 2, phase transition: for d in ``--dims``, n in ``--ns``, m in ``--ms``, the
 draws whose region has a full-rank Jacobian (rank n), over ``--workers`` processes (default every core).
 One table per d: rows m, columns n; '.' marks m (d + 1) < n (full rank impossible, always 0). Below the
 tables, for each (d, m): the largest n with fraction >= 1/2 next to the parameter count m (d + 1).
+``--measure count`` draws regions uniformly among the non-empty ones instead of random parameter points
+(closed form for d = 1; LP enumeration per 128 samples for d >= 2, slow beyond n ~ 30):
+``... --skip-throughput --dims 1 --measure count``.
 ``--json PATH`` writes both parts (the grid with Wilson 95% intervals) as JSON.
 """
 
@@ -38,12 +41,16 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--activation", default="relu", choices=["relu", "leaky_relu", "abs"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--measure", default="volume", choices=["volume", "count"],
+                   help="volume: random parameter points; count: regions uniformly among the non-empty ones")
+    p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--json", default=None, help="write the results to this path")
     args = p.parse_args(argv)
 
     out = {"cores": os.cpu_count(), "throughput": []}
-    print(f"# throughput (d = 4, n in 10..40, m in 4, 8, 16; {args.rate_samples} samples per cell)")
-    for w in (1, 2):
+    if not args.skip_throughput:
+        print(f"# throughput (d = 4, n in 10..40, m in 4, 8, 16; {args.rate_samples} samples per cell)")
+    for w in (() if args.skip_throughput else (1, 2)):
         t0 = time.perf_counter()
         g = full_rank_fraction([4], [10, 20, 30, 40], [4, 8, 16], samples=args.rate_samples, seed=0, workers=w,
                                activation=args.activation)
@@ -58,11 +65,11 @@ def main(argv=None):
 
     t0 = time.perf_counter()
     g = full_rank_fraction(args.dims, args.ns, args.ms, samples=args.samples, seed=args.seed, workers=args.workers,
-                           activation=args.activation)
+                           activation=args.activation, measure=args.measure)
     dt = time.perf_counter() - t0
     cells = len(args.dims) * len(args.ns) * len(args.ms)
     print(f"\n# phase transition: {cells} cells x {args.samples} samples = {cells * args.samples} samples "
-          f"in {dt:.1f} s ({g.workers} workers, activation {args.activation})")
+          f"in {dt:.1f} s ({g.workers} workers, activation {args.activation}, measure {args.measure})")
     for a, d in enumerate(g.d_values):
         print(f"\nd = {d}: fraction of regions with rank J = n (rows m, columns n)")
         print("   m " + "".join(f"{n:>6d}" for n in g.n_values))

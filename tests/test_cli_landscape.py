@@ -194,6 +194,10 @@ def test_jacobian_rank_grid(capsys, tmp_path):
     assert (tmp_path / "grid.png").stat().st_size > 1000
     code, out, err = run(argv, capsys)
     assert code == 0 and "d = 1" in out and "0*" in out
+    code, out, err = run(argv + ["--measure", "count", "--json"], capsys)
+    assert code == 0, err
+    ref = full_rank_fraction([1], [3, 6], [1, 4], samples=20, seed=0, workers=1, measure="count")
+    assert json.loads(out)["full_rank"] == ref.full_rank.tolist() and json.loads(out)["measure"] == "count"
 
 
 # ---------------------------------------------------------------------- errors

@@ -391,3 +391,44 @@ def test_zero_loss_of_reachable_targets_any_scale(d, m, n, o, act, bias, seed, s
     wit = net.with_parameters(R.global_minimum)
     assert torch.equal(parameter_pattern(wit, X), R.pattern)
     torch.testing.assert_close(wit(X), Y, rtol=1e-6, atol=1e-6 * float(Y.abs().max()))
+
+
+def test_neuron_cells_closed_form_matches_the_lp_arrangement():
+    from relulab.landscape.parameter_space import _neuron_cells
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 9):
+        X = rng.standard_normal((n, 1))
+        closed = {tuple(r) for r in _neuron_cells(X, True, 10_000).tolist()}
+        lp = {tuple(r) for r in enumerate_parameter_regions(torch.as_tensor(X), 1).cells.tolist()}
+        assert closed == lp and len(closed) == 2 * n
+
+
+def test_count_measure_matches_exhaustive_regions():
+    # the sampler draws each neuron's cell uniformly: its full-rank frequency must match the exact fraction
+    # over every one of the cells^m regions of the same data set, ranks by numpy's matrix_rank
+    from relulab.landscape import parameter_space as ps
+
+    d, n, m, B = 1, 4, 3, 3000
+    task = dict(cell=0, d=d, n=n, m=m, size=B, bias=True, alpha=0.0, rtol=None, entropy=[7, d, n, m, 0],
+                measure="count", max_cells=1000)
+    _, k = ps._rank_task(task)
+    X = np.random.default_rng(np.random.SeedSequence(task["entropy"])).standard_normal((n, d))
+    cells = ps._neuron_cells(X, True, 1000)
+    Xt = np.concatenate([X, np.ones((n, 1))], 1)
+    full = 0
+    for combo in itertools.product(range(len(cells)), repeat=m):
+        J = np.concatenate([(cells[c] > 0)[:, None] * Xt for c in combo], 1)  # a_j = 1: ranks do not change
+        full += np.linalg.matrix_rank(J) == n
+    p = full / len(cells) ** m
+    assert 0.05 < p < 0.95  # a cell where the test can tell samplers apart
+    assert abs(k / B - p) < 4 * np.sqrt(p * (1 - p) / B) + 1e-9
+
+
+def test_count_measure_grid_and_budget():
+    g = full_rank_fraction([1], [6], [4], samples=64, measure="count", workers=1)
+    assert g.measure == "count" and 0 <= g.fraction[0, 0, 0] <= 1
+    with pytest.raises(InvalidInputError, match="measure"):
+        full_rank_fraction([1], [6], [4], samples=8, measure="uniform")
+    with pytest.raises(InvalidInputError, match="max_cells"):
+        full_rank_fraction([3], [40], [16], samples=8, measure="count", max_cells=50, workers=1)

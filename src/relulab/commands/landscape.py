@@ -297,7 +297,8 @@ def _add_jacobian_rank(kinds) -> None:
             --grid (no MODEL or DATA): for every d, n, m the fraction of random draws
             (data X ~ N(0, I), He-style W and b, output weights random signs) whose
             Jacobian has rank n, with Wilson 95% intervals in --json. Full rank needs
-            m (d + 1) >= n.
+            m (d + 1) >= n. --measure count draws regions uniformly among all non-empty
+            ones instead (each neuron's sign vector uniform among the realizable ones).
 
             examples:
               relulab landscape jacobian-rank net.safetensors x.npy --targets y.npy
@@ -322,12 +323,14 @@ def _add_jacobian_rank(kinds) -> None:
     g.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
     g.add_argument("--activation", choices=("relu", "leaky_relu", "abs"), default=None, help="default relu")
     g.add_argument("--alpha", type=float, default=None, help="slope of leaky_relu (default 0.01)")
+    g.add_argument("--measure", choices=("volume", "count"), default=None,
+                   help="volume: random parameter points (default); count: regions uniformly among non-empty ones")
     g.add_argument("--plot", metavar="FILE", default=None, help="heatmap of the fractions, one panel per d")
     json_flag(p)
     p.set_defaults(handler=run_jacobian_rank)
 
 
-_GRID_ONLY = ("dims", "ns", "ms", "samples", "seed", "workers", "activation", "alpha", "plot")
+_GRID_ONLY = ("dims", "ns", "ms", "samples", "seed", "workers", "activation", "alpha", "measure", "plot")
 
 
 def run_jacobian_rank(args, ctx: Context) -> Output:
@@ -417,7 +420,8 @@ def _run_grid(args, ctx: Context) -> Output:
     with ctx.progress("full-rank grid") as update:
         update("sampling", 0, 1)
         res = full_rank_fraction(args.dims, args.ns, args.ms, samples=args.samples or 200, seed=args.seed or 0,
-                                 workers=args.workers, activation=args.activation or "relu", alpha=args.alpha)
+                                 workers=args.workers, activation=args.activation or "relu", alpha=args.alpha,
+                                 measure=args.measure or "volume")
         update("done", 1, 1)
     data = res.to_dict()
     if args.plot:
@@ -437,7 +441,8 @@ def _render_grid(res, args):
     from rich.table import Table
     from rich.text import Text
 
-    parts = [Text(f"fraction of {res.samples} random points whose Jacobian has rank n ({res.activation}, "
+    what = "random points" if res.measure == "volume" else "regions drawn uniformly by count"
+    parts = [Text(f"fraction of {res.samples} {what} whose Jacobian has rank n ({res.activation}, "
                   f"hidden bias, output layer fixed; seed {res.seed}, {res.workers} worker(s), "
                   f"{res.elapsed:.1f} s); * : m (d+1) < n, never full rank")]
     for a, d in enumerate(res.d_values):

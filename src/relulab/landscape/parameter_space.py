@@ -487,6 +487,8 @@ def _rank_task(task: dict) -> tuple[int, int]:
         torch.set_num_threads(task["threads"])
     d, n, m, B = task["d"], task["n"], task["m"], task["size"]
     rng = np.random.default_rng(np.random.SeedSequence(task["entropy"]))
+    if task.get("measure") == "count":
+        return _rank_task_count(task, rng)
     X = rng.standard_normal((B, n, d))
     W = rng.standard_normal((B, m, d)) * math.sqrt(2.0 / d)
     b = rng.standard_normal((B, m)) * math.sqrt(2.0 / d)
@@ -502,9 +504,46 @@ def _rank_task(task: dict) -> tuple[int, int]:
     return task["cell"], int((rank == n).sum())
 
 
+def _neuron_cells(X: np.ndarray, bias: bool, max_cells: int) -> np.ndarray:
+    """The realizable sign vectors (C, n) of one neuron on data X: for d = 1 with bias in closed form
+    (thresholds between the sorted points, both orientations: 2 n cells for distinct points), otherwise by
+    :func:`enumerate_parameter_regions` within ``max_cells``."""
+    n, d = X.shape
+    x = X[:, 0]
+    if d == 1 and bias and len(np.unique(x)) == n:
+        rank = np.argsort(np.argsort(x))  # position of each point in sorted order
+        t = np.arange(n + 1)[:, None]
+        up = np.where(rank[None, :] >= t, 1, -1).astype(np.int8)  # w > 0: the points right of threshold t
+        cells = np.concatenate([up, -up[1:n]])  # w < 0; t = 0 and t = n would repeat all-on / all-off
+        return cells
+    arr = enumerate_parameter_regions(torch.as_tensor(X), 1, bias=bias, max_cells=max_cells)
+    if not arr.complete:
+        raise InvalidInputError(f"measure='count': one neuron on n = {n} points in d = {d} has more than "
+                                f"max_cells = {max_cells} regions (Cover's count {cover_count(n, d + bias)}); "
+                                "raise max_cells or use measure='volume'")
+    return arr.cells.cpu().numpy().astype(np.int8)
+
+
+def _rank_task_count(task: dict, rng) -> tuple[int, int]:
+    """Full-rank count with regions drawn uniformly by count: one data set X ~ N(0, I) per chunk, then for
+    every sample each neuron's cell uniformly among the realizable ones (a region is a product of per-neuron
+    cells, so this is the uniform distribution over all non-empty regions), output weights random signs."""
+    d, n, m, B = task["d"], task["n"], task["m"], task["size"]
+    X = rng.standard_normal((n, d))
+    cells = _neuron_cells(X, task["bias"], task["max_cells"])
+    S = torch.as_tensor(cells[rng.integers(0, len(cells), size=(B, m))])  # (B, m, n)
+    a = torch.as_tensor(rng.choice(np.array([-1.0, 1.0]), size=(B, m, 1)))
+    Xt = torch.as_tensor(np.concatenate([X, np.ones((n, 1))], axis=1) if task["bias"] else X).expand(B, n, -1)
+    D = _slopes(S, task["alpha"], torch.float64)
+    J = _first_layer_jacobian(Xt, a, D, d, task["bias"])
+    rank = _rank_from_svals(torch.linalg.svdvals(J), J.shape, task["rtol"])
+    return task["cell"], int((rank == n).sum())
+
+
 @dataclass
 class FullRankGrid(Result):
-    """Fraction of random parameter points whose activation region has a full-rank Jacobian (rank n).
+    """Fraction of activation regions with a full-rank Jacobian (rank n): of random parameter points
+    (``measure="volume"``) or of regions drawn uniformly among the non-empty ones (``measure="count"``).
 
     Arrays are indexed ``[d, n, m]`` following ``d_values, n_values, m_values``; ``low``/``high`` are Wilson
     95% score intervals of ``fraction`` over ``samples`` draws."""
@@ -523,8 +562,9 @@ class FullRankGrid(Result):
     seed: int = 0
     workers: int = 1
     elapsed: float = 0.0
+    measure: str = "volume"
 
-    _summary_fields = ("d_values", "n_values", "m_values", "samples", "fraction", "activation", "elapsed")
+    _summary_fields = ("d_values", "n_values", "m_values", "samples", "fraction", "activation", "measure", "elapsed")
 
     def plot(self, ax=None):
         """One heatmap per d: fraction of full rank over n (x) and m (y), with the count line m (d+1) = n
@@ -566,12 +606,20 @@ def _int_list(name, values):
 
 def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: int = 0, workers: int | None = None,
                        activation: str = "relu", alpha: float | None = None, bias: bool = True,
-                       rtol: float | None = None) -> FullRankGrid:
+                       rtol: float | None = None, measure: str = "volume", max_cells: int = 20_000) -> FullRankGrid:
     """The phase-transition experiment of Karhadkar et al.: for each (d, n, m), ``samples`` draws of data
     ``X ~ N(0, I)`` (n, d) and a random parameter point (``trainable="first"``, He-style ``W``, ``b``, output
     weights random signs); count how often the Jacobian on the point's activation region has rank n.
     Full rank needs ``m (d + 1) >= n``; the paper predicts full rank on most regions once
     ``m (d+1)`` exceeds n by a logarithmic factor.
+
+    ``measure``: ``"volume"`` (the above: regions weighted by their probability under the parameter
+    distribution) or ``"count"`` (regions drawn uniformly among all non-empty ones: one data set per chunk,
+    each neuron's cell uniform among the realizable sign vectors, as in the paper's counting statements;
+    closed form for d = 1, else enumerated by LPs within ``max_cells`` cells per neuron: about a second per
+    128 samples at d = 2, n = 30, and minutes beyond n = 100). The two differ most for
+    d = 1, where random parameters rarely place breakpoints between close points but most regions by count
+    do have full rank.
 
     Work is split into chunks of 128 samples, each with its own seed ``SeedSequence([seed, d, n, m, chunk])``,
     so the result does not depend on ``workers`` (default: every core; processes forked on Linux). Each
@@ -592,6 +640,8 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
         workers = os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InvalidInputError(f"workers must be a positive integer or None, got {workers!r}")
+    if measure not in ("volume", "count"):
+        raise InvalidInputError(f"measure must be 'volume' or 'count', got {measure!r}")
     t0 = time.time()
     tasks = []
     for cell, (d, n, m) in enumerate(itertools.product(ds, ns, ms)):
@@ -599,7 +649,8 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
             continue
         for c, start in enumerate(range(0, samples, _CHUNK)):
             tasks.append(dict(cell=cell, d=d, n=n, m=m, size=min(_CHUNK, samples - start), bias=bool(bias),
-                              alpha=alpha, rtol=rtol, entropy=[int(seed), d, n, m, c]))
+                              alpha=alpha, rtol=rtol, entropy=[int(seed), d, n, m, c], measure=measure,
+                              max_cells=int(max_cells)))
     # big cells first: better load balance across processes
     tasks.sort(key=lambda t: -t["size"] * t["n"] * t["m"] * (t["d"] + 1) * min(t["n"], t["m"] * (t["d"] + 1)))
     counts = np.zeros(len(ds) * len(ns) * len(ms), dtype=np.int64)
@@ -622,4 +673,4 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
     lo, hi = _wilson(counts, samples)
     return FullRankGrid(d_values=ds, n_values=ns, m_values=ms, samples=samples, full_rank=counts, fraction=frac,
                         low=lo, high=hi, activation=activation, alpha=alpha, bias=bool(bias), seed=int(seed),
-                        workers=n_proc, elapsed=time.time() - t0)
+                        workers=n_proc, elapsed=time.time() - t0, measure=measure)
