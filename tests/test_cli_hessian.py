@@ -105,3 +105,18 @@ def test_hessian_errors_are_one_line(files, capsys, argv, needle):
     assert code != 0
     assert err.startswith("relulab: error:") and err.count("\n") == 1 and "Traceback" not in err
     assert needle in err
+
+
+def test_hessian_mse_on_builtin_labels(files, capsys, tmp_path):
+    rio.save(rio.build("mlp:2-8-1:relu", seed=0), tmp_path / "one.safetensors")
+    rio.save(rio.build("mlp:2-8-3:relu", seed=0), tmp_path / "three.safetensors")
+    code, out, err = run(["hessian", str(tmp_path / "one.safetensors"), "spirals:50", "--loss", "mse", "--top", "1",
+                          "--bottom", "0", "--json"], capsys)
+    assert code == 0, err
+    ds = datasets.make("spirals", n=50, seed=0)
+    with torch.no_grad():
+        pred = relulab.load(tmp_path / "one.safetensors")(ds.x)
+    want = float(((pred.reshape(-1) - ds.y.double()) ** 2).mean())  # labels as one target per point
+    assert json.loads(out)["loss"] == pytest.approx(want, rel=1e-12)
+    code, out, err = run(["hessian", str(tmp_path / "three.safetensors"), "spirals:50", "--loss", "mse"], capsys)
+    assert code != 0 and "pass --targets" in err and err.count("\n") == 1

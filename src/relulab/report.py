@@ -252,55 +252,62 @@ def ntk_section(initial: PLNet | None) -> SectionFn:
     return section
 
 
-def hessian_section(net: PLNet, data: Dataset, out_dir: Path) -> Section:
-    """The Hessian of the trained network's cross-entropy loss in its parameters: the exact spectrum
-    (dense, the demo network is small) beside the matrix-free estimates a large model would get."""
+def hessian_section(net: PLNet, data: Dataset, out_dir: Path, max_dense: int = 3000) -> Section:
+    """The Hessian of the trained network's loss in its parameters (cross-entropy for class scores, squared
+    error on the labels for one output): matrix-free Lanczos, trace and density, and for networks of at
+    most ``max_dense`` parameters (the demo's) the exact dense spectrum beside them."""
     import numpy as np
 
-    from relulab.landscape.hessian import HessianOperator, hessian_spectrum
+    from relulab.landscape.hessian import hessian_spectrum
 
     module = net.to_torch()
-    res = hessian_spectrum(module, "cross_entropy", data.x, data.y, top=5, bottom=5, tol=1e-9, trace_queries=60,
-                           density_vectors=4, density_steps=60)
-    exact = res.inertia.eigenvalues if res.inertia is not None and res.inertia.exact else None
-    if exact is None:  # a larger network than the demo's: the dense spectrum from the operator
-        exact = torch.linalg.eigvalsh(HessianOperator(module, "cross_entropy", data.x, data.y).dense()).numpy()
+    if net.output_dim >= 2:
+        loss, y, loss_name = "cross_entropy", data.y, "mean cross-entropy"
+    else:
+        loss, y, loss_name = "mse", data.y.double().reshape(-1, 1), "mean squared error on the labels"
+    res = hessian_spectrum(module, loss, data.x, y, top=5, bottom=5, tol=1e-9, trace_queries=60,
+                           density_vectors=4, density_steps=60, max_dense=max_dense)
+    e, i, k = res.eigenpairs, res.inertia, res.kinks
+    exact = i.eigenvalues if i is not None and i.exact else None
     fig = new_figure((6.4, 3.8))
     ax = fig.subplots()
     res.plot(ax=ax)
-    lo, hi = float(exact.min()), float(exact.max())
-    bins = np.linspace(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo), 80)
-    hist, edges = np.histogram(exact, bins=bins, density=True)
-    ax.stairs(np.maximum(hist, 1e-12), edges, color="0.5", lw=0.8, label="exact (dense eigenvalues)")
-    ax.legend(fontsize=8)
-    e, i, k = res.eigenpairs, res.inertia, res.kinks
-    top_err = float(np.max(np.abs(e.largest - exact[::-1][:len(e.largest)])))
-    bot_err = float(np.max(np.abs(e.smallest - exact[:len(e.smallest)]))) if len(e.smallest) else 0.0
-    trace_true = float(exact.sum())
+    summary = res.to_dict(summary=True)
+    if exact is not None:
+        lo, hi = float(exact.min()), float(exact.max())
+        bins = np.linspace(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo), 80)
+        hist, edges = np.histogram(exact, bins=bins, density=True)
+        ax.stairs(np.maximum(hist, 1e-12), edges, color="0.5", lw=0.8, label="exact (dense eigenvalues)")
+        ax.legend(fontsize=8)
+        top_err = float(np.max(np.abs(e.largest - exact[::-1][:len(e.largest)])))
+        bot_err = float(np.max(np.abs(e.smallest - exact[:len(e.smallest)]))) if len(e.smallest) else 0.0
+        trace_true = float(exact.sum())
+        check = (f" Because this network is small the dense Hessian is computed too: the Lanczos values agree with "
+                 f"its eigenvalues to {max(top_err, bot_err):.1e}, the trace estimate {res.trace.estimate:.5g} "
+                 f"&plusmn; {res.trace.stderr:.1g} with its exact value {trace_true:.5g}.")
+        summary["dense_check"] = {"max_eigenvalue_error": max(top_err, bot_err), "trace": trace_true,
+                                  "max_residual": float(np.max(np.r_[e.largest_residuals, e.smallest_residuals]))}
+    else:
+        check = f" The trace estimate is {res.trace.estimate:.5g} &plusmn; {res.trace.stderr:.1g}."
     kinks = ("no data point sits exactly on a kink, so autograd's Hessian is the true one here"
              if k is not None and k.on_kink == 0 else
              f"{k.on_kink} (sample, unit) pairs sit exactly on a kink: there autograd's Hessian is one-sided")
-    text = (f"<p>The Hessian of the mean cross-entropy in all {res.n_parameters} parameters of the trained network "
+    inertia = "" if i is None else (
+        f"<tr><td>inertia ({'exact' if i.exact else 'estimated from the density'}, tol {i.tol:.2g} = "
+        f"max(P&epsilon;|H|, |&nabla;L|))</td><td>{i.negative} negative, {i.zero} zero, {i.positive} positive</td></tr>")
+    text = (f"<p>The Hessian of the {loss_name} in all {res.n_parameters} parameters of the trained network "
             f"on the {res.n_samples} training points (loss {res.loss:.3g}, gradient norm {res.gradient_norm:.2g}), "
             f"by Hessian-vector products. Lanczos (full re-orthogonalization, {e.steps} steps) gives the extreme "
-            f"eigenvalues, each with its measured residual; stochastic Lanczos quadrature the density. Because this "
-            f"network is small the dense Hessian is computed too: the Lanczos values agree with its eigenvalues to "
-            f"{max(top_err, bot_err):.1e}, the trace estimate {res.trace.estimate:.5g} &plusmn; "
-            f"{res.trace.stderr:.1g} with its exact value {trace_true:.5g}.</p>"
+            f"eigenvalues, each with its measured residual; stochastic Lanczos quadrature the density.{check}</p>"
             "<table><tr><th></th><th>values</th></tr>"
             f"<tr><td>largest</td><td>{', '.join(f'{v:.4g}' for v in e.largest)}</td></tr>"
             f"<tr><td>smallest</td><td>{', '.join(f'{v:.3g}' for v in e.smallest)}</td></tr>"
-            f"<tr><td>inertia (tol {i.tol:.2g} = max(P&epsilon;|H|, |&nabla;L|))</td><td>{i.negative} negative, "
-            f"{i.zero} zero, {i.positive} positive</td></tr></table>"
+            f"{inertia}</table>"
             f"<p>Kinks: {kinks}. A trained classifier's Hessian is typically a few outliers over a bulk "
             f"concentrated at zero (Sagun et al.; Papyan).</p>")
-    summary = res.to_dict(summary=True)
-    summary["dense_check"] = {"max_eigenvalue_error": max(top_err, bot_err), "trace": trace_true,
-                              "max_residual": float(np.max(np.r_[e.largest_residuals, e.smallest_residuals]))}
-    return Section("Hessian spectrum", text,
-                   [figure(fig, "hessian_spectrum", "Hessian spectral density (SLQ, log scale) with the Lanczos "
-                                                    "extreme eigenvalues (red) and the exact eigenvalue histogram.")],
-                   summary)
+    caption = "Hessian spectral density (SLQ, log scale) with the Lanczos extreme eigenvalues (red)" + (
+        " and the exact eigenvalue histogram." if exact is not None else ".")
+    return Section("Hessian spectrum", text, [figure(fig, "hessian_spectrum", caption)], summary)
 
 
 # The sections every report has, in order. Engines append theirs (one function each).

@@ -72,6 +72,15 @@ def _data_and_targets(args, mf):
         x, y = ds.x, ds.y
         if args.targets is not None:
             y = None
+        elif args.loss == "mse":  # labels as regression targets: the label itself, or one-hot class scores
+            k = mf.net.output_dim
+            if k == 1:
+                y = ds.y.double().reshape(-1, 1)
+            elif k == ds.n_classes:
+                y = torch.nn.functional.one_hot(ds.y, k).double()
+            else:
+                raise InvalidInputError(f"--loss mse on {name}: the model has {k} outputs, the labels give 1 target "
+                                        f"or {ds.n_classes} one-hot scores; pass --targets FILE")
     else:
         x = read_inputs(args.data, mf.net.input_shape, 10**9)
         y = None

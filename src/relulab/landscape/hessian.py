@@ -143,6 +143,12 @@ class HessianOperator:
             raise InvalidInputError(f"model {type(model).__name__} and loss cannot be evaluated on inputs of shape "
                                     f"{tuple(self.inputs.shape)} with targets of shape {tuple(self.targets.shape)}: "
                                     f"{str(e).splitlines()[0]}") from None
+        if isinstance(loss, (nn.MSELoss, nn.L1Loss, nn.HuberLoss, nn.SmoothL1Loss)):
+            with torch.no_grad():  # these broadcast silently: (n, 1) against (n,) would compare every pair
+                out_shape = tuple(self.model(self.inputs[:1]).shape[1:])
+            if out_shape != tuple(self.targets.shape[1:]):
+                raise InvalidInputError(f"{type(loss).__name__}: the model's output per sample has shape {out_shape}, "
+                                        f"the targets' {tuple(self.targets.shape[1:])}; they must be equal")
 
     @property
     def dim(self) -> int:
@@ -207,14 +213,9 @@ class HessianOperator:
             return out if self.weights[0] == 1.0 else out * self.weights[0]
         out = torch.zeros_like(self.theta)
         for i, w in enumerate(self.weights):
-            if single:
-                if self._cached is None:
-                    self._cached = self._gradient_graph(0)
-                g = self._cached
-            else:
-                g = self._gradient_graph(i)
+            g = self._gradient_graph(i)
             with torch.enable_grad():
-                hv = torch.autograd.grad(g, self._params, vs, retain_graph=single, allow_unused=True)
+                hv = torch.autograd.grad(g, self._params, vs, allow_unused=True)
             out += w * torch.cat([torch.zeros(n, dtype=self.dtype, device=self.device) if t is None
                                   else t.reshape(-1) for t, n in zip(hv, self.sizes)])
         self.n_products += 1
@@ -240,7 +241,8 @@ class HessianOperator:
                                              is_grads_batched=True)
             except RuntimeError:  # an op without a batching rule: products one at a time
                 self._batched_failed = True
-                return torch.stack([self.matvec(V[:, j]) for j in range(V.shape[1])], 1)
+                rest = torch.stack([self.matvec(V[:, j]) for j in range(s, V.shape[1])], 1)
+                return torch.cat([torch.cat(out, 0).T, rest], 1) if out else rest
             out.append(torch.cat([torch.zeros(C.shape[0], n, dtype=self.dtype, device=self.device) if t is None
                                   else t.reshape(C.shape[0], -1) for t, n in zip(hv, self.sizes)], 1))
             self.n_products += C.shape[0]
@@ -380,7 +382,9 @@ class _LanczosRun:
             self.alpha.append(a)
             self.beta.append(b)
             scale = max(max(abs(x) for x in self.alpha), max(self.beta)) or 1.0
-            if b <= 1e3 * self.eps * scale or j + 1 == self.P:
+            # a true breakdown leaves rounding, about eps |T|; a missed one only costs a step, because the
+            # re-orthogonalized remainder then acts as a restart vector
+            if b <= 10 * self.eps * scale or j + 1 == self.P:
                 self.beta[-1] = 0.0
                 if self.restart and j + 1 < self.P:
                     self.Q[j + 1] = self._orthogonal_start(basis)
@@ -409,7 +413,7 @@ def lanczos(op, steps: int, v0: torch.Tensor | None = None, seed: int = 0) -> La
     """``steps`` Lanczos steps with full re-orthogonalization from ``v0`` (Gaussian if None).
 
     ``op`` is a :class:`HessianOperator` or a symmetric matrix. Stops early when the Krylov space
-    becomes invariant (``beta < 1e3 eps ||T||``; then the Ritz values are eigenvalues of ``op``).
+    becomes invariant (``beta <= 10 eps ||T||``; then the Ritz values are eigenvalues of ``op``).
     """
     P = _operator_dim(op)
     dtype, device = _like(op)
@@ -452,16 +456,22 @@ class HessianEigenpairs(Result):
                        "steps", "n_products", "converged", "seconds")
 
 
-def _last_block_settled(dec: LanczosDecomposition, start: int, ends, small: float) -> bool:
-    """After a restart the wanted pairs of earlier blocks are exact, but the newest block may still
-    hide larger (or smaller) eigenvalues: its own extreme Ritz values must have converged too, and a
-    block that has just broken down (``beta = 0`` before P steps) must first be restarted."""
-    if dec.beta[-1] == 0.0 and not dec.invariant:
-        return False
-    if start == 0:
-        return True
+def _last_block_settled(dec: LanczosDecomposition, blocks: list, ends, kth: dict, small: float) -> bool:
+    """Whether the newest Krylov block can hide a wanted eigenvalue.
+
+    While it grows, its own extreme Ritz values must have converged. Once it has broken down (``beta = 0``
+    before P steps) its Ritz values are exact and, its start being random, it has met every eigenvalue
+    left in the complement of the earlier blocks: a further restart can only find copies of them. So it
+    is settled unless its extreme value at a wanted end is among the wanted (``kth``: the k-th wanted
+    value there), where a copy would be wanted too."""
+    # a breakdown has already opened the next block (no step in it yet): judge the block that broke down
+    start = blocks[-1] if blocks[-1] < dec.steps else blocks[-2]
     a, b = dec.alpha[start:], dec.beta[start:]
     th, S = eigh_tridiagonal(a, b[:-1]) if len(a) > 1 else (a.copy(), np.ones((1, 1)))
+    if dec.beta[-1] == 0.0 and not dec.invariant:
+        return all((th[-1] <= kth[e] + small) if e == "largest" else (th[0] >= kth[e] - small) for e in ends)
+    if start == 0:
+        return True
     bnd = np.abs(b[-1] * S[-1, :])
     return all(bnd[-1 if e == "largest" else 0] <= small for e in ends)
 
@@ -503,8 +513,9 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
         idx = {"largest": np.arange(m - 1, m - 1 - kk, -1), "smallest": np.arange(kk)}
         wanted = np.concatenate([idx[e] for e in ends])
         small = tol * max(norm, 1e-300)
+        kth = {"largest": theta[m - kk], "smallest": theta[kk - 1]}
         ok = dec.invariant or (kk == k and bool(np.all(bound[wanted] <= small)) and _last_block_settled(
-            dec, run.blocks[-1], ends, small))
+            dec, run.blocks, ends, kth, small))
         if ok or m >= min(P, max_steps):
             break
         run.extend(min(P, max_steps, m + check_every))
@@ -607,7 +618,9 @@ def hessian_trace(op, queries: int = 99, method: str = "hutch++", seed: int = 0,
     terms = _hutchinson_terms(op, G, Q)
     est = exact_part + float(terms.mean())
     se = float(terms.std(unbiased=True) / math.sqrt(r)) if r > 1 else float("nan")
-    return TraceEstimate(est, se, method, queries, 0 if Q is None else Q.shape[0],
+    used = getattr(op, "n_products", 0) - n0 if isinstance(op, HessianOperator) else (
+        r + (2 * Q.shape[0] if method == "hutch++" else 0))
+    return TraceEstimate(est, se, method, used if method == "hutch++" else queries, 0 if Q is None else Q.shape[0],
                          getattr(op, "n_products", 0) - n0, time.perf_counter() - t0)
 
 
@@ -618,7 +631,9 @@ def hessian_trace(op, queries: int = 99, method: str = "hutch++", seed: int = 0,
 class SpectralDensity(Result):
     """Stochastic Lanczos quadrature: ``nodes`` (vectors, steps) Ritz values and ``weights`` (each
     row sums to 1). The spectral measure ``(1/P) sum_i delta(t - lambda_i)`` is approximated by
-    ``mean_v sum_i weights[v, i] delta(t - nodes[v, i])``; ``density(grid, sigma)`` smooths it."""
+    ``mean_v sum_i weights[v, i] delta(t - nodes[v, i])``; ``density(grid, sigma)`` smooths it.
+    ``bounds``: each node's Ritz residual ``|beta_m s_{m,i}|``, the scale below which the quadrature does
+    not resolve the spectrum there (0 for nodes of an invariant space)."""
 
     nodes: np.ndarray
     weights: np.ndarray
@@ -626,6 +641,7 @@ class SpectralDensity(Result):
     steps: int
     n_products: int
     seconds: float
+    bounds: np.ndarray | None = None
 
     _summary_fields = ("dim", "steps", "n_products", "seconds")
 
@@ -673,13 +689,16 @@ def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0) -> 
     m = min(steps, P)
     nodes = np.zeros((n_vectors, m))
     weights = np.zeros((n_vectors, m))
+    bounds = np.zeros((n_vectors, m))
     for v in range(n_vectors):
         dec = lanczos(op, m, v0=_rademacher((P,), gen, dtype, device))
         th, S = dec.ritz()
         j = len(th)  # an invariant space ends early: pad with zero-weight copies
         nodes[v, :j], weights[v, :j] = th, S[0, :] ** 2
+        bounds[v, :j] = np.abs(dec.beta[-1] * S[-1, :])
         nodes[v, j:] = th[-1]
-    return SpectralDensity(nodes, weights, P, m, getattr(op, "n_products", 0) - n0, time.perf_counter() - t0)
+    return SpectralDensity(nodes, weights, P, m, getattr(op, "n_products", 0) - n0, time.perf_counter() - t0,
+                           bounds)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -688,7 +707,8 @@ def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0) -> 
 @dataclass
 class Inertia(Result):
     """Counts of eigenvalues ``< -tol``, within ``[-tol, tol]`` and ``> tol``. ``exact``: from the dense
-    Hessian's eigenvalues; otherwise estimated as ``P * mass`` from a spectral density (rounded).
+    Hessian's eigenvalues; otherwise estimated as ``P * mass`` from a spectral density (rounded), a node
+    counting as nonzero only beyond ``tol`` plus its Ritz residual (finer structure is not resolved).
     ``tol = max(P eps ||H||, gradient_norm)`` unless given."""
 
     negative: int
@@ -717,12 +737,17 @@ def hessian_inertia(op: HessianOperator, tol: float | None = None, max_dense: in
         return Inertia(int((ev < -t).sum()), int((np.abs(ev) <= t).sum()), int((ev > t).sum()), t, gnorm, norm,
                        True, ev)
     dens = density or spectral_density(op, seed=seed)
+    if dens.dim != P:
+        raise InvalidInputError(f"the spectral density is of a {dens.dim}-dimensional operator, the Hessian has {P}")
     norm = float(np.max(np.abs(dens.nodes)))
     t = tol if tol is not None else max(P * eps * norm, gnorm)
-    neg = int(round(P * dens.mass_below(-t)))
-    pos = int(round(P * (1.0 - dens.mass_below(t + 1e-300) - ((dens.weights * (dens.nodes == t)).sum()
-                                                              / dens.nodes.shape[0]))))
-    pos = min(pos, P - neg)
+    # a node counts as nonzero only when it is farther from 0 than tol plus its own Ritz residual: the
+    # quadrature cannot place eigenvalues more finely than that, and unresolved mass near 0 counts as zero
+    r = dens.bounds if dens.bounds is not None else np.zeros_like(dens.nodes)
+    nv = dens.nodes.shape[0]
+    neg = int(round(P * float((dens.weights * (dens.nodes < -(t + r))).sum()) / nv))
+    pos = int(round(P * float((dens.weights * (dens.nodes > t + r)).sum()) / nv))
+    neg, pos = min(max(neg, 0), P), min(max(pos, 0), P - min(max(neg, 0), P))
     return Inertia(neg, P - neg - pos, pos, t, gnorm, norm, False)
 
 
@@ -738,8 +763,10 @@ class KinkReport(Result):
     derivatives are one-sided; ``near_kink``: pairs with ``margin <= rtol * scale`` (``scale``: the
     largest piece magnitude of that layer over the data), where the Hessian is valid only in a tiny
     neighbourhood; ``samples_on_kink``: samples with at least one exact tie. ``min_relative_margin``:
-    the smallest ``margin / scale``. ``layers``: the same per max layer. Ties in a max-pool between
-    two exact zeros coming out of a ReLU layer are not counted: both pieces are locally constant.
+    the smallest ``margin / scale``. ``layers``: the same per max layer. Ties between pieces that are
+    the same function of the parameters (two dead ReLUs in a max-pool window, convolutions of identical
+    input patches) are no kinks and are not counted: a flagged pair is re-evaluated at randomly moved
+    parameters (relative size 1e-4), where a real kink opens and an identity stays closed.
     """
 
     piecewise_linear: bool
@@ -757,41 +784,65 @@ class KinkReport(Result):
         return self.on_kink > 0
 
 
-def kink_report(model, inputs, rtol: float = 1e-9, input_shape=None) -> KinkReport:
+def _perturbed_copy(module: nn.Module, seed: int = 0, size: float = 1e-4) -> nn.Module:
+    """The module with every parameter moved by about ``size`` of its scale in a random direction."""
+    other = copy.deepcopy(module)
+    gen = torch.Generator().manual_seed(seed)
+    ps = [p for p in other.parameters() if p.numel()]
+    # a parameter that is 0 (a zeroed bias) must move too: the scale of the whole model, not of the entry
+    overall = float(torch.cat([p.detach().abs().reshape(-1).double().cpu() for p in ps]).mean()) if ps else 0.0
+    with torch.no_grad():
+        for p in ps:
+            noise = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(device=p.device, dtype=p.dtype)
+            p.add_(noise * size * (p.abs() + (overall or 1.0)))
+    return other
+
+
+def kink_report(model, inputs, rtol: float = 1e-9, input_shape=None, seed: int = 0) -> KinkReport:
     """Count the (sample, unit) pairs on and near kinks; see :class:`KinkReport`."""
     from relulab.core.errors import UnsupportedLayerError
-    from relulab.core.layers import MaxUnits
     from relulab.core.plnet import PLNet
 
     x = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
     n = int(x.shape[0])
-    if isinstance(model, PLNet):
-        net = model
-    else:
-        try:
+    try:
+        if isinstance(model, PLNet):
+            net, module = model, model.to_torch()
+        else:
+            module = model
             net = PLNet.from_torch(model, input_shape or tuple(x.shape[1:]))
-        except UnsupportedLayerError as e:
-            return KinkReport(False, 0, 0, 0, n, float("inf"), rtol, [], str(e).splitlines()[0])
+    except UnsupportedLayerError as e:
+        return KinkReport(False, 0, 0, 0, n, float("inf"), rtol, [], str(e).splitlines()[0])
+    xs = x.to(dtype=net.dtype, device=net.device)
     with torch.no_grad():
-        tr = net.trace(x.to(dtype=net.dtype, device=net.device))
+        tr = net.trace(xs)
+    moved = None
     on_any = torch.zeros(n, dtype=torch.bool)
     layers, on_total, near_total, min_rel = [], 0, 0, float("inf")
     for l, (node_i, p) in enumerate(zip(net.max_layers, tr.pieces)):
         layer = net.nodes[node_i].layer
         if p.shape[-1] < 2:
             continue
-        top2 = p.topk(2, dim=-1).values
-        margin = top2[..., 0] - top2[..., 1]
-        finite = torch.isfinite(p)
-        scale = float(p.masked_fill(~finite, 0).abs().max()) or 1.0
+        top2 = p.topk(2, dim=-1)
+        margin = top2.values[..., 0] - top2.values[..., 1]
+        scale = float(p.masked_fill(~torch.isfinite(p), 0).abs().max()) or 1.0
+        flagged = margin <= rtol * scale
+        if bool(flagged.any()):
+            # pieces that are one and the same function of the parameters (two dead ReLUs in a pool window,
+            # a convolution of two identical input patches) tie for every parameter: no kink. They are
+            # told apart by moving the parameters: a real kink opens, an identity stays closed.
+            if moved is None:
+                other = PLNet.from_torch(_perturbed_copy(module, seed), net.input_shape)
+                with torch.no_grad():
+                    moved = other.trace(xs).pieces
+            q = moved[l]
+            qa = q.gather(-1, top2.indices[..., :1])[..., 0]
+            qb = q.gather(-1, top2.indices[..., 1:])[..., 0]
+            qscale = float(q.masked_fill(~torch.isfinite(q), 0).abs().max()) or 1.0
+            same = (qa - qb).abs() <= margin + 1e-12 * qscale
+            margin = torch.where(flagged & same, torch.full_like(margin, math.inf), margin)
         tie = margin == 0
-        if layer.kind == "maxpool":
-            src = net.nodes[net.nodes[node_i].inputs[0]].layer
-            if isinstance(src, MaxUnits) and src.kind == "relu":
-                tie &= top2[..., 0] != 0
         near = margin <= rtol * scale
-        if layer.kind == "maxpool" and isinstance(net.nodes[net.nodes[node_i].inputs[0]].layer, MaxUnits):
-            near &= ~((top2[..., 0] == 0) & (top2[..., 1] == 0))
         on_any |= tie.any(1).cpu()
         rel = float((margin / scale).min()) if margin.numel() else float("inf")
         min_rel = min(min_rel, rel)
