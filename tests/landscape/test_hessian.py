@@ -1004,3 +1004,13 @@ def test_kink_report_counts_zero_bias_kinks_consistently():
     assert r.on_kink > 0 and r.near_kink >= r.on_kink and r.one_sided
     for layer in r.layers:
         assert layer["near_kink"] >= layer["on_kink"]
+
+
+def test_lanczos_memory_budget_caps_the_basis_or_refuses():
+    A = torch.diag(torch.linspace(-1.0, 2.0, 1000, dtype=D))
+    res = hessian_eigenpairs(A, k=2, tol=1e-14, memory_budget=40 * 1000 * 8)
+    assert res.steps <= 39 and not res.converged  # capped, and said so
+    with pytest.raises(InvalidInputError, match="memory_budget"):
+        hessian_eigenpairs(A, k=5, memory_budget=10 * 1000 * 8)
+    with pytest.raises(InvalidInputError, match="memory_budget"):
+        spectral_density(A, 2, 80, memory_budget=10 * 1000 * 8)

@@ -46,6 +46,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-dense", type=int, default=3000, metavar="P",
                    help="exact inertia from the dense Hessian up to P parameters (default 3000)")
     p.add_argument("--batch-size", type=int, default=None, help="evaluate the loss in batches of this size")
+    p.add_argument("--memory", type=float, default=2.0, metavar="GIB",
+                   help="memory for a Lanczos basis (steps x P numbers), GiB (default 2); fewer steps fit in less")
     p.add_argument("--float32", action="store_true", help="compute in float32 (default float64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random start vectors (default 0)")
     p.add_argument("--plot", metavar="FILE", default=None, help="plot the spectral density with the extreme values")
@@ -119,6 +121,8 @@ def run_hessian(args, ctx: Context) -> Output:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be a non-negative integer")
     if args.top + args.bottom == 0:
         raise InvalidInputError("--top and --bottom cannot both be 0")
+    if not args.memory > 0:
+        raise InvalidInputError(f"--memory must be a positive number of GiB, got {args.memory}")
     if not args.tol > 0 or args.max_steps < 1:
         raise InvalidInputError("--tol must be positive and --max-steps a positive integer")
     mf = load_model(args)
@@ -130,7 +134,8 @@ def run_hessian(args, ctx: Context) -> Output:
                                bottom=args.bottom, tol=args.tol, max_steps=args.max_steps,
                                trace_queries=args.trace_queries, density=not args.no_density,
                                max_dense=args.max_dense, batch_size=args.batch_size,
-                               dtype=torch.float32 if args.float32 else torch.float64, seed=args.seed)
+                               dtype=torch.float32 if args.float32 else torch.float64, seed=args.seed,
+                               memory_budget=args.memory * 2**30)
         update("done", 1, 1)
     data = {"model": args.model, "data": args.data, "targets": args.targets, "loss_function": args.loss,
             **res.to_dict(summary=True)}

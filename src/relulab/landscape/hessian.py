@@ -476,9 +476,29 @@ def _last_block_settled(dec: LanczosDecomposition, blocks: list, ends, kth: dict
     return all(bnd[-1 if e == "largest" else 0] <= small for e in ends)
 
 
+def _size(nbytes: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def _steps_within(P: int, dtype: torch.dtype, steps: int, memory_budget: float | None, need: int, what: str) -> int:
+    """The number of Lanczos basis vectors (P numbers each) that fit ``memory_budget`` bytes, at most ``steps``;
+    an error when not even ``need`` fit."""
+    if memory_budget is None:
+        return steps
+    per = P * torch.finfo(dtype).bits // 8
+    fit = int(memory_budget // per) - 1  # one vector more than the steps is held while extending
+    if fit < need:
+        raise InvalidInputError(f"{what}: {need} Lanczos vectors of {P} parameters need {_size((need + 1) * per)}, "
+                                f"more than memory_budget = {_size(memory_budget)}; raise the budget or use float32")
+    return min(steps, fit)
+
+
 def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, max_steps: int = 300,
                        seed: int = 0, vectors: bool = True, verify: bool = True, check_every: int = 5,
-                       _return_lanczos: bool = False):
+                       memory_budget: float | None = 2 * 2**30, _return_lanczos: bool = False):
     """The ``k`` largest and/or ``k`` smallest (algebraically: the most negative) eigenpairs.
 
     ``which``: ``"largest"``, ``"smallest"`` or ``"both"`` (one Krylov space serves both ends).
@@ -486,8 +506,10 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
     ``|beta_m s_{m,i}| <= tol * ||T_m||`` (checked every ``check_every`` steps) or ``max_steps`` is
     reached (then ``converged=False``). When the space becomes invariant early it restarts orthogonally
     (so exactly repeated eigenvalues and large null spaces are found); a cluster of distinct but
-    nearly equal eigenvalues is resolved only as far as rounding lets one Krylov vector see it. ``verify``: re-measure each residual with one product.
-    Memory: ``max_steps`` basis vectors of length P.
+    nearly equal eigenvalues is resolved only as far as rounding lets one Krylov vector see it.
+    ``verify``: re-measure each residual with one product. Memory: the basis, up to ``max_steps`` vectors
+    of length P, capped by ``memory_budget`` bytes (default 2 GiB; ``None``: no cap); a capped run that
+    has not converged says so (``converged=False``).
     """
     if which not in ("largest", "smallest", "both"):
         raise InvalidInputError(f"which must be 'largest', 'smallest' or 'both', got {which!r}")
@@ -500,6 +522,7 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
     n0 = getattr(op, "n_products", 0)
     ends = ("largest", "smallest") if which == "both" else (which,)
     dtype, device = _like(op)
+    max_steps = _steps_within(P, dtype, max_steps, memory_budget, min(P, max(2 * k + 10, 20)), "hessian_eigenpairs")
     run = _LanczosRun(op, torch.randn(P, generator=_generator(seed, device), dtype=dtype).to(device), restart=True,
                       seed=seed)
     run.extend(min(P, max(2 * k + 10, 20), max_steps))
@@ -677,8 +700,10 @@ class SpectralDensity(Result):
         return ax
 
 
-def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0) -> SpectralDensity:
-    """Stochastic Lanczos quadrature with ``n_vectors`` Rademacher start vectors of ``steps`` steps each."""
+def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0,
+                     memory_budget: float | None = 2 * 2**30) -> SpectralDensity:
+    """Stochastic Lanczos quadrature with ``n_vectors`` Rademacher start vectors of ``steps`` steps each
+    (one run at a time: memory ``steps`` vectors of length P, within ``memory_budget`` bytes)."""
     P = _operator_dim(op)
     dtype, device = _like(op)
     if n_vectors < 1 or steps < 1:
@@ -687,6 +712,7 @@ def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0) -> 
     n0 = getattr(op, "n_products", 0)
     gen = _generator(seed, device)
     m = min(steps, P)
+    _steps_within(P, dtype, m, memory_budget, m, "spectral_density")
     nodes = np.zeros((n_vectors, m))
     weights = np.zeros((n_vectors, m))
     bounds = np.zeros((n_vectors, m))
@@ -928,13 +954,15 @@ def hessian_spectrum(model: nn.Module, loss, inputs, targets, *, top: int = 5, b
                      tol: float = 1e-6, max_steps: int = 300, trace_queries: int = 60, density: bool = True,
                      density_vectors: int = 4, density_steps: int = 60, inertia: bool = True,
                      max_dense: int = 3000, kinks: bool = True, batch_size: int | None = None,
-                     dtype: torch.dtype | None = torch.float64, device=None, seed: int = 0) -> HessianSpectrum:
+                     dtype: torch.dtype | None = torch.float64, device=None, seed: int = 0,
+                     memory_budget: float | None = 2 * 2**30) -> HessianSpectrum:
     """Everything :mod:`relulab.landscape.hessian` measures, at the model's current parameters.
 
     One Lanczos run gives the ``top`` largest and ``bottom`` smallest eigenvalues; its basis deflates
     the trace estimate (``trace_queries`` Hutchinson samples on the complement). ``bottom=0`` or
     ``top=0`` skips an end; ``trace_queries=0``, ``density=False``, ``inertia=False``, ``kinks=False``
-    skip those parts.
+    skip those parts. ``memory_budget``: bytes for a Lanczos basis (default 2 GiB, see
+    :func:`hessian_eigenpairs`).
     """
     t0 = time.perf_counter()
     op = HessianOperator(model, loss, inputs, targets, batch_size=batch_size, dtype=dtype, device=device)
@@ -942,7 +970,7 @@ def hessian_spectrum(model: nn.Module, loss, inputs, targets, *, top: int = 5, b
         raise InvalidInputError("top and bottom must be non-negative and not both zero")
     which = "both" if top and bottom else ("largest" if top else "smallest")
     eig, dec = hessian_eigenpairs(op, k=max(top, bottom), which=which, tol=tol, max_steps=max_steps, seed=seed,
-                                  _return_lanczos=True)
+                                  memory_budget=memory_budget, _return_lanczos=True)
     eig.largest, eig.largest_residuals = eig.largest[:top], eig.largest_residuals[:top]
     eig.smallest, eig.smallest_residuals = eig.smallest[:bottom], eig.smallest_residuals[:bottom]
     if eig.largest_vectors is not None:
@@ -951,7 +979,9 @@ def hessian_spectrum(model: nn.Module, loss, inputs, targets, *, top: int = 5, b
         eig.smallest_vectors = eig.smallest_vectors[:bottom]
     tr = hessian_trace(op, trace_queries, method="deflated", seed=seed + 1, lanczos_basis=dec) \
         if trace_queries else None
-    dens = spectral_density(op, density_vectors, density_steps, seed=seed + 2) if density else None
+    del dec  # the Krylov basis is the large part; the density's runs reuse its memory budget
+    dens = spectral_density(op, density_vectors, density_steps, seed=seed + 2, memory_budget=memory_budget) \
+        if density else None
     inert = hessian_inertia(op, max_dense=max_dense, density=dens, seed=seed + 3) \
         if inertia and (op.dim <= max_dense or dens is not None) else None
     g = float(torch.linalg.vector_norm(op.gradient()))
