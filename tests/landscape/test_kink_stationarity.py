@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from relulab.core.errors import InvalidInputError
 from relulab.landscape import (DirectionalStationarityResult, ShallowNet, batched_loss, directional_stationarity,
-                               one_sided_derivative)
+                               escape_direction, one_sided_derivative)
 from relulab.landscape.kink_stationarity import _box_min, _data, _model, _model_value
 
 T = torch.float64
@@ -290,3 +290,59 @@ def test_verdicts_against_brute_force_on_gradient_free_points(seed, d, m, act, z
         assert r.saddle_verified and r.saddle_second_order < 0 and r.escape_neurons
     if r.verdict == "local minimum":
         assert r.probe_min_change >= -1e-12 * (1 + r.loss)
+
+
+# ------------------------------------------------------------------ regressions found in review
+def _t(v):
+    return torch.tensor(v, dtype=T)
+
+
+def test_differentiable_minima_are_not_downgraded_by_far_probes():
+    # scalar output, no kinks, every a_j != 0, residuals in the null space of J^T: a differentiable
+    # stationary point, hence a local minimum; probes must stay inside the cones of the pre-activations
+    rng = np.random.default_rng(0)
+    verdicts = []
+    for trial in range(10):
+        X = torch.as_tensor(rng.standard_normal((30, 2)))
+        net = ShallowNet(W=torch.as_tensor(rng.standard_normal((3, 2))), a=torch.as_tensor(rng.standard_normal((3, 1))),
+                         b=torch.as_tensor(rng.standard_normal(3)), c=_t([0.0]))
+        J = torch.func.jacrev(lambda th: batched_loss_free(net, X, th))(net.parameters_vector())
+        N = torch.as_tensor(np.linalg.svd(J.T.numpy())[2][J.shape[1]:].T)  # null space of J^T, (n, n - P)
+        R = N @ torch.as_tensor(rng.standard_normal(N.shape[1])) * 0.1
+        Y = net(X) - R[:, None]
+        r = directional_stationarity(net, X, Y)
+        assert r.stationary
+        verdicts.append(r.verdict)
+    assert verdicts == ["local minimum"] * 10
+
+
+def batched_loss_free(net, X, theta):
+    """The outputs f(x_i) as a function of the parameter vector (layout of parameters_vector: W, b, a, c)."""
+    m, d = net.m, net.d
+    W = theta[:m * d].reshape(m, d)
+    b = theta[m * d:m * d + m]
+    a = theta[m * d + m:m * d + 2 * m].reshape(m, 1)
+    c = theta[m * d + 2 * m:]
+    return (torch.relu(X @ W.T + b) @ a + c).reshape(-1)
+
+
+def test_nearly_parallel_kink_lines_are_not_merged():
+    net = ShallowNet(W=_t([[0.0, 0.0]]), a=_t([[0.0]]), b=None)
+    X = _t([[1.0, 0.0], [1.0, 1e-6]])  # two kink lines 1e-6 rad apart with opposite residuals
+    r = directional_stationarity(net, X, _t([-1.0, 1.0]), n_probe=0)
+    assert r.escape_neurons == [0] and r.verdict == "strict saddle" and r.saddle_verified
+
+
+def test_tiny_residuals_are_not_zero_loss():
+    net = ShallowNet(W=_t([[0.0]]), a=_t([[1.0, 0.0]]), b=None, c=_t([0.0, 0.0]))
+    r = directional_stationarity(net, _t([[1.0], [2.0]]), _t([[0.0, 1e-9], [0.0, -1e-9]]))
+    assert r.reason != "zero loss (a global minimum)"
+
+
+def test_lists_are_read_in_float64_and_escape_index_checked():
+    net = ShallowNet(W=_t([[1.0]]), a=_t([[1.0]]), b=_t([-0.1]))
+    assert float(net.preactivations([[0.1]]).abs().max()) == 0.0  # 0.1 from a list: the float64 0.1
+    assert directional_stationarity(net, [[0.1], [1.0]], [0.5, 0.9]).n_kinks == 1
+    for j in (5, -1):
+        with pytest.raises(InvalidInputError, match="neuron index"):
+            escape_direction(net, [[0.1], [1.0]], [0.5, 0.9], j)

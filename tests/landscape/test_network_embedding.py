@@ -171,3 +171,15 @@ def test_check_embedding_predictions_hold_on_random_kink_points(seed, d, m, act,
     assert chk.consistent, chk.to_dict(summary=True)
     assert chk.max_function_difference <= 1e-12 and chk.loss_difference <= 1e-12
     assert chk.gradient_pullback_difference <= 1e-10
+
+
+def test_split_prediction_survives_cancelled_residuals():
+    # vector output with residuals orthogonal to a_s: r_i . a_s is pure round-off, which must not look large
+    D = lambda v: torch.tensor(v, dtype=T)  # noqa: E731
+    net = ShallowNet(W=D([[1.0]]), a=D([[1.1, 0.7]]), b=None)
+    X = D([[1.0], [2.0]])
+    R = (D([2.0, -1.0]) * 0.37)[:, None] * D([0.7, -1.1])
+    Y = net(X) - R
+    wide, emb = split_neuron(net, 0, ratio=-0.5)
+    chk = check_embedding(net, X, Y, wide, emb)
+    assert chk.predicted_stationary and chk.wide_stationary and chk.consistent

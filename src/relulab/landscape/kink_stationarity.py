@@ -391,11 +391,12 @@ def _h_values(net: ShallowNet, mdl: _Model, j: int, U: torch.Tensor) -> torch.Te
     return S1 @ mdl.R / mdl.Xt.shape[0]
 
 
-def _h_vanishes(net: ShallowNet, mdl: _Model, j: int, rtol: float, R: Optional[torch.Tensor] = None
-                ) -> tuple[bool, float]:
+def _h_vanishes(net: ShallowNet, mdl: _Model, j: int, rtol: float, R: Optional[torch.Tensor] = None,
+                scale: Optional[float] = None) -> tuple[bool, float]:
     """Is ``h_j`` identically zero? Exact up to a scale-aware tolerance (module docstring). ``R`` replaces
-    the residuals (e.g. ``R a_j`` for the block function ``a_j . h_j``). Returns (vanishes, size of the
-    largest coefficient relative to the scale)."""
+    the residuals (e.g. ``R a_j`` for the block function ``a_j . h_j``; then pass the ``scale`` of the terms
+    before they cancelled, or round-off would look large). Returns (vanishes, size of the largest
+    coefficient relative to the scale)."""
     n = mdl.Xt.shape[0]
     R = mdl.R if R is None else R
     al = net.alpha
@@ -406,7 +407,9 @@ def _h_vanishes(net: ShallowNet, mdl: _Model, j: int, rtol: float, R: Optional[t
     slope = torch.where(z > 0, torch.ones_like(z), torch.full_like(z, al))
     slope = torch.where(mdl.K[:, j], torch.full_like(z, al), slope)
     Lam = (R * slope[:, None]).T @ mdl.Xt / n                          # (o, D): linear part
-    scale = float((R.abs().sum(1) * norms).sum() / n) + 1e-300
+    if scale is None:
+        scale = float((R.abs().sum(1) * norms).sum() / n)
+    scale = scale + 1e-300
     worst = 0.0
     idx = torch.nonzero(k).reshape(-1)
     if len(idx):
@@ -418,7 +421,8 @@ def _h_vanishes(net: ShallowNet, mdl: _Model, j: int, rtol: float, R: Optional[t
         neg = (sgn[:, 0] < 0)
         # max(-l.u, 0) = max(l.u, 0) - l.u: a ridge on the same line plus a linear part
         Lam = Lam - (coef[neg].T @ Ek[neg])
-        same = (Ek @ Ek.T) >= 1 - 1e-12                                # same hyperplane
+        # same hyperplane: equal unit normals (a cosine test would merge lines 1e-6 rad apart)
+        same = torch.cdist(Ek, Ek) <= 1e-12
         label = torch.argmax(same.to(torch.int8), dim=1)               # first member of each class
         beta = torch.zeros(len(idx), R.shape[1], dtype=net.dtype, device=net.device).index_add_(0, label, coef)
         worst = max(worst, float(beta.abs().max()) / scale)
@@ -433,6 +437,8 @@ def escape_direction(net: ShallowNet, X, Y, j: int, kink_rtol: float = 1e-12, n_
     ``q`` (``L(theta + t v) = L(theta) + q t^2 + O(t^3)``, ``q < 0``); None when no candidate ``u`` has
     ``h_j(u) != 0``. Only meaningful when ``trainable="all"``."""
     _check_net(net)
+    if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < net.m:
+        raise InvalidInputError(f"j must be a neuron index in 0..{net.m - 1}, got {j!r}")
     if net.trainable != "all":
         return None
     X, Y = _data(net, X, Y)
@@ -507,12 +513,20 @@ def _verify_decrease(net, X, Y, v) -> bool:
     return bool(((L0 - Ls) > 64 * torch.finfo(net.dtype).eps * max(float(L0), 1e-300)).any())
 
 
-def _probe(net, X, Y, n_probe: int, seed: int) -> float:
+def _probe(net, X, Y, n_probe: int, seed: int, mdl: Optional[_Model] = None) -> float:
     theta = net.parameters_vector()
     gen = torch.Generator().manual_seed(seed)
     D = torch.randn(n_probe, theta.numel(), generator=gen, dtype=torch.float64).to(net.dtype).to(net.device)
     D = D / D.norm(dim=1, keepdim=True)
-    radii = torch.tensor([1e-2, 1e-4, 1e-6], dtype=net.dtype, device=net.device) * max(1.0, float(theta.norm()))
+    top = 1e-2 * max(1.0, float(theta.norm()))
+    if mdl is not None:
+        # stay inside the cones of the non-kink pre-activations: a step of norm r changes z_ij by at most
+        # r |x~_i|, so below min |z_ij| / |x~_i| no sign flips and the local analysis still applies
+        norms = mdl.Xt.norm(dim=1)[:, None].expand_as(mdl.Z)
+        off = (~mdl.K) & (norms > 0)
+        if bool(off.any()):
+            top = min(top, 0.5 * float((mdl.Z.abs()[off] / norms[off]).min()))
+    radii = torch.tensor([1.0, 1e-2, 1e-4], dtype=net.dtype, device=net.device) * top
     T = (theta[None, None] + radii[:, None, None] * D[None]).reshape(-1, theta.numel())
     return float((batched_loss(net, X, Y, T) - batched_loss(net, X, Y, theta)).min())
 
@@ -526,7 +540,8 @@ def directional_stationarity(net: ShallowNet, X, Y, kink_rtol: float = 1e-12, st
     kink terms, or ``K <= 16`` when it has no convex kink term (closed form per case), one mixed-integer
     program beyond), "enumerate" (always) or "milp" (always). Neurons with
     ``|a_j|_inf <= zero_atol`` are zero-output neurons, the candidates for escape neurons. ``n_probe``
-    random perturbations at radii 1e-2, 1e-4, 1e-6 (times ``max(1, |theta|)``) probe local minima."""
+    random perturbations at radii r, r/100, r/10^4 probe local minima, ``r = min(1e-2 max(1, |theta|),
+    half the distance to the nearest sign change of a non-kink pre-activation)``."""
     _check_net(net)
     if method not in ("auto", "enumerate", "milp"):
         raise InvalidInputError(f"method must be 'auto', 'enumerate' or 'milp', got {method!r}")
@@ -572,10 +587,15 @@ def directional_stationarity(net: ShallowNet, X, Y, kink_rtol: float = 1e-12, st
         res.reason = (f"escape neuron(s) {escape}: zero output weight and h_j not identically zero; "
                       "the loss decreases at second order along saddle_direction")
         return res
-    probe = _probe(net, X, Y, n_probe, seed) if n_probe > 0 else None
+    probe = _probe(net, X, Y, n_probe, seed, mdl) if n_probe > 0 else None
     res.probe_min_change = probe
     probe_tol = 1e3 * torch.finfo(net.dtype).eps * max(mdl.loss, 1e-300) + tol
-    if mdl.loss <= tol:
+    # zero loss to round-off: residuals at the rounding level of the outputs and targets (the loss is
+    # quadratic in them, so comparing it with the derivative tolerance would mix units)
+    Yt = torch.as_tensor(Y)
+    zero_loss = float(mdl.R.abs().max()) <= 64 * torch.finfo(net.dtype).eps * (
+        float(Yt.abs().max()) + float((Yt + mdl.R).abs().max()) + 1e-300) if mdl.R.numel() else True
+    if zero_loss:
         res.verdict, res.reason = "local minimum", "zero loss (a global minimum)"
     elif net.trainable == "first":
         res.verdict, res.reason = "local minimum", ("stationary with fixed output weights: L is convex on every "

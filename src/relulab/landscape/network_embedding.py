@@ -251,13 +251,16 @@ def check_embedding(net: ShallowNet, X, Y, wide: ShallowNet, emb: EmbeddingMap, 
     if pred_stat:
         nmdl = _model(net, X, Y, kink_rtol)
         for k, s in enumerate(emb.sources):
-            if s >= 0 and float(wide.a[k] @ net.a[s]) < 0 and \
-                    not _h_vanishes(net, nmdl, s, stat_rtol, nmdl.R @ net.a[s][:, None])[0]:
-                pred_stat = False
+            if s >= 0 and float(wide.a[k] @ net.a[s]) < 0:
+                # the scale of the terms before r_i . a_s cancels them, else round-off looks large
+                sc = float((nmdl.R.abs() @ net.a[s].abs() * nmdl.Xt.norm(dim=1)).sum() / nmdl.Xt.shape[0])
+                if not _h_vanishes(net, nmdl, s, stat_rtol, nmdl.R @ net.a[s][:, None], scale=sc)[0]:
+                    pred_stat = False
         Zs = wide.sigma(mdl.Z)
         for k, s in enumerate(emb.sources):
             if s < 0 and wide.trainable == "all":
-                if float((Zs[:, k] @ mdl.R).abs().max()) > stat_rtol * (mdl.scale + 1e-300):
+                # dL/da_k = 1/n sum_i r_i sigma(z_ik), on the same 1/n scale as directional_stationarity
+                if float((Zs[:, k] @ mdl.R).abs().max()) / Zs.shape[0] > stat_rtol * (mdl.scale + 1e-300):
                     pred_stat = False
     if pred_stat is False:
         pred_verdict = "not stationary"

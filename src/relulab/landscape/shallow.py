@@ -29,7 +29,9 @@ def _tensor(x, name, dtype=None, device=None) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) and dtype is None:
         dtype = torch.float64  # lists and arrays: float64, the library's default for geometry
     try:
-        t = torch.as_tensor(x, device=device)
+        # lists straight to the target dtype: through float32 first, 1.1 would become 1.100000023841858
+        t = torch.as_tensor(x, device=device) if isinstance(x, torch.Tensor) else torch.as_tensor(
+            x, dtype=dtype if dtype is not None and dtype.is_floating_point else torch.float64, device=device)
     except (TypeError, ValueError, RuntimeError) as e:
         raise InvalidInputError(f"{name} must be a tensor or array of numbers: {e}") from None
     if not (t.is_floating_point()):
