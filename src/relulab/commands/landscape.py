@@ -209,7 +209,8 @@ def _add_classify(kinds) -> None:
     p.add_argument("--time-limit", type=float, default=10.0, metavar="SECONDS",
                    help="time limit of each mixed-integer program (default 10)")
     p.add_argument("--probes", type=int, default=200, metavar="N",
-                   help="random perturbations that check a local minimum (default 200; 0: none)")
+                   help="random directions, each tried at 3 radii inside the cones of the pre-activations, that "
+                        "check a local minimum (default 200; 0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probes and escape directions (default 0)")
     json_flag(p)
     p.set_defaults(handler=run_classify)
@@ -269,7 +270,7 @@ def _render_classify(res, net, args, n: int):
                     f"{res.saddle_second_order:.6g}; decrease observed: {_yes(res.saddle_verified)}")
     elif res.verdict == "local minimum":
         probe = ("no random probes" if res.probe_min_change is None
-                 else f"{args.probes} random probes: smallest change of L {res.probe_min_change:.3g}")
+                 else f"{args.probes} random directions at 3 radii: smallest change of L {res.probe_min_change:.3g}")
         cert = (f"stationary (min L' = {dd:.3g} >= -{res.tolerance:.3g}); no escape neurons; {res.reason}; {probe}")
     else:
         cert = res.reason + ("" if res.complete else " (incomplete)")
