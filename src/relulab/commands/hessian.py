@@ -58,19 +58,13 @@ def add_parser(sub) -> None:
 def _data_and_targets(args, mf):
     import torch
 
-    from relulab import data as datasets
-    from relulab.commands.kernels import read_inputs
+    from relulab.commands.kernels import builtin_data, read_inputs
     from relulab.core.errors import InvalidInputError
 
     if args.loss == "cross_entropy" and mf.net.output_dim < 2:
         raise InvalidInputError("cross_entropy needs a model with at least 2 outputs (class scores); use --loss mse")
-    name, _, count = args.data.partition(":")
-    if name in datasets.DATASETS and not args.data.endswith((".npy", ".csv")):
-        try:
-            n = int(count) if count else 256
-        except ValueError:
-            raise InvalidInputError(f"DATA {args.data!r}: expected NAME or NAME:N with an integer N") from None
-        ds = datasets.make(name, n=n, seed=0)
+    ds = builtin_data(args.data)
+    if ds is not None:
         x, y = ds.x, ds.y
         if args.targets is not None:
             y = None
@@ -81,7 +75,7 @@ def _data_and_targets(args, mf):
             elif k == ds.n_classes:
                 y = torch.nn.functional.one_hot(ds.y, k).double()
             else:
-                raise InvalidInputError(f"--loss mse on {name}: the model has {k} outputs, the labels give 1 target "
+                raise InvalidInputError(f"--loss mse on {ds.name}: the model has {k} outputs, the labels give 1 target "
                                         f"or {ds.n_classes} one-hot scores; pass --targets FILE")
     else:
         x = read_inputs(args.data, mf.net.input_shape, 10**9)

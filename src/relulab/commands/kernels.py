@@ -35,6 +35,21 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=run)
 
 
+def builtin_data(text: str):
+    """The built-in data set that DATA names as NAME[:N] (N points, default 256, seed 0), or None."""
+    from relulab import data as datasets
+    from relulab.core.errors import InvalidInputError
+
+    name, _, count = text.partition(":")
+    if name not in datasets.DATASETS or text.endswith((".npy", ".csv")):
+        return None
+    try:
+        n = int(count) if count else 256
+    except ValueError:
+        raise InvalidInputError(f"DATA {text!r}: expected NAME or NAME:N with an integer N") from None
+    return datasets.make(name, n=n, seed=0)
+
+
 def read_inputs(text: str, shape, max_points: int):
     """DATA as a float64 tensor (n, *shape): .npy (no pickle), .csv, or a built-in set NAME[:N]."""
     import numpy as np
@@ -43,13 +58,9 @@ def read_inputs(text: str, shape, max_points: int):
     from relulab import data as datasets
     from relulab.core.errors import InvalidInputError
 
-    name, _, count = text.partition(":")
-    if name in datasets.DATASETS and not text.endswith((".npy", ".csv")):
-        try:
-            n = int(count) if count else 256
-        except ValueError:
-            raise InvalidInputError(f"DATA {text!r}: expected NAME or NAME:N with an integer N") from None
-        x = datasets.make(name, n=n, seed=0).x
+    ds = builtin_data(text)
+    if ds is not None:
+        x = ds.x
     elif text.endswith(".npy"):
         try:
             x = torch.as_tensor(np.asarray(np.load(text, allow_pickle=False), dtype=np.float64))

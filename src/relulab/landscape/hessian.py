@@ -135,8 +135,12 @@ class HessianOperator:
             self.batches = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
         self.weights = [((e - s) / n if reduction == "mean" else 1.0) for s, e in self.batches]
         self.n_products = 0
+        x0, y0 = self._batch(0)
         try:  # a first evaluation: shape errors surface here, with the model named
-            self._loss(self._unflatten(self.theta), *self._batch(0))
+            with torch.no_grad():
+                out = self.model(x0)
+                self.loss(out, y0)
+            out_shape = tuple(out.shape[1:])
         except RelulabError:
             raise
         except Exception as e:  # noqa: BLE001 - any torch error means model, data and loss do not fit
@@ -144,8 +148,7 @@ class HessianOperator:
                                     f"{tuple(self.inputs.shape)} with targets of shape {tuple(self.targets.shape)}: "
                                     f"{str(e).splitlines()[0]}") from None
         if isinstance(loss, (nn.MSELoss, nn.L1Loss, nn.HuberLoss, nn.SmoothL1Loss)):
-            with torch.no_grad():  # these broadcast silently: (n, 1) against (n,) would compare every pair
-                out_shape = tuple(self.model(self.inputs[:1]).shape[1:])
+            # these broadcast silently: outputs (n, 1) against targets (n,) would compare every pair
             if out_shape != tuple(self.targets.shape[1:]):
                 raise InvalidInputError(f"{type(loss).__name__}: the model's output per sample has shape {out_shape}, "
                                         f"the targets' {tuple(self.targets.shape[1:])}; they must be equal")
@@ -171,11 +174,22 @@ class HessianOperator:
         return self.loss(out, y)
 
     def _gradient_graph(self, i: int) -> tuple:
-        """Batch i's gradient with its graph kept (``create_graph``), so that H v is one more backward."""
+        """Batch i's gradient with its graph kept (``create_graph``), so that H v is one more backward.
+        With one batch the graph is built once and kept for the operator's lifetime."""
+        if len(self.batches) == 1 and self._cached is not None:
+            return self._cached
         x, y = self._batch(i)
         with torch.enable_grad():
             loss = self.loss(self.model(x), y)
-            return torch.autograd.grad(loss, self._params, create_graph=True)
+            g = torch.autograd.grad(loss, self._params, create_graph=True)
+        if len(self.batches) == 1:
+            self._cached = g
+        return g
+
+    def _flat(self, parts, lead: tuple = ()) -> torch.Tensor:
+        """Per-parameter tensors (None: no dependence) as one tensor (*lead, P)."""
+        return torch.cat([torch.zeros(*lead, n, dtype=self.dtype, device=self.device) if t is None
+                          else t.reshape(*lead, n) for t, n in zip(parts, self.sizes)], -1)
 
     def loss_value(self) -> float:
         """L(theta)."""
@@ -185,13 +199,7 @@ class HessianOperator:
 
     def gradient(self) -> torch.Tensor:
         """grad L(theta), (P,)."""
-        g = torch.zeros_like(self.theta)
-        for i, w in enumerate(self.weights):
-            gi = self._cached if (i == 0 and self._cached is not None) else self._gradient_graph(i)
-            if len(self.batches) == 1:
-                self._cached = gi
-            g += w * torch.cat([t.detach().reshape(-1) for t in gi])
-        return g
+        return sum(w * self._flat(self._gradient_graph(i)).detach() for i, w in enumerate(self.weights))
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """H v for one vector (P,): reverse-over-reverse, ``d/d theta <grad L, v>``. With one batch the
@@ -201,23 +209,14 @@ class HessianOperator:
         if v.numel() != self.dim:
             raise InvalidInputError(f"vector has {v.numel()} entries, the Hessian acts on {self.dim}")
         vs = [t.view(s) for t, s in zip(v.split(self.sizes), self.shapes)]
-        single = len(self.batches) == 1
-        if single:  # the common case without accumulation buffers
-            if self._cached is None:
-                self._cached = self._gradient_graph(0)
-            with torch.enable_grad():
-                hv = torch.autograd.grad(self._cached, self._params, vs, retain_graph=True, allow_unused=True)
-            self.n_products += 1
-            out = torch.cat([torch.zeros(n, dtype=self.dtype, device=self.device) if t is None else t.reshape(-1)
-                             for t, n in zip(hv, self.sizes)])
-            return out if self.weights[0] == 1.0 else out * self.weights[0]
-        out = torch.zeros_like(self.theta)
+        keep = len(self.batches) == 1
+        out = None
         for i, w in enumerate(self.weights):
-            g = self._gradient_graph(i)
             with torch.enable_grad():
-                hv = torch.autograd.grad(g, self._params, vs, allow_unused=True)
-            out += w * torch.cat([torch.zeros(n, dtype=self.dtype, device=self.device) if t is None
-                                  else t.reshape(-1) for t, n in zip(hv, self.sizes)])
+                hv = self._flat(torch.autograd.grad(self._gradient_graph(i), self._params, vs, retain_graph=keep,
+                                                    allow_unused=True))
+            hv = hv if w == 1.0 else w * hv
+            out = hv if out is None else out + hv
         self.n_products += 1
         return out
 
@@ -229,22 +228,20 @@ class HessianOperator:
             raise InvalidInputError(f"matrix has shape {tuple(V.shape)}, the Hessian acts on ({self.dim}, s)")
         if len(self.batches) > 1 or self._batched_failed:
             return torch.stack([self.matvec(V[:, j]) for j in range(V.shape[1])], 1)
-        if self._cached is None:
-            self._cached = self._gradient_graph(0)
+        g = self._gradient_graph(0)
         out = []
         for s in range(0, V.shape[1], chunk):
             C = V[:, s:s + chunk].T.contiguous()  # (c, P)
             cs = [t.reshape(C.shape[0], *sh) for t, sh in zip(C.split(self.sizes, 1), self.shapes)]
             try:
                 with torch.enable_grad():
-                    hv = torch.autograd.grad(self._cached, self._params, cs, retain_graph=True, allow_unused=True,
+                    hv = torch.autograd.grad(g, self._params, cs, retain_graph=True, allow_unused=True,
                                              is_grads_batched=True)
             except RuntimeError:  # an op without a batching rule: products one at a time
                 self._batched_failed = True
                 rest = torch.stack([self.matvec(V[:, j]) for j in range(s, V.shape[1])], 1)
                 return torch.cat([torch.cat(out, 0).T, rest], 1) if out else rest
-            out.append(torch.cat([torch.zeros(C.shape[0], n, dtype=self.dtype, device=self.device) if t is None
-                                  else t.reshape(C.shape[0], -1) for t, n in zip(hv, self.sizes)], 1))
+            out.append(self._flat(hv, (C.shape[0],)))  # one batch: its weight is 1
             self.n_products += C.shape[0]
         return torch.cat(out, 0).T
 
@@ -279,25 +276,27 @@ class HessianOperator:
         return LinearOperator(self.shape, matvec=mv, dtype=np.float64)
 
 
-def _operator_dim(op) -> int:
-    if isinstance(op, HessianOperator):
-        return op.dim
+class _Matrix:
+    """A symmetric torch matrix behind the operator interface, its products counted like the Hessian's."""
+
+    def __init__(self, A: torch.Tensor):
+        self.A, self.dtype, self.device, self.dim, self.n_products = A, A.dtype, A.device, A.shape[0], 0
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        self.n_products += 1
+        return self.A @ v
+
+
+def _as_operator(op):
+    """A HessianOperator as is; a square matrix wrapped as one."""
+    if isinstance(op, (HessianOperator, _Matrix)):
+        return op
     if isinstance(op, torch.Tensor) and op.dim() == 2 and op.shape[0] == op.shape[1]:
-        return op.shape[0]
+        return _Matrix(op)
     raise InvalidInputError("expected a HessianOperator or a square symmetric torch matrix")
 
 
-def _apply(op, v: torch.Tensor) -> torch.Tensor:
-    return op.matvec(v) if isinstance(op, HessianOperator) else op @ v
-
-
-def _like(op):
-    if isinstance(op, HessianOperator):
-        return op.dtype, op.device
-    return op.dtype, op.device
-
-
-def _generator(seed, device) -> torch.Generator:
+def _generator(seed) -> torch.Generator:
     g = torch.Generator(device="cpu")
     g.manual_seed(int(seed))
     return g
@@ -343,9 +342,9 @@ class _LanczosRun:
     """
 
     def __init__(self, op, v0: torch.Tensor, restart: bool = False, seed: int = 0):
-        self.op = op
-        self.P = _operator_dim(op)
-        dtype, device = _like(op)
+        self.op = op = _as_operator(op)
+        self.P = op.dim
+        dtype, device = op.dtype, op.device
         v0 = torch.as_tensor(v0, dtype=dtype, device=device).reshape(-1)
         nv = torch.linalg.vector_norm(v0)
         if not nv > 0:
@@ -358,7 +357,7 @@ class _LanczosRun:
         self.eps = torch.finfo(dtype).eps
         self.restart = restart
         self.blocks = [0]
-        self._gen = _generator(seed + 7919, device)
+        self._gen = _generator(seed + 7919)
 
     @property
     def steps(self) -> int:
@@ -373,7 +372,7 @@ class _LanczosRun:
                                     device=self.Q.device)
                 grown[:j + 1] = self.Q[:j + 1]
                 self.Q = grown
-            w = _apply(self.op, self.Q[j])
+            w = self.op.matvec(self.Q[j])
             a = float(self.Q[j] @ w)
             basis = self.Q[:j + 1]
             for _ in range(2):  # classical Gram-Schmidt twice: orthogonal to working precision
@@ -415,12 +414,13 @@ def lanczos(op, steps: int, v0: torch.Tensor | None = None, seed: int = 0) -> La
     ``op`` is a :class:`HessianOperator` or a symmetric matrix. Stops early when the Krylov space
     becomes invariant (``beta <= 10 eps ||T||``; then the Ritz values are eigenvalues of ``op``).
     """
-    P = _operator_dim(op)
-    dtype, device = _like(op)
+    op = _as_operator(op)
+    P = op.dim
+    dtype, device = op.dtype, op.device
     if steps < 1:
         raise InvalidInputError(f"steps must be a positive integer, got {steps}")
     if v0 is None:
-        v0 = torch.randn(P, generator=_generator(seed, device), dtype=dtype).to(device)
+        v0 = torch.randn(P, generator=_generator(seed), dtype=dtype).to(device)
     run = _LanczosRun(op, v0)
     run.extend(steps)
     return run.decomposition()
@@ -513,17 +513,18 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
     """
     if which not in ("largest", "smallest", "both"):
         raise InvalidInputError(f"which must be 'largest', 'smallest' or 'both', got {which!r}")
-    P = _operator_dim(op)
+    op = _as_operator(op)
+    P = op.dim
     if not 1 <= k <= P:
         raise InvalidInputError(f"k must be between 1 and the number of parameters {P}, got {k}")
     if not tol > 0:
         raise InvalidInputError(f"tol must be positive, got {tol}")
     t0 = time.perf_counter()
-    n0 = getattr(op, "n_products", 0)
+    n0 = op.n_products
     ends = ("largest", "smallest") if which == "both" else (which,)
-    dtype, device = _like(op)
+    dtype, device = op.dtype, op.device
     max_steps = _steps_within(P, dtype, max_steps, memory_budget, min(P, max(2 * k + 10, 20)), "hessian_eigenpairs")
-    run = _LanczosRun(op, torch.randn(P, generator=_generator(seed, device), dtype=dtype).to(device), restart=True,
+    run = _LanczosRun(op, torch.randn(P, generator=_generator(seed), dtype=dtype).to(device), restart=True,
                       seed=seed)
     run.extend(min(P, max(2 * k + 10, 20), max_steps))
     while True:
@@ -551,7 +552,7 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
         res = np.full(len(ii), np.nan)
         if verify:
             for r in range(len(ii)):
-                res[r] = float(torch.linalg.vector_norm(_apply(op, Y[r]) - vals[r] * Y[r]))
+                res[r] = float(torch.linalg.vector_norm(op.matvec(Y[r]) - vals[r] * Y[r]))
         else:
             res = bound[ii]
         out[e] = (vals, res, Y if vectors else None)
@@ -559,7 +560,7 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
     lg, sm = out.get("largest", empty), out.get("smallest", empty)
     result = HessianEigenpairs(
         largest=lg[0], smallest=sm[0], largest_residuals=lg[1], smallest_residuals=sm[1], norm_estimate=norm,
-        tol=tol, steps=dec.steps, n_products=getattr(op, "n_products", 0) - n0, converged=bool(ok),
+        tol=tol, steps=dec.steps, n_products=op.n_products - n0, converged=bool(ok),
         seconds=time.perf_counter() - t0, largest_vectors=lg[2], smallest_vectors=sm[2])
     return (result, dec) if _return_lanczos else result
 
@@ -589,7 +590,7 @@ def _hutchinson_terms(op, G: torch.Tensor, Q: torch.Tensor | None) -> torch.Tens
         g = G[i]
         if Q is not None:
             g = g - Q.T @ (Q @ g)
-        hg = _apply(op, g)
+        hg = op.matvec(g)
         out[i] = float(g @ hg)
     return out
 
@@ -604,26 +605,27 @@ def hessian_trace(op, queries: int = 99, method: str = "hutch++", seed: int = 0,
     ``"deflated"``: needs ``lanczos_basis``; ``sum alpha`` on its span plus ``queries`` Hutchinson
     samples on the complement. ``"exact"``: P products with the unit vectors (small P only).
     """
-    P = _operator_dim(op)
-    dtype, device = _like(op)
+    op = _as_operator(op)
+    P = op.dim
+    dtype, device = op.dtype, op.device
     if queries < 1:
         raise InvalidInputError(f"queries must be a positive integer, got {queries}")
     t0 = time.perf_counter()
-    n0 = getattr(op, "n_products", 0)
-    gen = _generator(seed, device)
+    n0 = op.n_products
+    gen = _generator(seed)
     exact_part, Q = 0.0, None
     if method == "exact" or (method != "deflated" and queries >= P):
         method = "exact"
         I = torch.eye(P, dtype=dtype, device=device)
-        terms = torch.tensor([float(I[i] @ _apply(op, I[i])) for i in range(P)], dtype=torch.float64)
-        return TraceEstimate(float(terms.sum()), 0.0, method, P, P, getattr(op, "n_products", 0) - n0,
+        terms = torch.tensor([float(I[i] @ op.matvec(I[i])) for i in range(P)], dtype=torch.float64)
+        return TraceEstimate(float(terms.sum()), 0.0, method, P, P, op.n_products - n0,
                              time.perf_counter() - t0)
     if method == "hutch++":
         s = max(1, queries // 3)
         S = _rademacher((s, P), gen, dtype, device)
-        HS = torch.stack([_apply(op, S[i]) for i in range(s)])
+        HS = torch.stack([op.matvec(S[i]) for i in range(s)])
         Q = torch.linalg.qr(HS.T, mode="reduced")[0].T.contiguous()  # (s, P) orthonormal rows
-        exact_part = float(sum(float(Q[i] @ _apply(op, Q[i])) for i in range(Q.shape[0])))
+        exact_part = float(sum(float(Q[i] @ op.matvec(Q[i])) for i in range(Q.shape[0])))
         r = max(1, queries - 2 * s)
     elif method == "deflated":
         if lanczos_basis is None:
@@ -641,10 +643,9 @@ def hessian_trace(op, queries: int = 99, method: str = "hutch++", seed: int = 0,
     terms = _hutchinson_terms(op, G, Q)
     est = exact_part + float(terms.mean())
     se = float(terms.std(unbiased=True) / math.sqrt(r)) if r > 1 else float("nan")
-    used = getattr(op, "n_products", 0) - n0 if isinstance(op, HessianOperator) else (
-        r + (2 * Q.shape[0] if method == "hutch++" else 0))
+    used = op.n_products - n0
     return TraceEstimate(est, se, method, used if method == "hutch++" else queries, 0 if Q is None else Q.shape[0],
-                         getattr(op, "n_products", 0) - n0, time.perf_counter() - t0)
+                         used, time.perf_counter() - t0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -704,13 +705,14 @@ def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0,
                      memory_budget: float | None = 2 * 2**30) -> SpectralDensity:
     """Stochastic Lanczos quadrature with ``n_vectors`` Rademacher start vectors of ``steps`` steps each
     (one run at a time: memory ``steps`` vectors of length P, within ``memory_budget`` bytes)."""
-    P = _operator_dim(op)
-    dtype, device = _like(op)
+    op = _as_operator(op)
+    P = op.dim
+    dtype, device = op.dtype, op.device
     if n_vectors < 1 or steps < 1:
         raise InvalidInputError("n_vectors and steps must be positive integers")
     t0 = time.perf_counter()
-    n0 = getattr(op, "n_products", 0)
-    gen = _generator(seed, device)
+    n0 = op.n_products
+    gen = _generator(seed)
     m = min(steps, P)
     _steps_within(P, dtype, m, memory_budget, m, "spectral_density")
     nodes = np.zeros((n_vectors, m))
@@ -723,7 +725,7 @@ def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0,
         nodes[v, :j], weights[v, :j] = th, S[0, :] ** 2
         bounds[v, :j] = np.abs(dec.beta[-1] * S[-1, :])
         nodes[v, j:] = th[-1]
-    return SpectralDensity(nodes, weights, P, m, getattr(op, "n_products", 0) - n0, time.perf_counter() - t0,
+    return SpectralDensity(nodes, weights, P, m, op.n_products - n0, time.perf_counter() - t0,
                            bounds)
 
 

@@ -498,10 +498,14 @@ def _rank_task(task: dict) -> tuple[int, int]:
     if task["bias"]:
         Z = Z + torch.as_tensor(b)[..., None]
     D = torch.where(Z > 0, torch.ones((), dtype=Z.dtype), torch.full((), task["alpha"], dtype=Z.dtype))
-    J = _first_layer_jacobian(Xt, torch.as_tensor(a), D, d, task["bias"])
-    sv = torch.linalg.svdvals(J)
-    rank = _rank_from_svals(sv, J.shape, task["rtol"])
-    return task["cell"], int((rank == n).sum())
+    return task["cell"], _full_rank_count(Xt, torch.as_tensor(a), D, task)
+
+
+def _full_rank_count(Xt: torch.Tensor, A: torch.Tensor, D: torch.Tensor, task: dict) -> int:
+    """How many of the batched first-layer Jacobians (``_first_layer_jacobian``) have rank n."""
+    J = _first_layer_jacobian(Xt, A, D, task["d"], task["bias"])
+    rank = _rank_from_svals(torch.linalg.svdvals(J), J.shape, task["rtol"])
+    return int((rank == task["n"]).sum())
 
 
 def _neuron_cells(X: np.ndarray, bias: bool, max_cells: int) -> np.ndarray:
@@ -534,10 +538,7 @@ def _rank_task_count(task: dict, rng) -> tuple[int, int]:
     S = torch.as_tensor(cells[rng.integers(0, len(cells), size=(B, m))])  # (B, m, n)
     a = torch.as_tensor(rng.choice(np.array([-1.0, 1.0]), size=(B, m, 1)))
     Xt = torch.as_tensor(np.concatenate([X, np.ones((n, 1))], axis=1) if task["bias"] else X).expand(B, n, -1)
-    D = _slopes(S, task["alpha"], torch.float64)
-    J = _first_layer_jacobian(Xt, a, D, d, task["bias"])
-    rank = _rank_from_svals(torch.linalg.svdvals(J), J.shape, task["rtol"])
-    return task["cell"], int((rank == n).sum())
+    return task["cell"], _full_rank_count(Xt, a, _slopes(S, task["alpha"], torch.float64), task)
 
 
 @dataclass
