@@ -29,13 +29,64 @@ def to_plain(value):
     return value
 
 
+def _describe(value) -> str:
+    """A few characters for one field: shapes for arrays, lengths for long containers."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
+    if isinstance(value, np.ndarray):
+        return f"array{value.shape} {value.dtype}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return f"{type(value).__name__}(...)"
+    if isinstance(value, (list, tuple, dict, set)) and len(value) > 6:
+        return f"{type(value).__name__} of {len(value)}"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _short_repr(self) -> str:
+    fields = [f.name for f in dataclasses.fields(self) if f.repr and not f.name.startswith("_")]
+    parts = [f"{name}={_describe(getattr(self, name))}" for name in fields]
+    lines, line = [], type(self).__name__ + "("
+    for part in parts:
+        if len(line) + len(part) > 96 and line.strip():
+            lines.append(line.rstrip())
+            line = "    "
+        line += part + ", "
+    lines.append(line.rstrip(", ") + ")")
+    return "\n".join(lines)
+
+
+def _html_table(self) -> str:
+    import html
+
+    fields = [f.name for f in dataclasses.fields(self) if f.repr and not f.name.startswith("_")]
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(n)}</th>"
+        f"<td style='text-align:left'>{html.escape(_describe(getattr(self, n)))}</td></tr>"
+        for n in fields)
+    return f"<table><caption>{html.escape(type(self).__name__)}</caption>{rows}</table>"
+
+
 class Result:
-    """Mixin for result dataclasses: ``to_dict()`` and ``to_json()``.
+    """Base of result dataclasses: ``to_dict()``, ``to_json()``, a short ``repr`` (shapes instead of
+    contents) and an HTML table for notebooks.
 
     Subclasses may list field names in ``_summary_fields`` to keep ``to_dict(summary=True)`` small.
     """
 
     _summary_fields: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        # a dataclass decorator keeps a __repr__ already in the class body, so installing the short
+        # one here gives every result a repr of a few lines (shapes, not contents) unless the class
+        # writes its own
+        super().__init_subclass__(**kwargs)
+        if "__repr__" not in cls.__dict__:
+            cls.__repr__ = _short_repr
+        if "_repr_html_" not in cls.__dict__:
+            cls._repr_html_ = _html_table
 
     def to_dict(self, summary: bool = False) -> dict:
         fields = [f.name for f in dataclasses.fields(self)]  # type: ignore[arg-type]
@@ -45,3 +96,29 @@ class Result:
 
     def to_json(self, summary: bool = False, **kwargs) -> str:
         return json.dumps(self.to_dict(summary=summary), **kwargs)
+
+
+@dataclasses.dataclass(kw_only=True, repr=False)
+class RegionResult(Result):
+    """Base of every region-counting result (line, plane, box, all of R^d, local counts).
+
+    * ``count``: activation regions (realized activation patterns) met by the domain;
+      ``linear_count``: linear regions (activation regions with equal affine maps merged), or None
+      when not computed.
+    * ``complete``: every region of the domain is listed; ``stopped_by``: None when complete, else
+      what stopped the search (``"max_regions"``, ``"time_limit"``, ``"memory"``).
+    * ``certified``: every decision the count rests on was either certain under a floating-point
+      error bound or settled in exact rational arithmetic (False: the count is the float64 answer
+      without such a guarantee).
+    * ``counts_what``: one phrase saying what is counted; ``domain``: over which domain
+      (``"segment"``, ``"slice"``, ``"box"``, ``"R^d"``, ...); ``seconds``: wall time.
+    """
+
+    count: int
+    linear_count: int | None = None
+    complete: bool = True
+    stopped_by: str | None = None
+    certified: bool = False
+    counts_what: str = "activation regions"
+    domain: str = ""
+    seconds: float = 0.0
