@@ -5,9 +5,10 @@ from relulab.core.errors import (
     InvalidInputError,
     ModelFileError,
     RelulabError,
+    ResourceLimitError,
     UnsupportedLayerError,
 )
 from relulab.core.plnet import PLNet, Trace
 
 __all__ = ["PLNet", "Trace", "RelulabError", "UnsupportedLayerError", "DegenerateGeometryError",
-           "InvalidInputError", "ModelFileError"]
+           "InvalidInputError", "ModelFileError", "ResourceLimitError"]

@@ -29,3 +29,8 @@ SUPPORTED_LAYERS = (
     "relulab.nn.Abs, relulab.nn.Maxout, relulab.nn.GroupMax, MaxPool1d/2d, "
     "and residual additions x + f(x)"
 )
+
+
+class ResourceLimitError(RelulabError, MemoryError):
+    """A computation or a file would exceed a size, memory or time budget; raised before the memory is
+    allocated, naming the budget and how to raise it."""
