@@ -122,6 +122,9 @@ def test_region_counts_match_regions_engine(name):
         ref = full(sub)
         assert c.linear_count == ref.linear_count
         assert c.boundary_cells == ref.decision_boundary_pieces or ref.decision_boundary_pieces is None
+        for piece in c.boundary:  # each piece's point is on {p = q} and the network vanishes there
+            x = np.array(piece["point"])
+            assert abs(float(net(torch.tensor(x))[0])) <= 1e-9 * (1 + np.abs(x).max())
 
 
 def test_newton_polytopes_low_dimensional():

@@ -314,13 +314,16 @@ class TropicalRegionCount(RegionResult):
     ``regions_p``, ``regions_q``: linear regions of p and q (monomials after reduction = upper-hull
     vertices); ``cells``: non-empty cells ``R_p(i) & R_q(l)`` of the common refinement (``count``);
     ``linear_count``: linear regions of f (cells with one affine map merged across shared facets);
-    ``boundary_cells``: cells met by the decision boundary ``{p = q}`` in a (d-1)-dimensional set.
+    ``boundary_cells``: cells met by the decision boundary ``{p = q}`` in a (d-1)-dimensional set;
+    ``boundary``: those pieces, each as the cell's monomials of p and q, the hyperplane
+    ``normal . x + offset = 0`` (the cell's ``p - q``) and a point of the piece inside the cell.
     """
 
     regions_p: int = 0
     regions_q: int = 0
     cells: int = 0
     boundary_cells: int = 0
+    boundary: list = field(default_factory=list)
 
     def plot(self, ax=None):
         import matplotlib.pyplot as plt
@@ -430,17 +433,21 @@ def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000)
                     parent[find(group[a])] = find(group[b])
     linear = len({find(k) for k in range(len(cells))})
     # decision boundary: cells where the affine map p - q vanishes on a (d-1)-dimensional piece
-    bcells = 0
+    bcells, pieces = 0, []
     for i, l in cells:
         g, g0 = Ep[i] - Eq[l], cp[i] - cq[l]
         if not np.any(np.abs(g) > tol):
             continue
         Ai, bi = rows(Ep, cp, i)
         Al, bl = rows(Eq, cq, l)
-        t, _ = _lp_margin(np.r_[Ai, Al].reshape(-1, d), np.r_[bi, bl], g[None], np.array([g0]))
-        bcells += t > tol
+        t, x = _lp_margin(np.r_[Ai, Al].reshape(-1, d), np.r_[bi, bl], g[None], np.array([g0]))
+        if t > tol:
+            bcells += 1
+            pieces.append({"p_monomial": int(i), "q_monomial": int(l), "normal": g.tolist(), "offset": float(g0),
+                           "point": x.tolist()})
     return TropicalRegionCount(count=len(cells), linear_count=linear, complete=True,
                                certified=bool(f.p.exact and f.p.certified and f.q.certified),
                                counts_what="cells of the refinement of p and q (count); linear regions of f "
                                            "(linear_count)", domain="R^d", seconds=time.perf_counter() - t0,
-                               regions_p=len(cp), regions_q=len(cq), cells=len(cells), boundary_cells=int(bcells))
+                               regions_p=len(cp), regions_q=len(cq), cells=len(cells), boundary_cells=int(bcells),
+                               boundary=pieces)
