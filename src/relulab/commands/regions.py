@@ -76,7 +76,7 @@ def run(args, ctx: Context) -> Output:
             box = None
             if args.box:
                 box = tuple(parse_point(s, f"--box {n}", shape, net).reshape(-1) for s, n in zip(args.box, ("LO", "HI")))
-            res = regions.enumerate(net, box, audit_samples=args.audit, **budgets)
+            res = regions.full_space(net, box, audit_samples=args.audit, **budgets)
         update("done", 1, 1)
     data = res.to_dict(summary=not args.full)
     data["input_dim"] = net.input_dim

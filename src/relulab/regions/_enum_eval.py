@@ -3,7 +3,7 @@
 For a scale ``s > 0`` let ``N_s`` be the network with every bias multiplied by ``s``. Max units are
 positively homogeneous, so ``N_s(y) = s N(y / s)`` piece by piece; at ``s = 1`` this is the network
 itself and at ``s = 0`` its recession ("bias-free") network. The enumeration of all of R^d works in
-compactified coordinates where ``s`` is an affine function of the point (see ``enumerate.py``), so
+compactified coordinates where ``s`` is an affine function of the point (see ``space.py``), so
 here ``s`` comes with its own tangent.
 
 :func:`layer_maps` evaluates, for a batch of cells, the pieces of one max layer at a point ``y0``

@@ -96,7 +96,6 @@ Derived quantities
 
 from __future__ import annotations
 
-import builtins
 import copy
 import math
 import time
@@ -111,7 +110,7 @@ from relulab.regions._enum_eval import Evaluator
 from relulab.regions._enum_poly import bitmask, cut, popcount, segment_count, segment_or, unpack_bits
 from relulab.results import Result
 
-__all__ = ["enumerate", "RegionEnumeration"]
+__all__ = ["full_space", "RegionEnumeration"]
 
 # zero tolerances (see the module docstring): coordinates are trusted to TAU_X relative to their
 # size, evaluations to TAU_M relative to the magnitude bound of what they touch
@@ -166,7 +165,7 @@ class RegionEnumeration(Result):
         net = self._net
         x = torch.as_tensor(x, dtype=net.dtype, device=net.device)
         p = net.pattern(x.reshape(-1, *net.input_shape))
-        key = {tuple(r): i for i, r in builtins.enumerate(self.patterns.tolist())}
+        key = {tuple(r): i for i, r in enumerate(self.patterns.tolist())}
         return torch.tensor([key.get(tuple(r), -1) for r in p.tolist()], dtype=torch.long)
 
     def plot(self, ax=None, extent=None, resolution: int = 300, seed: int = 0):
@@ -217,10 +216,10 @@ class _Units:
         ids = n_dom
         base, kq = [], []
         bit_unit, bit_a, bit_b = [-1] * n_dom, [-1] * n_dom, [-1] * n_dom
-        for l, layer in builtins.enumerate(net.max_units):
+        for l, layer in enumerate(net.max_units):
             K = layer.valid.sum(1).tolist()
             self.layers.append(K)
-            for j, k in builtins.enumerate(K):
+            for j, k in enumerate(K):
                 q = net.unit_offsets[l] + j
                 kq.append(k)
                 if k < 2:
@@ -376,10 +375,10 @@ class _Engine:
         self.units = _Units(net, self.n_dom, self.dev)
         self.bnd_layers, self.bnd_out = self.ev.bounds(d, self.dt, self.dev)
         # per layer: two-piece units (cut in rounds) and K-piece units (one at a time)
-        self.two = [[j for j, k in builtins.enumerate(K) if k == 2] for K in self.units.layers]
-        self.multi = [[j for j, k in builtins.enumerate(K) if k > 2] for K in self.units.layers]
+        self.two = [[j for j, k in enumerate(K) if k == 2] for K in self.units.layers]
+        self.multi = [[j for j, k in enumerate(K) if k > 2] for K in self.units.layers]
         self.two_pos = []
-        for l, K in builtins.enumerate(self.units.layers):
+        for l, K in enumerate(self.units.layers):
             pos = torch.full((max(1, len(K)),), -1, dtype=torch.long, device=self.dev)
             pos[self.two[l]] = torch.arange(len(self.two[l]), device=self.dev)
             self.two_pos.append(pos)
@@ -589,7 +588,7 @@ class _Engine:
         b.X = b.X - mp.c0.index_select(0, b.cid)
         l, off = b.layer, self.net.unit_offsets[b.layer]
         K = self.units.layers[l]
-        one = [j for j, k in builtins.enumerate(K) if k < 2]
+        one = [j for j, k in enumerate(K) if k < 2]
         if one:
             b.pat[:, [off + j for j in one]] = 0
         two = torch.tensor(self.two[l], dtype=torch.long, device=self.dev)
@@ -784,7 +783,7 @@ class _Engine:
         fm = mag[b.cid]
         pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
         out = torch.zeros(C, len(pairs), dtype=torch.bool, device=self.dev)
-        for p, (i, j) in builtins.enumerate(pairs):
+        for p, (i, j) in enumerate(pairs):
             X, cid, inc, Cc = b.X, b.cid, b.inc, C
             fv, fmv, origin = f, fm, torch.arange(C, device=self.dev)
             for k in range(m):
@@ -1236,7 +1235,7 @@ class _Engine:
 
 
 # ---------------------------------------------------------------------------------------- API
-def enumerate(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
+def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
               neighbours: bool = False, audit_samples: int = 0) -> RegionEnumeration:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
@@ -1281,16 +1280,3 @@ def enumerate(net: PLNet, box=None, *, max_regions: int | None = None, time_limi
     res.seconds = time.perf_counter() - t0
     res._net = net
     return res
-
-
-class _CallableModule(type(builtins)):
-    """This module shares its name with its function (``relulab.regions.enumerate``): once the
-    import system binds the module as the package attribute, calling it must still enumerate."""
-
-    def __call__(self, *args, **kwargs):
-        return enumerate(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
