@@ -566,6 +566,42 @@ def test_sampling_lower_bound_and_to_dict():
     assert res.unbounded_count == int((~res.bounded).sum())
 
 
+def integer_mlp(widths, seed, act=nn.ReLU):
+    """Weights and biases in {-3..3}: points on a grid of half-integers hit walls exactly."""
+    g = torch.Generator().manual_seed(seed)
+    layers = []
+    for i in range(len(widths) - 1):
+        lin = nn.Linear(widths[i], widths[i + 1]).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randint(-3, 4, lin.weight.shape, generator=g).double())
+            lin.bias.copy_(torch.randint(-3, 4, lin.bias.shape, generator=g).double())
+        layers.append(lin)
+        if i < len(widths) - 2:
+            layers.append(act())
+    return plnet(nn.Sequential(*layers), widths[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_region_of_points_on_walls(seed):
+    """Points where a pre-activation is exactly 0 lie on walls: each must get a region whose closed
+    polyhedron (``region_inequalities``, exact here: small integers) contains it."""
+    net = integer_mlp([2, 8, 8, 8, 1], seed)
+    res = full_space(net)
+    assert res.complete
+    x = torch.cartesian_prod(torch.arange(-40, 41), torch.arange(-40, 41)).double() / 4
+    r = res.region_of(x)
+    assert bool((r >= 0).all())
+    G, h = net.region_inequalities(res.patterns[r])
+    assert bool(((G @ x[:, :, None])[..., 0] + h >= 0).all())
+    # a point off every wall keeps the region of its own pattern; many points are on walls
+    tr = net.trace(x)
+    on_wall = torch.zeros(x.shape[0], dtype=torch.bool)
+    for pc in tr.pieces:
+        on_wall |= ((pc == pc.amax(-1, keepdim=True)).sum(-1) > 1).any(1)
+    assert bool((res.patterns[r[~on_wall]] == tr.pattern[~on_wall]).all())
+    assert int(on_wall.sum()) > 100
+
+
 def test_float32_network_is_enumerated_in_float64_and_plot():
     import matplotlib
 

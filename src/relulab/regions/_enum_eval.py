@@ -108,6 +108,47 @@ class Evaluator:
                     vals.pop(j, None)
         return torch.cat(pats, 1) if pats else torch.zeros(x.shape[0], 0, dtype=torch.long, device=x.device)
 
+    def tie_sets(self, x, bounds, tau: float) -> torch.Tensor:
+        """For points ``x`` (B, d): (B, units, K) bool, the pieces of every max unit that attain its
+        maximum at ``x`` (values within ``tau`` times the magnitude bounds of the maximum count as
+        attaining it; ``tau = 0``: exact float64 equality). ``x`` lies in the closure of the
+        activation region of a pattern ``p`` iff ``p`` picks a marked piece of every unit: forcing
+        marked winners does not change any value at ``x``, so the region's inequalities hold there."""
+        net = self.net
+        vals = {0: x}
+        out = []
+        l = -1
+        ax = x.abs().amax(1, keepdim=True).expand_as(x)
+        kmax = max([int(m.valid.shape[1]) for m in net.max_units] + [1])
+        for i, node in enumerate(net.nodes[1:], start=1):
+            layer = node.layer
+            h = vals[node.inputs[0]]
+            if isinstance(layer, Add):
+                nh = h + vals[node.inputs[1]]
+            elif isinstance(layer, MaxUnits):
+                l += 1
+                A, B = bounds[l]
+                p = h[:, layer.index] * layer.coef
+                tv = tau * (torch.einsum("bd,ukd->bu", ax, A) + B.sum(-1))[:, :, None]
+                p = torch.where(layer.valid, p, torch.tensor(-float("inf"), dtype=p.dtype, device=p.device))
+                top = p.amax(-1, keepdim=True)
+                at = (p >= top - tv) & layer.valid
+                if at.shape[-1] < kmax:
+                    at = torch.nn.functional.pad(at, (0, kmax - at.shape[-1]))
+                out.append(at)
+                nh = top[..., 0]
+            else:
+                nh = layer.linear(h)
+                if layer.bias is not None:
+                    nh = nh + layer.bias
+            vals[i] = nh
+            for j in node.inputs:
+                if net._last_use.get(j) == i:
+                    vals.pop(j, None)
+        if not out:
+            return torch.zeros(x.shape[0], 0, kmax, dtype=torch.bool, device=x.device)
+        return torch.cat(out, 1)
+
     def run(self, upto: int | None, h0, dh0, s, ds, winners):
         """One pass.
 

@@ -155,18 +155,34 @@ class RegionEnumeration(Result):
     _summary_fields = ("count", "linear_count", "decision_boundary_pieces", "complete", "domain", "box",
                        "cells", "seconds", "stopped_by", "audit_samples")
 
+    _index = None  # (sorted pattern hashes, order), built on the first region_of
+    _rvec = None
+
     @property
     def unbounded_count(self) -> int | None:
         return None if self.bounded is None else int((~self.bounded).sum())
 
     def region_of(self, x) -> torch.Tensor:
-        """Index of the region of each point (flat (B, d) or shaped like the network's input), -1
-        for points whose pattern is not listed (only possible when ``complete`` is False)."""
+        """Index of a region containing each point (flat (B, d) or shaped like the network's input).
+
+        A point with a unique winner in every unit gets the region of its pattern. A point on a
+        region wall (some unit's pieces tie there) belongs to the closures of several regions and
+        gets the lowest-indexed of them (values within the enumeration's rounding tolerance of a
+        unit's maximum count as ties). -1 only for points in none of the listed regions (possible
+        only when ``complete`` is False)."""
         net = self._net
         x = torch.as_tensor(x, dtype=net.dtype, device=net.device)
-        p = net.pattern(x.reshape(-1, *net.input_shape))
-        key = {tuple(r): i for i, r in enumerate(self.patterns.tolist())}
-        return torch.tensor([key.get(tuple(r), -1) for r in p.tolist()], dtype=torch.long)
+        flat = x.reshape(-1, net.input_dim)
+        p = net.pattern(flat.reshape(-1, *net.input_shape)).long()
+        if self._index is None:
+            self._index = torch.sort(_hash_rows(self.patterns, self._rvec))
+        res = _lookup(self._index, self.patterns, _hash_rows(p, self._rvec), p)
+        miss = (res < 0).nonzero().squeeze(1)
+        if miss.numel():
+            ev = Evaluator(net)
+            tie = ev.tie_sets(flat[miss], ev.bounds(net.input_dim, net.dtype, net.device)[0], TAU_M)
+            res[miss] = _closure_lookup(tie, self.patterns, self._index, self._rvec)
+        return res.cpu()
 
     def plot(self, ax=None, extent=None, resolution: int = 300, seed: int = 0):
         """Two-dimensional inputs: the regions in random colours on a grid over ``extent`` (x0, x1,
@@ -205,6 +221,87 @@ class RegionEnumeration(Result):
         extra = "" if self.complete else f", complete=False ({self.stopped_by})"
         return (f"RegionEnumeration(count={self.count}, linear_count={self.linear_count}, "
                 f"domain={self.domain!r}, decision_boundary_pieces={self.decision_boundary_pieces}{extra})")
+
+
+# ---------------------------------------------------------------------------------------- lookups
+def _hash_rows(pat: torch.Tensor, rvec: torch.Tensor) -> torch.Tensor:
+    """64-bit hash of every pattern row (a random linear form, wrapping)."""
+    if pat.shape[1] == 0:
+        return torch.zeros(pat.shape[0], dtype=torch.long, device=pat.device)
+    return (pat.long() * rvec[: pat.shape[1]]).sum(1)
+
+
+def _lookup(index, patterns, hq, pq) -> torch.Tensor:
+    """Region index of each query (hash hq, pattern rows pq) in ``index = (sorted hashes, order)``,
+    or -1."""
+    hs, order = index
+    if hs.numel() == 0:
+        return torch.full_like(hq, -1)
+    lo = torch.searchsorted(hs, hq)
+    hi = torch.searchsorted(hs, hq, right=True)
+    res = torch.full_like(hq, -1)
+    one = (hi - lo) == 1
+    cand = order[lo.clamp_max(hs.numel() - 1)]
+    ok = one & (patterns[cand] == pq).all(1)
+    res[ok] = cand[ok]
+    for i in ((hi - lo) > 1).nonzero().squeeze(1).tolist():  # hash collisions: compare all
+        for r in order[lo[i]:hi[i]].tolist():
+            if bool((patterns[r] == pq[i]).all()):
+                res[i] = r
+    return res
+
+
+def _closure_lookup(tie: torch.Tensor, patterns: torch.Tensor, index, rvec, max_combos: int = 4096) -> torch.Tensor:
+    """Lowest index of a region whose closure holds each point, from the points' tie sets ``tie``
+    (M, n, K) (pieces attaining each unit's maximum, :meth:`Evaluator.tie_sets`), or -1.
+
+    A point lies in the closure of the region of ``p`` iff ``tie[m, u, p_u]`` for every unit ``u``.
+    Points with few tied units try every consistent pattern by hash (expanding one tied unit at a
+    time, all points at once); the others (more than ``max_combos`` consistent patterns, or hash
+    collisions) test every region, in chunks."""
+    M, n, K = tie.shape
+    R = patterns.shape[0]
+    dev = tie.device
+    res = torch.full((M,), -1, dtype=torch.long, device=dev)
+    if M == 0 or R == 0:
+        return res
+    base = tie.to(torch.int8).argmax(-1)  # lowest attaining piece
+    nopt = tie.sum(-1)
+    combos = torch.where(nopt > 1, nopt.double().log2(), torch.zeros((), dtype=torch.float64, device=dev)).sum(1)
+    few = (combos <= math.log2(max_combos)).nonzero().squeeze(1)
+    if few.numel():
+        multi = nopt.index_select(0, few) > 1  # (F, n)
+        ntied = multi.sum(1)
+        tied_units = torch.argsort((~multi).to(torch.int8), dim=1, stable=True)  # tied units first
+        cpt = torch.arange(few.numel(), device=dev)  # candidate -> row of `few`
+        ch = _hash_rows(base.index_select(0, few), rvec)
+        for k in range(int(ntied.max()) if ntied.numel() else 0):
+            has = ntied.index_select(0, cpt) > k
+            u = tied_units[cpt, k]
+            opts = tie[few[cpt], u] & has[:, None]  # (C, K)
+            opts[~has, 0] = True  # candidates without a k-th tied unit stay as they are
+            c, j = opts.nonzero(as_tuple=True)
+            delta = torch.where(has[c], (j - base[few[cpt[c]], u[c]]) * rvec[u[c]], torch.zeros_like(j))
+            cpt, ch = cpt[c], ch[c] + delta
+        hs, order = index
+        pos = torch.searchsorted(hs, ch).clamp_max(hs.numel() - 1)
+        reg = order[pos]
+        ok = hs[pos] == ch
+        pts = few[cpt]
+        ok &= tie[pts[:, None], torch.arange(n, device=dev)[None], patterns[reg]].all(1)
+        big = torch.iinfo(torch.long).max
+        best = torch.full((few.numel(),), big, dtype=torch.long, device=dev)
+        best.scatter_reduce_(0, cpt[ok], reg[ok], "amin")
+        res[few] = torch.where(best == big, -1, best)
+    rest = (res < 0).nonzero().squeeze(1)
+    step = max(1, int(2e7 // max(1, R * n)))
+    units = torch.arange(n, device=dev)[None]
+    for i in range(0, rest.numel(), step):
+        rows = rest[i:i + step]
+        inside = tie[rows][:, units, patterns].all(-1)  # (m, R)
+        first = torch.where(inside.any(1), inside.to(torch.int8).argmax(1), -1)
+        res[rows] = first
+    return res
 
 
 # ---------------------------------------------------------------------------------------- setup
@@ -1000,32 +1097,14 @@ class _Engine:
         return regions, rid
 
     def _hash(self, pat: torch.Tensor) -> torch.Tensor:
-        if pat.shape[1] == 0:
-            return torch.zeros(pat.shape[0], dtype=torch.long, device=self.dev)
-        return (pat.long() * self.rvec[: pat.shape[1]]).sum(1)
+        return _hash_rows(pat, self.rvec)
 
     def _index(self, patterns: torch.Tensor):
-        h = self._hash(patterns)
-        hs, order = torch.sort(h)
-        return hs, order
+        return torch.sort(self._hash(patterns))
 
-    def _lookup(self, index, patterns, hq, pq) -> torch.Tensor:
-        """Region index of each query (hash hq, pattern rows pq), or -1."""
-        hs, order = index
-        if hs.numel() == 0:
-            return torch.full_like(hq, -1)
-        lo = torch.searchsorted(hs, hq)
-        hi = torch.searchsorted(hs, hq, right=True)
-        res = torch.full_like(hq, -1)
-        one = (hi - lo) == 1
-        cand = order[lo.clamp_max(hs.numel() - 1)]
-        ok = one & (patterns[cand] == pq).all(1)
-        res[ok] = cand[ok]
-        for i in ((hi - lo) > 1).nonzero().squeeze(1).tolist():  # hash collisions: compare all
-            for r in order[lo[i]:hi[i]].tolist():
-                if bool((patterns[r] == pq[i]).all()):
-                    res[i] = r
-        return res
+    @staticmethod
+    def _lookup(index, patterns, hq, pq) -> torch.Tensor:
+        return _lookup(index, patterns, hq, pq)
 
     def _check_witnesses(self, patterns, xw, rid, xcells):
         """Witnesses must have their region's pattern and satisfy its inequalities strictly."""
@@ -1279,4 +1358,5 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
         res = eng.finish(neighbours, int(audit_samples))
     res.seconds = time.perf_counter() - t0
     res._net = net
+    res._rvec = eng.rvec
     return res
