@@ -463,12 +463,13 @@ class _Engine:
         self.want_graph = want_graph
         self.box = box
         d = self.d
-        if box is None:
-            self.n_dom = 1 + (d + 1) * d // 2
-            self.A = _simplex_normals(d, self.dt, self.dev)
-            self.R0 = self._length_scale()
-        else:
-            self.n_dom = 2 * d
+        # both domains are refined in compactified coordinates (a box is the compactified R^d
+        # clipped by its 2d faces, which are hyperplanes there too): coordinates stay within the
+        # simplex whatever the box's size, so tolerances follow the geometry, not the box
+        self.n_rd = 1 + (d + 1) * d // 2
+        self.n_dom = self.n_rd + (0 if box is None else 2 * d)
+        self.A = _simplex_normals(d, self.dt, self.dev)
+        self.R0 = self._length_scale()
         self.units = _Units(net, self.n_dom, self.dev)
         self.bnd_layers, self.bnd_out = self.ev.bounds(d, self.dt, self.dev)
         # per layer: two-piece units (cut in rounds) and K-piece units (one at a time)
@@ -481,9 +482,13 @@ class _Engine:
             self.two_pos.append(pos)
         self.W = self.units.W
         self.ones_d = torch.ones(d, dtype=self.dt, device=self.dev)
-        # boundary bits: the outer facet (R^d) or all box faces
-        nb = 1 if box is None else 2 * d
-        self.bnd_mask = bitmask(torch.arange(nb, device=self.dev), self.W).sum(0)
+        # boundary bits: the outer facet (bit 0), the box faces (after the simplex's bits); regions
+        # touch the domain's boundary through the outer facet (R^d) or a box face
+        self.outer_mask = bitmask(torch.zeros(1, dtype=torch.long, device=self.dev), self.W)[0]
+        faces = torch.arange(self.n_rd, self.n_dom, device=self.dev)
+        self.face_mask = bitmask(faces, self.W).sum(0) if faces.numel() else torch.zeros_like(self.outer_mask)
+        self.bnd_mask = self.outer_mask if box is None else self.face_mask
+        self.dom_mask = self.outer_mask | self.face_mask
         budgeted = max_regions is not None or time_limit is not None
         self.cell_cap = 2048 if budgeted else 1 << 62
         width = max([m.units * int(m.n_pieces.max()) for m in net.max_units] + [1])
@@ -525,60 +530,67 @@ class _Engine:
     def initial(self) -> list[_Batch]:
         d, dev, dt, W = self.d, self.dev, self.dt, self.W
         n = self.net.n_units
-        if self.box is None:
-            A = self.A
-            V = -d * A  # vertex j of S is -d a_j
-            pair = {}
-            for i in range(d + 1):
-                for j in range(i + 1, d + 1):
-                    pair[(i, j)] = pair[(j, i)] = 1 + len(pair) // 2
-            Xs, incs, cids = [], [], []
-            for k in range(d + 1):
-                others = [j for j in range(d + 1) if j != k]
-                pts = [torch.zeros(d, dtype=dt, device=dev)] + [V[j] for j in others]
-                bits = [[pair[(k, i)] for i in others]]
-                for j in others:
-                    bits.append([0] + [pair[(k, i)] for i in others if i != j])
-                Xs.append(torch.stack(pts))
-                incs.append(torch.stack([bitmask(torch.tensor(b, device=dev), W).sum(0) for b in bits]))
-                cids.append(torch.full((d + 1,), k, dtype=torch.long, device=dev))
-            X, inc, cid = torch.cat(Xs), torch.cat(incs), torch.cat(cids)
-            C = d + 1
-            pyr = torch.arange(d + 1, device=dev)
-        else:
-            lo, hi = self.box
-            corners = torch.cartesian_prod(*[torch.tensor([0, 1], device=dev)] * d).reshape(-1, d)
-            X = torch.where(corners.bool(), hi, lo).to(dt)
-            ids = 2 * torch.arange(d, device=dev)[None] + corners  # (2^d, d)
-            inc = torch.stack([bitmask(r, W).sum(0) for r in ids])
-            cid = torch.zeros(X.shape[0], dtype=torch.long, device=dev)
-            C = 1
-            pyr = torch.full((1,), -1, dtype=torch.long, device=dev)
+        A = self.A
+        V = -d * A  # vertex j of S is -d a_j
+        pair = {}
+        for i in range(d + 1):
+            for j in range(i + 1, d + 1):
+                pair[(i, j)] = pair[(j, i)] = 1 + len(pair) // 2
+        Xs, incs, cids = [], [], []
+        for k in range(d + 1):
+            others = [j for j in range(d + 1) if j != k]
+            pts = [torch.zeros(d, dtype=dt, device=dev)] + [V[j] for j in others]
+            bits = [[pair[(k, i)] for i in others]]
+            for j in others:
+                bits.append([0] + [pair[(k, i)] for i in others if i != j])
+            Xs.append(torch.stack(pts))
+            incs.append(torch.stack([bitmask(torch.tensor(b, device=dev), W).sum(0) for b in bits]))
+            cids.append(torch.full((d + 1,), k, dtype=torch.long, device=dev))
+        X, inc, cid = torch.cat(Xs), torch.cat(incs), torch.cat(cids)
+        C = d + 1
+        pyr = torch.arange(d + 1, device=dev)
+        if self.box is not None:
+            X, cid, inc, C, pyr = self._clip_to_box(X, cid, inc, C, pyr)
         pat = torch.full((C, n), -1, dtype=torch.int8, device=dev)
         tie = torch.zeros(C, n, dtype=torch.bool, device=dev)
         return [_Batch(X, cid, inc, C, pat, tie, pyr)]
+
+    def _clip_to_box(self, X, cid, inc, C, pyr):
+        """Clip the pyramids by the box faces. On pyramid ``k`` (``s = 1 - a_k . y > 0``) the face
+        ``x_i >= lo_i`` reads ``R0 y_i - lo_i s(y) >= 0`` and ``x_i <= hi_i`` reads
+        ``hi_i s(y) - R0 y_i >= 0``: affine in ``y``, scaled to unit size."""
+        lo, hi = self.box
+        d, R0 = self.d, self.R0
+        for i in range(d):
+            for side, c in ((0, float(lo[i])), (1, float(hi[i]))):
+                sgn = 1.0 if side == 0 else -1.0
+                L = max(R0, abs(c))
+                grad = (sgn * c / L) * self.A[pyr]  # (C, d)
+                grad[:, i] += sgn * R0 / L
+                const = torch.full((C,), -sgn * c / L, dtype=self.dt, device=self.dev)
+                g = const.index_select(0, cid) + (X * grad.index_select(0, cid)) @ self.ones_d
+                tol = (TAU_X * grad.abs().sum(1) * d + TAU_M * (const.abs() + grad.abs().sum(1) * d)).index_select(0, cid)
+                bit = bitmask(torch.full((1,), self.n_rd + 2 * i + side, device=self.dev), self.W)[0]
+                X, cid, inc, C, parent, _, _ = cut(X, cid, inc, C, g, tol, bit, d, clip=True,
+                                                   keep_tie=torch.zeros(C, dtype=torch.bool, device=self.dev))
+                pyr = pyr.index_select(0, parent)
+        return X, cid, inc, C, pyr
 
     def _scale(self, y, pyr):
         """Network input, its tangents, the bias scale s and its tangents at points y of cells."""
         d, P = self.d, y.shape[0]
         eye = torch.eye(d, dtype=self.dt, device=self.dev)
-        if self.box is None:
-            a = self.A[pyr]
-            s = 1.0 - (a * y).sum(1)
-            return self.R0 * y, (self.R0 * eye).expand(P, d, d), s, -a
-        return y, eye.expand(P, d, d), torch.ones(P, dtype=self.dt, device=self.dev), \
-            torch.zeros(P, d, dtype=self.dt, device=self.dev)
+        a = self.A[pyr]
+        s = 1.0 - (a * y).sum(1)
+        return self.R0 * y, (self.R0 * eye).expand(P, d, d), s, -a
 
     def _magnitude(self, c0, rho, A, B):
         """Bound on everything the evaluation of pieces on a cell touches (``Evaluator.bounds``):
         inputs up to R0 (|c0| + rho) in every coordinate (rounding in a vertex's coordinates scales
         with its largest one), bias scale up to 1 + |rho|_1 (s and its variation)."""
         r = (c0.abs().amax(1, keepdim=True) + rho.amax(1, keepdim=True)).expand_as(c0)
-        if self.box is None:
-            r = self.R0 * r
-            sig = 1.0 + rho.sum(1)
-        else:
-            sig = torch.ones(c0.shape[0], dtype=self.dt, device=self.dev)
+        r = self.R0 * r
+        sig = 1.0 + rho.sum(1)
         return torch.einsum("pd,...d->p...", r, A) + sig.view(-1, *([1] * B.dim())) * B
 
     def _maps(self, b: _Batch) -> _Maps:
@@ -589,11 +601,9 @@ class _Engine:
         val, tan = self.ev.run(b.layer, h0, dh0, s, ds, b.pat.long())
         A, B = self.bnd_layers[b.layer]
         mag = self._magnitude(c0, rho, A, B)  # (P, U, K)
-        xgrad = None
-        if self.box is None:
-            # tan = R0 w - beta a_k for a piece w.x + beta: R0 w is its gradient in x (times R0)
-            xgrad = tan + (val / s[:, None, None])[:, None] * self.A[b.pyr][:, :, None, None]
-            xgrad = xgrad.permute(2, 3, 0, 1).contiguous()
+        # tan = R0 w - beta a_k for a piece w.x + beta: R0 w is its gradient in x (times R0)
+        xgrad = tan + (val / s[:, None, None])[:, None] * self.A[b.pyr][:, :, None, None]
+        xgrad = xgrad.permute(2, 3, 0, 1).contiguous()
         R = c0.abs().amax(1) + rho.amax(1)
         return _Maps(c0, R, val.permute(1, 2, 0).contiguous(), tan.permute(2, 3, 0, 1).contiguous(),
                      mag.permute(1, 2, 0).contiguous(), xgrad)
@@ -697,10 +707,8 @@ class _Engine:
             return
         dval, dtan, dmag = mp.dval.index_select(0, two), mp.dtan.index_select(0, two), mp.dmag.index_select(0, two)
         dtol = mp.dtol.index_select(0, two)
-        flat = None
-        if self.box is None:
-            gx = mp.xgrad[:, 1].index_select(0, two) - mp.xgrad[:, 0].index_select(0, two)  # (U2, P, d)
-            flat = gx.abs().amax(-1) <= TAU_M * dmag  # (U2, P): tie set = the outer facet
+        gx = mp.xgrad[:, 1].index_select(0, two) - mp.xgrad[:, 0].index_select(0, two)  # (U2, P, d)
+        flat = gx.abs().amax(-1) <= TAU_M * dmag  # (U2, P): tie set = the outer facet
         # signs of every two-piece unit at every vertex of every parent cell
         NV = b.X.shape[0]
         npos = torch.zeros(P, U2, dtype=torch.long, device=self.dev)
@@ -813,8 +821,6 @@ class _Engine:
     def _addbit(self, mp: _Maps, par, j, a, b):
         """False for cells where pieces a and b differ by a constant in x: in compactified
         coordinates their tie set is then the outer facet, which already has its own bit."""
-        if self.box is not None:
-            return None
         if isinstance(a, int):
             gx = mp.xgrad[j, a][par] - mp.xgrad[j, b][par]  # (C, d)
             scale = mp.mag[j, a][par] + mp.mag[j, b][par]
@@ -948,13 +954,12 @@ class _Engine:
         rc = cid.index_select(0, rows)
         settled_bits = torch.where(tied.index_select(0, rc)[:, None], 0, present.index_select(0, rc))
         todo = inc.index_select(0, rows) & ~settled_bits
-        if self.box is None:
-            # a constraint met only at vertices on the outer facet holds on a face at infinity (T
-            # contains the outer facet's bit): no neighbour
-            fin = ((inc & self.bnd_mask) == 0).all(1)
-            fr = fin.nonzero().squeeze(1)
-            finite = segment_or(inc.index_select(0, fr), cid.index_select(0, fr), C)
-            todo &= torch.where(tied.index_select(0, rc)[:, None], -1, finite.index_select(0, rc))
+        # a constraint met only at vertices on the outer facet holds on a face at infinity (T
+        # contains the outer facet's bit): no neighbour
+        fin = ((inc & self.outer_mask) == 0).all(1)
+        fr = fin.nonzero().squeeze(1)
+        finite = segment_or(inc.index_select(0, fr), cid.index_select(0, fr), C)
+        todo &= torch.where(tied.index_select(0, rc)[:, None], -1, finite.index_select(0, rc))
         todo_cells = (todo != 0).any(1)
         if not bool(todo_cells.any()):
             return
@@ -995,7 +1000,7 @@ class _Engine:
         bigger = (ukey[pos] == k2) & (cnt[pos] > cnt[tr])
         facet[tr[bigger]] = False
         # facets on the domain boundary (outer facet, box faces) have no neighbour inside
-        facet &= ~((Tg & self.bnd_mask) != 0).any(1)
+        facet &= ~((Tg & self.dom_mask) != 0).any(1)
         facet &= bit_unit[gbit] >= 0
         # several units' boundaries contain the facet, or a unit tied on the whole cell may change
         # its winner across it: the general (candidate-testing) path
