@@ -12,6 +12,7 @@ _EXPORTS = {
     "on_line": "line",
     "on_plane": "plane",
     "full_space": "space",
+    "FullSpaceRegions": "space",
 }
 __all__ = list(_EXPORTS)
 

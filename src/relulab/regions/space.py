@@ -51,7 +51,11 @@ its image ends on ``s = 0`` in the closure of a cell of that pyramid; conversely
 facet, which the incidence bits record. (Parallel boundaries meet on the outer facet, so vertices
 there are often non-simple; the edge test does not assume simplicity.)
 
-Box: the box itself is the single starting cell (``domain = "box"``).
+Box (``domain = "box"``): the same pyramids, first clipped by the box's ``2d`` faces, which are
+hyperplanes in compactified coordinates too (on ``P_k``, ``x_i >= lo_i`` reads
+``R0 y_i - lo_i s(y) >= 0``). Coordinates then stay within the simplex whatever the box's size, so
+a box of 1e12 or 1e308 is refined at the same scale as all of R^d (a box given in input
+coordinates would carry its size into every vertex's rounding error).
 
 Tolerances
 ----------
@@ -63,9 +67,15 @@ cell's extent, whatever the pattern: ``Evaluator.bounds``). Exact degeneracies (
 coinciding hyperplanes, duplicated or dead neurons, tied max-pool entries) round to far below that
 and are then resolved combinatorially and exactly: a vertex on a hyperplane joins both sides, a
 function vanishing on a whole cell is a tie, and the edge test does not assume simple polytopes.
-Boundaries closer than about these tolerances (e.g. leaky slopes of 1e-12) are below what float64
-separates from coincidences: slivers thinner than that are not reported, and where the result would
-be inconsistent (a facet without a region across it) :class:`DegenerateGeometryError` is raised.
+On every degenerate arrangement tested, the rounding of an exact zero stays below a thousandth of
+the tolerance. A value in the upper part of the band (``AMBIGUOUS tol < |g| <= tol``) is therefore
+neither an exact zero nor resolvable: two boundaries closer than float64 separates at that scale
+(e.g. parallel walls about 1e-12 apart), and :class:`DegenerateGeometryError` is raised instead of
+merging them. The result is ``certified`` when it is complete and no decision fell inside the
+band at all (every sign taken was larger than the tolerance); values taken as exact zeros (which
+includes parallel boundaries, since they meet on the outer facet) leave it uncertified. Where the
+result would be inconsistent (a facet without a region across it) :class:`DegenerateGeometryError`
+is raised too.
 Every witness is checked (strict inequalities, and :meth:`PLNet.pattern` except at exact ties); a
 failure triggers an LP (Chebyshev centre) certificate, and if that fails too,
 :class:`DegenerateGeometryError` is raised rather than a count returned.
@@ -108,52 +118,54 @@ from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.plnet import PLNet
 from relulab.regions._enum_eval import Evaluator
 from relulab.regions._enum_poly import bitmask, cut, popcount, segment_count, segment_or, unpack_bits
-from relulab.results import Result
+from relulab.results import RegionResult
 
-__all__ = ["full_space", "RegionEnumeration"]
+__all__ = ["full_space", "FullSpaceRegions"]
 
 # zero tolerances (see the module docstring): coordinates are trusted to TAU_X relative to their
 # size, evaluations to TAU_M relative to the magnitude bound of what they touch
 TAU_X = 1e-11
 TAU_M = 1e-12
+# a value |g| in (AMBIGUOUS tol, tol] is too large for the rounding of an exact zero and too small
+# to be resolved: the enumeration raises instead of guessing
+AMBIGUOUS = 1e-2
 
 
-@dataclass
-class RegionEnumeration(Result):
+@dataclass(kw_only=True, repr=False)
+class FullSpaceRegions(RegionResult):
     """Activation regions of a network over a domain (all of R^d or a box).
 
-    ``count``: activation regions (full-dimensional, one per realized pattern) met by the domain;
+    Shared fields (:class:`relulab.results.RegionResult`): ``count`` activation regions
+    (full-dimensional, one per realized pattern) met by the domain; ``linear_count`` (adjacent
+    activation regions with equal affine maps merged); ``complete`` (False when a budget stopped
+    the search: every listed region is then genuine, but some may be missing) and ``stopped_by``;
+    ``certified``: the enumeration is complete and no sign decision of a unit's boundary at a
+    vertex fell within the zero tolerance (values inside it are taken as exact degeneracies; see
+    the module docstring); ``domain`` ("R^d" or "box"); ``seconds``.
+
     ``patterns`` (count, n_units) long; ``interior_points`` (count, d): a point strictly inside
     each region (inside the box too in box mode) whose pattern is the region's;
     ``bounded`` (count,) bool in R^d mode (None in box mode); ``touches_boundary`` (count,) bool:
     the region reaches the box boundary (box mode) or infinity (R^d mode, = ~bounded);
     ``neighbours`` (E, 2) long pairs i < j of regions sharing a (d-1)-facet (when requested);
-    ``linear_count``: linear regions (adjacent activation regions with equal affine maps merged);
-    ``decision_boundary_pieces``: see the module docstring; ``complete``: False when a budget
-    stopped the search (then every listed region is genuine, but some may be missing);
+    ``decision_boundary_pieces``: see the module docstring;
     ``audit``: patterns of sampled points that the enumeration lacks (empty when all is well).
     """
 
-    count: int
     patterns: torch.Tensor
     interior_points: torch.Tensor
     bounded: torch.Tensor | None
     touches_boundary: torch.Tensor
-    linear_count: int | None
     decision_boundary_pieces: int | None
-    complete: bool
-    domain: str
     box: tuple | None = None
     neighbours: torch.Tensor | None = None
     audit: torch.Tensor | None = None
     audit_samples: int = 0
     cells: int = 0
-    seconds: float = 0.0
-    stopped_by: str | None = None
     stats: dict = field(default_factory=dict)
 
-    _summary_fields = ("count", "linear_count", "decision_boundary_pieces", "complete", "domain", "box",
-                       "cells", "seconds", "stopped_by", "audit_samples")
+    _summary_fields = ("count", "linear_count", "decision_boundary_pieces", "complete", "stopped_by", "certified",
+                       "counts_what", "domain", "box", "cells", "seconds", "audit_samples")
 
     _index = None  # (sorted pattern hashes, order), built on the first region_of
     _rvec = None
@@ -216,11 +228,6 @@ class RegionEnumeration(Result):
         where = "a box" if self.domain == "box" else "R^2 (window)"
         ax.set_title(f"{self.count} activation regions over {where}")
         return ax
-
-    def __repr__(self) -> str:
-        extra = "" if self.complete else f", complete=False ({self.stopped_by})"
-        return (f"RegionEnumeration(count={self.count}, linear_count={self.linear_count}, "
-                f"domain={self.domain!r}, decision_boundary_pieces={self.decision_boundary_pieces}{extra})")
 
 
 # ---------------------------------------------------------------------------------------- lookups
@@ -501,6 +508,7 @@ class _Engine:
         self.hashes = []
         self.found = 0
         self.stopped_by = None
+        self.near_zero = 0  # sign decisions at vertices taken as exact zeros (uncertified)
         g = torch.Generator().manual_seed(0x5EED)
         self.rvec = torch.randint(-(2**62), 2**62, (max(1, net.n_units),), generator=g, dtype=torch.int64).to(self.dev)
 
@@ -607,6 +615,25 @@ class _Engine:
         R = c0.abs().amax(1) + rho.amax(1)
         return _Maps(c0, R, val.permute(1, 2, 0).contiguous(), tan.permute(2, 3, 0, 1).contiguous(),
                      mag.permute(1, 2, 0).contiguous(), xgrad)
+
+    def _decided(self, g, tol):
+        """Book-keeping of the sign decisions of unit boundaries at vertices: values within the
+        zero tolerance are taken as exact zeros (the count is then not certified); values in the
+        upper part of the tolerance band are far above the rounding of any exact zero (which
+        stays below ``tol / 1000`` on every degenerate arrangement tested) yet not resolvable
+        against the coordinates' error, so the geometry is raised as degenerate."""
+        small = g.abs() <= tol
+        n = int(small.sum())
+        if n:
+            self.near_zero += n
+            amb = small & (g.abs() > AMBIGUOUS * tol)
+            if bool(amb.any()):
+                i = int(amb.nonzero()[0, 0])
+                raise DegenerateGeometryError(
+                    f"a unit's boundary passes {float(g[i].abs()):.3g} from a vertex, within float64's "
+                    f"resolution of this cell (tolerance {float(tol[i]):.3g}) but not an exact "
+                    "degeneracy: boundaries this close (e.g. parallel walls about 1e-12 apart relative "
+                    "to the network's scale) cannot be separated reliably")
 
     # ------------------------------------------------------------------ main loop
     def _out_of_time(self) -> bool:
@@ -721,6 +748,7 @@ class _Engine:
             g = dvT.index_select(0, cid) + torch.bmm(dtT.index_select(0, cid).view(-1, U2, self.d),
                                                      b.X[lo:lo + step, :, None])[..., 0]
             tol = dmT.index_select(0, cid)
+            self._decided(g, tol)
             npos.index_add_(0, cid, (g > tol).long())
             nneg.index_add_(0, cid, (g < -tol).long())
         nz = torch.bincount(b.cid, minlength=P)[:, None] - npos - nneg
@@ -754,6 +782,7 @@ class _Engine:
         if b.flat is not None:
             pos2 = self.two_pos[b.layer].index_select(0, j)
             addbit = ~b.flat[b.par, pos2]
+        self._decided(g, tol)
         X, cid, inc, C, parent, side, allzero = cut(b.X, cid, b.inc, b.C, g, tol, bit, self.d, addbit=addbit)
         b.X, b.cid, b.inc, b.C = X, cid, inc, C
         rows, qc = torch.arange(C, device=self.dev), q.index_select(0, parent)
@@ -777,6 +806,7 @@ class _Engine:
                 (b.X * mp.dtan[j].index_select(0, par).index_select(0, cid)) @ self.ones_d
             tol = mp.dtol[j].index_select(0, par).index_select(0, cid)
             bit = bitmask(torch.full((1,), int(self.units.base[q]), device=self.dev), self.W)[0]
+            self._decided(g, tol)
             X, cid, inc, C, parent, side, allzero = cut(b.X, b.cid, b.inc, b.C, g, tol, bit, self.d,
                                                         addbit=self._addbit(mp, par, j, 0, 1))
             b.X, b.cid, b.inc, b.C = X, cid, inc, C
@@ -805,6 +835,7 @@ class _Engine:
             g = dv.index_select(0, cid) + (X * tg.index_select(0, cid)) @ self.ones_d
             tol = _tolerance(tg, mp.R[Pc], mp.mag[j][cell_a, Pc] + mp.mag[j][other, Pc]).index_select(0, cid)
             bit = bitmask(self.units.pair_bit(q, cell_a, other), self.W)
+            self._decided(g, tol)
             X, cid, inc, Cc, parent, _, allzero = cut(X, cid, inc, Cc, g, tol, bit, self.d, clip=True,
                                                       keep_tie=other > cell_a,
                                                       addbit=self._addbit(mp, b.par[origin], j, cell_a, other))
@@ -1024,7 +1055,7 @@ class _Engine:
             self.out["dg_x"].append(h0 / s[:, None])
 
     # ------------------------------------------------------------------ regions from cells
-    def finish(self, neighbours: bool, audit_samples: int) -> RegionEnumeration:
+    def finish(self, neighbours: bool, audit_samples: int) -> FullSpaceRegions:
         net, dev, d = self.net, self.dev, self.d
         n = net.n_units
         o = self.out
@@ -1075,13 +1106,13 @@ class _Engine:
             db_pieces = None if keep is not None else db_pieces
         audit = self._audit(patterns, audit_samples) if audit_samples else None
         box = None if self.box is None else (self.box[0].tolist(), self.box[1].tolist())
-        return RegionEnumeration(
-            count=int(R), patterns=patterns, interior_points=xw, bounded=bounded, touches_boundary=touches,
+        return FullSpaceRegions(
+            count=int(R), certified=bool(self.complete and self.near_zero == 0), counts_what="activation regions", patterns=patterns, interior_points=xw, bounded=bounded, touches_boundary=touches,
             linear_count=linear, decision_boundary_pieces=db_pieces if self.complete else None,
             complete=self.complete, domain="R^d" if self.box is None else "box", box=box,
             neighbours=edges if neighbours else None, audit=audit, audit_samples=int(audit_samples),
             cells=int(self.n_cells), stopped_by=self.stopped_by,
-            stats={"cells": int(self.n_cells), "length_scale": getattr(self, "R0", None)})
+            stats={"cells": int(self.n_cells), "length_scale": self.R0, "near_zero_decisions": self.near_zero})
 
     def _pattern(self, x):
         """Patterns of a batch of flat points (shaped so that a batch of one stays a batch)."""
@@ -1320,7 +1351,7 @@ class _Engine:
 
 # ---------------------------------------------------------------------------------------- API
 def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
-              neighbours: bool = False, audit_samples: int = 0) -> RegionEnumeration:
+              neighbours: bool = False, audit_samples: int = 0) -> FullSpaceRegions:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
     Exact layer-by-layer refinement of convex cells (no LP per region); all of R^d through an
@@ -1332,7 +1363,8 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet (use PLNet.from_torch), got {type(net).__name__}")
     d = net.input_dim
-    if max_regions is not None and (not isinstance(max_regions, (int, np.integer)) or max_regions < 1):
+    if max_regions is not None and (isinstance(max_regions, bool) or not isinstance(max_regions, (int, np.integer))
+                                    or max_regions < 1):
         raise InvalidInputError(f"max_regions must be a positive integer or None, got {max_regions!r}")
     if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
         raise InvalidInputError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
