@@ -216,3 +216,54 @@ def require_nonzero(signs, what: str) -> None:
         k = int((s == 0).sum())
         raise DegenerateGeometryError(f"{what}: {k} exact tie(s) in exact rational arithmetic; the "
                                       f"geometry is degenerate at this point")
+
+
+# ---------------------------------------------------------------------------- exact networks
+def dyadic(t) -> tuple[np.ndarray, int]:
+    """Float64 numbers as integers over one power of two: ``(ints, e)`` with ``t == ints / 2**e``
+    exactly (an object array of Python integers shaped like ``t``)."""
+    a = _as_numpy(t)
+    if not np.isfinite(a).all():
+        raise InvalidInputError("exact arithmetic needs finite numbers; the network or the inputs "
+                                "hold inf or nan")
+    ratios = [x.as_integer_ratio() for x in a.ravel().tolist()]
+    e = max((q.bit_length() - 1 for _, q in ratios), default=0)
+    out = np.empty(len(ratios), dtype=object)
+    out[:] = [p << (e - (q.bit_length() - 1)) for p, q in ratios]
+    return out.reshape(a.shape), e
+
+
+def exact_chain(net):
+    """The layers of a chain network (every node reads the one before) as exact integer tables:
+    ``("affine", W, eW, b, eb)`` or ``("max", index, coef, ec, valid)``; None for other graphs
+    (residual additions) or layers without an affine matrix."""
+    from relulab.core.layers import Affine, MaxUnits
+
+    if not all(nd.inputs == (i - 1,) for i, nd in enumerate(net.nodes) if i > 0):
+        return None
+    tabs = []
+    for nd in net.nodes[1:]:
+        lay = nd.layer
+        if isinstance(lay, MaxUnits):
+            cf, ec = dyadic(lay.coef)
+            tabs.append(("max", lay.index.cpu().numpy(), cf, ec, lay.valid.cpu().numpy()))
+        elif isinstance(lay, Affine):
+            W, b = lay.dense()
+            Wi, eW = dyadic(W)
+            bi, eb = dyadic(b)
+            tabs.append(("affine", Wi, eW, bi, eb))
+        else:
+            return None
+    return tabs
+
+
+def exact_affine(tab, Z: np.ndarray, e: int) -> tuple[np.ndarray, int]:
+    """Push exact affine maps ``Z / 2**e`` (rows: features; column 0 the constant term, the others
+    linear coefficients) through ``("affine", W, eW, b, eb)``."""
+    _, W, eW, b, eb = tab
+    Y = W.dot(Z)
+    E = max(e + eW, eb)
+    if E > e + eW:
+        Y = Y * (1 << (E - e - eW))
+    Y[:, 0] = Y[:, 0] + b * (1 << (E - eb))
+    return Y, E
