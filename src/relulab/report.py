@@ -203,7 +203,7 @@ def regions_section(net: PLNet, data: Dataset, out_dir: Path, time_limit: float 
             + ("" if plane.complete and full.complete else " <b>(incomplete: time limit reached)</b>") + ".</p>")
     summary = {"box": {"extent": list(ext), "activation_regions": plane.count, "linear_regions": plane.linear_count,
                        "decision_boundary_pieces": plane.boundary_pieces, "complete": plane.complete,
-                       "seconds": plane.elapsed},
+                       "seconds": plane.seconds},
                "all_of_R2": {"activation_regions": full.count, "unbounded": full.unbounded_count,
                              "linear_regions": full.linear_count,
                              "decision_boundary_pieces": full.decision_boundary_pieces, "complete": full.complete,
