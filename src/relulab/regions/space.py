@@ -114,6 +114,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from relulab.core.budgets import check_budget
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.plnet import PLNet
 from relulab.regions._enum_eval import Evaluator
@@ -1363,11 +1364,7 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet (use PLNet.from_torch), got {type(net).__name__}")
     d = net.input_dim
-    if max_regions is not None and (isinstance(max_regions, bool) or not isinstance(max_regions, (int, np.integer))
-                                    or max_regions < 1):
-        raise InvalidInputError(f"max_regions must be a positive integer or None, got {max_regions!r}")
-    if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
-        raise InvalidInputError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
+    max_regions, time_limit = check_budget(max_regions, time_limit)
     if not isinstance(audit_samples, (int, np.integer)) or audit_samples < 0:
         raise InvalidInputError(f"audit_samples must be a non-negative integer, got {audit_samples!r}")
     if box is not None:
