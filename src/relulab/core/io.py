@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from relulab import nn as rnn
+from relulab.core import limits
 from relulab.core.errors import InvalidInputError, ModelFileError, RelulabError, SUPPORTED_LAYERS, \
     UnsupportedLayerError
 from relulab.core.layers import AvgPool, ChannelScale, Conv, Dense, MaxUnits, Reshape
@@ -150,15 +151,51 @@ def _cnn_token_str(t) -> str:
 _CONV_TOKEN = re.compile(r"c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?")
 
 
-def parse_arch(spec: str | ArchSpec) -> ArchSpec:
+def _sizes(spec: ArchSpec) -> tuple[int, int]:
+    """(parameters, largest number of features per sample) of the network a spec describes, by
+    arithmetic on its sizes (nothing is allocated); stops at the first layer whose output is empty."""
+    if spec.family == "mlp":
+        widths = (spec.input_shape[0], *spec.tokens)
+        k = int(spec.param) if spec.activation == "maxout" else 1
+        params = feats = widths[0]
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            kk = k if i < len(widths) - 2 else 1
+            params += a * b * kk + b * kk
+            feats = max(feats, b * kk)
+        return params - widths[0], feats
+    shape = list(spec.input_shape)
+    params, feats = 0, math.prod(shape)
+    for tok in spec.tokens:
+        if tok[0] == "conv":
+            _, c, k, s, p = tok
+            params += shape[0] * c * k ** (len(shape) - 1) + c
+            shape = [c] + [(n + 2 * p - k) // s + 1 for n in shape[1:]]
+        elif tok[0] in ("max", "avg"):
+            shape = [shape[0]] + [n // tok[1] for n in shape[1:]]
+        else:
+            params += math.prod(shape) * tok[1] + tok[1]
+            shape = [tok[1]]
+        if min(shape) < 1:
+            break
+        feats = max(feats, math.prod(shape))
+    return params, feats
+
+
+def parse_arch(spec: str | ArchSpec, max_parameters: int | None = None) -> ArchSpec:
     """Parse an architecture spec; raise :class:`InvalidInputError` naming the grammar on failure.
 
     ``mlp:2-64-64-1:relu`` is ``Linear(2,64), ReLU, Linear(64,64), ReLU, Linear(64,1)``;
     ``maxout:K`` replaces each hidden Linear+activation by ``relulab.nn.Maxout(., ., K)``;
     ``cnn:1x8x8-c4k3p1-m2-16-10:relu`` is ``Conv2d(1,4,3,padding=1), ReLU, MaxPool2d(2), Flatten,
     Linear(64,16), ReLU, Linear(16,10)``.
+
+    The network's parameter count and its widest layer are worked out from the sizes before anything
+    is built: more than ``max_parameters`` (default :data:`relulab.core.limits.MAX_PARAMETERS`)
+    parameters or :data:`relulab.core.limits.MAX_FEATURES` features per sample raise
+    :class:`ResourceLimitError`.
     """
     if isinstance(spec, ArchSpec):
+        _check_sizes(spec, max_parameters)
         return spec
     if not isinstance(spec, str):
         raise InvalidInputError(f"architecture spec must be a string like 'mlp:2-64-64-1:relu', got {type(spec).__name__}")
@@ -188,6 +225,8 @@ def parse_arch(spec: str | ArchSpec) -> ArchSpec:
             raise bad(f"slope {rest[0]!r} is not a number") from None
         if not (math.isfinite(param) and param < 1):
             raise bad(f"leaky_relu slope must be below 1, got {param}")
+        if abs(param) > limits.MAX_SLOPE:
+            raise bad(f"leaky_relu slope must have magnitude at most {limits.MAX_SLOPE:g}, got {param}")
     elif act == "maxout":
         if len(rest) != 1 or not rest[0].isdigit() or int(rest[0]) < 1:
             raise bad("maxout needs its rank, e.g. maxout:2")
@@ -199,7 +238,7 @@ def parse_arch(spec: str | ArchSpec) -> ArchSpec:
         if not all(t.isdigit() and int(t) > 0 for t in items) or len(items) < 2:
             raise bad("mlp sizes must be at least two positive integers joined by '-'")
         sizes = [int(t) for t in items]
-        return ArchSpec("mlp", (sizes[0],), tuple(sizes[1:]), act, param)
+        return _check_sizes(ArchSpec("mlp", (sizes[0],), tuple(sizes[1:]), act, param), max_parameters)
     if act == "maxout":
         raise bad("maxout is available for mlp specs only")
     try:
@@ -229,14 +268,24 @@ def parse_arch(spec: str | ArchSpec) -> ArchSpec:
             raise bad(f"unknown token {t!r}")
     if not tokens or tokens[-1][0] != "dense":
         raise bad("a cnn spec ends with the output size (a linear layer)")
-    out = ArchSpec("cnn", input_shape, tuple(tokens), act, param)
+    out = _check_sizes(ArchSpec("cnn", input_shape, tuple(tokens), act, param), max_parameters)
     out.module()  # shape check of every token, with a clear message
     return out
 
 
-def build(arch: str | ArchSpec, seed: int | None = None) -> nn.Sequential:
+def _check_sizes(spec: ArchSpec, max_parameters: int | None) -> ArchSpec:
+    params, feats = _sizes(spec)
+    limits.check(params, limits.pick(max_parameters, limits.MAX_PARAMETERS, "max_parameters"),
+                 f"architecture spec {spec}: number of parameters",
+                 "max_parameters=, relulab.core.limits.MAX_PARAMETERS")
+    limits.check(feats, limits.MAX_FEATURES, f"architecture spec {spec}: features per sample of its widest layer",
+                 "relulab.core.limits.MAX_FEATURES")
+    return spec
+
+
+def build(arch: str | ArchSpec, seed: int | None = None, max_parameters: int | None = None) -> nn.Sequential:
     """The torch module an architecture spec describes, freshly initialised (see :func:`parse_arch`)."""
-    return parse_arch(arch).module(seed=seed)
+    return parse_arch(arch, max_parameters=max_parameters).module(seed=seed)
 
 
 def parse_shape(text) -> tuple[int, ...]:
@@ -253,6 +302,8 @@ def parse_shape(text) -> tuple[int, ...]:
         raise InvalidInputError(f"input shape {text!r}: expected positive integers like 2 or 1x28x28") from None
     if not shape or min(shape) < 1:
         raise InvalidInputError(f"input shape {text!r}: expected positive integers like 2 or 1x28x28")
+    limits.check(math.prod(shape), limits.MAX_FEATURES, f"input shape {text!r}: features per sample",
+                 "relulab.core.limits.MAX_FEATURES")
     return shape
 
 
@@ -271,21 +322,29 @@ class ModelFile:
         return {"file": self.path, "format": self.format, "arch": self.arch, **self.net.describe()}
 
 
-def load(path, arch: str | None = None, input_shape=None, dtype=torch.float64, device=None) -> PLNet:
+def load(path, arch: str | None = None, input_shape=None, dtype=torch.float64, device=None,
+         max_bytes: int | None = None) -> PLNet:
     """Read a model file into an exact :class:`PLNet` (see the module docstring for the formats).
 
     ``arch`` is the architecture spec of a weights file (not needed when the file's metadata has one);
     ``input_shape`` is checked against the file's. Raises :class:`ModelFileError` for a missing,
     corrupt, truncated, unknown or mismatched file and :class:`UnsupportedLayerError` for an exported
     program with an operation that has no exact piecewise-linear form.
+
+    Sizes are checked before anything is read: the file, the uncompressed sizes its zip members declare
+    and the tensor storages a torch file declares must fit the file and ``max_bytes`` (default
+    :data:`relulab.core.limits.MAX_FILE_BYTES`), else :class:`ResourceLimitError`; only regular files
+    are read (a FIFO or a device is refused).
     """
-    return open_model(path, arch=arch, input_shape=input_shape, dtype=dtype, device=device).net
+    return open_model(path, arch=arch, input_shape=input_shape, dtype=dtype, device=device, max_bytes=max_bytes).net
 
 
-def open_model(path, arch: str | None = None, input_shape=None, dtype=torch.float64, device=None) -> ModelFile:
+def open_model(path, arch: str | None = None, input_shape=None, dtype=torch.float64, device=None,
+               max_bytes: int | None = None) -> ModelFile:
     """Like :func:`load`, and also say which format the file had and which spec described it."""
     p = Path(path)
-    fmt = _sniff(p)
+    limit = limits.pick(max_bytes, limits.MAX_FILE_BYTES, "max_bytes")
+    fmt = _sniff(p, limit)
     want = parse_shape(input_shape) if input_shape is not None else None
     if fmt == "pt2":
         if arch is not None:
@@ -296,7 +355,7 @@ def open_model(path, arch: str | None = None, input_shape=None, dtype=torch.floa
     if fmt == "safetensors":
         tensors, meta = _read_safetensors(p)
     else:
-        tensors, meta = _read_torch(p)
+        tensors, meta = _read_torch(p, limit)
     spec_text = arch if arch is not None else meta.get(METADATA_KEY)
     if not spec_text:
         raise ModelFileError(f"{p}: this {'safetensors' if fmt == 'safetensors' else 'torch'} file holds weights only; "
@@ -321,26 +380,41 @@ def _shape_str(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def _sniff(p: Path) -> str:
-    """The file's format from its first bytes: 'pt2', 'safetensors' or 'torch'."""
-    if not p.exists():
-        raise ModelFileError(f"{p}: no such file; expected {FORMATS}")
-    if p.is_dir():
-        raise ModelFileError(f"{p}: is a directory; expected {FORMATS}")
+def _sniff(p: Path, limit: int) -> str:
+    """The file's format from its first bytes: 'pt2', 'safetensors' or 'torch'; sizes checked on the way."""
+    import os
+    import stat
+
     try:
-        size = p.stat().st_size
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise ModelFileError(f"{p}: no such file; expected {FORMATS}") from None
+    except OSError as e:
+        raise ModelFileError(f"{p}: cannot be read ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelFileError(f"{p}: is a directory; expected {FORMATS}")
+    if not stat.S_ISREG(st.st_mode):
+        # a FIFO would block, a device like /dev/zero has no end: only regular files are model files
+        raise ModelFileError(f"{p}: is not a regular file (a pipe, socket or device); expected {FORMATS}")
+    size = st.st_size
+    if size == 0:
+        raise ModelFileError(f"{p}: is empty; expected {FORMATS}")
+    limits.check(size, limit, f"{p}: file size in bytes", "max_bytes=, relulab.core.limits.MAX_FILE_BYTES")
+    try:
         with open(p, "rb") as f:
             head = f.read(64)
     except OSError as e:
         raise ModelFileError(f"{p}: cannot be read ({e.strerror or e})") from None
-    if size == 0:
-        raise ModelFileError(f"{p}: is empty; expected {FORMATS}")
     if head[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(p) as z:
-                names = z.namelist()
+                infos = z.infolist()
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
             raise ModelFileError(f"{p}: corrupt or truncated archive ({e}); expected {FORMATS}") from None
+        names = [i.filename for i in infos]
+        # declared sizes, before anything is decompressed: a small archive may claim gigabytes
+        limits.check(sum(i.file_size for i in infos), limit, f"{p}: uncompressed size of the archive in bytes",
+                     "max_bytes=, relulab.core.limits.MAX_FILE_BYTES")
         rel = {n.split("/", 1)[1] if "/" in n else n for n in names}
         if "archive_format" in rel or any(r.startswith("models/") for r in rel) \
                 or "serialized_exported_program.json" in rel:
@@ -380,9 +454,10 @@ def _read_safetensors(p: Path) -> tuple[dict, dict]:
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
 
-def _read_torch(p: Path) -> tuple[dict, dict]:
+def _read_torch(p: Path, limit: int) -> tuple[dict, dict]:
     import pickle
 
+    _check_storages(p, limit)
     try:
         with _quiet():
             obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -405,6 +480,112 @@ def _read_torch(p: Path) -> tuple[dict, dict]:
         if isinstance(obj.get(METADATA_KEY), str):
             meta[METADATA_KEY] = obj[METADATA_KEY]
     return sd, meta
+
+
+_ITEMSIZE = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2, "Char": 1,
+             "Byte": 1, "Bool": 1, "ComplexDouble": 16, "ComplexFloat": 8, "Untyped": 1}
+
+
+def _declared_storages(data: bytes, start: int = 0) -> tuple[int, int]:
+    """Bytes of the tensor storages that one pickle declares, and where it ends, read by walking its
+    opcodes (``pickletools.genops``: nothing is executed or imported).
+
+    torch writes each storage as the persistent id ``('storage', <torch XStorage>, key, location,
+    numel, ...)``; a small stack model of literals, memo and tuple opcodes rebuilds those tuples.
+    """
+    import pickletools
+
+    mark = object()
+    stack: list = []
+    memo: dict = {}
+    total = 0
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    end = start
+    for op, arg, pos in pickletools.genops(stream):
+        name = op.name
+        end = stream.tell()
+        if name == "MARK":
+            stack.append(mark)
+        elif name in ("GLOBAL", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING",
+                      "BINSTRING", "STRING", "BININT", "BININT1", "BININT2", "LONG1", "LONG4", "INT", "LONG",
+                      "NONE", "NEWTRUE", "NEWFALSE", "BINFLOAT", "FLOAT"):
+            stack.append(arg)
+        elif name == "STACK_GLOBAL":
+            b, a = (stack.pop() if stack else None), (stack.pop() if stack else None)
+            stack.append(f"{a} {b}")
+        elif name == "EMPTY_TUPLE":
+            stack.append(())
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            k = int(name[-1])
+            items = stack[-k:] if len(stack) >= k else []
+            del stack[-k:]
+            stack.append(tuple(items))
+        elif name in ("TUPLE", "LIST", "DICT", "FROZENSET", "APPENDS", "SETITEMS", "ADDITEMS", "OBJ", "INST",
+                      "POP_MARK"):
+            i = max((j for j, v in enumerate(stack) if v is mark), default=-1)
+            items = stack[i + 1:] if i >= 0 else []
+            del stack[max(i, 0):]
+            if name == "TUPLE":
+                stack.append(tuple(items))
+            elif name not in ("POP_MARK", "APPENDS", "SETITEMS", "ADDITEMS"):
+                stack.append(None)
+        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg] = stack[-1] if stack else None
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1] if stack else None
+        elif name in ("BINGET", "LONG_BINGET", "GET"):
+            stack.append(memo.get(arg))
+        elif name in ("BINPERSID", "PERSID"):
+            pid = stack.pop() if name == "BINPERSID" and stack else arg
+            if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[4], int):
+                kind = str(pid[1]).rsplit(" ", 1)[-1].removesuffix("Storage")
+                total += max(int(pid[4]), 0) * _ITEMSIZE.get(kind, 16)
+            stack.append(None)
+        elif name == "POP":
+            if stack:
+                stack.pop()
+        elif name == "STOP":
+            break
+        elif name not in ("PROTO", "FRAME"):
+            # REDUCE, BUILD, NEWOBJ, ... consume what they build from; their result is opaque here
+            if name in ("REDUCE", "NEWOBJ", "BUILD", "SETITEM", "APPEND"):
+                del stack[-2:]
+            elif name == "NEWOBJ_EX":
+                del stack[-3:]
+            stack.append(None)
+    return total, end
+
+
+def _check_storages(p: Path, limit: int) -> None:
+    """Refuse a torch file whose tensors declare more bytes than the file holds or than ``limit``
+    (torch allocates a storage at its declared size before reading its bytes)."""
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                infos = z.infolist()
+                pkl = [i for i in infos if i.filename.endswith("data.pkl")]
+                if not pkl:
+                    return
+                declared, _ = _declared_storages(z.read(pkl[0]))
+                available = sum(i.file_size for i in infos if "/data/" in i.filename or i.filename.startswith("data/"))
+        else:
+            data = p.read_bytes()
+            declared, pos = 0, 0
+            for _ in range(4):  # magic number, protocol, system info, then the object with the storages
+                try:
+                    n, pos = _declared_storages(data, pos)
+                except ValueError:  # not torch's layout: torch.load says what it is
+                    break
+                declared += n
+            available = len(data)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
+        raise ModelFileError(f"{p}: corrupt or truncated torch file ({_first_line(e)})") from None
+    limits.check(declared, limit, f"{p}: bytes of the tensors it declares", "max_bytes=, "
+                 "relulab.core.limits.MAX_FILE_BYTES")
+    if declared > available:
+        raise ModelFileError(f"{p}: its tensors declare {declared:,} bytes but the file holds {available:,}; "
+                             "corrupt or truncated torch file")
 
 
 def _few(items, n: int = 4) -> str:
@@ -438,6 +619,11 @@ def _fill(module: nn.Module, tensors: dict, p: Path, spec: ArchSpec) -> None:
         if tuple(t.shape) != tuple(e.shape):
             raise ModelFileError(f"{p} does not match {spec}: {k} has shape {tuple(t.shape)}, "
                                  f"expected {tuple(e.shape)}")
+        if not isinstance(t, torch.Tensor) or t.layout != torch.strided:
+            kind = str(t.layout).replace("torch.", "") if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ModelFileError(f"{p}: {k} is a {kind} tensor; expected dense weights")
+        if t.is_meta:
+            raise ModelFileError(f"{p}: {k} is a meta tensor without values; expected stored weights")
         if not t.is_floating_point():
             raise ModelFileError(f"{p}: {k} has dtype {t.dtype}; expected floating-point weights")
         if not bool(torch.isfinite(t).all()):
