@@ -137,22 +137,11 @@ def load_array(path, max_bytes: int | None = None):
     :data:`relulab.core.limits.MAX_FILE_BYTES`), else :class:`~relulab.core.errors.ResourceLimitError`.
     Object, structured (record) and non-numeric dtypes raise :class:`InvalidInputError`.
     """
-    import os
-    import stat
-
     import numpy as np
 
     limit = limits.pick(max_bytes, limits.MAX_FILE_BYTES, "max_bytes")
     text = str(path)
-    try:
-        st = os.stat(text)
-    except FileNotFoundError:
-        raise InvalidInputError(f"{text}: no such file") from None
-    except OSError as e:
-        raise InvalidInputError(f"{text}: cannot be read ({e.strerror or e})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise InvalidInputError(f"{text}: is not a regular file (a directory, pipe, socket or device)")
-    limits.check(st.st_size, limit, f"{text}: file size in bytes", "max_bytes=, relulab.core.limits.MAX_FILE_BYTES")
+    size = limits.file_size(text, limit, InvalidInputError)
     if text.endswith(".csv"):
         try:
             arr = np.loadtxt(text, delimiter=",", dtype=np.float64, ndmin=2)
@@ -182,9 +171,9 @@ def load_array(path, max_bytes: int | None = None):
     declared = count * dtype.itemsize
     limits.check(declared, limit, f"{text}: bytes its header declares (shape {shape})",
                  "max_bytes=, relulab.core.limits.MAX_FILE_BYTES")
-    if declared != st.st_size - offset:
+    if declared != size - offset:
         raise InvalidInputError(f"{text}: its header declares shape {shape} of {dtype} ({declared:,} bytes) but "
-                                f"{st.st_size - offset:,} bytes follow; truncated or corrupt .npy file")
+                                f"{size - offset:,} bytes follow; truncated or corrupt .npy file")
     try:
         arr = np.load(text, allow_pickle=False)
     except (OSError, ValueError) as e:

@@ -382,24 +382,9 @@ def _shape_str(shape) -> str:
 
 def _sniff(p: Path, limit: int) -> str:
     """The file's format from its first bytes: 'pt2', 'safetensors' or 'torch'; sizes checked on the way."""
-    import os
-    import stat
-
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise ModelFileError(f"{p}: no such file; expected {FORMATS}") from None
-    except OSError as e:
-        raise ModelFileError(f"{p}: cannot be read ({e.strerror or e})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise ModelFileError(f"{p}: is a directory; expected {FORMATS}")
-    if not stat.S_ISREG(st.st_mode):
-        # a FIFO would block, a device like /dev/zero has no end: only regular files are model files
-        raise ModelFileError(f"{p}: is not a regular file (a pipe, socket or device); expected {FORMATS}")
-    size = st.st_size
+    size = limits.file_size(p, limit, ModelFileError, FORMATS)
     if size == 0:
         raise ModelFileError(f"{p}: is empty; expected {FORMATS}")
-    limits.check(size, limit, f"{p}: file size in bytes", "max_bytes=, relulab.core.limits.MAX_FILE_BYTES")
     try:
         with open(p, "rb") as f:
             head = f.read(64)

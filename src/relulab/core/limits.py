@@ -41,3 +41,25 @@ def pick(value: int | None, default: int, name: str) -> int:
 
         raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def file_size(path, limit: int, error: type, expected: str = "") -> int:
+    """The size of a regular file within ``limit`` bytes, or ``error`` (an exception class) for a
+    missing file, a directory, or anything that is not a regular file (a FIFO would block a reader,
+    a device like /dev/zero has no end); :class:`ResourceLimitError` above the limit."""
+    import os
+    import stat
+
+    tail = f"; expected {expected}" if expected else ""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file{tail}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot be read ({e.strerror or e}){tail}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{path}: is a directory{tail}")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{path}: is not a regular file (a pipe, socket or device){tail}")
+    check(st.st_size, limit, f"{path}: file size in bytes", "max_bytes=, relulab.core.limits.MAX_FILE_BYTES")
+    return st.st_size
