@@ -19,13 +19,9 @@ from relulab.core import limits
 from relulab.core.errors import SUPPORTED_LAYERS, InvalidInputError, UnsupportedLayerError
 from relulab.core.layers import Add, AvgPool, ChannelScale, Conv, Dense, MaxUnits, Reshape, numel
 from relulab.core.plnet import Node, PLNet
+from relulab.core.recognize import LEAF_MODULES, trace
 
-_LEAVES = (rnn.Maxout, rnn.Abs, rnn.GroupMax)
-
-
-class _Tracer(fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, _LEAVES) or super().is_leaf_module(m, qualname)
+_LEAVES = LEAF_MODULES
 
 
 def _unsupported(what: str, path: str, why: str = "") -> UnsupportedLayerError:
@@ -193,7 +189,7 @@ class _Builder:
         """Trace a user module with torch.fx and convert its graph; its input is node ``src``."""
         what = type(module).__name__
         try:
-            graph = _Tracer().trace(module)
+            graph = trace(module)
         except Exception as e:  # fx raises many types for data-dependent control flow
             where = f" at '{prefix}'" if prefix else ""
             raise UnsupportedLayerError(

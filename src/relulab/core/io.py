@@ -36,14 +36,16 @@ from relulab import nn as rnn
 from relulab.core import limits
 from relulab.core.errors import InvalidInputError, ModelFileError, RelulabError, SUPPORTED_LAYERS, \
     UnsupportedLayerError
-from relulab.core.layers import AvgPool, ChannelScale, Conv, Dense, MaxUnits, Reshape
+from relulab.core.layers import ChannelScale, Conv, Dense
 from relulab.core.plnet import PLNet
+from relulab.core.recognize import _pair
 
 __all__ = ["ArchSpec", "ModelFile", "build", "load", "open_model", "parse_arch", "save", "infer_arch",
            "parse_shape", "ARCH_GRAMMAR"]
 
-ARCH_GRAMMAR = ("mlp:IN-H1-...-OUT[:ACT] or cnn:CxHxW-TOKEN-...-OUT[:ACT] (tokens cNkK[sS][pP] conv, "
-                "mK max-pool, aK avg-pool, N linear); ACT is relu, leaky_relu[:SLOPE], abs or maxout:K (mlp only)")
+ARCH_GRAMMAR = ("mlp:IN-H1-...-OUT[:ACT][:out=OUTACT] or cnn:CxHxW-TOKEN-...-OUT[:ACT][:out=OUTACT] (tokens "
+                "cNkK[sS][pP] conv, mK max-pool, aK avg-pool, N linear); ACT is relu, leaky_relu[:SLOPE], abs or "
+                "maxout:K (mlp only); out=OUTACT (relu, leaky_relu[:SLOPE] or abs) is applied to the output layer")
 FORMATS = "a torch.export program (.pt2), a safetensors file or a weights-only torch state dict (.pt/.pth)"
 METADATA_KEY = "relulab_arch"
 
@@ -62,27 +64,30 @@ class ArchSpec:
     tokens: tuple  # mlp: output widths; cnn: ("conv", C, K, S, P) / ("max", K) / ("avg", K) / ("dense", N)
     activation: str = "relu"
     param: float | int | None = None
+    output_activation: str | None = None  # applied to the output layer (relu, leaky_relu or abs), or None
+    output_param: float | None = None
 
     def __str__(self) -> str:
-        act = self.activation
-        if self.activation == "leaky_relu":
-            act += f":{self.param!r}"
-        elif self.activation == "maxout":
-            act += f":{self.param}"
+        act = _act_str(self.activation, self.param)
         if self.family == "mlp":
             body = "-".join(str(n) for n in (*self.input_shape, *self.tokens))
         else:
             body = "-".join(["x".join(map(str, self.input_shape)), *(_cnn_token_str(t) for t in self.tokens)])
-        return f"{self.family}:{body}:{act}"
+        out = "" if self.output_activation is None else ":out=" + _act_str(self.output_activation, self.output_param)
+        return f"{self.family}:{body}:{act}{out}"
 
-    def _act(self) -> nn.Module:
-        if self.activation == "relu":
+    def _act(self, kind: str | None = None, param=None) -> nn.Module:
+        kind, param = (self.activation, self.param) if kind is None else (kind, param)
+        if kind == "relu":
             return nn.ReLU()
-        if self.activation == "leaky_relu":
-            return nn.LeakyReLU(float(self.param))
-        if self.activation == "abs":
+        if kind == "leaky_relu":
+            return nn.LeakyReLU(float(param))
+        if kind == "abs":
             return rnn.Abs()
-        raise AssertionError(self.activation)
+        raise AssertionError(kind)
+
+    def _output_act(self) -> list[nn.Module]:
+        return [] if self.output_activation is None else [self._act(self.output_activation, self.output_param)]
 
     def module(self, seed: int | None = None) -> nn.Sequential:
         """A freshly initialised ``nn.Sequential`` (torch's default initialisation; ``seed`` fixes it)."""
@@ -103,7 +108,7 @@ class ArchSpec:
             layers.append(nn.Linear(a, b))
             if not last:
                 layers.append(self._act())
-        return nn.Sequential(*layers)
+        return nn.Sequential(*layers, *self._output_act())
 
     def _cnn(self) -> nn.Sequential:
         dim = len(self.input_shape) - 1
@@ -138,7 +143,15 @@ class ArchSpec:
                                                 f"an input of shape {shape} ({str(e).splitlines()[0]})") from None
             else:
                 shape = (tok[1],)
-        return nn.Sequential(*layers)
+        return nn.Sequential(*layers, *self._output_act())
+
+
+def _act_str(kind: str, param) -> str:
+    if kind == "leaky_relu":
+        return f"{kind}:{param!r}"
+    if kind == "maxout":
+        return f"{kind}:{param}"
+    return kind
 
 
 def _cnn_token_str(t) -> str:
@@ -187,7 +200,9 @@ def parse_arch(spec: str | ArchSpec, max_parameters: int | None = None) -> ArchS
     ``mlp:2-64-64-1:relu`` is ``Linear(2,64), ReLU, Linear(64,64), ReLU, Linear(64,1)``;
     ``maxout:K`` replaces each hidden Linear+activation by ``relulab.nn.Maxout(., ., K)``;
     ``cnn:1x8x8-c4k3p1-m2-16-10:relu`` is ``Conv2d(1,4,3,padding=1), ReLU, MaxPool2d(2), Flatten,
-    Linear(64,16), ReLU, Linear(16,10)``.
+    Linear(64,16), ReLU, Linear(16,10)``; a last field ``out=ACT`` applies ACT to the output layer too:
+    ``mlp:2-8-1:relu:out=relu`` ends ``Linear(8,1), ReLU`` (the convention of networks that end with
+    an activation, as relucent's do).
 
     The network's parameter count and its widest layer are worked out from the sizes before anything
     is built: more than ``max_parameters`` (default :data:`relulab.core.limits.MAX_PARAMETERS`)
@@ -209,36 +224,27 @@ def parse_arch(spec: str | ArchSpec, max_parameters: int | None = None) -> ArchS
         raise bad(f"unknown family {parts[0]!r}")
     if len(parts) < 2 or not parts[1]:
         raise bad("no layer sizes")
-    act = parts[2].lower() if len(parts) > 2 and parts[2] else "relu"
-    rest = parts[3:]
-    param: float | int | None = None
-    if act in ("relu", "abs"):
-        if rest:
-            raise bad(f"{act} takes no parameter")
-    elif act in ("leaky_relu", "leakyrelu", "leaky"):
-        act = "leaky_relu"
-        if len(rest) > 1:
-            raise bad("leaky_relu takes one slope")
-        try:
-            param = float(rest[0]) if rest else 0.01
-        except ValueError:
-            raise bad(f"slope {rest[0]!r} is not a number") from None
-        if not (math.isfinite(param) and param < 1):
-            raise bad(f"leaky_relu slope must be below 1, got {param}")
-        if abs(param) > limits.MAX_SLOPE:
-            raise bad(f"leaky_relu slope must have magnitude at most {limits.MAX_SLOPE:g}, got {param}")
-    elif act == "maxout":
-        if len(rest) != 1 or not rest[0].isdigit() or int(rest[0]) < 1:
-            raise bad("maxout needs its rank, e.g. maxout:2")
-        param = int(rest[0])
-    else:
-        raise bad(f"unknown activation {parts[2]!r}")
+    # an activation of the output layer: the fields from "out=" on
+    outs = [i for i, p in enumerate(parts) if p.lower().startswith("out=")]
+    out_act = out_param = None
+    if outs:
+        j = outs[0]
+        if len(outs) > 1:
+            raise bad("one out= activation at most")
+        if not parts[j][4:].strip():
+            raise bad("out= needs an activation, e.g. out=relu")
+        out_act, out_param = _parse_act([parts[j][4:].strip(), *parts[j + 1:]], bad, "out=")
+        if out_act == "maxout":
+            raise bad("the output activation is relu, leaky_relu[:SLOPE] or abs")
+        parts = parts[:j]
+    act, param = _parse_act(parts[2:], bad, "")
     items = [t.strip().lower() for t in parts[1].split("-")]
     if family == "mlp":
         if not all(t.isdigit() and int(t) > 0 for t in items) or len(items) < 2:
             raise bad("mlp sizes must be at least two positive integers joined by '-'")
         sizes = [int(t) for t in items]
-        return _check_sizes(ArchSpec("mlp", (sizes[0],), tuple(sizes[1:]), act, param), max_parameters)
+        return _check_sizes(ArchSpec("mlp", (sizes[0],), tuple(sizes[1:]), act, param, out_act, out_param),
+                            max_parameters)
     if act == "maxout":
         raise bad("maxout is available for mlp specs only")
     try:
@@ -268,9 +274,38 @@ def parse_arch(spec: str | ArchSpec, max_parameters: int | None = None) -> ArchS
             raise bad(f"unknown token {t!r}")
     if not tokens or tokens[-1][0] != "dense":
         raise bad("a cnn spec ends with the output size (a linear layer)")
-    out = _check_sizes(ArchSpec("cnn", input_shape, tuple(tokens), act, param), max_parameters)
+    out = _check_sizes(ArchSpec("cnn", input_shape, tuple(tokens), act, param, out_act, out_param), max_parameters)
     out.module()  # shape check of every token, with a clear message
     return out
+
+
+def _parse_act(fields: list, bad, what: str) -> tuple[str, float | int | None]:
+    """``ACT[:PARAM]`` from the fields after the sizes (or after ``out=``): (kind, parameter)."""
+    act = fields[0].lower() if fields and fields[0] else "relu"
+    rest = fields[1:]
+    param: float | int | None = None
+    if act in ("relu", "abs"):
+        if rest:
+            raise bad(f"{what}{act} takes no parameter")
+    elif act in ("leaky_relu", "leakyrelu", "leaky"):
+        act = "leaky_relu"
+        if len(rest) > 1:
+            raise bad(f"{what}leaky_relu takes one slope")
+        try:
+            param = float(rest[0]) if rest else 0.01
+        except ValueError:
+            raise bad(f"slope {rest[0]!r} is not a number") from None
+        if not (math.isfinite(param) and param < 1):
+            raise bad(f"leaky_relu slope must be below 1, got {param}")
+        if abs(param) > limits.MAX_SLOPE:
+            raise bad(f"leaky_relu slope must have magnitude at most {limits.MAX_SLOPE:g}, got {param}")
+    elif act == "maxout":
+        if len(rest) != 1 or not rest[0].isdigit() or int(rest[0]) < 1:
+            raise bad("maxout needs its rank, e.g. maxout:2")
+        param = int(rest[0])
+    else:
+        raise bad(f"unknown activation {fields[0]!r}")
+    return act, param
 
 
 def _check_sizes(spec: ArchSpec, max_parameters: int | None) -> ArchSpec:
@@ -791,13 +826,6 @@ def _load_pt2(p: Path, want, dtype, device) -> PLNet:
     return net
 
 
-def _pair(v, dim: int) -> tuple:
-    if isinstance(v, (list, tuple)):
-        v = tuple(int(x) for x in v)
-        return v * dim if len(v) == 1 else v
-    return (int(v),) * dim
-
-
 def _stock_module(gm: torch.fx.GraphModule, p: Path) -> torch.fx.GraphModule:
     """Translate an exported (ATen-level) graph into a ``GraphModule`` of stock layers.
 
@@ -1069,94 +1097,11 @@ def _copy(mod: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> None:
 
 # ====================================================================== saving
 def infer_arch(net: PLNet) -> ArchSpec:
-    """The architecture spec of a plain MLP or CNN ``PLNet``; :class:`InvalidInputError` if it has none."""
-    def none(why: str) -> InvalidInputError:
-        return InvalidInputError(f"this network has no architecture spec ({why}); save it as a torch.export "
-                                 "program instead (a path ending in .pt2)")
+    """The architecture spec of a plain MLP or CNN ``PLNet`` (an activation after the output layer
+    included); :class:`InvalidInputError` if it has none (see :func:`relulab.core.recognize.architecture`)."""
+    from relulab.core.recognize import architecture
 
-    layers = [n.layer for n in net.nodes[1:]]
-    if any(len(n.inputs) != 1 or n.inputs[0] != i for i, n in enumerate(net.nodes[1:])):
-        raise none("it is not a plain chain of layers")
-    acts = {(m.kind, m.spec.get("negative_slope"), m.spec.get("k")) for m in layers
-            if isinstance(m, MaxUnits) and m.kind != "maxpool"}
-    if len(acts) > 1:
-        raise none("it mixes activations")
-    kind, slope, k = next(iter(acts)) if acts else ("relu", None, None)
-    param = slope if kind == "leaky_relu" else (k if kind == "maxout" else None)
-
-    def is_act(layer) -> bool:
-        return isinstance(layer, MaxUnits) and layer.kind != "maxpool"
-
-    if len(net.input_shape) == 1:
-        widths: list[int] = []
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            if not isinstance(layer, Dense) or layer.bias is None:
-                raise none(f"layer {i + 1} is {type(layer).__name__}, not a linear layer with bias")
-            last = i == len(layers) - 1
-            if last:
-                widths.append(layer.out_shape[0])
-                break
-            if i + 1 >= len(layers) or not is_act(layers[i + 1]):
-                raise none(f"linear layer {i + 1} is not followed by an activation")
-            widths.append(layers[i + 1].out_shape[0])
-            i += 2
-        else:
-            raise none("it does not end with a linear layer")
-        return ArchSpec("mlp", net.input_shape, tuple(widths), kind, param)
-    if kind == "maxout":
-        raise none("maxout is available for mlp specs only")
-    tokens: list[tuple] = []
-    flat = False
-    i = 0
-    while i < len(layers):
-        layer = layers[i]
-        last = i == len(layers) - 1
-        if isinstance(layer, Conv) and not flat:
-            c = layer.conf
-            dim = layer.dim
-            ks = tuple(layer.weight.shape[2:])
-            st, pd = _pair(c["stride"], dim), _pair(c["padding"], dim)
-            if c["groups"] != 1 or set(_pair(c["dilation"], dim)) != {1} or len(set(ks)) != 1 or \
-                    len(set(st)) != 1 or len(set(pd)) != 1 or layer.conv_bias is None:
-                raise none(f"convolution {i + 1} is not square, ungrouped and with bias")
-            if last or not is_act(layers[i + 1]):
-                raise none(f"convolution {i + 1} is not followed by an activation")
-            tokens.append(("conv", layer.weight.shape[0], ks[0], st[0], pd[0]))
-            i += 2
-            continue
-        if isinstance(layer, MaxUnits) and layer.kind == "maxpool" and not flat:
-            conf = layer.spec["conf"]
-            dim = layer.spec["dim"]
-            ks = _pair(conf["kernel_size"], dim)
-            st = _pair(conf.get("stride") or conf["kernel_size"], dim)
-            if len(set(ks)) != 1 or ks != st or set(_pair(conf.get("padding", 0), dim)) != {0} or \
-                    set(_pair(conf.get("dilation", 1), dim)) != {1} or conf.get("ceil_mode"):
-                raise none(f"max-pool {i + 1} is not a plain square pool with stride equal to its size")
-            tokens.append(("max", ks[0]))
-        elif isinstance(layer, AvgPool) and not flat:
-            conf, dim = layer.conf, layer.dim
-            ks = _pair(conf["kernel_size"], dim)
-            st = _pair(conf.get("stride") or conf["kernel_size"], dim)
-            if len(set(ks)) != 1 or ks != st or set(_pair(conf.get("padding", 0), dim)) != {0} or \
-                    conf.get("ceil_mode") or not conf.get("count_include_pad", True) or conf.get("divisor_override"):
-                raise none(f"average pool {i + 1} is not a plain square pool with stride equal to its size")
-            tokens.append(("avg", ks[0]))
-        elif isinstance(layer, Reshape) and len(layer.out_shape) == 1 and not flat:
-            flat = True
-        elif isinstance(layer, Dense) and flat and layer.bias is not None:
-            tokens.append(("dense", layer.out_shape[0]))
-            if not last:
-                if not is_act(layers[i + 1]):
-                    raise none(f"linear layer {i + 1} is not followed by an activation")
-                i += 1
-        else:
-            raise none(f"layer {i + 1} ({type(layer).__name__}) does not fit the cnn grammar")
-        i += 1
-    if not tokens or tokens[-1][0] != "dense" or isinstance(layers[-1], MaxUnits):
-        raise none("it does not end with a linear layer")
-    return ArchSpec("cnn", net.input_shape, tuple(tokens), kind, param)
+    return architecture(net).spec()
 
 
 def _weighted(net: PLNet) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -1233,14 +1178,12 @@ def save(model, path, arch: str | None = None, input_shape=None) -> Path:
 
 
 def _guess_input_shape(model: nn.Module) -> tuple[int, ...]:
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            return (m.in_features,)
-        if isinstance(m, rnn.Maxout):
-            return (m.in_features,)
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            break
-    raise InvalidInputError("cannot tell this module's input shape; pass input_shape=")
+    from relulab.core.recognize import input_shape_of
+
+    shape = input_shape_of(model)
+    if shape is None:
+        raise InvalidInputError("cannot tell this module's input shape; pass input_shape=")
+    return shape
 
 
 def _save_pt2(net: PLNet, path: Path, module: nn.Module | None = None) -> None:
