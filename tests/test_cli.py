@@ -122,7 +122,9 @@ def test_internal_errors_are_one_line_too(monkeypatch, capsys, models):
     def boom(args, ctx):
         raise KeyError("oops")
 
-    monkeypatch.setattr(cli, "run_info", boom)
+    from relulab.commands import info
+
+    monkeypatch.setattr(info, "run", boom)
     code, out, err = run(["info", str(models / "mlp.safetensors")], capsys)
     assert code == 1 and "internal error (KeyError)" in one_error_line(err)
 

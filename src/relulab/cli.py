@@ -123,7 +123,6 @@ def parse_point(text: str, arg: str, shape, net=None):
     return values.reshape(tuple(shape)).to(**kw)
 
 
-_common = json_flag
 
 
 def save_figure(draw: Callable, path: str, figsize=(6, 6)) -> None:
@@ -163,107 +162,64 @@ def load_model(args):
     return open_model(args.model, arch=args.arch, input_shape=args.input_shape)
 
 
-# ---------------------------------------------------------------------- relulab info
-def add_info_parser(sub) -> None:
-    p = sub.add_parser("info", help="describe a model file: layers, units, parameters, activations, shapes",
-                       description="Read a model file and describe the piecewise-linear network it holds.")
-    add_model_arguments(p)
-    _common(p)
-    p.set_defaults(handler=run_info)
-
-
-def run_info(args, ctx: Context) -> Output:
-    mf = load_model(args)
-    d = mf.describe()
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    def shape(s) -> str:
-        return "x".join(map(str, s))
-
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    head.add_row("file", d["file"])
-    head.add_row("format", d["format"] + (f" ({d['arch']})" if d["arch"] else ""))
-    head.add_row("input shape", shape(d["input_shape"]))
-    head.add_row("output shape", shape(d["output_shape"]))
-    head.add_row("parameters", f"{d['parameters']:,}")
-    head.add_row("max units", f"{d['max_units']:,} in {d['max_layers']} layer(s)")
-    head.add_row("activations", ", ".join(d["activations"]) or "none (affine)")
-    head.add_row("residual", "yes" if d["residual"] else "no")
-    layers = Table(title="layers", title_justify="left", show_edge=False)
-    for col in ("#", "name", "kind", "in", "out", "units", "pieces", "inputs"):
-        layers.add_column(col, justify="right" if col in ("#", "units", "pieces") else "left")
-    for L in d["layers"]:
-        layers.add_row(str(L["index"]), L["name"] or "-", L["kind"], shape(L["in_shape"]), shape(L["out_shape"]),
-                       str(L.get("units", "")), str(L.get("pieces", "")), ",".join(map(str, L["inputs"])))
-    return Output(d, Group(head, Text(""), layers))
-
-
-# ---------------------------------------------------------------------- relulab demo
-def add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train a small ReLU network on a toy data set and write a report",
-                       description="Train a 2-32-32-2 ReLU MLP on two spirals (a few seconds on a CPU) and write "
-                                   "summary.json, PNG figures, model.safetensors and a self-contained report.html.")
-    p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if missing)")
-    p.add_argument("--seed", type=int, default=0, help="seed for data, initialisation and training (default 0)")
-    p.add_argument("--quick", action="store_true", help="fewer points and steps, a coarser grid (for tests)")
-    _common(p)
-    p.set_defaults(handler=run_demo)
-
-
-def run_demo(args, ctx: Context) -> Output:
-    from relulab.report import run_demo as demo
-
-    with ctx.progress("demo") as update:
-        s = demo(args.out, seed=args.seed, quick=args.quick, progress=update)
-    from rich.table import Table
-
-    train = next((x["summary"] for x in s["sections"] if x["title"] == "Training"), {})
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("data", f"{s['data']['name']} ({s['data']['n']} points, seed {args.seed})")
-    t.add_row("network", s["demo"]["arch"])
-    if train:
-        t.add_row("training", f"{train['steps']} Adam steps in {train['seconds']:.2f} s: loss "
-                              f"{train['final_loss']:.3g}, accuracy {train['final_accuracy']:.3f} "
-                              f"(fresh points {train['test_accuracy']:.3f})")
-    t.add_row("report", os.path.join(args.out, "report.html"))
-    t.add_row("files", ", ".join(s["files"]))
-    t.add_row("time", f"{s['timings']['total_s']:.1f} s")
-    return Output(s, t)
-
-
 # ---------------------------------------------------------------------- the registry
-# One function per sub-command, in the order `relulab --help` lists them. An engine's commands live in
-# relulab/commands/<engine>.py (its add_parser uses add_model_arguments, load_model, json_flag and
-# parse_point, and imports the engine inside its handler) and are registered here with _engine.
-def _engine(module: str) -> Callable:
-    def add(sub) -> None:
-        import importlib
-
-        importlib.import_module(f"relulab.commands.{module}").add_parser(sub)
-
-    add.__name__ = f"add_{module}_parser"
-    return add
-
-
-COMMANDS: list[Callable] = [add_info_parser, add_demo_parser, _engine("regions"), _engine("kernels"), _engine("init"),
-                             _engine("landscape"), _engine("hessian")]
+# One line per sub-command, in the order `relulab --help` lists them: its name, the module of
+# relulab/commands that defines it (exporting add_parser(subparsers), which uses add_model_arguments,
+# load_model, json_flag and parse_point and imports its engine inside the handler) and its one-line
+# help. Only the module of the command being run is imported, so `relulab --help` stays fast.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("info", "describe a model file: layers, units, parameters, activations, shapes"),
+    "demo": ("demo", "train a small ReLU network on a toy data set and write a report"),
+    "regions": ("regions", "exact activation regions on a segment, a 2-D slice, a box or all of input space"),
+    "ntk": ("kernels", "empirical NTK Gram matrix of a model on data, its spectrum; --analytic: infinite width"),
+    "init": ("init", "initialization constants (maxout networks)"),
+    "landscape": ("landscape", "loss landscapes in parameter space"),
+    "hessian": ("hessian", "Hessian spectrum of a model's loss on data: extreme eigenvalues, trace, density, inertia"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Registry:
+    """The sub-parsers action, seen by a command module's ``add_parser``: the help comes from
+    :data:`COMMANDS`, so a module need not repeat it."""
+
+    def __init__(self, sub):
+        self._sub = sub
+
+    def add_parser(self, name, **kwargs):
+        if name in COMMANDS:
+            kwargs.setdefault("help", COMMANDS[name][1])
+        return self._sub.add_parser(name, **kwargs)
+
+
+def _chosen(argv: list[str]) -> str | None:
+    # the top-level parser has only --help and --version, so the first word is the command
+    for a in argv:
+        if a in ("-h", "--help", "--version"):
+            return None
+        if not a.startswith("-"):
+            return a
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``relulab argv``: the full parser of the command ``argv`` names and one-line
+    entries for the others (``argv=None``: every command in full)."""
+    import importlib
+
     from relulab import __version__
 
     p = _Parser(prog="relulab",
                 description="Exact geometry and loss landscapes of piecewise-linear networks.")
     p.add_argument("--version", action="version", version=f"relulab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in COMMANDS:
-        add(sub)
+    chosen = None if argv is None else _chosen(argv)
+    for name, (module, help_text) in COMMANDS.items():
+        if name in sub.choices:  # a module may define several commands
+            continue
+        if argv is None or name == chosen:
+            importlib.import_module(f"relulab.commands.{module}").add_parser(_Registry(sub))
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return p
 
 
@@ -286,7 +242,9 @@ def _print(out: Output, ctx: Context) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (and exits with it when run as a script)."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; never open a window
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version and usage errors end here

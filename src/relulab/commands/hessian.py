@@ -10,7 +10,7 @@ from relulab.cli import Context, Output, add_model_arguments, json_flag, save_fi
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "hessian", help="Hessian spectrum of a model's loss on data: extreme eigenvalues, trace, density, inertia",
+        "hessian",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.dedent("""\
             The Hessian H of L(theta) = loss(MODEL(DATA; theta), targets) in all trainable

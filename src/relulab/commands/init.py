@@ -6,8 +6,7 @@ from relulab.cli import Context, Output, json_flag, save_figure
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("init", help="initialization constants (maxout networks)",
-                       description="Initialization constants. 'maxout': the constants of rank-K maxout units "
+    p = sub.add_parser("init", description="Initialization constants. 'maxout': the constants of rank-K maxout units "
                                    "(optionally followed by max-pooling) from expectations of Gaussian order "
                                    "statistics, by adaptive quadrature, and the recommended weight variance "
                                    "c / fan_in with c = 1 / E[(max of K standard normals)^2].")

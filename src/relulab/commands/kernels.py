@@ -8,7 +8,7 @@ from relulab.cli import Context, Output, add_model_arguments, json_flag, load_mo
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "ntk", help="empirical NTK Gram matrix of a model on data, its spectrum; --analytic: infinite width",
+        "ntk",
         description="Empirical neural tangent kernel Theta[i, j] = J(x_i) J(x_j)^T of MODEL on DATA (exact, "
                     "chunked within --memory), its eigenvalues and condition number, and the separation of "
                     "the data. --analytic adds the infinite-width NTK of the same fully connected "

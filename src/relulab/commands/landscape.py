@@ -11,8 +11,7 @@ from relulab.cli import Context, Output, json_flag, save_figure
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("landscape", help="loss landscapes in parameter space",
-                       description="Loss landscapes of piecewise-linear networks in parameter space.")
+    p = sub.add_parser("landscape", description="Loss landscapes of piecewise-linear networks in parameter space.")
     kinds = p.add_subparsers(dest="landscape_kind", metavar="TASK", required=True, parser_class=type(p))
     ts = kinds.add_parser(
         "teacher-student", help="critical points of the Gaussian teacher-student problem, grouped by symmetry",

@@ -9,7 +9,7 @@ from relulab.cli import Context, Output, add_model_arguments, json_flag, load_mo
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "regions", help="exact activation regions on a segment, a 2-D slice, a box or all of input space",
+        "regions",
         description="Exact activation regions of a model file: on the segment from A to B (--line), on the "
                     "slice {ORIGIN + s U + t V} (--plane, with --extent), in a box (--box) or in all of R^d "
                     "(--all). Points are comma-separated numbers (one number is repeated over every input "
