@@ -109,7 +109,7 @@ def test_info_exported_program(models, capsys):
     (["info"], "required"),
     (["frobnicate"], "invalid choice"),
     (["demo"], "--out"),
-    (["demo", "--out", "{d}/o", "--seed", "abc"], "invalid int value"),
+    (["demo", "--out", "{d}/o", "--seed", "abc"], "--seed: expected an integer"),
 ])
 def test_errors_are_one_line(models, capsys, args, words):
     code, out, err = run([a.format(d=models) for a in args], capsys)

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ class Output:
 
 @dataclass
 class Context:
-    """Per-run services for handlers: the consoles and a progress reporter."""
+    """Per-run services for handlers: the error console and progress reporting."""
 
     json: bool = False
     show_progress: bool = True
@@ -49,21 +50,21 @@ class Context:
         return self._consoles["err"]
 
     @contextlib.contextmanager
-    def progress(self, description: str) -> Iterator[Callable[[str, int, int], None]]:
-        """Yield ``update(stage, done, total)``; draws a transient bar on an interactive stderr."""
-        if not (self.show_progress and self.err.is_terminal):
-            yield lambda stage, done, total: None
-            return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    def progress(self, description: str, unit: str = "") -> Iterator[Callable[..., None]]:
+        """Yield a :class:`relulab.progress.Progress` callback ``(done, total, **info)``: a transient bar on
+        an interactive stderr with counts and time remaining; nothing under ``--json``, ``--quiet`` or
+        when stderr is not a terminal."""
+        from relulab.progress import ProgressBar
 
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-                      TimeElapsedColumn(), console=self.err, transient=True) as bar:
-            task = bar.add_task(description, total=None, stage="")
+        enabled = self.show_progress and not self.json and self.err.is_terminal
+        with ProgressBar(description, unit, enabled=enabled, console=self.err) as bar:
+            yield bar
 
-            def update(stage: str, done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total, stage=stage)
+    def engine_progress(self, fn: Callable, bar: Callable[..., None]) -> dict:
+        """``{"progress": bar}`` when the engine function ``fn`` reports progress, else ``{}``."""
+        from relulab.progress import accepts_progress
 
-            yield update
+        return {"progress": bar} if accepts_progress(fn) else {}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +88,9 @@ def _fail(message: str, code: int = EXIT_ERROR):
 
 
 def json_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    """--json and --quiet, which every sub-command has."""
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text (no progress bar)")
+    p.add_argument("--quiet", action="store_true", help="draw no progress bar")
 
 
 def parse_point(text: str, arg: str, shape, net=None):
@@ -125,23 +128,120 @@ def parse_point(text: str, arg: str, shape, net=None):
 
 
 
-def save_figure(draw: Callable, path: str, figsize=(6, 6)) -> None:
-    """``draw(ax)`` on a new figure saved to ``path`` (the format from its suffix); a bad path is one error line."""
-    import matplotlib
+# ---------------------------------------------------------------------- argument types
+# argparse reports an ArgumentTypeError as one line "argument --flag: message"; these types bound every
+# number before anything is allocated from it, and name the file an output flag really writes.
+def int_arg(lo: int | None = 1, hi: int | None = 10**9) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi] (None: unbounded on that side)."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {_range_text(lo, hi)}, got {text}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_arg(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number, >= ``lo`` (or > ``above``) and <= ``hi``."""
+
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if ((lo is not None and value < lo) or (above is not None and value <= above)
+                or (hi is not None and value > hi)):
+            low = f"> {above:g}" if above is not None else (None if lo is None else f">= {lo:g}")
+            both = " and ".join(x for x in (low, None if hi is None else f"<= {hi:g}") if x)
+            raise argparse.ArgumentTypeError(f"must be a finite number {both}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _range_text(lo, hi) -> str:
+    if lo is not None and hi is not None:
+        return f"an integer from {lo:,} to {hi:,}"
+    return f"an integer >= {lo:,}" if lo is not None else f"an integer <= {hi:,}"
+
+
+SEED = int_arg(0, 2**63 - 1)
+FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
+def _file(text: str, what: str, suffix: str | None) -> str:
+    from pathlib import Path
 
     from relulab.core.errors import InvalidInputError
+    from relulab.core.files import check_output_path
 
-    fig, ax = plt.subplots(figsize=figsize)
+    if text.strip() and Path(text).is_dir():  # checked before a suffix makes it a sibling file
+        raise argparse.ArgumentTypeError(f"{what} {text!r} is a folder, not a file")
     try:
-        draw(ax)
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        return str(check_output_path(text, what, suffix))
+    except InvalidInputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def figure_file(text: str) -> str:
+    """An argparse type for ``--plot FILE``: the file that will exist afterwards (``.png`` appended to a
+    name without a figure suffix, as matplotlib would), its folder existing."""
+    from pathlib import Path
+
+    return _file(text, "figure file", None if Path(text).suffix.lower() in FIGURE_FORMATS else ".png")
+
+
+def output_file(suffix: str) -> Callable[[str], str]:
+    """An argparse type for a file an option writes: ``suffix`` appended when missing, folder existing."""
+
+    def parse(text: str) -> str:
+        return _file(text, "output file", suffix)
+
+    parse.__name__ = "file"
+    return parse
+
+
+def output_folder(text: str) -> str:
+    """An argparse type for a results folder: a non-empty name that is not an existing file."""
+    from pathlib import Path
+
+    if text.strip() == "":
+        raise argparse.ArgumentTypeError("must be a non-empty folder name")
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    return text
+
+
+def save_figure(draw: Callable, path: str, figsize=(6, 6), dpi: int = 150) -> str:
+    """``draw(ax)`` on a new figure written atomically to ``path`` (from :func:`figure_file`; the format
+    from its suffix); returns the path written."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    from relulab.core.errors import InvalidInputError
+    from relulab.core.files import atomic_save
+
+    fig = Figure(figsize=figsize)
+    ax = fig.subplots()
+    draw(ax)
+    fmt = Path(path).suffix.lower().lstrip(".") or "png"
+    try:
+        atomic_save(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
     except (OSError, ValueError) as e:
         raise InvalidInputError(f"--plot {path}: cannot write the figure ({e})") from None
-    finally:
-        plt.close(fig)
+    return str(path)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -252,25 +352,53 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    ctx = Context(json=getattr(args, "json", False))
+    ctx = Context(json=getattr(args, "json", False), show_progress=not getattr(args, "quiet", False))
     from relulab.core.errors import RelulabError
 
-    try:
-        out = args.handler(args, ctx)
-    except (RelulabError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError) as e:
-        return _error(e)
-    except KeyboardInterrupt:
-        print("relulab: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug: still one line, the traceback on request
-        if os.environ.get("RELULAB_DEBUG"):
-            raise
-        return _error(e, f"internal error ({type(e).__name__}): ", suffix=" (set RELULAB_DEBUG=1 for a traceback)")
+    # warnings (numpy's "empty file", scipy's quadrature notes) are held back: an error is then the only
+    # line printed, and a successful run shows each once, in relulab's words
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = args.handler(args, ctx)
+        except (RelulabError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError) as e:
+            return _error(e)
+        except KeyboardInterrupt:
+            print("relulab: interrupted", file=sys.stderr)
+            return 130
+        except (MemoryError, OverflowError, RuntimeError) as e:
+            if os.environ.get("RELULAB_DEBUG"):
+                raise
+            return _error(e, *_resource_words(e))
+        except Exception as e:  # a bug: still one line, the traceback on request
+            if os.environ.get("RELULAB_DEBUG"):
+                raise
+            return _error(e, f"internal error ({type(e).__name__}): ", suffix=" (set RELULAB_DEBUG=1 for a traceback)")
+    seen = set()
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"relulab: warning: {text}", file=sys.stderr)
     try:
         _print(out, ctx)
     except BrokenPipeError:  # `relulab ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return out.exit_code
+
+
+def _resource_words(e: BaseException) -> tuple[str, str]:
+    """(prefix, suffix) for an allocation failure or overflow a size check did not catch first."""
+    import re
+
+    text = str(e)
+    m = re.search(r"tried to allocate (\d+) bytes", text)
+    if isinstance(e, MemoryError) or m or "can't allocate memory" in text or "out of memory" in text.lower():
+        need = f" ({int(m.group(1)) / 2**30:.3g} GiB requested)" if m else ""
+        return f"out of memory{need}: ", " (use smaller sizes or a smaller memory budget)"
+    if isinstance(e, OverflowError) or "Overflow" in text:
+        return "a size or value is too large: ", ""
+    return f"internal error ({type(e).__name__}): ", " (set RELULAB_DEBUG=1 for a traceback)"
 
 
 def _error(e: BaseException, prefix: str = "", suffix: str = "") -> int:
@@ -281,8 +409,13 @@ def _error(e: BaseException, prefix: str = "", suffix: str = "") -> int:
     msg = str(e)
     if isinstance(e, OSError) and e.filename and e.strerror:
         msg = f"{e.filename}: {e.strerror}"
-    text = " ".join((prefix + msg + suffix).split()) or type(e).__name__
-    print(f"relulab: error: {text}", file=sys.stderr)
+    # torch's C++ errors append their stack ("Exception raised from ...", "frame #0: ..."): keep the message
+    msg = msg.split("Exception raised from")[0].split("\nframe #")[0]
+    if prefix.startswith("out of memory"):
+        msg = ""
+    text = " ".join((prefix + msg).split()).rstrip(": ") + suffix
+    text = text if len(text) <= 400 else text[:397] + "..."
+    print(f"relulab: error: {text or type(e).__name__}", file=sys.stderr)
     return EXIT_ERROR
 
 

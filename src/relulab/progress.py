@@ -42,7 +42,8 @@ def accepts_progress(fn: Callable) -> bool:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
-    return "progress" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+    # only a named parameter counts: a **kwargs catch-all may pass the keyword on to something that refuses it
+    return "progress" in params
 
 
 class Recorder:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 
-from relulab.cli import Context, Output, json_flag
+from relulab.cli import SEED, Context, Output, json_flag, output_folder
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", description="Train a 2-32-32-2 ReLU MLP on two spirals (a few seconds on a CPU) and write "
                                    "summary.json, PNG figures, model.safetensors and a self-contained report.html.")
-    p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if missing)")
-    p.add_argument("--seed", type=int, default=0, help="seed for data, initialisation and training (default 0)")
+    p.add_argument("--out", metavar="DIR", required=True, type=output_folder, help="output folder (created if missing)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed for data, initialisation and training (default 0)")
     p.add_argument("--quick", action="store_true", help="fewer points and steps, a coarser grid (for tests)")
     json_flag(p)
     p.set_defaults(handler=run)
