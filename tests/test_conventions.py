@@ -108,3 +108,103 @@ def test_command_help_lives_in_the_registry():
     assert {a.dest: a.help for a in choices} == {name: h for name, (_, h) in cli.COMMANDS.items()}
     lazy = cli.build_parser(["info", "x"])
     assert list(lazy._subparsers._group_actions[0].choices) == list(cli.COMMANDS)
+
+
+# ---------------------------------------------------------------------- results: reprs and plots
+ENGINE_MODULES = ["relulab.kernels.empirical", "relulab.kernels.analytic", "relulab.kernels.geometry",
+                  "relulab.kernels.convergence", "relulab.init.constants", "relulab.init.initializers",
+                  "relulab.init.moments", "relulab.landscape.shallow", "relulab.landscape.parameter_space",
+                  "relulab.landscape.kink_stationarity", "relulab.landscape.network_embedding",
+                  "relulab.landscape.teacher_student", "relulab.landscape.symmetry", "relulab.landscape.hessian",
+                  "relulab.regions.line", "relulab.regions.plane"]
+
+
+def _result_classes():
+    from relulab.results import Result
+
+    for name in ENGINE_MODULES:
+        importlib.import_module(name)
+    seen, todo = [], list(Result.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        if cls not in seen:
+            seen.append(cls)
+            todo.extend(cls.__subclasses__())
+    return seen
+
+
+def test_every_result_has_the_short_repr_and_an_html_table():
+    from relulab.results import _html_table, _short_repr
+
+    classes = _result_classes()
+    assert len(classes) >= 20
+    # RegionEnumeration writes its own repr of four numbers (measured in the next test)
+    own = [c.__qualname__ for c in classes if c.__repr__ is not _short_repr]
+    assert set(own) <= {"RegionEnumeration"}, f"results that write their own repr: {own}"
+    assert all(c._repr_html_ is _html_table for c in classes)
+
+
+def test_reprs_are_a_few_lines_even_for_big_results():
+    import torch
+
+    from relulab import data, regions
+    from relulab.core import io
+    from relulab.landscape.hessian import hessian_spectrum
+
+    net = relulab.PLNet.from_torch(io.build("mlp:2-16-16-2:relu", seed=0), (2,))
+    plane = regions.on_plane(net, extent=(-3, 3, -3, 3))
+    ds = data.spirals(n=60, seed=0)
+    hess = hessian_spectrum(net.to_torch(), "cross_entropy", ds.x, ds.y, top=2, bottom=2, trace_queries=4,
+                            max_steps=40, dtype=torch.float64)
+    full = (getattr(regions, "full_space", None) or regions.enumerate)(net)
+    for res in (plane, hess, full):
+        text = repr(res)
+        assert len(text) < 1500 and len(text.splitlines()) <= 15, text
+        assert "tensor([" not in text and "array([" not in text
+        assert res._repr_html_().startswith("<table>")
+    assert plane.count > 100  # big enough that a repr of the contents would be long
+
+
+def _plot_methods():
+    """Every ``plot`` defined in the kernels, init and landscape packages, as (where, ast node)."""
+    for pkg in ("kernels", "init", "landscape"):
+        for path in sorted((SRC / pkg).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef) and node.name == "plot":
+                    yield f"{pkg}/{path.name}:{node.lineno}", node
+
+
+def test_plot_methods_take_ax_and_return_axes():
+    found = list(_plot_methods())
+    assert len(found) >= 8
+    for where, fn in found:
+        args = [a.arg for a in fn.args.args]
+        assert "ax" in args, where
+        default = fn.args.defaults[args.index("ax") - len(args) + len(fn.args.defaults)]
+        assert isinstance(default, ast.Constant) and default.value is None, where
+        for ret in (n for n in ast.walk(fn) if isinstance(n, ast.Return)):
+            text = ast.unparse(ret.value) if ret.value is not None else ""
+            assert "figure" not in text and text not in ("fig", ""), f"{where} returns {text!r}"
+
+
+def test_plots_that_returned_figures_return_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+
+    from relulab.init import constants_table
+    from relulab.landscape import full_rank_fraction
+
+    try:
+        assert isinstance(constants_table([2, 3]).plot(), Axes)
+        g = full_rank_fraction([1], [2, 3], [1, 2], samples=8, workers=1)
+        assert isinstance(g.plot(), Axes)
+        g2 = full_rank_fraction([1, 2], [2], [1], samples=8, workers=1)
+        axes = g2.plot()
+        assert len(axes) == 2 and all(isinstance(a, Axes) for a in axes)
+        _, ax = plt.subplots()
+        assert g.plot(ax=ax) is ax
+    finally:
+        plt.close("all")
