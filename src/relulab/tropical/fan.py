@@ -333,3 +333,6 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150) -> list:
         out.append({"loss": t, "cones": int((loss <= t).sum()), "components": c, "connected": len(c) <= 1,
                     "facet_components": f})
     return out
+
+
+__all__ = ["classification_fan", "ClassificationFan", "cover_count"]

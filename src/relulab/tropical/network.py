@@ -451,3 +451,7 @@ def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000)
                                            "(linear_count)", domain="R^d", seconds=time.perf_counter() - t0,
                                regions_p=len(cp), regions_q=len(cq), cells=len(cells), boundary_cells=int(bcells),
                                boundary=pieces)
+
+
+__all__ = ["TropicalRational", "TropicalNetwork", "from_network", "exact_forward", "newton_polytope", "NewtonPolytope",
+           "count_regions", "TropicalRegionCount"]

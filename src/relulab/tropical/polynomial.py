@@ -292,3 +292,6 @@ def _exact_support_solution(Eo, lam_float, target):
     for a, j in enumerate(J):
         lam[j] = sol[a]
     return lam
+
+
+__all__ = ["MaxPlus"]
