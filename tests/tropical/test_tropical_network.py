@@ -139,6 +139,13 @@ def test_newton_polytopes_low_dimensional():
     assert newton_polytope(MaxPlus.constant(3.0, 2)).dim == 0
 
 
+def test_float_counts_refused_unless_asked():
+    T = from_network(NETS["relu"](), reduce=True)
+    with pytest.raises(ValueError):
+        count_regions(T.functions[0])
+    assert count_regions(T.functions[0], allow_float=True).certified is False
+
+
 def test_budget_gives_incomplete():
     net = _net(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 1))
     T = from_network(net, max_monomials=50)

@@ -351,7 +351,8 @@ def _lp_margin(rows_A, rows_b, eq_A=None, eq_b=None):
     return -res.fun, res.x[:d]
 
 
-def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000) -> TropicalRegionCount:
+def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000,
+                  allow_float: bool = False) -> TropicalRegionCount:
     """Linear regions of ``f = p - q`` over R^d from the tropical data (float64 LPs with margin ``tol``).
 
     Cells of the refinement: one LP per pair (monomial of p, monomial of q) after reduction. Two
@@ -361,8 +362,12 @@ def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000)
 
     Use a representation built with ``exact=True``: its reduction is exact, while float64 data can keep
     monomials that sit on an upper-hull face up to rounding (the function is unchanged, but they make
-    slivers that the LPs cannot tell from cells). ``certified`` is True only for exact input.
+    slivers that the LPs cannot tell from cells). A float64 representation is refused unless
+    ``allow_float=True`` (then ``certified`` is False: the counts may include such slivers).
     """
+    if not (f.p.exact and f.q.exact) and not allow_float:
+        raise InvalidInputError("count_regions needs an exact representation (from_network(net, exact=True)); "
+                                "float64 data can hold rounding slivers: pass allow_float=True to count anyway")
     t0 = time.perf_counter()
     p, q = f.p.reduce().to_float(), f.q.reduce().to_float()
     Ep, cp, Eq, cq = p.exponents, p.constants, q.exponents, q.constants
