@@ -12,6 +12,7 @@ _EXPORTS = {
     "pool_windows": "maxpool",
     "count_maxpool": "maxpool",
     "count_argmax_tuples": "maxpool",
+    "count_maxpool_layer": "maxpool",
     "maxpool_recurrence": "maxpool",
     "MaxPoolCount": "maxpool",
     "brute_force_tuples": "maxpool",
