@@ -140,7 +140,7 @@ def test_newton_polytopes_low_dimensional():
 
 
 def test_float_counts_refused_unless_asked():
-    T = from_network(NETS["relu"](), reduce=True)
+    T = from_network(NETS["maxout"](), reduce=True)
     with pytest.raises(ValueError):
         count_regions(T.functions[0])
     assert count_regions(T.functions[0], allow_float=True).certified is False
