@@ -452,7 +452,7 @@ def _plot_depth(ax, depths, mean, se, lower, upper, extra, ylabel, title):
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return ax.figure
+    return ax
 
 
 # =============================================================================================
