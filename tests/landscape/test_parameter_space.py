@@ -343,7 +343,7 @@ def test_full_rank_fraction_workers_and_bounds():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig = g1.plot()
+    fig = np.atleast_1d(g1.plot())[0].figure
     assert len([a for a in fig.axes if a.get_title().startswith("d = ")]) == len(kw["d_values"])
     _, one = plt.subplots()
     with pytest.raises(InvalidInputError, match="one Axes per input dimension"):

@@ -610,7 +610,7 @@ class FullRankGrid(Result):
 
     def plot(self, ax=None):
         """One heatmap per d: fraction of full rank over n (x) and m (y), with the count line m (d+1) = n
-        (below it, full rank is impossible). Returns the figure."""
+        (below it, full rank is impossible). Returns the Axes (an array of them for several d)."""
         import matplotlib.pyplot as plt
 
         k = len(self.d_values)
@@ -636,7 +636,7 @@ class FullRankGrid(Result):
             axx.set_ylabel("m (neurons)")
             axx.set_title(f"d = {d}: P(rank J = n)")
         fig.colorbar(im, ax=axes)
-        return fig
+        return axes[0] if k == 1 else np.array(axes, dtype=object)
 
 
 def _int_list(name, values):
