@@ -156,7 +156,7 @@ def test_reprs_are_a_few_lines_even_for_big_results():
     ds = data.spirals(n=60, seed=0)
     hess = hessian_spectrum(net.to_torch(), "cross_entropy", ds.x, ds.y, top=2, bottom=2, trace_queries=4,
                             max_steps=40, dtype=torch.float64)
-    full = (getattr(regions, "full_space", None) or regions.enumerate)(net)
+    full = regions.full_space(net)
     for res in (plane, hess, full):
         text = repr(res)
         assert len(text) < 1500 and len(text.splitlines()) <= 15, text

@@ -219,7 +219,7 @@ def training_section(history: dict) -> SectionFn:
 def regions_section(net: PLNet, data: Dataset, out_dir: Path, time_limit: float = 120.0) -> Section:
     """Exact activation regions of a 2-input network: the partition of the data's box (one polygon per
     region, the exact decision boundary in red) and the count over all of R^2."""
-    from relulab.regions import enumerate as enumerate_regions
+    from relulab.regions import full_space
     from relulab.regions import on_plane
 
     if net.input_dim != 2:
@@ -227,7 +227,7 @@ def regions_section(net: PLNet, data: Dataset, out_dir: Path, time_limit: float 
     lo, hi = data.box(0.15)
     ext = (float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1]))
     plane = on_plane(net, extent=ext, time_limit=time_limit)
-    full = enumerate_regions(net, time_limit=time_limit)
+    full = full_space(net, time_limit=time_limit)
     fig = new_figure((5.6, 5.4))
     ax = fig.subplots()
     # regions in light blues and purples, so that the boundary's green is a colour no region has
@@ -252,7 +252,7 @@ def regions_section(net: PLNet, data: Dataset, out_dir: Path, time_limit: float 
             + ("" if plane.complete and full.complete else " <b>(incomplete: time limit reached)</b>") + ".</p>")
     summary = {"box": {"extent": list(ext), "activation_regions": plane.count, "linear_regions": plane.linear_count,
                        "decision_boundary_pieces": plane.boundary_pieces, "complete": plane.complete,
-                       "seconds": plane.elapsed},
+                       "seconds": plane.seconds},
                "all_of_R2": {"activation_regions": full.count, "unbounded": full.unbounded_count,
                              "linear_regions": full.linear_count,
                              "decision_boundary_pieces": full.decision_boundary_pieces, "complete": full.complete,

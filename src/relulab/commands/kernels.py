@@ -109,27 +109,12 @@ def read_inputs(text: str, shape, max_points: int):
 
 def mlp_architecture(net):
     """(depth, activation, slope, k) of a plain fully connected PLNet, or an error naming what differs."""
-    from relulab.core.errors import UnsupportedLayerError
-    from relulab.core.layers import Dense, MaxUnits
+    from relulab.core.recognize import architecture
 
-    kinds, dense = [], 0
-    for node in net.nodes:
-        layer = node.layer
-        if isinstance(layer, MaxUnits):
-            kinds.append((layer.kind, layer.spec))
-        elif isinstance(layer, Dense):
-            dense += 1
-        elif layer is not None and type(layer).__name__ != "Reshape":  # None: the input node
-            raise UnsupportedLayerError(f"--analytic needs a fully connected network (Linear layers and one "
-                                        f"activation), found a {type(layer).__name__} layer")
-    acts = {k for k, _ in kinds}
-    if len(acts) > 1 or dense != len(kinds) + 1 or acts & {"maxpool"}:
-        raise UnsupportedLayerError("--analytic needs Linear, activation, ..., Linear with one activation kind "
-                                    f"(found {dense} Linear layers and activations {sorted(acts) or 'none'})")
-    if not kinds:
-        return 0, "relu", 0.0, 2
-    kind, params = kinds[0]
-    return len(kinds), kind, float(params.get("negative_slope", 0.01)), int(params.get("k", 2))
+    arch = architecture(net).require_mlp("--analytic")
+    p = arch.param
+    return (arch.depth, arch.activation or "relu", float(p) if arch.activation == "leaky_relu" else 0.01,
+            int(p) if arch.activation == "maxout" else 2)
 
 
 def run(args, ctx: Context) -> Output:

@@ -78,27 +78,18 @@ _TRAINABLE_HELP = ("all: every parameter (W, b, a, c) moves; first: only the hid
 
 
 def shallow_from_model(net, trainable: str, command: str):
-    """The :class:`ShallowNet` of a PLNet that is exactly Linear, ReLU | LeakyReLU | Abs, Linear (identity
-    reshapes of a 1-D input allowed), or an :class:`UnsupportedLayerError` naming what is supported."""
-    from torch import nn
-
+    """The :class:`ShallowNet` of a PLNet (see :meth:`ShallowNet.from_plnet`), or an
+    :class:`UnsupportedLayerError` naming what the command supports."""
     from relulab.core.errors import UnsupportedLayerError
-    from relulab.core.layers import Dense, MaxUnits, Reshape
     from relulab.landscape import ShallowNet
 
-    nodes = net.nodes[1:]
-    chain = all(n.inputs == (i,) for i, n in enumerate(nodes))
-    layers = [n.layer for n in nodes if not (isinstance(n.layer, Reshape) and len(net.input_shape) == 1)]
-    kinds = [getattr(layer, "kind", type(layer).__name__) for layer in layers]
-    ok = (chain and len(net.input_shape) == 1 and len(layers) == 3 and isinstance(layers[0], Dense)
-          and isinstance(layers[1], MaxUnits) and layers[1].kind in ("relu", "leaky_relu", "abs")
-          and layers[1].elementwise_units and isinstance(layers[2], Dense))
-    if not ok:
-        found = ", ".join(kinds)
-        found = found if chain else f"a network that is not a plain chain of layers ({found})"
+    try:
+        return ShallowNet.from_plnet(net, trainable=trainable)
+    except UnsupportedLayerError as e:
+        why = str(e).rsplit(": ", 1)[-1]
+        found = ", ".join(n.layer.kind for n in net.nodes[1:] if n.layer.kind != "reshape") or "no layers"
         raise UnsupportedLayerError(f"landscape {command} needs a one-hidden-layer network: {SHALLOW}; MODEL has "
-                                    f"{found or 'no layers'}")
-    return ShallowNet.from_torch(nn.Sequential(*(layer.to_module() for layer in layers)), trainable=trainable)
+                                    f"{found} ({why})") from None
 
 
 def _columns(text: str) -> tuple[int, ...]:

@@ -80,8 +80,8 @@ def run(args, ctx: Context) -> Output:
             box = None
             if args.box:
                 box = tuple(parse_point(s, f"--box {n}", shape, net).reshape(-1) for s, n in zip(args.box, ("LO", "HI")))
-            full_space = getattr(regions, "full_space", None) or regions.enumerate
-            res = full_space(net, box, audit_samples=args.audit, **budgets, **ctx.engine_progress(full_space, bar))
+            res = regions.full_space(net, box, audit_samples=args.audit, **budgets,
+                                     **ctx.engine_progress(regions.full_space, bar))
     data = res.to_dict(summary=not args.full)
     data["input_dim"] = net.input_dim
     if getattr(res, "audit_samples", 0):

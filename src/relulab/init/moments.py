@@ -353,12 +353,12 @@ def _infer_input_shape(module: nn.Module, input_shape, x):
     if x is not None:
         x = torch.as_tensor(x)
         return tuple(x.shape) if x.dim() == 1 else tuple(x.shape[1:])
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            return (m.in_features,)
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            break
-    raise InvalidInputError("input_shape is required (it cannot be read off this model); give input_shape or x")
+    from relulab.core.recognize import input_shape_of
+
+    shape = input_shape_of(module)
+    if shape is None:
+        raise InvalidInputError("input_shape is required (it cannot be read off this model); give input_shape or x")
+    return shape
 
 
 class _Models:
