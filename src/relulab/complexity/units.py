@@ -233,3 +233,57 @@ def unit_gradients(net, x, *, gradients: bool = True, features: bool = False, ou
     O = torch.cat([p[4] for p in parts]) if outputs else None
     return UnitGradients(z=z, grad_norm=g, active=w, layer=unit_layers(net).to(z.device), features=F,
                          output_grad=O, basis_rank=m)
+
+
+def output_sensitivity(net, x, memory: int = _DEFAULT_MEMORY) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(|df/dy_k|, |dc_k|)``, each (n, U): the norm over outputs of the derivative of the network
+    output with respect to every unit's output at x (activation pattern of x held fixed), and the
+    size of the unit's slope change at its boundary (two-piece units ``|c_1 - c_0|``, i.e. 1 for ReLU,
+    ``1 - a`` for leaky ReLU, 2 for abs; units with more pieces: 1, their gap ``z`` being the
+    difference of the two pieces that swap). Crossing unit k's boundary changes ``grad f`` by a
+    rank-one matrix of norm ``|df/dy_k| |dc_k| |grad z_k|``."""
+    X = check_inputs(net, x, "x")
+    n = X.shape[0]
+    widest = max([numel(nd.layer.out_shape) for nd in net.nodes[1:]] + [net.input_dim])
+    chunk = max(1, int(memory // (8 * widest * 8)))
+    sens = []
+    for s in range(0, n, chunk):
+        xb = X[s:s + chunk]
+        B = xb.shape[0]
+        with torch.enable_grad():
+            deltas = []
+            vals = {0: xb}
+            last_use = {}
+            for i, nd in enumerate(net.nodes):
+                for j in nd.inputs:
+                    last_use[j] = i
+            for i, node in enumerate(net.nodes[1:], start=1):
+                layer, a = node.layer, node.inputs[0]
+                if isinstance(layer, Add):
+                    v = vals[a] + vals[node.inputs[1]]
+                elif isinstance(layer, Affine):
+                    v = layer(vals[a])
+                else:
+                    w = layer.pieces(vals[a].detach()).argmax(-1)
+                    v, _, _ = layer.select(vals[a], w)
+                    dl = torch.zeros(B, layer.units, dtype=v.dtype, device=v.device, requires_grad=True)
+                    deltas.append(dl)
+                    v = v + dl
+                vals[i] = v
+                for j in node.inputs:
+                    if last_use.get(j) == i:
+                        vals.pop(j, None)
+            out = vals[len(net.nodes) - 1].reshape(B, -1)
+            sq = torch.zeros(B, net.n_units, dtype=out.dtype, device=out.device)
+            for o in range(out.shape[1]):
+                gs = torch.autograd.grad(out[:, o].sum(), deltas, retain_graph=o + 1 < out.shape[1], allow_unused=True)
+                g = torch.cat([torch.zeros_like(dl) if gi is None else gi for gi, dl in zip(gs, deltas)], 1)
+                sq += g.detach() ** 2
+        sens.append(sq.sqrt())
+    dc = []
+    for m in net.max_units:
+        if m.elementwise_units and m.index.shape[1] == 2:
+            dc.append((m.coef[:, 1] - m.coef[:, 0]).abs())
+        else:
+            dc.append(torch.ones(m.units, dtype=net.dtype, device=net.device))
+    return torch.cat(sens), torch.cat(dc)[None].expand(n, -1)
