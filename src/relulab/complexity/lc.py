@@ -220,7 +220,8 @@ def exact_lc_2d(net, density, *, rtol: float = 1e-9, time_limit: float | None = 
             other = torch.ones_like(gap)
             other.scatter_(2, w[..., None], False)
             ties.append(gap & other & fin)  # (Nv, U_l, K)
-        tie = torch.cat(ties, 1)  # (Nv, U, K)
+        kmax = max(t.shape[2] for t in ties)
+        tie = torch.cat([torch.nn.functional.pad(t, (0, kmax - t.shape[2])) for t in ties], 1)  # (Nv, U, K)
         U, K = tie.shape[1], tie.shape[2]
         # edges (i, i+1 mod n) of each polygon, as indices into the flattened vertex list
         start = torch.cumsum(nv, 0) - nv
@@ -230,8 +231,9 @@ def exact_lc_2d(net, density, *, rtol: float = 1e-9, time_limit: float | None = 
         on = (tie[i0] & tie[i1]).any(-1)  # (E, U): the edge lies on unit u's boundary
         # a unit tied on every vertex of a region has a boundary of positive area there
         eo = owner[i0]
-        n_tied = torch.zeros(R, U, dtype=torch.long, device=V.device).index_add_(0, owner, tie.any(-1).long())
-        degenerate = (n_tied == nv[:, None]) & (nv[:, None] >= 3)
+        # the tie with one piece is affine on a region: zero at all its vertices means zero on all of it
+        n_tied = torch.zeros(R, U, K, dtype=torch.long, device=V.device).index_add_(0, owner, tie.long())
+        degenerate = ((n_tied == nv[:, None, None]) & (nv[:, None, None] >= 3)).any(-1)
         on = on & ~degenerate[eo]
         a, b = pts[i0], pts[i1]
         side = max(ext[1] - ext[0], ext[3] - ext[2])
