@@ -25,6 +25,8 @@ _EXPORTS = {
     "total_variation": "rank",
     "TotalVariation": "rank",
     "output_sensitivity": "units",
+    "Tracker": "tracker",
+    "log_schedule": "tracker",
     "Density": "densities",
     "gaussian": "densities",
     "uniform_box": "densities",

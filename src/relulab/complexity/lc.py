@@ -140,12 +140,18 @@ def local_complexity(net, data, sigma: float = 0.1, *, n_samples: int = 1000, se
         X = check_inputs(net, data, "data")
         what = f"{X.shape[0]} data points"
     ug = unit_gradients(net, X, memory=memory, progress=progress)
+    return smoothed_from_units(net, ug, s, what, t0)
+
+
+def smoothed_from_units(net, ug, s: float, what: str, t0: float) -> LocalComplexity:
+    """The smoothed estimate from unit functions and gradients already computed (one pass serves
+    several measures)."""
     z = ug.z
     term = torch.where(torch.isfinite(z), ug.grad_norm * torch.exp(-0.5 * (z / s) ** 2), torch.zeros_like(z))
     term = term / (math.sqrt(2 * math.pi) * s)
     per_point = term.sum(1)
     layers = _layer_sums(net, term)
-    n = X.shape[0]
+    n = z.shape[0]
     se = float(per_point.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
     lse = layers.std(0, unbiased=True) / math.sqrt(n) if n > 1 else torch.full_like(layers[0], float("nan"))
     return LocalComplexity(value=float(per_point.mean()), stderr=se, method="smoothed", sigma=s, distribution=what,

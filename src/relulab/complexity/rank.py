@@ -69,7 +69,12 @@ def local_rank(net, x, tol: float | None = None, memory: int = 512 * 2**20) -> L
         raise InvalidInputError(f"tol must be a non-negative finite number or None, got {tol!r}")
     X = check_inputs(net, x, "x")
     ug = unit_gradients(net, X, gradients=False, features=True, memory=memory)
-    F = ug.features  # (n, r, n_feat): rows are Q-coordinates, so singular values are those of J
+    return rank_from_features(net, ug.features, tol, t0)
+
+
+def rank_from_features(net, F, tol, t0) -> LocalRank:
+    """Ranks from feature Jacobians (n, r, n_feat) in an orthonormal tangent basis (rows are
+    coordinates in that basis, so the singular values are those of the input-space Jacobians)."""
     s = torch.linalg.svdvals(F)
     eps = torch.finfo(net.dtype).eps
     if tol is None:
