@@ -252,7 +252,7 @@ def _engine(module: str) -> Callable:
 
 
 COMMANDS: list[Callable] = [add_info_parser, add_demo_parser, _engine("regions"), _engine("kernels"), _engine("init"),
-                             _engine("landscape"), _engine("hessian")]
+                             _engine("landscape"), _engine("hessian"), _engine("complexity")]
 
 
 def build_parser() -> argparse.ArgumentParser:
