@@ -17,8 +17,10 @@ row per (step, split), one column per measure.
 
 Schedule: ``every=k`` measures at multiples of k; the default is log-spaced steps (0, 1, 2, 5, 10,
 20, 50, ...; four per decade after 100). ``budget`` (default 0.2) caps the measuring time at that
-fraction of the time spent outside the tracker (training): a scheduled measurement is skipped while
-the tracker is over budget, so the overhead stays near ``budget`` whatever the cadence.
+fraction of the time spent outside the tracker (training): a scheduled measurement is skipped unless
+the time measured so far plus the cost of the last measurement fits in ``budget`` times the training
+time, so after the first measurement (step 0, before any training) the overhead stays within
+``budget`` whatever the cadence.
 """
 
 from __future__ import annotations
@@ -62,14 +64,15 @@ class Tracker:
     labels)``; ``random``: inputs, or a number of uniform points in the box of the train inputs
     (default as many as ``n_points``). ``n_points`` caps the points used per split. ``sigma``: bias
     noise of the smoothed LC; ``radius``: of the proxy's frame (``n_vertices``) and of the local
-    counts; ``local_counts``: also count exact regions in a square of a random 2-D slice (costly).
+    counts; ``local_counts``: also count exact regions in a square of a random 2-D slice (costly);
+    ``rank``: local rank on the first ``rank_points`` points of each split (an SVD per point).
     ``loss_fn`` (default cross-entropy) for losses; ``pgd``: ``{"eps": .., "steps": .., "alpha": ..}``
     for robust accuracy on the test split. ``every``: int or None (log schedule); ``budget``: fraction.
     """
 
     def __init__(self, input_shape, *, train=None, test=None, random=None, n_points: int = 128,
                  sigma: float = 0.1, radius: float = 0.1, n_vertices: int = 20, local_counts: bool = False,
-                 rank: bool = True, loss_fn=None, pgd: dict | None = None, every: int | None = None,
+                 rank: bool = True, rank_points: int = 32, loss_fn=None, pgd: dict | None = None, every: int | None = None,
                  budget: float | None = 0.2, seed: int = 0):
         from relulab.complexity.lc import _sigma
 
@@ -85,6 +88,7 @@ class Tracker:
             raise InvalidInputError(f"budget must be a positive fraction or None, got {budget!r}")
         self.every, self.budget = every, budget
         self.n_vertices, self.local_counts, self.rank = int(n_vertices), bool(local_counts), bool(rank)
+        self.rank_points = int(rank_points)
         self.loss_fn = loss_fn or torch.nn.functional.cross_entropy
         self.pgd = dict(pgd) if pgd else None
         gen = torch.Generator().manual_seed(seed)
@@ -110,6 +114,7 @@ class Tracker:
         self.rows: list[dict] = []
         self._measure_s = 0.0
         self._train_s = 0.0
+        self._last_cost = 0.0
         self._last = None
 
     # ------------------------------------------------------------------ schedule
@@ -117,7 +122,8 @@ class Tracker:
         scheduled = (step % self.every == 0) if self.every else log_schedule(step)
         if not scheduled:
             return False
-        return self.budget is None or self._measure_s <= self.budget * self._train_s
+        # anticipate the next measurement's cost (that of the last one), so the total stays in budget
+        return self.budget is None or self._measure_s + self._last_cost <= self.budget * self._train_s
 
     @property
     def overhead(self) -> float:
@@ -134,6 +140,7 @@ class Tracker:
             return False
         self.measure(int(step), model)
         end = time.perf_counter()
+        self._last_cost = end - now
         self._measure_s += end - now
         self._last = end
         return True
@@ -165,7 +172,7 @@ class Tracker:
                 if self.local_counts and net.input_dim >= 2:
                     row["local_regions"] = local_counts(net, xd[:32], self.radius, seed=self.seed).mean
                 if self.rank:
-                    lr = rank_from_features(net, ug.features, None, t0)
+                    lr = rank_from_features(net, ug.features[:self.rank_points], None, t0)
                     row["rank"], row["effective_rank"] = lr.mean_rank, lr.mean_effective_rank
                 with torch.no_grad():
                     xm = x.to(next(model.parameters()).dtype) if any(True for _ in model.parameters()) else x
