@@ -39,7 +39,7 @@ class UnitGradients(Result):
     ``layer`` (U,) the max layer of each unit; optionally ``features`` (B, r, n_feat), the Jacobian of
     the last max layer's output in the tangent basis (rows ``Q^T``-coordinates), and ``output_grad``
     (B, r, n_out) the network's Jacobian in the same basis (``|.|`` and singular values are those of
-    the input-space Jacobians)."""
+    the input-space Jacobians); ``vectors`` (B, U, d) the input gradients themselves when asked for."""
 
     z: torch.Tensor
     grad_norm: torch.Tensor
@@ -48,6 +48,7 @@ class UnitGradients(Result):
     features: torch.Tensor | None = None
     output_grad: torch.Tensor | None = None
     basis_rank: int = 0
+    vectors: torch.Tensor | None = None
 
 
 def unit_layers(net) -> torch.Tensor:
@@ -135,12 +136,12 @@ def _unit_z(layer: MaxUnits, zin, tin, B):
     return z, tz, w
 
 
-def _pass(net, x, T, want_features: bool):
+def _pass(net, x, T, want_features: bool, want_vectors: bool = False):
     """One pass over (B, d) inputs with tangents T (1, m, d) or None: per-layer (z, |grad z|, winners)."""
     B = x.shape[0]
     vals = {0: x}
     tans = {0: T}
-    zs, gs, ws = [], [], []
+    zs, gs, ws, vs = [], [], [], []
     feat = None
     last_max = net.max_layers[-1] if net.max_layers else -1
     last_use = {}
@@ -168,8 +169,12 @@ def _pass(net, x, T, want_features: bool):
             if tz is not None:
                 gn = tz.norm(dim=1)
                 gs.append(gn.expand(B, -1) if gn.shape[0] != B else gn)
+                if want_vectors:
+                    vs.append((tz.transpose(1, 2) @ T[0]).expand(B, -1, -1))
             else:
                 gs.append(torch.zeros_like(z) if T is not None else None)
+                if want_vectors:
+                    vs.append(z.new_zeros(B, z.shape[1], x.shape[1]))
             v, idx, cf = layer.select(zin, w)
             if T is not None:
                 if idx is None:
@@ -188,15 +193,16 @@ def _pass(net, x, T, want_features: bool):
     out_t = tans.get(last)
     if out_t is not None and out_t.shape[0] != B:
         out_t = out_t.expand(B, -1, -1)
-    return zs, gs, ws, feat, out_t
+    return zs, gs, ws, feat, out_t, vs
 
 
 def unit_gradients(net, x, *, gradients: bool = True, features: bool = False, outputs: bool = False,
-                   memory: int = _DEFAULT_MEMORY, progress=None) -> UnitGradients:
+                   vectors: bool = False, memory: int = _DEFAULT_MEMORY, progress=None) -> UnitGradients:
     """Unit functions ``z`` and exact ``|grad_x z|`` of every hidden max unit at every input.
 
     ``x`` (n, *input_shape) or (n, d). ``features``/``outputs``: also the Jacobians of the last max
     layer's output and of the network output, in the tangent basis (see the module docstring).
+    ``vectors``: also every gradient ``grad_x z`` (n, U, d) (checked against ``memory`` first).
     ``memory`` (bytes) bounds the working set of one chunk of inputs; ``progress(done, total)`` is
     called after every chunk.
     """
@@ -207,6 +213,11 @@ def unit_gradients(net, x, *, gradients: bool = True, features: bool = False, ou
         raise InvalidInputError("the network has no hidden max units (it is affine): nothing to measure")
     if not isinstance(memory, (int, float)) or isinstance(memory, bool) or memory <= 0:
         raise InvalidInputError(f"memory must be a positive number of bytes, got {memory!r}")
+    if vectors and n * U * net.input_dim * 8 > memory:
+        raise ResourceLimitError(f"the gradients would take {n * U * net.input_dim * 8 / 2**20:.0f} MiB "
+                                 f"({n} x {U} x {net.input_dim}); raise memory= (now {memory / 2**20:.0f} MiB) "
+                                 f"or ask for norms only (vectors=False)")
+    gradients = gradients or vectors
     Q = tangent_basis(net) if gradients or features or outputs else None
     m = 0 if Q is None else Q.shape[0]
     widest = max([numel(nd.layer.out_shape) for nd in net.nodes[1:]] + [net.input_dim])
@@ -221,9 +232,9 @@ def unit_gradients(net, x, *, gradients: bool = True, features: bool = False, ou
     T = None if Q is None else Q[None]
     with torch.no_grad():
         for s in range(0, n, chunk):
-            zs, gs, ws, feat, out_t = _pass(net, X[s:s + chunk], T, features)
+            zs, gs, ws, feat, out_t, vs = _pass(net, X[s:s + chunk], T, features, vectors)
             parts.append((torch.cat(zs, 1), torch.cat(gs, 1) if gradients else None, torch.cat(ws, 1),
-                          feat, out_t if outputs else None))
+                          feat, out_t if outputs else None, torch.cat(vs, 1) if vectors else None))
             if progress is not None:
                 progress(min(n, s + chunk), n)
     z = torch.cat([p[0] for p in parts])
@@ -231,8 +242,9 @@ def unit_gradients(net, x, *, gradients: bool = True, features: bool = False, ou
     w = torch.cat([p[2] for p in parts])
     F = torch.cat([p[3] for p in parts]) if features and parts[0][3] is not None else None
     O = torch.cat([p[4] for p in parts]) if outputs else None
+    G = torch.cat([p[5] for p in parts]) if vectors else None
     return UnitGradients(z=z, grad_norm=g, active=w, layer=unit_layers(net).to(z.device), features=F,
-                         output_grad=O, basis_rank=m)
+                         output_grad=O, basis_rank=m, vectors=G)
 
 
 def output_sensitivity(net, x, memory: int = _DEFAULT_MEMORY) -> tuple[torch.Tensor, torch.Tensor]:
