@@ -27,7 +27,7 @@ from relulab.core.errors import InvalidInputError, ResourceLimitError, Unsupport
 from relulab.core.layers import Add, Affine, MaxUnits, numel
 from relulab.results import Result
 
-__all__ = ["unit_gradients", "UnitGradients", "tangent_basis", "check_inputs", "unit_layers"]
+__all__ = ["unit_gradients", "UnitGradients", "output_sensitivity", "tangent_basis"]
 
 _DEFAULT_MEMORY = 512 * 2**20
 
