@@ -294,6 +294,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("init", "initialization constants (maxout networks)"),
     "landscape": ("landscape", "loss landscapes in parameter space"),
     "hessian": ("hessian", "Hessian spectrum of a model's loss on data: extreme eigenvalues, trace, density, inertia"),
+    "complexity": ("complexity", "local complexity (density of region boundaries) near data: smoothed, exact 2-D, "
+                                 "line walks, local counts, the grokking proxy"),
 }
 
 
