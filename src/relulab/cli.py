@@ -296,6 +296,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hessian": ("hessian", "Hessian spectrum of a model's loss on data: extreme eigenvalues, trace, density, inertia"),
     "complexity": ("complexity", "local complexity (density of region boundaries) near data: smoothed, exact 2-D, "
                                  "line walks, local counts, the grokking proxy"),
+    "tropical": ("tropical", "a network as tropical rational functions p - q (max-plus polynomials)"),
+    "count": ("count", "exact counts: max-pool regions, classifications of a data set, maxout complexity"),
 }
 
 
