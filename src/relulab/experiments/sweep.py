@@ -206,10 +206,16 @@ def _pool_run(tasks: list, workers: int, record) -> None:
         broken = False
 
         def submit_next() -> bool:
+            nonlocal broken
             t = next(it, None)
             if t is None:
                 return False
-            futs[pool.submit(_run_one, t[1], t[2])] = t
+            try:
+                futs[pool.submit(_run_one, t[1], t[2])] = t
+            except BrokenProcessPool:  # a worker died since the last completion
+                broken = True
+                todo.append(t)
+                return False
             return True
 
         # a bounded window keeps memory flat for large sweeps and lets a broken pool lose little
