@@ -160,3 +160,23 @@ def test_ray_killed_worker_and_failures(tmp_path, ray_local):
     assert marker.exists()
     assert (r.total, r.failed, r.rows) == (8, 4, 4)
     assert sorted(x["index"] for x in table(tmp_path / "o")) == [0, 1, 2, 3]
+
+
+def test_missing_extras_are_named(tmp_path, monkeypatch):
+    from relulab.experiments.extras import MissingExtraError
+
+    s = spec(tmp_path, 'experiment = "calibration"\n[parameters]\nindex = [1]\n')
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(MissingExtraError, match=r"relulab\[parquet\]"):
+        run_sweep(s, tmp_path / "o", workers=1)
+    assert not (tmp_path / "o").exists()
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(MissingExtraError, match=r"--ray needs .*relulab\[ray\]"):
+        run_sweep(s, tmp_path / "o", ray=True)
+    # reproduce needs neither
+    from relulab.experiments.reproduce import reproduce
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    assert reproduce("calibration", quick=True, out=tmp_path / "r")["rows"]
