@@ -132,16 +132,6 @@ def test_killed_worker_is_replaced_and_nothing_is_lost(tmp_path):
 
 
 # ------------------------------------------------------------------ Ray (a real local instance)
-@pytest.fixture(scope="module")
-def ray_local():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ["PYTHONPATH"] = SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_gives_the_same_table_as_the_local_pool(tmp_path, ray_local):
     s = spec(tmp_path, 'experiment = "hanin-rolnick-regions"\nseeds = [0, 1]\n[parameters]\ndepth = [1, 2]\n'
                        'width = [4]\n')
