@@ -21,6 +21,7 @@ first use, so an engine's experiments load only when someone asks for the regist
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import itertools
 import typing
@@ -64,18 +65,18 @@ class Experiment:
     title: str = ""
     requires: tuple = ()
 
-    @property
+    @functools.cached_property
     def fields(self) -> dict:
         """Configuration field name -> its type (int, float, str or bool)."""
         hints = typing.get_type_hints(self.config)
         return {f.name: hints[f.name] for f in dataclasses.fields(self.config)}
 
+    @functools.cached_property
+    def _defaults(self) -> dict:
+        return {f.name: f.default for f in dataclasses.fields(self.config) if f.default is not dataclasses.MISSING}
+
     def defaults(self) -> dict:
-        out = {}
-        for f in dataclasses.fields(self.config):
-            if f.default is not dataclasses.MISSING:
-                out[f.name] = f.default
-        return out
+        return dict(self._defaults)
 
     def missing_requirements(self) -> list[str]:
         """Optional packages this experiment needs that are not installed."""
@@ -164,7 +165,7 @@ def make_config(exp: Experiment, params: dict):
         raise InvalidInputError(f"experiment {exp.name!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
                                 f"its parameters: {', '.join(types)}")
     kw = {k: _coerce(exp, k, v, types[k]) for k, v in params.items()}
-    missing = [k for k in types if k not in kw and k not in exp.defaults()]
+    missing = [k for k in types if k not in kw and k not in exp._defaults]
     if missing:
         raise InvalidInputError(f"experiment {exp.name!r}: no value for parameter(s) {', '.join(missing)}")
     return exp.config(**kw)

@@ -25,7 +25,7 @@ from pathlib import Path
 from relulab.core.files import atomic_save, atomic_write
 from relulab.experiments.extras import require
 
-__all__ = ["task_id", "write_rows", "write_failure", "finished", "failures", "read_table", "merge"]
+__all__ = ["task_id", "write_rows", "write_failure", "finished", "failures", "read_table", "merge", "row_count"]
 
 
 def task_id(experiment: str, params: dict) -> str:
@@ -83,6 +83,12 @@ def failures(folder) -> dict[str, dict]:
             except (OSError, ValueError):
                 out[p.stem] = {"error": "unreadable failure record"}
     return out
+
+
+def row_count(folder) -> int:
+    """Rows of all finished tasks, from the files' footers (nothing else is read)."""
+    pq = _pq("reading a results folder")
+    return sum(pq.read_metadata(Path(folder) / "tasks" / f"{t}.parquet").num_rows for t in finished(folder))
 
 
 def read_table(folder):

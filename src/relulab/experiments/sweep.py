@@ -341,7 +341,7 @@ def run_sweep(spec, out, *, workers: int | None = None, ray: bool = False, addre
             _pool_run(tasks, min(n_workers, len(tasks)), record)
     if bar and tasks:
         bar.show(force=True)
-    rows = store.read_table(out).num_rows
+    rows = store.row_count(out)
     return SweepResult(folder=str(out), experiment=spec.experiment, total=total, skipped=total - len(tasks),
                        ran=len(tasks), failed=len(failed), rows=rows, seconds=time.perf_counter() - t0,
                        executor="ray" if ray else "local", workers=n_workers, failures=failed)
