@@ -12,6 +12,7 @@ from relulab.experiments import registry
 from relulab.experiments.reproduce import listing, reproduce
 
 PAPER_ENTRIES = ["hanin-rolnick-regions", "karhadkar-jacobian-rank", "arjevani-field-teacher-student",
+                 "tseran-montufar-maxout-complexity", "tseran-montufar-maxout-training",
                  "ntk-separation", "tseran-montufar-maxout-init"]
 
 

@@ -16,10 +16,6 @@ import torch
 from relulab.experiments.registry import Summary, experiment
 
 
-def _columns(rows: list[dict], *names):
-    return [np.array([r[n] for r in rows]) for n in names]
-
-
 def _group_mean(rows, by: str, x: str, y: str) -> dict:
     """{value of ``by``: (sorted xs, mean y per x)}."""
     out = {}
@@ -78,20 +74,26 @@ def _summarize_regions(rows: list[dict]) -> Summary:
         ax.set_ylabel("activation regions in the box")
         ax.legend(fontsize=8)
 
-    ratios = {depth: [y / (x * x) for x, y in zip(xs, ys)] for depth, (xs, ys) in by_depth.items()}
-    means = {k: float(np.mean(v)) for k, v in ratios.items()}
-    comparison = [("regions / N^2 by depth (mean over widths and seeds)",
-                   "about constant in depth (a constant times N^d)",
-                   ", ".join(f"depth {k}: {v:.3f}" for k, v in means.items()))]
+    out = _depth_ratio(rows, "neurons", lambda r: r["neurons"] ** r["input_dim"], "regions / N^d")
+    out.figures = [("regions against neurons, by depth", draw)]
+    return out
+
+
+def _depth_ratio(rows: list[dict], n_key: str, scale, label: str) -> Summary:
+    """Mean of regions / scale(row) per depth, and whether it grows exponentially in depth."""
+    means = {depth: float(np.mean([r["regions"] / scale(r) for r in rows if r["depth"] == depth]))
+             for depth in sorted({r["depth"] for r in rows})}
+    comparison = [(f"{label} by depth (mean over widths and seeds)", "about constant in depth (polynomial in units)",
+                   ", ".join(f"depth {k}: {v:.3g}" for k, v in means.items()))]
     verdict = None
     if len(means) > 1:
         spread = max(means.values()) / max(1e-12, min(means.values()))
         exp_growth = 2.0 ** (max(means) - min(means))
-        comparison.append(("largest / smallest of regions / N^2 across depths", "no exponential growth in depth",
+        comparison.append((f"largest / smallest of {label} across depths", "no exponential growth in depth",
                            f"{spread:.2f} (doubling per layer would give {exp_growth:.0f})"))
-        verdict = (f"agrees: regions / N^2 varies by a factor {spread:.2f} across depths" if spread < exp_growth
+        verdict = (f"agrees: {label} varies by a factor {spread:.2f} across depths" if spread < exp_growth
                    else "does not agree: counts grow at least exponentially in depth")
-    return Summary(figures=[("regions against neurons, by depth", draw)], comparison=comparison, verdict=verdict)
+    return Summary(comparison=comparison, verdict=verdict)
 
 
 @experiment(
@@ -356,3 +358,159 @@ def tseran_montufar_maxout_init(cfg: MaxoutGradientConfig) -> list[dict]:
     torch.manual_seed(cfg.seed)
     gm = gradient_moments(make, (cfg.width,), n_samples=cfg.samples, n_inits=2, seed=cfg.seed)
     return [{"grad_sq": float(gm.sq_mean[-2]), "grad_sq_se": float(gm.sq_se[-2])}]
+
+
+# ------------------------------------------------------------------ Tseran-Montufar maxout training
+@dataclass(frozen=True)
+class MaxoutTrainingConfig:
+    init: str = "maxout"
+    optimizer: str = "sgd"
+    k: int = 5
+    depth: int = 10
+    width: int = 32
+    epochs: int = 10
+    lr: float = 0.01
+    seed: int = 0
+
+
+def _summarize_training(rows: list[dict]) -> Summary:
+    def draw(ax):
+        labels = [f"{r['optimizer']}\n{r['init']}" for r in rows]
+        ax.bar(range(len(rows)), [r["test_accuracy"] for r in rows],
+               color=["C0" if r["init"] == "maxout" else "C1" for r in rows])
+        ax.set_xticks(range(len(rows)), labels, fontsize=7)
+        ax.set_ylabel("test accuracy (digits)")
+
+    comp, wins, total = [], 0, 0
+    for opt in sorted({r["optimizer"] for r in rows}):
+        acc = {init: float(np.mean([r["test_accuracy"] for r in rows if r["optimizer"] == opt and r["init"] == init]))
+               for init in ("maxout", "he") if any(r["optimizer"] == opt and r["init"] == init for r in rows)}
+        if len(acc) == 2:
+            total += 1
+            wins += acc["maxout"] >= acc["he"]
+            comp.append((f"test accuracy with {opt}: maxout init / He init", "maxout init better (deep nets)",
+                         f"{acc['maxout']:.3f} / {acc['he']:.3f}"))
+    verdict = None if not total else (f"agrees for {wins} of {total} optimizers" if wins else "does not agree")
+    return Summary(figures=[("test accuracy by optimizer and initialization", draw)], comparison=comp,
+                   verdict=verdict)
+
+
+@experiment(
+    "tseran-montufar-maxout-training",
+    title="Maxout initialization: training deep maxout networks",
+    paper="Tseran & Montufar, Expected Gradients of Maxout Networks and Consequences to Parameter "
+          "Initialization (ICML 2023)",
+    claim="Deep maxout networks initialized with c = 1/M_K train well with SGD and Adam, while with He "
+          "initialization they train slowly or not at all; the paper shows this on MNIST-type data with MLPs and CNNs.",
+    full={"init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [10, 20], "seed": [0, 1, 2],
+          "epochs": [30]},
+    quick={"init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [8], "width": [16], "epochs": [3]},
+    summarize=_summarize_training,
+    requires=("sklearn",),
+)
+def tseran_montufar_maxout_training(cfg: MaxoutTrainingConfig) -> list[dict]:
+    """A depth-``depth`` maxout MLP (rank ``k``) on scikit-learn's 8x8 digits (1797 images; 70/30 split,
+    features scaled to [0, 1]), initialized by :func:`relulab.init.maxout_` (paper's c, or c = 2 for
+    "he"), trained ``epochs`` epochs with minibatches of 64 by SGD (momentum 0.9) or Adam (lr / 10)."""
+    from sklearn.datasets import load_digits
+
+    from relulab.core.errors import InvalidInputError
+    from relulab.init import maxout_
+    from relulab.nn import Maxout
+
+    if cfg.init not in ("maxout", "he") or cfg.optimizer not in ("sgd", "adam"):
+        raise InvalidInputError("init must be 'maxout' or 'he' and optimizer 'sgd' or 'adam'")
+    X, y = load_digits(return_X_y=True)
+    g = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(len(y), generator=g)
+    X = torch.as_tensor(X, dtype=torch.float32)[perm] / 16.0
+    y = torch.as_tensor(y)[perm]
+    ntr = int(0.7 * len(y))
+    torch.manual_seed(cfg.seed)
+    layers, fan = [], X.shape[1]
+    for _ in range(cfg.depth):
+        layers.append(Maxout(fan, cfg.width, cfg.k))
+        fan = cfg.width
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(fan, 10))
+    maxout_(net, c=None if cfg.init == "maxout" else 2.0, generator=g)
+    opt = (torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9) if cfg.optimizer == "sgd"
+           else torch.optim.Adam(net.parameters(), lr=cfg.lr / 10))
+    lossf = torch.nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(cfg.epochs):
+        order = torch.randperm(ntr, generator=g)
+        total = 0.0
+        for s in range(0, ntr, 64):
+            idx = order[s:s + 64]
+            opt.zero_grad()
+            loss = lossf(net(X[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        losses.append(total / ntr)
+    with torch.no_grad():
+        acc = float((net(X[ntr:]).argmax(1) == y[ntr:]).float().mean())
+    final = losses[-1]
+    return [{"train_loss": final if math.isfinite(final) else float("nan"), "test_accuracy": acc,
+             "first_epoch_loss": losses[0]}]
+
+
+# ------------------------------------------------------------------ Tseran-Montufar maxout complexity
+@dataclass(frozen=True)
+class MaxoutRegionsConfig:
+    k: int = 2
+    depth: int = 2
+    width: int = 6
+    seed: int = 0
+    half_side: float = 1.0
+
+
+def _summarize_maxout_regions(rows: list[dict]) -> Summary:
+    def draw(ax):
+        for k in sorted({r["k"] for r in rows}):
+            for depth in sorted({r["depth"] for r in rows}):
+                sub = sorted((r for r in rows if r["k"] == k and r["depth"] == depth), key=lambda r: r["units"])
+                ax.plot([r["units"] for r in sub], [r["regions"] for r in sub], "o-", label=f"K={k}, depth {depth}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("maxout units N")
+        ax.set_ylabel("activation regions in the square")
+        ax.legend(fontsize=7)
+
+    s = _depth_ratio(rows, "units", lambda r: (r["k"] ** 2 * r["units"]) ** 2, "regions / (K^2 N)^2")
+    s.figures = [("maxout regions against units", draw)]
+    return s
+
+
+@experiment(
+    "tseran-montufar-maxout-complexity",
+    title="Maxout networks: activation regions at initialization",
+    paper="Tseran & Montufar, On the Expected Complexity of Maxout Networks (NeurIPS 2021)",
+    claim="At initialization the expected number of activation regions of a maxout network in a bounded input "
+          "set grows polynomially in the number of units (like (K^2 N)^d up to constants), far below the "
+          "maximum possible count, which grows exponentially in depth.",
+    full={"k": [2, 3, 5], "depth": [1, 2, 3], "width": [4, 8, 12], "seed": list(range(5))},
+    quick={"k": [2, 3], "depth": [1, 2], "width": [4, 6], "seed": [0]},
+    summarize=_summarize_maxout_regions,
+)
+def tseran_montufar_maxout_complexity(cfg: MaxoutRegionsConfig) -> list[dict]:
+    """Exact activation regions over [-half_side, half_side]^2 of a 2-input maxout MLP with the paper's
+    initialization (:func:`relulab.init.maxout_`, biases N(0, 0.1^2)); beside it the largest count a
+    network of these layer sizes can have: prod over layers of the largest count of width*K(K-1)/2
+    hyperplanes in R^2 (a crude upper bound, exponential in depth)."""
+    from relulab.core.plnet import PLNet
+    from relulab.init import maxout_
+    from relulab.nn import Maxout
+
+    g = torch.Generator().manual_seed(cfg.seed)
+    layers, fan = [], 2
+    for _ in range(cfg.depth):
+        layers.append(Maxout(fan, cfg.width, cfg.k))
+        fan = cfg.width
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(fan, 1)).double()
+    maxout_(net, bias_std=0.1, generator=g)
+    res = _full_space()(PLNet.from_torch(net, (2,)), box=(-cfg.half_side, cfg.half_side))
+    h = cfg.width * cfg.k * (cfg.k - 1) // 2
+    bound = (1 + h + h * (h - 1) // 2) ** cfg.depth
+    return [{"units": cfg.depth * cfg.width, "regions": int(res.count), "linear_regions": res.linear_count,
+             "max_possible": bound}]
