@@ -12,7 +12,8 @@ from relulab.experiments import registry
 from relulab.experiments.reproduce import listing, reproduce
 
 PAPER_ENTRIES = ["hanin-rolnick-regions", "karhadkar-jacobian-rank", "arjevani-field-teacher-student",
-                 "tseran-montufar-maxout-complexity", "tseran-montufar-maxout-training",
+                 "tseran-montufar-maxout-complexity", "tseran-montufar-maxout-training", "escobar-maxpool-counts",
+                 "tseran-montufar-maxout-expected",
                  "ntk-separation", "tseran-montufar-maxout-init"]
 
 

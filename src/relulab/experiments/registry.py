@@ -35,6 +35,7 @@ __all__ = ["Experiment", "Summary", "experiment", "get", "names", "ENTRY_MODULES
 # Modules whose import registers experiments. Adding a capability's entries is one line here.
 ENTRY_MODULES: list[str] = [
     "relulab.experiments.entries",
+    "relulab.experiments.entries_combinatorics",
     "relulab.experiments.calibration",
 ]
 
