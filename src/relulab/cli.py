@@ -253,7 +253,7 @@ def _engine(module: str) -> Callable:
 
 COMMANDS: list[Callable] = [add_info_parser, add_demo_parser, _engine("regions"), _engine("kernels"), _engine("init"),
                              _engine("landscape"), _engine("hessian"), _engine("tropical"), _engine("count"),
-                             _engine("reproduce"), _engine("sweep"), _engine("report_dir")]
+                             _engine("complexity"), _engine("reproduce"), _engine("sweep"), _engine("report_dir")]
 
 
 def build_parser() -> argparse.ArgumentParser:
