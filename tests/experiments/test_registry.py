@@ -13,7 +13,7 @@ from relulab.experiments.reproduce import listing, reproduce
 
 PAPER_ENTRIES = ["hanin-rolnick-regions", "karhadkar-jacobian-rank", "arjevani-field-teacher-student",
                  "tseran-montufar-maxout-complexity", "tseran-montufar-maxout-training", "escobar-maxpool-counts",
-                 "tseran-montufar-maxout-expected",
+                 "tseran-montufar-maxout-expected", "patel-montufar-local-complexity",
                  "ntk-separation", "tseran-montufar-maxout-init"]
 
 

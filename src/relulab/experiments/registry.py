@@ -36,6 +36,7 @@ __all__ = ["Experiment", "Summary", "experiment", "get", "names", "ENTRY_MODULES
 ENTRY_MODULES: list[str] = [
     "relulab.experiments.entries",
     "relulab.experiments.entries_combinatorics",
+    "relulab.experiments.entries_complexity",
     "relulab.experiments.calibration",
 ]
 
