@@ -53,7 +53,7 @@ def test_entry_values_agree_with_direct_engine_calls():
 
     rows = registry.get("hanin-rolnick-regions").run({"depth": 2, "width": 5, "seed": 3})
     net = PLNet.from_torch(_he_mlp(2, 2, 5, 0.1, 3), (2,))
-    fn = getattr(regions, "full_space", None) or regions.enumerate
+    fn = regions.full_space
     ref = fn(net, box=(-1.0, 1.0))
     assert rows[0]["regions"] == ref.count and rows[0]["neurons"] == 10
     # independent check of the count: distinct patterns on a fine grid never exceed it

@@ -11,7 +11,7 @@ from relulab.core.errors import DegenerateGeometryError
 from relulab.core.plnet import PLNet
 from relulab.experiments.split import split_full_space
 
-full_space = getattr(regions, "full_space", None) or regions.enumerate
+full_space = regions.full_space
 
 
 def mlp(d, widths, seed, dead=False):

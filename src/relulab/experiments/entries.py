@@ -57,7 +57,7 @@ def _he_mlp(d: int, depth: int, width: int, bias_std: float, seed: int) -> torch
 def _full_space():
     from relulab import regions
 
-    return getattr(regions, "full_space", None) or regions.enumerate
+    return regions.full_space
 
 
 def _summarize_regions(rows: list[dict]) -> Summary:

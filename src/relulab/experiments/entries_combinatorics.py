@@ -62,7 +62,7 @@ def escobar_maxpool_counts(cfg: MaxPoolConfig) -> list[dict]:
     if cfg.check_engine:
         mod = torch.nn.Sequential(torch.nn.Unflatten(1, (1, cfg.size)), torch.nn.MaxPool1d(cfg.kernel, cfg.stride))
         net = PLNet.from_torch(mod, (cfg.size,))
-        fn = getattr(regions, "full_space", None) or regions.enumerate
+        fn = regions.full_space
         engine = int(fn(net).count)
     return [{"regions": int(r.count), "closed_form": r.closed_form, "facets": r.facets, "engine_regions": engine}]
 

@@ -159,7 +159,7 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions) -> dict:
     from relulab import regions
 
     torch.set_num_threads(1)
-    fn = getattr(regions, "full_space", None) or regions.enumerate
+    fn = regions.full_space
     t0 = time.perf_counter()
     kind = cell[0]
     if kind == "box":

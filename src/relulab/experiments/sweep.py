@@ -27,7 +27,6 @@ import os
 import socket
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +64,10 @@ def load_spec(source) -> SweepSpec:
             if not p.is_file():
                 raise InvalidInputError(f"spec {text!r}: no such file")
             text = p.read_text()
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            tomllib = require("tomli", "reading a TOML spec on Python 3.10")
         try:
             doc = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
