@@ -7,7 +7,6 @@ of a 1,000-task sweep (calibration experiment: one row, no work).
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import tempfile
 import time

@@ -9,7 +9,7 @@ import pytest
 
 from relulab.core.errors import InvalidInputError
 from relulab.experiments import registry
-from relulab.experiments.reproduce import listing, reproduce
+from relulab.experiments.reproduction import listing, reproduce
 
 PAPER_ENTRIES = ["hanin-rolnick-regions", "karhadkar-jacobian-rank", "arjevani-field-teacher-student",
                  "tseran-montufar-maxout-complexity", "tseran-montufar-maxout-training", "escobar-maxpool-counts",

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from relulab.cli import main
-from relulab.experiments.reproduce import reproduce
+from relulab.experiments.reproduction import reproduce
 
 CHECK = """<script>
 var errors = [];

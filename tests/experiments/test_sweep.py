@@ -16,7 +16,7 @@ import pytest
 
 from relulab.core.errors import InvalidInputError
 from relulab.experiments import store
-from relulab.experiments.sweep import load_spec, run_sweep, summarize
+from relulab.experiments.sweep import run_sweep, summarize
 
 pytest.importorskip("pyarrow")
 
@@ -166,7 +166,7 @@ def test_missing_extras_are_named(tmp_path, monkeypatch):
     with pytest.raises(MissingExtraError, match=r"--ray needs .*relulab\[ray\]"):
         run_sweep(s, tmp_path / "o", ray=True)
     # reproduce needs neither
-    from relulab.experiments.reproduce import reproduce
+    from relulab.experiments.reproduction import reproduce
 
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     assert reproduce("calibration", quick=True, out=tmp_path / "r")["rows"]

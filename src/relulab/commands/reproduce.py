@@ -21,7 +21,7 @@ def run(args, ctx: Context) -> Output:
     from rich.table import Table
 
     from relulab.core.errors import InvalidInputError
-    from relulab.experiments.reproduce import listing, reproduce
+    from relulab.experiments.reproduction import listing, reproduce
 
     if args.list:
         items = listing()

@@ -3,20 +3,16 @@ typed configuration), resumable sweeps on a local process pool or Ray with one P
 split enumeration of one region count over many workers, and a report of any results folder.
 """
 
-import importlib
+from relulab._lazy import exports as _exports
 
 _EXPORTS = {
     "experiment": "registry", "Experiment": "registry", "Summary": "registry", "get": "registry",
     "names": "registry", "expand_grid": "registry", "ENTRY_MODULES": "registry",
+    "reproduce": "reproduction", "listing": "reproduction",
+    "load_spec": "sweep", "run_sweep": "sweep", "summarize": "sweep", "SweepResult": "sweep",
+    "split_full_space": "split", "SplitEnumeration": "split",
+    "build_report": "report", "write_report": "report",
+    "MissingExtraError": "extras",
 }
-__all__ = list(_EXPORTS)
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"relulab.experiments.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'relulab.experiments' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)
