@@ -16,6 +16,13 @@ def ray_local():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # workers import relulab from the same sources as the tests
     os.environ["PYTHONPATH"] = SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    for attempt in range(3):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+            break
+        except Exception:  # Ray gives its raylet 30 s to register; a loaded machine can take longer
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield ray
     ray.shutdown()

@@ -34,7 +34,7 @@ def run(args, ctx: Context) -> Output:
         return Output({"experiments": items}, t)
     if not args.name:
         raise InvalidInputError("give an experiment NAME or --list")
-    with ctx.progress(args.name) as update:
+    with ctx.progress(args.name, "tasks") as update:
         doc = reproduce(args.name, quick=args.quick, out=args.out, progress=update)
     t = Table(title=f"{doc['title']} ({doc['grid']} grid: {doc['tasks']} tasks, {doc['seconds']:.1f} s)",
               title_justify="left", show_edge=False)

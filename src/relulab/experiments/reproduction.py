@@ -11,6 +11,7 @@ from pathlib import Path
 from relulab.core.errors import InvalidInputError
 from relulab.core.files import atomic_write
 from relulab.experiments import registry
+from relulab.progress import notify
 
 __all__ = ["reproduce", "listing"]
 
@@ -58,8 +59,7 @@ def reproduce(name: str, *, quick: bool = False, out=None, progress=None) -> dic
             rows += exp.run(p)
         except Exception as e:  # one bad point is reported, the others still run
             fails.append({"params": p, "error": f"{type(e).__name__}: {e}"})
-        if progress is not None:
-            progress("tasks", i + 1, len(points))
+        notify(progress, i + 1, len(points), failed=len(fails))
     seconds = time.perf_counter() - t0
     summary = exp.summarize(rows) if (exp.summarize and rows) else registry.Summary()
     doc = {"experiment": name, "title": exp.title, "paper": exp.paper, "claim": exp.claim,

@@ -24,7 +24,8 @@ meets some cone in an unbounded set). Linear regions are the components of the g
 regions with equal affine maps; two regions sharing a facet ``F`` are adjacent inside some cell unless
 ``F`` lies inside a wall, so the cells' own adjacency (``neighbours=True``) gives every edge once no
 network boundary lies in a wall. Walls are placed at random (seeded), which makes that a null event,
-and it is checked: if a unit's tie set on some region is a wall's hyperplane,
+and it is checked: if a unit's tie set on some region touching a wall (the regions on both sides of
+a boundary inside a wall touch it) is a wall's hyperplane,
 :class:`DegenerateGeometryError` asks for another seed. Walls through vertices of the arrangement are
 harmless (tested).
 """
@@ -41,6 +42,7 @@ import torch
 
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.plnet import PLNet
+from relulab.progress import notify
 from relulab.results import RegionResult
 
 __all__ = ["split_full_space", "SplitEnumeration", "box_cells", "cone_cells"]
@@ -167,6 +169,7 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions) -> dict:
                time_limit=time_limit, max_regions=max_regions)
         keep = torch.ones(r.count, dtype=torch.bool)
         pats, xs, bounded = r.patterns, r.interior_points, None
+        touch = r.touches_boundary.clone()
     else:
         G, c = cell[1], cell[2]
         d = net.input_dim
@@ -175,12 +178,17 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions) -> dict:
         pats = r.patterns[:, d:]
         xs = r.interior_points @ torch.as_tensor(G, dtype=r.interior_points.dtype).T + torch.as_tensor(c)
         bounded = r.bounded
+        # a piece touches the cone's walls iff it is adjacent to a region of N' outside the open orthant
+        touch = torch.zeros(r.count, dtype=torch.bool)
+        e = r.neighbours
+        cross = keep[e[:, 0]] != keep[e[:, 1]]
+        touch[e[cross].reshape(-1)] = True
     new = torch.full((r.count,), -1, dtype=torch.long)
     new[keep] = torch.arange(int(keep.sum()))
     e = r.neighbours
     e = e[keep[e[:, 0]] & keep[e[:, 1]]]
     return {"patterns": pats[keep].to(torch.int8), "points": xs[keep].to(torch.float64),
-            "bounded": None if bounded is None else bounded[keep], "edges": new[e],
+            "bounded": None if bounded is None else bounded[keep], "edges": new[e], "touch": touch[keep],
             "complete": bool(r.complete), "stopped_by": r.stopped_by, "seconds": time.perf_counter() - t0}
 
 
@@ -237,7 +245,7 @@ def _merge(net: PLNet, parts: list[dict], rd: bool):
     pts = torch.cat([p["points"] for p in parts])
     offs = np.cumsum([0] + [p["patterns"].shape[0] for p in parts])
     if pats.shape[0] == 0:
-        return pats.long(), pts, (torch.zeros(0, dtype=torch.bool) if rd else None), 0, 0
+        return pats.long(), pts, (torch.zeros(0, dtype=torch.bool) if rd else None), 0, 0, torch.zeros(0, dtype=torch.bool)
     uniq, gid = torch.unique(pats, dim=0, return_inverse=True)
     R = uniq.shape[0]
     first = torch.full((R,), pats.shape[0], dtype=torch.long).scatter_reduce_(
@@ -258,21 +266,31 @@ def _merge(net: PLNet, parts: list[dict], rd: bool):
         same = ((A[ge[:, 0]] - A[ge[:, 1]]).abs() <= tol).all(1) & (ge[:, 0] != ge[:, 1])
         ge = ge[same]
     linear = _components(R, ge.numpy())
-    return uniq.long(), xw, bounded, R, linear
+    touch = torch.zeros(R, dtype=torch.long).index_add_(0, gid, torch.cat([p["touch"] for p in parts]).long()) > 0
+    return uniq.long(), xw, bounded, R, linear, touch
 
 
 # ------------------------------------------------------------------ driver
-def _run_cells(net, cells, workers, ray, address, time_limit, max_regions):
+def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progress):
+    n = len(cells)
     if ray:
         from relulab.experiments.sweep import _ray_connect
 
         rr = _ray_connect(address, workers)
         ref = rr.put(net)
         remote = rr.remote(num_cpus=1)(_cell_task)
-        out = rr.get([remote.remote(ref, c, time_limit, max_regions) for c in cells])
-        return out, int(rr.cluster_resources().get("CPU", 1))
+        refs = [remote.remote(ref, c, time_limit, max_regions) for c in cells]
+        pending = list(refs)
+        while pending:
+            _, pending = rr.wait(pending, num_returns=1)
+            notify(progress, n - len(pending), n, stage="cells")
+        return rr.get(refs), int(rr.cluster_resources().get("CPU", 1))
     if workers == 1:
-        return [_cell_task(net, c, time_limit, max_regions) for c in cells], 1
+        out = []
+        for c in cells:
+            out.append(_cell_task(net, c, time_limit, max_regions))
+            notify(progress, len(out), n, stage="cells")
+        return out, 1
     import multiprocessing as mp
     import sys
     from concurrent.futures import ProcessPoolExecutor
@@ -280,15 +298,18 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions):
     from relulab.experiments.sweep import _worker_init
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    out = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        out = list(pool.map(_pool_task, [(net, c, time_limit, max_regions) for c in cells]))
+        for r in pool.map(_pool_task, [(net, c, time_limit, max_regions) for c in cells]):
+            out.append(r)
+            notify(progress, len(out), n, stage="cells")
     return out, workers
 
 
 def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers: int | None = None, ray: bool = False,
                      address: str | None = None, seed: int = 0, walls=None, centre=None,
                      time_limit: float | None = None, max_regions: int | None = None,
-                     check_walls: bool = True) -> SplitEnumeration:
+                     check_walls: bool = True, progress=None) -> SplitEnumeration:
     """Activation regions of ``net`` over ``box = (lo, hi)`` or all of R^d (``box=None``), enumerated
     in ``cells`` independent cells on ``workers`` local processes (1: in this process) or on Ray
     (``ray=True``; ``address`` joins a cluster), merged exactly (module docstring). The count,
@@ -296,7 +317,8 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
     enumeration. ``walls`` (box mode: per-axis cut positions) or ``centre`` (R^d: the apex of the
     cones, best not a vertex of the arrangement, where the cone networks are degenerate enough that
     the engine may refuse) fix the cells; otherwise they are drawn from ``seed``. ``time_limit``/``max_regions``
-    apply per cell; any cell stopped early makes the result incomplete (and ``linear_count`` None)."""
+    apply per cell; any cell stopped early makes the result incomplete (and ``linear_count`` None).
+    ``progress(done, total, stage="cells")`` is called as cells finish."""
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet, got {type(net).__name__}")
     d = net.input_dim
@@ -337,12 +359,13 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
                 wall_list.append((n, float(n @ c)))
         wall_list = list({(tuple(np.round(n * np.sign(n[np.argmax(abs(n))]), 12)), round(t * np.sign(
             n[np.argmax(abs(n))]), 12)): (n, t) for n, t in wall_list}.values())
-    parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions)
+    parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress)
     t1 = time.perf_counter()
-    patterns, xw, bounded, count, linear = _merge(net, parts, box is None)
+    patterns, xw, bounded, count, linear, touch = _merge(net, parts, box is None)
     complete = all(p["complete"] for p in parts)
     if complete and check_walls:
-        _wall_check(net, xw, wall_list)
+        # a boundary inside a wall has regions on both sides whose pieces touch that wall
+        _wall_check(net, xw[touch], wall_list)
     t2 = time.perf_counter()
     stopped = next((p["stopped_by"] for p in parts if not p["complete"]), None)
     return SplitEnumeration(

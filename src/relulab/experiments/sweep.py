@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relulab.core.errors import InvalidInputError
+from relulab.core.errors import InvalidInputError, RelulabError
 from relulab.core.files import atomic_write
 from relulab.experiments import registry, store
 from relulab.experiments.extras import require
@@ -255,10 +255,14 @@ def _ray_connect(address: str | None, workers: int | None):
     if not ray.is_initialized():
         if address:
             _check_address(address)
-            ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-        else:
-            # start a local instance (or join the one RAY_ADDRESS names)
-            ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        try:
+            # with no address: start a local instance (or join the one RAY_ADDRESS names)
+            ray.init(address=address or None, num_cpus=None if address else workers, include_dashboard=False,
+                     logging_level="ERROR", log_to_driver=False)
+        except Exception as e:  # Ray raises plain exceptions for start-up and connection failures
+            ray.shutdown()
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+            raise RelulabError(f"--ray: could not start or join {where}: {str(e).splitlines()[0]}") from None
     return ray
 
 
