@@ -56,6 +56,11 @@ def main():
         s = split_full_space(net, box=box, cells=args.cells, workers=workers)
         same = (s.count, s.linear_count) == (ref.count, ref.linear_count)
         tot, big = sum(s.cell_seconds), max(s.cell_seconds)
+        if not same:
+            a = {tuple(r) for r in ref.patterns.tolist()}
+            b = {tuple(r) for r in s.patterns.tolist()}
+            print(f"  MISMATCH: count {s.count} vs {ref.count}, linear {s.linear_count} vs {ref.linear_count}; "
+                  f"patterns only single-process {len(a - b)}, only split {len(b - a)}", flush=True)
         print(f"split, {s.cells} cells, {workers} worker(s) [{s.executor}]: {s.seconds:.1f} s "
               f"(x{t_single / s.seconds:.2f} vs single), merge {s.merge_seconds:.2f} s, pieces {s.pieces} "
               f"for {s.count} regions, cells total {tot:.1f} s / largest {big:.1f} s, same result: {same}", flush=True)
