@@ -47,7 +47,14 @@ def main():
         import ray
 
         t = time.perf_counter()
-        ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        for attempt in range(3):  # Ray allows its raylet 30 s to register; a loaded machine can need more
+            try:
+                ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 2:
+                    raise
         print(f"ray.init (local, {args.workers} CPUs): {time.perf_counter() - t:.1f} s")
         sweep(4, tmp / "warm", ray=True)  # workers started and relulab imported
         t_ray = sweep(n, tmp / "ray", ray=True)
