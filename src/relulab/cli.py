@@ -298,6 +298,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
                                  "line walks, local counts, the grokking proxy"),
     "tropical": ("tropical", "a network as tropical rational functions p - q (max-plus polynomials)"),
     "count": ("count", "exact counts: max-pool regions, classifications of a data set, maxout complexity"),
+    "reproduce": ("reproduce", "reproduce a paper's headline experiment (see --list)"),
+    "sweep": ("sweep", "run a resumable sweep of a registered experiment (TOML spec)"),
+    "report": ("report_dir", "one self-contained HTML page from a results folder"),
 }
 
 
