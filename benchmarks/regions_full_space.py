@@ -9,7 +9,7 @@ For each network ``relucent.set_seeds(seed); relucent.mlp(widths, add_last_relu=
 ``benchmarks/relucent_peer.py`` inside relucent's own environment, /work/peers-venv), relucent counts
 the regions of all of R^d (breadth-first search over certified facets, one LP each) in a subprocess
 and writes the weights to a safetensors file (weights only); relulab loads the same weights into a
-``torch.nn.Sequential`` and runs ``relulab.regions.enumerate(net)`` (all of R^d, default options:
+``torch.nn.Sequential`` and runs ``relulab.regions.full_space(net)`` (all of R^d, default options:
 patterns, witnesses, boundedness, neighbour graph, linear regions, decision boundary). Both sides run
 in the same invocation on the same machine, one after the other. Reported: both counts, wall-clock and
 CPU seconds (relucent's include its worker processes), regions per second and the speed ratio (wall
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import relulab  # noqa: E402
-from relulab.regions import enumerate as enumerate_regions  # noqa: E402
+from relulab.regions import full_space  # noqa: E402
 
 PEER_PYTHON = "/work/peers-venv/bin/python"
 
@@ -96,7 +96,7 @@ def time_relulab(net, repeats: int, **kw):
     walls, cpus, res = [], [], None
     for _ in range(repeats):
         c0, t0 = time.process_time(), time.perf_counter()
-        res = enumerate_regions(net, **kw)
+        res = full_space(net, **kw)
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     return res, statistics.median(walls), statistics.median(cpus)
@@ -119,7 +119,7 @@ def random_mlp(widths, seed: int, last_relu: bool = True) -> nn.Module:
 
 def peer_table(args):
     rows = []
-    print("relucent (LP search over the dual graph) vs relulab.regions.enumerate, all of R^d")
+    print("relucent (LP search over the dual graph) vs relulab.regions.full_space, all of R^d")
     hdr = (f"{'widths':<16}{'seed':>5}{'relucent':>10}{'relulab':>9}{'same':>6}{'relucent s':>12}{'relulab s':>11}"
            f"{'relucent r/s':>14}{'relulab r/s':>13}{'ratio wall':>12}{'ratio cpu':>11}")
     print(hdr)

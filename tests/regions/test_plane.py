@@ -147,6 +147,11 @@ def check_partition(net, res, k=40, ties=False):
     return pts, idx
 
 
+def dyadic(W, bits=20):
+    """W rounded to multiples of 2^-bits: products with dyadic points stay exact in float64."""
+    return torch.round(W * 2**bits) / 2**bits
+
+
 def arrangement_extent(W, b, margin=1.5):
     pts = []
     for i, j in itertools.combinations(range(W.shape[0]), 2):
@@ -192,9 +197,11 @@ def test_relu_leaky_abs_same_first_layer_partition(act):
 
 def test_parallel_and_concurrent_lines_counts():
     g = torch.Generator().manual_seed(7)
-    # three lines through one point p, two generic lines: 1 + 5 + (3 - 1) + 6 + 1 = 15 regions
-    p = torch.tensor([0.3, -0.2], dtype=torch.float64)
-    W = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    # three lines through one point p, two generic lines: 1 + 5 + (3 - 1) + 6 + 1 = 15 regions.
+    # Weights on a 2^-20 grid and a dyadic p make the concurrency exact in float64 (rounded data
+    # would make a genuine tiny triangle, which the certified count rightly resolves)
+    p = torch.tensor([0.25, -0.5], dtype=torch.float64)
+    W = dyadic(torch.randn(5, 2, generator=g, dtype=torch.float64))
     b = torch.randn(5, generator=g, dtype=torch.float64)
     b[:3] = -(W[:3] @ p)
     net = one_layer(W, b)
@@ -208,7 +215,7 @@ def test_parallel_and_concurrent_lines_counts():
     assert res.count == 12
     check_partition(net, res, k=30)
     # two parallel lines among four: 1 + 4 + (6 - 1) = 10
-    W = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    W = dyadic(torch.randn(4, 2, generator=g, dtype=torch.float64))
     W[1] = 2.5 * W[0]
     b = torch.randn(4, generator=g, dtype=torch.float64)
     net = one_layer(W, b)
@@ -225,8 +232,9 @@ def test_duplicate_scaled_opposite_and_dead_neurons():
     base = on_plane(one_layer(W, b), extent=r)
     assert base.count == 11
     # a copy, a scaled copy, an opposite copy, and zero-weight neurons (always on / tied / off)
-    W2 = torch.cat([W, W[:1], 3 * W[1:2], -W[2:3], torch.zeros(3, 2, dtype=torch.float64)])
-    b2 = torch.cat([b, b[:1], 3 * b[1:2], -b[2:3], torch.tensor([0.5, 0.0, -0.5], dtype=torch.float64)])
+    # (scaled by 4: exact in float64, so the copy is the same line, not a line at a tiny angle)
+    W2 = torch.cat([W, W[:1], 4 * W[1:2], -W[2:3], torch.zeros(3, 2, dtype=torch.float64)])
+    b2 = torch.cat([b, b[:1], 4 * b[1:2], -b[2:3], torch.tensor([0.5, 0.0, -0.5], dtype=torch.float64)])
     for act in (nn.ReLU, rnn.Abs):
         net = one_layer(W2, b2, act=act)
         res = on_plane(net, extent=r)
@@ -582,3 +590,86 @@ def test_forward_pass_path_agrees_with_map_propagation(kind, monkeypatch):
     assert ka == kb
     assert torch.allclose(a.areas.sort().values, b.areas.sort().values, atol=1e-12)
     check_partition(net, b)
+
+
+# ----------------------------------------------------------------------------- certified counts
+def _random_mlp(widths, seed):
+    g = torch.Generator().manual_seed(seed)
+    layers = []
+    for i in range(len(widths) - 1):
+        lin = nn.Linear(widths[i], widths[i + 1]).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g, dtype=torch.float64) / widths[i] ** 0.5)
+            lin.bias.copy_(torch.randn(lin.bias.shape, generator=g, dtype=torch.float64))
+        layers += [lin, nn.ReLU()]
+    return PLNet.from_torch(nn.Sequential(*layers[:-1]), (widths[0],))
+
+
+def _exact_count(net, r):
+    from relulab.regions.plane import _exact_refine
+
+    z, e = torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64)
+    return _exact_refine(net, z, e[0], e[1], (-r, r, -r, r), None, torch.int8)[0].shape[0]
+
+
+@pytest.mark.parametrize("widths,seed,extents", [
+    ([2, 8, 8, 2], 1, [1e6, 1e9, 1e12, 1e100, 1e200, 1e308]),
+    ([2, 16, 16, 1], 2, [1e6, 1e12, 1e308]),
+])
+def test_huge_extents_are_counted_exactly(widths, seed, extents):
+    net = _random_mlp(widths, seed)
+    # reference: exact rational refinement on an extent that holds every vertex (the count no
+    # longer grows: doubling the extent changes nothing)
+    r0 = 1e3
+    ref = _exact_count(net, r0)
+    assert _exact_count(net, 4 * r0) == ref
+    for ext in extents:
+        res = on_plane(net, extent=ext)
+        assert (res.count, res.certified, res.complete) == (ref, True, True), ext
+        if ext <= 1e100:  # the float64 refinement alone is right too (relative tolerances)
+            assert on_plane(net, extent=ext, certify=False).count == ref, ext
+    with pytest.raises(DegenerateGeometryError, match="overflow"):
+        on_plane(net, extent=1e308, certify=False)
+
+
+def _lines_net(W, b):
+    W = torch.as_tensor(W, dtype=torch.float64)
+    lin = nn.Linear(2, W.shape[0]).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(W, dtype=torch.float64))
+        lin.bias.copy_(torch.as_tensor(b, dtype=torch.float64))
+    out = nn.Linear(W.shape[0], 1).double()
+    return PLNet.from_torch(nn.Sequential(lin, nn.ReLU(), out), (2,))
+
+
+@pytest.mark.parametrize("gap", [1e-10, 1e-12])
+def test_parallel_lines_a_hair_apart(gap):
+    # t = 0, t = gap, and s = 0: 6 regions, two of them a strip `gap` wide
+    net = _lines_net([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], [0.0, -gap, 0.0])
+    for certify in (None, False):
+        res = on_plane(net, extent=1.0, certify=certify)
+        assert res.count == 6
+        assert res.certified is (certify is None)
+    assert _exact_count(net, 1.0) == 6
+
+
+def test_thin_slab_on_a_large_slice():
+    # a slab 1e-6 wide at t = 3e4 on a slice of extent 1e5, a vertical and a diagonal line:
+    # 4 lines, 5 intersection points inside, no three concurrent: 1 + 4 + 5 = 10 regions
+    net = _lines_net([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, -1.0]], [-3e4, -(3e4 + 1e-6), 0.0, 0.0])
+    assert _exact_count(net, 1e5) == 10
+    for certify in (None, False):
+        assert on_plane(net, extent=1e5, certify=certify).count == 10
+
+
+def test_certify_argument():
+    net = _random_mlp([2, 5, 1], 0)
+    assert on_plane(net, extent=2.0, certify=True).certified
+    assert not on_plane(net, extent=2.0, certify=False).certified
+    with pytest.raises(InvalidInputError):
+        on_plane(net, certify="yes")
+    for bad in (True, 0, -1, 2.5):
+        with pytest.raises(InvalidInputError, match="max_regions"):
+            on_plane(net, max_regions=bad)
+    res = on_plane(_random_mlp([2, 32, 32, 1], 0), extent=3.0, max_regions=50)
+    assert (res.complete, res.stopped_by, res.certified) == (False, "max_regions", False)

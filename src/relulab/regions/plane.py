@@ -41,12 +41,14 @@ import math
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from relulab.core.budgets import check_budget
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.layers import Affine, Dense
 from relulab.core.plnet import Node, PLNet
-from relulab.results import Result
+from relulab.results import RegionResult
 
 __all__ = ["on_plane", "PlanePartition"]
 
@@ -56,8 +58,8 @@ _CHUNK = 1 << 24  # elements of the per-polygon tables of one chunk of polygons 
 
 
 # ====================================================================== result
-@dataclass
-class PlanePartition(Result):
+@dataclass(kw_only=True)
+class PlanePartition(RegionResult):
     """The partition of a 2-D slice of input space into activation regions.
 
     Coordinates ``(s, t)`` are slice coordinates: the input point is ``origin + s u + t v``; areas
@@ -86,18 +88,16 @@ class PlanePartition(Result):
       ``boundary_polygon`` (B,) the polygon each segment lies in (on), ``boundary_classes`` (B, 2)
       the classes on its two sides. ``boundary_pieces``: maximal straight pieces (collinear
       segments joined end to end).
-    * ``layer_counts``: polygons after each max layer; ``elapsed``: seconds.
+    * ``layer_counts``: polygons after each max layer; ``seconds``: wall time.
+    * ``certified``: the partition (every pattern, hence ``count``) was checked against, or taken
+      from, the same refinement in exact rational arithmetic on the float64 weights and slice;
+      ``stopped_by``: ``"max_regions"`` or ``"time_limit"`` when ``complete`` is False.
     """
 
-    domain: str
-    count: int
-    linear_count: int | None
     boundary_pieces: int | None
-    complete: bool
     extent: tuple
     n_units: int
     n_outputs: int
-    elapsed: float
     layer_counts: list
     origin: torch.Tensor
     u: torch.Tensor
@@ -112,11 +112,12 @@ class PlanePartition(Result):
     boundary: torch.Tensor | None = None
     boundary_polygon: torch.Tensor | None = None
     boundary_classes: torch.Tensor | None = None
-    rtol: float = 1e-10
+    rtol: float = 1e-12
     counts_what: str = "activation regions meeting the slice with positive area (one convex polygon each)"
 
-    _summary_fields = ("domain", "count", "linear_count", "boundary_pieces", "complete", "extent",
-                       "n_units", "n_outputs", "elapsed", "layer_counts", "rtol", "counts_what")
+    _summary_fields = ("domain", "count", "linear_count", "boundary_pieces", "complete", "stopped_by",
+                       "certified", "extent", "n_units", "n_outputs", "seconds", "layer_counts", "rtol",
+                       "counts_what")
 
     def to_dict(self, summary: bool = False) -> dict:
         d = super().to_dict(summary=summary)
@@ -283,7 +284,7 @@ def _pad_repeat(V: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         return V
     ar = torch.arange(M, device=V.device)
     idx = torch.minimum(ar[None], (n[:, None] - 1).clamp(min=0))
-    return V.gather(1, idx[..., None].expand(-1, -1, 2))
+    return V.gather(1, idx[..., None].expand(-1, -1, V.shape[2]))
 
 
 def _areas(V: torch.Tensor) -> torch.Tensor:
@@ -313,8 +314,18 @@ def _means(V: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     return (V * m[..., None]).sum(1) / n[:, None].to(V.dtype)
 
 
-def _cut(V, n, E, d, tol, new_label, sides=(1,)):
+def _global_line(D, ref):
+    """An affine function in local form about ``ref`` (A, 3) as the line ``a s + b t + c`` (A, 3)."""
+    return torch.stack([D[:, 1], D[:, 2], D[:, 0] - D[:, 1] * ref[:, 0] - D[:, 2] * ref[:, 1]], 1)
+
+
+def _cut(V, n, E, d, tol, new_label, cutline, sides=(1,)):
     """The parts ``{side * d >= 0}`` of each convex polygon (Sutherland-Hodgman, vectorized).
+
+    ``V`` (A, M, 5): per vertex ``(s, t)`` and the line ``(a, b, c)`` of the edge leaving it;
+    ``cutline`` (A, 3) the cut as such a line. A new vertex is the intersection of the two *lines*
+    (Cramer's rule), not an interpolation between the edge's ends: its error is relative to its own
+    coordinates, not to the edge's length, so tiny regions far inside a huge slice stay resolved.
 
     ``d`` (A, M): an affine function at the vertices; ``|d| <= tol`` counts as on the line (the
     vertex is kept on both sides, no intersection is made next to it). ``E`` (A, M): label of the
@@ -326,14 +337,25 @@ def _cut(V, n, E, d, tol, new_label, sides=(1,)):
     ar = torch.arange(M, device=V.device)
     valid = ar[None] < n[:, None]
     nxt = torch.where(ar[None] + 1 < n[:, None], ar[None] + 1, torch.zeros_like(ar)[None])
-    s = (d > tol[:, None]).to(torch.int8) - (d < -tol[:, None]).to(torch.int8)
+    tol = tol if tol.dim() == 2 else tol[:, None]
+    s = (d > tol).to(torch.int8) - (d < -tol).to(torch.int8)
     s_n = s.gather(1, nxt)
     cross = valid & ((s * s_n) < 0)
     d_n = d.gather(1, nxt)
-    V_n = V.gather(1, nxt[..., None].expand(A, M, 2))
+    V_n = V.gather(1, nxt[..., None].expand(A, M, V.shape[2]))
     w = torch.where(cross, d / torch.where(cross, d - d_n, torch.ones_like(d)), torch.zeros_like(d))
-    X = V + w[..., None] * (V_n - V)
-    pts = torch.stack([V, X], 2).reshape(A, 2 * M, 2)
+    P, Pn = V[..., :2], V_n[..., :2]
+    X = P + w[..., None] * (Pn - P)
+    a, b, c = V[..., 2], V[..., 3], V[..., 4]
+    a2, b2, c2 = (cutline[:, None, k] for k in range(3))
+    det = a * b2 - b * a2
+    sd = torch.where(det != 0, det, torch.ones_like(det))
+    Xl = torch.stack([(b * c2 - c * b2) / sd, (c * a2 - a * c2) / sd], -1)
+    slack = 1e-9 * (P.abs() + Pn.abs())
+    inside = ((Xl >= torch.minimum(P, Pn) - slack) & (Xl <= torch.maximum(P, Pn) + slack)).all(-1)
+    X = torch.where((cross & (det != 0) & inside)[..., None], Xl, X)
+    lines = V[..., 2:]
+    cut = cutline[:, None, :].expand(A, M, 3)
     rows = torch.arange(A, device=V.device)[:, None].expand(A, 2 * M)
     out = []
     for side in sides:
@@ -342,12 +364,15 @@ def _cut(V, n, E, d, tol, new_label, sides=(1,)):
         leaves = sn < 0  # the boundary walks on along the cut after this vertex / crossing
         lab_p = torch.where(leaves & ~cross, new_label[:, None], E)
         lab_x = torch.where(leaves, new_label[:, None], E)
+        line_p = torch.where((leaves & ~cross)[..., None], cut, lines)
+        line_x = torch.where(leaves[..., None], cut, lines)
+        pts = torch.stack([torch.cat([P, line_p], -1), torch.cat([X, line_x], -1)], 2).reshape(A, 2 * M, 5)
         emit = torch.stack([keep, cross], 2).reshape(A, 2 * M)
         labs = torch.stack([lab_p, lab_x], 2).reshape(A, 2 * M)
         n2 = emit.sum(1)
         M2 = int(n2.max()) if A else 0
         pos = emit.long().cumsum(1) - 1
-        V2 = V.new_zeros(A, M2, 2)
+        V2 = V.new_zeros(A, M2, V.shape[2])
         E2 = E.new_full((A, M2), -1)
         r, q = rows[emit], pos[emit]
         V2[r, q] = pts[emit]
@@ -356,8 +381,8 @@ def _cut(V, n, E, d, tol, new_label, sides=(1,)):
     return out
 
 
-def _clip(V, n, E, d, tol, new_label):
-    return _cut(V, n, E, d, tol, new_label)[0]
+def _clip(V, n, E, d, tol, new_label, cutline):
+    return _cut(V, n, E, d, tol, new_label, cutline)[0]
 
 
 def _pad_cols(V, E, M):
@@ -366,7 +391,7 @@ def _pad_cols(V, E, M):
     if m >= M:
         return V, E
     if m == 0:
-        return V.new_zeros(V.shape[0], M, 2), E.new_full((E.shape[0], M), -1)
+        return V.new_zeros(V.shape[0], M, V.shape[2]), E.new_full((E.shape[0], M), -1)
     return (torch.cat([V, V[:, -1:].expand(-1, M - m, -1)], 1),
             torch.cat([E, E.new_full((E.shape[0], M - m), -1)], 1))
 
@@ -472,9 +497,10 @@ def _envelope(vals, valid, tol):
     top = vm.topk(2, dim=-1)
     kk = torch.arange(K, device=vals.device)
     other = torch.where(kk == top.indices[..., :1], top.values[..., 1:2], top.values[..., :1])
-    margin = (vm - other).amin(-2).masked_fill(~valid, -math.inf)
+    tol = tol[..., None] if tol.dim() == vals.dim() - 2 else tol  # per polygon or per vertex
+    margin = (vm - other + tol[..., None]).amin(-2).masked_fill(~valid, -math.inf)
     best = margin.max(-1)
-    crossing = best.values < -tol
+    crossing = best.values < 0
     return crossing, margin.argmax(-1)
 
 
@@ -493,6 +519,37 @@ def _dedupe(coef, valid, tol, span):
     return valid & ~dup
 
 
+def _dedupe_rel(coef, valid, rtol):
+    """Drop pieces whose coefficients equal a lower-index valid piece's to ``rtol`` of their size
+    (coefficient by coefficient: the same function, whatever the slice's extent)."""
+    K = coef.shape[-2]
+    if K == 1:
+        return valid
+    a, b = coef[..., :, None, :], coef[..., None, :, :]
+    same = ((a - b).abs() <= rtol * (a.abs() + b.abs())).all(-1) & valid[..., None, :]
+    lower = torch.ones(K, K, dtype=torch.bool, device=coef.device).tril(-1)  # j < k
+    return valid & ~(same & lower).any(-1)
+
+
+def _vtol(absc, ref, V, rtol):
+    """Per-vertex tolerance for an affine function in local form about ``ref`` whose coefficients
+    are bounded by ``absc`` (A, ..., 3): ``rtol`` times the magnitudes that meet in its value at
+    the vertex, ``|c0| + |cs| (|s - s_ref| + |s|) + |ct| (|t - t_ref| + |t|)`` (the last terms for
+    the vertex's own rounding). Relative to the geometry compared, not to the slice's size.
+    Returns (A, M, ...)."""
+    ds = (V[..., 0] - ref[:, None, 0]).abs() + V[..., 0].abs()
+    dt = (V[..., 1] - ref[:, None, 1]).abs() + V[..., 1].abs()
+    extra = absc.dim() - 2
+    c = absc.reshape((absc.shape[0], 1, *absc.shape[1:-1]) + (3,))
+    ds = ds.reshape(ds.shape + (1,) * extra)
+    dt = dt.reshape(dt.shape + (1,) * extra)
+    return rtol * (c[..., 0] + ds * c[..., 1] + dt * c[..., 2])
+
+
+class _Overflow(Exception):
+    """A float64 intermediate value of the refinement is not finite."""
+
+
 def _scale(coef, valid, span):
     size = coef[..., 0].abs() + coef[..., 1].abs() * span[0] + coef[..., 2].abs() * span[1]
     return size.masked_fill(~valid, 0.0).amax(-1)
@@ -503,10 +560,16 @@ class _Budget:
     def __init__(self, max_regions, time_limit, t0):
         self.max_regions, self.time_limit, self.t0 = max_regions, time_limit, t0
 
+    stopped_by = None
+
     def exceeded(self, total: int) -> bool:
         if self.max_regions is not None and total > self.max_regions:
+            self.stopped_by = "max_regions"
             return True
-        return self.time_limit is not None and time.perf_counter() - self.t0 > self.time_limit
+        if self.time_limit is not None and time.perf_counter() - self.t0 > self.time_limit:
+            self.stopped_by = "time_limit"
+            return True
+        return False
 
 
 def _layer_coefs(rnet: PLNet, l: int, ref, pat, eye2):
@@ -563,8 +626,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype):
     """
     dev, dt = rnet.device, rnet.dtype
     s0, s1, t0, t1 = ext
-    span = (s1 - s0, t1 - t0)
-    centre = torch.tensor([(s0 + s1) / 2, (t0 + t1) / 2], dtype=dt, device=dev)
+    centre = torch.tensor([s0 / 2 + s1 / 2, t0 / 2 + t1 / 2], dtype=dt, device=dev)  # no overflow
     eye2 = torch.eye(2, dtype=dt, device=dev)
     L = len(rnet.max_units)
     segs = _segments(rnet)
@@ -591,7 +653,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype):
             if budget.exceeded(state["live"]):
                 partial.append((V[c0:], n[c0:], E[c0:], pat[c0:]))
                 raise _Stop
-            ref = _means(Vp, np_)
+            ref = _means(Vp[..., :2], np_)
             cen = centre.expand(A0, 2)
             if Z is not None:
                 coef = Z[c0:c1][:, layer.index] * layer.coef[None, :, :, None]  # (A0, U, K, 3)
@@ -602,35 +664,48 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype):
                 off = (centre - ref)[:, None, None, :]
                 coef = torch.cat([coef[..., :1] + (coef[..., 1:] * off).sum(-1, keepdim=True), coef[..., 1:]], -1)
             valid = layer.valid[None].expand(A0, U, K)
-            tol = rtol * _scale(coef, valid, span)  # (A0, U)
+            if not bool(torch.isfinite(coef).all()):
+                raise _Overflow
             lbase = state["label"]
             state["label"] += A0 * U * K * K
             crossing = torch.zeros(A0, U, dtype=torch.bool, device=dev)
             lp = torch.full((A0, U), -1, dtype=pdtype, device=dev)
             if two:
                 D = coef[:, :, 1] - coef[:, :, 0]  # (A0, U, 3)
+                Dabs = coef[:, :, 1].abs() + coef[:, :, 0].abs()  # bounds the rounding of D
                 # a unit cannot cross a polygon whose circumscribed disc (about its vertex mean)
-                # it misses by more than tol; only the others are tested at the vertices
-                rho = (Vp - ref[:, None]).norm(dim=2).amax(1)
+                # it misses by more than the largest vertex tolerance; only the others are tested
+                # at the vertices
+                rho = (Vp[..., :2] - ref[:, None]).norm(dim=2).amax(1)
                 dref = D[..., 0] + (D[..., 1:] * (ref - centre)[:, None, :]).sum(-1)
-                sure = dref.abs() > D[..., 1:].norm(dim=2) * rho[:, None] + tol
+                # bounds |s - c_s| + |s| (and for t) over the polygon's vertices: (A0, 1, 2)
+                reach = (ref - centre).abs()[:, None, :] + ref.abs()[:, None, :] + 2 * rho[:, None, None]
+                tmax = rtol * (Dabs[..., 0] + (Dabs[..., 1:] * reach).sum(-1))
+                sure = dref.abs() > D[..., 1:].norm(dim=2) * rho[:, None] + tmax
+                if not bool(torch.isfinite(dref).all() & torch.isfinite(tmax).all()):
+                    raise _Overflow
                 lp = torch.where(sure, (dref > 0).to(pdtype), lp)
                 q, w = (~sure).nonzero(as_tuple=True)
                 sub = max(1, _BLOCK // max(1, Vp.shape[1]))
                 for a in range(0, q.numel(), sub):
                     qa, wa = q[a:a + sub], w[a:a + sub]
                     dv = _eval_affine(D[qa, wa], cen[qa], Vp[qa])  # (Q, M)
+                    tv = _vtol(Dabs[qa, wa], cen[qa], Vp[qa], rtol)
                     mx, mn = dv.amax(1), dv.amin(1)
-                    cr = (mx > tol[qa, wa]) & (mn < -tol[qa, wa])
+                    cr = (dv > tv).any(1) & (dv < -tv).any(1)
                     crossing[qa, wa] = cr
                     lp[qa, wa] = torch.where(cr, torch.full_like(mx, -1), (mn > -mx).to(mx.dtype)).to(pdtype)
             else:
-                valid = _dedupe(coef, valid, tol, span)
+                valid = _dedupe_rel(coef, valid, rtol)
+                cabs = coef.abs().amax(-2)  # (A0, U, 3): bounds every piece's coefficients
                 sub = max(1, _BLOCK // max(1, Vp.shape[1] * U * K))
                 for a in range(0, A0, sub):
                     b = min(A0, a + sub)
                     vals = _eval_affine(coef[a:b], cen[a:b], Vp[a:b])  # (B, M, U, K)
-                    cr, win = _envelope(vals.transpose(1, 2), valid[a:b], tol[a:b])
+                    tv = 2 * _vtol(cabs[a:b], cen[a:b], Vp[a:b], rtol)  # (B, M, U)
+                    if not bool(torch.isfinite(vals).all()):
+                        raise _Overflow
+                    cr, win = _envelope(vals.transpose(1, 2), valid[a:b], tv.transpose(1, 2))
                     win = win.to(pdtype)
                     crossing[a:b] = cr
                     lp[a:b] = torch.where(cr, torch.full_like(win, -1), win)
@@ -659,16 +734,17 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype):
                 new_idx = act[:0]
                 if two:
                     d = _eval_affine(D[pw, unit], ca, Vw)
-                    tl = tol[pw, unit]
+                    tl = _vtol(Dabs[pw, unit], ca, Vw, rtol)  # (A, M)
                     mx, mn = d.amax(1), d.amin(1)
-                    split = (mx > tl) & (mn < -tl)
+                    split = (d > tl).any(1) & (d < -tl).any(1)
                     ns = ~split
                     W.lp[act[ns], unit[ns]] = (mn[ns] > -mx[ns]).to(pdtype)
                     if bool(split.any()):
                         sp = split.nonzero(as_tuple=True)[0]
                         ia, us = act[sp], unit[sp]
                         lab = lbase + pw[sp] * U + us
-                        (Vp1, n1, E1, _), (Vm1, m1, F1, _) = _cut(Vw[sp], nw[sp], Ew[sp], d[sp], tl[sp], lab,
+                        cl = _global_line(D[pw[sp], us], ca[sp])
+                        (Vp1, n1, E1, _), (Vm1, m1, F1, _) = _cut(Vw[sp], nw[sp], Ew[sp], d[sp], tl[sp], lab, cl,
                                                                  sides=(1, -1))
                         l0 = W.lp[ia].clone()
                         l0[torch.arange(ia.numel(), device=dev), us] = 0
@@ -679,14 +755,16 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype):
                 else:
                     cf = coef[pw, unit]  # (A, K, 3)
                     vd = valid[pw, unit]  # (A, K)
-                    tl = tol[pw, unit]
+                    ab = cabs[pw, unit]  # (A, 3)
+                    tl = 2 * _vtol(ab, ca, Vw, rtol)  # (A, M)
                     cr, win = _envelope(_eval_affine(cf, ca, Vw), vd, tl)
                     ns = ~cr
                     W.lp[act[ns], unit[ns]] = win[ns].to(pdtype)
                     if bool(cr.any()):
                         ci = cr.nonzero(as_tuple=True)[0]
                         kbase = lbase + (pw[ci] * U + unit[ci]) * (K * K)
-                        cidx, cV, cn, cE, ck = _cells(Vw[ci], nw[ci], Ew[ci], cf[ci], vd[ci], ca[ci], tl[ci], kbase)
+                        cidx, cV, cn, cE, ck = _cells(Vw[ci], nw[ci], Ew[ci], cf[ci], vd[ci], ca[ci], ab[ci], rtol,
+                                                      kbase)
                         src = act[ci][cidx]
                         lc = W.lp[src].clone()
                         lc[torch.arange(cidx.numel(), device=dev), unit[ci][cidx]] = ck.to(pdtype)
@@ -711,7 +789,9 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype):
                 partial.append((V[c1:], n[c1:], E[c1:], pat[c1:]))
                 raise
 
-    V = torch.tensor([[[s0, t0], [s1, t0], [s1, t1], [s0, t1]]], dtype=dt, device=dev)
+    # each vertex carries the line a s + b t + c = 0 of the edge leaving it
+    V = torch.tensor([[[s0, t0, 0, 1, -t0], [s1, t0, 1, 0, -s1], [s1, t1, 0, 1, -t1], [s0, t1, 1, 0, -s0]]],
+                     dtype=dt, device=dev)
     n = torch.tensor([4], device=dev)
     E = torch.arange(4, device=dev)[None]
     pat = torch.full((1, rnet.n_units), -1, dtype=pdtype, device=dev)
@@ -725,13 +805,14 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype):
         complete = False
     parts = [o[:4] for o in outs] + partial
     V, n, E, pat = _shrink(_cat_polys(parts))
+    V = V[..., :2].contiguous()
     maps = None
     if complete and segs is not None and L:
         maps = (torch.cat([o[4] for o in outs]), centre)
     return V, n, E, pat, complete, layer_counts, maps
 
 
-def _cells(V, n, E, coef, valid, ref, tol, lab_base):
+def _cells(V, n, E, coef, valid, ref, absc, rtol, lab_base):
     """Split each polygon into the cells ``{g_k >= g_j for all valid j}`` of its pieces.
 
     Returns (source polygon index, V, n, E, piece) for the cells with positive area.
@@ -751,16 +832,16 @@ def _cells(V, n, E, coef, valid, ref, tol, lab_base):
         diff = coef[s_, k_] - coef[s_, j]  # (C, 3)
         d = _eval_affine(diff, ref[s_], Vc[idx])
         d = torch.where(skip[:, None], torch.ones_like(d), d)
-        t = torch.where(skip, torch.zeros_like(tol[s_]), tol[s_])
+        t = torch.where(skip[:, None], torch.zeros_like(d), 2 * _vtol(absc[s_], ref[s_], Vc[idx], rtol))
         lab = lab_base[s_] + torch.minimum(k_, torch.full_like(k_, j)) * K + torch.maximum(k_, torch.full_like(k_, j))
-        V2, n2, E2, strict = _clip(Vc[idx], nc[idx], Ec[idx], d, t, lab)
+        V2, n2, E2, strict = _clip(Vc[idx], nc[idx], Ec[idx], d, t, lab, _global_line(diff, ref[s_]))
         Mx = max(Vc.shape[1], V2.shape[1])
         if Vc.shape[1] < Mx:
             Vc = torch.cat([Vc, Vc[:, -1:].expand(-1, Mx - Vc.shape[1], -1)], 1)
             Ec = torch.cat([Ec, Ec.new_full((Ec.shape[0], Mx - Ec.shape[1]), -1)], 1)
         if V2.shape[1] < Mx:
             V2 = torch.cat([V2, V2[:, -1:].expand(-1, Mx - V2.shape[1], -1)], 1) if V2.shape[1] else V2.new_zeros(
-                V2.shape[0], Mx, 2)
+                V2.shape[0], Mx, V2.shape[2])
             E2 = torch.cat([E2, E2.new_full((E2.shape[0], Mx - E2.shape[1]), -1)], 1)
         Vc = Vc.index_put((idx,), V2)
         Ec = Ec.index_put((idx,), E2)
@@ -772,6 +853,147 @@ def _cells(V, n, E, coef, valid, ref, tol, lab_base):
         M = int(nk.max())
         Vk, Ek = Vk[:, :M], Ek[:, :M]
     return src[keep], Vk, nk, Ek, kk[keep]
+
+
+# ====================================================================== exact refinement
+# The same layer-by-layer refinement in exact integer arithmetic, for certificates: a polygon is the
+# cyclic list of its edge lines ``a s + b t + c >= 0`` (integers; the interior on the non-negative
+# side), each vertex the intersection of two consecutive lines in homogeneous integer coordinates.
+# New vertices are always intersections of two *lines* (never interpolations between vertices), so
+# numbers grow with the depth of the network only, not with the number of cuts.
+def _cross(l1, l2):
+    x = l1[1] * l2[2] - l1[2] * l2[1]
+    y = l1[2] * l2[0] - l1[0] * l2[2]
+    w = l1[0] * l2[1] - l1[1] * l2[0]
+    return (x, y, w) if w > 0 else (-x, -y, -w)
+
+
+def _vertices(lines):
+    return [_cross(lines[i - 1], lines[i]) for i in range(len(lines))]
+
+
+def _side(h, verts):
+    out = []
+    for x, y, w in verts:
+        v = h[0] * x + h[1] * y + h[2] * w
+        out.append((v > 0) - (v < 0))
+    return out
+
+
+def _exact_clip(lines, labels, verts, sg, h, lab):
+    """The part ``{h >= 0}`` of a convex polygon (None if it has no area), from the vertex signs."""
+    n = len(lines)
+    if not any(s < 0 for s in sg):
+        return lines, labels, verts
+    if not any(s > 0 for s in sg):
+        return None
+    i = next(k for k in range(n) if sg[k] < 0)
+    r0 = i
+    while sg[(r0 - 1) % n] <= 0:
+        r0 = (r0 - 1) % n
+    r1 = i
+    while sg[(r1 + 1) % n] <= 0:
+        r1 = (r1 + 1) % n
+    keep = n - (r1 - r0) % n  # edges r1, r1 + 1, ..., r0 - 1 (those leaving the run or outside it)
+    idx = [(r1 + k) % n for k in range(keep)]
+    nl = [lines[k] for k in idx] + [h]
+    return nl, [labels[k] for k in idx] + [lab], _vertices(nl)
+
+
+def _exact_refine(net, origin, u, v, ext, deadline, pdtype):
+    """Exact activation regions of the slice, as float polygons (V, n, E, patterns); None when the
+    network is not a chain of affine and max layers. Raises ``_Stop`` past ``deadline``."""
+    from relulab.regions._exact import dyadic, exact_affine, exact_chain
+
+    tabs = exact_chain(net)
+    if tabs is None:
+        return None
+    Z, e = dyadic(torch.stack([origin, u, v], 1))  # input maps: x = origin + s u + t v
+    s0, s1, t0, t1 = ext
+    (p_s0, q_s0), (p_s1, q_s1), (p_t0, q_t0), (p_t1, q_t1) = (x.as_integer_ratio() for x in ext)
+    rect = [(0, q_t0, -p_t0), (-q_s1, 0, p_s1), (0, -q_t1, p_t1), (q_s0, 0, -p_s0)]
+    polys = [(rect, [0, 1, 2, 3], _vertices(rect), [])]  # lines, labels, vertices, winners
+    label = [_N_EXTENT_EDGES]
+    n_units = net.n_units
+    # per polygon: its maps at the current layer
+    items = [(polys[0], Z, e)]
+    for tab in tabs:
+        if tab[0] == "affine":
+            items = [(p, *exact_affine(tab, Zp, ep)) for p, Zp, ep in items]
+            continue
+        _, index, coef, ec, valid = tab
+        Uu, K = index.shape
+        idx_l, cf_l = index.tolist(), coef.tolist()
+        ks_l = [[k for k in range(K) if valid[uu, k]] for uu in range(Uu)]
+        out = []
+        for (lines, labels, verts, wins), Zp, ep in items:
+            if deadline is not None and time.perf_counter() > deadline:
+                raise _Stop
+            rows = Zp.tolist()
+            parts = [(lines, labels, verts, [])]
+            for uu in range(Uu):
+                kk, g = [], []
+                for k in ks_l[uu]:  # identical pieces: the lowest index stands for them (PLNet.pattern)
+                    r, c = rows[idx_l[uu][k]], cf_l[uu][k]
+                    gk = (c * r[1], c * r[2], c * r[0])
+                    if gk not in g:
+                        g.append(gk)
+                        kk.append(k)
+                base = label[0]
+                label[0] += K * K
+                if len(kk) == 1:
+                    parts = [(pl, pb, pv, pw + kk) for pl, pb, pv, pw in parts]
+                    continue
+                new = []
+                if len(kk) == 2:  # one line: each part lies on one side or is split in two
+                    h = tuple(a - b for a, b in zip(g[1], g[0]))
+                    hm = tuple(-a for a in h)
+                    for pl, pb, pv, pw in parts:
+                        sg = _side(h, pv)
+                        if min(sg) >= 0:
+                            new.append((pl, pb, pv, pw + [kk[1]]))
+                        elif max(sg) <= 0:
+                            new.append((pl, pb, pv, pw + [kk[0]]))
+                        else:
+                            new.append((*_exact_clip(pl, pb, pv, sg, h, base), pw + [kk[1]]))
+                            new.append((*_exact_clip(pl, pb, pv, [-x for x in sg], hm, base), pw + [kk[0]]))
+                    parts = new
+                    continue
+                for pl, pb, pv, pw in parts:
+                    for a, k in enumerate(kk):
+                        cell = (pl, pb, pv)
+                        for b, j in enumerate(kk):
+                            if j == k:
+                                continue
+                            h = tuple(x - y for x, y in zip(g[a], g[b]))
+                            cell = _exact_clip(*cell, _side(h, cell[2]), h, base + min(k, j) * K + max(k, j))
+                            if cell is None:
+                                break
+                        if cell is not None:
+                            new.append((*cell, pw + [k]))
+                parts = new
+            for pl, pb, pv, pw in parts:
+                Zn = np.empty((Uu, 3), dtype=object)
+                Zn[:] = [[cf_l[uu][w] * x for x in rows[idx_l[uu][w]]] for uu, w in enumerate(pw)]
+                out.append(((pl, pb, pv, wins + pw), Zn, ep + ec))
+        items = out
+    P = len(items)
+    M = max(len(p[0][0]) for p in items)
+    V = torch.zeros(P, M, 2, dtype=torch.float64)
+    E = torch.full((P, M), -1, dtype=torch.long)
+    n = torch.zeros(P, dtype=torch.long)
+    pat = torch.full((P, n_units), -1, dtype=pdtype)
+    for i, ((lines, labels, verts, wins), _, _) in enumerate(items):
+        m = len(lines)
+        pts = [(x / w, y / w) for x, y, w in verts]
+        pts += [pts[-1]] * (M - m)
+        V[i] = torch.tensor(pts, dtype=torch.float64)
+        # the float engine labels the edge *leaving* vertex i: edge i runs from vertex i to i + 1
+        E[i, :m] = torch.tensor(labels)
+        n[i] = m
+        if wins:
+            pat[i] = torch.tensor(wins, dtype=pdtype)
+    return V, n, E, pat
 
 
 # ====================================================================== after refinement
@@ -889,7 +1111,7 @@ def _boundary(V, n, local, ref, adj_info, ext, rtol):
     """Decision-boundary segments: ties of the top classes inside polygons, and polygon edges across
     which the class changes. Returns segments (B, 2, 2), polygon (B,), classes (B, 2), directions (B, 2)."""
     dev, dt = V.device, V.dtype
-    span = (ext[1] - ext[0], ext[3] - ext[2])
+    span = _safe_span(ext)
     size = max(span)
     g = _class_pieces(local)  # (P, K, 3) around ref
     P, K = g.shape[0], g.shape[1]
@@ -1028,17 +1250,36 @@ def _straight_pieces(segs, dirs, size, rtol) -> int:
     o3 = torch.argsort(lo, stable=True)
     o3 = o3[torch.argsort(line[o3], stable=True)]
     ln, lo, hi = line[o3], lo[o3], hi[o3]
-    # running max of hi within each line: offset lines apart so cummax does not leak
-    span = float((hi - lo).abs().max() + (hi.abs().max() + lo.abs().max())) + 1.0
-    run = torch.cummax(hi + ln.to(hi.dtype) * 4 * span, 0).values - ln.to(hi.dtype) * 4 * span
+    # running max of hi within each line: on ranks of hi, offset by line (integers: no overflow)
+    N = hi.numel()
+    sh, oh = torch.sort(hi)
+    rank = torch.empty_like(oh)
+    rank[oh] = torch.arange(N, device=dev)
+    run = sh[torch.cummax(ln * N + rank, 0).values - ln * N]
     start = torch.ones_like(ln, dtype=torch.bool)
     start[1:] = (ln[1:] != ln[:-1]) | (lo[1:] > run[:-1] + 1e3 * rtol * size)
     return int(start.sum())
 
 
+def _sorted_rows(p: torch.Tensor) -> torch.Tensor:
+    """Rows of a pattern matrix in lexicographic order (to compare pattern sets)."""
+    p = p.long()
+    for j in range(p.shape[1] - 1, -1, -1):
+        p = p[torch.argsort(p[:, j], stable=True)]
+    return p
+
+
+def _safe_span(ext):
+    """A finite stand-in for the slice's side lengths (``s1 - s0`` overflows near 1e308)."""
+    return (max(abs(ext[0]), abs(ext[1])), max(abs(ext[2]), abs(ext[3])))
+
+
 # ====================================================================== entry point
+_CERTIFY_WORK = 25_000  # regions x units up to which the default checks the partition exactly
+
+
 def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, max_regions: int | None = None,
-             time_limit: float | None = None, rtol: float = 1e-10) -> PlanePartition:
+             time_limit: float | None = None, rtol: float = 1e-12, certify: bool | None = None) -> PlanePartition:
     """Partition the slice ``{origin + s u + t v : (s, t) in extent}`` into activation regions.
 
     Exact layer-by-layer polygon refinement (see the module docstring for the method and the
@@ -1047,6 +1288,16 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     ``0``, ``e1`` and ``e2``; otherwise ``u`` and ``v`` are required (``origin`` defaults to 0).
     ``max_regions`` / ``time_limit`` (seconds): stop once the partition has more polygons / the time
     is spent, returning ``complete=False`` with the coarser partition reached so far.
+
+    Certification (``certify``): the float64 refinement decides each vertex's side within ``rtol``
+    of the magnitudes meeting in the value at that vertex (never relative to the slice's size). The
+    same refinement in exact integer arithmetic on the float64 weights and slice (every float64 is
+    a dyadic rational) then checks the pattern set; where they differ, the exact partition is the
+    result. ``certify=None`` (default) does this when the partition is complete, the network is a
+    chain of affine and max layers and ``count * n_units <= 25,000``; ``True`` always (raises
+    :class:`InvalidInputError` for networks it cannot handle); ``False`` never. ``certified`` says
+    whether it happened. A float64 overflow (e.g. extents near 1e308) is settled exactly where
+    certification is allowed, else raises :class:`DegenerateGeometryError`.
 
     Raises :class:`DegenerateGeometryError` if ``u`` or ``v`` is zero or they are parallel (the
     slice is not 2-dimensional), :class:`InvalidInputError` for malformed arguments.
@@ -1070,24 +1321,60 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
         raise DegenerateGeometryError("slice directions u and v are parallel (linearly dependent): "
                                       "the slice is not 2-dimensional; give two independent directions")
     ext = _extent(extent)
-    if max_regions is not None and (not isinstance(max_regions, int) or isinstance(max_regions, bool) or max_regions < 1):
-        raise InvalidInputError(f"max_regions={max_regions!r}: expected a positive integer or None")
-    if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
-        raise InvalidInputError(f"time_limit={time_limit!r}: expected a positive number of seconds or None")
-    if not (isinstance(rtol, (int, float)) and 0 <= rtol < 1e-3):
-        raise InvalidInputError(f"rtol={rtol!r}: expected a small non-negative number (default 1e-10)")
+    check_budget(max_regions, time_limit)
+    if isinstance(rtol, bool) or not (isinstance(rtol, (int, float)) and 0 <= rtol < 1e-3):
+        raise InvalidInputError(f"rtol={rtol!r}: expected a small non-negative number (default 1e-12)")
+    if certify not in (None, True, False):
+        raise InvalidInputError(f"certify={certify!r}: expected None (automatic), True or False")
 
     rnet = _restrict(net, origin, u, v)
     kmax = max([m.index.shape[1] for m in rnet.max_units] or [1])
     pdtype = torch.int8 if kmax <= 127 else (torch.int16 if kmax <= 32767 else torch.int32)
     budget = _Budget(max_regions, time_limit, t_start)
+    deadline = None if time_limit is None else t_start + float(time_limit)
+    certified = False
     with torch.no_grad():
-        V, n, E, pat, complete, layer_counts, outmaps = _refine(rnet, ext, float(rtol), budget, pdtype)
+        try:
+            V, n, E, pat, complete, layer_counts, outmaps = _refine(rnet, ext, float(rtol), budget, pdtype)
+            overflow = not bool(torch.isfinite(V).all())
+        except _Overflow:
+            overflow = True
+        if overflow and certify is False:
+            raise DegenerateGeometryError(
+                f"float64 overflow: the network's values on the slice of extent {ext} are not finite in "
+                f"float64; use a smaller extent, or certify=None/True to settle it in exact arithmetic")
+        want = certify is True or overflow or (
+            certify is None and complete and int(V.shape[0]) * max(1, net.n_units) <= _CERTIFY_WORK)
+        if want:
+            try:
+                exact = _exact_refine(net, origin, u, v, ext, deadline, pdtype)
+            except _Stop:
+                exact = None
+                if overflow:
+                    budget.stopped_by = "time_limit"
+                    raise DegenerateGeometryError(
+                        "float64 overflow on this slice and the exact refinement ran past time_limit") from None
+            if exact is None and (certify is True or overflow):
+                raise (InvalidInputError if not overflow else DegenerateGeometryError)(
+                    "exact certification handles chains of affine and max layers only (this network has "
+                    "residual additions)" + (", and float64 overflows on this slice" if overflow else ""))
+            if exact is not None:
+                certified = True
+                same = (not overflow and exact[3].shape == pat.shape and
+                        torch.equal(_sorted_rows(exact[3]), _sorted_rows(pat.cpu())))
+                if not same:
+                    V, n, E, pat = (x.to(dev) for x in exact)
+                    V = V.to(dt)
+                    complete, outmaps = True, None
+                    budget.stopped_by = None
+                    layer_counts = [-1] * len(rnet.max_units)
         areas = _areas(V)
         res = dict(domain="plane", count=int(V.shape[0]), linear_count=None, boundary_pieces=None,
-                   complete=complete, extent=ext, n_units=net.n_units, n_outputs=net.output_dim,
-                   elapsed=0.0, layer_counts=layer_counts, origin=origin, u=u, v=v, polygons=V,
+                   complete=complete, stopped_by=None if complete else budget.stopped_by, certified=certified,
+                   extent=ext, n_units=net.n_units, n_outputs=net.output_dim,
+                   seconds=0.0, layer_counts=layer_counts, origin=origin, u=u, v=v, polygons=V,
                    n_vertices=n, areas=areas, patterns=pat, rtol=float(rtol))
+        aux = 100 * float(rtol)  # adjacency, boundary and map comparisons: looser than vertex decisions
         if complete:
             eye2 = torch.eye(2, dtype=dt, device=dev)
             if outmaps is not None:
@@ -1099,26 +1386,26 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
                 local[..., 0] = mc[..., 0] + mc[..., 1] * off[:, :1] + mc[..., 2] * off[:, 1:]
             else:
                 glob, local, ref = _maps(rnet, V, n, pat, eye2)
-            size = max(ext[1] - ext[0], ext[3] - ext[2])
-            ip, im, info = _adjacency(V, n, E, 10 * rtol * size)
+            span = _safe_span(ext)
+            size = max(span)
+            ip, im, info = _adjacency(V, n, E, 10 * aux * size)
             adj = torch.stack([ip, im], 1)
-            span = (ext[1] - ext[0], ext[3] - ext[2])
             # equal maps on the slice: compare around the slice centre, relative to the output scale
             if outmaps is not None:
                 cen = outmaps[0]
             else:
-                mid = torch.tensor([(ext[0] + ext[1]) / 2, (ext[2] + ext[3]) / 2], dtype=dt, device=dev)
+                mid = torch.tensor([ext[0] / 2 + ext[1] / 2, ext[2] / 2 + ext[3] / 2], dtype=dt, device=dev)
                 cen = glob.clone()
                 cen[..., 0] = glob[..., 0] + glob[..., 1] * mid[0] + glob[..., 2] * mid[1]
             scl = (cen[..., 0].abs() + cen[..., 1].abs() * span[0] + cen[..., 2].abs() * span[1]).amax()
             dm = cen[ip] - cen[im]
             dsz = (dm[..., 0].abs() + dm[..., 1].abs() * span[0] + dm[..., 2].abs() * span[1]).amax(-1) \
                 if ip.numel() else dm.new_zeros(0)
-            same = dsz <= rtol * 1e2 * float(scl)
+            same = dsz <= aux * 1e2 * float(scl)
             k, labels = _components(V.shape[0], ip, im, same, dev)
-            segs, bpoly, bcls, bdir = _boundary(V, n, local, ref, info, ext, float(rtol))
+            segs, bpoly, bcls, bdir = _boundary(V, n, local, ref, info, ext, aux)
             res.update(maps=glob, adjacency=adj, linear_labels=labels, linear_count=k, boundary=segs,
                        boundary_polygon=bpoly, boundary_classes=bcls,
-                       boundary_pieces=_straight_pieces(segs, bdir, size, float(rtol)))
-    res["elapsed"] = time.perf_counter() - t_start
+                       boundary_pieces=_straight_pieces(segs, bdir, size, aux))
+    res["seconds"] = time.perf_counter() - t_start
     return PlanePartition(**res)
