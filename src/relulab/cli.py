@@ -275,6 +275,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("init", "initialization constants (maxout networks)"),
     "landscape": ("landscape", "loss landscapes in parameter space"),
     "hessian": ("hessian", "Hessian spectrum of a model's loss on data: extreme eigenvalues, trace, density, inertia"),
+    "dynamics": ("dynamics", "training dynamics: kernel vs adaptive regimes of shallow univariate networks"),
 }
 
 

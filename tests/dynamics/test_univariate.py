@@ -72,3 +72,22 @@ def test_bad_data():
         linear_interpolant([0, 1], [1], [0.5])
     with pytest.raises(InvalidInputError, match="knots"):
         univariate_net(3, knots="cauchy")
+
+
+def test_cli_quick_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "relulab"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "relulab.cli"]
+    plot = tmp_path / "regimes"
+    r = subprocess.run(cmd + ["dynamics", "univariate", "--quick", "--json", "--plot", str(plot)], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert len(doc["rows"]) == 4 and doc["plot"].endswith(".png") and Path(doc["plot"]).exists()
+    bad = subprocess.run(cmd + ["dynamics", "univariate", "--inner-scales", "-1"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "--inner-scales" in bad.stderr
