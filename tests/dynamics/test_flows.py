@@ -68,7 +68,9 @@ def test_loss_never_increases_on_a_relu_network():
     x = torch.linspace(-1, 1, 7, dtype=torch.float64)[:, None]
     y = torch.sin(3 * x)
     net = univariate_net(20, skip=True, seed=1)
-    tr = flow(net, mse_objective(x, y), np.linspace(0.05, 2.0, 20), rtol=1e-9, atol=1e-12)
+    # the evaluation budget bounds the run if the flow reaches a kink it slides along
+    tr = flow(net, mse_objective(x, y), np.linspace(0.02, 0.5, 12), rtol=1e-9, atol=1e-12, max_evaluations=5000)
+    assert len(tr.loss) >= 3
     assert (torch.diff(tr.loss) <= 1e-12).all()
 
 

@@ -15,17 +15,26 @@ Y = np.array([0.2, -0.5, 0.4, 0.1, -0.3, 0.5])
 
 def test_kernel_limit_is_the_limit_of_a_linear_model():
     # only the outer weights train: f is linear in them, so gradient flow converges to the minimum-
-    # distance interpolant from initialization, which is exactly the kernel limit
-    net = univariate_net(40, inner_scale=2.0, outer_scale=0.5, seed=3)
+    # distance interpolant from initialization theta0 + J^+ (y - f0(X)), which is the kernel limit
+    net = univariate_net(20, inner_scale=2.0, outer_scale=0.5, seed=3)
     net.a.requires_grad_(False)
     net.b.requires_grad_(False)
+    x, y = np.array([-0.8, 0.0, 0.8]), np.array([0.3, -0.2, 0.5])
     grid = np.linspace(-1, 1, 101)
-    ref = kernel_limit(net, X, Y, grid)
-    tr = flow(net, mse_objective(torch.tensor(X)[:, None], torch.tensor(Y)[:, None]), [1e2, 1e3, 1e4],
-              rtol=1e-10, atol=1e-12)
-    assert float(tr.loss[-1]) < 1e-12
+    ref = kernel_limit(net, x, y, grid)
+    # independent closed form: features relu(a x + b) / sqrt(m), pseudo-inverse by SVD
+    with torch.no_grad():
+        feats = lambda z: torch.relu(torch.tensor(z)[:, None] * net.a + net.b) / np.sqrt(20)  # noqa: E731
+        c_star = net.c + torch.linalg.pinv(feats(x)) @ (torch.tensor(y) - feats(x) @ net.c)
+        closed = (feats(grid) @ c_star).numpy()
+    assert np.abs(ref - closed).max() < 1e-10
+    K = (feats(x) @ feats(x).T).numpy() / 3
+    T = 40.0 / np.linalg.eigvalsh(K)[0]
+    tr = flow(net, mse_objective(torch.tensor(x)[:, None], torch.tensor(y)[:, None]), [T], method="LSODA",
+              rtol=1e-10, atol=1e-13)
     with torch.no_grad():
         got = net(torch.tensor(grid))[:, 0].numpy()
+    assert float(tr.loss[-1]) < 1e-12
     assert np.abs(got - ref).max() < 1e-5
 
 
@@ -33,7 +42,7 @@ def test_references_interpolate_and_the_spline_is_natural():
     assert np.allclose(natural_cubic_spline(X, Y, X), Y, atol=1e-12)
     assert np.allclose(linear_interpolant(X, Y, X), Y, atol=1e-15)
     # natural: the second derivative vanishes at the ends (finite differences)
-    h = 1e-4
+    h = 1e-5
     for e in (X[0] + 2 * h, X[-1] - 2 * h):
         s = natural_cubic_spline(X, Y, [e - h, e, e + h])
         assert abs((s[0] - 2 * s[1] + s[2]) / h**2) < 1e-2
