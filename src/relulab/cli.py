@@ -301,6 +301,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reproduce": ("reproduce", "reproduce a paper's headline experiment (see --list)"),
     "sweep": ("sweep", "run a resumable sweep of a registered experiment (TOML spec)"),
     "report": ("report_dir", "one self-contained HTML page from a results folder"),
+    "dynamics": ("dynamics", "training dynamics: kernel vs adaptive regimes of shallow univariate networks"),
 }
 
 
