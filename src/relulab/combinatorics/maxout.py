@@ -199,7 +199,7 @@ def maxout_complexity(widths, k: int, *, n_in: int = 2, seeds: int = 20, sigma_w
         a, b = (np.asarray(v, dtype=np.float64).reshape(-1) for v in segment)
         if a.shape != (n_in,) or b.shape != (n_in,):
             raise InvalidInputError(f"segment ends must have {n_in} coordinates")
-    full = getattr(regions, "full_space", None) or regions.enumerate
+    full = regions.full_space
     line, boxc, grads = [], [], []
     rng = np.random.default_rng(seed0)
     probe = torch.tensor(rng.uniform(-box_side / 2, box_side / 2, (256, n_in)))
