@@ -112,7 +112,7 @@ def test_reduction_against_brute_force():
 @pytest.mark.parametrize("name", ["relu", "abs", "maxout"])
 def test_region_counts_match_regions_engine(name):
     net = NETS[name]()
-    full = getattr(regions, "full_space", None) or regions.enumerate
+    full = regions.full_space
     T = from_network(net, reduce=True, exact=True)
     for o, f in enumerate(T.functions[:1]):
         sub = net if net.output_dim == 1 else None
