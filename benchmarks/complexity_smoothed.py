@@ -13,7 +13,7 @@ instead of 784 (every hidden gradient lies in the row space of the first layer) 
 first layer's gradients (constant rows of W_1).
 
 Times are CPU seconds of this process (one torch thread unless --threads says otherwise; wall time
-inflates on a shared machine), the better of --repeat runs each; float64 throughout.
+inflates on a shared machine), the best of --repeat runs each (default 1); float64 throughout.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--points", type=int, default=1000)
     p.add_argument("--sigma", type=float, default=0.5)
-    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
@@ -80,16 +80,16 @@ def main():
             t_best = min(t_best, clock() - t0)
         return t_best, res
 
-    t_rl, res = timed(lambda: local_complexity(net, x, a.sigma))
-    t_peer, ref = timed(lambda: peer_lc(model, x, a.sigma))
-    diff = float((res.per_point - ref).abs().max() / ref.abs().max())
     print(f"smoothed LC, 784-256-256-10 ReLU MLP, {a.points} points, sigma {a.sigma}, device {a.device}, "
           f"{a.threads} thread(s), {'wall' if a.device.startswith('cuda') else 'CPU'} seconds (best of {a.repeat})")
-    print(f"{'method':<28}{'seconds':>10}{'points/s':>12}{'LC':>14}")
-    print(f"{'relulab local_complexity':<28}{t_rl:>10.3f}{a.points / t_rl:>12.0f}{res.value:>14.6g} +- {res.stderr:.3g}")
+    print(f"{'method':<28}{'seconds':>10}{'points/s':>12}{'LC':>14}", flush=True)
+    t_rl, res = timed(lambda: local_complexity(net, x, a.sigma))
+    print(f"{'relulab local_complexity':<28}{t_rl:>10.3f}{a.points / t_rl:>12.0f}{res.value:>14.6g} +- {res.stderr:.3g}",
+          flush=True)
+    t_peer, ref = timed(lambda: peer_lc(model, x, a.sigma))
+    diff = float((res.per_point - ref).abs().max() / ref.abs().max())
     print(f"{'vmap(jacfwd) peer':<28}{t_peer:>10.3f}{a.points / t_peer:>12.0f}{float(ref.mean()):>14.6g}")
     print(f"ratio peer/relulab: {t_peer / t_rl:.1f}x; largest per-point difference {diff:.1e} (relative)")
-
 
 if __name__ == "__main__":
     main()

@@ -14,6 +14,10 @@ def test_maxpool(capsys):
     assert code == 0, err
     doc = json.loads(out)
     assert doc["count"] == 1536 == count_maxpool((3, 4), 2, 1).count and doc["facets"] == 40
+    code, out, err = run(["count", "maxpool", "--kernel", "3", "--stride", "2", "--size", "9", "--recurrence",
+                          "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["recurrence"] == ["3"]  # windows overlapping in one input never conflict: 3^m
     code, out, err = run(["count", "maxpool", "--kernel", "3", "--size", "2"], capsys)
     assert code != 0 and err.startswith("relulab: error:")
     code, out, err = run(["count", "maxpool", "--kernel", "2x", "--size", "4"], capsys)

@@ -105,6 +105,22 @@ def test_agrees_with_region_engine_2d():
     assert count_maxpool((2, 3), 2, 1).count == full(net).count
 
 
+def test_layer_with_padding_and_channels():
+    from relulab import regions
+    from relulab.combinatorics.maxpool import count_maxpool_layer
+
+    full = getattr(regions, "full_space", None) or regions.enumerate
+    net = PLNet.from_torch(torch.nn.MaxPool1d(3, stride=2, padding=1), (1, 5))
+    r = count_maxpool_layer(net.max_units[0])
+    assert r.count == full(net).count
+    net2 = PLNet.from_torch(torch.nn.MaxPool2d(2, stride=1, padding=1), (2, 3, 3))
+    layer = net2.max_units[0]
+    r2 = count_maxpool_layer(layer)
+    one = [tuple(sorted(set(int(i) for i, ok in zip(row, v) if ok)))
+           for row, v in zip(layer.index.tolist()[:16], layer.valid.tolist()[:16])]
+    assert r2.components == 2 and r2.count == brute_force_orders(one) ** 2
+
+
 def test_closed_forms():
     assert count_maxpool(11, 2, 1).count == 2 ** 10 and count_maxpool(11, 2, 1).facets == 20
     for k in (2, 3, 5):

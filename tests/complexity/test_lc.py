@@ -124,3 +124,16 @@ def test_empirical_data_value_is_the_mean_over_points():
     assert r.value == pytest.approx(sum(parts) / 6, rel=1e-12)
     assert r.stderr > 0 and r.n == 6
     assert r.to_dict(summary=True)["method"] == "smoothed"
+
+
+@settings(max_examples=8)
+@given(width=st.integers(1, 12), mx=st.floats(-1, 1), my=st.floats(-1, 1), std=st.floats(0.3, 3), seed=st.integers(0, 10**6))
+def test_exact_2d_shallow_closed_form_property(width, mx, my, std, seed):
+    """N(m, s^2 I): z_j ~ N(w_j.m + b_j, s^2 |w_j|^2), so LC_0 = sum_j |w_j| N(w_j.m + b_j; 0, s^2 |w_j|^2)."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, 1)).double()
+    net = PLNet.from_torch(model, (2,))
+    W, b = model[0].weight.detach(), model[0].bias.detach()
+    m = torch.tensor([mx, my], dtype=torch.float64)
+    ref = shallow_gaussian_lc(W, W @ m + b, 0.0, std=std)
+    assert exact_lc_2d(net, gaussian(m, std)).value == pytest.approx(ref, rel=1e-8, abs=1e-12)

@@ -47,7 +47,8 @@ def test_records_every_k_and_matches_library(tmp_path):
     p = tr.to_csv(tmp_path / "t.csv")
     with open(p) as f:
         got = list(csv.DictReader(f))
-    assert len(got) == 12 and set(got[0]) >= {"step", "split", "lc", "proxy", "accuracy"}
+    assert len(got) == 12 and set(got[0]) >= {"step", "split", "lc", "proxy", "accuracy", "total_variation"}
+    assert float(got[0]["total_variation"]) > 0
     ax = tr.plot()
     assert ax.get_xscale() == "log"
 

@@ -86,3 +86,16 @@ def test_tangent_basis_rank_reduction_is_exact():
     s = torch.linalg.svdvals(ug.features.transpose(1, 2))
     assert torch.allclose(s, s_ref, atol=1e-12)
     assert math.isfinite(float(ug.z.sum()))
+
+
+def test_tangent_groups_under_a_small_memory_budget_give_the_same_result():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(27, 4)).double()
+    net = PLNet.from_torch(model, (1, 8, 8))
+    x = torch.randn(5, 1, 8, 8, dtype=torch.float64)
+    big = unit_gradients(net, x, features=True, outputs=True, vectors=True)
+    small = unit_gradients(net, x, features=True, outputs=True, vectors=True, memory=400_000)
+    for a, b in ((big.grad_norm, small.grad_norm), (big.vectors, small.vectors), (big.z, small.z)):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.allclose(torch.linalg.svdvals(big.features), torch.linalg.svdvals(small.features), atol=1e-12)
+    assert torch.allclose(big.output_grad.norm(dim=1), small.output_grad.norm(dim=1), atol=1e-12)

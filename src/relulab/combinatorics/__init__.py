@@ -6,28 +6,22 @@ max-pooling responses with generalized permutohedra" (arXiv 2209.14978); Tseran,
 Expected Complexity of Maxout Networks" (NeurIPS 2021).
 """
 
+from relulab._lazy import exports as _exports
+
 _EXPORTS = {
     "pool_windows": "maxpool",
     "count_maxpool": "maxpool",
     "count_argmax_tuples": "maxpool",
+    "count_maxpool_layer": "maxpool",
     "maxpool_recurrence": "maxpool",
     "MaxPoolCount": "maxpool",
+    "brute_force_tuples": "maxpool",
+    "brute_force_orders": "maxpool",
     "expected_breakpoints": "maxout",
     "maxout_bounds": "maxout",
     "maxout_complexity": "maxout",
     "MaxoutComplexity": "maxout",
+    "random_maxout_net": "maxout",
 }
 
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"relulab.combinatorics.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'relulab.combinatorics' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

@@ -216,3 +216,6 @@ def maxout_complexity(widths, k: int, *, n_in: int = 2, seeds: int = 20, sigma_w
     return MaxoutComplexity(widths, k, n_in, seeds, sigma_w, sigma_b, (a.tolist(), b.tolist()), line, lm, (lo, hi),
                             expected, box_side, boxc, bm, bci, c_bias, c_grad,
                             maxout_bounds(widths, k, n_in, c_bias, c_grad, box_side), time.perf_counter() - t0)
+
+
+__all__ = ["expected_breakpoints", "maxout_bounds", "maxout_complexity", "MaxoutComplexity", "random_maxout_net"]

@@ -390,6 +390,31 @@ def count_maxpool(size, kernel, stride=None, *, facets: bool = True, max_facet_e
                         formula=formula, notes=notes)
 
 
+def count_maxpool_layer(layer, *, facets: bool = False, max_states: int = 2_000_000) -> MaxPoolCount:
+    """Regions of the max-pool layer of a :class:`~relulab.core.plnet.PLNet` (any padding, dilation,
+    ceil mode and channels): the windows are read from the layer's index table, so padded windows are
+    the smaller sets of real inputs. Channels are connected components: their counts multiply."""
+    from relulab.core.layers import MaxUnits
+
+    if not isinstance(layer, MaxUnits) or layer.kind not in ("maxpool", "maxout"):
+        raise InvalidInputError("layer must be a max-pool (or maxout) MaxUnits layer of a PLNet")
+    t0 = time.perf_counter()
+    idx, valid = layer.index.cpu().numpy(), layer.valid.cpu().numpy()
+    ws = [tuple(sorted(set(int(i) for i in idx[u][valid[u]]))) for u in range(idx.shape[0])]
+    comps = _components(ws)
+    count = 1
+    for elems, cws in comps:
+        count *= count_argmax_tuples(cws, max_states=max_states)
+    fac = sum(_component_facets(e, c) for e, c in comps) if facets else None
+    elements = len({i for w in ws for i in w})
+    return MaxPoolCount(count=count, linear_count=count, complete=True, certified=True,
+                        counts_what="linearity regions (= activation regions = vertices of the Minkowski sum)",
+                        domain="R^d", seconds=time.perf_counter() - t0, size=tuple(layer.in_shape),
+                        windows=len(ws), elements=elements, components=len(comps),
+                        polytope_dim=elements - len(comps), facets=fac, method="frontier transfer matrix",
+                        notes=[f"layer {layer.kind} {layer.spec}"])
+
+
 def maxpool_recurrence(kernel: int, stride: int = 1, terms: int | None = None):
     """A linear recurrence and rational generating function of the 1-D counts.
 
@@ -499,5 +524,6 @@ def brute_force_orders(windows) -> int:
     return len(seen)
 
 
-__all__ = ["pool_windows", "count_argmax_tuples", "count_maxpool", "maxpool_recurrence", "MaxPoolCount",
+__all__ = ["pool_windows", "count_argmax_tuples", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
+           "MaxPoolCount",
            "brute_force_tuples", "brute_force_orders"]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from relulab.cli import Context, Output, add_model_arguments, json_flag, load_model
+from relulab.cli import Context, Output, add_model_arguments, float_arg, int_arg, json_flag, load_model
 
 METHODS = ("smoothed", "exact-2d", "lines", "local-count", "proxy")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "complexity", help="local complexity (density of region boundaries) near data; exact 2-D, line walks, "
-                           "local counts, the grokking proxy",
+        "complexity",
         description="Local complexity of MODEL near DATA. smoothed (default): LC_sigma over the data, the "
                     "hidden biases perturbed by N(0, sigma^2), with standard error and per-layer parts. "
                     "exact-2d: exact LC_0 of a 2-input network under the data smoothed by N(0, r^2 I) "
@@ -23,13 +22,13 @@ def add_parser(sub) -> None:
                    help="inputs: a .npy array (n, *input shape), a .csv of numbers (one input per row), or a "
                         "built-in 2-D set as NAME or NAME:N (spirals, moons, circles, xor)")
     p.add_argument("--method", choices=METHODS, default="smoothed", help="estimator (default smoothed)")
-    p.add_argument("--sigma", type=float, default=0.1, help="bias-noise scale of the smoothed form (default 0.1)")
-    p.add_argument("--radius", type=float, default=0.1,
+    p.add_argument("--sigma", type=float_arg(above=0), default=0.1, help="bias-noise scale of the smoothed form (default 0.1)")
+    p.add_argument("--radius", type=float_arg(above=0), default=0.1,
                    help="neighbourhood radius (local-count, proxy) or data smoothing r (exact-2d, lines); "
                         "default 0.1")
-    p.add_argument("--lines", type=int, default=512, metavar="N", help="lines of the line estimator (default 512)")
-    p.add_argument("--vertices", type=int, default=50, metavar="N", help="frame vertices of the proxy (default 50)")
-    p.add_argument("--max-points", type=int, default=2048, metavar="N", help="use the first N inputs (default 2048)")
+    p.add_argument("--lines", type=int_arg(2, 10**7), default=512, metavar="N", help="lines of the line estimator (default 512)")
+    p.add_argument("--vertices", type=int_arg(2, 10**6), default=50, metavar="N", help="frame vertices of the proxy (default 50)")
+    p.add_argument("--max-points", type=int_arg(1, 10**7), default=2048, metavar="N", help="use the first N inputs (default 2048)")
     p.add_argument("--seed", type=int, default=0, help="seed for directions, lines and frames (default 0)")
     json_flag(p)
     p.set_defaults(handler=run)
@@ -42,19 +41,12 @@ def run(args, ctx: Context) -> Output:
     from relulab.commands.kernels import read_inputs
     from relulab.core.errors import InvalidInputError
 
-    for name in ("sigma", "radius"):
-        v = getattr(args, name)
-        if not v > 0 or v != v or v == float("inf"):
-            raise InvalidInputError(f"--{name} must be a positive finite number, got {v}")
-    if args.lines < 2:
-        raise InvalidInputError(f"--lines must be at least 2, got {args.lines}")
+    if args.vertices % 2:
+        raise InvalidInputError(f"--vertices must be even (the frame is x +- r v_i), got {args.vertices}")
     net = load_model(args).net
     x = read_inputs(args.data, net.input_shape, args.max_points).to(dtype=net.dtype, device=net.device)
     d = net.input_dim
-    with ctx.progress("complexity") as update:
-        def progress(done, total, **_):
-            update(args.method, done, total)
-
+    with ctx.progress(f"complexity ({args.method})", "points") as progress:
         m = args.method
         if m == "smoothed":
             res = cx.local_complexity(net, x, args.sigma, progress=progress)

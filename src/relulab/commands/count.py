@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     m.add_argument("--stride", default=None, metavar="S", help="stride: S or SxT (default: the kernel)")
     m.add_argument("--size", required=True, metavar="N", help="input size: N (1-D) or NxM (2-D)")
     m.add_argument("--no-facets", action="store_true", help="skip the facet count")
+    m.add_argument("--recurrence", action="store_true",
+                   help="1-D: the linear recurrence and generating function of the counts in the number of windows")
     json_flag(m)
     m.set_defaults(handler=run_maxpool)
     c = kinds.add_parser("classifications", help="realizable labellings of a data set (classification fan)")
@@ -72,7 +74,18 @@ def run_maxpool(args, ctx: Context) -> Output:
             f"polytope dimension {r.polytope_dim}"
             + (f"; closed form ({r.formula}): {r.closed_form}" if r.closed_form is not None else "")
             + f"\n{r.seconds:.3f} s")
-    return Output(r.to_dict(), text)
+    data = r.to_dict()
+    if args.recurrence:
+        if dim != 1:
+            raise InvalidInputError("--recurrence is for 1-D layers (--size N)")
+        from relulab.combinatorics import maxpool_recurrence
+
+        coeffs, gf, vals = maxpool_recurrence(r.kernel[0], r.stride[0])
+        data["recurrence"] = [str(c) for c in coeffs]
+        data["generating_function"] = str(gf)
+        text += ("\nregions a(m) of m windows: a(m) = " + " + ".join(f"({c}) a(m-{i + 1})" for i, c in enumerate(coeffs))
+                 + f"\ngenerating function sum_m a(m) x^m = {gf}")
+    return Output(data, text)
 
 
 def _read_points(text: str):

@@ -48,7 +48,7 @@ def run(args, ctx: Context) -> Output:
     regions = []
     for o, f in enumerate(T.functions):
         row = {"output": o, "monomials_p": f.p.size, "monomials_q": f.q.size}
-        if args.reduce and net.input_dim <= 4:
+        if args.reduce and net.input_dim <= 4 and T.exact:
             c = count_regions(f)
             row.update(regions_p=c.regions_p, regions_q=c.regions_q, cells=c.cells, linear_regions=c.linear_count,
                        boundary_cells=c.boundary_cells, certified=c.certified)
@@ -57,5 +57,7 @@ def run(args, ctx: Context) -> Output:
                      + ("" if "linear_regions" not in row else
                         f"; linear regions: p {row['regions_p']}, q {row['regions_q']}, f {row['linear_regions']} "
                         f"({row['cells']} cells of the refinement, {row['boundary_cells']} met by p = q)"))
+    if args.reduce and not T.exact:
+        lines.append("region counts need exact arithmetic (drop --float)")
     data["outputs"] = regions
     return Output(data, "\n".join(lines))

@@ -6,9 +6,13 @@ any dimension; local region counts and the grokking proxy of Humayun, Balestrier
 records all of them through training.
 """
 
+from relulab._lazy import exports as _exports
+
 _EXPORTS = {
     "unit_gradients": "units",
     "UnitGradients": "units",
+    "output_sensitivity": "units",
+    "tangent_basis": "units",
     "local_complexity": "lc",
     "exact_lc_2d": "lc",
     "line_lc": "lc",
@@ -24,7 +28,6 @@ _EXPORTS = {
     "LocalRank": "rank",
     "total_variation": "rank",
     "TotalVariation": "rank",
-    "output_sensitivity": "units",
     "Tracker": "tracker",
     "log_schedule": "tracker",
     "Density": "densities",
@@ -32,17 +35,5 @@ _EXPORTS = {
     "uniform_box": "densities",
     "smoothed_data": "densities",
 }
-__all__ = list(_EXPORTS)
 
-
-def __getattr__(name):
-    # submodules load on first use, so importing the package stays light
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"relulab.complexity.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'relulab.complexity' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

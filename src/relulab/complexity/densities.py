@@ -142,9 +142,9 @@ class Density:
             return tmin, tmax, weight
         centers = self.center[None] if self.kind == "gaussian" else self.points
         s = self.scale
-        r = centers[None] - x0[:, None, :]  # (S, C, d)
-        tstar = (r * u[:, None, :]).sum(-1)  # (S, C)
-        h2 = (r * r).sum(-1) - tstar**2
+        # (S, C) tables from inner products, never an (S, C, d) array
+        tstar = u @ centers.T - (x0 * u).sum(1, keepdim=True)  # arc position of each centre's foot
+        h2 = (centers * centers).sum(1)[None] - 2 * x0 @ centers.T + (x0 * x0).sum(1, keepdim=True) - tstar**2
         logq = -h2.clamp_min(0) / (2 * s * s)  # log of each component's mass on the line, up to a constant
         wq = torch.softmax(logq, dim=1)  # component weights given the line
         keep = wq > 1e-16
@@ -153,8 +153,13 @@ class Density:
         t_hi = torch.where(keep, tstar, -big).amax(1) + TAIL * s
 
         def weight(idx, t):
-            z = (t[:, None] - tstar[idx]) / s
-            return (wq[idx] * torch.exp(-0.5 * z * z)).sum(1) / (math.sqrt(2 * math.pi) * s)
+            out = torch.empty_like(t)
+            step = max(1, int(2**22 // max(1, tstar.shape[1])))
+            for i in range(0, t.shape[0], step):
+                j = idx[i:i + step]
+                z = (t[i:i + step, None] - tstar[j]) / s
+                out[i:i + step] = (wq[j] * torch.exp(-0.5 * z * z)).sum(1)
+            return out / (math.sqrt(2 * math.pi) * s)
 
         return t_lo, t_hi, weight
 

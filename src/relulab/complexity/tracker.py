@@ -11,7 +11,8 @@
 At each measured step the model is converted to a :class:`~relulab.PLNet` (float64) and, for each
 split ("train", "test", "random": points drawn uniformly from the data's bounding box), the tracker
 records the smoothed local complexity with its standard error, the grokking proxy, optionally exact
-local region counts (a square in a random 2-D slice), local rank, ``E|grad f|``, loss and accuracy
+local region counts (a square in a random 2-D slice), local rank, ``E|grad f|`` (total variation),
+loss and accuracy
 (when labels are given) and optionally accuracy under an l_inf PGD attack. The table is tidy: one
 row per (step, split), one column per measure.
 
@@ -35,7 +36,7 @@ from relulab.core.errors import InvalidInputError
 __all__ = ["Tracker", "log_schedule"]
 
 COLUMNS = ("step", "split", "n", "lc", "lc_stderr", "proxy", "local_regions", "rank", "effective_rank",
-           "grad_norm", "loss", "accuracy", "pgd_accuracy", "seconds")
+           "total_variation", "loss", "accuracy", "pgd_accuracy", "seconds")
 
 
 def log_schedule(step: int) -> bool:
@@ -158,14 +159,17 @@ class Tracker:
         was_training = model.training
         model.eval()
         try:
-            net = PLNet.from_torch(model, self.input_shape)
+            param = next(model.parameters(), None)
+            dev = None if param is None else param.device
+            net = PLNet.from_torch(model, self.input_shape, device=dev)
             out = []
             for name, (x, y) in self.splits.items():
                 t0 = time.perf_counter()
-                xd = x.double()
-                ug = unit_gradients(net, xd, features=self.rank)
+                xd = x.to(device=net.device, dtype=torch.float64)
+                ug = unit_gradients(net, xd, features=self.rank, outputs=True)
                 lc = smoothed_from_units(net, ug, self.sigma, f"{x.shape[0]} {name} points", t0)
-                row = {"step": step, "split": name, "n": int(x.shape[0]), "lc": lc.value, "lc_stderr": lc.stderr}
+                row = {"step": step, "split": name, "n": int(x.shape[0]), "lc": lc.value, "lc_stderr": lc.stderr,
+                       "total_variation": float(ug.output_grad.flatten(1).norm(dim=1).mean())}
                 nv = min(self.n_vertices, 2 * net.input_dim)
                 nv -= nv % 2
                 row["proxy"] = grokking_proxy(net, xd, self.radius, n_vertices=max(2, nv), seed=self.seed).value
@@ -174,10 +178,11 @@ class Tracker:
                 if self.rank:
                     lr = rank_from_features(net, ug.features[:self.rank_points], None, t0)
                     row["rank"], row["effective_rank"] = lr.mean_rank, lr.mean_effective_rank
+                xm = x if param is None else x.to(device=param.device, dtype=param.dtype)
                 with torch.no_grad():
-                    xm = x.to(next(model.parameters()).dtype) if any(True for _ in model.parameters()) else x
                     logits = model(xm)
                 if y is not None:
+                    y = y.to(logits.device)
                     row["loss"] = float(self.loss_fn(logits, y))
                     row["accuracy"] = float((logits.argmax(1) == y).double().mean())
                     if self.pgd and name == "test":

@@ -27,7 +27,7 @@ from relulab.core.errors import InvalidInputError, ResourceLimitError, Unsupport
 from relulab.core.layers import Add, Affine, MaxUnits, numel
 from relulab.results import Result
 
-__all__ = ["unit_gradients", "UnitGradients", "tangent_basis", "check_inputs", "unit_layers"]
+__all__ = ["unit_gradients", "UnitGradients", "output_sensitivity", "tangent_basis"]
 
 _DEFAULT_MEMORY = 512 * 2**20
 
@@ -214,27 +214,47 @@ def unit_gradients(net, x, *, gradients: bool = True, features: bool = False, ou
     if not isinstance(memory, (int, float)) or isinstance(memory, bool) or memory <= 0:
         raise InvalidInputError(f"memory must be a positive number of bytes, got {memory!r}")
     if vectors and n * U * net.input_dim * 8 > memory:
-        raise ResourceLimitError(f"the gradients would take {n * U * net.input_dim * 8 / 2**20:.0f} MiB "
-                                 f"({n} x {U} x {net.input_dim}); raise memory= (now {memory / 2**20:.0f} MiB) "
+        raise ResourceLimitError(f"the gradients would take {n * U * net.input_dim * 8 / 2**20:.2f} MiB "
+                                 f"({n} x {U} x {net.input_dim}); raise memory= (now {memory / 2**20:.2f} MiB) "
                                  f"or ask for norms only (vectors=False)")
     gradients = gradients or vectors
     Q = tangent_basis(net) if gradients or features or outputs else None
     m = 0 if Q is None else Q.shape[0]
     widest = max([numel(nd.layer.out_shape) for nd in net.nodes[1:]] + [net.input_dim])
     kmax = max(mu.index.shape[1] for mu in net.max_units)
-    per_row = 8 * (m + 2) * widest * (3 + kmax)
-    if per_row > memory:
-        raise ResourceLimitError(f"one input needs about {per_row / 2**20:.0f} MiB of working memory "
-                                 f"(tangent basis of {m} vectors, widest layer {widest}); raise memory= "
-                                 f"(now {memory / 2**20:.0f} MiB)")
+    # tangents are processed in groups small enough for the budget: squared norms add over groups
+    per_tangent = 8 * widest * (3 + kmax)
+    group = max(1, min(max(m, 1), int(memory // (3 * per_tangent)) - 2)) if m else 0
+    if m and 8 * (group + 2) * widest * (3 + kmax) > memory:
+        raise ResourceLimitError(f"one input with one tangent needs about {3 * per_tangent / 2**20:.1f} MiB of "
+                                 f"working memory (widest layer {widest}); raise memory= (now "
+                                 f"{memory / 2**20:.0f} MiB)")
+    per_row = 8 * (group + 2) * widest * (3 + kmax)
     chunk = max(1, int(memory // per_row))
     parts = []
-    T = None if Q is None else Q[None]
+    groups = [None] if Q is None else [Q[None, g:g + group] for g in range(0, m, group)]
     with torch.no_grad():
         for s in range(0, n, chunk):
-            zs, gs, ws, feat, out_t, vs = _pass(net, X[s:s + chunk], T, features, vectors)
-            parts.append((torch.cat(zs, 1), torch.cat(gs, 1) if gradients else None, torch.cat(ws, 1),
-                          feat, out_t if outputs else None, torch.cat(vs, 1) if vectors else None))
+            xb = X[s:s + chunk]
+            acc = None
+            for T in groups:
+                zs, gs, ws, feat, out_t, vs = _pass(net, xb, T, features, vectors)
+                cur = [torch.cat(zs, 1), torch.cat(gs, 1) ** 2 if gradients else None, torch.cat(ws, 1),
+                       feat, out_t if outputs else None, torch.cat(vs, 1) if vectors else None]
+                if acc is None:
+                    acc = cur
+                    continue
+                if gradients:
+                    acc[1] = acc[1] + cur[1]
+                if features and feat is not None:
+                    acc[3] = torch.cat([acc[3], feat], 1)
+                if outputs:
+                    acc[4] = torch.cat([acc[4], cur[4]], 1)
+                if vectors:
+                    acc[5] = acc[5] + cur[5]
+            if gradients:
+                acc[1] = acc[1].sqrt()
+            parts.append(tuple(acc))
             if progress is not None:
                 progress(min(n, s + chunk), n)
     z = torch.cat([p[0] for p in parts])

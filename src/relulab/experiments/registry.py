@@ -37,6 +37,7 @@ ENTRY_MODULES: list[str] = [
     "relulab.experiments.entries",
     "relulab.experiments.entries_combinatorics",
     "relulab.experiments.entries_complexity",
+    "relulab.experiments.entries_dynamics",
     "relulab.experiments.calibration",
 ]
 

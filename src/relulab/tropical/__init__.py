@@ -6,6 +6,8 @@ References: Zhang, Naitzat, Lim, "Tropical geometry of deep neural networks" (IC
 Loho, Montufar, "The real tropical geometry of neural networks" (arXiv 2403.11871).
 """
 
+from relulab._lazy import exports as _exports
+
 _EXPORTS = {
     "MaxPlus": "polynomial",
     "TropicalRational": "network",
@@ -21,16 +23,4 @@ _EXPORTS = {
     "cover_count": "fan",
 }
 
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"relulab.tropical.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'relulab.tropical' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

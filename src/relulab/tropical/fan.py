@@ -17,11 +17,12 @@ With ``width = 1`` the classifier is an affine function's sign: the count is Cov
 halfspace dichotomies, ``2 sum_{k=0}^{d} C(n-1, k)`` for points in general position.
 
 0/1-loss sublevel sets: for target labels ``y``, ``{theta : loss(theta) <= t}`` is a union of closed
-cones (a subfan). Every union of cones contains the origin, so connectivity is taken in the dual graph
-(cones adjacent when they share a facet, i.e. an edge of ``P``): two assignments differing at one
-point ``j`` (winner ``a`` vs ``b``) share a facet iff the cone with ``a`` and ``b`` tied at ``j`` and
-every other inequality strict is feasible (one LP). Sublevel sets of ReLU-type classifiers need not be
-connected (Brandenburg-Loho-Montufar); the ``components`` list shows it case by case.
+cones (a subfan). Every cone contains the lineality space (parameters giving all monomials equal
+values on the data), so connectivity is taken modulo it: two closed cones are joined when they meet
+outside the lineality space (one LP per pair). Also reported: connectivity through shared facets only
+(cones differing at one point ``j`` whose tie cone at ``j`` has every other inequality strict). For
+linear classifiers (width 1) the sublevel sets are connected (Brandenburg-Loho-Montufar); for larger
+models they need not be, and ``components`` shows it case by case.
 
 A shallow ReLU network of width m with fixed output signs computes a tropical rational function
 with at most ``2^m`` monomials per side, so its realizable labellings are among those of this model
@@ -240,8 +241,40 @@ def _activation_facets(Xh, K, mp, mq, partial) -> int | None:
     return len({tuple(np.round(e, 8)) for e in h.equations})
 
 
-def _sublevel(Xh, K, D, side, y, assigns) -> list:
-    """Cones with loss <= t and their connected components in the dual graph, for every t."""
+def _closed_cones_meet(Xh, K, D, a, b) -> bool:
+    """Whether the closed cones of assignments ``a`` and ``b`` share a point outside the lineality space.
+
+    On the intersection, ``g(theta) = sum_j sum_k <theta_{a_j} - theta_k, xh_j>`` is >= 0 and vanishes
+    exactly on the lineality space (a point outside it has, at some data point, a winner strictly above
+    some monomial), so the cones meet outside it iff ``max g`` (capped at 1) is positive.
+    """
+    from scipy.optimize import linprog
+
+    rows, obj = [], np.zeros(K * D)
+    for assign in (a, b):
+        for j, kj in enumerate(assign):
+            for k in range(K):
+                if k == kj:
+                    continue
+                r = np.zeros(K * D)
+                r[k * D:(k + 1) * D] = Xh[j]
+                r[kj * D:(kj + 1) * D] -= Xh[j]
+                rows.append(r)  # <theta_k - theta_kj, xh_j> <= 0
+                if assign is a:
+                    obj -= r
+    A = np.vstack(rows + [obj])
+    bnd = np.r_[np.zeros(len(rows)), 1.0]
+    res = linprog(-obj, A_ub=A, b_ub=bnd, bounds=[(None, None)] * (K * D), method="highs")
+    return res.status == 0 and -res.fun > 1e-9
+
+
+def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150) -> list:
+    """Cones with loss <= t and the connected components of their union, for every t.
+
+    ``components``: connectivity of the union of the closed cones modulo the lineality space (cones
+    touching along any face count as connected; all pairs tested, one LP each);
+    ``facet_components``: connectivity through shared facets only (the dual graph).
+    """
     from itertools import permutations
 
     n = Xh.shape[0]
@@ -256,19 +289,12 @@ def _sublevel(Xh, K, D, side, y, assigns) -> list:
                 perm = list(pp) + [mp + v for v in pq]
                 full.add(tuple(perm[k] for k in base))
     full = sorted(full)
-    if len(full) > 600:
-        return [{"note": f"{len(full)} cones: sublevel connectivity skipped (limit 600 cones)"}]
+    if len(full) > max_cones:
+        return [{"note": f"{len(full)} cones: sublevel connectivity skipped (limit {max_cones} cones)"}]
     index = {a: i for i, a in enumerate(full)}
     loss = np.array([int(sum(side[a[j]] != y[j] for j in range(n))) for a in full])
-    parent = list(range(len(full)))
 
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    edges = []
+    facet_edges = []
     for a in full:
         for j in range(n):
             for k in range(K):
@@ -279,18 +305,34 @@ def _sublevel(Xh, K, D, side, y, assigns) -> list:
                     continue
                 A, bb, eq = _rows(Xh, dict(enumerate(a)), K, D, tie=(j, k))
                 if _lp(A, bb, eq, np.zeros(len(eq))) is not None:
-                    edges.append((index[a], index[b]))
-    out = []
-    for t in range(int(loss.min()), int(loss.max()) + 1):
+                    facet_edges.append((index[a], index[b]))
+    touch_edges = [(u, v) for u in range(len(full)) for v in range(u + 1, len(full))
+                   if _closed_cones_meet(Xh, K, D, full[u], full[v])]
+
+    def comps(edges, t):
         parent = list(range(len(full)))
+
+        def find(a):
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            return a
+
         for u, v in edges:
             if loss[u] <= t and loss[v] <= t:
                 parent[find(u)] = find(v)
-        members = [i for i in range(len(full)) if loss[i] <= t]
-        comps = {}
-        for i in members:
-            comps.setdefault(find(i), 0)
-            comps[find(i)] += 1
-        out.append({"loss": t, "cones": len(members), "components": sorted(comps.values(), reverse=True),
-                    "connected": len(comps) <= 1})
+        sizes = {}
+        for i in range(len(full)):
+            if loss[i] <= t:
+                sizes[find(i)] = sizes.get(find(i), 0) + 1
+        return sorted(sizes.values(), reverse=True)
+
+    out = []
+    for t in range(int(loss.min()), int(loss.max()) + 1):
+        c, f = comps(touch_edges, t), comps(facet_edges, t)
+        out.append({"loss": t, "cones": int((loss <= t).sum()), "components": c, "connected": len(c) <= 1,
+                    "facet_components": f})
     return out
+
+
+__all__ = ["classification_fan", "ClassificationFan", "cover_count"]

@@ -314,13 +314,16 @@ class TropicalRegionCount(RegionResult):
     ``regions_p``, ``regions_q``: linear regions of p and q (monomials after reduction = upper-hull
     vertices); ``cells``: non-empty cells ``R_p(i) & R_q(l)`` of the common refinement (``count``);
     ``linear_count``: linear regions of f (cells with one affine map merged across shared facets);
-    ``boundary_cells``: cells met by the decision boundary ``{p = q}`` in a (d-1)-dimensional set.
+    ``boundary_cells``: cells met by the decision boundary ``{p = q}`` in a (d-1)-dimensional set;
+    ``boundary``: those pieces, each as the cell's monomials of p and q, the hyperplane
+    ``normal . x + offset = 0`` (the cell's ``p - q``) and a point of the piece inside the cell.
     """
 
     regions_p: int = 0
     regions_q: int = 0
     cells: int = 0
     boundary_cells: int = 0
+    boundary: list = field(default_factory=list)
 
     def plot(self, ax=None):
         import matplotlib.pyplot as plt
@@ -348,7 +351,8 @@ def _lp_margin(rows_A, rows_b, eq_A=None, eq_b=None):
     return -res.fun, res.x[:d]
 
 
-def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000) -> TropicalRegionCount:
+def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000,
+                  allow_float: bool = False) -> TropicalRegionCount:
     """Linear regions of ``f = p - q`` over R^d from the tropical data (float64 LPs with margin ``tol``).
 
     Cells of the refinement: one LP per pair (monomial of p, monomial of q) after reduction. Two
@@ -358,8 +362,12 @@ def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000)
 
     Use a representation built with ``exact=True``: its reduction is exact, while float64 data can keep
     monomials that sit on an upper-hull face up to rounding (the function is unchanged, but they make
-    slivers that the LPs cannot tell from cells). ``certified`` is True only for exact input.
+    slivers that the LPs cannot tell from cells). A float64 representation is refused unless
+    ``allow_float=True`` (then ``certified`` is False: the counts may include such slivers).
     """
+    if not (f.p.exact and f.q.exact) and not allow_float:
+        raise InvalidInputError("count_regions needs an exact representation (from_network(net, exact=True)); "
+                                "float64 data can hold rounding slivers: pass allow_float=True to count anyway")
     t0 = time.perf_counter()
     p, q = f.p.reduce().to_float(), f.q.reduce().to_float()
     Ep, cp, Eq, cq = p.exponents, p.constants, q.exponents, q.constants
@@ -430,17 +438,25 @@ def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000)
                     parent[find(group[a])] = find(group[b])
     linear = len({find(k) for k in range(len(cells))})
     # decision boundary: cells where the affine map p - q vanishes on a (d-1)-dimensional piece
-    bcells = 0
+    bcells, pieces = 0, []
     for i, l in cells:
         g, g0 = Ep[i] - Eq[l], cp[i] - cq[l]
         if not np.any(np.abs(g) > tol):
             continue
         Ai, bi = rows(Ep, cp, i)
         Al, bl = rows(Eq, cq, l)
-        t, _ = _lp_margin(np.r_[Ai, Al].reshape(-1, d), np.r_[bi, bl], g[None], np.array([g0]))
-        bcells += t > tol
+        t, x = _lp_margin(np.r_[Ai, Al].reshape(-1, d), np.r_[bi, bl], g[None], np.array([g0]))
+        if t > tol:
+            bcells += 1
+            pieces.append({"p_monomial": int(i), "q_monomial": int(l), "normal": g.tolist(), "offset": float(g0),
+                           "point": x.tolist()})
     return TropicalRegionCount(count=len(cells), linear_count=linear, complete=True,
                                certified=bool(f.p.exact and f.p.certified and f.q.certified),
                                counts_what="cells of the refinement of p and q (count); linear regions of f "
                                            "(linear_count)", domain="R^d", seconds=time.perf_counter() - t0,
-                               regions_p=len(cp), regions_q=len(cq), cells=len(cells), boundary_cells=int(bcells))
+                               regions_p=len(cp), regions_q=len(cq), cells=len(cells), boundary_cells=int(bcells),
+                               boundary=pieces)
+
+
+__all__ = ["TropicalRational", "TropicalNetwork", "from_network", "exact_forward", "newton_polytope", "NewtonPolytope",
+           "count_regions", "TropicalRegionCount"]

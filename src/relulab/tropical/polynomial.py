@@ -173,9 +173,11 @@ def _upper_vertices(E: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, bool]:
     certified = True
     scale = max(1.0, float(np.abs(Ef).max(initial=0)), float(np.abs(cf).max(initial=0)))
     seen = sampled_winners(Ef, cf)
+    dropped = _hull_dominated(Ef, cf, Ex, cx, seen)
+    keep &= ~dropped
     for i in range(M):
-        if seen[i]:
-            continue  # strictly maximal at a sample point, by far more than rounding
+        if seen[i] or dropped[i]:
+            continue  # strictly maximal at a sample point (far above rounding), or exactly dominated
         others = np.array([j for j in range(M) if j != i and keep[j]])
         if len(others) == 0:
             continue
@@ -200,6 +202,53 @@ def _upper_vertices(E: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, bool]:
                 continue
         certified = False  # neither certificate holds exactly: keep (the function is unchanged)
     return keep, certified
+
+
+def _hull_dominated(Ef, cf, Ex, cx, seen) -> np.ndarray:
+    """Monomials certified (exactly) to lie on or below an upper facet of the lifted points.
+
+    One qhull call on the lifted points (float64, triangulated) proposes, for each monomial not seen
+    winning, an upper facet simplex whose shadow contains its exponent; the convex weights are then
+    solved exactly and the monomial is dropped only if they are >= 0 and the facet is at or above its
+    constant there. Anything qhull gets wrong is merely not dropped here (the LPs decide it)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    from relulab.combinatorics.maxpool import _solve_exact
+
+    M, d = Ef.shape
+    out = np.zeros(M, dtype=bool)
+    if M <= d + 2 or seen.all():
+        return out
+    lifted = np.c_[Ef, cf]
+    low = float(cf.min()) - 1.0 - float(np.abs(lifted).max())
+    pts = np.vstack([lifted, np.c_[Ef, np.full(M, low)]])
+    try:
+        h = ConvexHull(pts, qhull_options="Qt")
+    except (QhullError, ValueError):
+        return out  # lower-dimensional exponents: the LPs decide
+    up = h.equations[:, d] > 1e-12
+    simp = h.simplices[up]
+    simp = simp[(simp < M).all(1)]  # facets made of monomials only
+    if len(simp) == 0:
+        return out
+    for i in np.flatnonzero(~seen):
+        # float barycentric coordinates of a_i in every upper simplex's shadow
+        for f in simp:
+            if i in f:
+                continue
+            B = np.c_[Ef[f], np.ones(d + 1)].T
+            try:
+                lam = np.linalg.solve(B, np.r_[Ef[i], 1.0])
+            except np.linalg.LinAlgError:
+                continue
+            if lam.min() < -1e-9 or lam @ cf[f] < cf[i] - 1e-9 * (1 + abs(cf[i])):
+                continue
+            rows = [[Ex[j, r] for j in f] for r in range(d)] + [[Fraction(1)] * (d + 1)]
+            sol = _solve_exact(rows, list(Ex[i]) + [Fraction(1)])
+            if sol is not None and min(sol) >= 0 and sum(l * cx[j] for l, j in zip(sol, f)) >= cx[i]:
+                out[i] = True
+            break
+    return out
 
 
 def sampled_winners(E: np.ndarray, c: np.ndarray, n: int = 4096, seed: int = 0) -> np.ndarray:
@@ -243,3 +292,6 @@ def _exact_support_solution(Eo, lam_float, target):
     for a, j in enumerate(J):
         lam[j] = sol[a]
     return lam
+
+
+__all__ = ["MaxPlus"]

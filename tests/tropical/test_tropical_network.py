@@ -122,6 +122,9 @@ def test_region_counts_match_regions_engine(name):
         ref = full(sub)
         assert c.linear_count == ref.linear_count
         assert c.boundary_cells == ref.decision_boundary_pieces or ref.decision_boundary_pieces is None
+        for piece in c.boundary:  # each piece's point is on {p = q} and the network vanishes there
+            x = np.array(piece["point"])
+            assert abs(float(net(torch.tensor(x))[0])) <= 1e-9 * (1 + np.abs(x).max())
 
 
 def test_newton_polytopes_low_dimensional():
@@ -134,6 +137,13 @@ def test_newton_polytopes_low_dimensional():
     assert newton_polytope(sq).facets == 4
     assert newton_polytope(sq, lifted=True).facets == 1  # flat lift: one upper facet
     assert newton_polytope(MaxPlus.constant(3.0, 2)).dim == 0
+
+
+def test_float_counts_refused_unless_asked():
+    T = from_network(NETS["relu"](), reduce=True)
+    with pytest.raises(ValueError):
+        count_regions(T.functions[0])
+    assert count_regions(T.functions[0], allow_float=True).certified is False
 
 
 def test_budget_gives_incomplete():

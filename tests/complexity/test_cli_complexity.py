@@ -53,9 +53,11 @@ def test_other_methods_run(files, capsys, method):
 
 
 @pytest.mark.parametrize("extra, needle", [
-    (["--sigma", "0"], "--sigma must be a positive"),
-    (["--sigma", "-1"], "--sigma must be a positive"),
-    (["--radius", "0", "--method", "proxy"], "--radius must be a positive"),
+    (["--sigma", "0"], "--sigma"),
+    (["--sigma", "-1"], "--sigma"),
+    (["--sigma", "nan"], "--sigma"),
+    (["--radius", "0", "--method", "proxy"], "--radius"),
+    (["--vertices", "5", "--method", "proxy"], "--vertices must be even"),
     (["--method", "exact-2d"], "2 inputs"),
 ])
 def test_errors_are_one_line(files, capsys, extra, needle):

@@ -56,13 +56,16 @@ def test_width_two_against_all_assignments():
         assert np.all(np.sign(f) == lab)
 
 
-def test_width_one_activation_polytope_and_sublevel_sets():
-    X = np.array([[0.0, 0], [1, 0], [0, 1], [1, 1.3]])
-    r = classification_fan(X, 1, labels=[1, 1, -1, -1])
-    assert r.count == cover_count(4, 2) == r.activation_vertices
-    # linear classifiers: every 0/1-loss sublevel set is connected
-    assert all(s["connected"] for s in r.sublevel)
-    assert r.sublevel[0]["cones"] == 1 and r.sublevel[-1]["cones"] == r.count
+def test_sublevel_sets_by_hand():
+    # thresholds on a line, labels + - + -: around the circle of (w, b) the 8 dichotomies have losses
+    # 2 (all +), 3, 2, 3, 2 (all -), 1, 2, 1 (cyclically), so loss <= 1 is two cells, loss <= 2 is a
+    # chain of five cells plus an isolated one, loss <= 3 is everything
+    X = np.array([[1.0], [2.0], [3.0], [4.0]])
+    r = classification_fan(X, 1, labels=[1, -1, 1, -1])
+    assert r.count == r.activation_vertices == 8
+    got = {s["loss"]: s["components"] for s in r.sublevel}
+    assert got == {1: [1, 1], 2: [5, 1], 3: [8]}
+    assert not r.sublevel[0]["connected"] and r.sublevel[-1]["connected"]
 
 
 def test_degenerate_data():
