@@ -36,7 +36,7 @@ def main(steps: int = 400, out: str = ".", seed: int = 0, track: bool = True) ->
     model = nn.Sequential(nn.Linear(64, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 200),
                           nn.ReLU(), nn.Linear(200, 10))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    tracker = Tracker((64,), train=(X[tr], y[tr]), test=(X[te], y[te]), n_points=100, sigma=0.05, radius=0.1,
+    tracker = Tracker((64,), train=(X[tr], y[tr]), test=(X[te], y[te]), n_points=64, sigma=0.05, radius=0.1,
                       n_vertices=20)
     t0 = time.perf_counter()
     for step in range(steps):
