@@ -97,29 +97,6 @@ def make_data(kind, n, dtype, device):
     return torch.randn(n, *shape, generator=g).to(dtype=dtype, device=device)
 
 
-def _hog():  # a CPU-bound process for --load
-    x = 0
-    while True:
-        x = (x * 1103515245 + 12345) % 2147483648
-
-
-def start_load(n):
-    """N busy processes (plain Python loops), stopped by stop_load."""
-    import multiprocessing as mp
-
-    procs = [mp.get_context("spawn").Process(target=_hog, daemon=True) for _ in range(n)]
-    for p in procs:
-        p.start()
-    return procs
-
-
-def stop_load(procs):
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.join()
-
-
 # ----------------------------------------------------------------------------- tutorial methods
 def tutorial_jacobian_contraction(model, x1, x2):
     from torch.func import functional_call, jacrev, vmap
@@ -235,12 +212,12 @@ def main():
     if a.all:
         methods += ["relulab:ntvp"]
     env = dict(os.environ, PYTHONPATH=str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    load = start_load(a.load) if a.load else []
-    try:
+    sys.path.insert(0, str(HERE))
+    from load import cpu_load
+
+    with cpu_load(a.load):
         for kind in a.model:
             run_model(a, kind, methods, env)
-    finally:
-        stop_load(load)
     print("cpu ratio = CPU seconds of the row / CPU seconds of relulab auto; wall vs tut = wall seconds of the")
     print("row / wall seconds of the tutorial Jacobian contraction; rel = max|dK| / max|K_ref|;")
     print("peak MB = growth of the worker's max RSS over its post-warm-up value (CUDA: max allocated).")

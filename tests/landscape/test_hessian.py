@@ -1105,3 +1105,33 @@ def test_lanczos_memory_budget_caps_the_basis_or_refuses():
         hessian_eigenpairs(A, k=5, memory_budget=10 * 1000 * 8)
     with pytest.raises(InvalidInputError, match="memory_budget"):
         spectral_density(A, 2, 80, memory_budget=10 * 1000 * 8)
+
+
+def test_engines_choose_one_thread_for_small_work_and_restore_the_callers_setting():
+    """Small networks run their products on one torch thread (threads_for); large ones on the
+    caller's setting, which is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+
+        class Recording(HessianOperator):
+            def matvec(self, v):
+                seen.append(torch.get_num_threads())
+                return super().matvec(v)
+
+        model = mlp([3, 5, 2], "tanh", 3)
+        X, Y = data("mse", 10, 3, 2, 3)
+        op = Recording(model, "mse", X, Y)
+        assert op.work < 1 << 16
+        hessian_eigenpairs(op, k=1, which="largest")
+        hessian_trace(op, queries=6, method="hutchinson")
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        X, Y = data("mse", 3000, 30, 2, 4)  # 90,000-element input batch: not small
+        big = Recording(mlp([30, 4, 2], "tanh", 4), "mse", X, Y)
+        assert big.work >= 1 << 16
+        hessian_trace(big, queries=3, method="hutchinson")
+        assert set(seen) == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

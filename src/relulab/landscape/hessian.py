@@ -146,11 +146,22 @@ class HessianOperator:
         self.weights = [((e - s) / n if reduction == "mean" else 1.0) for s, e in self.batches]
         self.n_products = 0
         x0, y0 = self._batch(0)
+        sizes = [max(self.sizes), x0.numel()]
+
+        def note(module, inputs, output):
+            if isinstance(output, torch.Tensor):
+                sizes.append(output.numel())
+
         try:  # a first evaluation: shape errors surface here, with the model named
             self._settle_mode(model, x0)
-            with torch.no_grad():
-                out = self.model(x0)
-                self.loss(out, y0)
+            hooks = [m.register_forward_hook(note) for m in self.model.modules()]
+            try:
+                with torch.no_grad():
+                    out = self.model(x0)
+                    self.loss(out, y0)
+            finally:
+                for h in hooks:
+                    h.remove()
             out_shape = tuple(out.shape[1:])
         except RelulabError:
             raise
@@ -158,6 +169,9 @@ class HessianOperator:
             raise InvalidInputError(f"model {type(model).__name__} and loss cannot be evaluated on inputs of shape "
                                     f"{tuple(self.inputs.shape)} with targets of shape {tuple(self.targets.shape)}: "
                                     f"{str(e).splitlines()[0]}") from None
+        # elements of the largest tensor one product handles: small networks run on one thread (their
+        # operations are too small to gain from more, and lose much to waiting on a busy machine)
+        self.work = max(sizes + [self.dim])
         if isinstance(loss, (nn.MSELoss, nn.L1Loss, nn.HuberLoss, nn.SmoothL1Loss)):
             # these broadcast silently: outputs (n, 1) against targets (n,) would compare every pair
             if out_shape != tuple(self.targets.shape[1:]):
@@ -322,6 +336,7 @@ class _Matrix:
 
     def __init__(self, A: torch.Tensor):
         self.A, self.dtype, self.device, self.dim, self.n_products = A, A.dtype, A.device, A.shape[0], 0
+        self.work = A.numel()
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         self.n_products += 1
@@ -335,6 +350,26 @@ def _as_operator(op):
     if isinstance(op, torch.Tensor) and op.dim() == 2 and op.shape[0] == op.shape[1]:
         return _Matrix(op)
     raise InvalidInputError("expected a HessianOperator or a square symmetric torch matrix")
+
+
+def _engine_threads(fn):
+    """Run an engine function on the thread count its operator's work size calls for
+    (:func:`relulab.core.threads.threads_for`); the caller's setting is restored afterwards."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(op, *args, **kwargs):
+        from relulab.core.threads import threads_for
+
+        work = getattr(op, "work", None)
+        if work is None and isinstance(op, torch.Tensor):
+            work = op.numel()
+        if work is None:
+            return fn(op, *args, **kwargs)
+        with threads_for(int(work)):
+            return fn(op, *args, **kwargs)
+
+    return wrapper
 
 
 def _generator(seed) -> torch.Generator:
@@ -449,6 +484,7 @@ class _LanczosRun:
         return LanczosDecomposition(np.array(self.alpha), np.array(self.beta), self.Q[:m], self.invariant)
 
 
+@_engine_threads
 def lanczos(op, steps: int, v0: torch.Tensor | None = None, seed: int = 0) -> LanczosDecomposition:
     """``steps`` Lanczos steps with full re-orthogonalization from ``v0`` (Gaussian if None).
 
@@ -537,6 +573,7 @@ def _steps_within(P: int, dtype: torch.dtype, steps: int, memory_budget: float |
     return min(steps, fit)
 
 
+@_engine_threads
 def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, max_steps: int = 300,
                        seed: int = 0, vectors: bool = True, verify: bool = True, check_every: int = 5,
                        memory_budget: float | None = 2 * 2**30, _return_lanczos: bool = False):
@@ -664,6 +701,7 @@ def _trace_queries(queries) -> int:
     return int(queries)
 
 
+@_engine_threads
 def hessian_trace(op, queries: int = 99, method: str = "hutch++", seed: int = 0,
                   lanczos_basis: LanczosDecomposition | None = None, *,
                   memory_budget: float | None = 2 * 2**30, time_limit: float | None = None) -> TraceEstimate:
@@ -813,6 +851,7 @@ class SpectralDensity(Result):
         return ax
 
 
+@_engine_threads
 def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0,
                      memory_budget: float | None = 2 * 2**30) -> SpectralDensity:
     """Stochastic Lanczos quadrature with ``n_vectors`` Rademacher start vectors of ``steps`` steps each
@@ -863,6 +902,7 @@ class Inertia(Result):
     _summary_fields = ("negative", "zero", "positive", "tol", "gradient_norm", "spectral_norm", "exact")
 
 
+@_engine_threads
 def hessian_inertia(op: HessianOperator, tol: float | None = None, max_dense: int = 3000,
                     density: SpectralDensity | None = None, seed: int = 0) -> Inertia:
     """Inertia of the Hessian: exact (dense eigenvalues) for ``P <= max_dense``, else from ``density``
@@ -1089,6 +1129,15 @@ def hessian_spectrum(model: nn.Module, loss, inputs, targets, *, top: int = 5, b
     t0 = time.perf_counter()
     op = HessianOperator(model, loss, inputs, targets, batch_size=batch_size, dtype=dtype, device=device,
                          train_mode=train_mode)
+    from relulab.core.threads import threads_for
+
+    with threads_for(op.work):
+        return _spectrum(op, t0, top, bottom, tol, max_steps, trace_queries, density, density_vectors, density_steps,
+                         inertia, max_dense, kinks, seed, memory_budget, trace_time_limit)
+
+
+def _spectrum(op, t0, top, bottom, tol, max_steps, trace_queries, density, density_vectors, density_steps, inertia,
+              max_dense, kinks, seed, memory_budget, trace_time_limit) -> HessianSpectrum:
     if top < 0 or bottom < 0 or top + bottom == 0:
         raise InvalidInputError("top and bottom must be non-negative and not both zero")
     which = "both" if top and bottom else ("largest" if top else "smallest")
