@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from relulab.complexity.units import check_inputs, check_net, unit_gradients, unit_layers
+from relulab.complexity.units import check_inputs, unit_gradients, unit_layers
 from relulab.core.errors import InvalidInputError
 from relulab.results import RegionResult, Result
 
