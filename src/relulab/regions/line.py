@@ -1466,6 +1466,27 @@ def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = N
             time_limit: float | None = None, on_degenerate: str = "raise", rtol: float | None = None,
             ttol: float | None = None, input_maps: bool | None = None, batch_rows: int | None = None,
             memory: int = _DEFAULT_MEMORY, certify: bool | None = None):
+    from relulab.core.plnet import PLNet
+    from relulab.core.threads import threads_for
+
+    # operations touch (intervals in a batch) x (widest layer) elements: for a few segments that
+    # is small work, fastest on one thread (and far faster than many threads under load)
+    per_op = 1 << 30
+    if isinstance(net, PLNet):
+        width = max([int(math.prod(getattr(n.layer, "out_shape", net.input_shape))) for n in net.nodes[1:]]
+                    + [net.input_dim])
+        n_seg = a.shape[0] if isinstance(a, torch.Tensor) and b is not None and a.dim() > len(net.input_shape) else 1
+        per_op = 8 * n_seg * width
+    with torch.no_grad(), threads_for(per_op):
+        return _on_line(net, a, b, closed=closed, max_regions=max_regions, time_limit=time_limit,
+                        on_degenerate=on_degenerate, rtol=rtol, ttol=ttol, input_maps=input_maps,
+                        batch_rows=batch_rows, memory=memory, certify=certify)
+
+
+def _on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = None,
+             time_limit: float | None = None, on_degenerate: str = "raise", rtol: float | None = None,
+             ttol: float | None = None, input_maps: bool | None = None, batch_rows: int | None = None,
+             memory: int = _DEFAULT_MEMORY, certify: bool | None = None):
     """Exact activation regions along a segment, a polyline, or many segments at once.
 
     * ``on_line(net, a, b)`` with ``a``, ``b`` one input each: the segment ``a + t (b - a)``,
@@ -1582,3 +1603,6 @@ def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = N
         return res
     raise InvalidInputError(f"a and b must be one input {shp} (or ({d},)) or a batch (S, {', '.join(map(str, shp))}) "
                             f"or (S, {d}), got {tuple(a.shape)}")
+
+
+on_line.__doc__ = _on_line.__doc__  # the documentation lives with the implementation

@@ -48,6 +48,7 @@ from relulab.core.budgets import check_budget
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.layers import Affine, Dense
 from relulab.core.plnet import Node, PLNet
+from relulab.core.threads import threads_for
 from relulab.results import RegionResult
 
 __all__ = ["on_plane", "PlanePartition"]
@@ -1333,7 +1334,10 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     budget = _Budget(max_regions, time_limit, t_start)
     deadline = None if time_limit is None else t_start + float(time_limit)
     certified = False
-    with torch.no_grad():
+    # the refinement's tensor operations are small (a few polygons x units x pieces each): on one
+    # thread they do not wait on others, which under load costs several times their work
+    per_op = 128 * sum(m.units * m.index.shape[1] for m in rnet.max_units)
+    with torch.no_grad(), threads_for(per_op):
         try:
             V, n, E, pat, complete, layer_counts, outmaps = _refine(rnet, ext, float(rtol), budget, pdtype)
             overflow = not bool(torch.isfinite(V).all())
