@@ -11,7 +11,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import relulab  # noqa: E402
-from relulab.regions import enumerate as enumerate_regions  # noqa: E402
+from relulab.regions import full_space  # noqa: E402
 from relulab.regions import on_line, on_plane  # noqa: E402
 
 torch.manual_seed(0)
@@ -45,7 +45,7 @@ fig.savefig("regions_plane.png", dpi=120, bbox_inches="tight")
 
 # 3. All of R^4 for a maxout network: every region, with a witness point, boundedness and neighbours.
 mx = nn.Sequential(relulab.nn.Maxout(4, 6, 3), relulab.nn.Maxout(6, 6, 2), nn.Linear(6, 1))
-full = enumerate_regions(relulab.PLNet.from_torch(mx, (4,)), neighbours=True, audit_samples=2000)
+full = full_space(relulab.PLNet.from_torch(mx, (4,)), neighbours=True, audit_samples=2000)
 print(f"all of R^4: {full.count} activation regions ({int(full.bounded.sum())} bounded), "
       f"{full.neighbours.shape[0]} adjacent pairs, sampling audit found {0 if full.audit is None else len(full.audit)} "
       f"missing patterns")

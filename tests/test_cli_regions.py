@@ -11,7 +11,7 @@ import torch
 import relulab
 from clitools import run
 from relulab.core import io as rio
-from relulab.regions import enumerate as enumerate_regions
+from relulab.regions import full_space
 from relulab.regions import on_line, on_plane
 
 
@@ -31,7 +31,7 @@ def test_all_matches_library_and_audit(files, capsys):
     code, out, err = run(["regions", str(files / "m2.safetensors"), "--all", "--audit", "500", "--json"], capsys)
     assert code == 0, err
     doc = json.loads(out)
-    ref = enumerate_regions(relulab.load(files / "m2.safetensors"))
+    ref = full_space(relulab.load(files / "m2.safetensors"))
     assert doc["count"] == ref.count and doc["linear_count"] == ref.linear_count
     assert doc["domain"] == "R^d" and doc["complete"] is True and doc["audit_missing"] == 0
     assert doc["decision_boundary_pieces"] == ref.decision_boundary_pieces
@@ -40,7 +40,7 @@ def test_all_matches_library_and_audit(files, capsys):
 def test_box_line_plane_match_library(files, capsys):
     net = relulab.load(files / "m3.safetensors")
     code, out, _ = run(["regions", str(files / "m3.safetensors"), "--box", "-1", "0.5,1,2", "--json"], capsys)
-    box = enumerate_regions(net, (torch.tensor([-1.0] * 3), torch.tensor([0.5, 1, 2])))
+    box = full_space(net, (torch.tensor([-1.0] * 3), torch.tensor([0.5, 1, 2])))
     assert code == 0 and json.loads(out)["count"] == box.count
     code, out, _ = run(["regions", str(files / "m3.safetensors"), "--line", "-2,0,1", "3,1,-1", "--json"], capsys)
     line = on_line(net, torch.tensor([-2.0, 0, 1]), torch.tensor([3.0, 1, -1]))
@@ -80,8 +80,8 @@ def test_budget_gives_incomplete_result(files, capsys):
     (["--line", "0", "x"], "--line B: expected comma-separated numbers"),
     (["--plane", "0", "1,0"], "--plane takes ORIGIN U V"),
     (["--box", "1", "0"], "lo < hi"),
-    (["--all", "--max-regions", "0"], "--max-regions must be a positive integer"),
-    (["--all", "--time-limit", "-1"], "--time-limit must be a positive number"),
+    (["--all", "--max-regions", "0"], "--max-regions: must be an integer from 1"),
+    (["--all", "--time-limit", "-1"], "--time-limit: must be a finite number > 0"),
     (["--line", "nan", "1"], "finite"),
     (["--line", "missing.npy", "1"], "missing.npy"),
     ([], "one of the arguments --line --plane --box --all is required"),

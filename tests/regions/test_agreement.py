@@ -1,6 +1,6 @@
 """The three region engines agree where their domains meet, for every activation.
 
-* a 2-input network: ``enumerate`` over a box and ``on_plane`` over the same rectangle list the same
+* a 2-input network: ``full_space`` over a box and ``on_plane`` over the same rectangle list the same
   activation patterns (both count full-dimensional regions only), hence the same count; the polygons'
   patterns are realized at their interior points;
 * a segment inside that box: every interval ``on_line`` reports has a pattern that the 2-D engines list,
@@ -19,7 +19,7 @@ from torch import nn
 
 import relulab
 from relulab import nn as rnn
-from relulab.regions import enumerate as enumerate_regions
+from relulab.regions import full_space
 from relulab.regions import on_line, on_plane
 
 ACTS = {
@@ -50,7 +50,7 @@ def patterns(t) -> set:
        st.integers(0, 2**16), st.floats(0.3, 3.0))
 def test_box_plane_and_line_agree(act, hidden, seed, r):
     net = build(act, [2, *hidden, 2], seed)
-    box = enumerate_regions(net, (torch.tensor([-r, -0.5 * r]), torch.tensor([r, 1.5 * r])))
+    box = full_space(net, (torch.tensor([-r, -0.5 * r]), torch.tensor([r, 1.5 * r])))
     plane = on_plane(net, extent=(-r, r, -0.5 * r, 1.5 * r))
     assert box.complete and plane.complete
     assert box.count == plane.count
@@ -61,5 +61,5 @@ def test_box_plane_and_line_agree(act, hidden, seed, r):
     line = on_line(net, a + 0.01 * (b - a), b - 0.02 * (b - a))
     assert patterns(line.patterns) <= patterns(box.patterns)
     # the whole space has at least as many regions as the box, and all of the box's
-    full = enumerate_regions(net)
+    full = full_space(net)
     assert patterns(box.patterns) <= patterns(full.patterns)

@@ -3,7 +3,7 @@
 For a scale ``s > 0`` let ``N_s`` be the network with every bias multiplied by ``s``. Max units are
 positively homogeneous, so ``N_s(y) = s N(y / s)`` piece by piece; at ``s = 1`` this is the network
 itself and at ``s = 0`` its recession ("bias-free") network. The enumeration of all of R^d works in
-compactified coordinates where ``s`` is an affine function of the point (see ``enumerate.py``), so
+compactified coordinates where ``s`` is an affine function of the point (see ``space.py``), so
 here ``s`` comes with its own tangent.
 
 :func:`layer_maps` evaluates, for a batch of cells, the pieces of one max layer at a point ``y0``
@@ -107,6 +107,47 @@ class Evaluator:
                 if net._last_use.get(j) == i:
                     vals.pop(j, None)
         return torch.cat(pats, 1) if pats else torch.zeros(x.shape[0], 0, dtype=torch.long, device=x.device)
+
+    def tie_sets(self, x, bounds, tau: float) -> torch.Tensor:
+        """For points ``x`` (B, d): (B, units, K) bool, the pieces of every max unit that attain its
+        maximum at ``x`` (values within ``tau`` times the magnitude bounds of the maximum count as
+        attaining it; ``tau = 0``: exact float64 equality). ``x`` lies in the closure of the
+        activation region of a pattern ``p`` iff ``p`` picks a marked piece of every unit: forcing
+        marked winners does not change any value at ``x``, so the region's inequalities hold there."""
+        net = self.net
+        vals = {0: x}
+        out = []
+        l = -1
+        ax = x.abs().amax(1, keepdim=True).expand_as(x)
+        kmax = max([int(m.valid.shape[1]) for m in net.max_units] + [1])
+        for i, node in enumerate(net.nodes[1:], start=1):
+            layer = node.layer
+            h = vals[node.inputs[0]]
+            if isinstance(layer, Add):
+                nh = h + vals[node.inputs[1]]
+            elif isinstance(layer, MaxUnits):
+                l += 1
+                A, B = bounds[l]
+                p = h[:, layer.index] * layer.coef
+                tv = tau * (torch.einsum("bd,ukd->bu", ax, A) + B.sum(-1))[:, :, None]
+                p = torch.where(layer.valid, p, torch.tensor(-float("inf"), dtype=p.dtype, device=p.device))
+                top = p.amax(-1, keepdim=True)
+                at = (p >= top - tv) & layer.valid
+                if at.shape[-1] < kmax:
+                    at = torch.nn.functional.pad(at, (0, kmax - at.shape[-1]))
+                out.append(at)
+                nh = top[..., 0]
+            else:
+                nh = layer.linear(h)
+                if layer.bias is not None:
+                    nh = nh + layer.bias
+            vals[i] = nh
+            for j in node.inputs:
+                if net._last_use.get(j) == i:
+                    vals.pop(j, None)
+        if not out:
+            return torch.zeros(x.shape[0], 0, kmax, dtype=torch.bool, device=x.device)
+        return torch.cat(out, 1)
 
     def run(self, upto: int | None, h0, dh0, s, ds, winners):
         """One pass.

@@ -51,7 +51,11 @@ its image ends on ``s = 0`` in the closure of a cell of that pyramid; conversely
 facet, which the incidence bits record. (Parallel boundaries meet on the outer facet, so vertices
 there are often non-simple; the edge test does not assume simplicity.)
 
-Box: the box itself is the single starting cell (``domain = "box"``).
+Box (``domain = "box"``): the same pyramids, first clipped by the box's ``2d`` faces, which are
+hyperplanes in compactified coordinates too (on ``P_k``, ``x_i >= lo_i`` reads
+``R0 y_i - lo_i s(y) >= 0``). Coordinates then stay within the simplex whatever the box's size, so
+a box of 1e12 or 1e308 is refined at the same scale as all of R^d (a box given in input
+coordinates would carry its size into every vertex's rounding error).
 
 Tolerances
 ----------
@@ -63,9 +67,15 @@ cell's extent, whatever the pattern: ``Evaluator.bounds``). Exact degeneracies (
 coinciding hyperplanes, duplicated or dead neurons, tied max-pool entries) round to far below that
 and are then resolved combinatorially and exactly: a vertex on a hyperplane joins both sides, a
 function vanishing on a whole cell is a tie, and the edge test does not assume simple polytopes.
-Boundaries closer than about these tolerances (e.g. leaky slopes of 1e-12) are below what float64
-separates from coincidences: slivers thinner than that are not reported, and where the result would
-be inconsistent (a facet without a region across it) :class:`DegenerateGeometryError` is raised.
+On every degenerate arrangement tested, the rounding of an exact zero stays below a thousandth of
+the tolerance. A value in the upper part of the band (``AMBIGUOUS tol < |g| <= tol``) is therefore
+neither an exact zero nor resolvable: two boundaries closer than float64 separates at that scale
+(e.g. parallel walls about 1e-12 apart), and :class:`DegenerateGeometryError` is raised instead of
+merging them. The result is ``certified`` when it is complete and no decision fell inside the
+band at all (every sign taken was larger than the tolerance); values taken as exact zeros (which
+includes parallel boundaries, since they meet on the outer facet) leave it uncertified. Where the
+result would be inconsistent (a facet without a region across it) :class:`DegenerateGeometryError`
+is raised too.
 Every witness is checked (strict inequalities, and :meth:`PLNet.pattern` except at exact ties); a
 failure triggers an LP (Chebyshev centre) certificate, and if that fails too,
 :class:`DegenerateGeometryError` is raised rather than a count returned.
@@ -96,7 +106,6 @@ Derived quantities
 
 from __future__ import annotations
 
-import builtins
 import copy
 import math
 import time
@@ -105,69 +114,88 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from relulab.core.budgets import check_budget
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.plnet import PLNet
 from relulab.regions._enum_eval import Evaluator
 from relulab.regions._enum_poly import bitmask, cut, popcount, segment_count, segment_or, unpack_bits
-from relulab.results import Result
+from relulab.results import RegionResult
 
-__all__ = ["enumerate", "RegionEnumeration"]
+__all__ = ["full_space", "FullSpaceRegions"]
 
 # zero tolerances (see the module docstring): coordinates are trusted to TAU_X relative to their
 # size, evaluations to TAU_M relative to the magnitude bound of what they touch
 TAU_X = 1e-11
 TAU_M = 1e-12
+# a value |g| in (AMBIGUOUS tol, tol] is too large for the rounding of an exact zero and too small
+# to be resolved: the enumeration raises instead of guessing
+AMBIGUOUS = 1e-2
 
 
-@dataclass
-class RegionEnumeration(Result):
+@dataclass(kw_only=True, repr=False)
+class FullSpaceRegions(RegionResult):
     """Activation regions of a network over a domain (all of R^d or a box).
 
-    ``count``: activation regions (full-dimensional, one per realized pattern) met by the domain;
+    Shared fields (:class:`relulab.results.RegionResult`): ``count`` activation regions
+    (full-dimensional, one per realized pattern) met by the domain; ``linear_count`` (adjacent
+    activation regions with equal affine maps merged); ``complete`` (False when a budget stopped
+    the search: every listed region is then genuine, but some may be missing) and ``stopped_by``;
+    ``certified``: the enumeration is complete and no sign decision of a unit's boundary at a
+    vertex fell within the zero tolerance (values inside it are taken as exact degeneracies; see
+    the module docstring); ``domain`` ("R^d" or "box"); ``seconds``.
+
     ``patterns`` (count, n_units) long; ``interior_points`` (count, d): a point strictly inside
     each region (inside the box too in box mode) whose pattern is the region's;
     ``bounded`` (count,) bool in R^d mode (None in box mode); ``touches_boundary`` (count,) bool:
     the region reaches the box boundary (box mode) or infinity (R^d mode, = ~bounded);
     ``neighbours`` (E, 2) long pairs i < j of regions sharing a (d-1)-facet (when requested);
-    ``linear_count``: linear regions (adjacent activation regions with equal affine maps merged);
-    ``decision_boundary_pieces``: see the module docstring; ``complete``: False when a budget
-    stopped the search (then every listed region is genuine, but some may be missing);
+    ``decision_boundary_pieces``: see the module docstring;
     ``audit``: patterns of sampled points that the enumeration lacks (empty when all is well).
     """
 
-    count: int
     patterns: torch.Tensor
     interior_points: torch.Tensor
     bounded: torch.Tensor | None
     touches_boundary: torch.Tensor
-    linear_count: int | None
     decision_boundary_pieces: int | None
-    complete: bool
-    domain: str
     box: tuple | None = None
     neighbours: torch.Tensor | None = None
     audit: torch.Tensor | None = None
     audit_samples: int = 0
     cells: int = 0
-    seconds: float = 0.0
-    stopped_by: str | None = None
     stats: dict = field(default_factory=dict)
 
-    _summary_fields = ("count", "linear_count", "decision_boundary_pieces", "complete", "domain", "box",
-                       "cells", "seconds", "stopped_by", "audit_samples")
+    _summary_fields = ("count", "linear_count", "decision_boundary_pieces", "complete", "stopped_by", "certified",
+                       "counts_what", "domain", "box", "cells", "seconds", "audit_samples")
+
+    _index = None  # (sorted pattern hashes, order), built on the first region_of
+    _rvec = None
 
     @property
     def unbounded_count(self) -> int | None:
         return None if self.bounded is None else int((~self.bounded).sum())
 
     def region_of(self, x) -> torch.Tensor:
-        """Index of the region of each point (flat (B, d) or shaped like the network's input), -1
-        for points whose pattern is not listed (only possible when ``complete`` is False)."""
+        """Index of a region containing each point (flat (B, d) or shaped like the network's input).
+
+        A point with a unique winner in every unit gets the region of its pattern. A point on a
+        region wall (some unit's pieces tie there) belongs to the closures of several regions and
+        gets the lowest-indexed of them (values within the enumeration's rounding tolerance of a
+        unit's maximum count as ties). -1 only for points in none of the listed regions (possible
+        only when ``complete`` is False)."""
         net = self._net
         x = torch.as_tensor(x, dtype=net.dtype, device=net.device)
-        p = net.pattern(x.reshape(-1, *net.input_shape))
-        key = {tuple(r): i for i, r in builtins.enumerate(self.patterns.tolist())}
-        return torch.tensor([key.get(tuple(r), -1) for r in p.tolist()], dtype=torch.long)
+        flat = x.reshape(-1, net.input_dim)
+        p = net.pattern(flat.reshape(-1, *net.input_shape)).long()
+        if self._index is None:
+            self._index = torch.sort(_hash_rows(self.patterns, self._rvec))
+        res = _lookup(self._index, self.patterns, _hash_rows(p, self._rvec), p)
+        miss = (res < 0).nonzero().squeeze(1)
+        if miss.numel():
+            ev = Evaluator(net)
+            tie = ev.tie_sets(flat[miss], ev.bounds(net.input_dim, net.dtype, net.device)[0], TAU_M)
+            res[miss] = _closure_lookup(tie, self.patterns, self._index, self._rvec)
+        return res.cpu()
 
     def plot(self, ax=None, extent=None, resolution: int = 300, seed: int = 0):
         """Two-dimensional inputs: the regions in random colours on a grid over ``extent`` (x0, x1,
@@ -202,10 +230,86 @@ class RegionEnumeration(Result):
         ax.set_title(f"{self.count} activation regions over {where}")
         return ax
 
-    def __repr__(self) -> str:
-        extra = "" if self.complete else f", complete=False ({self.stopped_by})"
-        return (f"RegionEnumeration(count={self.count}, linear_count={self.linear_count}, "
-                f"domain={self.domain!r}, decision_boundary_pieces={self.decision_boundary_pieces}{extra})")
+
+# ---------------------------------------------------------------------------------------- lookups
+def _hash_rows(pat: torch.Tensor, rvec: torch.Tensor) -> torch.Tensor:
+    """64-bit hash of every pattern row (a random linear form, wrapping)."""
+    if pat.shape[1] == 0:
+        return torch.zeros(pat.shape[0], dtype=torch.long, device=pat.device)
+    return (pat.long() * rvec[: pat.shape[1]]).sum(1)
+
+
+def _lookup(index, patterns, hq, pq) -> torch.Tensor:
+    """Region index of each query (hash hq, pattern rows pq) in ``index = (sorted hashes, order)``,
+    or -1."""
+    hs, order = index
+    if hs.numel() == 0:
+        return torch.full_like(hq, -1)
+    lo = torch.searchsorted(hs, hq)
+    hi = torch.searchsorted(hs, hq, right=True)
+    res = torch.full_like(hq, -1)
+    one = (hi - lo) == 1
+    cand = order[lo.clamp_max(hs.numel() - 1)]
+    ok = one & (patterns[cand] == pq).all(1)
+    res[ok] = cand[ok]
+    for i in ((hi - lo) > 1).nonzero().squeeze(1).tolist():  # hash collisions: compare all
+        for r in order[lo[i]:hi[i]].tolist():
+            if bool((patterns[r] == pq[i]).all()):
+                res[i] = r
+    return res
+
+
+def _closure_lookup(tie: torch.Tensor, patterns: torch.Tensor, index, rvec, max_combos: int = 4096) -> torch.Tensor:
+    """Lowest index of a region whose closure holds each point, from the points' tie sets ``tie``
+    (M, n, K) (pieces attaining each unit's maximum, :meth:`Evaluator.tie_sets`), or -1.
+
+    A point lies in the closure of the region of ``p`` iff ``tie[m, u, p_u]`` for every unit ``u``.
+    Points with few tied units try every consistent pattern by hash (expanding one tied unit at a
+    time, all points at once); the others (more than ``max_combos`` consistent patterns, or hash
+    collisions) test every region, in chunks."""
+    M, n, K = tie.shape
+    R = patterns.shape[0]
+    dev = tie.device
+    res = torch.full((M,), -1, dtype=torch.long, device=dev)
+    if M == 0 or R == 0:
+        return res
+    base = tie.to(torch.int8).argmax(-1)  # lowest attaining piece
+    nopt = tie.sum(-1)
+    combos = torch.where(nopt > 1, nopt.double().log2(), torch.zeros((), dtype=torch.float64, device=dev)).sum(1)
+    few = (combos <= math.log2(max_combos)).nonzero().squeeze(1)
+    if few.numel():
+        multi = nopt.index_select(0, few) > 1  # (F, n)
+        ntied = multi.sum(1)
+        tied_units = torch.argsort((~multi).to(torch.int8), dim=1, stable=True)  # tied units first
+        cpt = torch.arange(few.numel(), device=dev)  # candidate -> row of `few`
+        ch = _hash_rows(base.index_select(0, few), rvec)
+        for k in range(int(ntied.max()) if ntied.numel() else 0):
+            has = ntied.index_select(0, cpt) > k
+            u = tied_units[cpt, k]
+            opts = tie[few[cpt], u] & has[:, None]  # (C, K)
+            opts[~has, 0] = True  # candidates without a k-th tied unit stay as they are
+            c, j = opts.nonzero(as_tuple=True)
+            delta = torch.where(has[c], (j - base[few[cpt[c]], u[c]]) * rvec[u[c]], torch.zeros_like(j))
+            cpt, ch = cpt[c], ch[c] + delta
+        hs, order = index
+        pos = torch.searchsorted(hs, ch).clamp_max(hs.numel() - 1)
+        reg = order[pos]
+        ok = hs[pos] == ch
+        pts = few[cpt]
+        ok &= tie[pts[:, None], torch.arange(n, device=dev)[None], patterns[reg]].all(1)
+        big = torch.iinfo(torch.long).max
+        best = torch.full((few.numel(),), big, dtype=torch.long, device=dev)
+        best.scatter_reduce_(0, cpt[ok], reg[ok], "amin")
+        res[few] = torch.where(best == big, -1, best)
+    rest = (res < 0).nonzero().squeeze(1)
+    step = max(1, int(2e7 // max(1, R * n)))
+    units = torch.arange(n, device=dev)[None]
+    for i in range(0, rest.numel(), step):
+        rows = rest[i:i + step]
+        inside = tie[rows][:, units, patterns].all(-1)  # (m, R)
+        first = torch.where(inside.any(1), inside.to(torch.int8).argmax(1), -1)
+        res[rows] = first
+    return res
 
 
 # ---------------------------------------------------------------------------------------- setup
@@ -217,10 +321,10 @@ class _Units:
         ids = n_dom
         base, kq = [], []
         bit_unit, bit_a, bit_b = [-1] * n_dom, [-1] * n_dom, [-1] * n_dom
-        for l, layer in builtins.enumerate(net.max_units):
+        for l, layer in enumerate(net.max_units):
             K = layer.valid.sum(1).tolist()
             self.layers.append(K)
-            for j, k in builtins.enumerate(K):
+            for j, k in enumerate(K):
                 q = net.unit_offsets[l] + j
                 kq.append(k)
                 if k < 2:
@@ -367,27 +471,32 @@ class _Engine:
         self.want_graph = want_graph
         self.box = box
         d = self.d
-        if box is None:
-            self.n_dom = 1 + (d + 1) * d // 2
-            self.A = _simplex_normals(d, self.dt, self.dev)
-            self.R0 = self._length_scale()
-        else:
-            self.n_dom = 2 * d
+        # both domains are refined in compactified coordinates (a box is the compactified R^d
+        # clipped by its 2d faces, which are hyperplanes there too): coordinates stay within the
+        # simplex whatever the box's size, so tolerances follow the geometry, not the box
+        self.n_rd = 1 + d
+        self.n_dom = self.n_rd + (0 if box is None else 2 * d)
+        self.A = _simplex_normals(d, self.dt, self.dev)
+        self.R0 = self._length_scale()
         self.units = _Units(net, self.n_dom, self.dev)
         self.bnd_layers, self.bnd_out = self.ev.bounds(d, self.dt, self.dev)
         # per layer: two-piece units (cut in rounds) and K-piece units (one at a time)
-        self.two = [[j for j, k in builtins.enumerate(K) if k == 2] for K in self.units.layers]
-        self.multi = [[j for j, k in builtins.enumerate(K) if k > 2] for K in self.units.layers]
+        self.two = [[j for j, k in enumerate(K) if k == 2] for K in self.units.layers]
+        self.multi = [[j for j, k in enumerate(K) if k > 2] for K in self.units.layers]
         self.two_pos = []
-        for l, K in builtins.enumerate(self.units.layers):
+        for l, K in enumerate(self.units.layers):
             pos = torch.full((max(1, len(K)),), -1, dtype=torch.long, device=self.dev)
             pos[self.two[l]] = torch.arange(len(self.two[l]), device=self.dev)
             self.two_pos.append(pos)
         self.W = self.units.W
         self.ones_d = torch.ones(d, dtype=self.dt, device=self.dev)
-        # boundary bits: the outer facet (R^d) or all box faces
-        nb = 1 if box is None else 2 * d
-        self.bnd_mask = bitmask(torch.arange(nb, device=self.dev), self.W).sum(0)
+        # boundary bits: the outer facet (bit 0), the box faces (after the simplex's bits); regions
+        # touch the domain's boundary through the outer facet (R^d) or a box face
+        self.outer_mask = bitmask(torch.zeros(1, dtype=torch.long, device=self.dev), self.W)[0]
+        faces = torch.arange(self.n_rd, self.n_dom, device=self.dev)
+        self.face_mask = bitmask(faces, self.W).sum(0) if faces.numel() else torch.zeros_like(self.outer_mask)
+        self.bnd_mask = self.outer_mask if box is None else self.face_mask
+        self.dom_mask = self.outer_mask | self.face_mask
         budgeted = max_regions is not None or time_limit is not None
         self.cell_cap = 2048 if budgeted else 1 << 62
         width = max([m.units * int(m.n_pieces.max()) for m in net.max_units] + [1])
@@ -400,6 +509,7 @@ class _Engine:
         self.hashes = []
         self.found = 0
         self.stopped_by = None
+        self.near_zero = 0  # sign decisions at vertices taken as exact zeros (uncertified)
         g = torch.Generator().manual_seed(0x5EED)
         self.rvec = torch.randint(-(2**62), 2**62, (max(1, net.n_units),), generator=g, dtype=torch.int64).to(self.dev)
 
@@ -426,63 +536,74 @@ class _Engine:
             return 1.0
         return float(dist.median().clamp(1e-6, 1e6))
 
-    def initial(self) -> list[_Batch]:
+    def initial(self):
+        """The pyramids ``P_k = conv(0, facet k of S)`` as batches of cells, a few pyramids at a time
+        (generated on demand, so that set-up costs nothing before the budgets are checked).
+
+        Bits: 0 is the outer facet; the facet of ``P_k`` opposite the vertex ``-d a_j`` (the wall
+        shared with ``P_j``) is bit ``1 + (j if j < k else j - 1)``: local to the pyramid (a bit
+        names one hyperplane within a cell, and a cell lies in one pyramid), so there are ``d + 1``
+        domain bits instead of one per pair of pyramids."""
         d, dev, dt, W = self.d, self.dev, self.dt, self.W
         n = self.net.n_units
-        if self.box is None:
-            A = self.A
-            V = -d * A  # vertex j of S is -d a_j
-            pair = {}
-            for i in range(d + 1):
-                for j in range(i + 1, d + 1):
-                    pair[(i, j)] = pair[(j, i)] = 1 + len(pair) // 2
-            Xs, incs, cids = [], [], []
-            for k in range(d + 1):
-                others = [j for j in range(d + 1) if j != k]
-                pts = [torch.zeros(d, dtype=dt, device=dev)] + [V[j] for j in others]
-                bits = [[pair[(k, i)] for i in others]]
-                for j in others:
-                    bits.append([0] + [pair[(k, i)] for i in others if i != j])
-                Xs.append(torch.stack(pts))
-                incs.append(torch.stack([bitmask(torch.tensor(b, device=dev), W).sum(0) for b in bits]))
-                cids.append(torch.full((d + 1,), k, dtype=torch.long, device=dev))
-            X, inc, cid = torch.cat(Xs), torch.cat(incs), torch.cat(cids)
-            C = d + 1
-            pyr = torch.arange(d + 1, device=dev)
-        else:
-            lo, hi = self.box
-            corners = torch.cartesian_prod(*[torch.tensor([0, 1], device=dev)] * d).reshape(-1, d)
-            X = torch.where(corners.bool(), hi, lo).to(dt)
-            ids = 2 * torch.arange(d, device=dev)[None] + corners  # (2^d, d)
-            inc = torch.stack([bitmask(r, W).sum(0) for r in ids])
-            cid = torch.zeros(X.shape[0], dtype=torch.long, device=dev)
-            C = 1
-            pyr = torch.full((1,), -1, dtype=torch.long, device=dev)
-        pat = torch.full((C, n), -1, dtype=torch.int8, device=dev)
-        tie = torch.zeros(C, n, dtype=torch.bool, device=dev)
-        return [_Batch(X, cid, inc, C, pat, tie, pyr)]
+        V = -d * self.A  # vertex j of S is -d a_j
+        full = bitmask(torch.arange(d + 1, device=dev), W).sum(0)
+        walls = bitmask(torch.arange(1, d + 1, device=dev), W)  # (d, W)
+        outer = bitmask(torch.zeros(1, dtype=torch.long, device=dev), W)
+        inc1 = torch.cat([full - outer, full[None] - walls])  # apex: every wall; base vertex: all but its wall
+        vert = torch.arange(d + 1, device=dev)
+        # pyramids per batch: all of them in low dimension, fewer when one pyramid is large
+        per = max(1, min(d + 1, int(self.nv_cap // (d + 1))))
+        for k0 in range(0, d + 1, per):
+            ks = torch.arange(k0, min(d + 1, k0 + per), device=dev)
+            C = ks.numel()
+            others = vert[None].expand(C, -1)[vert[None] != ks[:, None]].reshape(C, d)
+            X = torch.cat([torch.zeros(C, 1, d, dtype=dt, device=dev), V[others]], 1).reshape(-1, d)
+            inc = inc1.repeat(C, 1)
+            cid = torch.arange(C, device=dev).repeat_interleave(d + 1)
+            pyr = ks
+            if self.box is not None:
+                X, cid, inc, C, pyr = self._clip_to_box(X, cid, inc, C, pyr)
+            pat = torch.full((C, n), -1, dtype=torch.int8, device=dev)
+            tie = torch.zeros(C, n, dtype=torch.bool, device=dev)
+            yield _Batch(X, cid, inc, C, pat, tie, pyr)
+
+    def _clip_to_box(self, X, cid, inc, C, pyr):
+        """Clip the pyramids by the box faces. On pyramid ``k`` (``s = 1 - a_k . y > 0``) the face
+        ``x_i >= lo_i`` reads ``R0 y_i - lo_i s(y) >= 0`` and ``x_i <= hi_i`` reads
+        ``hi_i s(y) - R0 y_i >= 0``: affine in ``y``, scaled to unit size."""
+        lo, hi = self.box
+        d, R0 = self.d, self.R0
+        for i in range(d):
+            for side, c in ((0, float(lo[i])), (1, float(hi[i]))):
+                sgn = 1.0 if side == 0 else -1.0
+                L = max(R0, abs(c))
+                grad = (sgn * c / L) * self.A[pyr]  # (C, d)
+                grad[:, i] += sgn * R0 / L
+                const = torch.full((C,), -sgn * c / L, dtype=self.dt, device=self.dev)
+                g = const.index_select(0, cid) + (X * grad.index_select(0, cid)) @ self.ones_d
+                tol = (TAU_X * grad.abs().sum(1) * d + TAU_M * (const.abs() + grad.abs().sum(1) * d)).index_select(0, cid)
+                bit = bitmask(torch.full((1,), self.n_rd + 2 * i + side, device=self.dev), self.W)[0]
+                X, cid, inc, C, parent, _, _ = cut(X, cid, inc, C, g, tol, bit, d, clip=True,
+                                                   keep_tie=torch.zeros(C, dtype=torch.bool, device=self.dev))
+                pyr = pyr.index_select(0, parent)
+        return X, cid, inc, C, pyr
 
     def _scale(self, y, pyr):
         """Network input, its tangents, the bias scale s and its tangents at points y of cells."""
         d, P = self.d, y.shape[0]
         eye = torch.eye(d, dtype=self.dt, device=self.dev)
-        if self.box is None:
-            a = self.A[pyr]
-            s = 1.0 - (a * y).sum(1)
-            return self.R0 * y, (self.R0 * eye).expand(P, d, d), s, -a
-        return y, eye.expand(P, d, d), torch.ones(P, dtype=self.dt, device=self.dev), \
-            torch.zeros(P, d, dtype=self.dt, device=self.dev)
+        a = self.A[pyr]
+        s = 1.0 - (a * y).sum(1)
+        return self.R0 * y, (self.R0 * eye).expand(P, d, d), s, -a
 
     def _magnitude(self, c0, rho, A, B):
         """Bound on everything the evaluation of pieces on a cell touches (``Evaluator.bounds``):
         inputs up to R0 (|c0| + rho) in every coordinate (rounding in a vertex's coordinates scales
         with its largest one), bias scale up to 1 + |rho|_1 (s and its variation)."""
         r = (c0.abs().amax(1, keepdim=True) + rho.amax(1, keepdim=True)).expand_as(c0)
-        if self.box is None:
-            r = self.R0 * r
-            sig = 1.0 + rho.sum(1)
-        else:
-            sig = torch.ones(c0.shape[0], dtype=self.dt, device=self.dev)
+        r = self.R0 * r
+        sig = 1.0 + rho.sum(1)
         return torch.einsum("pd,...d->p...", r, A) + sig.view(-1, *([1] * B.dim())) * B
 
     def _maps(self, b: _Batch) -> _Maps:
@@ -493,26 +614,49 @@ class _Engine:
         val, tan = self.ev.run(b.layer, h0, dh0, s, ds, b.pat.long())
         A, B = self.bnd_layers[b.layer]
         mag = self._magnitude(c0, rho, A, B)  # (P, U, K)
-        xgrad = None
-        if self.box is None:
-            # tan = R0 w - beta a_k for a piece w.x + beta: R0 w is its gradient in x (times R0)
-            xgrad = tan + (val / s[:, None, None])[:, None] * self.A[b.pyr][:, :, None, None]
-            xgrad = xgrad.permute(2, 3, 0, 1).contiguous()
+        # tan = R0 w - beta a_k for a piece w.x + beta: R0 w is its gradient in x (times R0)
+        xgrad = tan + (val / s[:, None, None])[:, None] * self.A[b.pyr][:, :, None, None]
+        xgrad = xgrad.permute(2, 3, 0, 1).contiguous()
         R = c0.abs().amax(1) + rho.amax(1)
         return _Maps(c0, R, val.permute(1, 2, 0).contiguous(), tan.permute(2, 3, 0, 1).contiguous(),
                      mag.permute(1, 2, 0).contiguous(), xgrad)
+
+    def _decided(self, g, tol):
+        """Book-keeping of the sign decisions of unit boundaries at vertices: values within the
+        zero tolerance are taken as exact zeros (the count is then not certified); values in the
+        upper part of the tolerance band are far above the rounding of any exact zero (which
+        stays below ``tol / 1000`` on every degenerate arrangement tested) yet not resolvable
+        against the coordinates' error, so the geometry is raised as degenerate."""
+        small = g.abs() <= tol
+        n = int(small.sum())
+        if n:
+            self.near_zero += n
+            amb = small & (g.abs() > AMBIGUOUS * tol)
+            if bool(amb.any()):
+                i = int(amb.nonzero()[0, 0])
+                raise DegenerateGeometryError(
+                    f"a unit's boundary passes {float(g[i].abs()):.3g} from a vertex, within float64's "
+                    f"resolution of this cell (tolerance {float(tol[i]):.3g}) but not an exact "
+                    "degeneracy: boundaries this close (e.g. parallel walls about 1e-12 apart relative "
+                    "to the network's scale) cannot be separated reliably")
 
     # ------------------------------------------------------------------ main loop
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.perf_counter() > self.deadline
 
     def run(self):
-        stack = self.initial()
+        pyramids = self.initial()
+        stack = []
         L = len(self.net.max_units)
-        while stack:
+        while True:
             if self._out_of_time():
                 self.stopped_by = "time_limit"
                 break
+            if not stack:
+                nxt = next(pyramids, None)
+                if nxt is None:
+                    break
+                stack.append(nxt)
             b = stack.pop()
             if b.layer >= L:
                 self.emit(b)
@@ -575,7 +719,7 @@ class _Engine:
             nb.maps = nb.plan = nb.nplan = nb.flat = nb.par = None
             nb.done = []
             stack.append(nb)
-        self.complete = not stack and self.stopped_by is None
+        self.complete = not stack and self.stopped_by is None and next(pyramids, None) is None
         if self.complete:
             self.stopped_by = None
 
@@ -589,7 +733,7 @@ class _Engine:
         b.X = b.X - mp.c0.index_select(0, b.cid)
         l, off = b.layer, self.net.unit_offsets[b.layer]
         K = self.units.layers[l]
-        one = [j for j, k in builtins.enumerate(K) if k < 2]
+        one = [j for j, k in enumerate(K) if k < 2]
         if one:
             b.pat[:, [off + j for j in one]] = 0
         two = torch.tensor(self.two[l], dtype=torch.long, device=self.dev)
@@ -601,10 +745,8 @@ class _Engine:
             return
         dval, dtan, dmag = mp.dval.index_select(0, two), mp.dtan.index_select(0, two), mp.dmag.index_select(0, two)
         dtol = mp.dtol.index_select(0, two)
-        flat = None
-        if self.box is None:
-            gx = mp.xgrad[:, 1].index_select(0, two) - mp.xgrad[:, 0].index_select(0, two)  # (U2, P, d)
-            flat = gx.abs().amax(-1) <= TAU_M * dmag  # (U2, P): tie set = the outer facet
+        gx = mp.xgrad[:, 1].index_select(0, two) - mp.xgrad[:, 0].index_select(0, two)  # (U2, P, d)
+        flat = gx.abs().amax(-1) <= TAU_M * dmag  # (U2, P): tie set = the outer facet
         # signs of every two-piece unit at every vertex of every parent cell
         NV = b.X.shape[0]
         npos = torch.zeros(P, U2, dtype=torch.long, device=self.dev)
@@ -617,6 +759,7 @@ class _Engine:
             g = dvT.index_select(0, cid) + torch.bmm(dtT.index_select(0, cid).view(-1, U2, self.d),
                                                      b.X[lo:lo + step, :, None])[..., 0]
             tol = dmT.index_select(0, cid)
+            self._decided(g, tol)
             npos.index_add_(0, cid, (g > tol).long())
             nneg.index_add_(0, cid, (g < -tol).long())
         nz = torch.bincount(b.cid, minlength=P)[:, None] - npos - nneg
@@ -650,6 +793,7 @@ class _Engine:
         if b.flat is not None:
             pos2 = self.two_pos[b.layer].index_select(0, j)
             addbit = ~b.flat[b.par, pos2]
+        self._decided(g, tol)
         X, cid, inc, C, parent, side, allzero = cut(b.X, cid, b.inc, b.C, g, tol, bit, self.d, addbit=addbit)
         b.X, b.cid, b.inc, b.C = X, cid, inc, C
         rows, qc = torch.arange(C, device=self.dev), q.index_select(0, parent)
@@ -673,6 +817,7 @@ class _Engine:
                 (b.X * mp.dtan[j].index_select(0, par).index_select(0, cid)) @ self.ones_d
             tol = mp.dtol[j].index_select(0, par).index_select(0, cid)
             bit = bitmask(torch.full((1,), int(self.units.base[q]), device=self.dev), self.W)[0]
+            self._decided(g, tol)
             X, cid, inc, C, parent, side, allzero = cut(b.X, b.cid, b.inc, b.C, g, tol, bit, self.d,
                                                         addbit=self._addbit(mp, par, j, 0, 1))
             b.X, b.cid, b.inc, b.C = X, cid, inc, C
@@ -701,6 +846,7 @@ class _Engine:
             g = dv.index_select(0, cid) + (X * tg.index_select(0, cid)) @ self.ones_d
             tol = _tolerance(tg, mp.R[Pc], mp.mag[j][cell_a, Pc] + mp.mag[j][other, Pc]).index_select(0, cid)
             bit = bitmask(self.units.pair_bit(q, cell_a, other), self.W)
+            self._decided(g, tol)
             X, cid, inc, Cc, parent, _, allzero = cut(X, cid, inc, Cc, g, tol, bit, self.d, clip=True,
                                                       keep_tie=other > cell_a,
                                                       addbit=self._addbit(mp, b.par[origin], j, cell_a, other))
@@ -717,8 +863,6 @@ class _Engine:
     def _addbit(self, mp: _Maps, par, j, a, b):
         """False for cells where pieces a and b differ by a constant in x: in compactified
         coordinates their tie set is then the outer facet, which already has its own bit."""
-        if self.box is not None:
-            return None
         if isinstance(a, int):
             gx = mp.xgrad[j, a][par] - mp.xgrad[j, b][par]  # (C, d)
             scale = mp.mag[j, a][par] + mp.mag[j, b][par]
@@ -784,7 +928,7 @@ class _Engine:
         fm = mag[b.cid]
         pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
         out = torch.zeros(C, len(pairs), dtype=torch.bool, device=self.dev)
-        for p, (i, j) in builtins.enumerate(pairs):
+        for p, (i, j) in enumerate(pairs):
             X, cid, inc, Cc = b.X, b.cid, b.inc, C
             fv, fmv, origin = f, fm, torch.arange(C, device=self.dev)
             for k in range(m):
@@ -852,13 +996,12 @@ class _Engine:
         rc = cid.index_select(0, rows)
         settled_bits = torch.where(tied.index_select(0, rc)[:, None], 0, present.index_select(0, rc))
         todo = inc.index_select(0, rows) & ~settled_bits
-        if self.box is None:
-            # a constraint met only at vertices on the outer facet holds on a face at infinity (T
-            # contains the outer facet's bit): no neighbour
-            fin = ((inc & self.bnd_mask) == 0).all(1)
-            fr = fin.nonzero().squeeze(1)
-            finite = segment_or(inc.index_select(0, fr), cid.index_select(0, fr), C)
-            todo &= torch.where(tied.index_select(0, rc)[:, None], -1, finite.index_select(0, rc))
+        # a constraint met only at vertices on the outer facet holds on a face at infinity (T
+        # contains the outer facet's bit): no neighbour
+        fin = ((inc & self.outer_mask) == 0).all(1)
+        fr = fin.nonzero().squeeze(1)
+        finite = segment_or(inc.index_select(0, fr), cid.index_select(0, fr), C)
+        todo &= torch.where(tied.index_select(0, rc)[:, None], -1, finite.index_select(0, rc))
         todo_cells = (todo != 0).any(1)
         if not bool(todo_cells.any()):
             return
@@ -899,7 +1042,7 @@ class _Engine:
         bigger = (ukey[pos] == k2) & (cnt[pos] > cnt[tr])
         facet[tr[bigger]] = False
         # facets on the domain boundary (outer facet, box faces) have no neighbour inside
-        facet &= ~((Tg & self.bnd_mask) != 0).any(1)
+        facet &= ~((Tg & self.dom_mask) != 0).any(1)
         facet &= bit_unit[gbit] >= 0
         # several units' boundaries contain the facet, or a unit tied on the whole cell may change
         # its winner across it: the general (candidate-testing) path
@@ -923,7 +1066,7 @@ class _Engine:
             self.out["dg_x"].append(h0 / s[:, None])
 
     # ------------------------------------------------------------------ regions from cells
-    def finish(self, neighbours: bool, audit_samples: int) -> RegionEnumeration:
+    def finish(self, neighbours: bool, audit_samples: int) -> FullSpaceRegions:
         net, dev, d = self.net, self.dev, self.d
         n = net.n_units
         o = self.out
@@ -974,13 +1117,13 @@ class _Engine:
             db_pieces = None if keep is not None else db_pieces
         audit = self._audit(patterns, audit_samples) if audit_samples else None
         box = None if self.box is None else (self.box[0].tolist(), self.box[1].tolist())
-        return RegionEnumeration(
-            count=int(R), patterns=patterns, interior_points=xw, bounded=bounded, touches_boundary=touches,
+        return FullSpaceRegions(
+            count=int(R), certified=bool(self.complete and self.near_zero == 0), counts_what="activation regions", patterns=patterns, interior_points=xw, bounded=bounded, touches_boundary=touches,
             linear_count=linear, decision_boundary_pieces=db_pieces if self.complete else None,
             complete=self.complete, domain="R^d" if self.box is None else "box", box=box,
             neighbours=edges if neighbours else None, audit=audit, audit_samples=int(audit_samples),
             cells=int(self.n_cells), stopped_by=self.stopped_by,
-            stats={"cells": int(self.n_cells), "length_scale": getattr(self, "R0", None)})
+            stats={"cells": int(self.n_cells), "length_scale": self.R0, "near_zero_decisions": self.near_zero})
 
     def _pattern(self, x):
         """Patterns of a batch of flat points (shaped so that a batch of one stays a batch)."""
@@ -1001,32 +1144,14 @@ class _Engine:
         return regions, rid
 
     def _hash(self, pat: torch.Tensor) -> torch.Tensor:
-        if pat.shape[1] == 0:
-            return torch.zeros(pat.shape[0], dtype=torch.long, device=self.dev)
-        return (pat.long() * self.rvec[: pat.shape[1]]).sum(1)
+        return _hash_rows(pat, self.rvec)
 
     def _index(self, patterns: torch.Tensor):
-        h = self._hash(patterns)
-        hs, order = torch.sort(h)
-        return hs, order
+        return torch.sort(self._hash(patterns))
 
-    def _lookup(self, index, patterns, hq, pq) -> torch.Tensor:
-        """Region index of each query (hash hq, pattern rows pq), or -1."""
-        hs, order = index
-        if hs.numel() == 0:
-            return torch.full_like(hq, -1)
-        lo = torch.searchsorted(hs, hq)
-        hi = torch.searchsorted(hs, hq, right=True)
-        res = torch.full_like(hq, -1)
-        one = (hi - lo) == 1
-        cand = order[lo.clamp_max(hs.numel() - 1)]
-        ok = one & (patterns[cand] == pq).all(1)
-        res[ok] = cand[ok]
-        for i in ((hi - lo) > 1).nonzero().squeeze(1).tolist():  # hash collisions: compare all
-            for r in order[lo[i]:hi[i]].tolist():
-                if bool((patterns[r] == pq[i]).all()):
-                    res[i] = r
-        return res
+    @staticmethod
+    def _lookup(index, patterns, hq, pq) -> torch.Tensor:
+        return _lookup(index, patterns, hq, pq)
 
     def _check_witnesses(self, patterns, xw, rid, xcells):
         """Witnesses must have their region's pattern and satisfy its inequalities strictly."""
@@ -1236,8 +1361,8 @@ class _Engine:
 
 
 # ---------------------------------------------------------------------------------------- API
-def enumerate(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
-              neighbours: bool = False, audit_samples: int = 0) -> RegionEnumeration:
+def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
+              neighbours: bool = False, audit_samples: int = 0) -> FullSpaceRegions:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
     Exact layer-by-layer refinement of convex cells (no LP per region); all of R^d through an
@@ -1249,10 +1374,7 @@ def enumerate(net: PLNet, box=None, *, max_regions: int | None = None, time_limi
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet (use PLNet.from_torch), got {type(net).__name__}")
     d = net.input_dim
-    if max_regions is not None and (not isinstance(max_regions, (int, np.integer)) or max_regions < 1):
-        raise InvalidInputError(f"max_regions must be a positive integer or None, got {max_regions!r}")
-    if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
-        raise InvalidInputError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
+    max_regions, time_limit = check_budget(max_regions, time_limit)
     if not isinstance(audit_samples, (int, np.integer)) or audit_samples < 0:
         raise InvalidInputError(f"audit_samples must be a non-negative integer, got {audit_samples!r}")
     if box is not None:
@@ -1280,17 +1402,5 @@ def enumerate(net: PLNet, box=None, *, max_regions: int | None = None, time_limi
         res = eng.finish(neighbours, int(audit_samples))
     res.seconds = time.perf_counter() - t0
     res._net = net
+    res._rvec = eng.rvec
     return res
-
-
-class _CallableModule(type(builtins)):
-    """This module shares its name with its function (``relulab.regions.enumerate``): once the
-    import system binds the module as the package attribute, calling it must still enumerate."""
-
-    def __call__(self, *args, **kwargs):
-        return enumerate(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule
