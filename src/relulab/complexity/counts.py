@@ -212,7 +212,7 @@ def local_counts(net, x, radius: float, *, shape: str = "square", directions=Non
         if d > 6:
             raise InvalidInputError(f"shape='cube' enumerates regions in all of R^d and is meant for small d "
                                     f"(d <= 6); the input has d = {d}: use a segment or a 2-D shape")
-        full = getattr(regions, "full_space", None) or regions.enumerate
+        full = regions.full_space
         counts = torch.zeros(n, dtype=torch.long)
         for i in range(n):
             res = full(net, (X[i] - r, X[i] + r), **budget)
