@@ -41,7 +41,9 @@ class Probe:
     name: str
     argv: list[str] | None = None          # a `relulab` command line ({d}: the scratch folder)
     code: str | None = None                # or Python defining probe() -> (correct: bool, detail)
-    expect: str = "error"                  # CLI: "error" (must refuse) or "ok" (must succeed and pass check)
+    expect: str = "error"                  # CLI: "error" (must refuse), "ok" (must succeed and pass check)
+    #                                        or "either" (a clean refusal or a success that passes check)
+    words: str | None = None               # CLI "error": text the error line must contain (the flag or file)
     check: str | None = None               # CLI "ok": Python expression over out, err, d (Path) that must hold
     timeout: float = 60.0
     memory_gib: float = 4.0
@@ -310,31 +312,35 @@ def probes() -> list[Probe]:
     P.append(_cli("8 allocation", "teacher-student --starts 1000000000", ["landscape", "teacher-student", "--d", "2",
                                                                            "--starts", "1000000000"], memory_gib=2))
     # ---- 9. careless flags and files: one clear line
+    # (name, argv, what the one error line must name; "either": a correct success is fine too)
     nine = [
-        ("sparse state dict", ["info", "{d}/sparse.pt", "--arch", "mlp:2-8-1:relu"]),
-        ("meta-device state dict", ["info", "{d}/meta.pt", "--arch", "mlp:2-8-1:relu"]),
-        ("structured .npy", ["ntk", MODEL, "{d}/structured.npy"]),
-        ("--memory inf", ["ntk", MODEL, "{d}/x.npy", "--memory", "inf"]),
-        ("zero-length --line", ["regions", MODEL, "--line", "0,0", "0,0"]),
-        ("overflowing --line", ["regions", MODEL, "--line", "1e308,1e308", "-1e308,-1e308"]),
-        ("--d 99999999999999999999", ["landscape", "teacher-student", "--d", HUGE]),
-        ("--k 99999999999999999999", ["landscape", "teacher-student", "--d", "2", "--k", HUGE]),
-        ("--max-points 99999999999999999999", ["ntk", MODEL, "{d}/x.npy", "--max-points", HUGE]),
+        ("sparse state dict", ["info", "{d}/sparse.pt", "--arch", "mlp:2-8-1:relu"], "sparse.pt"),
+        ("meta-device state dict", ["info", "{d}/meta.pt", "--arch", "mlp:2-8-1:relu"], "meta.pt"),
+        ("structured .npy", ["ntk", MODEL, "{d}/structured.npy"], "structured.npy"),
+        ("--memory inf", ["ntk", MODEL, "{d}/x.npy", "--memory", "inf"], "--memory"),
+        ("zero-length --line", ["regions", MODEL, "--line", "0,0", "0,0"], "--line"),
+        ("overflowing --line", ["regions", MODEL, "--line", "1e308,1e308", "-1e308,-1e308"], "--line"),
+        ("--d 99999999999999999999", ["landscape", "teacher-student", "--d", HUGE], "--d"),
+        ("--k 99999999999999999999", ["landscape", "teacher-student", "--d", "2", "--k", HUGE], "--k"),
+        ("--max-points 99999999999999999999", ["ntk", MODEL, "{d}/x.npy", "--max-points", HUGE, "--json"],
+         "either"),
         ("--top 99999999999999999999", ["hessian", MODEL, "{d}/x.npy", "--targets", "{d}/y.npy", "--loss", "mse",
-                                        "--top", HUGE]),
-        ("--d 5000", ["landscape", "teacher-student", "--d", "5000", "--starts", "1"]),
-        ("--dims 100000", ["landscape", "jacobian-rank", "--grid", "--dims", "100000", "--ns", "500", "--ms", "200"]),
+                                        "--top", HUGE], "--top"),
+        ("--d 5000", ["landscape", "teacher-student", "--d", "5000", "--starts", "1"], "--d"),
+        ("--dims 100000", ["landscape", "jacobian-rank", "--grid", "--dims", "100000", "--ns", "500", "--ms", "200"],
+         "--dims"),
         ("--trace-queries 100000000", ["hessian", MODEL, "{d}/x.npy", "--targets", "{d}/y.npy", "--loss", "mse",
-                                       "--trace-queries", "100000000"]),
-        ("empty CSV", ["landscape", "classify", SHALLOW, "{d}/empty.csv", "--targets", "{d}/y.npy"]),
-        ("huge --k range", ["init", "maxout", "--k", "2-100000000000"]),
-        ("FIFO as model", ["info", "{d}/fifo.pt2"]),
-        ("/dev/zero as model", ["info", "/dev/zero"]),
-        ("--extent with inf", ["regions", MODEL, "--plane", "--extent", "-1", "1", "-1", "1e400"]),
-        ("--time-limit nan", ["regions", MODEL, "--all", "--time-limit", "nan"]),
+                                       "--trace-queries", "100000000"], "--trace-queries"),
+        ("empty CSV", ["landscape", "classify", SHALLOW, "{d}/empty.csv", "--targets", "{d}/y.npy"], "empty.csv"),
+        ("huge --k range", ["init", "maxout", "--k", "2-100000000000"], "--k"),
+        ("FIFO as model", ["info", "{d}/fifo.pt2"], "fifo.pt2"),
+        ("/dev/zero as model", ["info", "/dev/zero"], "/dev/zero"),
+        ("--extent with inf", ["regions", MODEL, "--plane", "--extent", "-1", "1", "-1", "1e400"], "extent"),
+        ("--time-limit nan", ["regions", MODEL, "--all", "--time-limit", "nan"], "--time-limit"),
     ]
-    for name, argv in nine:
-        P.append(_cli("9 flags and files", name, argv, memory_gib=2, timeout=20 if "FIFO" in name else 45))
+    for name, argv, words in nine:
+        kw = dict(expect="either", check="json.loads(out)['n'] == 12") if words == "either" else dict(words=words)
+        P.append(_cli("9 flags and files", name, argv, memory_gib=2, timeout=20 if "FIFO" in name else 45, **kw))
     # ---- 10. outputs
     P.append(_cli("10 outputs", "--plot o reports the file it writes", ["regions", MODEL, "--line", "0,0", "1,1", "--plot",
                                                                        "{d}/o", "--json"], expect="ok",
@@ -391,12 +397,14 @@ def _classify_cli(p: Probe, rc: int, out: str, err: str, d: Path) -> tuple[str, 
         return "traceback", lines[-1][:200] if lines else ""
     if "internal error" in err:
         return "internal error", lines[0][:200]
-    if p.expect == "error":
-        if rc != 0 and len(lines) == 1 and lines[0].startswith("relulab: error: ") and not out.strip():
+    if p.expect in ("error", "either") and rc != 0:
+        if len(lines) == 1 and lines[0].startswith("relulab: error: ") and not out.strip():
+            if p.words and p.words not in lines[0]:
+                return "unclear error", f"does not name {p.words!r}: {lines[0]}"[:200]
             return "handled", lines[0][:200]
-        if rc == 0:
-            return "accepted silently", (out.strip().splitlines() or [""])[0][:200]
         return "unclear error", " | ".join(lines)[:200]
+    if p.expect == "error":
+        return "accepted silently", (out.strip().splitlines() or [""])[0][:200]
     if rc != 0:
         return "failed", " | ".join(lines)[:200]
     try:

@@ -174,3 +174,20 @@ def test_report_folder_is_marked_complete_only_at_the_end(tmp_path):
     assert report.is_complete(out)
     (out / "summary.json").write_text("{}")
     assert not report.is_complete(out)
+
+
+def test_npy_headers_are_checked_before_reading(d, capsys):
+    import struct
+
+    np.save(d / "structured.npy", np.zeros(4, dtype=[("a", "f8"), ("b", "f8")]))
+    np.save(d / "text.npy", np.array(["a", "b"]))
+    hdr = "{'descr': '<f8', 'fortran_order': False, 'shape': (200000000, 2), }"
+    hdr = hdr + " " * (118 - len(hdr)) + "\n"
+    (d / "liar.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + b"\0" * 16)
+    for name, words in (("structured.npy", "numeric array"), ("text.npy", "numeric array"),
+                        ("liar.npy", "not a readable")):
+        line = one_error_line(*run(["ntk", str(d / "mlp.safetensors"), str(d / name)], capsys))
+        assert name in line and words in line
+    line = one_error_line(*run(["regions", str(d / "mlp.safetensors"), "--line", str(d / "structured.npy"), "1,1"],
+                               capsys))
+    assert "--line A" in line and "numeric array" in line

@@ -93,10 +93,35 @@ def json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="draw no progress bar")
 
 
+# the largest .npy array the command line reads (inputs, targets, points)
+MAX_NPY_BYTES = 4 * 2**30
+
+
+def load_npy(path: str, what: str, max_bytes: int = MAX_NPY_BYTES):
+    """A numeric ``.npy`` file as a float64 array, read without pickle. The header is checked first
+    (memory-mapped, nothing read): a structured or non-numeric dtype, a file shorter than its header
+    declares, or more than ``max_bytes`` of data are one error, before anything is allocated."""
+    import numpy as np
+
+    from relulab.core.errors import InvalidInputError, ResourceLimitError
+
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        raise InvalidInputError(f"{what} {path}: not a readable numeric .npy array ({e})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{what} {path}: expected a numeric array, found dtype {getattr(arr, 'dtype', '?')}")
+    if arr.size * 8 > max_bytes:
+        raise ResourceLimitError(f"{what} {path}: {arr.size:,} numbers need {arr.size * 8 / 2**30:.3g} GiB as "
+                                 f"float64, more than the {max_bytes / 2**30:.3g} GiB the command line reads")
+    return np.array(arr, dtype=np.float64)
+
+
 def parse_point(text: str, arg: str, shape, net=None):
     """One input from the command line: comma-separated numbers (one number fills every coordinate) or a
     ``.npy`` file (read without pickle). Returns a tensor of the per-sample ``shape``, in ``net``'s dtype."""
-    import numpy as np
     import torch
 
     from relulab.core.errors import InvalidInputError
@@ -105,13 +130,7 @@ def parse_point(text: str, arg: str, shape, net=None):
     for s in shape:
         numel *= int(s)
     if text.endswith(".npy"):
-        try:
-            arr = np.load(text, allow_pickle=False)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"{arg}: {text} is not a readable .npy array ({e})") from None
-        values = torch.as_tensor(np.asarray(arr, dtype=np.float64)).reshape(-1)
+        values = torch.as_tensor(load_npy(text, arg)).reshape(-1)
     else:
         try:
             values = torch.tensor([float(v) for v in text.split(",") if v.strip()], dtype=torch.float64)
@@ -275,6 +294,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("init", "initialization constants (maxout networks)"),
     "landscape": ("landscape", "loss landscapes in parameter space"),
     "hessian": ("hessian", "Hessian spectrum of a model's loss on data: extreme eigenvalues, trace, density, inertia"),
+    "complexity": ("complexity", "local complexity (density of region boundaries) near data: smoothed, exact 2-D, "
+                                 "line walks, local counts, the grokking proxy"),
+    "tropical": ("tropical", "a network as tropical rational functions p - q (max-plus polynomials)"),
+    "count": ("count", "exact counts: max-pool regions, classifications of a data set, maxout complexity"),
+    "reproduce": ("reproduce", "reproduce a paper's headline experiment (see --list)"),
+    "sweep": ("sweep", "run a resumable sweep of a registered experiment (TOML spec)"),
+    "report": ("report_dir", "one self-contained HTML page from a results folder"),
+    "dynamics": ("dynamics", "training dynamics: kernel vs adaptive regimes of shallow univariate networks"),
 }
 
 

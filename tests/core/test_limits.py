@@ -163,3 +163,25 @@ def test_sparse_and_meta_state_dicts(tmp_path):
     torch.save(meta, tmp_path / "meta.pt")
     with pytest.raises(RelulabError, match="meta"):
         relulab.load(tmp_path / "meta.pt", arch="mlp:2-3-1")
+
+
+def test_torch_file_whose_storage_record_inflates_beyond_its_tensor(tmp_path):
+    buf = io.BytesIO()
+    torch.save({"0.weight": torch.zeros(1, 3), "0.bias": torch.zeros(1)}, buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    p = tmp_path / "inflating.pt"
+    with zipfile.ZipFile(p, "w") as z:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename.endswith("/data/0"):
+                body = bytes(2**22)  # 4 MiB of zeros where 12 bytes belong, deflated to a few KiB
+                z.writestr(info.filename, body, compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                z.writestr(info, body)
+    assert p.stat().st_size < 2**16
+    with pytest.raises(ModelFileError, match="unpacks to 4,194,304 bytes but its tensor declares 12"):
+        relulab.load(p, arch="mlp:3-1")
+    # the untouched file loads
+    ok = tmp_path / "ok.pt"
+    ok.write_bytes(buf.getvalue())
+    assert relulab.load(ok, arch="mlp:3-1").input_shape == (3,)

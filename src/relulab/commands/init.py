@@ -22,6 +22,10 @@ def add_parser(sub) -> None:
     m.set_defaults(handler=run_maxout)
 
 
+# the quadrature is accurate up to this many pieces per unit (K x pool)
+MAX_PIECES = 10**9
+
+
 def _ranks(text: str) -> list[int]:
     from relulab.core.errors import InvalidInputError
 
@@ -34,15 +38,21 @@ def _ranks(text: str) -> list[int]:
     except ValueError:
         raise InvalidInputError(f"--k: expected an integer, a list like 2,3,5 or a range like 2-10, got {text!r}") from None
     count = max(0, ks.stop - ks.start) if isinstance(ks, range) else len(ks)  # len() of a huge range overflows
-    if not 0 < count <= 1000 or min(ks) < 1:
-        raise InvalidInputError(f"--k: ranks must be positive integers (at most 1000 of them), got {text!r}")
+    if not 0 < count <= 1000 or min(ks) < 1 or max(ks) > MAX_PIECES:
+        raise InvalidInputError(f"--k: ranks must be integers from 1 to {MAX_PIECES:,} (at most 1000 of them), "
+                                f"got {text!r}")
     return list(ks)
 
 
 def run_maxout(args, ctx: Context) -> Output:
     from relulab.init import constants_table
 
-    table = constants_table(_ranks(args.k), pool=args.pool)
+    ks = _ranks(args.k)
+    if args.pool is not None and max(ks) * args.pool > MAX_PIECES:
+        from relulab.core.errors import InvalidInputError
+
+        raise InvalidInputError(f"--k {args.k} --pool {args.pool}: at most {MAX_PIECES:,} pieces per unit (K x pool)")
+    table = constants_table(ks, pool=args.pool)
     data = {"constants": [r.to_dict() for r in table.rows],
             "definitions": {"M": "E[max_k N_k^2] over n = K*pool standard normals", "c": "1/M: Var(W) = c / fan_in",
                             "S": "E[min of n chi^2_1]", "L": "E[max of n chi^2_1]",

@@ -68,12 +68,9 @@ def read_inputs(text: str, shape, max_points: int):
     if ds is not None:
         x = ds.x
     elif text.endswith(".npy"):
-        try:
-            x = torch.as_tensor(np.asarray(np.load(text, allow_pickle=False), dtype=np.float64))
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"DATA {text}: not a readable numeric .npy array ({e})") from None
+        from relulab.cli import load_npy
+
+        x = torch.as_tensor(load_npy(text, "DATA"))
     elif text.endswith(".csv"):
         import warnings
 

@@ -11,8 +11,8 @@ _EXPORTS = {
     "RelulabError": "errors", "UnsupportedLayerError": "errors", "DegenerateGeometryError": "errors",
     "InvalidInputError": "errors", "ModelFileError": "errors", "ResourceLimitError": "errors",
     # submodules
-    "convert": "convert", "errors": "errors", "files": "files", "io": "io", "layers": "layers", "plnet": "plnet",
-    "threads": "threads",
+    "convert": "convert", "errors": "errors", "files": "files", "io": "io", "layers": "layers", "limits": "limits",
+    "plnet": "plnet", "recognize": "recognize", "threads": "threads",
 }
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

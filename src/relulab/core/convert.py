@@ -382,7 +382,11 @@ def from_torch(module: nn.Module, input_shape, dtype=torch.float64, device=None,
     out = b.module(module, 0, "")
     net = _finish(b, out, input_shape, torch.float64, device)
     if verify:
-        _verify(module, net)
+        from relulab.core.threads import threads_for
+
+        widest = max([net.input_dim] + [numel(n.layer.out_shape) for n in net.nodes[1:]])
+        with threads_for((_PROBE_RANDOM + 2 * _PROBE_UNITS) * widest):
+            _verify(module, net)
     return net.to(dtype=dtype) if dtype is not None and dtype != torch.float64 else net
 
 

@@ -506,8 +506,9 @@ _ITEMSIZE = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int"
              "Byte": 1, "Bool": 1, "ComplexDouble": 16, "ComplexFloat": 8, "Untyped": 1}
 
 
-def _declared_storages(data: bytes, start: int = 0) -> tuple[int, int]:
-    """Bytes of the tensor storages that one pickle declares, and where it ends, read by walking its
+def _declared_storages(data: bytes, start: int = 0, per_key: dict | None = None) -> tuple[int, int]:
+    """Bytes of the tensor storages that one pickle declares (also by storage key into ``per_key``),
+    and where the pickle ends, read by walking its
     opcodes (``pickletools.genops``: nothing is executed or imported).
 
     torch writes each storage as the persistent id ``('storage', <torch XStorage>, key, location,
@@ -560,7 +561,10 @@ def _declared_storages(data: bytes, start: int = 0) -> tuple[int, int]:
             pid = stack.pop() if name == "BINPERSID" and stack else arg
             if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[4], int):
                 kind = str(pid[1]).rsplit(" ", 1)[-1].removesuffix("Storage")
-                total += max(int(pid[4]), 0) * _ITEMSIZE.get(kind, 16)
+                nbytes = max(int(pid[4]), 0) * _ITEMSIZE.get(kind, 16)
+                total += nbytes
+                if per_key is not None:
+                    per_key[str(pid[2])] = max(per_key.get(str(pid[2]), 0), nbytes)
             stack.append(None)
         elif name == "POP":
             if stack:
@@ -587,9 +591,16 @@ def _check_storages(p: Path, limit: int) -> None:
                 pkl = [i for i in infos if i.filename.endswith("data.pkl")]
                 if not pkl:
                     return
-                declared, _ = _declared_storages(z.read(pkl[0]))
-                available = sum(i.file_size for i in infos if "/data/" in i.filename or i.filename.startswith("data/"))
+                per_key: dict = {}
+                declared, _ = _declared_storages(z.read(pkl[0]), per_key=per_key)
+                records = [i for i in infos if "/data/" in i.filename or i.filename.startswith("data/")]
+                available = sum(i.file_size for i in records)
+                # torch reads a storage's record whole: one that unpacks to more than its tensor
+                # declares (a deflated bomb) is refused before torch allocates it
+                oversized = [(i.filename.rsplit("/", 1)[-1], i.file_size) for i in records
+                             if per_key and i.file_size > per_key.get(i.filename.rsplit("/", 1)[-1], 0)]
         else:
+            oversized = []
             data = p.read_bytes()
             declared, pos = 0, 0
             for _ in range(4):  # magic number, protocol, system info, then the object with the storages
@@ -601,6 +612,10 @@ def _check_storages(p: Path, limit: int) -> None:
             available = len(data)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
         raise ModelFileError(f"{p}: corrupt or truncated torch file ({_first_line(e)})") from None
+    if oversized:
+        key, size = oversized[0]
+        raise ModelFileError(f"{p}: storage record {key} unpacks to {size:,} bytes but its tensor declares "
+                             f"{per_key.get(key, 0):,}; corrupt or crafted torch file")
     limits.check(declared, limit, f"{p}: bytes of the tensors it declares", "max_bytes=, "
                  "relulab.core.limits.MAX_FILE_BYTES")
     if declared > available:

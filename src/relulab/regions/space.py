@@ -474,7 +474,7 @@ class _Engine:
         # both domains are refined in compactified coordinates (a box is the compactified R^d
         # clipped by its 2d faces, which are hyperplanes there too): coordinates stay within the
         # simplex whatever the box's size, so tolerances follow the geometry, not the box
-        self.n_rd = 1 + (d + 1) * d // 2
+        self.n_rd = 1 + d
         self.n_dom = self.n_rd + (0 if box is None else 2 * d)
         self.A = _simplex_normals(d, self.dt, self.dev)
         self.R0 = self._length_scale()
@@ -536,33 +536,37 @@ class _Engine:
             return 1.0
         return float(dist.median().clamp(1e-6, 1e6))
 
-    def initial(self) -> list[_Batch]:
+    def initial(self):
+        """The pyramids ``P_k = conv(0, facet k of S)`` as batches of cells, a few pyramids at a time
+        (generated on demand, so that set-up costs nothing before the budgets are checked).
+
+        Bits: 0 is the outer facet; the facet of ``P_k`` opposite the vertex ``-d a_j`` (the wall
+        shared with ``P_j``) is bit ``1 + (j if j < k else j - 1)``: local to the pyramid (a bit
+        names one hyperplane within a cell, and a cell lies in one pyramid), so there are ``d + 1``
+        domain bits instead of one per pair of pyramids."""
         d, dev, dt, W = self.d, self.dev, self.dt, self.W
         n = self.net.n_units
-        A = self.A
-        V = -d * A  # vertex j of S is -d a_j
-        pair = {}
-        for i in range(d + 1):
-            for j in range(i + 1, d + 1):
-                pair[(i, j)] = pair[(j, i)] = 1 + len(pair) // 2
-        Xs, incs, cids = [], [], []
-        for k in range(d + 1):
-            others = [j for j in range(d + 1) if j != k]
-            pts = [torch.zeros(d, dtype=dt, device=dev)] + [V[j] for j in others]
-            bits = [[pair[(k, i)] for i in others]]
-            for j in others:
-                bits.append([0] + [pair[(k, i)] for i in others if i != j])
-            Xs.append(torch.stack(pts))
-            incs.append(torch.stack([bitmask(torch.tensor(b, device=dev), W).sum(0) for b in bits]))
-            cids.append(torch.full((d + 1,), k, dtype=torch.long, device=dev))
-        X, inc, cid = torch.cat(Xs), torch.cat(incs), torch.cat(cids)
-        C = d + 1
-        pyr = torch.arange(d + 1, device=dev)
-        if self.box is not None:
-            X, cid, inc, C, pyr = self._clip_to_box(X, cid, inc, C, pyr)
-        pat = torch.full((C, n), -1, dtype=torch.int8, device=dev)
-        tie = torch.zeros(C, n, dtype=torch.bool, device=dev)
-        return [_Batch(X, cid, inc, C, pat, tie, pyr)]
+        V = -d * self.A  # vertex j of S is -d a_j
+        full = bitmask(torch.arange(d + 1, device=dev), W).sum(0)
+        walls = bitmask(torch.arange(1, d + 1, device=dev), W)  # (d, W)
+        outer = bitmask(torch.zeros(1, dtype=torch.long, device=dev), W)
+        inc1 = torch.cat([full - outer, full[None] - walls])  # apex: every wall; base vertex: all but its wall
+        vert = torch.arange(d + 1, device=dev)
+        # pyramids per batch: all of them in low dimension, fewer when one pyramid is large
+        per = max(1, min(d + 1, int(self.nv_cap // (d + 1))))
+        for k0 in range(0, d + 1, per):
+            ks = torch.arange(k0, min(d + 1, k0 + per), device=dev)
+            C = ks.numel()
+            others = vert[None].expand(C, -1)[vert[None] != ks[:, None]].reshape(C, d)
+            X = torch.cat([torch.zeros(C, 1, d, dtype=dt, device=dev), V[others]], 1).reshape(-1, d)
+            inc = inc1.repeat(C, 1)
+            cid = torch.arange(C, device=dev).repeat_interleave(d + 1)
+            pyr = ks
+            if self.box is not None:
+                X, cid, inc, C, pyr = self._clip_to_box(X, cid, inc, C, pyr)
+            pat = torch.full((C, n), -1, dtype=torch.int8, device=dev)
+            tie = torch.zeros(C, n, dtype=torch.bool, device=dev)
+            yield _Batch(X, cid, inc, C, pat, tie, pyr)
 
     def _clip_to_box(self, X, cid, inc, C, pyr):
         """Clip the pyramids by the box faces. On pyramid ``k`` (``s = 1 - a_k . y > 0``) the face
@@ -641,12 +645,18 @@ class _Engine:
         return self.deadline is not None and time.perf_counter() > self.deadline
 
     def run(self):
-        stack = self.initial()
+        pyramids = self.initial()
+        stack = []
         L = len(self.net.max_units)
-        while stack:
+        while True:
             if self._out_of_time():
                 self.stopped_by = "time_limit"
                 break
+            if not stack:
+                nxt = next(pyramids, None)
+                if nxt is None:
+                    break
+                stack.append(nxt)
             b = stack.pop()
             if b.layer >= L:
                 self.emit(b)
@@ -709,7 +719,7 @@ class _Engine:
             nb.maps = nb.plan = nb.nplan = nb.flat = nb.par = None
             nb.done = []
             stack.append(nb)
-        self.complete = not stack and self.stopped_by is None
+        self.complete = not stack and self.stopped_by is None and next(pyramids, None) is None
         if self.complete:
             self.stopped_by = None
 
