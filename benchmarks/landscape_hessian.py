@@ -1,11 +1,18 @@
 """Benchmark of ``relulab.landscape.hessian`` against PyHessian and curvlinops, in one process run.
 
-    /work/peers-venv/bin/python benchmarks/landscape_hessian.py            # peers installed there
-    .venv/bin/python benchmarks/landscape_hessian.py --no-peers            # relulab alone
+    make peers                                                   # once: the peers' environment
+    .venv/bin/python benchmarks/landscape_hessian.py             # re-runs itself under .peers-venv
+    .peers-venv/bin/python benchmarks/landscape_hessian.py       # the same, directly
+    .venv/bin/python benchmarks/landscape_hessian.py --no-peers  # relulab alone
+    .venv/bin/python benchmarks/landscape_hessian.py --skip-accuracy --load 2   # speed, 2 busy processes
 
-Peers (not in CI): ``pip install pyhessian``; ``pip install --no-deps curvlinops-for-pytorch
-backpack-for-pytorch einconv opt-einsum unfoldNd linear_operator`` plus ``tqdm einops jaxtyping``
-(``--no-deps`` keeps backpack's torchvision requirement from pulling a CUDA torch).
+Peers (not in CI): PyHessian and curvlinops, in one process with relulab, so the script runs under
+the peers' interpreter (``make peers`` builds ``.peers-venv``, pinned versions, see
+benchmarks/peers.py); started by another interpreter without the peers, it re-runs itself under
+``--peer-python`` (default ``.peers-venv/bin/python``). relulab is imported from this repository's
+``src``. Threads: torch's default (what a user gets; each engine picks its own for small work);
+``--threads N`` pins them. ``--load N`` runs N CPU-bound processes during the run (stopped at the
+end), to measure under load.
 
 Part 1, accuracy (float64, every tool at its defaults): an MLP 10-12-12-3 with cross-entropy on 200
 points (P = 327), top-5 eigenvalues and the trace against the dense Hessian (``torch.autograd.functional
@@ -26,14 +33,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from relulab.landscape.hessian import HessianOperator, hessian_eigenpairs, hessian_trace
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent / "src"), str(HERE)]  # relulab from this repository, under any interpreter
+
+from relulab.landscape.hessian import HessianOperator, hessian_eigenpairs, hessian_trace  # noqa: E402
+from load import add_run_arguments, apply_threads, cpu_load  # noqa: E402
+from peers import add_peer_argument, peer_python  # noqa: E402
 
 
 def mlp(widths, dtype, seed):
@@ -76,8 +91,6 @@ class _Counted:
 
 
 def run_pyhessian(model, x, y, k):
-    import sys
-
     from pyhessian import hessian as pyh
 
     mod = sys.modules["pyhessian.hessian"]  # the package's name ``hessian`` is the class, not the module
@@ -272,20 +285,32 @@ def main(argv=None):
     p.add_argument("--trace-seeds", type=int, default=100, help="seeds for the trace errors of part 1")
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--skip-accuracy", action="store_true")
+    add_run_arguments(p)
+    add_peer_argument(p)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    torch.set_num_threads(torch.get_num_threads())
     tools = ["relulab"]
     if not a.no_peers:
-        for name, mod in (("pyhessian", "pyhessian"), ("curvlinops", "curvlinops")):
+        missing = []
+        for mod in ("pyhessian", "curvlinops"):
             try:
                 __import__(mod)
-                tools.append(name)
-            except ImportError as e:
-                print(f"# {name} not importable ({e}); skipped")
-    out = {"accuracy": part_accuracy(tools, a.k, a.tol, a.queries, a.trace_seeds)}
-    if not a.skip_speed:
-        out["speed"] = part_speed(tools, a.k, a.tol, a.queries, a.rounds, a.n)
+            except ImportError:
+                missing.append(mod)
+        if missing:
+            py = peer_python(a.peer_python)
+            if Path(sys.prefix).resolve() == py.parent.parent.resolve():  # already the peers' environment
+                raise SystemExit(f"{', '.join(missing)} not importable under {py}: rebuild with `make peers`")
+            os.execv(str(py), [str(py), str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv)])
+        tools += ["pyhessian", "curvlinops"]
+    print(f"# {apply_threads(a)}, python {sys.executable}")
+    out = {}
+    with cpu_load(a.load):
+        if not a.skip_accuracy:
+            out["accuracy"] = part_accuracy(tools, a.k, a.tol, a.queries, a.trace_seeds)
+        if not a.skip_speed:
+            out["speed"] = part_speed(tools, a.k, a.tol, a.queries, a.rounds, a.n)
     if a.json:
         from relulab.results import to_plain
 

@@ -2,13 +2,16 @@
 
 One command::
 
+    make peers                                                   # once: the peers' environment
     .venv/bin/python benchmarks/regions_full_space.py            # peer table + growth sweeps
     .venv/bin/python benchmarks/regions_full_space.py --quick    # first network only, no sweeps
+    .venv/bin/python benchmarks/regions_full_space.py --no-peer  # relulab alone
 
 For each network ``relucent.set_seeds(seed); relucent.mlp(widths, add_last_relu=True)`` (built by
-``benchmarks/relucent_peer.py`` inside relucent's own environment, /work/peers-venv), relucent counts
-the regions of all of R^d (breadth-first search over certified facets, one LP each) in a subprocess
-and writes the weights to a safetensors file (weights only); relulab loads the same weights into a
+``benchmarks/relucent_peer.py`` in the peers' environment ``.peers-venv``, or ``--peer-python``),
+relucent counts the regions of all of R^d as its users run it, ``Complex(model).bfs()``
+(breadth-first search over the regions' facets, one LP each, then its own completeness check) in a
+subprocess and writes the weights to a safetensors file (weights only); relulab loads the same weights into a
 ``torch.nn.Sequential`` and runs ``relulab.regions.full_space(net)`` (all of R^d, default options:
 patterns, witnesses, boundedness, neighbour graph, linear regions, decision boundary). Both sides run
 in the same invocation on the same machine, one after the other. Reported: both counts, wall-clock and
@@ -16,8 +19,10 @@ CPU seconds (relucent's include its worker processes), regions per second and th
 and CPU). relulab's time is the median of ``--repeats`` runs; relucent runs once (minutes per
 network); on networks deeper than two hidden layers it is stopped after ``--peer-time-limit`` seconds
 (a full search takes hours there), its count is then a lower bound (``<=`` in the table: every region it
-found is among relulab's count) and the ratio compares regions per second. relulab runs with one torch thread (``--threads``), which on a shared machine is also the
-fastest setting for its many small tensor ops; relucent uses its default worker pool.
+found is among relulab's count; its completeness check has not run) and the ratio compares regions per
+second. Both run with their defaults: relulab with torch's default threads (it picks its own for small
+operations; ``--threads N`` pins torch), relucent with its default worker pool. ``--load N`` runs N
+CPU-bound processes for the whole run (stopped at the end), to measure under load.
 
 The sweeps time relulab alone on random networks of growing size (regions, seconds, microseconds per
 region), to show how the time grows with the number of regions and with the input dimension.
@@ -31,7 +36,6 @@ import math
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,12 +50,13 @@ sys.path.insert(0, str(ROOT / "src"))
 import relulab  # noqa: E402
 from relulab.regions import full_space  # noqa: E402
 
-PEER_PYTHON = "/work/peers-venv/bin/python"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from load import add_run_arguments, apply_threads, cpu_load  # noqa: E402
+from peers import add_peer_argument, peer_python, run_peer_code  # noqa: E402
 
 _PEER_CODE = r"""
 import json, resource, sys, time
-sys.path.insert(0, {bench!r})
-from relucent_peer import build, count_regions
+from relucent_peer import build, count_regions, finish
 from safetensors.torch import save_file
 model = build({widths!r}, {seed!r})
 save_file({{k: v.contiguous() for k, v in model.state_dict().items()}}, {out!r})
@@ -59,17 +64,16 @@ def cpu():  # this process and its finished worker processes (relucent's search 
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 c0 = cpu()
-count, secs = count_regions(model, {limit!r})
-cpu = cpu() - c0
-complete = {limit!r} is None or secs < {limit!r}
+count, secs, complete = count_regions(model, {limit!r})
+cpu = cpu() - c0  # an unfinished search's live workers are not counted: a lower bound then
 print(json.dumps({{"count": count, "seconds": secs, "cpu_seconds": cpu, "complete": complete}}))
+finish()
 """
 
 
-def run_peer(widths, seed, weights_path: str, python: str, time_limit=None) -> dict:
-    code = _PEER_CODE.format(bench=str(ROOT / "benchmarks"), widths=list(widths), seed=seed, out=weights_path,
-                             limit=time_limit)
-    res = subprocess.run([python, "-c", code], capture_output=True, text=True)
+def run_peer(widths, seed, weights_path: str, python, time_limit=None) -> dict:
+    code = _PEER_CODE.format(widths=list(widths), seed=seed, out=weights_path, limit=time_limit)
+    res = run_peer_code(python, code, timeout=None if time_limit is None else time_limit + 600)
     if res.returncode != 0:
         raise RuntimeError(f"relucent failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -176,18 +180,20 @@ def sweeps(args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--widths", nargs="*", default=["4,10,10,2", "4,10,10,10,2"])
-    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--peer-python", default=PEER_PYTHON)
+    p.add_argument("--widths", nargs="*", default=["4,10,10,2", "4,10,10,10,2"],
+                   help="peer-table networks as comma-separated layer widths (default 4,10,10,2 4,10,10,10,2)")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="relucent seeds (default 0 1 2)")
+    p.add_argument("--repeats", type=int, default=3, help="relulab runs per network, median reported (default 3)")
+    add_run_arguments(p)
+    add_peer_argument(p)
     p.add_argument("--no-peer", action="store_true", help="skip the relucent comparison")
     p.add_argument("--no-sweep", action="store_true", help="skip the growth sweeps")
     p.add_argument("--quick", action="store_true", help="first network and seed only, no sweeps")
     p.add_argument("--sweep-limit", type=float, default=300.0, help="time limit per sweep network (s)")
     p.add_argument("--peer-time-limit", type=float, default=600.0,
-                   help="stop relucent after this many seconds on networks deeper than --peer-full-depth; its "
-                        "count is then a lower bound, and the ratio compares regions per second")
+                   help="stop relucent after this many seconds (default 600) on networks deeper than "
+                        "--peer-full-depth; its count is then a lower bound, and the ratio compares regions per "
+                        "second")
     p.add_argument("--peer-full-depth", type=int, default=2,
                    help="hidden layers up to which relucent always runs to completion")
     p.add_argument("--json", help="also write all rows to this file")
@@ -195,14 +201,15 @@ def main(argv=None):
     args.widths = [[int(w) for w in s.split(",")] for s in args.widths]
     if args.quick:
         args.widths, args.seeds, args.no_sweep = args.widths[:1], args.seeds[:1], True
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), relulab {relulab.__version__}, "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    result = {}
     if not args.no_peer:
-        result["peer"] = peer_table(args)
-    if not args.no_sweep:
-        result["sweep"] = sweeps(args)
+        args.peer_python = peer_python(args.peer_python)
+    print(f"{apply_threads(args)}, relulab {relulab.__version__}")
+    result = {}
+    with cpu_load(args.load):
+        if not args.no_peer:
+            result["peer"] = peer_table(args)
+        if not args.no_sweep:
+            result["sweep"] = sweeps(args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return result

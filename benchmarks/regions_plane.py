@@ -1,5 +1,6 @@
 """Benchmark of ``relulab.regions.on_plane`` (exact activation regions on a 2-D slice).
 
+    make peers                                              # once: the peers' environment
     .venv/bin/python benchmarks/regions_plane.py            # all three rows
     .venv/bin/python benchmarks/regions_plane.py --no-peer  # without relucent
 
@@ -8,13 +9,15 @@
     that the network assigns to three different classes (the plane spans all three: s, t in
     [-0.2, 1.2]);
 (c) relucent (LP-based search over the dual graph, https://pypi.org/project/relucent/) on a 2-input
-    network, run in its own environment (/work/peers-venv, see benchmarks/relucent_peer.py) on the
-    same weights. relucent enumerates the regions of all of R^2; relulab partitions the box
+    network, run in the peers' environment (``.peers-venv`` built by ``make peers``, or
+    ``--peer-python``; see benchmarks/peers.py) on the same weights, as its users run it
+    (``Complex(model).bfs()``, completeness check included). relucent enumerates the regions of all of R^2; relulab partitions the box
     [-R, R]^2, which holds every region once it contains every vertex of the partition: the count is
     checked to be the same for R and 10 R, and to equal relucent's.
 
 Rates are regions per wall-clock second of one call; the CPU seconds of this process are shown too
-(wall time inflates on a shared machine). One torch thread unless --threads says otherwise.
+(wall time inflates on a shared machine). torch's default threads (what a user gets) unless
+--threads pins them; ``--load N`` runs N CPU-bound processes during the run.
 Prints a table.
 """
 
@@ -24,7 +27,6 @@ import argparse
 import collections
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +39,9 @@ import relulab
 from relulab.regions import on_plane
 
 HERE = Path(__file__).resolve().parent
-PEER_PY = Path(os.environ.get("RELUCENT_PYTHON", "/work/peers-venv/bin/python"))
+sys.path.insert(0, str(HERE))
+from load import add_run_arguments, apply_threads, cpu_load  # noqa: E402
+from peers import add_peer_argument, peer_python, run_peer_code  # noqa: E402
 
 
 def timed(fn, *args, **kw):
@@ -88,27 +92,25 @@ def case_b(extent=(-0.2, 1.2, -0.2, 1.2)):
 
 _PEER = r"""
 import json, sys, time
-sys.path.insert(0, sys.argv[1])
-from relucent_peer import build, count_regions
+from relucent_peer import build, count_regions, finish
 from safetensors.torch import save_file
-widths, seed, path = json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+widths, seed, path = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 model = build(widths, seed)
 save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
-count, secs = count_regions(model)
+count, secs, complete = count_regions(model)
 print(json.dumps({"count": count, "seconds": secs, "layers": [n for n, _ in model.named_children()]}))
+finish()
 """
 
 
-def case_c(widths=(2, 16, 16, 1), seed=0, R=1000.0):
-    if not (PEER_PY.exists() and (HERE / "relucent_peer.py").exists()):
-        return []
+def case_c(python, widths=(2, 16, 16, 1), seed=0, R=1000.0):
     from safetensors.torch import load_file
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "weights.safetensors")
-        t0 = time.perf_counter()
-        out = subprocess.run([str(PEER_PY), "-c", _PEER, str(HERE), json.dumps(list(widths)), str(seed), path],
-                             capture_output=True, text=True, check=True)
+        out = run_peer_code(python, _PEER, [json.dumps(list(widths)), seed, path])
+        if out.returncode != 0:
+            raise SystemExit(f"relucent failed:\n{out.stderr[-3000:]}")
         peer = json.loads(out.stdout.strip().splitlines()[-1])
         sd = load_file(path)
     layers = collections.OrderedDict()
@@ -126,7 +128,7 @@ def case_c(widths=(2, 16, 16, 1), seed=0, R=1000.0):
     r_rel = row("(c) relulab", what + f", box [-{R:g},{R:g}]^2", res.count, wall, cpu,
                 f"same count with R x 10: {res.count == big.count}; equals relucent: {ok}")
     r_peer = row("(c) relucent", what + ", all of R^2", peer["count"], peer["seconds"], float("nan"),
-                 "BFS over regions with Gurobi LPs, completeness verified")
+                 "Complex.bfs(): BFS over regions with Gurobi LPs, then its completeness check")
     r_rel["ratio"] = r_rel["regions_per_s"] / r_peer["regions_per_s"]
     if not ok:
         raise SystemExit(f"count mismatch: relulab {res.count} (R) / {big.count} (10 R), relucent {peer['count']}")
@@ -136,18 +138,18 @@ def case_c(widths=(2, 16, 16, 1), seed=0, R=1000.0):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-peer", action="store_true", help="skip the relucent comparison")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch CPU threads (default 1: the engine runs many small tensor operations, which "
-                         "gain little from intra-op threads and lose much on a busy machine)")
+    add_peer_argument(ap)
+    add_run_arguments(ap)
     ap.add_argument("--json", action="store_true", help="print the rows as JSON too")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = [case_a(), case_b()]
-    if not args.no_peer:
-        rows += case_c()
-    print(f"relulab {relulab.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
-          f"float64, device cpu")
+    setting = apply_threads(args)
+    python = None if args.no_peer else peer_python(args.peer_python)
+
+    with cpu_load(args.load):
+        rows = [case_a(), case_b()]
+        if not args.no_peer:
+            rows += case_c(python)
+    print(f"relulab {relulab.__version__}, {setting}, float64, device cpu")
     hdr = f"{'case':<13} {'regions':>8} {'wall s':>8} {'cpu s':>7} {'regions/s':>10}  network / domain"
     print(hdr)
     print("-" * len(hdr))

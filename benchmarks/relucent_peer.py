@@ -1,15 +1,17 @@
 """Peer side of the full-space region-count benchmark: relucent (https://pypi.org/project/relucent/).
 
-Runs in its own environment, not relulab's::
+Runs in the peers' environment, not relulab's (``make peers`` builds it at ``.peers-venv``)::
 
-    python -m venv /work/peers-venv
-    /work/peers-venv/bin/pip install torch==2.13.0
-    echo torch==2.13.0 > /tmp/peers-constraints.txt
-    /work/peers-venv/bin/pip install -c /tmp/peers-constraints.txt relucent==1.0.0 safetensors
-    /work/peers-venv/bin/python benchmarks/relucent_peer.py
+    make peers
+    .peers-venv/bin/python benchmarks/relucent_peer.py [OUT_DIR] [TIME_LIMIT_SECONDS]
 
-relucent solves its LPs with Gurobi (``gurobipy`` from PyPI, whose built-in size-limited
-license is enough for these nets).
+relucent solves its LPs with Gurobi (``gurobipy`` from PyPI, a dependency of relucent, whose
+built-in size-limited license is enough for these nets).
+
+relucent is run as its users run it: ``relucent.Complex(model).bfs()`` with its defaults
+(breadth-first search from the origin's region across the facets of each region, a FIFO queue,
+one LP per facet, worker processes on every core, and at the end its own completeness check
+``certify_complex``, ``verify=True``); only its progress output is silenced (``verbose=0``).
 
 Networks are ``relucent.set_seeds(seed); relucent.mlp(widths, add_last_relu=True)``: NumPy
 float64 weights (``W ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, then the bias, layer by layer,
@@ -19,13 +21,14 @@ output layer is followed by a ReLU, so its units are hyperplanes of the arrangem
 """
 
 import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 import relucent
 import torch
-from relucent._internal.parallel import BlockingQueue
 from relucent.model.model import LinearLayer
 from safetensors.torch import save_file
 
@@ -43,33 +46,41 @@ def build(widths, seed, add_last_relu=True):
     return model
 
 
-class _DeadlineQueue(BlockingQueue):
-    """relucent's FIFO search queue, which stops handing out cells after a deadline."""
-
-    def __init__(self, deadline):
-        super().__init__()
-        self.deadline = deadline
-
-    def pop(self):
-        if time.perf_counter() > self.deadline:
-            raise IndexError("time limit")
-        return super().pop()
-
-
 def count_regions(model, time_limit=None):
-    """Enumerate all activation regions of the whole input space; return ``(count, seconds)``.
+    """relucent's ``Complex(model).bfs()`` (BFS and completeness check); return
+    ``(count, seconds, complete)``.
 
-    Breadth-first search from the origin's region across certified facets, then relucent's
-    completeness certificate (``verify=True``). With ``time_limit`` (seconds) the search stops
-    handing out new cells once it has passed, and the count is that of a partial search.
+    ``time_limit`` (seconds): ``bfs`` cannot be interrupted, so it runs in a thread; when the limit
+    passes first, the number of regions it has found by then is returned (a lower bound, every one of
+    them a region) with ``complete=False``, and the caller must end the process (its worker processes
+    keep running otherwise): :func:`finish` does.
     """
     cx = relucent.Complex(model)
     t0 = time.perf_counter()
     if time_limit is None:
         cx.bfs(verbose=0)
-    else:
-        cx.searcher(queue=_DeadlineQueue(t0 + time_limit), verify=False, verbose=0)
-    return len(cx), time.perf_counter() - t0
+        return len(cx), time.perf_counter() - t0, True
+    errors = []
+
+    def search():
+        try:
+            cx.bfs(verbose=0)
+        except BaseException as e:  # noqa: BLE001 - reported by the caller
+            errors.append(e)
+
+    th = threading.Thread(target=search, daemon=True)
+    th.start()
+    th.join(time_limit)
+    if errors:
+        raise errors[0]
+    return len(cx), time.perf_counter() - t0, not th.is_alive()
+
+
+def finish(code: int = 0) -> None:
+    """End the process now, also when a time-limited search is still running in its thread."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(out_dir="/tmp/relucent_models", time_limit=None):
@@ -93,21 +104,24 @@ def main(out_dir="/tmp/relucent_models", time_limit=None):
                 "weight_layout": "fcI.weight is (out, in): y = x @ W.T + b",
             }
             (out / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
-            count, secs = count_regions(model, time_limit)
+            count, secs, complete = count_regions(model, time_limit)
             row = {
                 "widths": widths,
                 "seed": seed,
                 "regions": count,
-                "complete": time_limit is None or secs < time_limit,
+                "complete": complete,
                 "seconds": round(secs, 3),
                 "regions_per_second": round(count / secs, 1),
             }
             (out / f"{stem}.json").write_text(json.dumps({**meta, **row}, indent=2) + "\n")
             results.append(row)
             print(json.dumps(row), flush=True)
+            if not complete:  # the unfinished search still runs in its thread: nothing more can be timed
+                finish()
     return results
 
 
 if __name__ == "__main__":
     # usage: relucent_peer.py [OUT_DIR] [TIME_LIMIT_SECONDS per network; partial counts]
     main(*sys.argv[1:2], *[float(a) for a in sys.argv[2:3]])
+    finish()

@@ -109,7 +109,7 @@ def test_info_exported_program(models, capsys):
     (["info"], "required"),
     (["frobnicate"], "invalid choice"),
     (["demo"], "--out"),
-    (["demo", "--out", "{d}/o", "--seed", "abc"], "invalid int value"),
+    (["demo", "--out", "{d}/o", "--seed", "abc"], "--seed: expected an integer"),
 ])
 def test_errors_are_one_line(models, capsys, args, words):
     code, out, err = run([a.format(d=models) for a in args], capsys)
@@ -122,7 +122,9 @@ def test_internal_errors_are_one_line_too(monkeypatch, capsys, models):
     def boom(args, ctx):
         raise KeyError("oops")
 
-    monkeypatch.setattr(cli, "run_info", boom)
+    from relulab.commands import info
+
+    monkeypatch.setattr(info, "run", boom)
     code, out, err = run(["info", str(models / "mlp.safetensors")], capsys)
     assert code == 1 and "internal error (KeyError)" in one_error_line(err)
 

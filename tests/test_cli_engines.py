@@ -100,7 +100,7 @@ def test_init_maxout_constants(capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [(["init", "maxout", "--k", "zero"], "--k"),
-                                          (["init", "maxout", "--k", "0"], "positive"),
+                                          (["init", "maxout", "--k", "0"], "integers from 1"),
                                           (["init", "maxout", "--k", "3", "--pool", "0"], "--pool"),
                                           (["init"], "required")])
 def test_init_bad_arguments(capsys, argv, needle):
@@ -120,4 +120,4 @@ def test_landscape_teacher_student_matches_library(capsys):
     assert [f["loss"] for f in doc["families"]] == pytest.approx([f.loss for f in ref.families], abs=1e-12)
     assert doc["families"][0]["kind"] == "global minimum" and doc["families"][0]["isotropy_order"] == 6
     code, _, err = run(["landscape", "teacher-student", "--d", "3", "--workers", "0"], capsys)
-    assert code == 1 and "--workers" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "--workers" in err and len(err.strip().splitlines()) == 1

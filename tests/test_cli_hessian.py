@@ -96,8 +96,8 @@ def test_hessian_cnn_with_labels(files, capsys):
     (["cnn.pt2", "img.npy", "--targets", "short.npy"], "rows"),
     (["reg.safetensors", "x3.npy", "--targets", "y3.npy"], "cross_entropy needs a model with at least 2"),
     (["clf.safetensors", "spirals:20", "--top", "0", "--bottom", "0"], "cannot both be 0"),
-    (["clf.safetensors", "spirals:20", "--top", "-1"], "non-negative"),
-    (["clf.safetensors", "spirals:20", "--memory", "0.000001"], "memory_budget"),
+    (["clf.safetensors", "spirals:20", "--top", "-1"], "--top: must be an integer from 0"),
+    (["clf.safetensors", "spirals:20", "--memory", "0.000001"], "--memory"),
     (["missing.safetensors", "spirals:20"], "no such file"),
 ])
 def test_hessian_errors_are_one_line(files, capsys, argv, needle):

@@ -221,7 +221,7 @@ def test_jacobian_rank_grid(capsys, tmp_path):
     (["classify", "{d}/free.safetensors", "{d}/x.npy", "--targets", "{d}/y_free.npy", "--probes", "-1"],
      "--probes"),
     (["jacobian-rank", "--grid", "--dims", "1", "--ns", "3"], "--ms"),
-    (["jacobian-rank", "--grid", "--dims", "0", "--ns", "3", "--ms", "1"], "positive"),
+    (["jacobian-rank", "--grid", "--dims", "0", "--ns", "3", "--ms", "1"], "--dims: must be an integer from 1"),
     (["jacobian-rank", "{d}/free.safetensors", "{d}/x.npy", "--grid", "--dims", "1", "--ns", "3", "--ms", "1"],
      "--grid takes no MODEL"),
     (["jacobian-rank", "{d}/free.safetensors", "{d}/x.npy", "--dims", "1"], "--dims"),

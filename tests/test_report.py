@@ -75,13 +75,14 @@ def test_write_report_runs_every_section_and_embeds_figures(tmp_path):
         return report.Section("Custom <engine>", "<p>custom body</p>", [report.figure(fig, "custom", "a line")],
                               {"value": float("inf"), "t": torch.tensor([1.0, 2.0])})
 
-    calls = []
-    s = report.write_report(net, data, tmp_path, [report.model_section, custom],
-                            progress=lambda stage, done, total: calls.append((stage, done, total)))
+    from relulab.progress import Recorder
+
+    calls = Recorder()
+    s = report.write_report(net, data, tmp_path, [report.model_section, custom], progress=calls)
     assert seen == [(net, data, tmp_path)]
     assert [x["title"] for x in s["sections"]] == ["Network", "Custom <engine>"]
     assert s["sections"][1]["summary"] == {"value": "inf", "t": [1.0, 2.0]}
-    assert calls[-1] == ("writing", 2, 2)
+    assert calls.calls[0] == (0, 2, {"stage": "model"}) and calls.calls[-1] == (2, 2, {"stage": "writing"})
     assert (tmp_path / "custom.png").read_bytes().startswith(PNG)
     html = (tmp_path / "report.html").read_text()
     assert "Custom &lt;engine&gt;" in html and "<p>custom body</p>" in html
@@ -104,9 +105,15 @@ def test_decision_section_accuracy_is_the_networks(tmp_path):
     assert sec.figures[0].png.startswith(PNG)
 
 
-def test_demo_quick_writes_a_self_contained_report(tmp_path):
-    s = report.run_demo(tmp_path / "d", seed=1, quick=True)
-    out = tmp_path / "d"
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One quick demo (seed 1) shared by the tests that read its report."""
+    out = tmp_path_factory.mktemp("demo") / "d"
+    return report.run_demo(out, seed=1, quick=True), out
+
+
+def test_demo_quick_writes_a_self_contained_report(demo):
+    s, out = demo
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(s))
     assert s["demo"] == {"seed": 1, "quick": True, "arch": report.DEMO_ARCH, "model_file": "model.safetensors"}
     titles = [x["title"] for x in s["sections"]]
@@ -137,6 +144,80 @@ def test_demo_quick_writes_a_self_contained_report(tmp_path):
     o = net(data.x)
     assert float(((o[:, 1] > o[:, 0]).long() == data.y).double().mean()) == pytest.approx(train["final_accuracy"],
                                                                                            abs=0.02)
+
+
+def test_demo_report_is_fit_to_show(demo):
+    """Print resolution, alt text that describes each figure, and no raw singular NTK numbers."""
+    from PIL import Image
+
+    s, out = demo
+    assert report.is_complete(out)
+    html = (out / "report.html").read_text()
+    alts = re.findall(r"<img alt='([^']*)'", html)
+    pngs = [f for x in s["sections"] for f in x["figures"]]
+    assert len(alts) == len(pngs)
+    for alt, name in zip(alts, pngs):
+        assert len(alt) > 80 and alt != name.removesuffix(".png"), alt
+    for name in pngs:
+        dpi = Image.open(out / name).info.get("dpi", (0, 0))
+        assert min(dpi) >= 149.5, (name, dpi)
+    ntk = next(x["summary"] for x in s["sections"] if x["title"] == "Neural tangent kernel")
+    for spec in ntk.values():
+        singular = spec["lambda_min"] <= spec["tol"]
+        assert ("numerically singular" in html) or not singular
+    assert "condition</th>" in html and ">inf<" not in html
+
+
+def _chromium():
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+_PROBE = """<script>
+window.__errors = [];
+addEventListener('error', e => __errors.push(String(e.message || (e.target && e.target.src) || e)), true);
+const __error = console.error;
+console.error = (...a) => { __errors.push(a.join(' ')); __error(...a); };
+addEventListener('load', async () => {
+  const imgs = [...document.images];
+  const bad = (await Promise.all(imgs.map(i => i.decode().then(
+      () => (i.naturalWidth > 0 && i.naturalHeight > 0) ? null : i.alt, () => i.alt)))).filter(x => x !== null);
+  const out = document.createElement('pre');
+  out.id = 'relulab-check';
+  out.textContent = JSON.stringify({images: imgs.length, bad: bad, errors: __errors,
+                                    widths: imgs.map(i => i.naturalWidth)});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed")
+def test_report_renders_in_chromium(demo, tmp_path):
+    """The report in a real browser: no console errors, every embedded image decodes."""
+    import html as htmllib
+    import subprocess
+
+    s, out = demo
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html><html lang='en'><head>")
+    checked = tmp_path / "report.html"
+    checked.write_text(page.replace("<head>", "<head>" + _PROBE, 1))
+    for attempt in range(3):  # a loaded machine may dump the page before its load handler ran; try again
+        r = subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                            f"--user-data-dir={tmp_path / f'profile{attempt}'}", "--virtual-time-budget=60000",
+                            checked.as_uri()], capture_output=True, text=True, timeout=300)
+        m = re.search(r"<pre id=\"relulab-check\">(.*?)</pre>", r.stdout, re.S)
+        if m:
+            break
+    assert m, (r.stdout[-300:], r.stderr[-2000:])
+    result = json.loads(htmllib.unescape(m.group(1)))
+    n_figures = sum(len(x["figures"]) for x in s["sections"])
+    assert result["images"] == n_figures and result["bad"] == [] and result["errors"] == []
+    assert min(result["widths"]) >= 600  # 150 dpi figures, not thumbnails
 
 
 def test_demo_is_deterministic(tmp_path):

@@ -1,29 +1,27 @@
-"""relulab: exact geometry and loss landscapes of piecewise-linear neural networks."""
+"""relulab: exact geometry and loss landscapes of piecewise-linear neural networks.
 
-from relulab import nn
-from relulab.core import (
-    DegenerateGeometryError,
-    InvalidInputError,
-    ModelFileError,
-    PLNet,
-    RelulabError,
-    UnsupportedLayerError,
-)
+Everything loads on first use (``relulab.regions``, ``relulab.load``, ...), so ``import relulab`` is
+cheap; ``dir(relulab)`` lists what is there.
+"""
 
-__version__ = "0.1.0"
+from relulab._lazy import exports as _exports
+from relulab._version import __version__
 
-__all__ = ["PLNet", "nn", "load", "save", "build", "regions", "RelulabError", "UnsupportedLayerError",
-           "DegenerateGeometryError", "InvalidInputError", "ModelFileError", "__version__"]
+_EXPORTS = {
+    # engines and modules
+    "regions": "regions", "kernels": "kernels", "landscape": "landscape", "init": "init",
+    "complexity": "complexity", "tropical": "tropical", "combinatorics": "combinatorics",
+    "experiments": "experiments", "dynamics": "dynamics",
+    "core": "core", "nn": "nn", "data": "data", "results": "results", "progress": "progress",
+    # model files
+    "load": "core.io", "save": "core.io", "build": "core.io", "open_model": "core.io",
+    # the network and the errors
+    "PLNet": "core.plnet",
+    "RelulabError": "core.errors", "UnsupportedLayerError": "core.errors", "DegenerateGeometryError": "core.errors",
+    "InvalidInputError": "core.errors", "ModelFileError": "core.errors", "ResourceLimitError": "core.errors",
+}
+# engines that exist only in some installations are exported when present
+_OPTIONAL = ("complexity", "tropical", "combinatorics", "experiments", "dynamics")
 
-
-def __getattr__(name):
-    # engines import lazily so that `import relulab` stays light
-    import importlib
-
-    if name in ("regions", "landscape", "kernels", "init"):
-        return importlib.import_module(f"relulab.{name}")
-    if name in ("load", "save", "build"):
-        from relulab.core import io
-
-        return getattr(io, name)
-    raise AttributeError(f"module 'relulab' has no attribute {name!r}")
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS, optional=_OPTIONAL)
+__all__ += ["__version__"]

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -34,7 +35,7 @@ class Output:
 
 @dataclass
 class Context:
-    """Per-run services for handlers: the consoles and a progress reporter."""
+    """Per-run services for handlers: the error console and progress reporting."""
 
     json: bool = False
     show_progress: bool = True
@@ -49,21 +50,21 @@ class Context:
         return self._consoles["err"]
 
     @contextlib.contextmanager
-    def progress(self, description: str) -> Iterator[Callable[[str, int, int], None]]:
-        """Yield ``update(stage, done, total)``; draws a transient bar on an interactive stderr."""
-        if not (self.show_progress and self.err.is_terminal):
-            yield lambda stage, done, total: None
-            return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    def progress(self, description: str, unit: str = "") -> Iterator[Callable[..., None]]:
+        """Yield a :class:`relulab.progress.Progress` callback ``(done, total, **info)``: a transient bar on
+        an interactive stderr with counts and time remaining; nothing under ``--json``, ``--quiet`` or
+        when stderr is not a terminal."""
+        from relulab.progress import ProgressBar
 
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-                      TimeElapsedColumn(), console=self.err, transient=True) as bar:
-            task = bar.add_task(description, total=None, stage="")
+        enabled = self.show_progress and not self.json and self.err.is_terminal
+        with ProgressBar(description, unit, enabled=enabled, console=self.err) as bar:
+            yield bar
 
-            def update(stage: str, done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total, stage=stage)
+    def engine_progress(self, fn: Callable, bar: Callable[..., None]) -> dict:
+        """``{"progress": bar}`` when the engine function ``fn`` reports progress, else ``{}``."""
+        from relulab.progress import accepts_progress
 
-            yield update
+        return {"progress": bar} if accepts_progress(fn) else {}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,13 +88,40 @@ def _fail(message: str, code: int = EXIT_ERROR):
 
 
 def json_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    """--json and --quiet, which every sub-command has."""
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text (no progress bar)")
+    p.add_argument("--quiet", action="store_true", help="draw no progress bar")
+
+
+# the largest .npy array the command line reads (inputs, targets, points)
+MAX_NPY_BYTES = 4 * 2**30
+
+
+def load_npy(path: str, what: str, max_bytes: int = MAX_NPY_BYTES):
+    """A numeric ``.npy`` file as a float64 array, read without pickle. The header is checked first
+    (memory-mapped, nothing read): a structured or non-numeric dtype, a file shorter than its header
+    declares, or more than ``max_bytes`` of data are one error, before anything is allocated."""
+    import numpy as np
+
+    from relulab.core.errors import InvalidInputError, ResourceLimitError
+
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        raise InvalidInputError(f"{what} {path}: not a readable numeric .npy array ({e})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise InvalidInputError(f"{what} {path}: expected a numeric array, found dtype {getattr(arr, 'dtype', '?')}")
+    if arr.size * 8 > max_bytes:
+        raise ResourceLimitError(f"{what} {path}: {arr.size:,} numbers need {arr.size * 8 / 2**30:.3g} GiB as "
+                                 f"float64, more than the {max_bytes / 2**30:.3g} GiB the command line reads")
+    return np.array(arr, dtype=np.float64)
 
 
 def parse_point(text: str, arg: str, shape, net=None):
     """One input from the command line: comma-separated numbers (one number fills every coordinate) or a
     ``.npy`` file (read without pickle). Returns a tensor of the per-sample ``shape``, in ``net``'s dtype."""
-    import numpy as np
     import torch
 
     from relulab.core.errors import InvalidInputError
@@ -102,13 +130,7 @@ def parse_point(text: str, arg: str, shape, net=None):
     for s in shape:
         numel *= int(s)
     if text.endswith(".npy"):
-        try:
-            arr = np.load(text, allow_pickle=False)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"{arg}: {text} is not a readable .npy array ({e})") from None
-        values = torch.as_tensor(np.asarray(arr, dtype=np.float64)).reshape(-1)
+        values = torch.as_tensor(load_npy(text, arg)).reshape(-1)
     else:
         try:
             values = torch.tensor([float(v) for v in text.split(",") if v.strip()], dtype=torch.float64)
@@ -123,26 +145,122 @@ def parse_point(text: str, arg: str, shape, net=None):
     return values.reshape(tuple(shape)).to(**kw)
 
 
-_common = json_flag
 
 
-def save_figure(draw: Callable, path: str, figsize=(6, 6)) -> None:
-    """``draw(ax)`` on a new figure saved to ``path`` (the format from its suffix); a bad path is one error line."""
-    import matplotlib
+# ---------------------------------------------------------------------- argument types
+# argparse reports an ArgumentTypeError as one line "argument --flag: message"; these types bound every
+# number before anything is allocated from it, and name the file an output flag really writes.
+def int_arg(lo: int | None = 1, hi: int | None = 10**9) -> Callable[[str], int]:
+    """An argparse type: an integer in [lo, hi] (None: unbounded on that side)."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"must be {_range_text(lo, hi)}, got {text}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_arg(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number, >= ``lo`` (or > ``above``) and <= ``hi``."""
+
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if ((lo is not None and value < lo) or (above is not None and value <= above)
+                or (hi is not None and value > hi)):
+            low = f"> {above:g}" if above is not None else (None if lo is None else f">= {lo:g}")
+            both = " and ".join(x for x in (low, None if hi is None else f"<= {hi:g}") if x)
+            raise argparse.ArgumentTypeError(f"must be a finite number {both}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _range_text(lo, hi) -> str:
+    if lo is not None and hi is not None:
+        return f"an integer from {lo:,} to {hi:,}"
+    return f"an integer >= {lo:,}" if lo is not None else f"an integer <= {hi:,}"
+
+
+SEED = int_arg(0, 2**63 - 1)
+FIGURE_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg", ".eps", ".ps", ".tif", ".tiff", ".webp")
+
+
+def _file(text: str, what: str, suffix: str | None) -> str:
+    from pathlib import Path
 
     from relulab.core.errors import InvalidInputError
+    from relulab.core.files import check_output_path
 
-    fig, ax = plt.subplots(figsize=figsize)
+    if text.strip() and Path(text).is_dir():  # checked before a suffix makes it a sibling file
+        raise argparse.ArgumentTypeError(f"{what} {text!r} is a folder, not a file")
     try:
-        draw(ax)
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        return str(check_output_path(text, what, suffix))
+    except InvalidInputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def figure_file(text: str) -> str:
+    """An argparse type for ``--plot FILE``: the file that will exist afterwards (``.png`` appended to a
+    name without a figure suffix, as matplotlib would), its folder existing."""
+    from pathlib import Path
+
+    return _file(text, "figure file", None if Path(text).suffix.lower() in FIGURE_FORMATS else ".png")
+
+
+def output_file(suffix: str) -> Callable[[str], str]:
+    """An argparse type for a file an option writes: ``suffix`` appended when missing, folder existing."""
+
+    def parse(text: str) -> str:
+        return _file(text, "output file", suffix)
+
+    parse.__name__ = "file"
+    return parse
+
+
+def output_folder(text: str) -> str:
+    """An argparse type for a results folder: a non-empty name that is not an existing file."""
+    from pathlib import Path
+
+    if text.strip() == "":
+        raise argparse.ArgumentTypeError("must be a non-empty folder name")
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    return text
+
+
+def save_figure(draw: Callable, path: str, figsize=(6, 6), dpi: int = 150) -> str:
+    """``draw(ax)`` on a new figure written atomically to ``path`` (from :func:`figure_file`; the format
+    from its suffix); returns the path written."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    from relulab.core.errors import InvalidInputError
+    from relulab.core.files import atomic_save
+
+    fig = Figure(figsize=figsize)
+    ax = fig.subplots()
+    draw(ax)
+    fmt = Path(path).suffix.lower().lstrip(".") or "png"
+    try:
+        atomic_save(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"))
     except (OSError, ValueError) as e:
         raise InvalidInputError(f"--plot {path}: cannot write the figure ({e})") from None
-    finally:
-        plt.close(fig)
+    return str(path)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -163,107 +281,72 @@ def load_model(args):
     return open_model(args.model, arch=args.arch, input_shape=args.input_shape)
 
 
-# ---------------------------------------------------------------------- relulab info
-def add_info_parser(sub) -> None:
-    p = sub.add_parser("info", help="describe a model file: layers, units, parameters, activations, shapes",
-                       description="Read a model file and describe the piecewise-linear network it holds.")
-    add_model_arguments(p)
-    _common(p)
-    p.set_defaults(handler=run_info)
-
-
-def run_info(args, ctx: Context) -> Output:
-    mf = load_model(args)
-    d = mf.describe()
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    def shape(s) -> str:
-        return "x".join(map(str, s))
-
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    head.add_row("file", d["file"])
-    head.add_row("format", d["format"] + (f" ({d['arch']})" if d["arch"] else ""))
-    head.add_row("input shape", shape(d["input_shape"]))
-    head.add_row("output shape", shape(d["output_shape"]))
-    head.add_row("parameters", f"{d['parameters']:,}")
-    head.add_row("max units", f"{d['max_units']:,} in {d['max_layers']} layer(s)")
-    head.add_row("activations", ", ".join(d["activations"]) or "none (affine)")
-    head.add_row("residual", "yes" if d["residual"] else "no")
-    layers = Table(title="layers", title_justify="left", show_edge=False)
-    for col in ("#", "name", "kind", "in", "out", "units", "pieces", "inputs"):
-        layers.add_column(col, justify="right" if col in ("#", "units", "pieces") else "left")
-    for L in d["layers"]:
-        layers.add_row(str(L["index"]), L["name"] or "-", L["kind"], shape(L["in_shape"]), shape(L["out_shape"]),
-                       str(L.get("units", "")), str(L.get("pieces", "")), ",".join(map(str, L["inputs"])))
-    return Output(d, Group(head, Text(""), layers))
-
-
-# ---------------------------------------------------------------------- relulab demo
-def add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train a small ReLU network on a toy data set and write a report",
-                       description="Train a 2-32-32-2 ReLU MLP on two spirals (a few seconds on a CPU) and write "
-                                   "summary.json, PNG figures, model.safetensors and a self-contained report.html.")
-    p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if missing)")
-    p.add_argument("--seed", type=int, default=0, help="seed for data, initialisation and training (default 0)")
-    p.add_argument("--quick", action="store_true", help="fewer points and steps, a coarser grid (for tests)")
-    _common(p)
-    p.set_defaults(handler=run_demo)
-
-
-def run_demo(args, ctx: Context) -> Output:
-    from relulab.report import run_demo as demo
-
-    with ctx.progress("demo") as update:
-        s = demo(args.out, seed=args.seed, quick=args.quick, progress=update)
-    from rich.table import Table
-
-    train = next((x["summary"] for x in s["sections"] if x["title"] == "Training"), {})
-    t = Table.grid(padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("data", f"{s['data']['name']} ({s['data']['n']} points, seed {args.seed})")
-    t.add_row("network", s["demo"]["arch"])
-    if train:
-        t.add_row("training", f"{train['steps']} Adam steps in {train['seconds']:.2f} s: loss "
-                              f"{train['final_loss']:.3g}, accuracy {train['final_accuracy']:.3f} "
-                              f"(fresh points {train['test_accuracy']:.3f})")
-    t.add_row("report", os.path.join(args.out, "report.html"))
-    t.add_row("files", ", ".join(s["files"]))
-    t.add_row("time", f"{s['timings']['total_s']:.1f} s")
-    return Output(s, t)
-
-
 # ---------------------------------------------------------------------- the registry
-# One function per sub-command, in the order `relulab --help` lists them. An engine's commands live in
-# relulab/commands/<engine>.py (its add_parser uses add_model_arguments, load_model, json_flag and
-# parse_point, and imports the engine inside its handler) and are registered here with _engine.
-def _engine(module: str) -> Callable:
-    def add(sub) -> None:
-        import importlib
+# One line per sub-command, in the order `relulab --help` lists them: its name, the module of
+# relulab/commands that defines it (exporting add_parser(subparsers), which uses add_model_arguments,
+# load_model, json_flag and parse_point and imports its engine inside the handler) and its one-line
+# help. Only the module of the command being run is imported, so `relulab --help` stays fast.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("info", "describe a model file: layers, units, parameters, activations, shapes"),
+    "demo": ("demo", "train a small ReLU network on a toy data set and write a report"),
+    "regions": ("regions", "exact activation regions on a segment, a 2-D slice, a box or all of input space"),
+    "ntk": ("kernels", "empirical NTK Gram matrix of a model on data, its spectrum; --analytic: infinite width"),
+    "init": ("init", "initialization constants (maxout networks)"),
+    "landscape": ("landscape", "loss landscapes in parameter space"),
+    "hessian": ("hessian", "Hessian spectrum of a model's loss on data: extreme eigenvalues, trace, density, inertia"),
+    "complexity": ("complexity", "local complexity (density of region boundaries) near data: smoothed, exact 2-D, "
+                                 "line walks, local counts, the grokking proxy"),
+    "tropical": ("tropical", "a network as tropical rational functions p - q (max-plus polynomials)"),
+    "count": ("count", "exact counts: max-pool regions, classifications of a data set, maxout complexity"),
+    "reproduce": ("reproduce", "reproduce a paper's headline experiment (see --list)"),
+    "sweep": ("sweep", "run a resumable sweep of a registered experiment (TOML spec)"),
+    "report": ("report_dir", "one self-contained HTML page from a results folder"),
+    "dynamics": ("dynamics", "training dynamics: kernel vs adaptive regimes of shallow univariate networks"),
+}
 
-        importlib.import_module(f"relulab.commands.{module}").add_parser(sub)
 
-    add.__name__ = f"add_{module}_parser"
-    return add
+class _Registry:
+    """The sub-parsers action, seen by a command module's ``add_parser``: the help comes from
+    :data:`COMMANDS`, so a module need not repeat it."""
+
+    def __init__(self, sub):
+        self._sub = sub
+
+    def add_parser(self, name, **kwargs):
+        if name in COMMANDS:
+            kwargs.setdefault("help", COMMANDS[name][1])
+        return self._sub.add_parser(name, **kwargs)
 
 
-COMMANDS: list[Callable] = [add_info_parser, add_demo_parser, _engine("regions"), _engine("kernels"), _engine("init"),
-                             _engine("landscape"), _engine("hessian")]
+def _chosen(argv: list[str]) -> str | None:
+    # the top-level parser has only --help and --version, so the first word is the command
+    for a in argv:
+        if a in ("-h", "--help", "--version"):
+            return None
+        if not a.startswith("-"):
+            return a
+    return None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of ``relulab argv``: the full parser of the command ``argv`` names and one-line
+    entries for the others (``argv=None``: every command in full)."""
+    import importlib
+
     from relulab import __version__
 
     p = _Parser(prog="relulab",
                 description="Exact geometry and loss landscapes of piecewise-linear networks.")
     p.add_argument("--version", action="version", version=f"relulab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in COMMANDS:
-        add(sub)
+    chosen = None if argv is None else _chosen(argv)
+    for name, (module, help_text) in COMMANDS.items():
+        if name in sub.choices:  # a module may define several commands
+            continue
+        if argv is None or name == chosen:
+            importlib.import_module(f"relulab.commands.{module}").add_parser(_Registry(sub))
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return p
 
 
@@ -286,7 +369,9 @@ def _print(out: Output, ctx: Context) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status (and exits with it when run as a script)."""
     os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files; never open a window
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version and usage errors end here
@@ -294,25 +379,53 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    ctx = Context(json=getattr(args, "json", False))
+    ctx = Context(json=getattr(args, "json", False), show_progress=not getattr(args, "quiet", False))
     from relulab.core.errors import RelulabError
 
-    try:
-        out = args.handler(args, ctx)
-    except (RelulabError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError) as e:
-        return _error(e)
-    except KeyboardInterrupt:
-        print("relulab: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # a bug: still one line, the traceback on request
-        if os.environ.get("RELULAB_DEBUG"):
-            raise
-        return _error(e, f"internal error ({type(e).__name__}): ", suffix=" (set RELULAB_DEBUG=1 for a traceback)")
+    # warnings (numpy's "empty file", scipy's quadrature notes) are held back: an error is then the only
+    # line printed, and a successful run shows each once, in relulab's words
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = args.handler(args, ctx)
+        except (RelulabError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError) as e:
+            return _error(e)
+        except KeyboardInterrupt:
+            print("relulab: interrupted", file=sys.stderr)
+            return 130
+        except (MemoryError, OverflowError, RuntimeError) as e:
+            if os.environ.get("RELULAB_DEBUG"):
+                raise
+            return _error(e, *_resource_words(e))
+        except Exception as e:  # a bug: still one line, the traceback on request
+            if os.environ.get("RELULAB_DEBUG"):
+                raise
+            return _error(e, f"internal error ({type(e).__name__}): ", suffix=" (set RELULAB_DEBUG=1 for a traceback)")
+    seen = set()
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"relulab: warning: {text}", file=sys.stderr)
     try:
         _print(out, ctx)
     except BrokenPipeError:  # `relulab ... | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return out.exit_code
+
+
+def _resource_words(e: BaseException) -> tuple[str, str]:
+    """(prefix, suffix) for an allocation failure or overflow a size check did not catch first."""
+    import re
+
+    text = str(e)
+    m = re.search(r"tried to allocate (\d+) bytes", text)
+    if isinstance(e, MemoryError) or m or "can't allocate memory" in text or "out of memory" in text.lower():
+        need = f" ({int(m.group(1)) / 2**30:.3g} GiB requested)" if m else ""
+        return f"out of memory{need}: ", " (use smaller sizes or a smaller memory budget)"
+    if isinstance(e, OverflowError) or "Overflow" in text:
+        return "a size or value is too large: ", ""
+    return f"internal error ({type(e).__name__}): ", " (set RELULAB_DEBUG=1 for a traceback)"
 
 
 def _error(e: BaseException, prefix: str = "", suffix: str = "") -> int:
@@ -323,8 +436,13 @@ def _error(e: BaseException, prefix: str = "", suffix: str = "") -> int:
     msg = str(e)
     if isinstance(e, OSError) and e.filename and e.strerror:
         msg = f"{e.filename}: {e.strerror}"
-    text = " ".join((prefix + msg + suffix).split()) or type(e).__name__
-    print(f"relulab: error: {text}", file=sys.stderr)
+    # torch's C++ errors append their stack ("Exception raised from ...", "frame #0: ..."): keep the message
+    msg = msg.split("Exception raised from")[0].split("\nframe #")[0]
+    if prefix.startswith("out of memory"):
+        msg = ""
+    text = " ".join((prefix + msg).split()).rstrip(": ") + suffix
+    text = text if len(text) <= 400 else text[:397] + "..."
+    print(f"relulab: error: {text or type(e).__name__}", file=sys.stderr)
     return EXIT_ERROR
 
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from relulab.core import limits
 from relulab.core.errors import InvalidInputError
 from relulab.results import Result
 
-__all__ = ["Dataset", "spirals", "moons", "circles", "xor", "make", "DATASETS"]
+__all__ = ["Dataset", "spirals", "moons", "circles", "xor", "make", "DATASETS", "load_array"]
 
 
 @dataclass
@@ -44,9 +45,11 @@ class Dataset(Result):
                 "params": dict(self.params)}
 
 
-def _check(n: int, noise: float) -> None:
+def _check(n: int, noise: float, max_points: int | None = None) -> None:
     if int(n) < 2:
         raise InvalidInputError(f"n must be at least 2, got {n}")
+    limits.check(int(n), limits.pick(max_points, limits.MAX_POINTS, "max_points"), "number of points n",
+                 "max_points=, relulab.core.limits.MAX_POINTS")
     if not (math.isfinite(noise) and noise >= 0):
         raise InvalidInputError(f"noise must be a finite number >= 0, got {noise}")
 
@@ -62,10 +65,11 @@ def _finish(name, parts, gen, noise, params) -> Dataset:
     return Dataset(name, x, y, len(parts), params)
 
 
-def spirals(n: int = 400, noise: float = 0.04, turns: float = 1.25, seed: int = 0) -> Dataset:
+def spirals(n: int = 400, noise: float = 0.04, turns: float = 1.25, seed: int = 0,
+            max_points: int | None = None) -> Dataset:
     """Two interleaved spirals: class c at angle ``t + c*pi``, radius ``t / (2 pi turns)``, with
     ``t = 2 pi turns sqrt(u)``, ``u ~ U(0, 1)`` (uniform density along the arm), plus Gaussian noise."""
-    _check(n, noise)
+    _check(n, noise, max_points)
     gen = torch.Generator().manual_seed(int(seed))
     parts = []
     for c, m in enumerate(_split(int(n))):
@@ -76,9 +80,9 @@ def spirals(n: int = 400, noise: float = 0.04, turns: float = 1.25, seed: int = 
     return _finish("spirals", parts, gen, noise, {"n": int(n), "noise": noise, "turns": turns, "seed": int(seed)})
 
 
-def moons(n: int = 400, noise: float = 0.1, seed: int = 0) -> Dataset:
+def moons(n: int = 400, noise: float = 0.1, seed: int = 0, max_points: int | None = None) -> Dataset:
     """Two interleaving half circles: ``(cos t, sin t)`` and ``(1 - cos t, 0.5 - sin t)``, t ~ U(0, pi)."""
-    _check(n, noise)
+    _check(n, noise, max_points)
     gen = torch.Generator().manual_seed(int(seed))
     m0, m1 = _split(int(n))
     t0 = math.pi * torch.rand(m0, generator=gen, dtype=torch.float64)
@@ -88,9 +92,10 @@ def moons(n: int = 400, noise: float = 0.1, seed: int = 0) -> Dataset:
     return _finish("moons", parts, gen, noise, {"n": int(n), "noise": noise, "seed": int(seed)})
 
 
-def circles(n: int = 400, noise: float = 0.05, factor: float = 0.5, seed: int = 0) -> Dataset:
+def circles(n: int = 400, noise: float = 0.05, factor: float = 0.5, seed: int = 0,
+            max_points: int | None = None) -> Dataset:
     """Two concentric circles of radii 1 (class 0) and ``factor`` (class 1)."""
-    _check(n, noise)
+    _check(n, noise, max_points)
     if not 0 < factor < 1:
         raise InvalidInputError(f"factor must lie in (0, 1), got {factor}")
     gen = torch.Generator().manual_seed(int(seed))
@@ -101,9 +106,9 @@ def circles(n: int = 400, noise: float = 0.05, factor: float = 0.5, seed: int = 
     return _finish("circles", parts, gen, noise, {"n": int(n), "noise": noise, "factor": factor, "seed": int(seed)})
 
 
-def xor(n: int = 400, noise: float = 0.0, seed: int = 0) -> Dataset:
+def xor(n: int = 400, noise: float = 0.0, seed: int = 0, max_points: int | None = None) -> Dataset:
     """Points uniform in [-1, 1]^2, labelled by whether their coordinates have the same sign."""
-    _check(n, noise)
+    _check(n, noise, max_points)
     gen = torch.Generator().manual_seed(int(seed))
     x = 2 * torch.rand(int(n), 2, generator=gen, dtype=torch.float64) - 1
     y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
@@ -115,7 +120,62 @@ DATASETS = {"spirals": spirals, "moons": moons, "circles": circles, "xor": xor}
 
 
 def make(name: str, **kwargs) -> Dataset:
-    """A data set by name (one of :data:`DATASETS`)."""
+    """A data set by name (one of :data:`DATASETS`); ``n`` above ``max_points`` (default
+    :data:`relulab.core.limits.MAX_POINTS`) raises :class:`~relulab.core.errors.ResourceLimitError`."""
     if name not in DATASETS:
         raise InvalidInputError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
     return DATASETS[name](**kwargs)
+
+
+# ---------------------------------------------------------------------- arrays from files
+def load_array(path, max_bytes: int | None = None):
+    """A numeric array from a ``.npy`` file (never unpickled) or a ``.csv`` file, as float64 numpy.
+
+    Sizes are checked before anything is allocated: only regular files are read (a FIFO would block,
+    ``/dev/zero`` never ends); an ``.npy`` header's shape times its item size must equal the bytes that
+    follow it and, like a CSV file's size, stay within ``max_bytes`` (default
+    :data:`relulab.core.limits.MAX_FILE_BYTES`), else :class:`~relulab.core.errors.ResourceLimitError`.
+    Object, structured (record) and non-numeric dtypes raise :class:`InvalidInputError`.
+    """
+    import numpy as np
+
+    limit = limits.pick(max_bytes, limits.MAX_FILE_BYTES, "max_bytes")
+    text = str(path)
+    size = limits.file_size(text, limit, InvalidInputError)
+    if text.endswith(".csv"):
+        try:
+            arr = np.loadtxt(text, delimiter=",", dtype=np.float64, ndmin=2)
+        except (OSError, ValueError) as e:
+            raise InvalidInputError(f"{text}: not a numeric CSV file ({str(e).splitlines()[0] if str(e) else e})") \
+                from None
+        return arr
+    try:
+        with open(text, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+            offset = f.tell()
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise InvalidInputError(f"{text}: not a readable .npy array ({str(e).splitlines()[0] if str(e) else e})") \
+            from None
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "biuf":
+        raise InvalidInputError(f"{text}: holds {'records' if dtype.fields is not None else 'values'} of dtype "
+                                f"{dtype}; expected plain numbers (integer or floating point)")
+    count = 1
+    for s in shape:
+        count *= int(s)
+    declared = count * dtype.itemsize
+    limits.check(declared, limit, f"{text}: bytes its header declares (shape {shape})",
+                 "max_bytes=, relulab.core.limits.MAX_FILE_BYTES")
+    if declared != size - offset:
+        raise InvalidInputError(f"{text}: its header declares shape {shape} of {dtype} ({declared:,} bytes) but "
+                                f"{size - offset:,} bytes follow; truncated or corrupt .npy file")
+    try:
+        arr = np.load(text, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InvalidInputError(f"{text}: not a readable .npy array ({e})") from None
+    return np.asarray(arr, dtype=np.float64)

@@ -293,3 +293,130 @@ def test_maxpool_windows_are_index_sets():
     assert mp.n_pieces.tolist() == [1, 2, 1, 2, 4, 2, 1, 2, 1]
     assert mp.index[4, :4].tolist() == [0, 1, 2, 3]
     assert mp.index[0, 0].item() == 0 and mp.index[8, 0].item() == 3
+
+
+# ----------------------------------------------------------------------------- every call, verified
+def _shared_instances():
+    torch.manual_seed(3)
+    act = nn.ReLU()
+    twice_act = nn.Sequential(nn.Linear(2, 8), act, nn.Linear(8, 8), act, nn.Linear(8, 1))
+    lin = nn.Linear(6, 6)
+    twice_lin = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), lin, nn.ReLU(), lin, nn.ReLU(), nn.Linear(6, 1))
+    inner = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+    twice_block = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), inner, inner, nn.Linear(4, 1))
+    return [(twice_act.double(), 16), (twice_lin.double(), 18), (twice_block.double(), 12)]
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_a_module_instance_called_twice_is_converted_at_every_call(case):
+    module, units = _shared_instances()[case]
+    net, x = assert_same_function(module, (2,), batch=200)
+    assert net.n_units == units
+    # the reference: the same network with distinct instances
+    import copy
+    distinct = nn.Sequential(*(copy.deepcopy(m) for m in module))
+    assert torch.equal(net.pattern(x), relulab.PLNet.from_torch(distinct, (2,)).pattern(x))
+
+
+def test_traced_module_calling_a_submodule_twice():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.mid, self.out = nn.Linear(2, 5), nn.Linear(5, 5), nn.Linear(5, 1)
+            self.alias = self.mid  # one instance under two names
+            self.act = nn.LeakyReLU(0.2)
+
+        def forward(self, x):
+            return self.out(self.act(self.alias(self.act(self.mid(self.act(self.inp(x)))))))
+
+    net, _ = assert_same_function(Twice().double(), (2,), batch=100)
+    assert net.n_units == 15
+
+
+def test_conversion_that_misses_what_the_module_does_is_refused():
+    # a forward hook changes the module's output; the layer graph does not show it
+    module = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+    module[1].register_forward_hook(lambda m, i, o: o * 2.0)
+    with pytest.raises(relulab.UnsupportedLayerError, match="differs from the module"):
+        relulab.PLNet.from_torch(module, (2,))
+    net = relulab.PLNet.from_torch(module, (2,), verify=False)  # the unchecked conversion is what it was
+    assert net.n_units == 8
+
+
+def test_verification_probes_both_sides_of_every_unit(monkeypatch):
+    # a unit whose kink only the crossing probes reach: the random probes never switch it, so a
+    # converter dropping that one ReLU is caught by the probes next to its kink
+    from relulab.core import convert
+
+    lin1 = nn.Linear(2, 2)
+    with torch.no_grad():
+        lin1.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        lin1.bias.copy_(torch.tensor([0.0, 40.0]))  # unit 1 is active at every standard normal probe
+    module = nn.Sequential(lin1, nn.ReLU(), nn.Linear(2, 1)).double()
+    net = relulab.PLNet.from_torch(module, (2,), verify=False)
+    layer = net.max_units[0]
+    # a wrong conversion that shows only on the negative side of unit 1: leaky there instead of ReLU
+    layer.coef = layer.coef.clone()
+    layer.coef[1, 0] = 0.5
+    x = torch.randn(convert._PROBE_RANDOM, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(net(x), module(x))  # random probes alone cannot tell
+    with pytest.raises(relulab.UnsupportedLayerError, match="kink"):
+        convert.verify(module, net)
+
+
+def test_verification_cost_is_bounded_by_the_probe_count():
+    from relulab.core import convert
+
+    module = nn.Sequential(nn.Linear(3, 300), nn.ReLU(), nn.Linear(300, 1))
+    calls = []
+    module.register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[0]))
+    relulab.PLNet.from_torch(module, (3,))
+    assert calls and max(calls) <= convert._PROBE_RANDOM + 2 * convert._PROBE_UNITS
+
+
+# ----------------------------------------------------------------------------- non-finite and complex parameters
+def _mlp(**kw):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1), **kw)
+
+
+@pytest.mark.parametrize("spoil, match", [
+    (lambda m: m[0].bias.data.__setitem__(1, float("inf")), "bias of '0' has 1 NaN or infinite"),
+    (lambda m: m[2].weight.data.fill_(float("nan")), "weight of '2' has 4 NaN or infinite"),
+])
+def test_non_finite_parameters_are_refused(spoil, match):
+    m = _mlp()
+    spoil(m)
+    with pytest.raises(relulab.InvalidInputError, match=match):
+        relulab.PLNet.from_torch(m, (2,))
+
+
+def test_complex_sparse_meta_parameters_and_huge_slopes_are_refused():
+    m = nn.Sequential(nn.Linear(2, 3, dtype=torch.complex64), nn.ReLU(), nn.Linear(3, 1, dtype=torch.complex64))
+    with pytest.raises(relulab.InvalidInputError, match="complex"):
+        relulab.PLNet.from_torch(m, (2,))
+    with torch.device("meta"):
+        meta = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    with pytest.raises(relulab.InvalidInputError, match="meta device"):
+        relulab.PLNet.from_torch(meta, (2,))
+    sparse = _mlp()
+    sparse[0].weight = nn.Parameter(sparse[0].weight.detach().to_sparse())
+    with pytest.raises(relulab.InvalidInputError, match="sparse|dense"):
+        relulab.PLNet.from_torch(sparse, (2,))
+    for slope in (-1e308, float("nan"), float("-inf")):
+        with pytest.raises(relulab.InvalidInputError, match="slope"):
+            relulab.PLNet.from_torch(nn.Sequential(nn.Linear(2, 3), nn.LeakyReLU(slope), nn.Linear(3, 1)), (2,))
+    bn = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 1)).eval()
+    bn[1].running_var.fill_(0.0)
+    bn[1].eps = 0.0  # 1 / sqrt(0): an infinite folded scale
+    with pytest.raises(relulab.InvalidInputError, match="folded scale"):
+        relulab.PLNet.from_torch(bn, (2,))
+
+
+def test_weights_that_overflow_on_unit_inputs_are_refused():
+    m = _mlp().double()
+    with torch.no_grad():
+        m[0].weight.mul_(1e300)
+        m[2].weight.mul_(1e300)
+    with pytest.raises(relulab.InvalidInputError, match="overflow"):
+        relulab.PLNet.from_torch(m, (2,))

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import relulab
+from relulab import nn as rnn
 from relulab.core import io as rio
 from relulab.core.errors import InvalidInputError, ModelFileError, RelulabError, UnsupportedLayerError
 
@@ -409,3 +410,38 @@ def test_save_refuses_what_a_spec_cannot_describe(tmp_path):
 
 def test_every_error_is_a_relulab_error():
     assert issubclass(ModelFileError, RelulabError) and issubclass(ModelFileError, OSError)
+
+
+# ---------------------------------------------------------------------- an activation after the output layer
+@pytest.mark.parametrize("spec", ["mlp:2-8-1:relu:out=relu", "mlp:3-6-6-2:leaky_relu:0.1:out=abs",
+                                  "mlp:2-5-2:maxout:2:out=leaky_relu:0.25",
+                                  "cnn:1x6x6-c2k3-m2-5-3:relu:out=leaky_relu:0.2"])
+def test_output_activation_round_trips_through_safetensors(tmp_path, spec):
+    parsed = rio.parse_arch(spec)
+    assert str(rio.parse_arch(str(parsed))) == str(parsed) and parsed.output_activation is not None
+    module = rio.build(spec, seed=0).double()
+    assert isinstance(module[-1], (nn.ReLU, nn.LeakyReLU, rnn.Abs))
+    path = rio.save(module, tmp_path / "m.safetensors", input_shape=parsed.input_shape)  # spec inferred
+    mf = rio.open_model(path)
+    assert mf.arch == str(parsed)
+    x = torch.randn(30, *parsed.input_shape, dtype=torch.float64)
+    with torch.no_grad():
+        ref = module(x).reshape(30, -1)
+    assert torch.allclose(mf.net(x).reshape(30, -1), ref, atol=1e-6)
+    # the network really ends with the activation: outputs of relu / abs are never negative
+    if parsed.output_activation in ("relu", "abs"):
+        assert bool((mf.net(x) >= 0).all())
+    # weights written without the output activation, read with a spec that adds out=relu: relu of the output
+    plain = spec.split(":out=")[0]
+    bare = rio.build(plain, seed=0).double()
+    path2 = rio.save(bare, tmp_path / "plain.safetensors", input_shape=parsed.input_shape)
+    with_relu = rio.load(path2, arch=plain + ":out=relu")
+    with torch.no_grad():
+        assert torch.allclose(with_relu(x).reshape(30, -1), torch.relu(bare(x).reshape(30, -1)), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["mlp:2-4-1:out=maxout:2", "mlp:2-4-1:out=", "mlp:2-4-1:out=relu:out=abs",
+                                 "mlp:2-4-1:relu:out=relu:0.1", "mlp:2-4-1:out=tanh"])
+def test_bad_output_activations(bad):
+    with pytest.raises(InvalidInputError, match="out=|activation|parameter"):
+        rio.parse_arch(bad)

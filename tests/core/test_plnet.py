@@ -513,3 +513,24 @@ def test_local_affine_modes_agree():
         A3, c3 = net.local_affine(x.flip(0), pattern=P)
         assert torch.allclose(A3, A, atol=1e-12) and torch.allclose(c3, c, atol=1e-12)
         assert not A.requires_grad and not c.requires_grad
+
+
+def test_inputs_that_overflow_inside_the_network_are_refused():
+    import pytest
+    from torch import nn
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1))
+    with torch.no_grad():
+        m[0].weight.fill_(4.0)  # 1e308 inputs overflow in the first layer already
+    net = relulab.PLNet.from_torch(m, (2,))
+    big = torch.full((3, 2), 1e308, dtype=torch.float64)
+    for call in (net, net.pattern, net.local_affine, lambda x: net.trace(x, directions=torch.eye(2))):
+        with pytest.raises(relulab.InvalidInputError, match="non-finite|overflow"):
+            call(big)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(relulab.InvalidInputError, match="NaN or infinite"):
+            net(torch.tensor([[0.0, bad]], dtype=torch.float64))
+    # ordinary inputs are untouched
+    x = torch.randn(5, 2, dtype=torch.float64)
+    assert torch.allclose(net(x), m.double()(x))

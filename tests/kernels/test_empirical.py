@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import relulab
+from relulab.core.errors import ResourceLimitError
 from relulab.kernels import NTKResult, empirical_ntk, ntk_spectrum
 from strategies import examples, random_module
 
@@ -168,16 +169,95 @@ def test_memory_budget_sets_chunks_and_is_respected():
     big = empirical_ntk(model, X, method="jacobian")
     assert big.chunk_sizes == (12, 12) and big.estimated_peak_bytes <= big.memory_budget
     P = big.n_params
-    budget = 6 * 2 * P * 8 + 20_000  # room for a few per-sample Jacobians only
-    small = empirical_ntk(model, X, method="jacobian", memory_budget=budget)
-    assert small.chunk_sizes[0] < 12
-    assert small.estimated_peak_bytes <= budget
-    torch.testing.assert_close(small.kernel, big.kernel, rtol=1e-12, atol=1e-12)
+    assert P > 0
+    panels = []
+    for frac in (0.5, 0.3, 0.2, 0.1, 0.05):  # less and less room beside the kernel
+        budget = big.kernel_bytes + int(frac * big.estimated_peak_bytes)
+        try:
+            small = empirical_ntk(model, X, method="jacobian", memory_budget=budget)
+        except ResourceLimitError:
+            break
+        assert small.estimated_peak_bytes + small.kernel_bytes <= budget
+        torch.testing.assert_close(small.kernel, big.kernel, rtol=1e-12, atol=1e-12)
+        panels.append(small.chunk_sizes[0])
+    assert panels and min(panels) < 12
+    budget = big.kernel_bytes + int(0.5 * big.estimated_peak_bytes)
     nt = empirical_ntk(model, X, method="ntvp", memory_budget=budget)
-    assert nt.estimated_peak_bytes <= budget
+    assert nt.estimated_peak_bytes + nt.kernel_bytes <= budget
     torch.testing.assert_close(nt.kernel, big.kernel, rtol=1e-10, atol=1e-10)
-    with pytest.raises(relulab.InvalidInputError, match="memory_budget"):
+    with pytest.raises(ResourceLimitError, match="memory_budget"):
         empirical_ntk(model, X, method="jacobian", memory_budget=100)
+
+
+def test_memory_budget_bounds_the_kernel_itself(monkeypatch):
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1)).double()
+    X = torch.randn(20_000, 2, dtype=torch.float64)  # kernel: 20,000^2 float64 = 3.2 GB
+    allocated = []
+    real_empty = torch.empty
+
+    def watch(*shape, **kw):
+        allocated.append(math.prod(shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape))
+        return real_empty(*shape, **kw)
+
+    monkeypatch.setattr(torch, "empty", watch)
+    for method in ("auto", "jacobian", "ntvp"):
+        with pytest.raises(ResourceLimitError, match=r"kernel itself.*memory_budget = 1(\.0\d*)? MiB"):
+            empirical_ntk(model, X, method=method, memory_budget=2**20)
+    assert not any(a >= 20_000 * 20_000 for a in allocated)
+    assert issubclass(ResourceLimitError, MemoryError)
+    # (n, n, o, o) kernels count o^2 numbers per pair; trace_outputs=True fits where the full one does not
+    m3 = nn.Sequential(nn.Linear(2, 3)).double()
+    X3 = torch.randn(40, 2, dtype=torch.float64)
+    budget = 40 * 40 * 8 * 4
+    with pytest.raises(ResourceLimitError, match="trace_outputs"):
+        empirical_ntk(m3, X3, memory_budget=budget)
+    r = empirical_ntk(m3, X3, memory_budget=budget, trace_outputs=True)
+    assert r.kernel_bytes + r.estimated_peak_bytes <= budget
+
+
+@pytest.mark.parametrize("sym", [True, False])
+@pytest.mark.parametrize("frac", [None, 1.0, "10 rows"])
+def test_jacobians_are_computed_once_when_the_budget_holds_them(monkeypatch, sym, frac):
+    """The generic path keeps a row panel of Jacobians: with room for all of them every sample's
+    Jacobian is computed exactly once; with less, once per panel (and the result is unchanged)."""
+    from relulab.kernels import empirical as emp
+
+    class Custom(nn.Module):  # not a plain Linear stack: takes the generic Jacobian path
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 6), nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.a(x)) * 2.0)
+
+    torch.manual_seed(3)
+    model = Custom().double()
+    X1 = torch.randn(17, 3, dtype=torch.float64)
+    X2 = None if sym else torch.randn(9, 3, dtype=torch.float64)
+    seen = []
+    real = emp._jacobian_features
+
+    def counting(setup, X, out=None):
+        seen.append(X.shape[0])
+        return real(setup, X, out=out)
+
+    full = empirical_ntk(model, X1, X2, method="jacobian")
+    budget = None if frac is None else full.kernel_bytes + (full.estimated_peak_bytes if frac == 1.0 else
+                                                             10 * 2 * full.n_params * 8)
+    monkeypatch.setattr(emp, "_jacobian_features", counting)
+    kw = {} if budget is None else {"memory_budget": budget}
+    r = empirical_ntk(model, X1, X2, method="jacobian", **kw)
+    torch.testing.assert_close(r.kernel, reference(model, X1, X2), rtol=1e-12, atol=1e-12)
+    n_all = 17 if sym else 26
+    c1 = r.chunk_sizes[0]
+    panels = -(-17 // c1)
+    if frac is None or frac == 1.0:  # the budget holds every Jacobian: each is computed once
+        assert c1 == 17 and sum(seen) == n_all
+    else:
+        assert r.estimated_peak_bytes + r.kernel_bytes <= budget
+        assert c1 < 17
+        # rows once; columns once per panel (symmetric: only the columns after the panel)
+        assert 17 < sum(seen) <= 17 + panels * (17 if sym else 9)
 
 
 def test_float64_option_and_plnet_input():

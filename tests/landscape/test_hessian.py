@@ -388,7 +388,8 @@ def test_callers_model_is_not_modified():
     assert model.training and next(model.parameters()).dtype == torch.float32
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
     X, Y = torch.randn(12, 3), torch.randn(12, 2)
-    op = HessianOperator(model, "mse", X, Y)
+    op = HessianOperator(model, "mse", X, Y, train_mode="eval")
+    assert set(op.eval_mode_modules) == {"1", "3"}
     v = torch.randn(op.dim, dtype=D)
     op.matvec(v)
     op.gradient()
@@ -407,6 +408,54 @@ def test_callers_model_is_not_modified():
     ref = copy.deepcopy(model).double().eval()
     with torch.no_grad():
         assert op.loss_value() == pytest.approx(float(F.mse_loss(ref(X.double()), Y.double())), rel=1e-12)
+
+
+class _ModeScaled(nn.Module):
+    """A custom module whose output depends on the mode without being BatchNorm or Dropout."""
+
+    def forward(self, x):
+        return 2 * x if self.training else x
+
+
+@pytest.mark.parametrize("make, names", [
+    (lambda: nn.Sequential(nn.Linear(3, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2)), ("1",)),
+    (lambda: nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Dropout(0.3), nn.Linear(6, 2)), ("2",)),
+    (lambda: nn.Sequential(nn.Linear(3, 6), _ModeScaled(), nn.ReLU(), nn.Linear(6, 2)), None),
+])
+def test_train_mode_models_are_refused_or_reported(make, names):
+    torch.manual_seed(1)
+    model = make()
+    X, Y = torch.randn(10, 3), torch.randn(10, 2)
+    with pytest.raises(InvalidInputError, match="training mode.*model.eval"):
+        HessianOperator(model, "mse", X, Y)
+    with pytest.raises(InvalidInputError, match="training mode"):
+        hessian_spectrum(model, "mse", X, Y, top=1, bottom=0, trace_queries=0, density=False, inertia=False,
+                         kinks=False)
+    res = hessian_spectrum(model, "mse", X, Y, top=1, bottom=0, trace_queries=0, density=False, inertia=False,
+                           kinks=False, train_mode="eval")
+    assert res.eval_mode_modules and (names is None or res.eval_mode_modules == names)
+    assert "eval mode" in res.table() and res.to_dict()["eval_mode_modules"]
+    # the value reported is the eval-mode network's
+    ref = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        assert res.loss == pytest.approx(float(F.mse_loss(ref(X.double()), Y.double())), rel=1e-12)
+    # the same model in eval mode needs nothing and reports nothing
+    res = hessian_spectrum(model.eval(), "mse", X, Y, top=1, bottom=0, trace_queries=0, density=False,
+                           inertia=False, kinks=False)
+    assert res.eval_mode_modules == ()
+
+
+def test_train_mode_without_mode_dependence_is_evaluated_as_is():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Dropout(0.0), nn.Linear(5, 1)).to(D)
+    assert model.training
+    X, Y = torch.randn(8, 3, dtype=D), torch.randn(8, 1, dtype=D)
+    op = HessianOperator(model, "mse", X, Y)
+    assert op.eval_mode_modules == ()
+    plain = nn.Sequential(model[0], model[1], model[3])
+    assert rel_err(op.dense(), ref_hessian(plain, "mse", X, Y), 1.0) < 1e-10
+    with pytest.raises(InvalidInputError, match="train_mode"):
+        HessianOperator(model, "mse", X, Y, train_mode="train")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -573,6 +622,48 @@ def test_trace_estimates_within_five_stderr(method, seed):
     assert t.method == method and t.stderr > 0
     assert abs(t.estimate - true) <= 5 * t.stderr
     assert t.deflated == {"hutch++": 10, "hutchinson": 0, "deflated": 8}[method]
+
+
+def test_trace_sampling_in_blocks_equals_all_at_once():
+    """The Hutchinson samples are drawn and reduced in blocks (running mean and variance): the same
+    signs as one draw of all of them, the same mean and standard error."""
+    A = _decaying_matrix(40, 4)
+    P, r = 40, 23
+    G = (torch.randint(0, 2, (r, P), generator=torch.Generator().manual_seed(7), dtype=torch.int8) * 2 - 1).to(D)
+    terms = torch.einsum("ip,pq,iq->i", G, A, G)
+    for budget in (None, 3 * 8 * P * 8, 1):  # blocks of 23, 3 and 1 rows
+        t = hessian_trace(A, queries=r, method="hutchinson", seed=7, memory_budget=budget)
+        assert t.complete and t.queries == r
+        assert t.estimate == pytest.approx(float(terms.mean()), rel=1e-12)
+        assert t.stderr == pytest.approx(float(terms.std(unbiased=True)) / math.sqrt(r), rel=1e-9)
+
+
+def test_trace_budgets_bound_huge_query_counts():
+    from relulab.core.errors import ResourceLimitError
+
+    A = _decaying_matrix(30, 5)
+    # Hutch++ keeps 3 (queries // 3) vectors: refused before they are allocated
+    with pytest.raises(ResourceLimitError, match="memory_budget"):
+        hessian_trace(A, queries=20, method="hutch++", memory_budget=3 * 6 * 30 * 8 - 1)
+    assert hessian_trace(A, queries=20, method="hutch++", memory_budget=3 * 6 * 30 * 8).complete
+    # at least P queries: P exact products (one unit vector at a time), whatever the count asked
+    t = hessian_trace(A, queries=10**12, method="hutchinson")
+    assert t.method == "exact" and t.n_products == 30
+    # deflated sampling: memory independent of queries; the time limit stops it with what it has
+    t = hessian_trace(A, queries=10**8, method="deflated", lanczos_basis=lanczos(A, 3), time_limit=0.2)
+    assert not t.complete and 1 <= t.queries < 10**8 and t.n_products == t.queries
+    assert abs(t.estimate - float(torch.trace(A))) <= 6 * t.stderr
+    # through hessian_spectrum too
+    model = mlp([3, 5, 2], "tanh", 2)
+    X, Y = data("mse", 10, 3, 2, 2)
+    res = hessian_spectrum(model, "mse", X, Y, top=2, bottom=0, trace_queries=10**8, trace_time_limit=0.2,
+                           density=False, inertia=False, kinks=False)
+    assert not res.trace.complete and res.trace.queries < 10**8
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(InvalidInputError, match="queries"):
+            hessian_trace(A, queries=bad)
+    with pytest.raises(InvalidInputError, match="time_limit"):
+        hessian_trace(A, queries=5, method="hutchinson", time_limit=0)
 
 
 @pytest.mark.parametrize("method", ["hutchinson", "hutch++"])
@@ -1014,3 +1105,33 @@ def test_lanczos_memory_budget_caps_the_basis_or_refuses():
         hessian_eigenpairs(A, k=5, memory_budget=10 * 1000 * 8)
     with pytest.raises(InvalidInputError, match="memory_budget"):
         spectral_density(A, 2, 80, memory_budget=10 * 1000 * 8)
+
+
+def test_engines_choose_one_thread_for_small_work_and_restore_the_callers_setting():
+    """Small networks run their products on one torch thread (threads_for); large ones on the
+    caller's setting, which is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = []
+
+        class Recording(HessianOperator):
+            def matvec(self, v):
+                seen.append(torch.get_num_threads())
+                return super().matvec(v)
+
+        model = mlp([3, 5, 2], "tanh", 3)
+        X, Y = data("mse", 10, 3, 2, 3)
+        op = Recording(model, "mse", X, Y)
+        assert op.work < 1 << 16
+        hessian_eigenpairs(op, k=1, which="largest")
+        hessian_trace(op, queries=6, method="hutchinson")
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        X, Y = data("mse", 3000, 30, 2, 4)  # 90,000-element input batch: not small
+        big = Recording(mlp([30, 4, 2], "tanh", 4), "mse", X, Y)
+        assert big.work >= 1 << 16
+        hessian_trace(big, queries=3, method="hutchinson")
+        assert set(seen) == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -342,7 +343,7 @@ def test_full_rank_fraction_workers_and_bounds():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig = g1.plot()
+    fig = np.atleast_1d(g1.plot())[0].figure
     assert len([a for a in fig.axes if a.get_title().startswith("d = ")]) == len(kw["d_values"])
     _, one = plt.subplots()
     with pytest.raises(InvalidInputError, match="one Axes per input dimension"):
@@ -362,6 +363,52 @@ def test_full_rank_fraction_matches_single_point_rank():
     a = rng.choice(np.array([-1.0, 1.0]), size=(40, 3, 1))
     full = sum(jacobian_rank(ShallowNet(W[s], a[s], b[s], trainable="first"), X[s]) == 6 for s in range(40))
     assert k == full
+
+
+def test_full_rank_fraction_paper_preset_replayed_by_hand():
+    """The paper's samplers (X ~ U[0, 1], PyTorch's nn.Linear default for W and b, v ~ N(0, 1)) replayed
+    with the same generator through the per-network path give the same count."""
+    from relulab.landscape import parameter_space as ps
+
+    d, n, m, B = 2, 7, 3, 40
+    g = full_rank_fraction([d], [n], [m], samples=B, seed=3, workers=1, preset="paper")
+    explicit = full_rank_fraction([d], [n], [m], samples=B, seed=3, workers=1, data="uniform", init="torch",
+                                  output_weights="normal")
+    assert g.samplers == {"data": "uniform", "init": "torch", "output_weights": "normal"} == explicit.samplers
+    assert g.full_rank[0, 0, 0] == explicit.full_rank[0, 0, 0]
+    rng = np.random.default_rng(np.random.SeedSequence([3, d, n, m, 0]))
+    X = rng.random((B, n, d))
+    bound = 1 / math.sqrt(d)
+    W = rng.uniform(-bound, bound, (B, m, d))
+    b = rng.uniform(-bound, bound, (B, m))
+    a = rng.standard_normal((B, m, 1))
+    full = sum(jacobian_rank(ShallowNet(W[s], a[s], b[s], trainable="first"), X[s]) == n for s in range(B))
+    assert g.full_rank[0, 0, 0] == full
+    # a different distribution is a different experiment: the default draws give another count here
+    default = full_rank_fraction([d], [n], [m], samples=B, seed=3, workers=1)
+    assert default.samplers == ps.PRESETS["default"]
+    assert 0 < full < B and default.full_rank[0, 0, 0] != full
+    # an explicit sampler overrides the preset's
+    mixed = full_rank_fraction([d], [n], [m], samples=B, seed=3, workers=1, preset="paper", output_weights="sign")
+    assert mixed.samplers["output_weights"] == "sign" and mixed.samplers["data"] == "uniform"
+
+
+def _identical_points(rng, shape):
+    """Every sample the same point: rank at most 1 per neuron pattern, never n >= 2 (a callable sampler)."""
+    B, n, d = shape
+    return np.repeat(rng.random((B, 1, d)), n, axis=1)
+
+
+def test_full_rank_fraction_callable_data_and_validation():
+    g = full_rank_fraction([2], [4], [6], samples=30, workers=2, data=_identical_points)
+    assert g.full_rank[0, 0, 0] == 0 and g.samplers["data"] == "_identical_points"
+    assert full_rank_fraction([2], [4], [6], samples=30, workers=1).full_rank[0, 0, 0] > 0
+    for kw, what in ((dict(preset="iclr"), "preset"), (dict(data="cauchy"), "data"), (dict(init="xavier"), "init"),
+                     (dict(output_weights="ones"), "output_weights")):
+        with pytest.raises(InvalidInputError, match=what):
+            full_rank_fraction([2], [4], [6], samples=4, workers=1, **kw)
+    with pytest.raises(InvalidInputError, match="shape"):
+        full_rank_fraction([2], [4], [6], samples=4, workers=1, data=lambda rng, shape: np.zeros(3))
 
 
 def test_validation_and_exports():

@@ -4,6 +4,7 @@ implementation, finite differences, symmetry, and a published spurious minimum."
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -277,6 +278,20 @@ def test_validation():
         find_critical_point(problem, target="maxima")
     with pytest.raises(InvalidInputError):
         find_critical_points(problem, n_starts=-1)
+
+
+def test_huge_start_counts_are_refused_before_running():
+    from relulab.core.errors import ResourceLimitError
+
+    problem = TeacherStudent.identity(3)
+    t0 = time.perf_counter()
+    with pytest.raises(ResourceLimitError, match="memory_budget") as e:
+        find_critical_points(problem, n_starts=10**9, workers=1)
+    assert isinstance(e.value, MemoryError) and time.perf_counter() - t0 < 5
+    with pytest.raises(ResourceLimitError, match="at most 3"):
+        find_critical_points(problem, n_starts=4, workers=1, memory_budget=3.5 * (8 * 2 * 9 + 1024))
+    res = find_critical_points(problem, n_starts=3, workers=1, memory_budget=3.5 * (8 * 2 * 9 + 1024))
+    assert res.n_starts == 3
 
 
 @settings(max_examples=20, deadline=None)

@@ -553,8 +553,9 @@ def test_to_dict_and_plot(tmp_path):
     json.dumps(d)
     assert d["count"] == res.count and len(d["patterns"]) == res.count
     assert set(res.to_dict(summary=True)) >= {"count", "linear_count", "curve_length", "complete"}
-    fig = res.plot()
-    fig.savefig(tmp_path / "line.png")
+    ax = res.plot()
+    assert hasattr(ax, "plot") and ax.figure is not None  # the Axes, as every plot(ax=None)
+    ax.figure.savefig(tmp_path / "line.png")
     g = torch.Generator().manual_seed(0)
     batch = on_line(net, torch.randn(3, 2, generator=g), torch.randn(3, 2, generator=g))
     json.dumps(batch.to_dict())
@@ -602,3 +603,64 @@ def test_batches_and_slices_agree(mod_shape, seed):
     assert torch.equal(big.patterns, small.patterns)
     for s in range(3):
         check_sampling(net, A[s], B[s], big[s], n=1501, bisect=False)
+
+
+# ----------------------------------------------------------------------------- certified counts
+def _relu_lines(w, b):
+    """1-D input: one hidden ReLU layer with weights ``w`` and biases ``b``, one output."""
+    lin = nn.Linear(1, len(w)).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor(w, dtype=torch.float64)[:, None])
+        lin.bias.copy_(torch.tensor(b, dtype=torch.float64))
+    return PLNet.from_torch(nn.Sequential(lin, nn.ReLU(), nn.Linear(len(w), 1).double()), (1,))
+
+
+@pytest.mark.parametrize("gap", [1e-11, 1e-13])
+def test_breakpoints_a_hair_apart(gap):
+    # kinks at x = 0 and x = gap on [-1, 1]: three intervals, the middle one gap / 2 long in t
+    net = _relu_lines([1.0, 1.0], [0.0, -gap])
+    for certify in (None, False):
+        res = on_line(net, [-1.0], [1.0], certify=certify)
+        assert res.count == 3, certify
+        assert res.certified is (certify is None)
+    exact = on_line(net, [-1.0], [1.0], certify=True)
+    assert exact.count == 3 and exact.certified
+
+
+def test_huge_segments_are_counted_exactly():
+    net = net_of(mlp([2, 8, 8, 2], seed=4), (2,))
+    direction = torch.tensor([0.6, -0.8], dtype=torch.float64)
+    # every breakpoint of this line lies within |x| < 1e3 (the count no longer grows beyond)
+    ref = on_line(net, -1e3 * direction, 1e3 * direction, certify=True).count
+    assert on_line(net, -4e3 * direction, 4e3 * direction, certify=True).count == ref
+    for ext in (1e6, 1e12, 1e100, 1e300, 1e308):
+        res = on_line(net, -ext * direction, ext * direction)
+        assert (res.count, res.certified, res.complete) == (ref, True, True), ext
+        # float64 alone resolves breakpoints to about ttol of the segment's length: at 1e12 the
+        # features near the origin are already below that (uncertified answers say so)
+        if ext <= 1e6:
+            try:
+                alone = on_line(net, -ext * direction, ext * direction, certify=False)
+                assert alone.count == ref and not alone.certified, ext
+            except DegenerateGeometryError:  # or it refuses what it cannot resolve
+                pass
+    with pytest.raises(DegenerateGeometryError, match="overflow"):
+        on_line(net, -1e308 * direction, 1e308 * direction, certify=False)
+
+
+def test_certify_budgets_and_result_base():
+    from relulab.results import RegionResult
+
+    net = net_of(mlp([2, 6, 1], seed=2), (2,))
+    res = on_line(net, [-3.0, 0.0], [3.0, 1.0])
+    assert isinstance(res, RegionResult) and res.certified and res.seconds > 0
+    assert not hasattr(res, "elapsed")
+    batch = on_line(net, torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64))
+    assert isinstance(batch, RegionResult) and batch.certified
+    for bad in (True, 0, -2, 1.5, "3"):
+        with pytest.raises(InvalidInputError, match="max_regions"):
+            on_line(net, [-3.0, 0.0], [3.0, 1.0], max_regions=bad)
+    with pytest.raises(InvalidInputError, match="certify"):
+        on_line(net, [-3.0, 0.0], [3.0, 1.0], certify="always")
+    part = on_line(net, [-3.0, 0.0], [3.0, 1.0], max_regions=2)
+    assert (part.complete, part.stopped_by, part.count) == (False, "max_regions", 2)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from relulab.cli import Context, Output, add_model_arguments, json_flag, save_figure
+from relulab.cli import (SEED, Context, Output, add_model_arguments, figure_file, float_arg, int_arg, json_flag,
+                         save_figure)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "hessian", help="Hessian spectrum of a model's loss on data: extreme eigenvalues, trace, density, inertia",
+        "hessian",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.dedent("""\
             The Hessian H of L(theta) = loss(MODEL(DATA; theta), targets) in all trainable
@@ -35,22 +36,22 @@ def add_parser(sub) -> None:
                    help="targets (.npy / .csv); required unless DATA is a built-in data set")
     p.add_argument("--loss", choices=("cross_entropy", "mse"), default="cross_entropy",
                    help="loss, mean over the data (default cross_entropy)")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="largest eigenvalues (default 5)")
-    p.add_argument("--bottom", type=int, default=5, metavar="K",
+    p.add_argument("--top", type=int_arg(0, 10**4), default=5, metavar="K", help="largest eigenvalues (default 5)")
+    p.add_argument("--bottom", type=int_arg(0, 10**4), default=5, metavar="K",
                    help="smallest (most negative) eigenvalues (default 5; 0: none)")
-    p.add_argument("--tol", type=float, default=1e-6, help="eigenvalue residual tolerance relative to |H| (1e-6)")
-    p.add_argument("--max-steps", type=int, default=300, help="Lanczos steps at most (memory: steps x P numbers)")
-    p.add_argument("--trace-queries", type=int, default=60, metavar="N",
+    p.add_argument("--tol", type=float_arg(above=0), default=1e-6, help="eigenvalue residual tolerance relative to |H| (1e-6)")
+    p.add_argument("--max-steps", type=int_arg(1, 10**6), default=300, help="Lanczos steps at most (memory: steps x P numbers)")
+    p.add_argument("--trace-queries", type=int_arg(0, 10**5), default=60, metavar="N",
                    help="Hutchinson samples of the trace (default 60; 0: no trace)")
     p.add_argument("--no-density", action="store_true", help="skip the spectral density")
-    p.add_argument("--max-dense", type=int, default=3000, metavar="P",
+    p.add_argument("--max-dense", type=int_arg(0, 10**6), default=3000, metavar="P",
                    help="exact inertia from the dense Hessian up to P parameters (default 3000)")
-    p.add_argument("--batch-size", type=int, default=None, help="evaluate the loss in batches of this size")
-    p.add_argument("--memory", type=float, default=2.0, metavar="GIB",
+    p.add_argument("--batch-size", type=int_arg(1, None), default=None, help="evaluate the loss in batches of this size")
+    p.add_argument("--memory", type=float_arg(above=0, hi=2**20), default=2.0, metavar="GIB",
                    help="memory for a Lanczos basis (steps x P numbers), GiB (default 2); fewer steps fit in less")
     p.add_argument("--float32", action="store_true", help="compute in float32 (default float64)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random start vectors (default 0)")
-    p.add_argument("--plot", metavar="FILE", default=None, help="plot the spectral density with the extreme values")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the random start vectors (default 0)")
+    p.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="plot the spectral density with the extreme values")
     json_flag(p)
     p.set_defaults(handler=run_hessian)
 
@@ -103,6 +104,19 @@ def _data_and_targets(args, mf):
     return x, y
 
 
+def _check_memory(args, n_params: int) -> None:
+    """Refuse before allocating: the Hutchinson probes (--trace-queries x P numbers) and the dense
+    Hessian (P x P, when P <= --max-dense) must each fit in --memory."""
+    from relulab.core.errors import ResourceLimitError
+
+    budget = args.memory * 2**30
+    for what, numbers, flag in (("the trace probes", args.trace_queries * n_params, "--trace-queries"),
+                                ("the dense Hessian", n_params**2 if n_params <= args.max_dense else 0, "--max-dense")):
+        if numbers * 8 > budget:
+            raise ResourceLimitError(f"{what} of {n_params:,} parameters need {numbers * 8 / 2**30:.3g} GiB, more than "
+                                     f"--memory {args.memory:g} GiB; lower {flag} or raise --memory")
+
+
 def run_hessian(args, ctx: Context) -> Output:
     import torch
 
@@ -110,32 +124,25 @@ def run_hessian(args, ctx: Context) -> Output:
     from relulab.core.errors import InvalidInputError
     from relulab.landscape.hessian import hessian_spectrum
 
-    for name in ("top", "bottom", "trace_queries", "max_dense"):
-        if getattr(args, name) < 0:
-            raise InvalidInputError(f"--{name.replace('_', '-')} must be a non-negative integer")
     if args.top + args.bottom == 0:
         raise InvalidInputError("--top and --bottom cannot both be 0")
-    if not args.memory > 0:
-        raise InvalidInputError(f"--memory must be a positive number of GiB, got {args.memory}")
-    if not args.tol > 0 or args.max_steps < 1:
-        raise InvalidInputError("--tol must be positive and --max-steps a positive integer")
     mf = load_model(args)
     x, y = _data_and_targets(args, mf)
     module = mf.net.to_torch()
-    with ctx.progress("hessian") as update:
-        update("Lanczos, trace, density", 0, 1)
+    _check_memory(args, sum(p.numel() for p in module.parameters()))
+    with ctx.progress("hessian") as bar:
+        bar(0, 1, stage="Lanczos, trace, density")
         res = hessian_spectrum(module, args.loss, x.reshape(x.shape[0], *mf.net.input_shape), y, top=args.top,
                                bottom=args.bottom, tol=args.tol, max_steps=args.max_steps,
                                trace_queries=args.trace_queries, density=not args.no_density,
                                max_dense=args.max_dense, batch_size=args.batch_size,
                                dtype=torch.float32 if args.float32 else torch.float64, seed=args.seed,
-                               memory_budget=args.memory * 2**30)
-        update("done", 1, 1)
+                               memory_budget=args.memory * 2**30, **ctx.engine_progress(hessian_spectrum, bar))
+        bar(1, 1, stage="done")
     data = {"model": args.model, "data": args.data, "targets": args.targets, "loss_function": args.loss,
             **res.to_dict(summary=True)}
     if args.plot:
         if res.density is None:
             raise InvalidInputError("--plot draws the spectral density: drop --no-density")
-        save_figure(lambda ax: res.plot(ax=ax), args.plot, (6, 4))
-        data["plot"] = args.plot
+        data["plot"] = save_figure(lambda ax: res.plot(ax=ax), args.plot, (6, 4))
     return Output(data, res.table())

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from relulab.cli import Context, Output, json_flag, save_figure
+from relulab.cli import Context, Output, figure_file, int_arg, json_flag, save_figure
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("init", help="initialization constants (maxout networks)",
-                       description="Initialization constants. 'maxout': the constants of rank-K maxout units "
+    p = sub.add_parser("init", description="Initialization constants. 'maxout': the constants of rank-K maxout units "
                                    "(optionally followed by max-pooling) from expectations of Gaussian order "
                                    "statistics, by adaptive quadrature, and the recommended weight variance "
                                    "c / fan_in with c = 1 / E[(max of K standard normals)^2].")
@@ -16,11 +15,15 @@ def add_parser(sub) -> None:
                          description="Constants of rank-K maxout units (Tseran and Montufar, ICML 2023).")
     m.add_argument("--k", type=str, required=True, metavar="K",
                    help="maxout rank: one integer >= 2, a list 2,3,5 or a range 2-10")
-    m.add_argument("--pool", type=int, default=None, metavar="P",
+    m.add_argument("--pool", type=int_arg(1, 10**6), default=None, metavar="P",
                    help="size of a max-pooling window after the maxout layer (the unit then maximizes K*P pieces)")
-    m.add_argument("--plot", metavar="FILE", default=None, help="plot M, S, L against the rank to FILE")
+    m.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="plot M, S, L against the rank to FILE")
     json_flag(m)
     m.set_defaults(handler=run_maxout)
+
+
+# the quadrature is accurate up to this many pieces per unit (K x pool)
+MAX_PIECES = 10**9
 
 
 def _ranks(text: str) -> list[int]:
@@ -29,28 +32,31 @@ def _ranks(text: str) -> list[int]:
     try:
         if "-" in text.strip("-"):
             lo, hi = (int(v) for v in text.split("-", 1))
-            ks = list(range(lo, hi + 1))
+            ks = range(lo, hi + 1)  # a range: refused below before any list is made
         else:
             ks = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise InvalidInputError(f"--k: expected an integer, a list like 2,3,5 or a range like 2-10, got {text!r}") from None
-    if not ks or min(ks) < 1 or len(ks) > 1000:
-        raise InvalidInputError(f"--k: ranks must be positive integers (at most 1000 of them), got {text!r}")
-    return ks
+    count = max(0, ks.stop - ks.start) if isinstance(ks, range) else len(ks)  # len() of a huge range overflows
+    if not 0 < count <= 1000 or min(ks) < 1 or max(ks) > MAX_PIECES:
+        raise InvalidInputError(f"--k: ranks must be integers from 1 to {MAX_PIECES:,} (at most 1000 of them), "
+                                f"got {text!r}")
+    return list(ks)
 
 
 def run_maxout(args, ctx: Context) -> Output:
-    from relulab.core.errors import InvalidInputError
     from relulab.init import constants_table
 
-    if args.pool is not None and args.pool < 1:
-        raise InvalidInputError(f"--pool must be a positive window size, got {args.pool}")
-    table = constants_table(_ranks(args.k), pool=args.pool)
+    ks = _ranks(args.k)
+    if args.pool is not None and max(ks) * args.pool > MAX_PIECES:
+        from relulab.core.errors import InvalidInputError
+
+        raise InvalidInputError(f"--k {args.k} --pool {args.pool}: at most {MAX_PIECES:,} pieces per unit (K x pool)")
+    table = constants_table(ks, pool=args.pool)
     data = {"constants": [r.to_dict() for r in table.rows],
             "definitions": {"M": "E[max_k N_k^2] over n = K*pool standard normals", "c": "1/M: Var(W) = c / fan_in",
                             "S": "E[min of n chi^2_1]", "L": "E[max of n chi^2_1]",
                             "c_lower": "1/S", "c_upper": "1/L", "mean": "E[max of n standard normals]"}}
     if args.plot:
-        save_figure(lambda ax: table.plot(ax=ax), args.plot, (5, 3.5))
-        data["plot"] = args.plot
+        data["plot"] = save_figure(lambda ax: table.plot(ax=ax), args.plot, (5, 3.5))
     return Output(data, table.to_text())

@@ -3,12 +3,16 @@ infinite-width kernel of the same architecture with the separation bounds for it
 
 from __future__ import annotations
 
-from relulab.cli import Context, Output, add_model_arguments, json_flag, load_model, save_figure
+from relulab.cli import (Context, Output, add_model_arguments, figure_file, float_arg, int_arg, json_flag, load_model,
+                         output_file, save_figure)
+
+# the largest built-in data set the command line generates (NAME:N)
+MAX_BUILTIN_POINTS = 10**7
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "ntk", help="empirical NTK Gram matrix of a model on data, its spectrum; --analytic: infinite width",
+        "ntk",
         description="Empirical neural tangent kernel Theta[i, j] = J(x_i) J(x_j)^T of MODEL on DATA (exact, "
                     "chunked within --memory), its eigenvalues and condition number, and the separation of "
                     "the data. --analytic adds the infinite-width NTK of the same fully connected "
@@ -21,16 +25,16 @@ def add_parser(sub) -> None:
     p.add_argument("--analytic", action="store_true",
                    help="also the infinite-width NTK of the same MLP architecture (depth and activation read "
                         "from the model), on the inputs scaled to the unit sphere")
-    p.add_argument("--weight-var", type=float, default=2.0, help="sigma_w^2 of the analytic kernel (default 2)")
-    p.add_argument("--bias-var", type=float, default=0.0, help="sigma_b^2 of the analytic kernel (default 0)")
-    p.add_argument("--max-points", type=int, default=2048, metavar="N",
+    p.add_argument("--weight-var", type=float_arg(above=0), default=2.0, help="sigma_w^2 of the analytic kernel (default 2)")
+    p.add_argument("--bias-var", type=float_arg(0), default=0.0, help="sigma_b^2 of the analytic kernel (default 0)")
+    p.add_argument("--max-points", type=int_arg(1, 10**7), default=2048, metavar="N",
                    help="use the first N inputs (default 2048; the Gram matrix has N^2 entries per output pair)")
-    p.add_argument("--memory", type=float, default=1.0, metavar="GIB",
+    p.add_argument("--memory", type=float_arg(above=0, hi=2**20), default=1.0, metavar="GIB",
                    help="working-memory budget of the empirical kernel in GiB (default 1)")
     p.add_argument("--trace-outputs", action="store_true",
                    help="sum the kernel over outputs (an n x n matrix) instead of the full (n o) x (n o) one")
-    p.add_argument("--save", metavar="FILE.npy", default=None, help="write the empirical Gram matrix to FILE.npy")
-    p.add_argument("--plot", metavar="FILE", default=None, help="plot the eigenvalues to FILE (PNG, PDF or SVG)")
+    p.add_argument("--save", metavar="FILE.npy", default=None, type=output_file(".npy"), help="write the empirical Gram matrix to FILE.npy")
+    p.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="plot the eigenvalues to FILE (PNG, PDF or SVG)")
     json_flag(p)
     p.set_defaults(handler=run)
 
@@ -47,6 +51,8 @@ def builtin_data(text: str):
         n = int(count) if count else 256
     except ValueError:
         raise InvalidInputError(f"DATA {text!r}: expected NAME or NAME:N with an integer N") from None
+    if not 1 <= n <= MAX_BUILTIN_POINTS:
+        raise InvalidInputError(f"DATA {text!r}: N must be from 1 to {MAX_BUILTIN_POINTS:,}, got {count}")
     return datasets.make(name, n=n, seed=0)
 
 
@@ -62,19 +68,22 @@ def read_inputs(text: str, shape, max_points: int):
     if ds is not None:
         x = ds.x
     elif text.endswith(".npy"):
-        try:
-            x = torch.as_tensor(np.asarray(np.load(text, allow_pickle=False), dtype=np.float64))
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"DATA {text}: not a readable numeric .npy array ({e})") from None
+        from relulab.cli import load_npy
+
+        x = torch.as_tensor(load_npy(text, "DATA"))
     elif text.endswith(".csv"):
+        import warnings
+
         try:
-            x = torch.as_tensor(np.loadtxt(text, delimiter=",", dtype=np.float64, ndmin=2))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an empty file is refused below, in our words
+                x = torch.as_tensor(np.loadtxt(text, delimiter=",", dtype=np.float64, ndmin=2))
         except FileNotFoundError:
             raise
         except (OSError, ValueError) as e:
             raise InvalidInputError(f"DATA {text}: not a numeric CSV file ({e})") from None
+        if x.numel() == 0:
+            raise InvalidInputError(f"DATA {text}: the file holds no numbers")
     else:
         raise InvalidInputError(f"DATA {text!r}: expected a .npy or .csv file or one of "
                                 f"{', '.join(datasets.DATASETS)} (optionally NAME:N)")
@@ -97,27 +106,12 @@ def read_inputs(text: str, shape, max_points: int):
 
 def mlp_architecture(net):
     """(depth, activation, slope, k) of a plain fully connected PLNet, or an error naming what differs."""
-    from relulab.core.errors import UnsupportedLayerError
-    from relulab.core.layers import Dense, MaxUnits
+    from relulab.core.recognize import architecture
 
-    kinds, dense = [], 0
-    for node in net.nodes:
-        layer = node.layer
-        if isinstance(layer, MaxUnits):
-            kinds.append((layer.kind, layer.spec))
-        elif isinstance(layer, Dense):
-            dense += 1
-        elif layer is not None and type(layer).__name__ != "Reshape":  # None: the input node
-            raise UnsupportedLayerError(f"--analytic needs a fully connected network (Linear layers and one "
-                                        f"activation), found a {type(layer).__name__} layer")
-    acts = {k for k, _ in kinds}
-    if len(acts) > 1 or dense != len(kinds) + 1 or acts & {"maxpool"}:
-        raise UnsupportedLayerError("--analytic needs Linear, activation, ..., Linear with one activation kind "
-                                    f"(found {dense} Linear layers and activations {sorted(acts) or 'none'})")
-    if not kinds:
-        return 0, "relu", 0.0, 2
-    kind, params = kinds[0]
-    return len(kinds), kind, float(params.get("negative_slope", 0.01)), int(params.get("k", 2))
+    arch = architecture(net).require_mlp("--analytic")
+    p = arch.param
+    return (arch.depth, arch.activation or "relu", float(p) if arch.activation == "leaky_relu" else 0.01,
+            int(p) if arch.activation == "maxout" else 2)
 
 
 def run(args, ctx: Context) -> Output:
@@ -127,14 +121,21 @@ def run(args, ctx: Context) -> Output:
     from relulab.core.errors import InvalidInputError
     from relulab.kernels import empirical_ntk, ntk_spectrum, separation
 
-    if not args.memory > 0:
-        raise InvalidInputError(f"--memory must be a positive number of GiB, got {args.memory}")
     mf = load_model(args)
     net = mf.net
     x = read_inputs(args.data, net.input_shape, args.max_points).to(dtype=net.dtype, device=net.device)
-    with ctx.progress("ntk") as update:
-        update("empirical kernel", 0, 2 if args.analytic else 1)
-        res = empirical_ntk(net, x, memory_budget=int(args.memory * 2**30), trace_outputs=args.trace_outputs)
+    side = x.shape[0] * (1 if args.trace_outputs else net.output_dim)
+    gram = side * side * x.element_size()
+    if gram > args.memory * 2**30:
+        from relulab.core.errors import ResourceLimitError
+
+        raise ResourceLimitError(f"the {side:,} x {side:,} NTK Gram matrix needs {gram / 2**30:.3g} GiB, more than "
+                                 f"--memory {args.memory:g} GiB; use fewer points (--max-points), --trace-outputs or "
+                                 "a larger --memory")
+    with ctx.progress("ntk") as bar:
+        bar(0, 2 if args.analytic else 1, stage="empirical kernel")
+        res = empirical_ntk(net, x, memory_budget=int(args.memory * 2**30), trace_outputs=args.trace_outputs,
+                            **ctx.engine_progress(empirical_ntk, bar))
         spec = ntk_spectrum(res)
         flat = x.reshape(x.shape[0], -1)
         sphere = flat / flat.norm(dim=1, keepdim=True).clamp_min(torch.finfo(flat.dtype).tiny)
@@ -143,7 +144,7 @@ def run(args, ctx: Context) -> Output:
                 "spectrum": spec.to_dict(summary=True), "separation_of_normalized_inputs": sep.to_dict(summary=True)}
         analytic = None
         if args.analytic:
-            update("analytic kernel", 1, 2)
+            bar(1, 2, stage="analytic kernel")
             from relulab.kernels import analytic_ntk, ntk_eigenvalue_bounds
 
             depth, act, slope, k = mlp_architecture(net)
@@ -155,16 +156,18 @@ def run(args, ctx: Context) -> Output:
             data["analytic"] = {"depth": depth, "activation": act, "weight_var": args.weight_var,
                                 "bias_var": args.bias_var, "inputs": "normalized to the unit sphere",
                                 "spectrum": analytic.to_dict(summary=True), "bounds": bounds.to_dict(summary=True)}
-        update("done", 1, 1)
+        bar(1, 1, stage="done")
     if args.save:
+        from relulab.core.files import atomic_write
+
         try:
-            np.save(args.save, res.kernel.detach().cpu().numpy(), allow_pickle=False)
+            with atomic_write(args.save, "wb") as f:
+                np.save(f, res.kernel.detach().cpu().numpy(), allow_pickle=False)
         except OSError as e:
             raise InvalidInputError(f"--save {args.save}: {e.strerror or e}") from None
         data["saved"] = args.save
     if args.plot:
-        save_figure(lambda ax: _draw_spectra(ax, spec, analytic), args.plot, (5.5, 3.8))
-        data["plot"] = args.plot
+        data["plot"] = save_figure(lambda ax: _draw_spectra(ax, spec, analytic), args.plot, (5.5, 3.8))
     return Output(data, _render(data, spec, analytic))
 
 
@@ -186,7 +189,10 @@ def _render(data, spec, analytic):
     t.add_row("data", f"{data['data']} ({data['n']} inputs)")
     t.add_row("empirical NTK", f"{spec.size} x {spec.size} ({e['method']}, {e['n_params']:,} parameters, "
                                f"{e['seconds']:.2f} s)")
-    t.add_row("eigenvalues", f"min {spec.lambda_min:.6g}, max {spec.lambda_max:.6g}, condition {spec.condition_number:.4g}, "
+    from relulab.report import spectrum_words
+
+    smallest, condition = spectrum_words(spec)
+    t.add_row("eigenvalues", f"min {smallest}, max {spec.lambda_max:.6g}, condition {condition}, "
                              f"effective rank {spec.effective_rank:.3g}")
     s = data["separation_of_normalized_inputs"]
     t.add_row("separation", f"delta = {s.get('delta', float('nan')):.4g} (inputs normalized to the sphere)")

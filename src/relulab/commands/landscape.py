@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from relulab.cli import Context, Output, json_flag, save_figure
+from relulab.cli import SEED, Context, Output, figure_file, float_arg, int_arg, json_flag, save_figure
+
+# sizes the command line accepts before its memory estimates decide
+MAX_SIZE = 10**6
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("landscape", help="loss landscapes in parameter space",
-                       description="Loss landscapes of piecewise-linear networks in parameter space.")
+    p = sub.add_parser("landscape", description="Loss landscapes of piecewise-linear networks in parameter space.")
     kinds = p.add_subparsers(dest="landscape_kind", metavar="TASK", required=True, parser_class=type(p))
     ts = kinds.add_parser(
         "teacher-student", help="critical points of the Gaussian teacher-student problem, grouped by symmetry",
@@ -20,16 +22,18 @@ def add_parser(sub) -> None:
                     "teacher V = I_d, from random starts (gradient flow, then Newton to gradient norm 1e-12, in "
                     "closed form), grouped into families up to the permutation symmetry, each with its isotropy "
                     "group and Hessian spectrum.")
-    ts.add_argument("--d", type=int, required=True, help="input dimension (teacher neurons: d)")
-    ts.add_argument("--k", type=int, default=None, help="student neurons (default d)")
-    ts.add_argument("--starts", type=int, default=50, help="random starts (default 50)")
-    ts.add_argument("--seed", type=int, default=0, help="seed of the starts (default 0)")
-    ts.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    ts.add_argument("--d", type=int_arg(1, MAX_SIZE), required=True, help="input dimension (teacher neurons: d)")
+    ts.add_argument("--k", type=int_arg(1, MAX_SIZE), default=None, help="student neurons (default d)")
+    ts.add_argument("--starts", type=int_arg(1, 10**7), default=50, help="random starts (default 50)")
+    ts.add_argument("--seed", type=SEED, default=0, help="seed of the starts (default 0)")
+    ts.add_argument("--workers", type=int_arg(1, 4096), default=None, help="processes (default: every core)")
     ts.add_argument("--target", choices=("minima", "critical"), default="minima",
                     help="minima: escape saddles along negative curvature; critical: stop at any critical point")
-    ts.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+    ts.add_argument("--time-limit", type=float_arg(above=0), default=None, metavar="SECONDS",
                     help="stop after this many seconds (unfinished starts are reported, the result is incomplete)")
-    ts.add_argument("--plot", metavar="FILE", default=None, help="plot loss against how often each family was found")
+    ts.add_argument("--memory", type=float_arg(above=0, hi=2**20), default=4.0, metavar="GIB",
+                    help="memory for one process's batch of starts, GiB (default 4); larger problems are refused")
+    ts.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="plot loss against how often each family was found")
     json_flag(ts)
     ts.set_defaults(handler=run_teacher_student)
     _add_classify(kinds)
@@ -37,25 +41,26 @@ def add_parser(sub) -> None:
 
 
 def run_teacher_student(args, ctx: Context) -> Output:
-    from relulab.core.errors import InvalidInputError
+    from relulab.core.errors import ResourceLimitError
     from relulab.landscape import TeacherStudent, find_critical_points
 
-    if args.d < 1 or (args.k is not None and args.k < 1) or args.starts < 1:
-        raise InvalidInputError("--d, --k and --starts must be positive integers")
-    if args.workers is not None and args.workers < 1:
-        raise InvalidInputError(f"--workers must be a positive integer, got {args.workers}")
-    if args.time_limit is not None and not args.time_limit > 0:
-        raise InvalidInputError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
+    k = args.d if args.k is None else args.k
+    # a batch of up to 8 starts holds a Hessian of (k d)^2 numbers per start; every start keeps its point
+    P = k * args.d
+    need = 8 * (min(8, args.starts) * P * P + 4 * args.starts * P)
+    if need > args.memory * 2**30:
+        raise ResourceLimitError(f"--d {args.d} --k {k} --starts {args.starts}: the search needs about "
+                                 f"{need / 2**30:.3g} GiB per process (Hessians of {P:,} parameters), more than "
+                                 f"--memory {args.memory:g} GiB")
     problem = TeacherStudent.identity(args.d, args.k)
-    with ctx.progress("teacher-student") as update:
-        update("searching", 0, 1)
+    with ctx.progress("teacher-student", "starts") as bar:
+        bar(0, args.starts, stage="searching")
         res = find_critical_points(problem, args.starts, seed=args.seed, workers=args.workers, target=args.target,
-                                   time_limit=args.time_limit)
-        update("done", 1, 1)
+                                   time_limit=args.time_limit, **ctx.engine_progress(find_critical_points, bar))
+        bar(args.starts, args.starts, stage="done")
     data = res.to_dict(summary=True)
     if args.plot:
-        save_figure(lambda ax: res.plot(ax=ax), args.plot, (6, 4))
-        data["plot"] = args.plot
+        data["plot"] = save_figure(lambda ax: res.plot(ax=ax), args.plot, (6, 4))
     head = (f"d = {res.d}, k = {res.k}, {res.n_starts} starts, {res.seconds:.1f} s"
             + ("" if res.complete else " (incomplete: time limit)"))
     return Output(data, head + "\n" + res.table())
@@ -73,27 +78,18 @@ _TRAINABLE_HELP = ("all: every parameter (W, b, a, c) moves; first: only the hid
 
 
 def shallow_from_model(net, trainable: str, command: str):
-    """The :class:`ShallowNet` of a PLNet that is exactly Linear, ReLU | LeakyReLU | Abs, Linear (identity
-    reshapes of a 1-D input allowed), or an :class:`UnsupportedLayerError` naming what is supported."""
-    from torch import nn
-
+    """The :class:`ShallowNet` of a PLNet (see :meth:`ShallowNet.from_plnet`), or an
+    :class:`UnsupportedLayerError` naming what the command supports."""
     from relulab.core.errors import UnsupportedLayerError
-    from relulab.core.layers import Dense, MaxUnits, Reshape
     from relulab.landscape import ShallowNet
 
-    nodes = net.nodes[1:]
-    chain = all(n.inputs == (i,) for i, n in enumerate(nodes))
-    layers = [n.layer for n in nodes if not (isinstance(n.layer, Reshape) and len(net.input_shape) == 1)]
-    kinds = [getattr(layer, "kind", type(layer).__name__) for layer in layers]
-    ok = (chain and len(net.input_shape) == 1 and len(layers) == 3 and isinstance(layers[0], Dense)
-          and isinstance(layers[1], MaxUnits) and layers[1].kind in ("relu", "leaky_relu", "abs")
-          and layers[1].elementwise_units and isinstance(layers[2], Dense))
-    if not ok:
-        found = ", ".join(kinds)
-        found = found if chain else f"a network that is not a plain chain of layers ({found})"
+    try:
+        return ShallowNet.from_plnet(net, trainable=trainable)
+    except UnsupportedLayerError as e:
+        why = str(e).rsplit(": ", 1)[-1]
+        found = ", ".join(n.layer.kind for n in net.nodes[1:] if n.layer.kind != "reshape") or "no layers"
         raise UnsupportedLayerError(f"landscape {command} needs a one-hidden-layer network: {SHALLOW}; MODEL has "
-                                    f"{found or 'no layers'}")
-    return ShallowNet.from_torch(nn.Sequential(*(layer.to_module() for layer in layers)), trainable=trainable)
+                                    f"{found} ({why})") from None
 
 
 def _columns(text: str) -> tuple[int, ...]:
@@ -197,45 +193,36 @@ def _add_classify(kinds) -> None:
     p.add_argument("--arch", metavar="SPEC", default=None, help=_ARCH_HELP)
     p.add_argument("--input-shape", metavar="SHAPE", default=None, help="input dimension to check the model against")
     p.add_argument("--trainable", choices=("all", "first"), default="all", help=_TRAINABLE_HELP + " (default all)")
-    p.add_argument("--kink-rtol", type=float, default=1e-12, metavar="R",
+    p.add_argument("--kink-rtol", type=float_arg(0), default=1e-12, metavar="R",
                    help="a pre-activation z is on its kink when |z| <= R (|x| . |w| + |b|) (default 1e-12)")
-    p.add_argument("--stat-rtol", type=float, default=1e-9, metavar="R",
+    p.add_argument("--stat-rtol", type=float_arg(0), default=1e-9, metavar="R",
                    help="stationarity tolerance, relative to the size of the terms of L' (default 1e-9)")
-    p.add_argument("--zero-atol", type=float, default=0.0, metavar="A",
+    p.add_argument("--zero-atol", type=float_arg(0), default=0.0, metavar="A",
                    help="neurons with max |a_j| <= A count as zero-output neurons (escape candidates; default 0)")
     p.add_argument("--method", choices=("auto", "enumerate", "milp"), default="auto",
                    help="exact minimum of L' for neurons with concave kink terms: enumerate sign cases, "
                         "mixed-integer program, or auto (default)")
-    p.add_argument("--time-limit", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--time-limit", type=float_arg(above=0), default=10.0, metavar="SECONDS",
                    help="time limit of each mixed-integer program (default 10)")
-    p.add_argument("--probes", type=int, default=200, metavar="N",
+    p.add_argument("--probes", type=int_arg(0, 10**6), default=200, metavar="N",
                    help="random directions, each tried at 3 radii inside the cones of the pre-activations, that "
                         "check a local minimum (default 200; 0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the probes and escape directions (default 0)")
+    p.add_argument("--seed", type=SEED, default=0, help="seed of the probes and escape directions (default 0)")
     json_flag(p)
     p.set_defaults(handler=run_classify)
 
 
 def run_classify(args, ctx: Context) -> Output:
-    import math
-
-    from relulab.core.errors import InvalidInputError
     from relulab.landscape import directional_stationarity
 
-    for name, v in (("--kink-rtol", args.kink_rtol), ("--stat-rtol", args.stat_rtol), ("--zero-atol", args.zero_atol)):
-        if not (v >= 0 and math.isfinite(v)):
-            raise InvalidInputError(f"{name} must be a finite number >= 0, got {v}")
-    if not args.time_limit > 0:
-        raise InvalidInputError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
-    if args.probes < 0:
-        raise InvalidInputError(f"--probes must be a non-negative integer, got {args.probes}")
     mf, net, x, y = _shallow_and_data(args, args.trainable, "classify")
-    with ctx.progress("classify") as update:
-        update("directional derivatives", 0, 1)
+    with ctx.progress("classify") as bar:
+        bar(0, 1, stage="directional derivatives")
         res = directional_stationarity(net, x, y, kink_rtol=args.kink_rtol, stat_rtol=args.stat_rtol,
                                        method=args.method, time_limit=args.time_limit, zero_atol=args.zero_atol,
-                                       n_probe=args.probes, seed=args.seed)
-        update("done", 1, 1)
+                                       n_probe=args.probes, seed=args.seed,
+                                       **ctx.engine_progress(directional_stationarity, bar))
+        bar(1, 1, stage="done")
     data = {"model": args.model, "data": args.data, "targets": args.targets, "n": int(x.shape[0]),
             "network": _network(mf, net), **res.to_dict()}
     return Output(data, _render_classify(res, net, args, int(x.shape[0])))
@@ -316,22 +303,24 @@ def _add_jacobian_rank(kinds) -> None:
     g.add_argument("--grid", action="store_true",
                    help="fraction of random points (X ~ N(0, I), He-style W, b, output weights random signs) "
                         "whose Jacobian has rank n, with Wilson 95%% intervals")
-    g.add_argument("--dims", type=int, nargs="+", metavar="D", default=None, help="input dimensions d")
-    g.add_argument("--ns", type=int, nargs="+", metavar="N", default=None, help="numbers of samples n")
-    g.add_argument("--ms", type=int, nargs="+", metavar="M", default=None, help="numbers of hidden neurons m")
-    g.add_argument("--samples", type=int, default=None, help="random draws per cell (default 200)")
-    g.add_argument("--seed", type=int, default=None, help="seed (default 0; results do not depend on --workers)")
-    g.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    g.add_argument("--dims", type=int_arg(1, MAX_SIZE), nargs="+", metavar="D", default=None, help="input dimensions d")
+    g.add_argument("--ns", type=int_arg(1, MAX_SIZE), nargs="+", metavar="N", default=None, help="numbers of samples n")
+    g.add_argument("--ms", type=int_arg(1, MAX_SIZE), nargs="+", metavar="M", default=None, help="numbers of hidden neurons m")
+    g.add_argument("--samples", type=int_arg(1, 10**7), default=None, help="random draws per cell (default 200)")
+    g.add_argument("--seed", type=SEED, default=None, help="seed (default 0; results do not depend on --workers)")
+    g.add_argument("--workers", type=int_arg(1, 4096), default=None, help="processes (default: every core)")
     g.add_argument("--activation", choices=("relu", "leaky_relu", "abs"), default=None, help="default relu")
-    g.add_argument("--alpha", type=float, default=None, help="slope of leaky_relu (default 0.01)")
+    g.add_argument("--alpha", type=float_arg(above=0, hi=1), default=None, help="slope of leaky_relu (default 0.01)")
     g.add_argument("--measure", choices=("volume", "count"), default=None,
                    help="volume: random parameter points (default); count: regions uniformly among non-empty ones")
-    g.add_argument("--plot", metavar="FILE", default=None, help="heatmap of the fractions, one panel per d")
+    g.add_argument("--memory", type=float_arg(above=0, hi=2**20), default=None, metavar="GIB",
+                   help="memory for one batch of 128 Jacobians, GiB (default 4); larger cells are refused")
+    g.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="heatmap of the fractions, one panel per d")
     json_flag(p)
     p.set_defaults(handler=run_jacobian_rank)
 
 
-_GRID_ONLY = ("dims", "ns", "ms", "samples", "seed", "workers", "activation", "alpha", "measure", "plot")
+_GRID_ONLY = ("dims", "ns", "ms", "samples", "seed", "workers", "activation", "alpha", "measure", "memory", "plot")
 
 
 def run_jacobian_rank(args, ctx: Context) -> Output:
@@ -351,10 +340,10 @@ def run_jacobian_rank(args, ctx: Context) -> Output:
 
     mf, net, x, y = _shallow_and_data(args, args.trainable, "jacobian-rank")
     _check_off_kinks(net, x)
-    with ctx.progress("jacobian-rank") as update:
-        update("rank and region", 0, 1)
-        res = parameter_region(net, x, y)
-        update("done", 1, 1)
+    with ctx.progress("jacobian-rank") as bar:
+        bar(0, 1, stage="rank and region")
+        res = parameter_region(net, x, y, **ctx.engine_progress(parameter_region, bar))
+        bar(1, 1, stage="done")
     n = int(x.shape[0])
     data = {"model": args.model, "data": args.data, "targets": args.targets, "n": n,
             "network": _network(mf, net), **res.to_dict()}
@@ -412,22 +401,26 @@ def _run_grid(args, ctx: Context) -> Output:
     missing = [f"--{n}" for n in ("dims", "ns", "ms") if getattr(args, n) is None]
     if missing:
         raise InvalidInputError(f"jacobian-rank --grid needs {', '.join(missing)}")
-    if args.samples is not None and args.samples < 1:
-        raise InvalidInputError(f"--samples must be a positive integer, got {args.samples}")
-    if args.workers is not None and args.workers < 1:
-        raise InvalidInputError(f"--workers must be a positive integer, got {args.workers}")
     if args.alpha is not None and args.activation != "leaky_relu":
         raise InvalidInputError("--alpha is the slope of --activation leaky_relu")
-    with ctx.progress("full-rank grid") as update:
-        update("sampling", 0, 1)
+    memory = 4.0 if args.memory is None else args.memory
+    # each batch of up to 128 draws is one (128, n, m (d + 1)) Jacobian
+    need = max(8 * min(128, args.samples or 200) * n * m * (d + 1) for d in args.dims for n in args.ns for m in args.ms)
+    if need > memory * 2**30:
+        from relulab.core.errors import ResourceLimitError
+
+        raise ResourceLimitError(f"--dims {max(args.dims)} --ns {max(args.ns)} --ms {max(args.ms)}: a batch of "
+                                 f"Jacobians needs {need / 2**30:.3g} GiB, more than --memory {memory:g} GiB")
+    cells = len(args.dims) * len(args.ns) * len(args.ms)
+    with ctx.progress("full-rank grid", "cells") as bar:
+        bar(0, cells, stage="sampling")
         res = full_rank_fraction(args.dims, args.ns, args.ms, samples=args.samples or 200, seed=args.seed or 0,
                                  workers=args.workers, activation=args.activation or "relu", alpha=args.alpha,
-                                 measure=args.measure or "volume")
-        update("done", 1, 1)
+                                 measure=args.measure or "volume", **ctx.engine_progress(full_rank_fraction, bar))
+        bar(cells, cells, stage="done")
     data = res.to_dict()
     if args.plot:
-        save_figure(lambda ax: _draw_grid(ax, res), args.plot, (4 * len(res.d_values), 3.5))
-        data["plot"] = args.plot
+        data["plot"] = save_figure(lambda ax: _draw_grid(ax, res), args.plot, (4 * len(res.d_values), 3.5))
     return Output(data, _render_grid(res, args))
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from relulab.cli import Context, Output, add_model_arguments, json_flag, load_model, parse_point, save_figure
+from relulab.cli import (Context, Output, add_model_arguments, figure_file, float_arg, int_arg, json_flag, load_model,
+                         parse_point, save_figure)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "regions", help="exact activation regions on a segment, a 2-D slice, a box or all of input space",
+        "regions",
         description="Exact activation regions of a model file: on the segment from A to B (--line), on the "
                     "slice {ORIGIN + s U + t V} (--plane, with --extent), in a box (--box) or in all of R^d "
                     "(--all). Points are comma-separated numbers (one number is repeated over every input "
@@ -22,15 +23,15 @@ def add_parser(sub) -> None:
                        help="the slice ORIGIN + s U + t V (no values: the input plane of a 2-input network)")
     where.add_argument("--box", nargs=2, metavar=("LO", "HI"), help="the box LO <= x <= HI (low input dimension)")
     where.add_argument("--all", action="store_true", help="all of R^d, unbounded regions included (low d)")
-    p.add_argument("--extent", nargs=4, type=float, metavar=("S0", "S1", "T0", "T1"), default=(-1.0, 1.0, -1.0, 1.0),
+    p.add_argument("--extent", nargs=4, type=float_arg(), metavar=("S0", "S1", "T0", "T1"), default=(-1.0, 1.0, -1.0, 1.0),
                    help="range of s and t for --plane (default -1 1 -1 1)")
-    p.add_argument("--max-regions", type=int, default=None, metavar="N",
+    p.add_argument("--max-regions", type=int_arg(1, 10**12), default=None, metavar="N",
                    help="stop after N regions; the result is then marked incomplete")
-    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--time-limit", type=float_arg(above=0), default=None, metavar="SECONDS",
                    help="stop after this many seconds; the result is then marked incomplete")
-    p.add_argument("--audit", type=int, default=0, metavar="N",
+    p.add_argument("--audit", type=int_arg(0, 10**8), default=0, metavar="N",
                    help="--box/--all: sample N points and report any pattern the enumeration lacks")
-    p.add_argument("--plot", metavar="FILE", default=None,
+    p.add_argument("--plot", metavar="FILE", default=None, type=figure_file,
                    help="draw the result to FILE (PNG, PDF or SVG; --plane, --line, and --box/--all with 2 inputs)")
     p.add_argument("--full", action="store_true",
                    help="with --json: every region (patterns, witnesses, breakpoints), not only the summary")
@@ -38,30 +39,32 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def _check_budgets(args) -> None:
+def _segment(a, b):
+    """A and B of --line, refused when they coincide or their difference overflows float64 (the segment
+    would have no direction or an infinite length)."""
+    import torch
+
     from relulab.core.errors import InvalidInputError
 
-    if args.max_regions is not None and args.max_regions < 1:
-        raise InvalidInputError(f"--max-regions must be a positive integer, got {args.max_regions}")
-    if args.time_limit is not None and not args.time_limit > 0:
-        raise InvalidInputError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
-    if args.audit < 0:
-        raise InvalidInputError(f"--audit must be a non-negative number of samples, got {args.audit}")
+    if bool(torch.equal(a, b)):
+        raise InvalidInputError("--line: A and B are the same point; a segment needs two different points")
+    if not bool(torch.isfinite(b - a).all()) or not bool(torch.isfinite((b - a).norm())):
+        raise InvalidInputError("--line: the segment from A to B is too long for float64 arithmetic (B - A or its "
+                                "length overflows); use points of smaller magnitude")
+    return a, b
 
 
 def run(args, ctx: Context) -> Output:
     from relulab import regions
     from relulab.core.errors import InvalidInputError
 
-    _check_budgets(args)
     net = load_model(args).net
     shape = net.input_shape
     budgets = {"max_regions": args.max_regions, "time_limit": args.time_limit}
-    with ctx.progress("regions") as update:
-        update("partitioning", 0, 1)
+    with ctx.progress("regions", "regions") as bar:
         if args.line:
-            a, b = (parse_point(s, f"--line {n}", shape, net) for s, n in zip(args.line, "AB"))
-            res = regions.on_line(net, a, b, **budgets)
+            a, b = _segment(*(parse_point(s, f"--line {n}", shape, net) for s, n in zip(args.line, "AB")))
+            res = regions.on_line(net, a, b, **budgets, **ctx.engine_progress(regions.on_line, bar))
         elif args.plane is not None:
             if len(args.plane) not in (0, 3):
                 raise InvalidInputError(f"--plane takes ORIGIN U V (three points) or nothing, got {len(args.plane)} values")
@@ -71,21 +74,21 @@ def run(args, ctx: Context) -> Output:
                 o = u = v = None
             else:
                 raise InvalidInputError(f"--plane needs ORIGIN U V for a network with {net.input_dim} inputs")
-            res = regions.on_plane(net, o, u, v, tuple(args.extent), **budgets)
+            res = regions.on_plane(net, o, u, v, tuple(args.extent), **budgets,
+                                   **ctx.engine_progress(regions.on_plane, bar))
         else:
             box = None
             if args.box:
                 box = tuple(parse_point(s, f"--box {n}", shape, net).reshape(-1) for s, n in zip(args.box, ("LO", "HI")))
-            res = regions.full_space(net, box, audit_samples=args.audit, **budgets)
-        update("done", 1, 1)
+            res = regions.full_space(net, box, audit_samples=args.audit, **budgets,
+                                     **ctx.engine_progress(regions.full_space, bar))
     data = res.to_dict(summary=not args.full)
     data["input_dim"] = net.input_dim
     if getattr(res, "audit_samples", 0):
         data["audit_missing"] = 0 if res.audit is None else int(res.audit.shape[0])
     if args.plot:
-        save_figure(lambda ax: res.plot(ax=ax), args.plot,
-                    (7, 3.5) if type(res).__name__ == "LinePartition" else (6, 6))
-        data["plot"] = args.plot
+        data["plot"] = save_figure(lambda ax: res.plot(ax=ax), args.plot,
+                                   (7, 3.5) if type(res).__name__ == "LinePartition" else (6, 6))
     missing = data.get("audit_missing", 0)
     return Output(data, _render(res, args), exit_code=1 if missing else 0)
 

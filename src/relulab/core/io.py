@@ -33,16 +33,19 @@ import torch
 from torch import nn
 
 from relulab import nn as rnn
+from relulab.core import limits
 from relulab.core.errors import InvalidInputError, ModelFileError, RelulabError, SUPPORTED_LAYERS, \
     UnsupportedLayerError
-from relulab.core.layers import AvgPool, ChannelScale, Conv, Dense, MaxUnits, Reshape
+from relulab.core.layers import ChannelScale, Conv, Dense
 from relulab.core.plnet import PLNet
+from relulab.core.recognize import _pair
 
 __all__ = ["ArchSpec", "ModelFile", "build", "load", "open_model", "parse_arch", "save", "infer_arch",
            "parse_shape", "ARCH_GRAMMAR"]
 
-ARCH_GRAMMAR = ("mlp:IN-H1-...-OUT[:ACT] or cnn:CxHxW-TOKEN-...-OUT[:ACT] (tokens cNkK[sS][pP] conv, "
-                "mK max-pool, aK avg-pool, N linear); ACT is relu, leaky_relu[:SLOPE], abs or maxout:K (mlp only)")
+ARCH_GRAMMAR = ("mlp:IN-H1-...-OUT[:ACT][:out=OUTACT] or cnn:CxHxW-TOKEN-...-OUT[:ACT][:out=OUTACT] (tokens "
+                "cNkK[sS][pP] conv, mK max-pool, aK avg-pool, N linear); ACT is relu, leaky_relu[:SLOPE], abs or "
+                "maxout:K (mlp only); out=OUTACT (relu, leaky_relu[:SLOPE] or abs) is applied to the output layer")
 FORMATS = "a torch.export program (.pt2), a safetensors file or a weights-only torch state dict (.pt/.pth)"
 METADATA_KEY = "relulab_arch"
 
@@ -61,27 +64,30 @@ class ArchSpec:
     tokens: tuple  # mlp: output widths; cnn: ("conv", C, K, S, P) / ("max", K) / ("avg", K) / ("dense", N)
     activation: str = "relu"
     param: float | int | None = None
+    output_activation: str | None = None  # applied to the output layer (relu, leaky_relu or abs), or None
+    output_param: float | None = None
 
     def __str__(self) -> str:
-        act = self.activation
-        if self.activation == "leaky_relu":
-            act += f":{self.param!r}"
-        elif self.activation == "maxout":
-            act += f":{self.param}"
+        act = _act_str(self.activation, self.param)
         if self.family == "mlp":
             body = "-".join(str(n) for n in (*self.input_shape, *self.tokens))
         else:
             body = "-".join(["x".join(map(str, self.input_shape)), *(_cnn_token_str(t) for t in self.tokens)])
-        return f"{self.family}:{body}:{act}"
+        out = "" if self.output_activation is None else ":out=" + _act_str(self.output_activation, self.output_param)
+        return f"{self.family}:{body}:{act}{out}"
 
-    def _act(self) -> nn.Module:
-        if self.activation == "relu":
+    def _act(self, kind: str | None = None, param=None) -> nn.Module:
+        kind, param = (self.activation, self.param) if kind is None else (kind, param)
+        if kind == "relu":
             return nn.ReLU()
-        if self.activation == "leaky_relu":
-            return nn.LeakyReLU(float(self.param))
-        if self.activation == "abs":
+        if kind == "leaky_relu":
+            return nn.LeakyReLU(float(param))
+        if kind == "abs":
             return rnn.Abs()
-        raise AssertionError(self.activation)
+        raise AssertionError(kind)
+
+    def _output_act(self) -> list[nn.Module]:
+        return [] if self.output_activation is None else [self._act(self.output_activation, self.output_param)]
 
     def module(self, seed: int | None = None) -> nn.Sequential:
         """A freshly initialised ``nn.Sequential`` (torch's default initialisation; ``seed`` fixes it)."""
@@ -102,7 +108,7 @@ class ArchSpec:
             layers.append(nn.Linear(a, b))
             if not last:
                 layers.append(self._act())
-        return nn.Sequential(*layers)
+        return nn.Sequential(*layers, *self._output_act())
 
     def _cnn(self) -> nn.Sequential:
         dim = len(self.input_shape) - 1
@@ -137,7 +143,15 @@ class ArchSpec:
                                                 f"an input of shape {shape} ({str(e).splitlines()[0]})") from None
             else:
                 shape = (tok[1],)
-        return nn.Sequential(*layers)
+        return nn.Sequential(*layers, *self._output_act())
+
+
+def _act_str(kind: str, param) -> str:
+    if kind == "leaky_relu":
+        return f"{kind}:{param!r}"
+    if kind == "maxout":
+        return f"{kind}:{param}"
+    return kind
 
 
 def _cnn_token_str(t) -> str:
@@ -150,15 +164,53 @@ def _cnn_token_str(t) -> str:
 _CONV_TOKEN = re.compile(r"c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?")
 
 
-def parse_arch(spec: str | ArchSpec) -> ArchSpec:
+def _sizes(spec: ArchSpec) -> tuple[int, int]:
+    """(parameters, largest number of features per sample) of the network a spec describes, by
+    arithmetic on its sizes (nothing is allocated); stops at the first layer whose output is empty."""
+    if spec.family == "mlp":
+        widths = (spec.input_shape[0], *spec.tokens)
+        k = int(spec.param) if spec.activation == "maxout" else 1
+        params = feats = widths[0]
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+            kk = k if i < len(widths) - 2 else 1
+            params += a * b * kk + b * kk
+            feats = max(feats, b * kk)
+        return params - widths[0], feats
+    shape = list(spec.input_shape)
+    params, feats = 0, math.prod(shape)
+    for tok in spec.tokens:
+        if tok[0] == "conv":
+            _, c, k, s, p = tok
+            params += shape[0] * c * k ** (len(shape) - 1) + c
+            shape = [c] + [(n + 2 * p - k) // s + 1 for n in shape[1:]]
+        elif tok[0] in ("max", "avg"):
+            shape = [shape[0]] + [n // tok[1] for n in shape[1:]]
+        else:
+            params += math.prod(shape) * tok[1] + tok[1]
+            shape = [tok[1]]
+        if min(shape) < 1:
+            break
+        feats = max(feats, math.prod(shape))
+    return params, feats
+
+
+def parse_arch(spec: str | ArchSpec, max_parameters: int | None = None) -> ArchSpec:
     """Parse an architecture spec; raise :class:`InvalidInputError` naming the grammar on failure.
 
     ``mlp:2-64-64-1:relu`` is ``Linear(2,64), ReLU, Linear(64,64), ReLU, Linear(64,1)``;
     ``maxout:K`` replaces each hidden Linear+activation by ``relulab.nn.Maxout(., ., K)``;
     ``cnn:1x8x8-c4k3p1-m2-16-10:relu`` is ``Conv2d(1,4,3,padding=1), ReLU, MaxPool2d(2), Flatten,
-    Linear(64,16), ReLU, Linear(16,10)``.
+    Linear(64,16), ReLU, Linear(16,10)``; a last field ``out=ACT`` applies ACT to the output layer too:
+    ``mlp:2-8-1:relu:out=relu`` ends ``Linear(8,1), ReLU`` (the convention of networks that end with
+    an activation, as relucent's do).
+
+    The network's parameter count and its widest layer are worked out from the sizes before anything
+    is built: more than ``max_parameters`` (default :data:`relulab.core.limits.MAX_PARAMETERS`)
+    parameters or :data:`relulab.core.limits.MAX_FEATURES` features per sample raise
+    :class:`ResourceLimitError`.
     """
     if isinstance(spec, ArchSpec):
+        _check_sizes(spec, max_parameters)
         return spec
     if not isinstance(spec, str):
         raise InvalidInputError(f"architecture spec must be a string like 'mlp:2-64-64-1:relu', got {type(spec).__name__}")
@@ -172,34 +224,27 @@ def parse_arch(spec: str | ArchSpec) -> ArchSpec:
         raise bad(f"unknown family {parts[0]!r}")
     if len(parts) < 2 or not parts[1]:
         raise bad("no layer sizes")
-    act = parts[2].lower() if len(parts) > 2 and parts[2] else "relu"
-    rest = parts[3:]
-    param: float | int | None = None
-    if act in ("relu", "abs"):
-        if rest:
-            raise bad(f"{act} takes no parameter")
-    elif act in ("leaky_relu", "leakyrelu", "leaky"):
-        act = "leaky_relu"
-        if len(rest) > 1:
-            raise bad("leaky_relu takes one slope")
-        try:
-            param = float(rest[0]) if rest else 0.01
-        except ValueError:
-            raise bad(f"slope {rest[0]!r} is not a number") from None
-        if not (math.isfinite(param) and param < 1):
-            raise bad(f"leaky_relu slope must be below 1, got {param}")
-    elif act == "maxout":
-        if len(rest) != 1 or not rest[0].isdigit() or int(rest[0]) < 1:
-            raise bad("maxout needs its rank, e.g. maxout:2")
-        param = int(rest[0])
-    else:
-        raise bad(f"unknown activation {parts[2]!r}")
+    # an activation of the output layer: the fields from "out=" on
+    outs = [i for i, p in enumerate(parts) if p.lower().startswith("out=")]
+    out_act = out_param = None
+    if outs:
+        j = outs[0]
+        if len(outs) > 1:
+            raise bad("one out= activation at most")
+        if not parts[j][4:].strip():
+            raise bad("out= needs an activation, e.g. out=relu")
+        out_act, out_param = _parse_act([parts[j][4:].strip(), *parts[j + 1:]], bad, "out=")
+        if out_act == "maxout":
+            raise bad("the output activation is relu, leaky_relu[:SLOPE] or abs")
+        parts = parts[:j]
+    act, param = _parse_act(parts[2:], bad, "")
     items = [t.strip().lower() for t in parts[1].split("-")]
     if family == "mlp":
         if not all(t.isdigit() and int(t) > 0 for t in items) or len(items) < 2:
             raise bad("mlp sizes must be at least two positive integers joined by '-'")
         sizes = [int(t) for t in items]
-        return ArchSpec("mlp", (sizes[0],), tuple(sizes[1:]), act, param)
+        return _check_sizes(ArchSpec("mlp", (sizes[0],), tuple(sizes[1:]), act, param, out_act, out_param),
+                            max_parameters)
     if act == "maxout":
         raise bad("maxout is available for mlp specs only")
     try:
@@ -229,14 +274,53 @@ def parse_arch(spec: str | ArchSpec) -> ArchSpec:
             raise bad(f"unknown token {t!r}")
     if not tokens or tokens[-1][0] != "dense":
         raise bad("a cnn spec ends with the output size (a linear layer)")
-    out = ArchSpec("cnn", input_shape, tuple(tokens), act, param)
+    out = _check_sizes(ArchSpec("cnn", input_shape, tuple(tokens), act, param, out_act, out_param), max_parameters)
     out.module()  # shape check of every token, with a clear message
     return out
 
 
-def build(arch: str | ArchSpec, seed: int | None = None) -> nn.Sequential:
+def _parse_act(fields: list, bad, what: str) -> tuple[str, float | int | None]:
+    """``ACT[:PARAM]`` from the fields after the sizes (or after ``out=``): (kind, parameter)."""
+    act = fields[0].lower() if fields and fields[0] else "relu"
+    rest = fields[1:]
+    param: float | int | None = None
+    if act in ("relu", "abs"):
+        if rest:
+            raise bad(f"{what}{act} takes no parameter")
+    elif act in ("leaky_relu", "leakyrelu", "leaky"):
+        act = "leaky_relu"
+        if len(rest) > 1:
+            raise bad(f"{what}leaky_relu takes one slope")
+        try:
+            param = float(rest[0]) if rest else 0.01
+        except ValueError:
+            raise bad(f"slope {rest[0]!r} is not a number") from None
+        if not (math.isfinite(param) and param < 1):
+            raise bad(f"leaky_relu slope must be below 1, got {param}")
+        if abs(param) > limits.MAX_SLOPE:
+            raise bad(f"leaky_relu slope must have magnitude at most {limits.MAX_SLOPE:g}, got {param}")
+    elif act == "maxout":
+        if len(rest) != 1 or not rest[0].isdigit() or int(rest[0]) < 1:
+            raise bad("maxout needs its rank, e.g. maxout:2")
+        param = int(rest[0])
+    else:
+        raise bad(f"unknown activation {fields[0]!r}")
+    return act, param
+
+
+def _check_sizes(spec: ArchSpec, max_parameters: int | None) -> ArchSpec:
+    params, feats = _sizes(spec)
+    limits.check(params, limits.pick(max_parameters, limits.MAX_PARAMETERS, "max_parameters"),
+                 f"architecture spec {spec}: number of parameters",
+                 "max_parameters=, relulab.core.limits.MAX_PARAMETERS")
+    limits.check(feats, limits.MAX_FEATURES, f"architecture spec {spec}: features per sample of its widest layer",
+                 "relulab.core.limits.MAX_FEATURES")
+    return spec
+
+
+def build(arch: str | ArchSpec, seed: int | None = None, max_parameters: int | None = None) -> nn.Sequential:
     """The torch module an architecture spec describes, freshly initialised (see :func:`parse_arch`)."""
-    return parse_arch(arch).module(seed=seed)
+    return parse_arch(arch, max_parameters=max_parameters).module(seed=seed)
 
 
 def parse_shape(text) -> tuple[int, ...]:
@@ -253,6 +337,8 @@ def parse_shape(text) -> tuple[int, ...]:
         raise InvalidInputError(f"input shape {text!r}: expected positive integers like 2 or 1x28x28") from None
     if not shape or min(shape) < 1:
         raise InvalidInputError(f"input shape {text!r}: expected positive integers like 2 or 1x28x28")
+    limits.check(math.prod(shape), limits.MAX_FEATURES, f"input shape {text!r}: features per sample",
+                 "relulab.core.limits.MAX_FEATURES")
     return shape
 
 
@@ -271,21 +357,29 @@ class ModelFile:
         return {"file": self.path, "format": self.format, "arch": self.arch, **self.net.describe()}
 
 
-def load(path, arch: str | None = None, input_shape=None, dtype=torch.float64, device=None) -> PLNet:
+def load(path, arch: str | None = None, input_shape=None, dtype=torch.float64, device=None,
+         max_bytes: int | None = None) -> PLNet:
     """Read a model file into an exact :class:`PLNet` (see the module docstring for the formats).
 
     ``arch`` is the architecture spec of a weights file (not needed when the file's metadata has one);
     ``input_shape`` is checked against the file's. Raises :class:`ModelFileError` for a missing,
     corrupt, truncated, unknown or mismatched file and :class:`UnsupportedLayerError` for an exported
     program with an operation that has no exact piecewise-linear form.
+
+    Sizes are checked before anything is read: the file, the uncompressed sizes its zip members declare
+    and the tensor storages a torch file declares must fit the file and ``max_bytes`` (default
+    :data:`relulab.core.limits.MAX_FILE_BYTES`), else :class:`ResourceLimitError`; only regular files
+    are read (a FIFO or a device is refused).
     """
-    return open_model(path, arch=arch, input_shape=input_shape, dtype=dtype, device=device).net
+    return open_model(path, arch=arch, input_shape=input_shape, dtype=dtype, device=device, max_bytes=max_bytes).net
 
 
-def open_model(path, arch: str | None = None, input_shape=None, dtype=torch.float64, device=None) -> ModelFile:
+def open_model(path, arch: str | None = None, input_shape=None, dtype=torch.float64, device=None,
+               max_bytes: int | None = None) -> ModelFile:
     """Like :func:`load`, and also say which format the file had and which spec described it."""
     p = Path(path)
-    fmt = _sniff(p)
+    limit = limits.pick(max_bytes, limits.MAX_FILE_BYTES, "max_bytes")
+    fmt = _sniff(p, limit)
     want = parse_shape(input_shape) if input_shape is not None else None
     if fmt == "pt2":
         if arch is not None:
@@ -296,7 +390,7 @@ def open_model(path, arch: str | None = None, input_shape=None, dtype=torch.floa
     if fmt == "safetensors":
         tensors, meta = _read_safetensors(p)
     else:
-        tensors, meta = _read_torch(p)
+        tensors, meta = _read_torch(p, limit)
     spec_text = arch if arch is not None else meta.get(METADATA_KEY)
     if not spec_text:
         raise ModelFileError(f"{p}: this {'safetensors' if fmt == 'safetensors' else 'torch'} file holds weights only; "
@@ -321,26 +415,26 @@ def _shape_str(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def _sniff(p: Path) -> str:
-    """The file's format from its first bytes: 'pt2', 'safetensors' or 'torch'."""
-    if not p.exists():
-        raise ModelFileError(f"{p}: no such file; expected {FORMATS}")
-    if p.is_dir():
-        raise ModelFileError(f"{p}: is a directory; expected {FORMATS}")
+def _sniff(p: Path, limit: int) -> str:
+    """The file's format from its first bytes: 'pt2', 'safetensors' or 'torch'; sizes checked on the way."""
+    size = limits.file_size(p, limit, ModelFileError, FORMATS)
+    if size == 0:
+        raise ModelFileError(f"{p}: is empty; expected {FORMATS}")
     try:
-        size = p.stat().st_size
         with open(p, "rb") as f:
             head = f.read(64)
     except OSError as e:
         raise ModelFileError(f"{p}: cannot be read ({e.strerror or e})") from None
-    if size == 0:
-        raise ModelFileError(f"{p}: is empty; expected {FORMATS}")
     if head[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(p) as z:
-                names = z.namelist()
+                infos = z.infolist()
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
             raise ModelFileError(f"{p}: corrupt or truncated archive ({e}); expected {FORMATS}") from None
+        names = [i.filename for i in infos]
+        # declared sizes, before anything is decompressed: a small archive may claim gigabytes
+        limits.check(sum(i.file_size for i in infos), limit, f"{p}: uncompressed size of the archive in bytes",
+                     "max_bytes=, relulab.core.limits.MAX_FILE_BYTES")
         rel = {n.split("/", 1)[1] if "/" in n else n for n in names}
         if "archive_format" in rel or any(r.startswith("models/") for r in rel) \
                 or "serialized_exported_program.json" in rel:
@@ -380,9 +474,10 @@ def _read_safetensors(p: Path) -> tuple[dict, dict]:
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
 
-def _read_torch(p: Path) -> tuple[dict, dict]:
+def _read_torch(p: Path, limit: int) -> tuple[dict, dict]:
     import pickle
 
+    _check_storages(p, limit)
     try:
         with _quiet():
             obj = torch.load(p, map_location="cpu", weights_only=True)
@@ -405,6 +500,127 @@ def _read_torch(p: Path) -> tuple[dict, dict]:
         if isinstance(obj.get(METADATA_KEY), str):
             meta[METADATA_KEY] = obj[METADATA_KEY]
     return sd, meta
+
+
+_ITEMSIZE = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4, "Short": 2, "Char": 1,
+             "Byte": 1, "Bool": 1, "ComplexDouble": 16, "ComplexFloat": 8, "Untyped": 1}
+
+
+def _declared_storages(data: bytes, start: int = 0, per_key: dict | None = None) -> tuple[int, int]:
+    """Bytes of the tensor storages that one pickle declares (also by storage key into ``per_key``),
+    and where the pickle ends, read by walking its
+    opcodes (``pickletools.genops``: nothing is executed or imported).
+
+    torch writes each storage as the persistent id ``('storage', <torch XStorage>, key, location,
+    numel, ...)``; a small stack model of literals, memo and tuple opcodes rebuilds those tuples.
+    """
+    import pickletools
+
+    mark = object()
+    stack: list = []
+    memo: dict = {}
+    total = 0
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    end = start
+    for op, arg, pos in pickletools.genops(stream):
+        name = op.name
+        end = stream.tell()
+        if name == "MARK":
+            stack.append(mark)
+        elif name in ("GLOBAL", "SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING",
+                      "BINSTRING", "STRING", "BININT", "BININT1", "BININT2", "LONG1", "LONG4", "INT", "LONG",
+                      "NONE", "NEWTRUE", "NEWFALSE", "BINFLOAT", "FLOAT"):
+            stack.append(arg)
+        elif name == "STACK_GLOBAL":
+            b, a = (stack.pop() if stack else None), (stack.pop() if stack else None)
+            stack.append(f"{a} {b}")
+        elif name == "EMPTY_TUPLE":
+            stack.append(())
+        elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+            k = int(name[-1])
+            items = stack[-k:] if len(stack) >= k else []
+            del stack[-k:]
+            stack.append(tuple(items))
+        elif name in ("TUPLE", "LIST", "DICT", "FROZENSET", "APPENDS", "SETITEMS", "ADDITEMS", "OBJ", "INST",
+                      "POP_MARK"):
+            i = max((j for j, v in enumerate(stack) if v is mark), default=-1)
+            items = stack[i + 1:] if i >= 0 else []
+            del stack[max(i, 0):]
+            if name == "TUPLE":
+                stack.append(tuple(items))
+            elif name not in ("POP_MARK", "APPENDS", "SETITEMS", "ADDITEMS"):
+                stack.append(None)
+        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[arg] = stack[-1] if stack else None
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1] if stack else None
+        elif name in ("BINGET", "LONG_BINGET", "GET"):
+            stack.append(memo.get(arg))
+        elif name in ("BINPERSID", "PERSID"):
+            pid = stack.pop() if name == "BINPERSID" and stack else arg
+            if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[4], int):
+                kind = str(pid[1]).rsplit(" ", 1)[-1].removesuffix("Storage")
+                nbytes = max(int(pid[4]), 0) * _ITEMSIZE.get(kind, 16)
+                total += nbytes
+                if per_key is not None:
+                    per_key[str(pid[2])] = max(per_key.get(str(pid[2]), 0), nbytes)
+            stack.append(None)
+        elif name == "POP":
+            if stack:
+                stack.pop()
+        elif name == "STOP":
+            break
+        elif name not in ("PROTO", "FRAME"):
+            # REDUCE, BUILD, NEWOBJ, ... consume what they build from; their result is opaque here
+            if name in ("REDUCE", "NEWOBJ", "BUILD", "SETITEM", "APPEND"):
+                del stack[-2:]
+            elif name == "NEWOBJ_EX":
+                del stack[-3:]
+            stack.append(None)
+    return total, end
+
+
+def _check_storages(p: Path, limit: int) -> None:
+    """Refuse a torch file whose tensors declare more bytes than the file holds or than ``limit``
+    (torch allocates a storage at its declared size before reading its bytes)."""
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                infos = z.infolist()
+                pkl = [i for i in infos if i.filename.endswith("data.pkl")]
+                if not pkl:
+                    return
+                per_key: dict = {}
+                declared, _ = _declared_storages(z.read(pkl[0]), per_key=per_key)
+                records = [i for i in infos if "/data/" in i.filename or i.filename.startswith("data/")]
+                available = sum(i.file_size for i in records)
+                # torch reads a storage's record whole: one that unpacks to more than its tensor
+                # declares (a deflated bomb) is refused before torch allocates it
+                oversized = [(i.filename.rsplit("/", 1)[-1], i.file_size) for i in records
+                             if per_key and i.file_size > per_key.get(i.filename.rsplit("/", 1)[-1], 0)]
+        else:
+            oversized = []
+            data = p.read_bytes()
+            declared, pos = 0, 0
+            for _ in range(4):  # magic number, protocol, system info, then the object with the storages
+                try:
+                    n, pos = _declared_storages(data, pos)
+                except ValueError:  # not torch's layout: torch.load says what it is
+                    break
+                declared += n
+            available = len(data)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
+        raise ModelFileError(f"{p}: corrupt or truncated torch file ({_first_line(e)})") from None
+    if oversized:
+        key, size = oversized[0]
+        raise ModelFileError(f"{p}: storage record {key} unpacks to {size:,} bytes but its tensor declares "
+                             f"{per_key.get(key, 0):,}; corrupt or crafted torch file")
+    limits.check(declared, limit, f"{p}: bytes of the tensors it declares", "max_bytes=, "
+                 "relulab.core.limits.MAX_FILE_BYTES")
+    if declared > available:
+        raise ModelFileError(f"{p}: its tensors declare {declared:,} bytes but the file holds {available:,}; "
+                             "corrupt or truncated torch file")
 
 
 def _few(items, n: int = 4) -> str:
@@ -438,6 +654,11 @@ def _fill(module: nn.Module, tensors: dict, p: Path, spec: ArchSpec) -> None:
         if tuple(t.shape) != tuple(e.shape):
             raise ModelFileError(f"{p} does not match {spec}: {k} has shape {tuple(t.shape)}, "
                                  f"expected {tuple(e.shape)}")
+        if not isinstance(t, torch.Tensor) or t.layout != torch.strided:
+            kind = str(t.layout).replace("torch.", "") if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ModelFileError(f"{p}: {k} is a {kind} tensor; expected dense weights")
+        if t.is_meta:
+            raise ModelFileError(f"{p}: {k} is a meta tensor without values; expected stored weights")
         if not t.is_floating_point():
             raise ModelFileError(f"{p}: {k} has dtype {t.dtype}; expected floating-point weights")
         if not bool(torch.isfinite(t).all()):
@@ -618,13 +839,6 @@ def _load_pt2(p: Path, want, dtype, device) -> PLNet:
         raise ModelFileError(f"{p}: the converted network differs from the exported program by {err:.3g} "
                              f"on its example input")
     return net
-
-
-def _pair(v, dim: int) -> tuple:
-    if isinstance(v, (list, tuple)):
-        v = tuple(int(x) for x in v)
-        return v * dim if len(v) == 1 else v
-    return (int(v),) * dim
 
 
 def _stock_module(gm: torch.fx.GraphModule, p: Path) -> torch.fx.GraphModule:
@@ -898,94 +1112,11 @@ def _copy(mod: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> None:
 
 # ====================================================================== saving
 def infer_arch(net: PLNet) -> ArchSpec:
-    """The architecture spec of a plain MLP or CNN ``PLNet``; :class:`InvalidInputError` if it has none."""
-    def none(why: str) -> InvalidInputError:
-        return InvalidInputError(f"this network has no architecture spec ({why}); save it as a torch.export "
-                                 "program instead (a path ending in .pt2)")
+    """The architecture spec of a plain MLP or CNN ``PLNet`` (an activation after the output layer
+    included); :class:`InvalidInputError` if it has none (see :func:`relulab.core.recognize.architecture`)."""
+    from relulab.core.recognize import architecture
 
-    layers = [n.layer for n in net.nodes[1:]]
-    if any(len(n.inputs) != 1 or n.inputs[0] != i for i, n in enumerate(net.nodes[1:])):
-        raise none("it is not a plain chain of layers")
-    acts = {(m.kind, m.spec.get("negative_slope"), m.spec.get("k")) for m in layers
-            if isinstance(m, MaxUnits) and m.kind != "maxpool"}
-    if len(acts) > 1:
-        raise none("it mixes activations")
-    kind, slope, k = next(iter(acts)) if acts else ("relu", None, None)
-    param = slope if kind == "leaky_relu" else (k if kind == "maxout" else None)
-
-    def is_act(layer) -> bool:
-        return isinstance(layer, MaxUnits) and layer.kind != "maxpool"
-
-    if len(net.input_shape) == 1:
-        widths: list[int] = []
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            if not isinstance(layer, Dense) or layer.bias is None:
-                raise none(f"layer {i + 1} is {type(layer).__name__}, not a linear layer with bias")
-            last = i == len(layers) - 1
-            if last:
-                widths.append(layer.out_shape[0])
-                break
-            if i + 1 >= len(layers) or not is_act(layers[i + 1]):
-                raise none(f"linear layer {i + 1} is not followed by an activation")
-            widths.append(layers[i + 1].out_shape[0])
-            i += 2
-        else:
-            raise none("it does not end with a linear layer")
-        return ArchSpec("mlp", net.input_shape, tuple(widths), kind, param)
-    if kind == "maxout":
-        raise none("maxout is available for mlp specs only")
-    tokens: list[tuple] = []
-    flat = False
-    i = 0
-    while i < len(layers):
-        layer = layers[i]
-        last = i == len(layers) - 1
-        if isinstance(layer, Conv) and not flat:
-            c = layer.conf
-            dim = layer.dim
-            ks = tuple(layer.weight.shape[2:])
-            st, pd = _pair(c["stride"], dim), _pair(c["padding"], dim)
-            if c["groups"] != 1 or set(_pair(c["dilation"], dim)) != {1} or len(set(ks)) != 1 or \
-                    len(set(st)) != 1 or len(set(pd)) != 1 or layer.conv_bias is None:
-                raise none(f"convolution {i + 1} is not square, ungrouped and with bias")
-            if last or not is_act(layers[i + 1]):
-                raise none(f"convolution {i + 1} is not followed by an activation")
-            tokens.append(("conv", layer.weight.shape[0], ks[0], st[0], pd[0]))
-            i += 2
-            continue
-        if isinstance(layer, MaxUnits) and layer.kind == "maxpool" and not flat:
-            conf = layer.spec["conf"]
-            dim = layer.spec["dim"]
-            ks = _pair(conf["kernel_size"], dim)
-            st = _pair(conf.get("stride") or conf["kernel_size"], dim)
-            if len(set(ks)) != 1 or ks != st or set(_pair(conf.get("padding", 0), dim)) != {0} or \
-                    set(_pair(conf.get("dilation", 1), dim)) != {1} or conf.get("ceil_mode"):
-                raise none(f"max-pool {i + 1} is not a plain square pool with stride equal to its size")
-            tokens.append(("max", ks[0]))
-        elif isinstance(layer, AvgPool) and not flat:
-            conf, dim = layer.conf, layer.dim
-            ks = _pair(conf["kernel_size"], dim)
-            st = _pair(conf.get("stride") or conf["kernel_size"], dim)
-            if len(set(ks)) != 1 or ks != st or set(_pair(conf.get("padding", 0), dim)) != {0} or \
-                    conf.get("ceil_mode") or not conf.get("count_include_pad", True) or conf.get("divisor_override"):
-                raise none(f"average pool {i + 1} is not a plain square pool with stride equal to its size")
-            tokens.append(("avg", ks[0]))
-        elif isinstance(layer, Reshape) and len(layer.out_shape) == 1 and not flat:
-            flat = True
-        elif isinstance(layer, Dense) and flat and layer.bias is not None:
-            tokens.append(("dense", layer.out_shape[0]))
-            if not last:
-                if not is_act(layers[i + 1]):
-                    raise none(f"linear layer {i + 1} is not followed by an activation")
-                i += 1
-        else:
-            raise none(f"layer {i + 1} ({type(layer).__name__}) does not fit the cnn grammar")
-        i += 1
-    if not tokens or tokens[-1][0] != "dense" or isinstance(layers[-1], MaxUnits):
-        raise none("it does not end with a linear layer")
-    return ArchSpec("cnn", net.input_shape, tuple(tokens), kind, param)
+    return architecture(net).spec()
 
 
 def _weighted(net: PLNet) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -1062,14 +1193,12 @@ def save(model, path, arch: str | None = None, input_shape=None) -> Path:
 
 
 def _guess_input_shape(model: nn.Module) -> tuple[int, ...]:
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            return (m.in_features,)
-        if isinstance(m, rnn.Maxout):
-            return (m.in_features,)
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            break
-    raise InvalidInputError("cannot tell this module's input shape; pass input_shape=")
+    from relulab.core.recognize import input_shape_of
+
+    shape = input_shape_of(model)
+    if shape is None:
+        raise InvalidInputError("cannot tell this module's input shape; pass input_shape=")
+    return shape
 
 
 def _save_pt2(net: PLNet, path: Path, module: nn.Module | None = None) -> None:

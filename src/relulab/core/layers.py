@@ -64,6 +64,28 @@ class Affine:
         b = self.bias if self.bias is not None else torch.zeros(W.shape[0], dtype=W.dtype, device=W.device)
         return W, b
 
+    def abs_linear(self, z: torch.Tensor) -> torch.Tensor:
+        """``|L| z`` (``|L|`` the entrywise absolute value of the matrix of ``L``) on a flattened batch,
+        computed in ``z``'s dtype. For ``z >= 0`` it bounds the magnitudes summed inside ``L z``: the
+        scale of its rounding error and of every value the layer can produce from inputs ``|x| <= z``."""
+        key = (z.dtype, z.device)
+        cached = self.__dict__.setdefault("_abs_cache", {})
+        m = cached.get(key)
+        if m is None:
+            m = cached[key] = self.dense()[0].abs().to(dtype=z.dtype, device=z.device).T.contiguous()
+        return z @ m
+
+    def abs_bias(self, like: torch.Tensor) -> torch.Tensor:
+        """``|b|`` as a flattened per-sample vector in ``like``'s dtype (zeros without a bias)."""
+        n = numel(self.out_shape)
+        if self.bias is None:
+            return like.new_zeros(n)
+        return self.bias.abs().to(dtype=like.dtype, device=like.device).reshape(n)
+
+    def magnitude(self, m: torch.Tensor) -> torch.Tensor:
+        """A bound on ``|L z + b|`` (entrywise) over all inputs with ``|z| <= m``: ``|L| m + |b|``."""
+        return self.abs_linear(m) + self.abs_bias(m)
+
     def _tensors(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
 
@@ -73,6 +95,7 @@ class Affine:
     def to(self, device=None, dtype=None) -> "Affine":
         for k, v in self._tensors().items():
             setattr(self, k, v.to(device=device, dtype=dtype))
+        self.__dict__.pop("_abs_cache", None)
         return self
 
     def to_module(self) -> nn.Module:
@@ -100,6 +123,9 @@ class Dense(Affine):
     def dense(self, chunk: int = 4096):
         b = self.bias if self.bias is not None else self.weight.new_zeros(self.weight.shape[0])
         return self.weight, b
+
+    def abs_linear(self, z):
+        return z @ self.weight.abs().to(dtype=z.dtype, device=z.device).T
 
     def to_module(self):
         m = nn.Linear(self.weight.shape[1], self.weight.shape[0], bias=self.bias is not None)
@@ -129,6 +155,13 @@ class Conv(Affine):
         fn = F.conv1d if self.dim == 1 else F.conv2d
         return fn(x, self.weight, None, **self.conf)
 
+    def abs_linear(self, z):
+        # the convolution with |kernel| is |L|: every entry of L is one kernel entry or zero
+        fn = F.conv1d if self.dim == 1 else F.conv2d
+        n = z.shape[0]
+        w = self.weight.abs().to(dtype=z.dtype, device=z.device)
+        return fn(z.reshape(n, *self.in_shape), w, None, **self.conf).reshape(n, numel(self.out_shape))
+
     def to_module(self):
         cls = nn.Conv1d if self.dim == 1 else nn.Conv2d
         w = self.weight
@@ -156,6 +189,11 @@ class ChannelScale(Affine):
 
     def _linear_shaped(self, x):
         return x * self.scale.reshape(1, -1, *([1] * (len(self.in_shape) - 1)))
+
+    def abs_linear(self, z):
+        n = z.shape[0]
+        sc = self.scale.abs().to(dtype=z.dtype, device=z.device).reshape(1, -1, *([1] * (len(self.in_shape) - 1)))
+        return (z.reshape(n, *self.in_shape) * sc).reshape(n, -1)
 
     def to_module(self):
         c = self.scale.shape[0]
@@ -187,6 +225,9 @@ class AvgPool(Affine):
     def _like(self):
         return self._ref
 
+    def abs_linear(self, z):
+        return self.linear(z)  # averaging weights are non-negative: |L| = L
+
     def to_module(self):
         return (nn.AvgPool1d if self.dim == 1 else nn.AvgPool2d)(**self.conf)
 
@@ -203,6 +244,9 @@ class Reshape(Affine):
         self._ref = like.new_zeros(())
 
     def linear(self, z):
+        return z
+
+    def abs_linear(self, z):
         return z
 
     def _linear_shaped(self, x):
@@ -294,6 +338,16 @@ class MaxUnits:
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.pieces(z).amax(-1)
+
+    def piece_magnitudes(self, m: torch.Tensor) -> torch.Tensor:
+        """Bounds ``|coef[j, k]| m[index[j, k]]`` on every piece's magnitude over inputs ``|z| <= m``,
+        (N, units, K); invalid pieces are 0."""
+        c = self.coef.abs().to(dtype=m.dtype, device=m.device)
+        return m[:, self.index] * c * self.valid
+
+    def magnitude(self, m: torch.Tensor) -> torch.Tensor:
+        """A bound on ``|y_j|`` over inputs ``|z| <= m``: the largest bound of its pieces."""
+        return self.piece_magnitudes(m).amax(-1)
 
     def to(self, device=None, dtype=None) -> "MaxUnits":
         self.index = self.index.to(device=device)
@@ -394,6 +448,11 @@ class Add:
 
     def to(self, device=None, dtype=None):
         return self
+
+    @staticmethod
+    def magnitude(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """A bound on ``|x + y|`` given bounds ``a >= |x|`` and ``b >= |y|``."""
+        return a + b
 
     def __repr__(self) -> str:
         return f"Add({self.out_shape})"

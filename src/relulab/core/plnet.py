@@ -70,11 +70,12 @@ class PLNet:
 
     # ------------------------------------------------------------------ structure
     @classmethod
-    def from_torch(cls, module, input_shape, dtype=torch.float64, device=None) -> "PLNet":
-        """Convert a stock ``nn.Module`` exactly (see :func:`relulab.core.convert.from_torch`)."""
+    def from_torch(cls, module, input_shape, dtype=torch.float64, device=None, verify: bool = True) -> "PLNet":
+        """Convert a stock ``nn.Module`` exactly and check the result against the module on probe inputs
+        (see :func:`relulab.core.convert.from_torch`)."""
         from relulab.core.convert import from_torch
 
-        return from_torch(module, input_shape, dtype=dtype, device=device)
+        return from_torch(module, input_shape, dtype=dtype, device=device, verify=verify)
 
     def to_torch(self):
         """An ``nn.Module`` (a ``torch.fx.GraphModule`` of stock layers) computing the same function."""
@@ -157,6 +158,8 @@ class PLNet:
         if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
             raise InvalidInputError(f"input must be a real tensor, got dtype {x.dtype}")
         x = x.to(device=self.device, dtype=self.dtype)
+        if not bool(torch.isfinite(x).all()):
+            raise InvalidInputError(f"input contains NaN or infinite values (or values beyond the range of {self.dtype})")
         d, shp = self.input_dim, self.input_shape
         if tuple(x.shape[1:]) == shp:
             return x.reshape(x.shape[0], d), False
@@ -263,6 +266,7 @@ class PLNet:
         winners = []
         keep_graph = record and torch.is_grad_enabled()
         need_argmax = record or forced is None or bool((forced < 0).any())
+        finite = []  # one flag per max layer's input, read once at the end (no device sync per layer)
         l = -1
         for i, node in enumerate(self.nodes[1:], start=1):
             layer = node.layer
@@ -280,6 +284,7 @@ class PLNet:
                         ta.shape[0], ta.shape[1], numel(layer.out_shape))
             else:
                 l += 1
+                finite.append(torch.isfinite(vals[a]).all())
                 f = None if forced is None else forced[:, self.layer_slice(l)]
                 p = None
                 if need_argmax:
@@ -294,6 +299,7 @@ class PLNet:
                 if visit is not None:
                     visit(l, layer, vals[a], tans[a], p, w)
                 if upto is not None and l >= upto:
+                    self._check_finite(finite, i)
                     return None, None, winners
                 v, idx, cf = layer.select(vals[a], w)
                 t = None
@@ -310,7 +316,33 @@ class PLNet:
                     vals.pop(j, None)
                     tans.pop(j, None)
         last = len(self.nodes) - 1
+        finite.append(torch.isfinite(vals[last]).all())
+        if tans[last] is not None:
+            finite.append(torch.isfinite(tans[last]).all())
+        self._check_finite(finite, last)
         return vals[last], tans[last], winners
+
+    def _check_finite(self, flags: list, upto_node: int) -> None:
+        """Overflow anywhere inside reaches a max layer's input or the output: refuse instead of
+        returning patterns or values computed from inf or NaN."""
+        if flags and not bool(torch.stack(flags).all()):
+            raise InvalidInputError(
+                f"non-finite values (inf or NaN) arise inside the network (by node {upto_node}): the inputs or "
+                f"weights overflow {self.dtype}; scale the inputs down")
+
+    def magnitude(self, x) -> torch.Tensor:
+        """Entrywise bounds ``M`` (B, n_out) with ``|net(y)| <= M`` for every ``y`` with ``|y| <= |x|``
+        (the same bound holds for every value computed inside the network): each layer's magnitude
+        rule (``|L| m + |b|`` for affine maps, the largest piece bound for max units, sums for
+        additions). It sets the scale of rounding errors when comparing outputs."""
+        z, _ = self._flat(x)
+        vals = {0: z.abs()}
+        for i, node in enumerate(self.nodes[1:], start=1):
+            vals[i] = node.layer.magnitude(*(vals[j] for j in node.inputs))
+            for j in node.inputs:
+                if self._last_use.get(j) == i:
+                    vals.pop(j, None)
+        return vals[len(self.nodes) - 1]
 
     # ------------------------------------------------------------------ public primitives
     def __call__(self, x) -> torch.Tensor:
@@ -357,6 +389,9 @@ class PLNet:
             tr = self.trace(z, directions=eye, pattern=pattern, record=False)
             A, y = tr.output_tangent.transpose(1, 2).contiguous(), tr.output
         c = y - (A @ z[:, :, None])[..., 0]
+        if not (bool(torch.isfinite(A).all()) and bool(torch.isfinite(c).all())):
+            raise InvalidInputError(f"the local affine map overflows {self.dtype} (non-finite Jacobian or offset); "
+                                    "the weights or inputs are too large")
         return (A[0], c[0]) if single else (A, c)
 
     def region_inequalities(self, pattern) -> tuple[torch.Tensor, torch.Tensor]:
@@ -412,6 +447,8 @@ class PLNet:
             start[0] = s0 + Rl
 
         self._walk(zero, eye[None], pat, L - 1, rows, record=False)
+        if not (bool(torch.isfinite(G).all()) and bool(torch.isfinite(h).all())):
+            raise InvalidInputError(f"the region inequalities overflow {self.dtype}: the weights are too large")
         return (G[0], h[0]) if single else (G, h)
 
     @staticmethod

@@ -11,31 +11,16 @@ Initialization" (ICML 2023) and "On the Expected Complexity of Maxout Networks" 
   of a segment or circle across depth.
 """
 
-from relulab.init.constants import (
-    ConstantsTable,
-    MaxoutConstants,
-    activation_second_moment,
-    chi2_order_moment,
-    constants_table,
-    gaussian_max_moment,
-    maxout_constants,
-    recommended_c,
-)
-from relulab.init.initializers import LayerInit, init_plan, maxout_
-from relulab.init.moments import (
-    CurveLengthDistortion,
-    GradientMoments,
-    aligned_moment,
-    curve_length_distortion,
-    expected_gradient_bounds,
-    gradient_moments,
-    jacobian_moment_bounds,
-)
+from relulab._lazy import exports as _exports
 
-__all__ = [
-    "maxout_constants", "constants_table", "recommended_c", "gaussian_max_moment", "chi2_order_moment",
-    "activation_second_moment", "MaxoutConstants", "ConstantsTable",
-    "maxout_", "init_plan", "LayerInit",
-    "gradient_moments", "curve_length_distortion", "jacobian_moment_bounds", "aligned_moment",
-    "expected_gradient_bounds", "GradientMoments", "CurveLengthDistortion",
-]
+_EXPORTS = {
+    "maxout_constants": "constants", "constants_table": "constants", "recommended_c": "constants",
+    "gaussian_max_moment": "constants", "chi2_order_moment": "constants", "activation_second_moment": "constants",
+    "MaxoutConstants": "constants", "ConstantsTable": "constants",
+    "maxout_": "initializers", "init_plan": "initializers", "LayerInit": "initializers",
+    "gradient_moments": "moments", "curve_length_distortion": "moments", "jacobian_moment_bounds": "moments",
+    "aligned_moment": "moments", "expected_gradient_bounds": "moments", "GradientMoments": "moments",
+    "CurveLengthDistortion": "moments",
+}
+
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

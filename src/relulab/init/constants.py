@@ -359,7 +359,7 @@ class ConstantsTable(Result):
         ax.set_xlabel("pieces per unit (K, or K x pool)")
         ax.set_ylabel("constant")
         ax.legend()
-        return ax.figure
+        return ax
 
 
 def constants_table(ks=range(2, 11), pool=None) -> ConstantsTable:

@@ -353,12 +353,12 @@ def _infer_input_shape(module: nn.Module, input_shape, x):
     if x is not None:
         x = torch.as_tensor(x)
         return tuple(x.shape) if x.dim() == 1 else tuple(x.shape[1:])
-    for m in module.modules():
-        if isinstance(m, nn.Linear):
-            return (m.in_features,)
-        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            break
-    raise InvalidInputError("input_shape is required (it cannot be read off this model); give input_shape or x")
+    from relulab.core.recognize import input_shape_of
+
+    shape = input_shape_of(module)
+    if shape is None:
+        raise InvalidInputError("input_shape is required (it cannot be read off this model); give input_shape or x")
+    return shape
 
 
 class _Models:
@@ -452,7 +452,7 @@ def _plot_depth(ax, depths, mean, se, lower, upper, extra, ylabel, title):
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return ax.figure
+    return ax
 
 
 # =============================================================================================

@@ -52,6 +52,10 @@ and ``nngp = Sigma^{L+1}``, ``ntk = Theta^{L+1}``. Both expectations depend on t
   for cubic Hermite interpolation in ``theta`` (interpolation error below 1e-13). ``k = 2`` has the
   closed form ``p_2 = 1 - theta / pi``, ``g_2 = rho (1 - theta / pi) + sin(theta) / pi``.
 
+Per-layer variances: every ``sigma_w^2``, ``sigma_b^2`` above may differ between layers; the
+recursion for layer ``l + 1`` uses that layer's ``sigma_{w,l+1}^2`` and ``sigma_{b,l+1}^2`` (the
+first layer's enter ``Sigma^1``, the read-out's the last step).
+
 Standard parameterization: ``z^{l+1} = W^{l+1} phi(z^l) + b^{l+1}`` with ``W_ij ~ N(0, sigma_w^2 /
 n_l)``, ``b ~ N(0, sigma_b^2)``. It defines the same random function, so the NNGP is the same. Its
 plain empirical NTK ``J J^T`` diverges linearly in the width. With *width-scaled learning rates*
@@ -310,7 +314,10 @@ class _Recursion:
 
     def __init__(self, depth, activation, slope, k, weight_var, bias_var, parameterization):
         self.depth, self.activation, self.slope, self.k = depth, activation, slope, k
-        self.sw2, self.sb2, self.param = float(weight_var), float(bias_var), parameterization
+        # per layer 1..depth+1 (index 0 is the first layer, index depth the read-out)
+        self.sw2s = _per_layer("weight_var", weight_var, depth, positive=True)
+        self.sb2s = _per_layer("bias_var", bias_var, depth, positive=False)
+        self.param = parameterization
         self.phi2, self.dphi2 = _diag_factors(activation, slope, k)
         self._tables: dict = {}
 
@@ -323,25 +330,25 @@ class _Recursion:
         return self._tables[key]
 
     def first(self, dots: torch.Tensor, d0: int) -> tuple[torch.Tensor, torch.Tensor]:
-        sigma = dots * (self.sw2 / d0) + self.sb2
+        sigma = dots * (self.sw2s[0] / d0) + self.sb2s[0]
         theta = dots / d0 + 1.0 if self.param == "standard" else sigma.clone()
         return sigma, theta
 
     def diagonals(self, sq_norms: torch.Tensor, d0: int) -> list[torch.Tensor]:
         """Sigma^l(x, x) for l = 1..depth (the variances entering layer l's activation)."""
-        q = [sq_norms * (self.sw2 / d0) + self.sb2]
-        for _ in range(1, self.depth):
-            q.append(self.sw2 * self.phi2 * q[-1] + self.sb2)
+        q = [sq_norms * (self.sw2s[0] / d0) + self.sb2s[0]]
+        for l in range(1, self.depth):
+            q.append(self.sw2s[l] * self.phi2 * q[-1] + self.sb2s[l])
         return q
 
     def diag_ntk(self, sq_norms: torch.Tensor, d0: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact diagonals (theta = 0) of the NNGP and NTK."""
         sigma, theta = self.first(sq_norms, d0)
-        for _ in range(self.depth):
+        for l in range(1, self.depth + 1):
             direct = self.phi2 * sigma
-            sigma = self.sw2 * direct + self.sb2
+            sigma = self.sw2s[l] * direct + self.sb2s[l]
             extra = direct + 1.0 if self.param == "standard" else sigma
-            theta = extra + (self.sw2 * self.dphi2) * theta
+            theta = extra + (self.sw2s[l] * self.dphi2) * theta
         return sigma, theta
 
     def run(self, sigma: torch.Tensor, theta: torch.Tensor, q1: list[torch.Tensor], q2: list[torch.Tensor]):
@@ -358,6 +365,7 @@ class _Recursion:
         snap = 1.0 + 16.0 * torch.finfo(sigma.dtype).eps
         one = torch.ones((), dtype=sigma.dtype, device=sigma.device)
         for l in range(self.depth):
+            sw2, sb2 = self.sw2s[l + 1], self.sb2s[l + 1]  # the layer this step's activations feed
             s1, s2 = torch.sqrt(q1[l]), torch.sqrt(q2[l])  # per-point standard deviations (broadcasting)
             i1 = torch.where(s1 > 0, 1.0 / torch.where(s1 > 0, s1, torch.ones_like(s1)), torch.zeros_like(s1))
             i2 = torch.where(s2 > 0, 1.0 / torch.where(s2 > 0, s2, torch.ones_like(s2)), torch.zeros_like(s2))
@@ -369,18 +377,39 @@ class _Recursion:
                     kap.mul_(a2).add_(rho, alpha=2.0 * a * math.pi)
                     pm.mul_(a2).add_(2.0 * a * math.pi)
                 direct = kap.mul_(s1).mul_(s2).mul_(1.0 / _TWO_PI)  # E[phi(u) phi(v)]
-                kdot = pm.mul_(self.sw2 / _TWO_PI)  # Sdot
+                kdot = pm.mul_(sw2 / _TWO_PI)  # Sdot
             else:
                 kap, kdot = _dual(rho, self.activation, self.slope, self.k, table)
                 direct = kap.mul_(s1).mul_(s2)
-                kdot = kdot.mul_(self.sw2)
+                kdot = kdot.mul_(sw2)
             if self.param == "standard":
                 theta = theta.mul_(kdot).add_(direct).add_(1.0)
-                sigma = direct.mul_(self.sw2).add_(self.sb2)
+                sigma = direct.mul_(sw2).add_(sb2)
             else:
-                sigma = direct.mul_(self.sw2).add_(self.sb2)
+                sigma = direct.mul_(sw2).add_(sb2)
                 theta = theta.mul_(kdot).add_(sigma)
         return sigma, theta
+
+
+def _per_layer(name: str, value, depth: int, positive: bool) -> list[float]:
+    """A variance for each of the ``depth + 1`` layers: one number for all, or one per layer."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        values = [float(value)] * (depth + 1)
+    else:
+        try:
+            values = [float(v) for v in value]
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"{name} must be a number or a sequence of {depth + 1} numbers (one per layer: "
+                                    f"{depth} hidden and the read-out), got {value!r}") from None
+        if len(values) != depth + 1:
+            raise InvalidInputError(f"{name} has {len(values)} entries; a network of depth {depth} has {depth + 1} "
+                                    f"layers ({depth} hidden and the read-out), one variance each")
+    for i, v in enumerate(values):
+        ok = (v > 0 if positive else v >= 0) and math.isfinite(v)
+        if not ok:
+            raise InvalidInputError(f"{name} of layer {i + 1} must be {'positive' if positive else '>= 0'} and "
+                                    f"finite, got {v}")
+    return values
 
 
 def _validate_points(x, name: str, dtype) -> torch.Tensor:
@@ -408,7 +437,11 @@ def analytic_ntk(x1, x2=None, *, depth: int, activation: str = "relu", slope: fl
     computed, then mirrored). ``depth``: number of hidden layers ``L >= 0`` (``0``: the linear
     model). ``activation``: ``"relu"``, ``"leaky_relu"`` (``phi(z) = max(z, slope z)``; any real
     slope), ``"abs"``, ``"maxout"`` (rank ``k``). ``weight_var = sigma_w^2`` (2.0: He),
-    ``bias_var = sigma_b^2``. ``parameterization``: ``"ntk"`` (Jacot et al.) or ``"standard"``
+    ``bias_var = sigma_b^2``: one number for every layer, or a sequence of ``depth + 1`` numbers,
+    one per layer (first hidden layer first, the read-out last): layer ``l`` then uses its own
+    ``sigma_{w,l}^2`` and ``sigma_{b,l}^2`` in the recursions of the module docstring (e.g.
+    ``weight_var=[1.0, 2.0, 2.0, 1.0]`` for inputs and read-out at variance 1 around He hidden
+    layers). ``parameterization``: ``"ntk"`` (Jacot et al.) or ``"standard"``
     (the limit of the standard-parameterization kernel under width-scaled learning rates; the NNGP
     is the same). The recursions are stated in the module docstring.
 
@@ -425,10 +458,8 @@ def analytic_ntk(x1, x2=None, *, depth: int, activation: str = "relu", slope: fl
     activation, slope, k = _check_activation(activation, slope, k)
     if parameterization not in PARAMETERIZATIONS:
         raise InvalidInputError(f"parameterization must be one of {PARAMETERIZATIONS}, got {parameterization!r}")
-    if not (weight_var > 0 and math.isfinite(weight_var)):
-        raise InvalidInputError(f"weight_var must be positive and finite, got {weight_var}")
-    if not (bias_var >= 0 and math.isfinite(bias_var)):
-        raise InvalidInputError(f"bias_var must be >= 0 and finite, got {bias_var}")
+    _per_layer("weight_var", weight_var, depth, positive=True)
+    _per_layer("bias_var", bias_var, depth, positive=False)
     if dtype not in (torch.float32, torch.float64):
         raise InvalidInputError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     x1 = _validate_points(x1, "x1", dtype)

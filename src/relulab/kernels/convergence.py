@@ -28,13 +28,17 @@ class NTKMLP(nn.Module):
     """A fully connected network in NTK (or standard) parameterization with iid N(0, 1) parameters.
 
     ``depth`` hidden layers of ``width`` units, one output; ``activation`` relu, leaky_relu (``slope``),
-    abs or maxout (rank ``k``); ``weight_var = sigma_w^2``, ``bias_var = sigma_b^2``. In the standard
-    parameterization the same scales multiply the initial parameters instead of the forward pass.
+    abs or maxout (rank ``k``); ``weight_var = sigma_w^2``, ``bias_var = sigma_b^2``, one number for
+    every layer or one per layer (``depth + 1`` numbers, read-out last), as in
+    :func:`relulab.kernels.analytic_ntk`. In the standard parameterization the same scales multiply
+    the initial parameters instead of the forward pass.
     """
 
     def __init__(self, d0: int, width: int, depth: int, activation: str = "relu", *, slope: float = 0.01,
-                 k: int = 2, weight_var: float = 2.0, bias_var: float = 0.0, parameterization: str = "ntk",
+                 k: int = 2, weight_var=2.0, bias_var=0.0, parameterization: str = "ntk",
                  seed: int = 0, dtype=torch.float64, device=None):
+        from relulab.kernels.analytic import _per_layer
+
         super().__init__()
         if activation not in ("relu", "leaky_relu", "abs", "maxout"):
             raise InvalidInputError(f"activation must be relu, leaky_relu, abs or maxout, got {activation!r}")
@@ -45,13 +49,14 @@ class NTKMLP(nn.Module):
         g = torch.Generator().manual_seed(int(seed))
         self.activation, self.k, self.parameterization = activation, int(k), parameterization
         self.slope = {"relu": 0.0, "abs": -1.0}.get(activation, float(slope))
-        self.sw, self.sb = math.sqrt(weight_var), math.sqrt(bias_var)
+        self.sws = [math.sqrt(v) for v in _per_layer("weight_var", weight_var, depth, positive=True)]
+        self.sbs = [math.sqrt(v) for v in _per_layer("bias_var", bias_var, depth, positive=False)]
         dims = [d0] + [width] * depth + [1]
         self.fans = dims[:-1]
         self.W, self.b = nn.ParameterList(), nn.ParameterList()
         for i in range(depth + 1):
             out = dims[i + 1] * (self.k if activation == "maxout" and i < depth else 1)
-            ws, bs = (1.0, 1.0) if parameterization == "ntk" else (self.sw / math.sqrt(dims[i]), self.sb)
+            ws, bs = (1.0, 1.0) if parameterization == "ntk" else (self.sws[i] / math.sqrt(dims[i]), self.sbs[i])
             W = torch.randn(out, dims[i], generator=g, dtype=torch.float64) * ws
             b = torch.randn(out, generator=g, dtype=torch.float64) * bs
             self.W.append(nn.Parameter(W.to(dtype=dtype, device=device)))
@@ -62,7 +67,7 @@ class NTKMLP(nn.Module):
         last = len(self.W) - 1
         for i, (W, b) in enumerate(zip(self.W, self.b)):
             if self.parameterization == "ntk":
-                z = (self.sw / math.sqrt(self.fans[i])) * (h @ W.T) + self.sb * b
+                z = (self.sws[i] / math.sqrt(self.fans[i])) * (h @ W.T) + self.sbs[i] * b
             else:
                 z = h @ W.T + b
             if i == last:

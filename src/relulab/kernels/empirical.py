@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from relulab.core.errors import InvalidInputError
+from relulab.core.errors import InvalidInputError, ResourceLimitError
 from relulab.results import Result
 
 __all__ = ["empirical_ntk", "NTKResult", "ntk_spectrum", "NTKSpectrum", "METHODS"]
@@ -363,8 +363,8 @@ class _Structured:
 
 
 # ----------------------------------------------------------------------------- Jacobian contraction and NTK-vector products
-def _jacobian_features(setup: _Setup, X) -> torch.Tensor:
-    """Per-sample Jacobians (c, o, P) in the weighted coordinates."""
+def _jacobian_features(setup: _Setup, X, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample Jacobians (c, o, P) in the weighted coordinates, written into ``out`` if given."""
     from torch.func import jacrev, vmap
 
     def single(q, x):
@@ -372,8 +372,17 @@ def _jacobian_features(setup: _Setup, X) -> torch.Tensor:
 
     jac = vmap(jacrev(single), in_dims=(None, 0))(setup.q, X)
     c = X.shape[0]
-    parts = [jac[k].reshape(c, jac[k].shape[1], -1) for k in setup.q]
-    return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
+    parts = []
+    for k in list(setup.q):
+        v = jac.pop(k)
+        parts.append(v.reshape(c, v.shape[1], -1))
+    if out is None:
+        return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
+    at = 0
+    for v in parts:
+        out[:, :, at:at + v.shape[2]].copy_(v)
+        at += v.shape[2]
+    return out
 
 
 def _jacobian_block(J1, J2, trace: bool):
@@ -416,25 +425,37 @@ def _chunks(n: int) -> list[int]:
 
 
 def _plan(method, info, n1, n2, sym, trace, P, S, budget, b):
-    """Chunk sizes and the estimated working bytes for a method; None if even chunks of 1 exceed the budget."""
+    """Chunk sizes and the estimated working bytes (beyond the kernel) for a method; None if even
+    chunks of 1 exceed ``budget`` (the working memory left once the kernel is allocated).
+
+    Feature methods (``"jacobian"``, ``"structured"``) work in row panels: the features of ``c1`` rows
+    are computed once (in sub-chunks of ``c2``) and kept, column chunks of ``c2`` are contracted
+    against the whole panel. When one panel holds every row (``c1 = n1``), every feature is computed
+    exactly once; otherwise a column's features are recomputed once per panel, and the panel is
+    made as large as the budget allows (about four fifths of it) to keep the number of panels small."""
     o, A = info["o"], info["act_bytes"]
-    kblock = lambda c1, c2: (3 if not trace else 2) * c1 * c2 * (1 if trace else o * o) * b  # noqa: E731
-    best = None
+    oo = 1 if trace else o * o
+    kblock = lambda c1, c2: 2 * c1 * c2 * oo * b  # noqa: E731 - a block and its permuted or mirrored copy
     if method in ("jacobian", "structured"):
         per = o * P * b if method == "jacobian" else S * b  # stored features per sample
-        # computing a chunk's features: saved activations, their o cotangents, (Jacobian + its concatenation)
-        make = lambda c: c * (A + o * A) + (2 * c * o * P * b if method == "jacobian" else c * S * b)  # noqa: E731
-        nstore = n1 if sym else n1 + n2
-        for c in _chunks(max(n1, n2)):
-            c1, c2 = min(c, n1), min(c, n2)
-            cache = nstore * per + make(max(c1, c2)) + kblock(c1, c2)
-            nocache = (c1 + c2) * per + make(max(c1, c2)) + kblock(c1, c2)
-            if cache <= budget:
-                return {"chunks": (c1, c2), "bytes": int(cache), "cache": True}
-            if nocache <= budget and best is None:
-                best = {"chunks": (c1, c2), "bytes": int(nocache), "cache": False}
-        return best
+        # computing a chunk's features: saved activations and their o cotangents, the features themselves
+        make = lambda c: c * (A + o * A) + c * per  # noqa: E731
+        for c2 in _chunks(n2):  # 1. one panel holding every row, the largest column chunk that fits
+            cols = 0 if sym else c2 * per
+            est = n1 * per + cols + make(min(c2, n1)) + kblock(n1, c2)
+            if est <= budget:
+                return {"chunks": (n1, c2), "bytes": int(est), "cache": True}
+        for c2 in _chunks(n2):  # 2. panels: columns take about a fifth of the budget
+            rest = budget - c2 * per - make(c2)
+            if rest <= 0:
+                continue
+            c1 = min(n1, int(rest // (per + 2 * c2 * oo * b)))
+            if c1 >= 1 and (c1 >= min(n1, 4 * c2) or c2 == 1):
+                est = c1 * per + c2 * per + make(c2) + kblock(c1, c2)
+                return {"chunks": (c1, c2), "bytes": int(est), "cache": False}
+        return None
     # ntvp: vjp rows c2 o P, jvp activations for c2 o tangents over c1 samples, the block
+    best = None
     for c2 in _chunks(n2):
         for c1 in _chunks(n1):
             est = c2 * o * P * b * 2 + c2 * o * A + 2 * c1 * c2 * o * A + 2 * c1 * c2 * o * o * b + kblock(c1, c2)
@@ -458,7 +479,7 @@ def _costs(info, n1, n2, sym, trace, P, layer_widths) -> dict:
 
 
 # ----------------------------------------------------------------------------- driver
-def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: int = 2**30,
+def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: int = 2**31,
                   trace_outputs: bool = False, dtype: torch.dtype | None = None,
                   learning_rates: Mapping[str, float] | None = None, chunk_size: int | None = None) -> NTKResult:
     r"""Empirical NTK Gram matrix ``Theta[i, j] = J(x1_i) J(x2_j)^T`` of a torch model.
@@ -470,9 +491,11 @@ def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: in
     (the symmetric Gram of ``x1``, computed block-upper-triangular and mirrored).
 
     ``method``: ``"auto"``, ``"jacobian"``, ``"ntvp"`` or ``"structured"`` (see the module docstring
-    for the three methods and the auto rule; all are exact). ``memory_budget`` (bytes): chunk sizes
-    are chosen so that the estimated working memory beyond the returned kernel stays below it;
-    ``chunk_size`` forces the sample chunk (both sides). ``trace_outputs``: return
+    for the three methods and the auto rule; all are exact). ``memory_budget`` (bytes, default 2 GiB)
+    bounds the returned kernel plus the estimated working memory: a kernel larger than the budget
+    raises :class:`~relulab.core.errors.ResourceLimitError` before anything is allocated, and chunk
+    sizes are chosen from what the kernel leaves (row panels of Jacobians computed once and kept, see
+    ``_plan``); ``chunk_size`` forces the sample chunk (both sides). ``trace_outputs``: return
     ``sum_a Theta[i, j, a, a]`` (n1, n2) instead of the (n1, n2, o, o) kernel; one-output models
     always give (n1, n2). ``dtype``: compute in this dtype (e.g. ``torch.float64``) on copies of
     the parameters; default the parameters' dtype. ``learning_rates``: ``{parameter name: eta}``
@@ -513,66 +536,95 @@ def empirical_ntk(model, x1, x2=None, *, method: str = "auto", memory_budget: in
         order += sorted(("jacobian", "ntvp"), key=lambda m: costs[m])
     else:
         order = [method]
+    shape = (n1, n2) if trace else (n1, n2, o, o)
+    kernel_bytes = math.prod(shape) * b
+    if kernel_bytes > budget:
+        raise ResourceLimitError(
+            f"empirical_ntk: the kernel itself ({' x '.join(map(str, shape))} numbers, {_size(kernel_bytes)}) "
+            f"exceeds memory_budget = {_size(budget)}; raise memory_budget, use fewer points"
+            + ("" if trace else " or trace_outputs=True"))
+    work = budget - kernel_bytes
     plan = None
     for m in order:
-        plan = _plan(m, info, n1, n2, sym, trace, P, S, budget, b)
+        plan = _plan(m, info, n1, n2, sym, trace, P, S, work, b)
         if plan is not None:
             method = m
             break
     if plan is None:
-        raise InvalidInputError(
-            f"memory_budget={budget} bytes is too small for method {order[0]!r} even with one sample per chunk "
+        raise ResourceLimitError(
+            f"empirical_ntk: memory_budget = {_size(budget)} leaves {_size(work)} beside the kernel "
+            f"({_size(kernel_bytes)}), too little for method {order[0]!r} even with one sample per chunk "
             f"(P={P} parameters, {o} outputs); raise memory_budget")
+    c1, c2 = plan["chunks"]
     if chunk_size is not None:
         c = int(chunk_size)
-        plan = dict(plan, chunks=(min(c, n1), min(c, n2)))
-    c1, c2 = plan["chunks"]
-    if sym:
-        c1 = c2 = max(c1, c2) if method != "ntvp" else min(c1, c2)
+        c1, c2 = min(c, n1), min(c, n2)
+    if method == "ntvp" and sym:
+        c1 = c2 = min(c1, c2)
 
-    shape = (n1, n2) if trace else (n1, n2, o, o)
     K = torch.empty(shape, dtype=setup.dtype, device=setup.device)
     X1, X2 = setup.x1, setup.x2
+    mirror = (lambda t: t.transpose(0, 1)) if trace else (lambda t: t.permute(1, 0, 3, 2))  # noqa: E731
 
     if method == "ntvp":
-        feat = None
-        block = lambda A, B: _ntvp_block(setup, A, B, o, trace)  # noqa: E731
-    elif method == "jacobian":
-        feat = lambda X: _jacobian_features(setup, X)  # noqa: E731
-        block = lambda A, B: _jacobian_block(A, B, trace)  # noqa: E731
+        rows = [(i, min(n1, i + c1)) for i in range(0, n1, c1)]
+        cols = rows if sym else [(j, min(n2, j + c2)) for j in range(0, n2, c2)]
+        for bi, (i0, i1) in enumerate(rows):
+            for bj, (j0, j1) in enumerate(cols):
+                if sym and bj < bi:
+                    continue
+                with torch.no_grad():
+                    blk = _ntvp_block(setup, X1[i0:i1], X2[j0:j1], o, trace)
+                K[i0:i1, j0:j1] = blk
+                if sym and bj != bi:
+                    K[j0:j1, i0:i1] = mirror(blk)
     else:
-        feat = structured.features
-        block = lambda A, B: structured.block(A, B, trace)  # noqa: E731
-
-    rows = [(i, min(n1, i + c1)) for i in range(0, n1, c1)]
-    cols = rows if sym else [(j, min(n2, j + c2)) for j in range(0, n2, c2)]
-    cache2 = None
-    if feat is not None and plan.get("cache", False):
-        cache2 = [feat(X2[j0:j1]) for j0, j1 in cols]
-    for bi, (i0, i1) in enumerate(rows):
-        if feat is None:
-            F1 = X1[i0:i1]
-        elif sym and cache2 is not None:
-            F1 = cache2[bi]
-        else:
-            F1 = feat(X1[i0:i1])
-        for bj, (j0, j1) in enumerate(cols):
-            if sym and bj < bi:
-                continue
-            if feat is None:
-                F2 = X2[j0:j1]
-            elif cache2 is not None:
-                F2 = cache2[bj]
-            elif sym and bj == bi:
-                F2 = F1
-            else:
-                F2 = feat(X2[j0:j1])
-            with torch.no_grad():
-                blk = block(F1, F2)
-            K[i0:i1, j0:j1] = blk
-            if sym and bj != bi:
-                K[j0:j1, i0:i1] = blk.transpose(0, 1) if trace else blk.permute(1, 0, 3, 2)
+        _panels(setup, structured if method == "structured" else None, K, X1, X2, sym, trace, o, P, c1, c2, mirror)
     return NTKResult(kernel=K, method=method, n1=n1, n2=n2, n_outputs=o, n_params=P, trace_outputs=trace,
-                     chunk_sizes=(c1, c2), estimated_peak_bytes=int(plan["bytes"]), kernel_bytes=K.numel() * b,
+                     chunk_sizes=(c1, c2), estimated_peak_bytes=int(plan["bytes"]), kernel_bytes=kernel_bytes,
                      memory_budget=budget, cost_estimates={k: float(v) for k, v in costs.items()},
                      dtype=str(setup.dtype), device=str(setup.device), seconds=time.perf_counter() - t0)
+
+
+def _size(nbytes: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def _panels(setup, structured, K, X1, X2, sym, trace, o, P, c1, c2, mirror):
+    """Row panels of ``c1`` samples whose features are computed once and kept; column chunks of ``c2``
+    contracted against the whole panel. Symmetric kernels: only columns from the panel's first row on,
+    the panel's own columns taken from the panel, the rest mirrored."""
+    n1, n2 = X1.shape[0], X2.shape[0]
+    for i0 in range(0, n1, c1):
+        i1 = min(n1, i0 + c1)
+        if structured is None:  # one (rows, o, P) tensor: one large product per column chunk
+            panel = torch.empty(i1 - i0, o, P, dtype=setup.dtype, device=setup.device)
+            for s0 in range(i0, i1, c2):
+                _jacobian_features(setup, X1[s0:min(i1, s0 + c2)], out=panel[s0 - i0:min(i1, s0 + c2) - i0])
+            parts = [(i0, i1, panel)]
+        else:  # structured features stay per sub-chunk
+            parts = [(s0, min(i1, s0 + c2), structured.features(X1[s0:min(i1, s0 + c2)])) for s0 in range(i0, i1, c2)]
+        start = i0 if sym else 0
+        for j0 in range(start, n2, c2):
+            j1 = min(n2, j0 + c2)
+            if sym and j0 < i1:  # columns inside the panel: its own features
+                if structured is None:
+                    F2 = parts[0][2][j0 - i0:j1 - i0]
+                else:
+                    F2 = None
+                    j1 = min(j1, i1)
+            else:
+                F2 = _jacobian_features(setup, X2[j0:j1]) if structured is None else structured.features(X2[j0:j1])
+            for r0, r1, F1 in parts:
+                with torch.no_grad():
+                    if structured is None:
+                        blk = _jacobian_block(F1, F2, trace)
+                    else:
+                        G = F2 if F2 is not None else next(F for a0, _, F in parts if a0 == j0)
+                        blk = structured.block(F1, G, trace)
+                K[r0:r1, j0:j1] = blk
+                if sym and j0 >= i1:
+                    K[j0:j1, r0:r1] = mirror(blk)

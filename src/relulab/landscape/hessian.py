@@ -68,10 +68,18 @@ class HessianOperator:
     reduction is read off a torch loss module, or given as ``reduction``); ``None`` takes all data
     at once, exact for any loss. ``dtype``: the model is copied and cast (float64 by default); the
     caller's model is never modified. Products are counted in ``n_products``.
+
+    ``train_mode``: what to do with a model in training mode whose output depends on the mode
+    (BatchNorm or Dropout in training mode, or any module whose training-mode output on the first
+    batch differs from its eval-mode output): ``"refuse"`` (default) raises, since the Hessian of a
+    random or batch-coupled loss is not the one of the evaluated network; ``"eval"`` evaluates an
+    eval-mode copy and records the switched modules in ``eval_mode_modules`` (results carry it).
+    Models whose output does not depend on the mode are evaluated as they are.
     """
 
     def __init__(self, model: nn.Module, loss, inputs, targets, *, batch_size: int | None = None,
-                 reduction: str | None = None, dtype: torch.dtype | None = torch.float64, device=None):
+                 reduction: str | None = None, dtype: torch.dtype | None = torch.float64, device=None,
+                 train_mode: str = "refuse"):
         from relulab.core.plnet import PLNet
 
         if isinstance(model, PLNet):
@@ -93,9 +101,11 @@ class HessianOperator:
             raise InvalidInputError("the model has no parameters")
         device = torch.device(device) if device is not None else first.device
         dtype = dtype or first.dtype
+        if train_mode not in ("refuse", "eval"):
+            raise InvalidInputError(f"train_mode must be 'refuse' or 'eval', got {train_mode!r}")
         self.model = copy.deepcopy(model).to(device=device, dtype=dtype)
-        if self.model.training:
-            self.model.eval()  # dropout and batch statistics would make L random
+        self.train_mode = train_mode
+        self.eval_mode_modules: tuple[str, ...] = ()
         self.loss = loss
         self.dtype, self.device = dtype, device
         named = [(k, p) for k, p in self.model.named_parameters() if p.requires_grad]
@@ -136,10 +146,22 @@ class HessianOperator:
         self.weights = [((e - s) / n if reduction == "mean" else 1.0) for s, e in self.batches]
         self.n_products = 0
         x0, y0 = self._batch(0)
+        sizes = [max(self.sizes), x0.numel()]
+
+        def note(module, inputs, output):
+            if isinstance(output, torch.Tensor):
+                sizes.append(output.numel())
+
         try:  # a first evaluation: shape errors surface here, with the model named
-            with torch.no_grad():
-                out = self.model(x0)
-                self.loss(out, y0)
+            self._settle_mode(model, x0)
+            hooks = [m.register_forward_hook(note) for m in self.model.modules()]
+            try:
+                with torch.no_grad():
+                    out = self.model(x0)
+                    self.loss(out, y0)
+            finally:
+                for h in hooks:
+                    h.remove()
             out_shape = tuple(out.shape[1:])
         except RelulabError:
             raise
@@ -147,11 +169,44 @@ class HessianOperator:
             raise InvalidInputError(f"model {type(model).__name__} and loss cannot be evaluated on inputs of shape "
                                     f"{tuple(self.inputs.shape)} with targets of shape {tuple(self.targets.shape)}: "
                                     f"{str(e).splitlines()[0]}") from None
+        # elements of the largest tensor one product handles: small networks run on one thread (their
+        # operations are too small to gain from more, and lose much to waiting on a busy machine)
+        self.work = max(sizes + [self.dim])
         if isinstance(loss, (nn.MSELoss, nn.L1Loss, nn.HuberLoss, nn.SmoothL1Loss)):
             # these broadcast silently: outputs (n, 1) against targets (n,) would compare every pair
             if out_shape != tuple(self.targets.shape[1:]):
                 raise InvalidInputError(f"{type(loss).__name__}: the model's output per sample has shape {out_shape}, "
                                         f"the targets' {tuple(self.targets.shape[1:])}; they must be equal")
+
+    def _settle_mode(self, model: nn.Module, x0: torch.Tensor) -> None:
+        """Put the copy in eval mode, refusing (or recording, ``train_mode="eval"``) a model whose
+        training-mode output differs: known mode-dependent layers by type, any other by comparing one
+        training-mode forward of a throw-away copy (its batch statistics may update) with eval mode."""
+        training = [k or type(self.model).__name__ for k, m in self.model.named_modules() if m.training]
+        if not training:
+            return
+        typed = [k or type(self.model).__name__ for k, m in self.model.named_modules() if m.training and (
+            isinstance(m, nn.modules.batchnorm._BatchNorm)
+            or isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)]
+        differs = bool(typed)
+        if not differs:
+            probe = copy.deepcopy(self.model)
+            with torch.no_grad():
+                out_train = probe(x0)
+                self.model.eval()
+                out_eval = self.model(x0)
+            differs = not (isinstance(out_train, torch.Tensor) and isinstance(out_eval, torch.Tensor)
+                           and out_train.shape == out_eval.shape and torch.equal(out_train, out_eval))
+        self.model.eval()
+        if not differs:
+            return
+        names = typed or training
+        if self.train_mode == "refuse":
+            raise InvalidInputError(
+                f"model {type(model).__name__} is in training mode and its output depends on the mode "
+                f"({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): the loss would be random or couple "
+                "the samples; call model.eval() first, or pass train_mode='eval' to evaluate it in eval mode")
+        self.eval_mode_modules = tuple(names)
 
     @property
     def dim(self) -> int:
@@ -281,6 +336,7 @@ class _Matrix:
 
     def __init__(self, A: torch.Tensor):
         self.A, self.dtype, self.device, self.dim, self.n_products = A, A.dtype, A.device, A.shape[0], 0
+        self.work = A.numel()
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         self.n_products += 1
@@ -294,6 +350,26 @@ def _as_operator(op):
     if isinstance(op, torch.Tensor) and op.dim() == 2 and op.shape[0] == op.shape[1]:
         return _Matrix(op)
     raise InvalidInputError("expected a HessianOperator or a square symmetric torch matrix")
+
+
+def _engine_threads(fn):
+    """Run an engine function on the thread count its operator's work size calls for
+    (:func:`relulab.core.threads.threads_for`); the caller's setting is restored afterwards."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(op, *args, **kwargs):
+        from relulab.core.threads import threads_for
+
+        work = getattr(op, "work", None)
+        if work is None and isinstance(op, torch.Tensor):
+            work = op.numel()
+        if work is None:
+            return fn(op, *args, **kwargs)
+        with threads_for(int(work)):
+            return fn(op, *args, **kwargs)
+
+    return wrapper
 
 
 def _generator(seed) -> torch.Generator:
@@ -408,6 +484,7 @@ class _LanczosRun:
         return LanczosDecomposition(np.array(self.alpha), np.array(self.beta), self.Q[:m], self.invariant)
 
 
+@_engine_threads
 def lanczos(op, steps: int, v0: torch.Tensor | None = None, seed: int = 0) -> LanczosDecomposition:
     """``steps`` Lanczos steps with full re-orthogonalization from ``v0`` (Gaussian if None).
 
@@ -496,6 +573,7 @@ def _steps_within(P: int, dtype: torch.dtype, steps: int, memory_budget: float |
     return min(steps, fit)
 
 
+@_engine_threads
 def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, max_steps: int = 300,
                        seed: int = 0, vectors: bool = True, verify: bool = True, check_every: int = 5,
                        memory_budget: float | None = 2 * 2**30, _return_lanczos: bool = False):
@@ -572,7 +650,8 @@ def hessian_eigenpairs(op, k: int = 5, which: str = "both", tol: float = 1e-8, m
 class TraceEstimate(Result):
     """``tr(H) ~ estimate`` with ``stderr`` (from the Hutchinson terms; 0 when exact), the method and
     the number of operator products it took (``n_products``) and the dimension of the exactly
-    handled subspace (``deflated``)."""
+    handled subspace (``deflated``). ``complete`` is False when a time limit stopped the sampling
+    before ``queries`` samples (``queries`` then counts the samples used)."""
 
     estimate: float
     stderr: float
@@ -581,6 +660,27 @@ class TraceEstimate(Result):
     deflated: int
     n_products: int
     seconds: float
+    complete: bool = True
+
+
+class _Welford:
+    """Running mean and sum of squared deviations, merged block by block (Chan, Golub, LeVeque 1979):
+    the Hutchinson terms are never all held."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def add(self, terms: torch.Tensor) -> None:
+        nb = terms.numel()
+        if nb == 0:
+            return
+        mb = float(terms.mean())
+        m2b = float(((terms - mb) ** 2).sum())
+        n = self.n + nb
+        delta = mb - self.mean
+        self.mean += delta * nb / n
+        self.m2 += m2b + delta * delta * self.n * nb / n
+        self.n = n
 
 
 def _hutchinson_terms(op, G: torch.Tensor, Q: torch.Tensor | None) -> torch.Tensor:
@@ -595,8 +695,16 @@ def _hutchinson_terms(op, G: torch.Tensor, Q: torch.Tensor | None) -> torch.Tens
     return out
 
 
+def _trace_queries(queries) -> int:
+    if isinstance(queries, bool) or not isinstance(queries, (int, np.integer)) or queries < 1:
+        raise InvalidInputError(f"queries must be a positive integer, got {queries!r}")
+    return int(queries)
+
+
+@_engine_threads
 def hessian_trace(op, queries: int = 99, method: str = "hutch++", seed: int = 0,
-                  lanczos_basis: LanczosDecomposition | None = None) -> TraceEstimate:
+                  lanczos_basis: LanczosDecomposition | None = None, *,
+                  memory_budget: float | None = 2 * 2**30, time_limit: float | None = None) -> TraceEstimate:
     """Estimate ``tr(H)`` with about ``queries`` operator products.
 
     ``"hutch++"``: ``queries // 3`` products build ``Q = orth(H S)``, ``queries // 3`` give
@@ -604,27 +712,51 @@ def hessian_trace(op, queries: int = 99, method: str = "hutch++", seed: int = 0,
     ``"hutchinson"``: plain Rademacher samples ``g^T H g``.
     ``"deflated"``: needs ``lanczos_basis``; ``sum alpha`` on its span plus ``queries`` Hutchinson
     samples on the complement. ``"exact"``: P products with the unit vectors (small P only).
+
+    Budgets: the Hutchinson samples are drawn and reduced in blocks (running mean and variance), so
+    their memory does not grow with ``queries``; Hutch++'s sketch (``3 (queries // 3) P`` numbers) must
+    fit ``memory_budget`` bytes (``None``: no cap) or :class:`~relulab.core.errors.ResourceLimitError`
+    is raised before it is allocated. ``time_limit`` (seconds): Hutchinson sampling stops when it is
+    reached; the estimate then uses the samples drawn so far (still unbiased; ``queries`` says how many,
+    ``complete`` is False).
     """
+    from relulab.core.errors import ResourceLimitError
+
     op = _as_operator(op)
     P = op.dim
     dtype, device = op.dtype, op.device
-    if queries < 1:
-        raise InvalidInputError(f"queries must be a positive integer, got {queries}")
+    queries = _trace_queries(queries)
+    if memory_budget is not None and not (isinstance(memory_budget, (int, float)) and memory_budget > 0):
+        raise InvalidInputError(f"memory_budget must be a positive number of bytes or None, got {memory_budget!r}")
+    if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
+        raise InvalidInputError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
     t0 = time.perf_counter()
+    deadline = None if time_limit is None else t0 + float(time_limit)
     n0 = op.n_products
     gen = _generator(seed)
+    item = torch.empty((), dtype=dtype).element_size()
     exact_part, Q = 0.0, None
     if method == "exact" or (method != "deflated" and queries >= P):
         method = "exact"
-        I = torch.eye(P, dtype=dtype, device=device)
-        terms = torch.tensor([float(I[i] @ op.matvec(I[i])) for i in range(P)], dtype=torch.float64)
-        return TraceEstimate(float(terms.sum()), 0.0, method, P, P, op.n_products - n0,
-                             time.perf_counter() - t0)
+        total, e = 0.0, torch.zeros(P, dtype=dtype, device=device)
+        for i in range(P):  # one unit vector at a time: memory O(P), not P^2
+            e[i] = 1.0
+            total += float(op.matvec(e)[i])
+            e[i] = 0.0
+        return TraceEstimate(total, 0.0, method, P, P, op.n_products - n0, time.perf_counter() - t0)
     if method == "hutch++":
         s = max(1, queries // 3)
+        need = 3 * s * P * item
+        if memory_budget is not None and need > memory_budget:
+            raise ResourceLimitError(
+                f"hessian_trace: Hutch++ with queries={queries} holds 3 x {s} vectors of {P} numbers "
+                f"({_size(need)}), more than memory_budget = {_size(memory_budget)}; use fewer queries, "
+                "method='hutchinson' (memory independent of queries) or raise memory_budget")
         S = _rademacher((s, P), gen, dtype, device)
         HS = torch.stack([op.matvec(S[i]) for i in range(s)])
+        del S
         Q = torch.linalg.qr(HS.T, mode="reduced")[0].T.contiguous()  # (s, P) orthonormal rows
+        del HS
         exact_part = float(sum(float(Q[i] @ op.matvec(Q[i])) for i in range(Q.shape[0])))
         r = max(1, queries - 2 * s)
     elif method == "deflated":
@@ -639,13 +771,31 @@ def hessian_trace(op, queries: int = 99, method: str = "hutch++", seed: int = 0,
         r = queries
     else:
         raise InvalidInputError(f"method must be 'hutch++', 'hutchinson', 'deflated' or 'exact', got {method!r}")
-    G = _rademacher((r, P), gen, dtype, device)
-    terms = _hutchinson_terms(op, G, Q)
-    est = exact_part + float(terms.mean())
-    se = float(terms.std(unbiased=True) / math.sqrt(r)) if r > 1 else float("nan")
+    # sign vectors in blocks of at most ~1/8 of the budget (and 256 rows); one product each
+    cap = 256 if memory_budget is None else max(1, min(256, int(memory_budget // (8 * P * item))))
+    stats, done, complete = _Welford(), 0, True
+    while done < r:
+        if deadline is not None and done > 0 and time.perf_counter() > deadline:
+            complete = False
+            break
+        b = min(cap, r - done)
+        G = _rademacher((b, P), gen, dtype, device)
+        if deadline is None:
+            stats.add(_hutchinson_terms(op, G, Q))
+        else:
+            for i in range(b):  # check the clock between products
+                stats.add(_hutchinson_terms(op, G[i:i + 1], Q))
+                if time.perf_counter() > deadline and done + i + 1 < r:
+                    b, complete = i + 1, False
+                    break
+        done += b
+        if not complete:
+            break
+    est = exact_part + stats.mean
+    se = math.sqrt(stats.m2 / (stats.n - 1) / stats.n) if stats.n > 1 else float("nan")
     used = op.n_products - n0
-    return TraceEstimate(est, se, method, used if method == "hutch++" else queries, 0 if Q is None else Q.shape[0],
-                         used, time.perf_counter() - t0)
+    return TraceEstimate(est, se, method, used if method == "hutch++" else stats.n, 0 if Q is None else Q.shape[0],
+                         used, time.perf_counter() - t0, complete=complete)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -701,6 +851,7 @@ class SpectralDensity(Result):
         return ax
 
 
+@_engine_threads
 def spectral_density(op, n_vectors: int = 8, steps: int = 80, seed: int = 0,
                      memory_budget: float | None = 2 * 2**30) -> SpectralDensity:
     """Stochastic Lanczos quadrature with ``n_vectors`` Rademacher start vectors of ``steps`` steps each
@@ -751,6 +902,7 @@ class Inertia(Result):
     _summary_fields = ("negative", "zero", "positive", "tol", "gradient_norm", "spectral_norm", "exact")
 
 
+@_engine_threads
 def hessian_inertia(op: HessianOperator, tol: float | None = None, max_dense: int = 3000,
                     density: SpectralDensity | None = None, seed: int = 0) -> Inertia:
     """Inertia of the Hessian: exact (dense eigenvalues) for ``P <= max_dense``, else from ``density``
@@ -902,6 +1054,7 @@ class HessianSpectrum(Result):
     device: str
     n_products: int
     seconds: float
+    eval_mode_modules: tuple = ()
 
     def to_dict(self, summary: bool = False) -> dict:
         d = super().to_dict(summary=False)
@@ -920,6 +1073,9 @@ class HessianSpectrum(Result):
         e = self.eigenpairs
         lines = [f"P = {self.n_parameters} parameters, n = {self.n_samples} samples, loss = {self.loss:.6g}, "
                  f"|grad| = {self.gradient_norm:.3g}"]
+        if self.eval_mode_modules:
+            lines.append("evaluated in eval mode (the model was in training mode): "
+                         + ", ".join(self.eval_mode_modules))
         if len(e.largest):
             lines.append("largest:  " + "  ".join(f"{v:.6g}" for v in e.largest))
         if len(e.smallest):
@@ -957,17 +1113,31 @@ def hessian_spectrum(model: nn.Module, loss, inputs, targets, *, top: int = 5, b
                      density_vectors: int = 4, density_steps: int = 60, inertia: bool = True,
                      max_dense: int = 3000, kinks: bool = True, batch_size: int | None = None,
                      dtype: torch.dtype | None = torch.float64, device=None, seed: int = 0,
-                     memory_budget: float | None = 2 * 2**30) -> HessianSpectrum:
+                     memory_budget: float | None = 2 * 2**30, train_mode: str = "refuse",
+                     trace_time_limit: float | None = None) -> HessianSpectrum:
     """Everything :mod:`relulab.landscape.hessian` measures, at the model's current parameters.
 
     One Lanczos run gives the ``top`` largest and ``bottom`` smallest eigenvalues; its basis deflates
     the trace estimate (``trace_queries`` Hutchinson samples on the complement). ``bottom=0`` or
     ``top=0`` skips an end; ``trace_queries=0``, ``density=False``, ``inertia=False``, ``kinks=False``
     skip those parts. ``memory_budget``: bytes for a Lanczos basis (default 2 GiB, see
-    :func:`hessian_eigenpairs`).
+    :func:`hessian_eigenpairs`). ``train_mode``: ``"refuse"`` (default) raises for a model in training
+    mode whose output depends on the mode, ``"eval"`` evaluates it in eval mode and lists the switched
+    modules in the result's ``eval_mode_modules`` (see :class:`HessianOperator`).
+    ``trace_time_limit`` (seconds): stop the trace's sampling there (see :func:`hessian_trace`).
     """
     t0 = time.perf_counter()
-    op = HessianOperator(model, loss, inputs, targets, batch_size=batch_size, dtype=dtype, device=device)
+    op = HessianOperator(model, loss, inputs, targets, batch_size=batch_size, dtype=dtype, device=device,
+                         train_mode=train_mode)
+    from relulab.core.threads import threads_for
+
+    with threads_for(op.work):
+        return _spectrum(op, t0, top, bottom, tol, max_steps, trace_queries, density, density_vectors, density_steps,
+                         inertia, max_dense, kinks, seed, memory_budget, trace_time_limit)
+
+
+def _spectrum(op, t0, top, bottom, tol, max_steps, trace_queries, density, density_vectors, density_steps, inertia,
+              max_dense, kinks, seed, memory_budget, trace_time_limit) -> HessianSpectrum:
     if top < 0 or bottom < 0 or top + bottom == 0:
         raise InvalidInputError("top and bottom must be non-negative and not both zero")
     which = "both" if top and bottom else ("largest" if top else "smallest")
@@ -979,8 +1149,8 @@ def hessian_spectrum(model: nn.Module, loss, inputs, targets, *, top: int = 5, b
         eig.largest_vectors = eig.largest_vectors[:top]
     if eig.smallest_vectors is not None:
         eig.smallest_vectors = eig.smallest_vectors[:bottom]
-    tr = hessian_trace(op, trace_queries, method="deflated", seed=seed + 1, lanczos_basis=dec) \
-        if trace_queries else None
+    tr = hessian_trace(op, trace_queries, method="deflated", seed=seed + 1, lanczos_basis=dec,
+                       memory_budget=memory_budget, time_limit=trace_time_limit) if trace_queries else None
     del dec  # the Krylov basis is the large part; the density's runs reuse its memory budget
     dens = spectral_density(op, density_vectors, density_steps, seed=seed + 2, memory_budget=memory_budget) \
         if density else None
@@ -989,4 +1159,5 @@ def hessian_spectrum(model: nn.Module, loss, inputs, targets, *, top: int = 5, b
     g = float(torch.linalg.vector_norm(op.gradient()))
     kr = kink_report(op.model, op.inputs) if kinks else None
     return HessianSpectrum(op.dim, int(op.inputs.shape[0]), op.loss_value(), g, eig, tr, dens, inert, kr,
-                           str(op.dtype), str(op.device), op.n_products, time.perf_counter() - t0)
+                           str(op.dtype), str(op.device), op.n_products, time.perf_counter() - t0,
+                           eval_mode_modules=op.eval_mode_modules)

@@ -32,7 +32,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -479,20 +479,58 @@ def _wilson(k: np.ndarray, N: int, z: float = 1.959963984540054):
 _CHUNK = 128  # samples per task; fixed so that the seeds do not depend on the number of workers
 
 
+# samplers of full_rank_fraction: data X (B, n, d), first-layer weights and biases (fan-in d), output weights
+DATA_SAMPLERS = ("normal", "uniform")
+INIT_SAMPLERS = ("he", "torch", "normal")
+OUTPUT_SAMPLERS = ("sign", "normal", "torch")
+# the setting of Karhadkar et al.'s experiments: X ~ U[0, 1]^d, PyTorch's default nn.Linear
+# initialization of the hidden layer, output weights v ~ N(0, 1)
+PRESETS = {"paper": dict(data="uniform", init="torch", output_weights="normal"),
+           "default": dict(data="normal", init="he", output_weights="sign")}
+
+
+def _sample_data(kind, rng, shape):
+    if callable(kind):
+        X = np.asarray(kind(rng, shape), dtype=np.float64)
+        if X.shape != tuple(shape) or not np.isfinite(X).all():
+            raise InvalidInputError(f"the data sampler must return finite values of shape {tuple(shape)}, "
+                                    f"got {X.shape}")
+        return X
+    return rng.standard_normal(shape) if kind == "normal" else rng.random(shape)
+
+
+def _sample_first_layer(kind, rng, B, m, d):
+    """W (B, m, d), b (B, m): He N(0, 2/d); PyTorch's nn.Linear default U(-1/sqrt(d), 1/sqrt(d)) for
+    both (kaiming_uniform with a = sqrt(5)); or N(0, 1)."""
+    if kind == "torch":
+        bound = 1.0 / math.sqrt(d)
+        return rng.uniform(-bound, bound, (B, m, d)), rng.uniform(-bound, bound, (B, m))
+    scale = math.sqrt(2.0 / d) if kind == "he" else 1.0
+    return rng.standard_normal((B, m, d)) * scale, rng.standard_normal((B, m)) * scale
+
+
+def _sample_output(kind, rng, B, m):
+    if kind == "sign":
+        return rng.choice(np.array([-1.0, 1.0]), size=(B, m, 1))
+    if kind == "normal":
+        return rng.standard_normal((B, m, 1))
+    bound = 1.0 / math.sqrt(m)  # nn.Linear(m, 1)'s default
+    return rng.uniform(-bound, bound, (B, m, 1))
+
+
 def _rank_task(task: dict) -> tuple[int, int]:
-    """Full-rank count for one chunk of one (d, n, m) cell. Randomness: X ~ N(0, I), w_j ~ N(0, 2/d I),
-    b_j ~ N(0, 2/d), output weights i.i.d. random signs (a nonzero a_j scales the columns of neuron j and
-    leaves the rank unchanged)."""
+    """Full-rank count for one chunk of one (d, n, m) cell. Randomness (default samplers): X ~ N(0, I),
+    w_j ~ N(0, 2/d I), b_j ~ N(0, 2/d), output weights i.i.d. random signs (a nonzero a_j scales the
+    columns of neuron j and leaves the rank unchanged); others as chosen in ``task``."""
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
     d, n, m, B = task["d"], task["n"], task["m"], task["size"]
     rng = np.random.default_rng(np.random.SeedSequence(task["entropy"]))
     if task.get("measure") == "count":
         return _rank_task_count(task, rng)
-    X = rng.standard_normal((B, n, d))
-    W = rng.standard_normal((B, m, d)) * math.sqrt(2.0 / d)
-    b = rng.standard_normal((B, m)) * math.sqrt(2.0 / d)
-    a = rng.choice(np.array([-1.0, 1.0]), size=(B, m, 1))
+    X = _sample_data(task.get("data", "normal"), rng, (B, n, d))
+    W, b = _sample_first_layer(task.get("init", "he"), rng, B, m, d)
+    a = _sample_output(task.get("output_weights", "sign"), rng, B, m)
     Xt = torch.as_tensor(np.concatenate([X, np.ones((B, n, 1))], axis=2) if task["bias"] else X)
     Z = torch.as_tensor(W) @ Xt[..., :d].transpose(1, 2)  # (B, m, n)
     if task["bias"]:
@@ -533,10 +571,10 @@ def _rank_task_count(task: dict, rng) -> tuple[int, int]:
     every sample each neuron's cell uniformly among the realizable ones (a region is a product of per-neuron
     cells, so this is the uniform distribution over all non-empty regions), output weights random signs."""
     d, n, m, B = task["d"], task["n"], task["m"], task["size"]
-    X = rng.standard_normal((n, d))
+    X = _sample_data(task.get("data", "normal"), rng, (1, n, d))[0]
     cells = _neuron_cells(X, task["bias"], task["max_cells"])
     S = torch.as_tensor(cells[rng.integers(0, len(cells), size=(B, m))])  # (B, m, n)
-    a = torch.as_tensor(rng.choice(np.array([-1.0, 1.0]), size=(B, m, 1)))
+    a = torch.as_tensor(_sample_output(task.get("output_weights", "sign"), rng, B, m))
     Xt = torch.as_tensor(np.concatenate([X, np.ones((n, 1))], axis=1) if task["bias"] else X).expand(B, n, -1)
     return task["cell"], _full_rank_count(Xt, a, _slopes(S, task["alpha"], torch.float64), task)
 
@@ -547,7 +585,8 @@ class FullRankGrid(Result):
     (``measure="volume"``) or of regions drawn uniformly among the non-empty ones (``measure="count"``).
 
     Arrays are indexed ``[d, n, m]`` following ``d_values, n_values, m_values``; ``low``/``high`` are Wilson
-    95% score intervals of ``fraction`` over ``samples`` draws."""
+    95% score intervals of ``fraction`` over ``samples`` draws. ``samplers``: the data, first-layer and
+    output-weight distributions used (see :func:`full_rank_fraction`)."""
 
     d_values: list
     n_values: list
@@ -564,12 +603,14 @@ class FullRankGrid(Result):
     workers: int = 1
     elapsed: float = 0.0
     measure: str = "volume"
+    samplers: dict = field(default_factory=lambda: dict(PRESETS["default"]))
 
-    _summary_fields = ("d_values", "n_values", "m_values", "samples", "fraction", "activation", "measure", "elapsed")
+    _summary_fields = ("d_values", "n_values", "m_values", "samples", "fraction", "activation", "measure", "samplers",
+                       "elapsed")
 
     def plot(self, ax=None):
         """One heatmap per d: fraction of full rank over n (x) and m (y), with the count line m (d+1) = n
-        (below it, full rank is impossible). Returns the figure."""
+        (below it, full rank is impossible). Returns the Axes (an array of them for several d)."""
         import matplotlib.pyplot as plt
 
         k = len(self.d_values)
@@ -595,7 +636,7 @@ class FullRankGrid(Result):
             axx.set_ylabel("m (neurons)")
             axx.set_title(f"d = {d}: P(rank J = n)")
         fig.colorbar(im, ax=axes)
-        return fig
+        return axes[0] if k == 1 else np.array(axes, dtype=object)
 
 
 def _int_list(name, values):
@@ -607,10 +648,21 @@ def _int_list(name, values):
 
 def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: int = 0, workers: int | None = None,
                        activation: str = "relu", alpha: float | None = None, bias: bool = True,
-                       rtol: float | None = None, measure: str = "volume", max_cells: int = 20_000) -> FullRankGrid:
+                       rtol: float | None = None, measure: str = "volume", max_cells: int = 20_000,
+                       preset: str | None = None, data=None, init: str | None = None,
+                       output_weights: str | None = None) -> FullRankGrid:
     """The phase-transition experiment of Karhadkar et al.: for each (d, n, m), ``samples`` draws of data
-    ``X ~ N(0, I)`` (n, d) and a random parameter point (``trainable="first"``, He-style ``W``, ``b``, output
-    weights random signs); count how often the Jacobian on the point's activation region has rank n.
+    ``X`` (n, d) and a random parameter point (``trainable="first"``); count how often the Jacobian on
+    the point's activation region has rank n.
+
+    Samplers: ``data`` ``"normal"`` (X ~ N(0, I), the default), ``"uniform"`` (X ~ U[0, 1]^d) or a
+    callable ``(rng, shape) -> array`` (a numpy Generator and ``(B, n, d)``; module-level, so that worker
+    processes can receive it); ``init`` of the first layer's ``W``, ``b`` (fan-in d): ``"he"`` (N(0, 2/d),
+    the default), ``"torch"`` (PyTorch's ``nn.Linear`` default, U(-1/sqrt(d), 1/sqrt(d)) for both) or
+    ``"normal"`` (N(0, 1)); ``output_weights``: ``"sign"`` (random signs, the default), ``"normal"``
+    (N(0, 1)) or ``"torch"`` (U(-1/sqrt(m), 1/sqrt(m))). ``preset="paper"`` is the paper's setting
+    (X ~ U[0, 1], PyTorch default initialization, v ~ N(0, 1)); explicit samplers override a preset.
+    With ``measure="count"`` the first layer is not sampled (regions are drawn by count).
     Full rank needs ``m (d + 1) >= n``; the paper predicts full rank on most regions once
     ``m (d+1)`` exceeds n by a logarithmic factor.
 
@@ -643,6 +695,19 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
         raise InvalidInputError(f"workers must be a positive integer or None, got {workers!r}")
     if measure not in ("volume", "count"):
         raise InvalidInputError(f"measure must be 'volume' or 'count', got {measure!r}")
+    if preset is not None and preset not in PRESETS:
+        raise InvalidInputError(f"preset must be one of {sorted(PRESETS)} or None, got {preset!r}")
+    chosen = dict(PRESETS["default" if preset is None else preset])
+    for key, value in (("data", data), ("init", init), ("output_weights", output_weights)):
+        if value is not None:
+            chosen[key] = value
+    if not (callable(chosen["data"]) or chosen["data"] in DATA_SAMPLERS):
+        raise InvalidInputError(f"data must be one of {DATA_SAMPLERS} or a callable (rng, shape) -> array, "
+                                f"got {chosen['data']!r}")
+    if chosen["init"] not in INIT_SAMPLERS:
+        raise InvalidInputError(f"init must be one of {INIT_SAMPLERS}, got {chosen['init']!r}")
+    if chosen["output_weights"] not in OUTPUT_SAMPLERS:
+        raise InvalidInputError(f"output_weights must be one of {OUTPUT_SAMPLERS}, got {chosen['output_weights']!r}")
     t0 = time.time()
     tasks = []
     for cell, (d, n, m) in enumerate(itertools.product(ds, ns, ms)):
@@ -651,7 +716,7 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
         for c, start in enumerate(range(0, samples, _CHUNK)):
             tasks.append(dict(cell=cell, d=d, n=n, m=m, size=min(_CHUNK, samples - start), bias=bool(bias),
                               alpha=alpha, rtol=rtol, entropy=[int(seed), d, n, m, c], measure=measure,
-                              max_cells=int(max_cells)))
+                              max_cells=int(max_cells), **chosen))
     # big cells first: better load balance across processes
     tasks.sort(key=lambda t: -t["size"] * t["n"] * t["m"] * (t["d"] + 1) * min(t["n"], t["m"] * (t["d"] + 1)))
     counts = np.zeros(len(ds) * len(ns) * len(ms), dtype=np.int64)
@@ -674,4 +739,5 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
     lo, hi = _wilson(counts, samples)
     return FullRankGrid(d_values=ds, n_values=ns, m_values=ms, samples=samples, full_rank=counts, fraction=frac,
                         low=lo, high=hi, activation=activation, alpha=alpha, bias=bool(bias), seed=int(seed),
-                        workers=n_proc, elapsed=time.time() - t0, measure=measure)
+                        workers=n_proc, elapsed=time.time() - t0, measure=measure,
+                        samplers={k: (getattr(v, "__name__", repr(v)) if callable(v) else v) for k, v in chosen.items()})

@@ -226,6 +226,31 @@ class ShallowNet(Result):
         return PLNet.from_torch(self.to_torch(), (self.d,), dtype=self.dtype)
 
     @classmethod
+    def from_plnet(cls, net, trainable: str = "all") -> "ShallowNet":
+        """Read a :class:`relulab.PLNet` that is exactly ``Linear(d, m)``, ReLU | leaky ReLU | abs,
+        ``Linear(m, o)`` (reshapes of a 1-D input allowed) into a ShallowNet with the same parameters
+        and dtype; :class:`UnsupportedLayerError` saying what the network is otherwise (the architecture
+        comes from :func:`relulab.core.recognize.architecture`)."""
+        from relulab.core.recognize import architecture
+
+        arch = architecture(net)
+        if not arch.is_shallow:
+            if not arch.is_mlp:
+                why = arch.why
+            elif arch.output_activation is not None:
+                why = f"it applies {arch.output_activation} to its output"
+            elif arch.depth != 1:
+                why = f"it has {arch.depth} hidden layers"
+            else:
+                why = f"its activation is {arch.activation}"
+            raise UnsupportedLayerError(f"a shallow network is Linear(d, m), then ReLU, LeakyReLU or Abs, then "
+                                        f"Linear(m, o); this one is not: {why}")
+        first, last = (n.layer for n in net.nodes[1:] if n.layer.kind == "linear")
+        t = (lambda p: None if p is None else p.detach().clone())
+        return cls(t(first.weight), t(last.weight).T.contiguous(), t(first.bias), t(last.bias), arch.activation,
+                   arch.param, trainable)
+
+    @classmethod
     def from_torch(cls, module: nn.Module, trainable: str = "all") -> "ShallowNet":
         """Read ``Sequential(Linear, ReLU | LeakyReLU | Abs, Linear)`` into a ShallowNet."""
         from relulab.nn import Abs

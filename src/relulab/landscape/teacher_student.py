@@ -778,12 +778,19 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _bytes_per_start(problem: TeacherStudent) -> int:
+    """Kept per start until the grouping: the point (k d), its Hessian eigenvalues (k d) and a
+    result record with its start index (a generous 1 KiB of Python objects)."""
+    kd = problem.k * problem.d
+    return 8 * (2 * kd) + 1024
+
+
 def find_critical_points(problem: TeacherStudent, n_starts: int = 100, *, seed: int = 0, workers: int | None = None,
                          chunk_size: int = 8, init_scale: float = 1.0, target: str = "minima", gtol: float = 1e-12,
                          switch_gtol: float = 1e-6, max_flow_iters: int = 10000, max_newton_iters: int = 60,
                          max_escapes: int = 3, loss_tol: float = 1e-10, tol: float | None = None,
                          time_limit: float | None = None, initial_points=None,
-                         merge_degenerate: bool = True) -> CriticalPointSearch:
+                         merge_degenerate: bool = True, memory_budget: float = 2 * 2**30) -> CriticalPointSearch:
     """Critical points of L from ``n_starts`` random starts, grouped into families up to symmetry.
 
     Start s is W0 = N(0, init_scale^2 / d) entries from a generator seeded by (seed, s). Starts run in
@@ -798,6 +805,9 @@ def find_critical_points(problem: TeacherStudent, n_starts: int = 100, *, seed: 
     restricted to that symmetry group) and eigenvalue multiplicities. ``time_limit`` (seconds): chunks
     not finished by then are reported as failures and ``complete`` is False. ``initial_points`` (n, k, d):
     start from these instead (``n_starts`` is then n; start s is initial_points[s]).
+    ``memory_budget`` (bytes, default 2 GiB): every start's outcome (its point, Hessian spectrum and
+    bookkeeping) is kept until the grouping; a number of starts whose outcomes would not fit raises
+    :class:`~relulab.core.errors.ResourceLimitError` before any is run.
     """
     from relulab.landscape.symmetry import find_equivalence, group_eigenvalues, isotropy_group
 
@@ -808,6 +818,16 @@ def find_critical_points(problem: TeacherStudent, n_starts: int = 100, *, seed: 
         init = init.detach().cpu().numpy()
         n_starts = init.shape[0]
     n_starts = _positive("n_starts", n_starts, integer=True)
+    memory_budget = _positive("memory_budget", memory_budget)
+    need = n_starts * _bytes_per_start(problem)
+    if need > memory_budget:
+        from relulab.core.errors import ResourceLimitError
+
+        raise ResourceLimitError(
+            f"find_critical_points: n_starts={n_starts} keeps about {need / 2**30:.3g} GiB of outcomes "
+            f"({_bytes_per_start(problem)} bytes per start), more than memory_budget = "
+            f"{memory_budget / 2**30:.3g} GiB; use fewer starts (at most "
+            f"{int(memory_budget // _bytes_per_start(problem))}) or raise memory_budget")
     chunk_size = max(1, _positive("chunk_size", chunk_size, integer=True))
     workers = _default_workers() if workers is None else _positive("workers", workers, integer=True)
     if workers < 1:

@@ -25,8 +25,8 @@ Tolerances (all scale-aware)
 ----------------------------
 * ``rtol`` (values): alongside every intermediate value the walk carries a bound ``M`` on the
   magnitudes that entered its computation on the interval (``|a|, |b|`` at the input, ``|L| M + |b|``
-  through affine layers, ``|coef| M`` through the winning piece of a max unit; kept in float32, as
-  only its order of magnitude matters), so rounding errors
+  through affine layers, ``|coef| M`` through the winning piece of a max unit; kept in float64 so
+  that it does not overflow before the values do), so rounding errors
   are ``O(eps M)``. Two pieces of a unit whose values at both interval ends differ by at most
   ``rtol * M`` (``M`` of the unit's pieces) are one function on the interval, and a crossing within
   that tolerance of an interval end is a crossing *at* the end (no sliver interval is created).
@@ -60,21 +60,26 @@ maps may agree along the line.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 
+import numpy as np
 import torch
 
+from relulab.core.budgets import check_budget
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.layers import Add, AvgPool, ChannelScale, Conv, Dense, MaxUnits, Reshape
-from relulab.results import Result
+from relulab.results import RegionResult
 
 __all__ = ["on_line", "LinePartition", "LineBatch"]
 
 _MAX_DENSE_PATTERNS = 2 * 10**8  # entries of a dense pattern matrix we agree to materialize
 _AUTO_MAP_ENTRIES = 2 * 10**7  # count * out * d below which input-space maps are computed
 _DEFAULT_MEMORY = 256 * 2**20  # bytes of working memory per batch of intervals
+_MAG = torch.float64  # dtype of the magnitude bounds (float32 would overflow at 3e38)
 
 
 # ============================================================================ pattern storage
@@ -105,8 +110,8 @@ def _pattern_row(base: torch.Tensor, deltas: torch.Tensor, i: int) -> torch.Tens
 
 
 # ============================================================================ results
-@dataclass
-class LinePartition(Result):
+@dataclass(kw_only=True)
+class LinePartition(RegionResult):
     """Activation regions met by one segment (or one polyline), in order along it.
 
     The path is parametrized by ``t`` in [0, 1] (for a polyline: arc length over total length).
@@ -129,23 +134,22 @@ class LinePartition(Result):
       ``pattern_base`` plus ``pattern_deltas`` rows (region, unit, change); ``pattern(i)`` gives one).
     * ``A`` (count, out, d), ``c`` (count, out): the input-space affine map ``f(x) = A x + c`` of each
       region, computed when ``count * out * d`` is small (or when asked for), else None.
-    * ``complete``: False when a budget stopped the walk; the partition is then exact on
-      ``[0, covered]`` and counts only that part.
+    * ``complete``: False when a budget stopped the walk (``stopped_by`` says which); the partition
+      is then exact on ``[0, covered]`` and counts only that part. ``certified``: the pattern
+      sequence was checked against, or taken from, the walk in exact rational arithmetic (see
+      :func:`on_line`). ``seconds``: wall time.
     """
 
-    count: int
     breakpoints: torch.Tensor
     intervals: torch.Tensor
     knots: torch.Tensor
     values: torch.Tensor
     slopes: torch.Tensor
     piece_region: torch.Tensor
-    linear_count: int
     linear_breakpoints: torch.Tensor
     curve_length: float
     length: float
     length_ratio: float
-    complete: bool
     covered: float
     domain: str = "segment"
     vertices: torch.Tensor | None = None
@@ -158,7 +162,7 @@ class LinePartition(Result):
     counts_what: str = "activation regions met by the path (intervals of constant pattern)"
 
     _summary_fields = ("count", "linear_count", "curve_length", "length", "length_ratio", "complete",
-                       "covered", "domain", "breakpoints", "counts_what")
+                       "stopped_by", "certified", "covered", "domain", "breakpoints", "counts_what", "seconds")
 
     @property
     def patterns(self) -> torch.Tensor:
@@ -198,9 +202,7 @@ class LinePartition(Result):
         if ax is None:
             import matplotlib.pyplot as plt
 
-            fig, ax = plt.subplots(figsize=(8, 4))
-        else:
-            fig = ax.figure
+            _, ax = plt.subplots(figsize=(8, 4))
         k = self.values.detach().cpu().numpy()
         x = self.knots.detach().cpu().numpy()
         cols = list(range(min(k.shape[1], max_outputs))) if outputs is None else list(outputs)
@@ -224,11 +226,11 @@ class LinePartition(Result):
         if len(cols) > 1:
             ax.legend(fontsize=7, loc="best")
         ax.set_xlim(0, max(self.covered, 1e-12))
-        return fig
+        return ax
 
 
-@dataclass
-class LineBatch(Result):
+@dataclass(kw_only=True)
+class LineBatch(RegionResult):
     """Activation regions met by each of ``S`` segments, flattened: interval ``i`` lies on segment
     ``segment[i]`` (sorted by segment, then ``t``) and spans ``[t0[i], t1[i]]``; on it the output is
     ``values0[i] + (t - t0[i]) * slopes[i]``. ``batch[s]`` is segment ``s``'s :class:`LinePartition`.
@@ -239,7 +241,6 @@ class LineBatch(Result):
     unit, change) over the flattened sequence; ``pattern(i)``, ``patterns`` (dense, if it fits).
     """
 
-    count: int
     counts: torch.Tensor
     segment: torch.Tensor
     t0: torch.Tensor
@@ -250,7 +251,6 @@ class LineBatch(Result):
     curve_lengths: torch.Tensor
     lengths: torch.Tensor
     length_ratios: torch.Tensor
-    complete: bool
     segment_complete: torch.Tensor
     covered: torch.Tensor
     n_units: int
@@ -258,12 +258,13 @@ class LineBatch(Result):
     pattern_deltas: torch.Tensor
     degenerate: list = field(default_factory=list)
     domain: str = "segments"
+    counts_what: str = "activation regions met by each segment (intervals of constant pattern)"
     _net: object = field(default=None, repr=False)
     _input_maps: object = field(default=None, repr=False)
     _ab: tuple = field(default=(), repr=False)
 
     _summary_fields = ("count", "counts", "linear_counts", "curve_lengths", "lengths", "length_ratios",
-                       "complete", "segment_complete", "covered", "domain")
+                       "complete", "stopped_by", "certified", "segment_complete", "covered", "domain", "seconds")
 
     def to_dict(self, summary: bool = False) -> dict:
         d = super().to_dict(summary=summary)
@@ -311,11 +312,15 @@ class _Stop(Exception):
     pass
 
 
+class _Overflow(Exception):
+    """A float64 value of the walk is not finite."""
+
+
 def _abs_operator(layer):
     """``z -> |L| z`` for an affine layer ``z -> L z + b`` (entrywise absolute value of ``L``), in
-    float32: with ``z >= 0`` a bound on the magnitudes summed inside ``L z``, hence on its rounding
+    float64: with ``z >= 0`` a bound on the magnitudes summed inside ``L z``, hence on its rounding
     error (only the order of magnitude matters)."""
-    f32 = torch.float32
+    f32 = _MAG
     if isinstance(layer, Reshape):
         return lambda z: z
     if isinstance(layer, AvgPool):
@@ -364,7 +369,7 @@ def _change_operator(layer):
             return y.expand(R, c_out, *y.shape[2:]).reshape(R, -1)
         return op
     absop = _abs_operator(layer)
-    return lambda m: absop(m.to(torch.float32)) > 0
+    return lambda m: absop(m.to(_MAG)) > 0
 
 
 class _Walk:
@@ -388,7 +393,7 @@ class _Walk:
         affine = [i for i, n in enumerate(self.nodes) if i > 0 and not isinstance(n.layer, (MaxUnits, Add))]
         self.abs_linear = {i: _abs_operator(self.nodes[i].layer) for i in affine}
         self.change_op = {i: _change_operator(self.nodes[i].layer) for i in affine}
-        self.abs_bias = {i: self.nodes[i].layer.bias.abs().to(torch.float32) for i in affine
+        self.abs_bias = {i: self.nodes[i].layer.bias.abs().to(_MAG) for i in affine
                          if self.nodes[i].layer.bias is not None}
         # per max layer: indices/coefs with invalid pieces replaced by piece 0 (an identical copy
         # never wins: ties go to the lowest index and a copy never ends strictly above its original)
@@ -405,7 +410,7 @@ class _Walk:
                                and torch.equal(idx[:, 0], torch.arange(U, device=idx.device)))
             self.fixed.append({"idx": idx, "cf": cf, "valid": layer.valid, "const": cf == 0,
                                "unit_coef": bool((cf == 1).all()), "elementwise": elementwise,
-                               "csum": cf.abs().sum(1), "cabs32": cf.abs().to(torch.float32),
+                               "csum": cf.abs().sum(1), "cabs32": cf.abs().to(_MAG),
                                "all_valid": bool(layer.valid.all())})
             kmax = max(kmax, K)
         self.pdtype = torch.int8 if kmax <= 127 else (torch.int16 if kmax <= 32767 else torch.int32)
@@ -423,6 +428,7 @@ class _Walk:
         self.base = None
         self.deltas = []
         self.stopped = False
+        self.stopped_by = None
         self.degenerate = []
         self.n_degenerate = 0
         g = torch.Generator().manual_seed(20240607)
@@ -446,7 +452,7 @@ class _Walk:
                 "pat": torch.full((R, self.net.n_units), -1, dtype=self.pdtype, device=dev),
                 # per node: value at t = 0, derivative along t, constant flags, magnitude bound
                 "vals": {0: (a[s0:s1], self.D[s0:s1], None,
-                             torch.maximum(a[s0:s1].abs(), b[s0:s1].abs()).to(torch.float32))},
+                             torch.maximum(a[s0:s1].abs(), b[s0:s1].abs()).to(_MAG))},
                 # rows that start a group (children of one interval); per node computed since the last
                 # split, where it may differ from the previous row of the same group
                 "gstart": torch.ones(R, dtype=torch.bool, device=dev),
@@ -461,6 +467,7 @@ class _Walk:
 
     def _check_budget(self):
         if self.deadline is not None and time.perf_counter() > self.deadline:
+            self.stopped_by = "time_limit"
             raise _Stop
 
     def _descend(self, st, start: int):
@@ -518,6 +525,8 @@ class _Walk:
         idx, cf = info["idx"], info["cf"]
         U, K = idx.shape
         V, T, Z, N = st["vals"][inp]
+        if not bool(torch.isfinite(V).all() & torch.isfinite(T).all()):
+            raise _Overflow
         t0, t1 = st["t0"], st["t1"]
         C = V.shape[0]
         dev = V.device
@@ -890,6 +899,7 @@ class _Walk:
         if self.max_regions is not None and self.n_leaves + n > self.max_regions:
             n = self.max_regions - self.n_leaves
             self.stopped = True
+            self.stopped_by = "max_regions"
             V, T, pat, seg, t0, t1 = V[:n], T[:n], pat[:n], seg[:n], t0[:n], t1[:n]
         if n > 0:
             prev = pat[0] if self.last_pattern is None else self.last_pattern
@@ -909,8 +919,178 @@ class _Walk:
             raise _Stop
 
 
+# ============================================================================ exact walk
+def _to_float(num, e: int) -> float:
+    """``num / 2**e`` rounded to float64; beyond its range, an infinity of the right sign (the
+    network's values on segments near 1e308 need not be representable; the count still is)."""
+    try:
+        return float(Fraction(int(num), 1 << e))
+    except OverflowError:
+        return math.inf if num > 0 else -math.inf
+
+
+class _ExactWalk:
+    """The same walk in exact rational arithmetic on the float64 weights and segment ends (for
+    certificates; chain networks of affine and max layers). On an interval ``[t0, t1]`` (fractions)
+    every node is ``c0 + c1 t`` with integer coefficients over a power of two; a unit's winner
+    changes only at roots of differences of its pieces, so the interval is cut at those roots
+    inside it and each part takes the piece that is largest at its midpoint (exact comparisons; ties
+    that hold along the whole part are identical pieces on the segment). Fills the fields of
+    :class:`_Walk` that :func:`_batch_result` reads."""
+
+    def __init__(self, net, tabs, on_degenerate, max_regions, deadline, pdtype):
+        self.net, self.tabs = net, tabs
+        self.on_degenerate, self.max_regions, self.deadline = on_degenerate, max_regions, deadline
+        self.pdtype = pdtype
+        self.last = len(net.nodes) - 1
+        self.leaves, self.n_leaves, self.last_pattern, self.base, self.deltas = [], 0, None, None, []
+        self.stopped, self.stopped_by, self.degenerate, self.n_degenerate = False, None, [], 0
+
+    def run(self, a: torch.Tensor, b: torch.Tensor):
+        from relulab.regions._exact import dyadic
+
+        dev = a.device
+        try:
+            for s in range(a.shape[0]):
+                A, ea = dyadic(a[s])
+                B, eb = dyadic(b[s])
+                e = max(ea, eb)
+                A, B = A * (1 << (e - ea)), B * (1 << (e - eb))
+                Z = np.stack([A, B - A], 1)  # x(t) = a + t (b - a), exactly
+                out = []
+                self._walk(s, Fraction(0), Fraction(1), Z, e, 0, [], out, None)
+                if not out:
+                    continue
+                n = len(out)
+                t0 = torch.tensor([float(o[0]) for o in out], dtype=a.dtype, device=dev)
+                t1 = torch.tensor([float(o[1]) for o in out], dtype=a.dtype, device=dev)
+                V = torch.tensor([[_to_float(z, o[3]) for z in o[2][:, 0]] for o in out],
+                                 dtype=a.dtype, device=dev).reshape(n, -1)
+                T = torch.tensor([[_to_float(z, o[3]) for z in o[2][:, 1]] for o in out],
+                                 dtype=a.dtype, device=dev).reshape(n, -1)
+                pat = torch.tensor([o[4] for o in out], dtype=self.pdtype, device=dev).reshape(n, -1)
+                st = {"vals": {self.last: (V, T)}, "pat": pat, "t0": t0, "t1": t1,
+                      "seg": torch.full((n,), s, dtype=torch.long, device=dev)}
+                _Walk._emit(self, st)
+        except _Stop:
+            self.stopped = True
+        return self
+
+    def _walk(self, s, t0, t1, Z, e, k, pat, out, zrow):
+        """``zrow``: rows of ``Z`` that are structurally zero (a zero-coefficient winner), or None."""
+        from relulab.regions._exact import exact_affine
+
+        while k < len(self.tabs) and self.tabs[k][0] == "affine":
+            Z, e = exact_affine(self.tabs[k], Z, e)
+            k += 1
+            zrow = None
+        if k == len(self.tabs):
+            out.append((t0, t1, Z, e, pat))
+            return
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            self.stopped_by = "time_limit"
+            raise _Stop
+        _, index, coef, ec, valid = self.tabs[k]
+        U, K = index.shape
+        rows = Z.tolist()
+        idx_l, cf_l = index.tolist(), coef.tolist()
+        # per unit: where its winner changes inside (t0, t1), and the winners in between
+        changes, allcuts, cache = [], set(), {}
+        for u in range(U):
+            g = [(j, cf_l[u][j] * rows[idx_l[u][j]][0], cf_l[u][j] * rows[idx_l[u][j]][1])
+                 for j in range(K) if valid[u, j]]
+            roots = set()
+            for x in range(len(g)):
+                for y in range(x + 1, len(g)):
+                    d0, d1 = g[x][1] - g[y][1], g[x][2] - g[y][2]
+                    if d1 != 0:
+                        r = Fraction(-d0, d1)
+                        if t0 < r < t1:
+                            roots.add(r)
+            ends = [t0, *sorted(roots), t1]
+            pts, wins = [], []
+            for lo, hi in zip(ends[:-1], ends[1:]):
+                m = (lo + hi) / 2
+                mp, mq = m.numerator, m.denominator  # compare c0 + c1 m as c0 mq + c1 mp (mq > 0)
+                vals = [(c0 * mq + c1 * mp, j) for j, c0, c1 in g]
+                top = max(v[0] for v in vals)
+                tied = [v[1] for v in vals if v[0] == top]  # equal inside the part: equal on it
+                if len(tied) > 1 and not all(cf_l[u][j] == 0 or (zrow is not None and zrow[idx_l[u][j]])
+                                             for j in tied):  # several zero pieces are one piece
+                    self._tie(s, lo, hi, k, u, pat, tied, cache)
+                if not wins or wins[-1] != tied[0]:
+                    if wins:
+                        pts.append(lo)
+                    wins.append(tied[0])
+            changes.append((pts, wins))
+            allcuts.update(pts)
+        ends = [t0, *sorted(allcuts), t1]
+        parts = []
+        for lo, hi in zip(ends[:-1], ends[1:]):
+            win = [w[bisect.bisect_right(p, lo)] for p, w in changes]
+            parts.append([lo, hi, win])
+        sel = np.arange(U)
+        for lo, hi, win in parts:
+            W = np.array(win)
+            src = index[sel, W]
+            Zn = Z[src] * coef[sel, W][:, None]
+            zn = np.array([c == 0 for c in coef[sel, W].tolist()]) | (zrow[src] if zrow is not None else False)
+            self._walk(s, lo, hi, Zn, e + ec, k + 1, pat + win, out, zn)
+
+    def _tie(self, s, lo, hi, k, u, pat, tied, cache):
+        """Pieces equal along a whole part of the segment: one piece if they are the same affine
+        function of the input on the region (then the lowest index stands for them), else the
+        segment lies inside the region's boundary."""
+        # input-space maps of the pieces under the pattern so far, exactly
+        if "Zx" in cache:
+            Zx, l = cache["Zx"]
+        else:
+            Zx, l = self._input_maps(k, pat)
+            cache["Zx"] = (Zx, l)
+        _, index, coef, ec, valid = self.tabs[k]
+        g = {j: tuple(coef[u, j] * z for z in Zx[index[u, j]]) for j in tied}
+        first = tied[0]
+        if all(g[j] == g[first] for j in g):
+            return
+        self.n_degenerate += 1
+        off = self.net.unit_offsets[l]
+        if self.on_degenerate == "raise":
+            others = [j for j in g if g[j] != g[first]]
+            raise DegenerateGeometryError(
+                f"segment {s} lies inside the tie set of unit {u + off} (max layer {l}, pieces {first} and "
+                f"{others[0]}) for t in [{float(lo):.17g}, {float(hi):.17g}] (exact arithmetic): the segment "
+                f"runs inside a boundary of an activation region, so the regions it meets are ambiguous. "
+                f"Pass on_degenerate='lowest' to give such intervals the lowest-index piece (the "
+                f"convention of PLNet.pattern).")
+        if len(self.degenerate) < 1000:
+            self.degenerate.append({"segment": s, "t0": float(lo), "t1": float(hi), "unit": u + off, "layer": l})
+
+    def _input_maps(self, k, pat):
+        """Exact input-space maps (rows: features of layer ``k``'s input; column 0 the constant)
+        under the pattern ``pat`` of the max layers before ``k``, and the max-layer number."""
+        from relulab.regions._exact import exact_affine
+
+        d = self.net.input_dim
+        Zx = np.zeros((d, d + 1), dtype=object)
+        for i in range(d):
+            Zx[i, i + 1] = 1
+        ez, w_at, l = 0, 0, 0
+        for tab in self.tabs[:k]:
+            if tab[0] == "affine":
+                Zx, ez = exact_affine(tab, Zx, ez)
+            else:
+                _, index, coef, ec, valid = tab
+                n = index.shape[0]
+                W = np.array(pat[w_at:w_at + n])
+                Zx = Zx[index[np.arange(n), W]] * coef[np.arange(n), W][:, None]
+                ez += ec
+                w_at += n
+                l += 1
+        return Zx, l
+
+
 # ============================================================================ assembly
-def _batch_result(walk: _Walk, a, b, net, input_maps) -> LineBatch:
+def _batch_result(walk: _Walk, a, b, net, input_maps, certified: bool = False) -> LineBatch:
     S = a.shape[0]
     dev, dt = a.device, a.dtype
     out = net.output_dim
@@ -959,7 +1139,8 @@ def _batch_result(walk: _Walk, a, b, net, input_maps) -> LineBatch:
                      linear_counts=lin, curve_lengths=curve, lengths=lengths, length_ratios=ratios,
                      complete=bool(done.all()), segment_complete=done, covered=covered,
                      n_units=net.n_units, pattern_base=base.long(), pattern_deltas=deltas,
-                     degenerate=list(walk.degenerate), _net=net, _input_maps=input_maps, _ab=(a, b))
+                     degenerate=list(walk.degenerate), _net=net, _input_maps=input_maps, _ab=(a, b),
+                     certified=certified, stopped_by=None if bool(done.all()) else walk.stopped_by)
 
 
 def _partition(batch: LineBatch, segs: list[int], closed: bool, domain: str, net, input_maps,
@@ -1074,13 +1255,86 @@ def _partition(batch: LineBatch, segs: list[int], closed: bool, domain: str, net
                          curve_length=curve, length=total, length_ratio=curve / total if total > 0 else math.nan,
                          complete=complete, covered=covered, domain=domain, vertices=verts,
                          n_units=net.n_units, pattern_base=base.long(), pattern_deltas=pdel, A=A, c=c,
-                         degenerate=[g for g in batch.degenerate if g.get("segment") in set(segs) or "more" in g])
+                         degenerate=[g for g in batch.degenerate if g.get("segment") in set(segs) or "more" in g],
+                         certified=batch.certified, stopped_by=None if complete else batch.stopped_by,
+                         seconds=batch.seconds)
 
 
 # ============================================================================ entry point
+def _certified_walk(net, a, b, kw, certify):
+    """The float walk, checked against (or replaced by) the exact walk per ``certify``.
+    Returns (walk, certified)."""
+    from relulab.regions._exact import exact_chain
+
+    walk, overflow, unsure = None, not bool(torch.isfinite(b - a).all()), None
+    if not overflow:
+        try:
+            walk = _Walk(net, **kw).run(a, b)
+            overflow = any(not bool(torch.isfinite(x).all()) for leaf in walk.leaves for x in leaf[1:])
+        except _Overflow:
+            overflow = True
+        except DegenerateGeometryError as err:
+            # float64 saw a tie it cannot resolve (a genuine one, or values below its resolution on
+            # a long segment): exact arithmetic decides, where it may run
+            if certify is False:
+                raise
+            unsure = err
+    if overflow and certify is False:
+        raise DegenerateGeometryError(
+            "float64 overflow: the network's values along the segments (or b - a) are not finite in "
+            "float64; use shorter segments, or certify=None/True to settle them in exact arithmetic")
+    if certify is False:
+        return walk, False
+    if unsure is not None:
+        tabs = exact_chain(net)
+        if tabs is None:
+            raise unsure
+        overflow = True  # no float walk to compare with: the exact walk is the result
+    if not overflow and certify is None:
+        if walk.stopped:
+            return walk, False
+        weights = sum(int(math.prod(getattr(n.layer, "in_shape", (1,)))) * int(math.prod(getattr(
+            n.layer, "out_shape", (1,)))) for n in net.nodes[1:])
+        if walk.n_leaves * (weights + 20 * net.n_units) > _CERTIFY_WORK:
+            return walk, False
+    tabs = exact_chain(net)
+    if tabs is None:
+        if certify is True or overflow:
+            raise (DegenerateGeometryError if overflow else InvalidInputError)(
+                "exact certification handles chains of affine and max layers only (this network has "
+                "residual additions)" + (", and float64 overflows along these segments" if overflow else ""))
+        return walk, False
+    deadline = None if kw["time_limit"] is None else time.perf_counter() + kw["time_limit"]
+    kmax = max([m.index.shape[1] for m in net.max_units] or [1])
+    pdtype = torch.int8 if kmax <= 127 else (torch.int16 if kmax <= 32767 else torch.int32)
+    ex = _ExactWalk(net, tabs, kw["on_degenerate"], kw["max_regions"], deadline, pdtype).run(a, b)
+    if ex.stopped_by == "time_limit":
+        if overflow:
+            raise DegenerateGeometryError("float64 overflow along the segments, and the exact walk ran past "
+                                          "time_limit")
+        return walk, False
+    if walk is not None and walk.n_leaves == ex.n_leaves and walk.stopped == ex.stopped:
+        n = walk.n_leaves
+        segs_f = torch.cat([leaf[0] for leaf in walk.leaves]) if n else None
+        segs_e = torch.cat([leaf[0] for leaf in ex.leaves]) if n else None
+        pf = _dense_patterns(walk.base, torch.cat(walk.deltas, 0) if walk.deltas else
+                             torch.zeros(0, 3, dtype=torch.long, device=a.device), n) if n else None
+        pe = _dense_patterns(ex.base, torch.cat(ex.deltas, 0) if ex.deltas else
+                             torch.zeros(0, 3, dtype=torch.long, device=a.device), n) if n else None
+        if n == 0 or (torch.equal(segs_f, segs_e) and torch.equal(pf, pe)):
+            return walk, True
+    return ex, True
+
+
+
+_CERTIFY_WORK = 2_000_000  # exact work (regions x (weights + 20 units)) the default certifies
+
+
 def _check_tol(name, v, dtype):
-    if v is None:  # float64: 1e-11; float32: 50 (values) and 10 (t) times the unit roundoff
-        return 1e-11 if dtype == torch.float64 else min(1e-3, (50 if name == "rtol" else 10) * torch.finfo(dtype).eps)
+    if v is None:  # float64: 1e-13 (values), 1e-14 (t); float32: 50 and 10 times the unit roundoff
+        if dtype == torch.float64:
+            return 1e-13 if name == "rtol" else 1e-14
+        return min(1e-3, (50 if name == "rtol" else 10) * torch.finfo(dtype).eps)
     if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < 1e-2):
         raise InvalidInputError(f"{name} must be a number in [0, 1e-2), got {v!r}")
     return float(v)
@@ -1089,7 +1343,7 @@ def _check_tol(name, v, dtype):
 def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = None,
             time_limit: float | None = None, on_degenerate: str = "raise", rtol: float | None = None,
             ttol: float | None = None, input_maps: bool | None = None, batch_rows: int | None = None,
-            memory: int = _DEFAULT_MEMORY):
+            memory: int = _DEFAULT_MEMORY, certify: bool | None = None):
     """Exact activation regions along a segment, a polyline, or many segments at once.
 
     * ``on_line(net, a, b)`` with ``a``, ``b`` one input each: the segment ``a + t (b - a)``,
@@ -1103,7 +1357,17 @@ def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = N
     Budgets: ``max_regions`` (intervals in all) and ``time_limit`` (seconds) stop the walk early; the
     result is then exact on a prefix (``covered``) and has ``complete=False``. ``on_degenerate``:
     "raise" or "lowest" (see the module docstring). ``rtol``/``ttol``: the value and parameter
-    tolerances (default 1e-11 for float64 networks; else 50 and 10 times the unit roundoff).
+    tolerances (default 1e-13 and 1e-14 for float64 networks; else 50 and 10 times the unit
+    roundoff).
+
+    Certification (``certify``): the same walk in exact rational arithmetic on the float64 weights
+    and segment ends (every float64 is a dyadic rational) checks the float walk's pattern sequence;
+    where they differ, the exact walk is the result. ``certify=None`` (default) does this for
+    chain networks of affine and max layers when the work is small (regions x (weights + 20 units)
+    <= 2e6); ``True`` always (raises :class:`InvalidInputError` for other networks); ``False``
+    never. ``certified`` on the result says whether it happened. A float64 overflow (segments near
+    1e308, or values beyond it) is settled exactly where certification is allowed, else raises
+    :class:`DegenerateGeometryError`.
     ``input_maps``: compute ``A``, ``c`` (None: when count * out * d <= 2e7). ``batch_rows``,
     ``memory``: intervals processed together (default: from a budget of ``memory`` bytes).
 
@@ -1120,12 +1384,11 @@ def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = N
                                 f"got {type(net).__name__}")
     if on_degenerate not in ("raise", "lowest"):
         raise InvalidInputError(f"on_degenerate must be 'raise' or 'lowest', got {on_degenerate!r}")
+    t_start = time.perf_counter()
     rtol, ttol = _check_tol("rtol", rtol, net.dtype), _check_tol("ttol", ttol, net.dtype)
-    if max_regions is not None and (not isinstance(max_regions, int) or isinstance(max_regions, bool)
-                                    or max_regions < 1):
-        raise InvalidInputError(f"max_regions must be a positive integer or None, got {max_regions!r}")
-    if time_limit is not None and (not isinstance(time_limit, (int, float)) or not time_limit > 0):
-        raise InvalidInputError(f"time_limit must be a positive number of seconds or None, got {time_limit!r}")
+    max_regions, time_limit = check_budget(max_regions, time_limit)
+    if certify not in (None, True, False):
+        raise InvalidInputError(f"certify must be None (automatic), True or False, got {certify!r}")
     if batch_rows is not None and (not isinstance(batch_rows, int) or batch_rows < 1):
         raise InvalidInputError(f"batch_rows must be a positive integer or None, got {batch_rows!r}")
     if not isinstance(memory, (int, float)) or isinstance(memory, bool) or not memory > 0:
@@ -1166,14 +1429,17 @@ def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = N
             A_, B_, Lk = A_[keep], B_[keep], L[keep]
         else:  # every point the same: the path is one point
             A_, B_, Lk = pts[:1], pts[:1], torch.zeros(1, dtype=pts.dtype, device=pts.device)
-        walk = _Walk(net, **kw).run(A_, B_)
-        batch = _batch_result(walk, A_, B_, net, input_maps)
+        walk, cert = _certified_walk(net, A_, B_, kw, certify)
+        batch = _batch_result(walk, A_, B_, net, input_maps, cert)
+        batch.seconds = time.perf_counter() - t_start
         tot = Lk.sum()
         verts = (torch.cumsum(Lk, 0)[:-1] / tot) if tot > 0 and Lk.numel() > 1 else \
             torch.zeros(0, dtype=pts.dtype, device=pts.device)
         domain = "closed polyline" if closed else "polyline"
-        return _partition(batch, list(range(A_.shape[0])), closed=closed, domain=domain, net=net, input_maps=input_maps,
-                          vertices_t=verts)
+        res = _partition(batch, list(range(A_.shape[0])), closed=closed, domain=domain, net=net,
+                         input_maps=input_maps, vertices_t=verts)
+        res.seconds = time.perf_counter() - t_start
+        return res
     if closed:
         raise InvalidInputError("closed=True applies to a polyline: call on_line(net, points, closed=True)")
     b = as_tensor(b, "b")
@@ -1181,12 +1447,16 @@ def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = N
         raise InvalidInputError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if one(a):
         A_, B_ = a.reshape(1, d), b.reshape(1, d)
-        walk = _Walk(net, **kw).run(A_, B_)
-        batch = _batch_result(walk, A_, B_, net, input_maps)
-        return batch[0]
+        walk, cert = _certified_walk(net, A_, B_, kw, certify)
+        batch = _batch_result(walk, A_, B_, net, input_maps, cert)
+        res = batch[0]
+        res.seconds = time.perf_counter() - t_start
+        return res
     if many(a):
         A_, B_ = a.reshape(a.shape[0], d), b.reshape(b.shape[0], d)
-        walk = _Walk(net, **kw).run(A_, B_)
-        return _batch_result(walk, A_, B_, net, input_maps)
+        walk, cert = _certified_walk(net, A_, B_, kw, certify)
+        res = _batch_result(walk, A_, B_, net, input_maps, cert)
+        res.seconds = time.perf_counter() - t_start
+        return res
     raise InvalidInputError(f"a and b must be one input {shp} (or ({d},)) or a batch (S, {', '.join(map(str, shp))}) "
                             f"or (S, {d}), got {tuple(a.shape)}")

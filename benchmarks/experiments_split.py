@@ -1,0 +1,74 @@
+"""Split enumeration: one count over cells on 1 and 2 workers against the single-process engine.
+
+Prints the single-process time, the split times (in-process cells, and a local pool of 2), the merge
+overhead, the cells' total and largest time, and a projection of the time with W workers:
+T(W) ~ max(sum of cell times / W, largest cell) + merge (ignoring start-up), with the speed-up
+against the single-process run. Checks that every run gives the same count and linear count.
+
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/experiments_split.py [--width 170] [--depth 3] [--cells 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from relulab import regions
+from relulab.core.plnet import PLNet
+from relulab.experiments.split import split_full_space
+
+
+def mlp(d, widths, seed):
+    g = torch.Generator().manual_seed(seed)
+    layers, fan = [], d
+    for w in widths:
+        lin = torch.nn.Linear(fan, w, dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(w, fan, generator=g, dtype=torch.float64) * (2.0 / fan) ** 0.5)
+            lin.bias.copy_(torch.randn(w, generator=g, dtype=torch.float64) * 0.5)
+        layers += [lin, torch.nn.ReLU()]
+        fan = w
+    return PLNet.from_torch(torch.nn.Sequential(*layers, torch.nn.Linear(fan, 1).double()), (d,))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--width", type=int, default=170)
+    ap.add_argument("--depth", type=int, default=3)
+    ap.add_argument("--dim", type=int, default=2)
+    ap.add_argument("--cells", type=int, default=8)
+    ap.add_argument("--half-side", type=float, default=3.0)
+    ap.add_argument("--rd", action="store_true", help="all of R^d (cones) instead of a box")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    net = mlp(args.dim, [args.width] * args.depth, 0)
+    box = None if args.rd else (-args.half_side, args.half_side)
+    fn = regions.full_space
+    t = time.perf_counter()
+    ref = fn(net, box=box)
+    t_single = time.perf_counter() - t
+    print(f"net {args.dim}-{'-'.join([str(args.width)] * args.depth)}-1, domain "
+          f"{'R^d' if box is None else f'box [-{args.half_side}, {args.half_side}]^{args.dim}'}: "
+          f"{ref.count} regions, {ref.linear_count} linear; single process {t_single:.1f} s", flush=True)
+    for workers in (1, 2):
+        s = split_full_space(net, box=box, cells=args.cells, workers=workers)
+        same = (s.count, s.linear_count) == (ref.count, ref.linear_count)
+        tot, big = sum(s.cell_seconds), max(s.cell_seconds)
+        if not same:
+            a = {tuple(r) for r in ref.patterns.tolist()}
+            b = {tuple(r) for r in s.patterns.tolist()}
+            print(f"  MISMATCH: count {s.count} vs {ref.count}, linear {s.linear_count} vs {ref.linear_count}; "
+                  f"patterns only single-process {len(a - b)}, only split {len(b - a)}", flush=True)
+        print(f"split, {s.cells} cells, {workers} worker(s) [{s.executor}]: {s.seconds:.1f} s "
+              f"(x{t_single / s.seconds:.2f} vs single), merge {s.merge_seconds:.2f} s, pieces {s.pieces} "
+              f"for {s.count} regions, cells total {tot:.1f} s / largest {big:.1f} s, same result: {same}", flush=True)
+    print("projection (from the cell times above, start-up ignored):")
+    for w in (2, 4, 8, 16):
+        proj = max(tot / w, big) + s.merge_seconds
+        print(f"  {w:>2} workers: ~{proj:.1f} s, speed-up x{t_single / proj:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""``relulab count maxpool | classifications | maxout``: exact combinatorial counts."""
+
+from __future__ import annotations
+
+from relulab.cli import Context, Output, json_flag
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("count", help="exact counts: max-pool regions, classifications of a data set, maxout complexity",
+                       description="Exact counting. 'maxpool': linearity regions (vertices) and facets of a max-pool "
+                                   "layer. 'classifications': labellings of a data set realizable by sign(p - q) with "
+                                   "WIDTH monomials per side. 'maxout': exact counts of random maxout networks beside "
+                                   "the exact line expectation and the Tseran-Montufar bounds.")
+    kinds = p.add_subparsers(dest="count_kind", metavar="KIND", required=True, parser_class=type(p))
+    m = kinds.add_parser("maxpool", help="regions and facets of a max-pool layer")
+    m.add_argument("--kernel", required=True, metavar="K", help="window size: K or KxL")
+    m.add_argument("--stride", default=None, metavar="S", help="stride: S or SxT (default: the kernel)")
+    m.add_argument("--size", required=True, metavar="N", help="input size: N (1-D) or NxM (2-D)")
+    m.add_argument("--no-facets", action="store_true", help="skip the facet count")
+    m.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS",
+                   help="stop with an error after this many seconds (default 120)")
+    m.add_argument("--recurrence", action="store_true",
+                   help="1-D: the linear recurrence and generating function of the counts in the number of windows")
+    json_flag(m)
+    m.set_defaults(handler=run_maxpool)
+    c = kinds.add_parser("classifications", help="realizable labellings of a data set (classification fan)")
+    c.add_argument("data", metavar="DATA", help="points: a .npy or .csv array (n, d), n <= 20")
+    c.add_argument("--width", required=True, type=int, metavar="M", help="monomials per side of p - q (1: affine)")
+    c.add_argument("--labels", default=None, metavar="Y",
+                   help="target labels (comma-separated +-1 or 0/1, or a .npy file): 0/1-loss sublevel sets")
+    c.add_argument("--list", action="store_true", help="with --json: every labelling and its witness")
+    json_flag(c)
+    c.set_defaults(handler=run_classifications)
+    x = kinds.add_parser("maxout", help="expected complexity of random maxout networks")
+    x.add_argument("--widths", required=True, metavar="W", help="hidden widths, e.g. 4 or 4,4")
+    x.add_argument("--k", required=True, type=int, metavar="K", help="maxout rank (>= 2)")
+    x.add_argument("--inputs", type=int, default=2, metavar="D", help="input dimension (default 2)")
+    x.add_argument("--seeds", type=int, default=20, metavar="N", help="random networks (default 20)")
+    x.add_argument("--sigma-w", type=float, default=1.0, help="weight std times sqrt(fan_in) (default 1)")
+    x.add_argument("--sigma-b", type=float, default=1.0, help="bias std (default 1)")
+    json_flag(x)
+    x.set_defaults(handler=run_maxout)
+
+
+def _dims(text: str, arg: str) -> tuple[int, ...]:
+    from relulab.core.errors import InvalidInputError
+
+    try:
+        v = tuple(int(a) for a in str(text).lower().split("x"))
+    except ValueError:
+        raise InvalidInputError(f"{arg}: expected N or NxM with positive integers, got {text!r}") from None
+    if not 1 <= len(v) <= 2 or min(v) < 1:
+        raise InvalidInputError(f"{arg}: expected N or NxM with positive integers, got {text!r}")
+    return v
+
+
+def run_maxpool(args, ctx: Context) -> Output:
+    from relulab.combinatorics import count_maxpool
+    from relulab.core.errors import InvalidInputError
+
+    import math
+
+    if not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise InvalidInputError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
+    size = _dims(args.size, "--size")
+    k = _dims(args.kernel, "--kernel")
+    s = _dims(args.stride, "--stride") if args.stride else None
+    for name, v in (("--kernel", k), ("--stride", s)):
+        if v is not None and len(v) != len(size) and len(v) != 1:
+            raise InvalidInputError(f"{name} has {len(v)} dimensions, --size has {len(size)}")
+    dim = len(size)
+    k = k if len(k) == dim else k * dim
+    s = None if s is None else (s if len(s) == dim else s * dim)
+    r = count_maxpool(size if dim == 2 else size[0], k if dim == 2 else k[0],
+                      None if s is None else (s if dim == 2 else s[0]), facets=not args.no_facets,
+                      time_limit=args.time_limit)
+    text = (f"max-pool {'x'.join(map(str, r.kernel))} windows, stride {'x'.join(map(str, r.stride))}, on "
+            f"{'x'.join(map(str, r.size))}: {r.windows} windows\n"
+            f"linearity regions (vertices of the Minkowski sum of simplices): {r.count}\n"
+            f"facets: {r.facets if r.facets is not None else 'not counted (' + ('; '.join(r.notes) or '--no-facets') + ')'}\n"
+            f"polytope dimension {r.polytope_dim}"
+            + (f"; closed form ({r.formula}): {r.closed_form}" if r.closed_form is not None else "")
+            + f"\n{r.seconds:.3f} s")
+    data = r.to_dict()
+    if args.recurrence:
+        if dim != 1:
+            raise InvalidInputError("--recurrence is for 1-D layers (--size N)")
+        from relulab.combinatorics import maxpool_recurrence
+
+        coeffs, gf, vals = maxpool_recurrence(r.kernel[0], r.stride[0])
+        data["recurrence"] = [str(c) for c in coeffs]
+        data["generating_function"] = str(gf)
+        text += ("\nregions a(m) of m windows: a(m) = " + " + ".join(f"({c}) a(m-{i + 1})" for i, c in enumerate(coeffs))
+                 + f"\ngenerating function sum_m a(m) x^m = {gf}")
+    return Output(data, text)
+
+
+def _read_points(text: str):
+    import numpy as np
+
+    from relulab.core.errors import InvalidInputError
+
+    try:
+        X = np.load(text, allow_pickle=False) if text.endswith(".npy") else np.loadtxt(text, delimiter=",", ndmin=2)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as e:
+        raise InvalidInputError(f"DATA {text}: not a readable numeric .npy or .csv array ({e})") from None
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise InvalidInputError(f"DATA {text}: expected an (n, d) array, got shape {X.shape}")
+    return X
+
+
+def run_classifications(args, ctx: Context) -> Output:
+    import numpy as np
+
+    from relulab.core.errors import InvalidInputError
+    from relulab.tropical import classification_fan
+
+    X = _read_points(args.data)
+    y = None
+    if args.labels:
+        if args.labels.endswith(".npy"):
+            y = np.load(args.labels, allow_pickle=False).reshape(-1)
+        else:
+            try:
+                y = np.array([float(v) for v in args.labels.split(",") if v.strip()])
+            except ValueError:
+                raise InvalidInputError(f"--labels: expected comma-separated labels, got {args.labels!r}") from None
+    r = classification_fan(X, args.width, labels=y)
+    data = r.to_dict(summary=not args.list)
+    lines = [f"{r.n} points in R^{r.d}, sign(p - q) with {r.widths[0]} + {r.widths[1]} monomials",
+             f"realizable labellings: {r.count} of {2 ** r.n}",
+             f"activation cones (vertices of the activation polytope): {r.activation_vertices}, "
+             f"polytope dimension {r.polytope_dim}, facets {r.facets if r.facets is not None else 'not computed'}"]
+    if r.cover is not None:
+        lines.append(f"Cover's count 2 sum_k C(n-1, k): {r.cover}")
+    elif not r.general_position:
+        lines.append("points not in general position: Cover's formula does not apply")
+    for s in r.sublevel:
+        if "note" in s:
+            lines.append(s["note"])
+        else:
+            lines.append(f"loss <= {s['loss']}: {s['cones']} cones, components {s['components']}")
+    lines.append(f"{r.seconds:.2f} s")
+    return Output(data, "\n".join(lines))
+
+
+def run_maxout(args, ctx: Context) -> Output:
+    from relulab.combinatorics import maxout_complexity
+    from relulab.core.errors import InvalidInputError
+
+    try:
+        widths = [int(w) for w in args.widths.split(",") if w.strip()]
+    except ValueError:
+        raise InvalidInputError(f"--widths: expected comma-separated integers, got {args.widths!r}") from None
+    import math
+
+    if args.seeds < 1 or args.inputs < 1 or args.seeds > 100_000 or args.inputs > 64:
+        raise InvalidInputError("--seeds must lie in 1..100000 and --inputs in 1..64")
+    if not (math.isfinite(args.sigma_w) and args.sigma_w > 0 and math.isfinite(args.sigma_b) and args.sigma_b > 0):
+        raise InvalidInputError("--sigma-w and --sigma-b must be positive finite numbers (the bounds need a bias "
+                                "density)")
+    if not 2 <= args.k <= 64 or any(w > 4096 for w in widths):
+        raise InvalidInputError("--k must lie in 2..64 and every width in 1..4096")
+    r = maxout_complexity(widths, args.k, n_in=args.inputs, seeds=args.seeds, sigma_w=args.sigma_w,
+                          sigma_b=args.sigma_b, box=args.inputs <= 2)
+    lines = [f"maxout widths {widths}, rank {r.k}, {r.n_in} inputs, {r.seeds} seeds (weights N(0, "
+             f"{r.sigma_w}^2/fan_in), biases N(0, {r.sigma_b}^2))",
+             f"breakpoints on the segment: mean {r.line_mean:.3f}, 95% CI [{r.line_ci[0]:.3f}, {r.line_ci[1]:.3f}]"
+             + (f"; exact expectation {r.line_expected:.4f}" if r.line_expected is not None else "")]
+    if r.box_mean is not None:
+        lines.append(f"activation regions in the cube of side {r.box_side}: mean {r.box_mean:.2f}, "
+                     f"95% CI [{r.box_ci[0]:.2f}, {r.box_ci[1]:.2f}]")
+    lines.append(f"Tseran-Montufar bounds (C_bias {r.c_bias:.3g} exact, C_grad {r.c_grad:.3g} estimated): "
+                 f"regions <= {r.bounds['regions']:.4g}, decision boundary <= {r.bounds['decision_boundary']:.4g}")
+    return Output(r.to_dict(), "\n".join(lines))

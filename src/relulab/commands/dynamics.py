@@ -1,0 +1,71 @@
+"""``relulab dynamics univariate``: the kernel and adaptive regimes of shallow univariate ReLU networks."""
+
+from __future__ import annotations
+
+from relulab.cli import Context, Output, figure_file, float_arg, int_arg, json_flag, save_figure
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("dynamics", description="Training dynamics and implicit bias of shallow networks.")
+    kinds = p.add_subparsers(dest="dynamics_kind", metavar="KIND", required=True, parser_class=type(p))
+    u = kinds.add_parser("univariate", help="regime diagram of shallow univariate ReLU regression",
+                         description="Train f(x) = m^-1/2 sum_i c_i relu(a_i x + b_i) + u x + v by gradient descent "
+                                     "on 1-D data for each inner scale s_a, outer scale s_c and width, and measure "
+                                     "its L2 distance (on the data's hull) to the natural cubic spline, the linear "
+                                     "interpolant and its own kernel limit.")
+    u.add_argument("--points", type=int_arg(2, 200), default=6, metavar="N", help="number of data points (default 6)")
+    u.add_argument("--widths", type=str, default="200", metavar="W,..", help="widths (default 200)")
+    u.add_argument("--inner-scales", type=str, default="0.1,1,10", metavar="S,..", help="inner scales s_a")
+    u.add_argument("--outer-scales", type=str, default="0.1,1,10", metavar="S,..", help="outer scales s_c")
+    u.add_argument("--steps", type=int_arg(1, 10**7), default=20000, metavar="K", help="gradient steps (default 20000)")
+    u.add_argument("--seed", type=int_arg(0, 2**31 - 1), default=0, metavar="S")
+    u.add_argument("--time-limit", type=float_arg(above=0), default=None, metavar="SEC")
+    u.add_argument("--quick", action="store_true", help="width 30, scales 0.1 and 10, 500 steps")
+    u.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write the regime diagram to FILE")
+    json_flag(u)
+    u.set_defaults(handler=run_univariate)
+
+
+def _numbers(text: str, flag: str, integer: bool = False) -> list:
+    import math
+
+    from relulab.core.errors import InvalidInputError
+
+    try:
+        vals = [int(v) if integer else float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidInputError(f"{flag}: expected comma-separated {'integers' if integer else 'numbers'}, "
+                                f"got {text!r}") from None
+    if not vals or len(vals) > 50 or not all(math.isfinite(v) and v > 0 for v in vals):
+        raise InvalidInputError(f"{flag}: expected 1 to 50 finite positive values, got {text!r}")
+    if integer and max(vals) > 10**6:
+        raise InvalidInputError(f"{flag}: widths must be at most 10^6, got {max(vals)}")
+    return vals
+
+
+def run_univariate(args, ctx: Context) -> Output:
+    import numpy as np
+
+    from relulab.dynamics import regime_diagram
+
+    if args.quick:
+        widths, sa, sc, steps = [30], [0.1, 10.0], [0.1, 10.0], 500
+    else:
+        widths = _numbers(args.widths, "--widths", integer=True)
+        sa = _numbers(args.inner_scales, "--inner-scales")
+        sc = _numbers(args.outer_scales, "--outer-scales")
+        steps = args.steps
+    rng = np.random.default_rng(args.seed)
+    x = np.sort(rng.uniform(-1, 1, args.points))
+    y = rng.normal(0, 0.5, args.points)
+    with ctx.progress("training", "settings") as bar:
+        r = regime_diagram(x, y, widths=widths, inner_scales=sa, outer_scales=sc, steps=steps, seed=args.seed,
+                           time_limit=args.time_limit, progress=bar)
+    data = r.to_dict()
+    if args.plot:
+        data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (5, 4))
+    lines = ["width  s_a      s_c      L2 cubic   L2 linear  L2 kernel  movement  closest"]
+    for row in r.rows:
+        lines.append(f"{row['width']:<6d} {row['inner_scale']:<8g} {row['outer_scale']:<8g} {row['l2_cubic']:<10.3g} "
+                     f"{row['l2_linear']:<10.3g} {row['l2_kernel']:<10.3g} {row['movement']:<9.3g} {row['closest']}")
+    return Output(data, "\n".join(lines))

@@ -1,0 +1,16 @@
+"""Training dynamics and implicit bias: one flow engine (gradient, mirror and preconditioned flows by
+an adaptive ODE solver, and gradient descent for comparison) and the univariate regression regimes
+of shallow ReLU networks (kernel regime vs adaptive regime, cubic vs linear splines).
+"""
+
+from relulab._lazy import exports as _exports
+
+_EXPORTS = {
+    "Potential": "flows", "potential": "flows", "FlowTrajectory": "flows", "flow": "flows",
+    "gradient_descent": "flows", "mse_objective": "flows",
+    "UnivariateNet": "univariate", "univariate_net": "univariate", "kernel_limit": "univariate",
+    "natural_cubic_spline": "univariate", "linear_interpolant": "univariate", "compare_interpolants": "univariate",
+    "Interpolants": "univariate", "regime_diagram": "univariate", "RegimeDiagram": "univariate",
+}
+
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

@@ -1,0 +1,116 @@
+"""Registry entries on :mod:`relulab.combinatorics`: max-pool region counts and maxout expected complexity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from relulab.experiments.registry import Summary, experiment
+
+
+@dataclass(frozen=True)
+class MaxPoolConfig:
+    size: int = 6
+    kernel: int = 2
+    stride: int = 1
+    check_engine: bool = True
+
+
+def _summarize_maxpool(rows: list[dict]) -> Summary:
+    def draw(ax):
+        for (k, s) in sorted({(r["kernel"], r["stride"]) for r in rows}):
+            sub = sorted((r for r in rows if r["kernel"] == k and r["stride"] == s), key=lambda r: r["size"])
+            ax.plot([r["size"] for r in sub], [r["regions"] for r in sub], "o-", label=f"kernel {k}, stride {s}")
+        ax.set_yscale("log")
+        ax.set_xlabel("input size n")
+        ax.set_ylabel("linearity regions of the max-pool layer")
+        ax.legend(fontsize=8)
+
+    closed = [r for r in rows if r["closed_form"] is not None]
+    checked = [r for r in rows if r["engine_regions"] >= 0]
+    comparison = [("count = paper's closed form (where one exists)", "equal",
+                   f"{sum(r['regions'] == r['closed_form'] for r in closed)} of {len(closed)}"),
+                  ("count = regions found by relulab's full-space engine on the layer itself", "equal",
+                   f"{sum(r['regions'] == r['engine_regions'] for r in checked)} of {len(checked)}")]
+    ok = all(r["regions"] == r["closed_form"] for r in closed) and all(
+        r["regions"] == r["engine_regions"] for r in checked)
+    return Summary(figures=[("max-pool regions against input size", draw)], comparison=comparison,
+                   verdict="agrees" if ok else "does not agree")
+
+
+@experiment(
+    "escobar-maxpool-counts",
+    title="Linearity regions of max-pooling layers",
+    paper="Escobar, Gallardo, Gonzalez-Anaya, Gonzalez, Montufar, Morales, Enumeration of max-pooling responses "
+          "with generalized permutohedra (arXiv 2209.14978)",
+    claim="The linearity regions of a max-pool layer are the vertices of a Minkowski sum of simplices; for 1-D "
+          "pooling they satisfy linear recurrences with closed forms (kernel 2, stride 1: 2^(n-1)).",
+    full={"size": list(range(3, 13)), "kernel": [2, 3], "stride": [1, 2], "check_engine": [False]},
+    quick={"size": [4, 5, 6], "kernel": [2, 3], "stride": [1]},
+    summarize=_summarize_maxpool,
+)
+def escobar_maxpool_counts(cfg: MaxPoolConfig) -> list[dict]:
+    """:func:`relulab.combinatorics.count_maxpool` of 1-D pooling, and (``check_engine``) the activation
+    regions of ``MaxPool1d`` over all of R^size from the full-space engine, an independent count."""
+    from relulab import regions
+    from relulab.combinatorics import count_maxpool
+    from relulab.core.plnet import PLNet
+
+    r = count_maxpool(cfg.size, cfg.kernel, cfg.stride)
+    engine = -1
+    if cfg.check_engine:
+        mod = torch.nn.Sequential(torch.nn.Unflatten(1, (1, cfg.size)), torch.nn.MaxPool1d(cfg.kernel, cfg.stride))
+        net = PLNet.from_torch(mod, (cfg.size,))
+        fn = regions.full_space
+        engine = int(fn(net).count)
+    return [{"regions": int(r.count), "closed_form": r.closed_form, "facets": r.facets, "engine_regions": engine}]
+
+
+@dataclass(frozen=True)
+class MaxoutExpectedConfig:
+    k: int = 2
+    width: int = 4
+    seeds: int = 8
+    seed: int = 0
+
+
+def _summarize_expected(rows: list[dict]) -> Summary:
+    def draw(ax):
+        for k in sorted({r["k"] for r in rows}):
+            sub = sorted((r for r in rows if r["k"] == k), key=lambda r: r["width"])
+            ax.errorbar([r["width"] for r in sub], [r["line_mean"] for r in sub],
+                        yerr=[[r["line_mean"] - r["line_low"] for r in sub], [r["line_high"] - r["line_mean"] for r in sub]],
+                        fmt="o", label=f"K={k} measured")
+            ax.plot([r["width"] for r in sub], [r["line_expected"] for r in sub], "k--", lw=1)
+        ax.set_xlabel("width (one maxout layer)")
+        ax.set_ylabel("breakpoints on the segment")
+        ax.legend(fontsize=8)
+
+    inside = sum(r["line_low"] <= r["line_expected"] <= r["line_high"] for r in rows)
+    return Summary(figures=[("breakpoints along a segment: measured vs exact expectation", draw)],
+                   comparison=[("exact expectation inside the 95% interval of the measured mean",
+                                "the formula is the expectation", f"{inside} of {len(rows)} configurations")],
+                   verdict=None)
+
+
+@experiment(
+    "tseran-montufar-maxout-expected",
+    title="Maxout networks: expected breakpoints along a segment",
+    paper="Tseran & Montufar, On the Expected Complexity of Maxout Networks (NeurIPS 2021)",
+    claim="For random maxout layers the expected number of breakpoints along a segment has a closed form "
+          "(one layer), and region counts in a cube stay far below the maximum, bounded by (C_grad C_bias T N)^d-type "
+          "expressions.",
+    full={"k": [2, 3, 5], "width": [2, 4, 8, 16], "seeds": [100], "seed": [0]},
+    quick={"k": [2], "width": [3], "seeds": [8], "seed": [0]},
+    summarize=_summarize_expected,
+)
+def tseran_montufar_maxout_expected(cfg: MaxoutExpectedConfig) -> list[dict]:
+    """:func:`relulab.combinatorics.maxout_complexity` of one maxout layer (2 inputs): exact breakpoints per
+    sampled network (``regions.on_line``) and their 95% t-interval beside the exact expectation."""
+    from relulab.combinatorics import maxout_complexity
+
+    m = maxout_complexity([cfg.width], cfg.k, seeds=cfg.seeds, box=False, seed0=cfg.seed)
+    lo, hi = m.line_ci
+    return [{"line_mean": float(m.line_mean), "line_low": float(lo), "line_high": float(hi),
+             "line_expected": float(m.line_expected)}]

@@ -1,0 +1,65 @@
+"""Registry entries on :mod:`relulab.complexity`: local complexity against its closed form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from relulab.experiments.registry import Summary, experiment
+
+
+@dataclass(frozen=True)
+class LocalComplexityConfig:
+    d: int = 3
+    width: int = 20
+    sigma: float = 0.1
+    n: int = 4000
+    seed: int = 0
+
+
+def _summarize_lc(rows: list[dict]) -> Summary:
+    def draw(ax):
+        for d in sorted({r["d"] for r in rows}):
+            sub = sorted((r for r in rows if r["d"] == d), key=lambda r: r["width"])
+            ax.errorbar([r["width"] for r in sub], [r["lc"] for r in sub], yerr=[2 * r["lc_se"] for r in sub], fmt="o",
+                        label=f"d = {d}, estimate")
+            ax.plot([r["width"] for r in sub], [r["closed_form"] for r in sub], "k--", lw=1)
+        ax.set_xlabel("hidden units")
+        ax.set_ylabel("LC_sigma (dashed: closed form)")
+        ax.legend(fontsize=8)
+
+    z = [abs(r["lc"] - r["closed_form"]) / max(r["lc_se"], 1e-300) for r in rows]
+    inside = sum(v <= 3 for v in z)
+    return Summary(figures=[("local complexity: Monte Carlo against the closed form", draw)],
+                   comparison=[("|estimate - closed form| within 3 standard errors", "the closed form is the expectation",
+                                f"{inside} of {len(rows)} (largest {max(z):.2f} s.e.)")],
+                   verdict="agrees" if inside == len(rows) else "does not agree")
+
+
+@experiment(
+    "patel-montufar-local-complexity",
+    title="Local complexity of a random layer against its closed form",
+    paper="Patel & Montufar, On the Local Complexity of Linear Regions in Deep ReLU Networks (2024)",
+    claim="Local complexity LC_sigma, the density of neuron boundaries near the data (smoothed by bias noise "
+          "sigma), is an expectation over the data; for one hidden layer and Gaussian inputs it equals "
+          "sum_k |w_k| N(b_k; 0, sigma^2 + |w_k|^2).",
+    full={"d": [2, 5, 10], "width": [10, 50, 200], "sigma": [0.0, 0.1, 0.5], "seed": [0, 1, 2], "n": [20000]},
+    quick={"d": [2, 5], "width": [10, 40], "sigma": [0.1]},
+    summarize=_summarize_lc,
+)
+def patel_montufar_local_complexity(cfg: LocalComplexityConfig) -> list[dict]:
+    """:func:`relulab.complexity.local_complexity` of a random one-hidden-layer ReLU network (default torch
+    initialization, seeded) on ``n`` Gaussian points, beside :func:`relulab.complexity.shallow_gaussian_lc`."""
+    from relulab.complexity import local_complexity, shallow_gaussian_lc
+    from relulab.core.plnet import PLNet
+
+    torch.manual_seed(cfg.seed)
+    lin = torch.nn.Linear(cfg.d, cfg.width).double()
+    net = PLNet.from_torch(torch.nn.Sequential(lin, torch.nn.ReLU(), torch.nn.Linear(cfg.width, 1).double()),
+                           (cfg.d,))
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    X = torch.randn(cfg.n, cfg.d, generator=g, dtype=torch.float64)
+    r = local_complexity(net, X, sigma=cfg.sigma)
+    ref = shallow_gaussian_lc(lin.weight.detach(), lin.bias.detach(), sigma=cfg.sigma)
+    return [{"lc": float(r.value), "lc_se": float(r.stderr), "closed_form": float(ref)}]

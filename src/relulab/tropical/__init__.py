@@ -1,0 +1,26 @@
+"""Tropical geometry of piecewise-linear networks: networks as tropical rational functions p - q,
+max-plus polynomials and their reduction, Newton polytopes, region counts read off the tropical data,
+and classification fans of data sets.
+
+References: Zhang, Naitzat, Lim, "Tropical geometry of deep neural networks" (ICML 2018); Brandenburg,
+Loho, Montufar, "The real tropical geometry of neural networks" (arXiv 2403.11871).
+"""
+
+from relulab._lazy import exports as _exports
+
+_EXPORTS = {
+    "MaxPlus": "polynomial",
+    "TropicalRational": "network",
+    "TropicalNetwork": "network",
+    "from_network": "network",
+    "exact_forward": "network",
+    "newton_polytope": "network",
+    "NewtonPolytope": "network",
+    "count_regions": "network",
+    "TropicalRegionCount": "network",
+    "classification_fan": "fan",
+    "ClassificationFan": "fan",
+    "cover_count": "fan",
+}
+
+__getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

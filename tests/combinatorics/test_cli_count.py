@@ -1,0 +1,43 @@
+"""`relulab count`: each kind against its library call; one-line errors."""
+
+import json
+
+import numpy as np
+
+from clitools import run
+from relulab.combinatorics import count_maxpool
+from relulab.tropical.fan import cover_count
+
+
+def test_maxpool(capsys):
+    code, out, err = run(["count", "maxpool", "--kernel", "2", "--stride", "1", "--size", "3x4", "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["count"] == 1536 == count_maxpool((3, 4), 2, 1).count and doc["facets"] == 40
+    code, out, err = run(["count", "maxpool", "--kernel", "3", "--stride", "2", "--size", "9", "--recurrence",
+                          "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["recurrence"] == ["3"]  # windows overlapping in one input never conflict: 3^m
+    code, out, err = run(["count", "maxpool", "--kernel", "3", "--size", "2"], capsys)
+    assert code != 0 and err.startswith("relulab: error:")
+    code, out, err = run(["count", "maxpool", "--kernel", "2x", "--size", "4"], capsys)
+    assert code != 0 and err.startswith("relulab: error:")
+
+
+def test_classifications(tmp_path, capsys):
+    X = np.random.default_rng(5).standard_normal((5, 2))
+    np.save(tmp_path / "x.npy", X)
+    code, out, err = run(["count", "classifications", str(tmp_path / "x.npy"), "--width", "1", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["count"] == cover_count(5, 2)
+    code, out, err = run(["count", "classifications", str(tmp_path / "missing.npy"), "--width", "1"], capsys)
+    assert code != 0 and err.startswith("relulab: error:")
+
+
+def test_maxout(capsys):
+    code, out, err = run(["count", "maxout", "--widths", "3", "--k", "2", "--seeds", "3", "--inputs", "1", "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert len(doc["line_counts"]) == 3 and doc["line_expected"] > 0 and doc["bounds"]["regions"] > 0
+    code, out, err = run(["count", "maxout", "--widths", "3", "--k", "1"], capsys)
+    assert code != 0 and err.startswith("relulab: error:")

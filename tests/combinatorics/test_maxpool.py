@@ -1,0 +1,159 @@
+"""Max-pool region counts against brute force, total orders, convex hulls, the generic region engine,
+published values and closed forms."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial import ConvexHull
+
+from relulab import PLNet
+from relulab.combinatorics.maxpool import (brute_force_orders, brute_force_tuples, count_argmax_tuples,
+                                           count_maxpool, maxpool_recurrence, pool_windows)
+from relulab.core.errors import InvalidInputError, ResourceLimitError
+
+CASES_1D = [(n, k, s) for k in (2, 3, 4) for s in (1, 2, 3) for n in (k, k + 1, k + 3, 8) if n >= k]
+CASES_2D = [((3, 3), 2, 1), ((3, 4), 2, 1), ((4, 4), 2, 2), ((3, 3), (2, 3), 1), ((4, 3), 3, 1)]
+
+
+@pytest.mark.parametrize("n,k,s", CASES_1D)
+def test_1d_matches_brute_force(n, k, s):
+    ws = pool_windows(n, k, s)
+    assert count_maxpool(n, k, s).count == brute_force_tuples(ws)
+
+
+@pytest.mark.parametrize("size,k,s", CASES_2D)
+def test_2d_matches_brute_force(size, k, s):
+    ws = pool_windows(size, k, s)
+    assert count_maxpool(size, k, s).count == brute_force_tuples(ws)
+
+
+@pytest.mark.parametrize("n,k,s", [(5, 2, 1), (6, 3, 1), (7, 3, 2), (8, 4, 2), (7, 5, 1)])
+def test_acyclicity_equals_total_orders(n, k, s):
+    # independent of the acyclicity argument: distinct argmax tuples over every ordering of the inputs
+    ws = pool_windows(n, k, s)
+    assert brute_force_tuples(ws) == brute_force_orders(ws) == count_argmax_tuples(ws)
+
+
+def test_random_window_families():
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        n = int(rng.integers(3, 8))
+        ws = [tuple(sorted(rng.choice(n, size=int(rng.integers(1, 4)), replace=False))) for _ in range(int(rng.integers(1, 5)))]
+        assert count_argmax_tuples(ws) == brute_force_orders(ws)
+
+
+def test_published_2d_values():
+    # OEIS A357484 (3 x n input, 2 x 2 windows, stride 1): 14, 150, 1536, 15594
+    assert [count_maxpool((3, n), 2, 1).count for n in (2, 3, 4, 5)] == [14, 150, 1536, 15594]
+
+
+def _minkowski_vertices(ws, n):
+    pts = set()
+    for tup in itertools.product(*ws):
+        v = [0] * n
+        for w in tup:
+            v[w] += 1
+        pts.add(tuple(v))
+    return np.array(sorted(pts), dtype=float)
+
+
+@pytest.mark.parametrize("n,k,s", [(5, 2, 1), (6, 3, 1), (7, 3, 2), (6, 4, 1), (7, 3, 1)])
+def test_vertices_and_facets_against_convex_hull(n, k, s):
+    from scipy.optimize import linprog
+
+    ws = pool_windows(n, k, s)
+    pts = _minkowski_vertices(ws, n)
+    # vertices: points outside the convex hull of the others (one LP each)
+    keep = []
+    for i in range(len(pts)):
+        o = np.delete(pts, i, 0)
+        lp = linprog(np.zeros(len(o)), A_eq=np.vstack([o.T, np.ones(len(o))]), b_eq=np.r_[pts[i], 1],
+                     bounds=(0, None), method="highs")
+        keep.append(lp.status != 0)
+    P = pts[np.array(keep)]
+    # coordinates of the affine hull (sum x = m is one equation; the component structure is connected here)
+    c = P - P.mean(0)
+    u, sv, vt = np.linalg.svd(c, full_matrices=False)
+    r = int((sv > 1e-9).sum())
+    hull = ConvexHull(c @ vt[:r].T)
+    res = count_maxpool(n, k, s)
+    assert res.polytope_dim == r
+    assert res.count == len(P) == len(hull.vertices)
+    # merge coplanar triangles: distinct facet hyperplanes
+    eq = np.round(hull.equations, 9)
+    assert res.facets == len({tuple(e) for e in eq})
+
+
+@pytest.mark.parametrize("n,k,s", [(4, 2, 1), (5, 3, 1), (5, 2, 2), (6, 3, 2), (5, 4, 1)])
+def test_agrees_with_region_engine(n, k, s):
+    from relulab import regions
+
+    full = regions.full_space
+    net = PLNet.from_torch(torch.nn.MaxPool1d(k, s), (1, n))
+    res = full(net)
+    assert res.complete
+    assert count_maxpool(n, k, s).count == res.count
+
+
+def test_agrees_with_region_engine_2d():
+    from relulab import regions
+
+    full = regions.full_space
+    net = PLNet.from_torch(torch.nn.MaxPool2d(2, 1), (1, 2, 3))
+    assert count_maxpool((2, 3), 2, 1).count == full(net).count
+
+
+def test_layer_with_padding_and_channels():
+    from relulab import regions
+    from relulab.combinatorics.maxpool import count_maxpool_layer
+
+    full = regions.full_space
+    net = PLNet.from_torch(torch.nn.MaxPool1d(3, stride=2, padding=1), (1, 5))
+    r = count_maxpool_layer(net.max_units[0])
+    assert r.count == full(net).count
+    net2 = PLNet.from_torch(torch.nn.MaxPool2d(2, stride=1, padding=1), (2, 2, 3))
+    layer = net2.max_units[0]
+    r2 = count_maxpool_layer(layer)
+    one = [tuple(sorted(set(int(i) for i, ok in zip(row, v) if ok)))
+           for row, v in zip(layer.index.tolist()[:12], layer.valid.tolist()[:12])]
+    assert r2.components == 2 and r2.count == brute_force_orders(one) ** 2
+
+
+def test_closed_forms():
+    assert count_maxpool(11, 2, 1).count == 2 ** 10 and count_maxpool(11, 2, 1).facets == 20
+    for k in (2, 3, 5):
+        r = count_maxpool(3 * k, k, k)
+        assert r.count == k ** 3 and r.closed_form == k ** 3
+    for k in (3, 4, 6):
+        assert count_maxpool(k + 1, k, 1).count == 3 * k - 2
+
+
+def test_recurrence_reproduces_counts():
+    coeffs, gf, vals = maxpool_recurrence(2, 1, terms=10)
+    assert [int(c) for c in coeffs] == [2]  # a(m) = 2 a(m-1): the cube
+    from relulab.combinatorics.maxpool import _find_recurrence
+
+    a = [count_maxpool(3 + m - 1, 3, 1, facets=False).count for m in range(1, 15)]
+    coeffs = _find_recurrence(a)
+    for m in range(len(coeffs), len(a)):
+        assert a[m] == sum(c * a[m - 1 - i] for i, c in enumerate(coeffs))
+
+
+def test_targets_sizes_run():
+    assert count_maxpool(30, 3, 1, facets=False).count > 0
+    assert count_maxpool((6, 6), 2, 1, facets=False).count == 2245265631376
+
+
+def test_bad_inputs():
+    with pytest.raises(InvalidInputError):
+        count_maxpool(3, 4)
+    with pytest.raises(InvalidInputError):
+        count_maxpool(5, 0)
+    with pytest.raises(InvalidInputError):
+        count_maxpool((2, 2, 2), 2)
+    with pytest.raises(ResourceLimitError):
+        count_maxpool((6, 6), 3, 1, max_states=10, facets=False)
+    r = count_maxpool(40, 3, 1)
+    assert r.facets is None and r.notes

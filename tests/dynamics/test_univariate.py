@@ -1,0 +1,102 @@
+"""Univariate regimes: the kernel limit is exact for models linear in their trainable parameters;
+the references interpolate; distances and knots are measured on the data's hull."""
+
+import numpy as np
+import pytest
+import torch
+
+from relulab.core.errors import InvalidInputError
+from relulab.dynamics import (compare_interpolants, flow, kernel_limit, linear_interpolant, mse_objective,
+                              natural_cubic_spline, regime_diagram, univariate_net)
+
+X = np.array([-1.0, -0.55, -0.1, 0.3, 0.75, 1.0])
+Y = np.array([0.2, -0.5, 0.4, 0.1, -0.3, 0.5])
+
+
+def test_kernel_limit_is_the_limit_of_a_linear_model():
+    # only the outer weights train: f is linear in them, so gradient flow converges to the minimum-
+    # distance interpolant from initialization theta0 + J^+ (y - f0(X)), which is the kernel limit
+    net = univariate_net(20, inner_scale=2.0, outer_scale=0.5, seed=3)
+    net.a.requires_grad_(False)
+    net.b.requires_grad_(False)
+    x, y = np.array([-0.8, 0.0, 0.8]), np.array([0.3, -0.2, 0.5])
+    grid = np.linspace(-1, 1, 101)
+    ref = kernel_limit(net, x, y, grid)
+    # independent closed form: features relu(a x + b) / sqrt(m), pseudo-inverse by SVD
+    with torch.no_grad():
+        feats = lambda z: torch.relu(torch.tensor(z)[:, None] * net.a + net.b) / np.sqrt(20)  # noqa: E731
+        c_star = net.c + torch.linalg.pinv(feats(x)) @ (torch.tensor(y) - feats(x) @ net.c)
+        closed = (feats(grid) @ c_star).numpy()
+    assert np.abs(ref - closed).max() < 1e-10
+    K = (feats(x) @ feats(x).T).numpy() / 3
+    T = 40.0 / np.linalg.eigvalsh(K)[0]
+    tr = flow(net, mse_objective(torch.tensor(x)[:, None], torch.tensor(y)[:, None]), [T], method="LSODA",
+              rtol=1e-10, atol=1e-13)
+    with torch.no_grad():
+        got = net(torch.tensor(grid))[:, 0].numpy()
+    assert float(tr.loss[-1]) < 1e-12
+    assert np.abs(got - ref).max() < 1e-5
+
+
+def test_references_interpolate_and_the_spline_is_natural():
+    assert np.allclose(natural_cubic_spline(X, Y, X), Y, atol=1e-12)
+    assert np.allclose(linear_interpolant(X, Y, X), Y, atol=1e-15)
+    # natural: the second derivative vanishes at the ends (finite differences)
+    h = 1e-5
+    for e in (X[0] + 2 * h, X[-1] - 2 * h):
+        s = natural_cubic_spline(X, Y, [e - h, e, e + h])
+        assert abs((s[0] - 2 * s[1] + s[2]) / h**2) < 1e-2
+    # minimal curvature: among interpolants the spline has the least integral of f''^2
+    g = np.linspace(X[0], X[-1], 4001)
+
+    def energy(f):
+        d2 = np.gradient(np.gradient(f, g), g)
+        return np.trapezoid(d2[5:-5] ** 2, g[5:-5])
+
+    from scipy.interpolate import PchipInterpolator
+
+    assert energy(natural_cubic_spline(X, Y, g)) < energy(PchipInterpolator(X, Y)(g))
+
+
+def test_compare_interpolants_distances():
+    g = np.linspace(-1, 1, 201)
+    c = compare_interpolants(linear_interpolant(X, Y, g), X, Y, g)
+    assert c.closest == "linear interpolant" and c.l2["linear interpolant"] < 1e-15
+    assert c.l2["cubic spline"] > 0.01
+
+
+def test_regime_diagram_quick():
+    r = regime_diagram(X, Y, widths=(30,), inner_scales=(0.1,), outer_scales=(1.0,), steps=300)
+    (row,) = r.rows
+    assert set(row) >= {"l2_cubic", "l2_linear", "l2_kernel", "movement", "knot_to_data"}
+    assert row["final_loss"] >= 0 and np.isfinite(row["l2_cubic"])
+    ax = r.plot()
+    assert ax.get_xlabel() == "inner scale s_a"
+
+
+def test_bad_data():
+    with pytest.raises(InvalidInputError, match="distinct"):
+        natural_cubic_spline([0, 0, 1], [1, 2, 3], [0.5])
+    with pytest.raises(InvalidInputError, match="equal length"):
+        linear_interpolant([0, 1], [1], [0.5])
+    with pytest.raises(InvalidInputError, match="knots"):
+        univariate_net(3, knots="cauchy")
+
+
+def test_cli_quick_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "relulab"
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "relulab.cli"]
+    plot = tmp_path / "regimes"
+    r = subprocess.run(cmd + ["dynamics", "univariate", "--quick", "--json", "--plot", str(plot)], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert len(doc["rows"]) == 4 and doc["plot"].endswith(".png") and Path(doc["plot"]).exists()
+    bad = subprocess.run(cmd + ["dynamics", "univariate", "--inner-scales", "-1"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "--inner-scales" in bad.stderr

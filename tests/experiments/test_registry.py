@@ -1,0 +1,105 @@
+"""The reproduction registry: registration, typed configs, every quick entry run for real."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from relulab.core.errors import InvalidInputError
+from relulab.experiments import registry
+from relulab.experiments.reproduction import listing, reproduce
+
+PAPER_ENTRIES = ["hanin-rolnick-regions", "karhadkar-jacobian-rank", "arjevani-field-teacher-student",
+                 "tseran-montufar-maxout-complexity", "tseran-montufar-maxout-training", "escobar-maxpool-counts",
+                 "tseran-montufar-maxout-expected", "patel-montufar-local-complexity",
+                 "ntk-separation", "tseran-montufar-maxout-init"]
+
+
+def test_listing_names_every_entry_with_paper_and_claim():
+    items = {e["name"]: e for e in listing()}
+    for name in PAPER_ENTRIES + ["calibration"]:
+        assert name in items
+        assert items[name]["paper"] and items[name]["claim"]
+        assert 0 < items[name]["quick_tasks"] <= items[name]["full_tasks"]
+
+
+@pytest.mark.parametrize("name", PAPER_ENTRIES)
+def test_quick_entry_is_a_tidy_table_with_a_comparison(name):
+    exp = registry.get(name)
+    if exp.missing_requirements():
+        pytest.skip(f"{name} needs {exp.missing_requirements()} (installed in CI)")
+    doc = reproduce(name, quick=True)
+    assert not doc["failures"], doc["failures"]
+    assert doc["rows"], "an entry must measure something"
+    fields = [f.name for f in dataclasses.fields(exp.config)]
+    for r in doc["rows"]:
+        assert list(r)[: len(fields)] == fields  # every config field is a column, first
+    # every grid point contributes rows carrying exactly its configuration
+    points = registry.expand_grid(exp, exp.quick)
+    keys = list(points[0])
+    assert {tuple(r[k] for k in keys) for r in doc["rows"]} == {tuple(p[k] for k in keys) for p in points}
+    assert doc["comparison"] and all(c["paper"] and c["this_run"] for c in doc["comparison"])
+
+
+def test_entry_values_agree_with_direct_engine_calls():
+    """The registry adds columns, it does not change what the engines return."""
+    import torch
+
+    from relulab import regions
+    from relulab.core.plnet import PLNet
+    from relulab.experiments.entries import _he_mlp
+
+    rows = registry.get("hanin-rolnick-regions").run({"depth": 2, "width": 5, "seed": 3})
+    net = PLNet.from_torch(_he_mlp(2, 2, 5, 0.1, 3), (2,))
+    fn = regions.full_space
+    ref = fn(net, box=(-1.0, 1.0))
+    assert rows[0]["regions"] == ref.count and rows[0]["neurons"] == 10
+    # independent check of the count: distinct patterns on a fine grid never exceed it
+    g = torch.linspace(-1, 1, 200, dtype=torch.float64)
+    pts = torch.cartesian_prod(g, g)
+    assert len({tuple(p) for p in net.pattern(pts).tolist()}) <= ref.count
+
+
+def test_reproduce_writes_results_and_report(tmp_path):
+    doc = reproduce("ntk-separation", quick=True, out=tmp_path / "ntk")
+    saved = json.loads((tmp_path / "ntk" / "reproduction.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(doc["rows"]))
+    assert (tmp_path / "ntk" / "results.csv").read_text().splitlines()[0].startswith("n,d,angle,depth,seed")
+    assert "Karhadkar" in (tmp_path / "ntk" / "report.html").read_text()
+
+
+def test_bad_parameters_are_refused_by_name():
+    exp = registry.get("calibration")
+    with pytest.raises(InvalidInputError, match="no parameter.*'indx'"):
+        exp.run({"indx": 1})
+    with pytest.raises(InvalidInputError, match="'index' must be int"):
+        exp.run({"index": 1.5})
+    with pytest.raises(InvalidInputError, match="'fail' must be bool"):
+        exp.run({"fail": 1})
+    with pytest.raises(InvalidInputError, match="empty list"):
+        registry.expand_grid(exp, {"index": []})
+    with pytest.raises(InvalidInputError, match="unknown experiment 'nope'"):
+        registry.get("nope")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cfg:
+    a: int = 1
+
+
+def test_registration_is_one_decorator_and_checks_its_grids():
+    with pytest.raises(InvalidInputError):
+        @registry.experiment("test-bad-grid", paper="p", claim="c", full={"b": [1]}, quick={"a": [1]})
+        def bad(cfg: Cfg) -> list[dict]:
+            return []
+
+    @registry.experiment("test-good", paper="p", claim="c", full={"a": [1, 2]}, quick={"a": [1]})
+    def good(cfg: Cfg) -> list[dict]:
+        return [{"twice": 2 * cfg.a}]
+
+    try:
+        assert registry.get("test-good").run({"a": 4}) == [{"a": 4, "twice": 8}]
+    finally:
+        registry._REGISTRY.pop("test-good", None)

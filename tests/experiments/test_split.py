@@ -1,0 +1,113 @@
+"""Split enumeration equals the single-process enumeration (count, bounded/unbounded, linear count)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from relulab import regions
+from relulab.core.errors import DegenerateGeometryError
+from relulab.core.plnet import PLNet
+from relulab.experiments.split import split_full_space
+
+full_space = regions.full_space
+
+
+def mlp(d, widths, seed, dead=False):
+    g = torch.Generator().manual_seed(seed)
+    layers, fan = [], d
+    for w in widths:
+        lin = torch.nn.Linear(fan, w, dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(w, fan, generator=g, dtype=torch.float64))
+            lin.bias.copy_(torch.randn(w, generator=g, dtype=torch.float64))
+        layers += [lin, torch.nn.ReLU()]
+        fan = w
+    out = torch.nn.Linear(fan, 1, dtype=torch.float64)
+    with torch.no_grad():
+        out.weight.copy_(torch.randn(1, fan, generator=g, dtype=torch.float64))
+        if dead:  # last-layer units that the output ignores: activation regions without new linear regions
+            out.weight[0, : fan // 2] = 0
+    return PLNet.from_torch(torch.nn.Sequential(*layers, out), (d,))
+
+
+def same_patterns(a, b):
+    return {tuple(r) for r in a.patterns.tolist()} == {tuple(r) for r in b.patterns.tolist()}
+
+
+def check(net, box=None, **kw):
+    ref = full_space(net, box=box)
+    s = split_full_space(net, box=box, **kw)
+    assert s.complete and ref.complete
+    assert s.count == ref.count
+    assert same_patterns(s, ref)
+    assert s.linear_count == ref.linear_count
+    if box is None:
+        assert s.unbounded_count == ref.unbounded_count
+    # every witness really lies in its region
+    assert torch.equal(net.pattern(s.interior_points).long(), s.patterns)
+    return ref, s
+
+
+@pytest.mark.parametrize("d, widths, cells", [(2, [7, 6], 16), (3, [6, 5], 12), (4, [6, 4], 9), (5, [4, 2], 6),
+                                              (6, [3, 2], 7)])
+def test_all_of_rd_many_cells(d, widths, cells):
+    ref, s = check(mlp(d, widths, seed=d), cells=cells, workers=1, seed=d)
+    assert s.pieces > s.count, "regions crossing walls must occur (else the merge is untested)"
+    assert ref.unbounded_count > 0
+
+
+@pytest.mark.parametrize("d, widths", [(2, [8, 8]), (3, [6, 6]), (4, [5, 4]), (5, [5, 3]), (6, [6, 2])])
+def test_box_grid(d, widths):
+    ref, s = check(mlp(d, widths, seed=10 + d, dead=True), box=(-2.0, 2.0), cells=2 ** min(d, 3) + 1, workers=1)
+    assert s.pieces > s.count
+
+
+def test_linear_regions_merge_across_walls():
+    net = mlp(2, [6, 6], seed=3, dead=True)
+    ref, s = check(net, cells=16, workers=1, seed=1)
+    assert ref.linear_count < ref.count  # the dead units make this a real test of the merge
+    ref, s = check(net, box=(-3.0, 3.0), cells=25, workers=1)
+    assert ref.linear_count < ref.count
+
+
+def _vertex(net):
+    """A vertex of the first layer's arrangement (two hyperplanes meeting, in d = 2)."""
+    A = net.nodes[1].layer.weight if hasattr(net.nodes[1].layer, "weight") else None
+    assert A is not None
+    W, b = A[:2].numpy(), net.nodes[1].layer.bias[:2].numpy()
+    return np.linalg.solve(W, -b)
+
+
+def test_walls_through_a_vertex():
+    net = mlp(2, [6, 5], seed=4)
+    v = _vertex(net)
+    # a cone wall (the ray from the apex along a generator) through the vertex v
+    from relulab.experiments.split import cone_cells
+
+    g = cone_cells(2, 12, seed=0)[0][:, 0]
+    ref, s = check(net, cells=12, workers=1, seed=0, centre=torch.as_tensor(v - 0.7 * g))
+    lo, hi = v - 1.3, v + 1.7
+    check(net, box=(torch.as_tensor(lo), torch.as_tensor(hi)), walls=[[v[0]], [v[1]]], workers=1)
+
+
+def test_a_boundary_inside_a_wall_is_refused():
+    lin = torch.nn.Linear(2, 3, dtype=torch.float64)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.3, -1.0]]))
+        lin.bias.copy_(torch.tensor([-0.5, 0.1, 0.2]))
+    net = PLNet.from_torch(torch.nn.Sequential(lin, torch.nn.ReLU(), torch.nn.Linear(3, 1).double()), (2,))
+    with pytest.raises(DegenerateGeometryError, match="lies in cell wall"):
+        split_full_space(net, box=(-1.0, 1.0), walls=[[0.5], [0.0]], workers=1)
+
+
+def test_local_pool_and_ray_agree(ray_local):
+    net = mlp(3, [6, 5], seed=7)
+    ref = full_space(net)
+    a = split_full_space(net, cells=10, workers=2)
+    b = split_full_space(net, cells=10, ray=True)
+    assert a.executor == "local" and b.executor == "ray"
+    for s in (a, b):
+        assert (s.count, s.linear_count, s.unbounded_count) == (ref.count, ref.linear_count, ref.unbounded_count)
+        assert same_patterns(s, ref)

@@ -1,0 +1,36 @@
+"""`relulab tropical` against the library and the generic region engine; one-line errors."""
+
+import json
+
+import pytest
+
+import relulab
+from clitools import run
+from relulab.core import io as rio
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tropical")
+    rio.save(rio.build("mlp:2-3-2-1:relu", seed=1), d / "m.safetensors")
+    return d / "m.safetensors"
+
+
+def test_reduce_counts_match_regions(model, capsys):
+    from relulab import regions
+
+    code, out, err = run(["tropical", str(model), "--reduce", "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["complete"] and doc["certified"] and doc["max_abs_error_at_64_points"] < 1e-12
+    full = regions.full_space
+    ref = full(relulab.load(model))
+    assert doc["outputs"][0]["linear_regions"] == ref.linear_count
+    assert doc["outputs"][0]["boundary_cells"] == ref.decision_boundary_pieces
+
+
+def test_budget_and_errors(model, capsys):
+    code, out, err = run(["tropical", str(model), "--max-monomials", "3", "--json"], capsys)
+    assert code == 0 and json.loads(out)["complete"] is False
+    code, out, err = run(["tropical", str(model), "--max-monomials", "0"], capsys)
+    assert code != 0 and err.startswith("relulab: error:") and err.count("\n") == 1
