@@ -115,8 +115,9 @@ import numpy as np
 import torch
 
 from relulab.core.budgets import check_budget
-from relulab.core.errors import DegenerateGeometryError, InvalidInputError
+from relulab.core.errors import DegenerateGeometryError, InvalidInputError, ResourceLimitError
 from relulab.core.plnet import PLNet
+from relulab.core.threads import threads_for
 from relulab.regions._enum_eval import Evaluator
 from relulab.regions._enum_poly import bitmask, cut, popcount, segment_count, segment_or, unpack_bits
 from relulab.results import RegionResult
@@ -127,6 +128,11 @@ __all__ = ["full_space", "FullSpaceRegions"]
 # size, evaluations to TAU_M relative to the magnitude bound of what they touch
 TAU_X = 1e-11
 TAU_M = 1e-12
+# bytes a batch of cells may occupy at the start (the budget behind memory_budget's default)
+DEFAULT_MEMORY = 2 * 2**30
+# boxes reaching further than this many length scales from the origin are refined in compactified
+# coordinates (see the module docstring)
+CUBE_RATIO = 1e3
 # a value |g| in (AMBIGUOUS tol, tol] is too large for the rounding of an exact zero and too small
 # to be resolved: the enumeration raises instead of guessing
 AMBIGUOUS = 1e-2
@@ -365,6 +371,10 @@ def _simplex_normals(d: int, dtype, dev) -> torch.Tensor:
     return A.to(dev)
 
 
+class _TooBig(Exception):
+    """A cut would exceed the memory budget (the batch is split, or the search stops)."""
+
+
 class _Batch:
     """A batch of cells: polytopes plus, per cell, the pattern so far and bookkeeping.
 
@@ -460,8 +470,9 @@ def _segment_mean(X, cid, C):
 
 # ---------------------------------------------------------------------------------------- engine
 class _Engine:
-    def __init__(self, net: PLNet, box, max_regions, time_limit, want_graph):
+    def __init__(self, net: PLNet, box, max_regions, time_limit, want_graph, memory_budget=DEFAULT_MEMORY):
         self.net = net
+        self.memory_budget = memory_budget
         self.dev = net.device
         self.dt = net.dtype
         self.d = net.input_dim
@@ -471,13 +482,16 @@ class _Engine:
         self.want_graph = want_graph
         self.box = box
         d = self.d
-        # both domains are refined in compactified coordinates (a box is the compactified R^d
-        # clipped by its 2d faces, which are hyperplanes there too): coordinates stay within the
-        # simplex whatever the box's size, so tolerances follow the geometry, not the box
-        self.n_rd = 1 + d
-        self.n_dom = self.n_rd + (0 if box is None else 2 * d)
+        # R^d, and boxes much larger than the network's length scale, are refined in compactified
+        # coordinates (a box is then the compactified R^d clipped by its 2d faces, hyperplanes there
+        # too): coordinates stay within the simplex whatever the box's size, so tolerances follow
+        # the geometry, not the box. Moderate boxes are refined as cubes in input coordinates
+        # (simple vertices, one cell: several times faster in d >= 6).
         self.A = _simplex_normals(d, self.dt, self.dev)
         self.R0 = self._length_scale()
+        self.compact = box is None or float(torch.maximum(box[0].abs(), box[1].abs()).max()) > CUBE_RATIO * self.R0
+        self.n_rd = 1 + d if self.compact else 0
+        self.n_dom = self.n_rd + (0 if box is None else 2 * d)
         self.units = _Units(net, self.n_dom, self.dev)
         self.bnd_layers, self.bnd_out = self.ev.bounds(d, self.dt, self.dev)
         # per layer: two-piece units (cut in rounds) and K-piece units (one at a time)
@@ -493,15 +507,24 @@ class _Engine:
         # boundary bits: the outer facet (bit 0), the box faces (after the simplex's bits); regions
         # touch the domain's boundary through the outer facet (R^d) or a box face
         self.outer_mask = bitmask(torch.zeros(1, dtype=torch.long, device=self.dev), self.W)[0]
+        if not self.compact:
+            self.outer_mask = torch.zeros_like(self.outer_mask)  # no outer facet (and bit 0 is a face)
         faces = torch.arange(self.n_rd, self.n_dom, device=self.dev)
         self.face_mask = bitmask(faces, self.W).sum(0) if faces.numel() else torch.zeros_like(self.outer_mask)
         self.bnd_mask = self.outer_mask if box is None else self.face_mask
         self.dom_mask = self.outer_mask | self.face_mask
         budgeted = max_regions is not None or time_limit is not None
-        self.cell_cap = 2048 if budgeted else 1 << 62
+        # under a budget, batches start small so that the depth-first search reaches finished
+        # regions early (a stop then returns what was found), and grow with every emission
+        self.cell_cap = 2 if budgeted else 1 << 62
         width = max([m.units * int(m.n_pieces.max()) for m in net.max_units] + [1])
         self.map_cap = max(64, int(3e7 // (width * (d + 2))))
         self.nv_cap = max(4096, int(2.5e8 // (8 * (d + self.W + 4))))
+        # a vertex's coordinates and bitset, with the copies a cut makes
+        self.vertex_bytes = 3 * 8 * (d + self.W + 4)
+        # new vertices one cut of a batch may create (a cut is not interruptible: under a time limit,
+        # batches whose next cut is larger are split first)
+        self.new_cap = self.nv_cap // 16 if budgeted else self.nv_cap
         # collected per emitted cell
         self.out = {k: [] for k in ("pat", "x", "s", "touch", "db", "fc_cell", "fc_unit", "fc_win",
                                     "dg_cell", "dg_T", "dg_x", "dg_tie")}
@@ -546,6 +569,23 @@ class _Engine:
         domain bits instead of one per pair of pyramids."""
         d, dev, dt, W = self.d, self.dev, self.dt, self.W
         n = self.net.n_units
+        if not self.compact:
+            lo, hi = self.box
+            need = (2 ** d) * (8 * (2 * d + 2 * W + 4))  # the cube's vertices, coordinates and bitsets, twice
+            if need > self.memory_budget:
+                raise ResourceLimitError(
+                    f"a box in {d} dimensions has 2^{d} vertices: about {need / 2**30:.3g} GiB to start, over "
+                    f"memory_budget={self.memory_budget / 2**30:.3g} GiB (raise memory_budget, or use a "
+                    "lower-dimensional slice: relulab.regions.on_plane / on_line)")
+            corners = torch.cartesian_prod(*[torch.tensor([0, 1], device=dev)] * d).reshape(-1, d)
+            X = torch.where(corners.bool(), hi, lo).to(dt)
+            ids = self.n_rd + 2 * torch.arange(d, device=dev)[None] + corners  # (2^d, d)
+            inc = bitmask(ids.reshape(-1), W).view(-1, d, W).sum(1)
+            cid = torch.zeros(X.shape[0], dtype=torch.long, device=dev)
+            pat = torch.full((1, n), -1, dtype=torch.int8, device=dev)
+            tie = torch.zeros(1, n, dtype=torch.bool, device=dev)
+            yield _Batch(X, cid, inc, 1, pat, tie, torch.full((1,), -1, dtype=torch.long, device=dev))
+            return
         V = -d * self.A  # vertex j of S is -d a_j
         full = bitmask(torch.arange(d + 1, device=dev), W).sum(0)
         walls = bitmask(torch.arange(1, d + 1, device=dev), W)  # (d, W)
@@ -593,6 +633,9 @@ class _Engine:
         """Network input, its tangents, the bias scale s and its tangents at points y of cells."""
         d, P = self.d, y.shape[0]
         eye = torch.eye(d, dtype=self.dt, device=self.dev)
+        if not self.compact:
+            return y, eye.expand(P, d, d), torch.ones(P, dtype=self.dt, device=self.dev), \
+                torch.zeros(P, d, dtype=self.dt, device=self.dev)
         a = self.A[pyr]
         s = 1.0 - (a * y).sum(1)
         return self.R0 * y, (self.R0 * eye).expand(P, d, d), s, -a
@@ -602,8 +645,11 @@ class _Engine:
         inputs up to R0 (|c0| + rho) in every coordinate (rounding in a vertex's coordinates scales
         with its largest one), bias scale up to 1 + |rho|_1 (s and its variation)."""
         r = (c0.abs().amax(1, keepdim=True) + rho.amax(1, keepdim=True)).expand_as(c0)
-        r = self.R0 * r
-        sig = 1.0 + rho.sum(1)
+        if self.compact:
+            r = self.R0 * r
+            sig = 1.0 + rho.sum(1)
+        else:
+            sig = torch.ones(c0.shape[0], dtype=self.dt, device=self.dev)
         return torch.einsum("pd,...d->p...", r, A) + sig.view(-1, *([1] * B.dim())) * B
 
     def _maps(self, b: _Batch) -> _Maps:
@@ -614,12 +660,25 @@ class _Engine:
         val, tan = self.ev.run(b.layer, h0, dh0, s, ds, b.pat.long())
         A, B = self.bnd_layers[b.layer]
         mag = self._magnitude(c0, rho, A, B)  # (P, U, K)
-        # tan = R0 w - beta a_k for a piece w.x + beta: R0 w is its gradient in x (times R0)
-        xgrad = tan + (val / s[:, None, None])[:, None] * self.A[b.pyr][:, :, None, None]
-        xgrad = xgrad.permute(2, 3, 0, 1).contiguous()
+        xgrad = None
+        if self.compact:
+            # tan = R0 w - beta a_k for a piece w.x + beta: R0 w is its gradient in x (times R0)
+            xgrad = tan + (val / s[:, None, None])[:, None] * self.A[b.pyr][:, :, None, None]
+            xgrad = xgrad.permute(2, 3, 0, 1).contiguous()
         R = c0.abs().amax(1) + rho.amax(1)
         return _Maps(c0, R, val.permute(1, 2, 0).contiguous(), tan.permute(2, 3, 0, 1).contiguous(),
                      mag.permute(1, 2, 0).contiguous(), xgrad)
+
+    def _check_growth(self, b: _Batch, g, tol):
+        """Raise :class:`_TooBig` before a cut whose new vertices would not fit the memory budget:
+        a cell gets one new vertex per edge crossing the hyperplane, at most ``npos nneg`` and, for
+        simple vertices, ``d min(npos, nneg)``."""
+        npos = segment_count(g > tol, b.cid, b.C)
+        nneg = segment_count(g < -tol, b.cid, b.C)
+        new = torch.minimum(npos * nneg, self.d * torch.minimum(npos, nneg)).sum()
+        new = int(new)
+        if (b.X.shape[0] + new) * self.vertex_bytes > self.memory_budget or (b.C > 1 and new > self.new_cap):
+            raise _TooBig
 
     def _decided(self, g, tol):
         """Book-keeping of the sign decisions of unit boundaries at vertices: values within the
@@ -660,6 +719,7 @@ class _Engine:
             b = stack.pop()
             if b.layer >= L:
                 self.emit(b)
+                self.cell_cap = min(2 * self.cell_cap, max(self.cell_cap, 2048))
                 if self.max_regions is not None and self.found >= self.max_regions and stack:
                     self.stopped_by = "max_regions"
                     break
@@ -699,7 +759,15 @@ class _Engine:
                     b.done = done
                 if b.C == 0:
                     break
-                self._round(b)
+                try:
+                    self._round(b)
+                except _TooBig:
+                    if b.C > 1:
+                        stack.extend(reversed(b.split()))
+                        pushed = True
+                    else:
+                        self.stopped_by = "memory"
+                    break
                 b.round += 1
                 if self._too_big(b):
                     stack.extend(reversed(b.split()))
@@ -710,7 +778,7 @@ class _Engine:
             if pushed:
                 continue
             if b.C > 0:
-                self.stopped_by = "time_limit"
+                self.stopped_by = self.stopped_by or "time_limit"
                 stack.append(b)
                 break
             nb = _Batch.concat(b.done + [b])
@@ -745,8 +813,10 @@ class _Engine:
             return
         dval, dtan, dmag = mp.dval.index_select(0, two), mp.dtan.index_select(0, two), mp.dmag.index_select(0, two)
         dtol = mp.dtol.index_select(0, two)
-        gx = mp.xgrad[:, 1].index_select(0, two) - mp.xgrad[:, 0].index_select(0, two)  # (U2, P, d)
-        flat = gx.abs().amax(-1) <= TAU_M * dmag  # (U2, P): tie set = the outer facet
+        flat = None
+        if self.compact:
+            gx = mp.xgrad[:, 1].index_select(0, two) - mp.xgrad[:, 0].index_select(0, two)  # (U2, P, d)
+            flat = gx.abs().amax(-1) <= TAU_M * dmag  # (U2, P): tie set = the outer facet
         # signs of every two-piece unit at every vertex of every parent cell
         NV = b.X.shape[0]
         npos = torch.zeros(P, U2, dtype=torch.long, device=self.dev)
@@ -788,6 +858,7 @@ class _Engine:
         tol = mp.dtol.view(-1).index_select(0, fi).index_select(0, cid)
         g = dv.index_select(0, cid) + (b.X * dt.index_select(0, cid)) @ self.ones_d
         q = self.net.unit_offsets[b.layer] + j
+        self._check_growth(b, g, tol)
         bit = bitmask(self.units.base.index_select(0, q), self.W)
         addbit = None
         if b.flat is not None:
@@ -863,6 +934,8 @@ class _Engine:
     def _addbit(self, mp: _Maps, par, j, a, b):
         """False for cells where pieces a and b differ by a constant in x: in compactified
         coordinates their tie set is then the outer facet, which already has its own bit."""
+        if not self.compact:
+            return None
         if isinstance(a, int):
             gx = mp.xgrad[j, a][par] - mp.xgrad[j, b][par]  # (C, d)
             scale = mp.mag[j, a][par] + mp.mag[j, b][par]
@@ -1123,7 +1196,8 @@ class _Engine:
             complete=self.complete, domain="R^d" if self.box is None else "box", box=box,
             neighbours=edges if neighbours else None, audit=audit, audit_samples=int(audit_samples),
             cells=int(self.n_cells), stopped_by=self.stopped_by,
-            stats={"cells": int(self.n_cells), "length_scale": self.R0, "near_zero_decisions": self.near_zero})
+            stats={"cells": int(self.n_cells), "length_scale": self.R0, "near_zero_decisions": self.near_zero,
+                   "compactified": self.compact})
 
     def _pattern(self, x):
         """Patterns of a batch of flat points (shaped so that a batch of one stays a batch)."""
@@ -1362,19 +1436,24 @@ class _Engine:
 
 # ---------------------------------------------------------------------------------------- API
 def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
-              neighbours: bool = False, audit_samples: int = 0) -> FullSpaceRegions:
+              neighbours: bool = False, audit_samples: int = 0,
+              memory_budget: float = DEFAULT_MEMORY) -> FullSpaceRegions:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
     Exact layer-by-layer refinement of convex cells (no LP per region); all of R^d through an
     exact compactification (see the module docstring for the algorithm and its proof).
     ``max_regions`` / ``time_limit`` (seconds) stop early with ``complete=False``; the regions
-    listed are then genuine but not all. ``neighbours=True`` also returns the facet-adjacency
+    listed are then genuine but not all. ``memory_budget`` (bytes): a start that needs more (a
+    box's ``2^d`` vertices) raises :class:`ResourceLimitError` before allocating. ``neighbours=True`` also returns the facet-adjacency
     pairs. ``audit_samples``: sample that many points and list any pattern the enumeration lacks.
     """
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet (use PLNet.from_torch), got {type(net).__name__}")
     d = net.input_dim
     max_regions, time_limit = check_budget(max_regions, time_limit)
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or not memory_budget > 0 \
+            or not math.isfinite(memory_budget):
+        raise InvalidInputError(f"memory_budget must be a positive finite number of bytes, got {memory_budget!r}")
     if not isinstance(audit_samples, (int, np.integer)) or audit_samples < 0:
         raise InvalidInputError(f"audit_samples must be a non-negative integer, got {audit_samples!r}")
     if box is not None:
@@ -1396,8 +1475,11 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
         net = copy.deepcopy(net).to(dtype=torch.float64)
         if box is not None:
             box = tuple(t.to(torch.float64) for t in box)
-    eng = _Engine(net, box, max_regions, time_limit, want_graph=True)
-    with torch.no_grad():
+    eng = _Engine(net, box, max_regions, time_limit, want_graph=True, memory_budget=memory_budget)
+    # typical operation: a batch's vertices times the layer width; small work runs on one thread,
+    # which is as fast on an idle machine and many times faster on a busy one
+    width = max([m.units for m in net.max_units] + [1])
+    with torch.no_grad(), threads_for((d + 1) ** 2 * d * width):
         eng.run()
         res = eng.finish(neighbours, int(audit_samples))
     res.seconds = time.perf_counter() - t0
