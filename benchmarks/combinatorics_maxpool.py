@@ -20,7 +20,7 @@ def main():
     ap.add_argument("--max-generic-n", type=int, default=7, help="largest 1-D length given to the generic engine")
     ap.add_argument("--facet-n", type=int, default=14, help="1-D length of the facet table")
     args = ap.parse_args()
-    full = getattr(regions, "full_space", None) or regions.enumerate
+    full = regions.full_space
     print("== counter vs generic full-space enumeration (1-D, one channel) ==")
     print(f"{'n':>3} {'k':>2} {'s':>2} {'regions':>9} {'counter s':>10} {'generic s':>10} {'ratio':>8}")
     for k, s in ((2, 1), (3, 1), (3, 2)):

@@ -45,7 +45,7 @@ def main():
     torch.set_num_threads(1)
     net = mlp(args.dim, [args.width] * args.depth, 0)
     box = None if args.rd else (-args.half_side, args.half_side)
-    fn = getattr(regions, "full_space", None) or regions.enumerate
+    fn = regions.full_space
     t = time.perf_counter()
     ref = fn(net, box=box)
     t_single = time.perf_counter() - t

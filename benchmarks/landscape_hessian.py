@@ -244,6 +244,8 @@ def part_speed(tools, k, tol, queries, rounds, n):
             times[name]["eig"].append(res["t_eig"])
             times[name]["trace"].append(res["t_trace"])
             last[name] = res
+            print(f"  round {r + 1} {name:10s} top-{k} {res['t_eig']:7.2f} s ({res['hvp_eig']} products), trace "
+                  f"{res['t_trace']:6.2f} s ({res['hvp_trace']} products)", flush=True)
     out = {}
     if "pyhessian" in last:
         budget = last["pyhessian"]["hvp_trace"]

@@ -212,8 +212,9 @@ def probes() -> list[Probe]:
                     m[0].bias.copy_(torch.tensor([0.0, -1e-6, 0.0, 0.0]))
                     m[2].weight.copy_(torch.tensor([[1.0, -2.0, 1.0, 1.0]]))
                 net = relulab.PLNet.from_torch(m, (2,))
-                # 4 lines in general position except two parallel: 1 + 4 + (6 - 1) = 10 regions
-                return judged(regions.on_plane(net, extent=(-1e5, 1e5, -1e5, 1e5)), 10)
+                # lines x = 0, x = 1e-6, y = 0, x + y = 0: three meet at the origin (2 extra regions), the
+                # slab's second wall crosses y = 0 and x + y = 0 once each: 1 + 4 + 2 + 1 + 1 = 9 regions
+                return judged(regions.on_plane(net, extent=(-1e5, 1e5, -1e5, 1e5)), 9)
             """))
     # ---- 4. points on walls map to a region that contains them
     P.append(_py("4 region_of on walls", "integer-weight net, integer points", """

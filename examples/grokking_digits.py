@@ -36,7 +36,7 @@ def main(steps: int = 400, out: str = ".", seed: int = 0, track: bool = True) ->
     model = nn.Sequential(nn.Linear(64, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 200),
                           nn.ReLU(), nn.Linear(200, 10))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    tracker = Tracker((64,), train=(X[tr], y[tr]), test=(X[te], y[te]), n_points=100, sigma=0.05, radius=0.1,
+    tracker = Tracker((64,), train=(X[tr], y[tr]), test=(X[te], y[te]), n_points=64, sigma=0.05, radius=0.1,
                       n_vertices=20)
     t0 = time.perf_counter()
     for step in range(steps):
@@ -86,10 +86,9 @@ if __name__ == "__main__":
         print("grokking_digits needs scikit-learn for its data set: pip install 'relulab[examples]' "
               "(or pip install scikit-learn); skipping.")
         sys.exit(0)
-    standalone = os.path.basename(sys.argv[0]) == os.path.basename(__file__)
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--steps", type=int, default=400, help="training steps (default 400, a quick look; try 20000)")
     p.add_argument("--out", default=".", help="folder for the CSV and the figure (default: here)")
     p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(sys.argv[1:] if standalone else [])
+    a, _ = p.parse_known_args()  # run from another program (a test runner), its options are not ours
     main(a.steps, a.out, a.seed)

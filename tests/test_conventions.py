@@ -15,7 +15,9 @@ import pytest
 import relulab
 
 SRC = Path(relulab.__file__).parent
-LAZY_PACKAGES = ["relulab", "relulab.core", "relulab.kernels", "relulab.landscape", "relulab.init"]
+LAZY_PACKAGES = ["relulab", "relulab.core", "relulab.kernels", "relulab.landscape", "relulab.init", "relulab.regions",
+                 "relulab.complexity", "relulab.tropical", "relulab.combinatorics", "relulab.experiments",
+                 "relulab.dynamics"]
 
 
 def _declared_all(path: Path) -> list[str]:

@@ -35,7 +35,7 @@ def test_classifications(tmp_path, capsys):
 
 
 def test_maxout(capsys):
-    code, out, err = run(["count", "maxout", "--widths", "3", "--k", "2", "--seeds", "3", "--json"], capsys)
+    code, out, err = run(["count", "maxout", "--widths", "3", "--k", "2", "--seeds", "3", "--inputs", "1", "--json"], capsys)
     assert code == 0, err
     doc = json.loads(out)
     assert len(doc["line_counts"]) == 3 and doc["line_expected"] > 0 and doc["bounds"]["regions"] > 0

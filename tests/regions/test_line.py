@@ -664,3 +664,48 @@ def test_certify_budgets_and_result_base():
         on_line(net, [-3.0, 0.0], [3.0, 1.0], certify="always")
     part = on_line(net, [-3.0, 0.0], [3.0, 1.0], max_regions=2)
     assert (part.complete, part.stopped_by, part.count) == (False, "max_regions", 2)
+
+
+@pytest.mark.parametrize("widths,seed,rows,max_regions", [
+    ([1, 300, 1], 0, None, None), ([2, 40, 3], 1, None, None), ([2, 16, 16, 2], 2, 7, None),
+    ([3, 12, 12, 12, 2], 3, None, 25), ([2, 16, 16, 2], 4, 5, 40)])
+def test_sparse_last_layer_matches_dense_assembly(widths, seed, rows, max_regions, monkeypatch):
+    from relulab.regions import line as line_mod
+
+    net = net_of(mlp(widths, seed=seed), (widths[0],))
+    g = torch.Generator().manual_seed(seed)
+    A = 3 * torch.randn(4, widths[0], generator=g, dtype=torch.float64)
+    B = 3 * torch.randn(4, widths[0], generator=g, dtype=torch.float64)
+    kw = dict(batch_rows=rows, max_regions=max_regions, certify=False)
+    fast = on_line(net, A, B, **kw)
+    monkeypatch.setattr(line_mod._Walk, "_affine_tail", lambda self: None)
+    slow = on_line(net, A, B, **kw)
+    assert fast.count == slow.count and fast.complete == slow.complete
+    assert torch.equal(fast.counts, slow.counts) and torch.equal(fast.segment, slow.segment)
+    assert torch.equal(fast.t0, slow.t0) and torch.equal(fast.t1, slow.t1)
+    assert torch.equal(fast.patterns, slow.patterns)
+    scale = 1 + float(slow.values0.abs().max()) + float(slow.slopes.abs().max())
+    assert torch.allclose(fast.values0, slow.values0, rtol=0, atol=1e-11 * scale)
+    assert torch.allclose(fast.slopes, slow.slopes, rtol=0, atol=1e-11 * scale)
+    assert torch.equal(fast.linear_counts, slow.linear_counts)
+
+
+def test_wide_network_with_default_arguments():
+    # 1-3000-1 with 2,700 kinks inside the segment: default arguments work (no dense
+    # regions x units pattern matrix is built) and the breakpoints are the kinks
+    g = torch.Generator().manual_seed(0)
+    H = 3000
+    lin = nn.Linear(1, H).double()
+    roots = torch.cat([torch.rand(2700, generator=g, dtype=torch.float64) * 2 - 1,
+                       2 + torch.rand(H - 2700, generator=g, dtype=torch.float64)])
+    w = torch.randn(H, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        lin.weight.copy_(w[:, None])
+        lin.bias.copy_(-w * roots)
+    net = PLNet.from_torch(nn.Sequential(lin, nn.ReLU(), nn.Linear(H, 1).double()), (1,))
+    res = on_line(net, [-1.0], [1.0])
+    assert res.count == 2701
+    expected = ((torch.sort(roots[:2700]).values + 1) / 2)
+    assert torch.allclose(res.breakpoints, expected, rtol=0, atol=1e-12)
+    assert torch.equal(res.pattern(1700), net.pattern(torch.tensor([[2 * float(res.intervals[1700].mean()) - 1]],
+                                                                    dtype=torch.float64))[0].long())

@@ -31,9 +31,9 @@ def test_width_one_is_cover_and_brute_force(n, d, seed):
 
 def test_width_two_against_all_assignments():
     # independent of the incremental search: an LP for every assignment of points to 4 monomials
-    X = np.random.default_rng(3).standard_normal((4, 1))
+    X = np.random.default_rng(3).standard_normal((3, 1))
     r = classification_fan(X, 2, facets=False)
-    n, K, D = 4, 4, 2
+    n, K, D = 3, 4, 2
     Xh = np.c_[X, np.ones(n)]
     labs, verts = set(), 0
     for a in itertools.product(range(K), repeat=n):

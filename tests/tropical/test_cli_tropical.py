@@ -23,7 +23,7 @@ def test_reduce_counts_match_regions(model, capsys):
     assert code == 0, err
     doc = json.loads(out)
     assert doc["complete"] and doc["certified"] and doc["max_abs_error_at_64_points"] < 1e-12
-    full = getattr(regions, "full_space", None) or regions.enumerate
+    full = regions.full_space
     ref = full(relulab.load(model))
     assert doc["outputs"][0]["linear_regions"] == ref.linear_count
     assert doc["outputs"][0]["boundary_cells"] == ref.decision_boundary_pieces

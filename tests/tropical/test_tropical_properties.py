@@ -12,7 +12,7 @@ from relulab.tropical import exact_forward, from_network
 from strategies import random_module
 
 
-@settings(max_examples=25)
+@settings(max_examples=15)
 @given(random_module(families=("mlp", "residual"), max_depth=2, max_width=3, batchnorm=True))
 def test_p_minus_q_is_the_network(mod_shape):
     module, shape = mod_shape

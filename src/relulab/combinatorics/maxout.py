@@ -53,8 +53,14 @@ def expected_breakpoints(a, b, units: int, k: int, sigma_w: float = 1.0, sigma_b
     a, b = np.asarray(a, dtype=np.float64).reshape(-1), np.asarray(b, dtype=np.float64).reshape(-1)
     if a.shape != b.shape:
         raise InvalidInputError(f"a and b must have the same length, got {a.shape} and {b.shape}")
-    if sigma_w <= 0 or sigma_b < 0 or units < 1:
-        raise InvalidInputError("need sigma_w > 0, sigma_b >= 0 and units >= 1")
+    if not (sigma_w > 0 and sigma_b >= 0 and units >= 1 and math.isfinite(sigma_w) and math.isfinite(sigma_b)):
+        raise InvalidInputError("need finite sigma_w > 0, sigma_b >= 0 and units >= 1")
+    if sigma_b == 0:
+        u0 = b - a
+        t_near = float(np.clip(-(a @ u0) / max(float(u0 @ u0), 1e-300), 0.0, 1.0))
+        if not np.any(a + t_near * u0):
+            raise InvalidInputError("with sigma_b = 0 every piece vanishes at the origin, which the segment "
+                                    "passes through: all pieces tie there; give a segment that avoids it")
     u = b - a
     IK = integrate.quad(lambda z: stats.norm.pdf(z) ** 2 * stats.norm.cdf(z) ** (k - 2), -np.inf, np.inf,
                         epsabs=1e-13, epsrel=1e-12)[0]
@@ -184,13 +190,16 @@ def maxout_complexity(widths, k: int, *, n_in: int = 2, seeds: int = 20, sigma_w
         raise InvalidInputError(f"widths must be positive integers, got {widths!r}")
     if seeds < 1:
         raise InvalidInputError(f"seeds must be >= 1, got {seeds}")
+    if not (math.isfinite(sigma_w) and sigma_w > 0 and math.isfinite(sigma_b) and sigma_b > 0):
+        raise InvalidInputError(f"sigma_w and sigma_b must be positive and finite (the bias density enters the "
+                                f"bounds), got {sigma_w}, {sigma_b}")
     if segment is None:
         a, b = -np.ones(n_in) / math.sqrt(n_in), np.ones(n_in) / math.sqrt(n_in)
     else:
         a, b = (np.asarray(v, dtype=np.float64).reshape(-1) for v in segment)
         if a.shape != (n_in,) or b.shape != (n_in,):
             raise InvalidInputError(f"segment ends must have {n_in} coordinates")
-    full = getattr(regions, "full_space", None) or regions.enumerate
+    full = regions.full_space
     line, boxc, grads = [], [], []
     rng = np.random.default_rng(seed0)
     probe = torch.tensor(rng.uniform(-box_side / 2, box_side / 2, (256, n_in)))

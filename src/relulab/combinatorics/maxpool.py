@@ -360,6 +360,8 @@ def count_maxpool(size, kernel, stride=None, *, facets: bool = True, max_facet_e
     """
     t0 = time.perf_counter()
     dims = tuple(size) if isinstance(size, (tuple, list)) else (size,)
+    if isinstance(dims[0], (int, np.integer)) and math.prod(int(v) for v in dims if isinstance(v, (int, np.integer))) > 10 ** 6:
+        raise ResourceLimitError(f"input size {dims}: at most 10^6 inputs are counted")
     ws = pool_windows(dims, kernel, stride)
     d = len(dims)
     k = _pair(kernel, d, "kernel")

@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     m.add_argument("--stride", default=None, metavar="S", help="stride: S or SxT (default: the kernel)")
     m.add_argument("--size", required=True, metavar="N", help="input size: N (1-D) or NxM (2-D)")
     m.add_argument("--no-facets", action="store_true", help="skip the facet count")
+    m.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS",
+                   help="stop with an error after this many seconds (default 120)")
     m.add_argument("--recurrence", action="store_true",
                    help="1-D: the linear recurrence and generating function of the counts in the number of windows")
     json_flag(m)
@@ -56,6 +58,10 @@ def run_maxpool(args, ctx: Context) -> Output:
     from relulab.combinatorics import count_maxpool
     from relulab.core.errors import InvalidInputError
 
+    import math
+
+    if not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise InvalidInputError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
     size = _dims(args.size, "--size")
     k = _dims(args.kernel, "--kernel")
     s = _dims(args.stride, "--stride") if args.stride else None
@@ -66,7 +72,8 @@ def run_maxpool(args, ctx: Context) -> Output:
     k = k if len(k) == dim else k * dim
     s = None if s is None else (s if len(s) == dim else s * dim)
     r = count_maxpool(size if dim == 2 else size[0], k if dim == 2 else k[0],
-                      None if s is None else (s if dim == 2 else s[0]), facets=not args.no_facets)
+                      None if s is None else (s if dim == 2 else s[0]), facets=not args.no_facets,
+                      time_limit=args.time_limit)
     text = (f"max-pool {'x'.join(map(str, r.kernel))} windows, stride {'x'.join(map(str, r.stride))}, on "
             f"{'x'.join(map(str, r.size))}: {r.windows} windows\n"
             f"linearity regions (vertices of the Minkowski sum of simplices): {r.count}\n"
@@ -150,8 +157,15 @@ def run_maxout(args, ctx: Context) -> Output:
         widths = [int(w) for w in args.widths.split(",") if w.strip()]
     except ValueError:
         raise InvalidInputError(f"--widths: expected comma-separated integers, got {args.widths!r}") from None
-    if args.seeds < 1 or args.inputs < 1:
-        raise InvalidInputError("--seeds and --inputs must be positive")
+    import math
+
+    if args.seeds < 1 or args.inputs < 1 or args.seeds > 100_000 or args.inputs > 64:
+        raise InvalidInputError("--seeds must lie in 1..100000 and --inputs in 1..64")
+    if not (math.isfinite(args.sigma_w) and args.sigma_w > 0 and math.isfinite(args.sigma_b) and args.sigma_b > 0):
+        raise InvalidInputError("--sigma-w and --sigma-b must be positive finite numbers (the bounds need a bias "
+                                "density)")
+    if not 2 <= args.k <= 64 or any(w > 4096 for w in widths):
+        raise InvalidInputError("--k must lie in 2..64 and every width in 1..4096")
     r = maxout_complexity(widths, args.k, n_in=args.inputs, seeds=args.seeds, sigma_w=args.sigma_w,
                           sigma_b=args.sigma_b, box=args.inputs <= 2)
     lines = [f"maxout widths {widths}, rank {r.k}, {r.n_in} inputs, {r.seeds} seeds (weights N(0, "

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from relulab.complexity.units import check_inputs, check_net, unit_gradients, unit_layers
+from relulab.complexity.units import check_inputs, unit_gradients, unit_layers
 from relulab.core.errors import InvalidInputError
 from relulab.results import RegionResult, Result
 
@@ -212,7 +212,7 @@ def local_counts(net, x, radius: float, *, shape: str = "square", directions=Non
         if d > 6:
             raise InvalidInputError(f"shape='cube' enumerates regions in all of R^d and is meant for small d "
                                     f"(d <= 6); the input has d = {d}: use a segment or a 2-D shape")
-        full = getattr(regions, "full_space", None) or regions.enumerate
+        full = regions.full_space
         counts = torch.zeros(n, dtype=torch.long)
         for i in range(n):
             res = full(net, (X[i] - r, X[i] + r), **budget)

@@ -190,7 +190,9 @@ def exact_lc_2d(net, density, *, rtol: float = 1e-9, time_limit: float | None = 
     deviations around a Gaussian or around the data of a smoothed data set, outside of which the
     density is below ``1e-14`` of its peak: ``truncation`` says so). Units whose tie holds on a whole
     region (a boundary of positive area, e.g. a unit fed only by dead units with zero bias) are not
-    counted and are reported in ``extra['degenerate_units']``.
+    counted and are reported in ``extra['degenerate_units']``. A boundary is where a unit's winner ties
+    with another piece along an edge of the partition; a unit that touches its tie without changing
+    winner along a whole edge (possible only for non-generic weights) is counted there too.
     """
     from relulab import regions
 

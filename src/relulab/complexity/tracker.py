@@ -20,8 +20,8 @@ Schedule: ``every=k`` measures at multiples of k; the default is log-spaced step
 20, 50, ...; four per decade after 100). ``budget`` (default 0.2) caps the measuring time at that
 fraction of the time spent outside the tracker (training): a scheduled measurement is skipped unless
 the time measured so far plus the cost of the last measurement fits in ``budget`` times the training
-time, so after the first measurement (step 0, before any training) the overhead stays within
-``budget`` whatever the cadence.
+time (a skipped measurement is taken at the first later step the budget allows), so after the first
+measurement (step 0, before any training) the overhead stays within ``budget`` whatever the cadence.
 """
 
 from __future__ import annotations
@@ -116,15 +116,21 @@ class Tracker:
         self._measure_s = 0.0
         self._train_s = 0.0
         self._last_cost = 0.0
+        self._pending = False
         self._last = None
 
     # ------------------------------------------------------------------ schedule
     def due(self, step: int) -> bool:
+        """Whether to measure at ``step``: scheduled (or a scheduled step was skipped for the budget
+        since the last measurement) and within budget."""
         scheduled = (step % self.every == 0) if self.every else log_schedule(step)
-        if not scheduled:
+        if not (scheduled or self._pending):
             return False
         # anticipate the next measurement's cost (that of the last one), so the total stays in budget
-        return self.budget is None or self._measure_s + self._last_cost <= self.budget * self._train_s
+        if self.budget is None or self._measure_s + self._last_cost <= self.budget * self._train_s:
+            return True
+        self._pending = True  # measure as soon as the budget allows, not at the next scheduled step
+        return False
 
     @property
     def overhead(self) -> float:
@@ -143,6 +149,7 @@ class Tracker:
         end = time.perf_counter()
         self._last_cost = end - now
         self._measure_s += end - now
+        self._pending = False
         self._last = end
         return True
 

@@ -15,6 +15,19 @@ from pathlib import Path
 from relulab.core.errors import InvalidInputError
 
 
+def _umask() -> int:
+    # read without changing it for longer than this call (os.umask only reads by setting)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str, path: Path) -> None:
+    # mkstemp creates 0600 files; a finished output gets the permissions an ordinary open() would give
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 def check_output_path(path, what: str = "output path", suffix: str | None = None) -> Path:
     """The path a writer will really write: non-empty, with ``suffix`` appended when it lacks it
     (so that messages can name the file that exists afterwards), its folder existing."""
@@ -43,7 +56,7 @@ def atomic_write(path, mode: str = "wb", encoding: str | None = None):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -58,7 +71,7 @@ def atomic_save(path, writer) -> Path:
     os.close(fd)
     try:
         writer(tmp)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

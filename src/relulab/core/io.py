@@ -25,6 +25,7 @@ import math
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -429,7 +430,7 @@ def _sniff(p: Path, limit: int) -> str:
         try:
             with zipfile.ZipFile(p) as z:
                 infos = z.infolist()
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as e:
             raise ModelFileError(f"{p}: corrupt or truncated archive ({e}); expected {FORMATS}") from None
         names = [i.filename for i in infos]
         # declared sizes, before anything is decompressed: a small archive may claim gigabytes
@@ -610,7 +611,7 @@ def _check_storages(p: Path, limit: int) -> None:
                     break
                 declared += n
             available = len(data)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError, NotImplementedError, zlib.error) as e:
         raise ModelFileError(f"{p}: corrupt or truncated torch file ({_first_line(e)})") from None
     if oversized:
         key, size = oversized[0]
@@ -739,7 +740,7 @@ def _pt2_prescan(p: Path) -> torch.Tensor | None:
                         raise refuse("its example inputs are not plain tensors") from None
                     example = _first_tensor(args)
             return example
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, NotImplementedError, zlib.error) as e:
         if isinstance(e, ModelFileError):
             raise
         raise ModelFileError(f"{p}: corrupt or truncated torch.export archive ({_first_line(e)})") from None

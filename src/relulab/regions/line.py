@@ -101,6 +101,16 @@ def _dense_patterns(base: torch.Tensor, deltas: torch.Tensor, n: int) -> torch.T
     return D.cumsum(0)
 
 
+def _pattern_rows(base: torch.Tensor, deltas: torch.Tensor, i0: int, i1: int) -> torch.Tensor:
+    """Rows ``i0..i1-1`` of a pattern sequence (dense for those rows only)."""
+    D = torch.zeros(i1 - i0, base.numel(), dtype=torch.long, device=base.device)
+    D[0] = _pattern_row(base, deltas, i0)
+    if deltas.numel():
+        sel = (deltas[:, 0] > i0) & (deltas[:, 0] < i1)
+        D.index_put_((deltas[sel, 0] - i0, deltas[sel, 1]), deltas[sel, 2], accumulate=True)
+    return D.cumsum(0)
+
+
 def _pattern_row(base: torch.Tensor, deltas: torch.Tensor, i: int) -> torch.Tensor:
     p = base.long().clone()
     if deltas.numel():
@@ -414,6 +424,7 @@ class _Walk:
                                "all_valid": bool(layer.valid.all())})
             kmax = max(kmax, K)
         self.pdtype = torch.int8 if kmax <= 127 else (torch.int16 if kmax <= 32767 else torch.int32)
+        self.tail = self._affine_tail()
         # rows per batch from a memory estimate: live states (value, derivative, flag) plus the
         # largest (units x pieces) work arrays of a max layer
         width = max(int(math.prod(getattr(n.layer, "out_shape", net.input_shape))) for n in self.nodes[1:]) \
@@ -672,6 +683,7 @@ class _Walk:
                 cid = torch.cumsum(new.long(), 0) - 1
                 rep = times[new]
                 snapped[ev[:, 0], ev[:, 1]] = rep[cid]
+                ev_all, cid_all = ev, cid
                 times, ev_rows = rep, ev_rows[new]
         ncl_row = torch.bincount(ev_rows, minlength=C)
         nchild = ncl_row + 1
@@ -701,6 +713,12 @@ class _Walk:
             del n_before
         else:
             w_fix = Wc[:, 0]
+        if self.tail is not None and i == self.tail[0] and info["elementwise"] and K == 2:
+            cl_child = cidx if times.numel() else None
+            events = (ev_all, cid_all) if times.numel() else None
+            self._sparse_leaves(st, i, l, info, V, T, Wc, w_fix, inside if J else None, snapped, shared,
+                                ju, jobid, parent, left, right, cstart, events, cl_child)
+            return
         cab = info["cabs32"]
         for c0_ in range(0, D, self.rows):
             if self.stopped:
@@ -756,6 +774,109 @@ class _Walk:
                      "gstart": gstart, "chg": {i: ch | gstart[:, None]}}
             del Vc, Tc, Zc, Nc, pat, wc, wcf, ch
             self._descend(child, i + 1)
+
+    def _affine_tail(self):
+        """For a chain whose last max layer is followed by dense (and reshape) layers only: (node of
+        that max layer, M (out, U), c (out,)) with ``output = M z + c`` for the max layer's output
+        ``z``; else None. With it, the leaves of the last max layer are assembled from the sparse
+        winner changes (cost ~ regions x outputs, not regions x units)."""
+        nodes = self.nodes
+        if not self.net.max_layers or not all(nd.inputs == (j - 1,) for j, nd in enumerate(nodes) if j > 0):
+            return None
+        i = self.net.max_layers[-1]
+        layers = [nd.layer for nd in nodes[i + 1:]]
+        if not all(isinstance(lay, (Dense, Reshape)) for lay in layers):
+            return None
+        U = nodes[i].layer.units
+        dense = [lay for lay in layers if isinstance(lay, Dense)]
+        out = self.net.output_dim
+        if out * U > 2 * 10**7:
+            return None
+        dev, dt = self.net.device, self.net.dtype
+        M = torch.eye(U, dtype=dt, device=dev) if not dense else dense[-1].weight
+        for lay in reversed(dense[:-1]):
+            M = M @ lay.weight
+        c = torch.zeros(1, U, dtype=dt, device=dev)
+        for lay in dense:
+            c = c @ lay.weight.T + (lay.bias if lay.bias is not None else 0)
+        return i, M.T.contiguous(), c[0]
+
+    def _sparse_leaves(self, st, i, l, info, V, T, Wc, w_fix, inside, snapped, shared, ju, jobid, parent,
+                       left, right, cstart, events, cl_child):
+        """Leaves of the last max layer (two-piece elementwise units) from the winners at each row's
+        start plus the sparse winner changes inside rows: outputs by cumulative sums of the changed
+        units' columns of the affine tail, patterns as deltas."""
+        _, Mt, c = self.tail  # Mt (U, out)
+        cf = info["cf"]
+        C, U = V.shape
+        dev = V.device
+        units = torch.arange(U, device=dev)
+        D = int(parent.numel())
+        # winners at each row's first child
+        jid = torch.arange(C, device=dev)[:, None] * U + units if shared is None else jobid
+        wc = torch.take(w_fix, jid)
+        if inside is not None:
+            hit = torch.take(inside, jid).nonzero()
+            if hit.numel():
+                hj = jid[hit[:, 0], hit[:, 1]]
+                step = (snapped[hj] <= st["t0"][hit[:, 0]][:, None]).sum(1)
+                wc[hit[:, 0], hit[:, 1]] = Wc[hj, step]
+        wcf = torch.where(wc.bool(), cf[:, 1], cf[:, 0])
+        Yv, Yt = (V * wcf) @ Mt + c, (T * wcf) @ Mt
+        off = self.net.unit_offsets[l]
+        prow = st["pat"].clone()
+        prow[:, off:off + U] = wc.to(self.pdtype)
+        accv = torch.zeros(D, Mt.shape[1], dtype=V.dtype, device=dev)
+        acct = torch.zeros_like(accv)
+        ev_child = ev_unit = ev_new = ev_old = torch.zeros(0, dtype=torch.long, device=dev)
+        if events is not None:
+            ev, cid = events
+            job, slot = ev[:, 0], ev[:, 1]
+            ev_child = cl_child[cid]
+            ev_unit = job % U if shared is None else ju[job]
+            ev_old, ev_new = Wc[job, slot], Wc[job, slot + 1]
+            row = parent[ev_child]
+            dcf = cf[ev_unit, ev_new] - cf[ev_unit, ev_old]
+            accv.index_add_(0, ev_child, (dcf * V[row, ev_unit])[:, None] * Mt[ev_unit])
+            acct.index_add_(0, ev_child, (dcf * T[row, ev_unit])[:, None] * Mt[ev_unit])
+        # cumulative within rows (the first child of a row has no change)
+        csv, cst = accv.cumsum(0), acct.cumsum(0)
+        first = cstart[parent]
+        yv = Yv[parent] + csv - csv[first]
+        yt = Yt[parent] + cst - cst[first]
+        n = D
+        if self.max_regions is not None and self.n_leaves + D > self.max_regions:
+            n = self.max_regions - self.n_leaves
+            self.stopped, self.stopped_by = True, "max_regions"
+        if n > 0:
+            keep_ev = ev_child < n
+            ev_child, ev_unit, ev_new, ev_old = (x[keep_ev] for x in (ev_child, ev_unit, ev_new, ev_old))
+            rows_n = parent[:n]
+            R = int(rows_n[-1]) + 1
+            # each row's last pattern (changes applied), to diff against the next row's first
+            plast = prow[:R].clone()
+            plast[parent[ev_child], off + ev_unit] = ev_new.to(self.pdtype)
+            prev = torch.cat([(prow[:1] if self.last_pattern is None else self.last_pattern[None]), plast[:-1]])
+            if self.base is None:
+                self.base = prow[0].clone()
+            diff = prow[:R] != prev
+            nz = diff.nonzero()
+            d_rows = torch.stack([cstart[nz[:, 0]] + self.n_leaves, nz[:, 1],
+                                  prow[:R][nz[:, 0], nz[:, 1]].long() - prev[nz[:, 0], nz[:, 1]].long()], 1)
+            d_ev = torch.stack([ev_child + self.n_leaves, off + ev_unit, ev_new - ev_old], 1)
+            dl = torch.cat([d_rows, d_ev])
+            if dl.numel():
+                self.deltas.append(dl[torch.argsort(dl[:, 0], stable=True)])
+            self.last_pattern = plast[-1].clone()
+            if n < D:  # the last kept leaf: its row's pattern with the changes up to it
+                self.last_pattern = prow[R - 1].clone()
+                sel = parent[ev_child] == R - 1
+                self.last_pattern[off + ev_unit[sel]] = ev_new[sel].to(self.pdtype)
+            lft = left[:n]
+            self.leaves.append((st["seg"][rows_n], lft, right[:n], yv[:n] + lft[:, None] * yt[:n], yt[:n]))
+            self.n_leaves += n
+        if self.stopped:
+            raise _Stop
 
     def _job_pieces(self, info, V, T, N, jr, ju, ta, tb):
         """Every job's piece values at its two ends, (n, K) each, and its value tolerance (n, 1)."""
@@ -1230,7 +1351,8 @@ def _partition(batch: LineBatch, segs: list[int], closed: bool, domain: str, net
         covered = 1.0
     A = c = None
     d = net.input_dim
-    want = input_maps if input_maps is not None else count * net.output_dim * d <= _AUTO_MAP_ENTRIES
+    # automatic: only when the maps (count x out x d) and the patterns behind them (count x units) are small
+    want = input_maps if input_maps is not None else count * (net.output_dim * d + net.n_units) <= _AUTO_MAP_ENTRIES
     if want and count:
         reg_first = first_rows[:count]
         # midpoint of each region's first piece
@@ -1239,11 +1361,11 @@ def _partition(batch: LineBatch, segs: list[int], closed: bool, domain: str, net
         tm = (batch.t0[reg_first] + batch.t1[reg_first]) / 2
         aa, bb = batch._ab
         x = aa[s_idx] + tm[:, None] * (bb[s_idx] - aa[s_idx])
-        pats = _dense_patterns(base, pdel, count)
         As, cs = [], []
         for i0 in range(0, count, 512):
             xs = x[i0:i0 + 512]  # batched input shape: unambiguous even for one row
-            A_, c_ = net.local_affine(xs.reshape(xs.shape[0], *net.input_shape), pattern=pats[i0:i0 + 512])
+            pats = _pattern_rows(base, pdel, i0, min(count, i0 + 512))
+            A_, c_ = net.local_affine(xs.reshape(xs.shape[0], *net.input_shape), pattern=pats)
             As.append(A_)
             cs.append(c_)
         A, c = torch.cat(As), torch.cat(cs)
@@ -1344,6 +1466,27 @@ def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = N
             time_limit: float | None = None, on_degenerate: str = "raise", rtol: float | None = None,
             ttol: float | None = None, input_maps: bool | None = None, batch_rows: int | None = None,
             memory: int = _DEFAULT_MEMORY, certify: bool | None = None):
+    from relulab.core.plnet import PLNet
+    from relulab.core.threads import threads_for
+
+    # operations touch (intervals in a batch) x (widest layer) elements: for a few segments that
+    # is small work, fastest on one thread (and far faster than many threads under load)
+    per_op = 1 << 30
+    if isinstance(net, PLNet):
+        width = max([int(math.prod(getattr(n.layer, "out_shape", net.input_shape))) for n in net.nodes[1:]]
+                    + [net.input_dim])
+        n_seg = a.shape[0] if isinstance(a, torch.Tensor) and b is not None and a.dim() > len(net.input_shape) else 1
+        per_op = 8 * n_seg * width
+    with torch.no_grad(), threads_for(per_op):
+        return _on_line(net, a, b, closed=closed, max_regions=max_regions, time_limit=time_limit,
+                        on_degenerate=on_degenerate, rtol=rtol, ttol=ttol, input_maps=input_maps,
+                        batch_rows=batch_rows, memory=memory, certify=certify)
+
+
+def _on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = None,
+             time_limit: float | None = None, on_degenerate: str = "raise", rtol: float | None = None,
+             ttol: float | None = None, input_maps: bool | None = None, batch_rows: int | None = None,
+             memory: int = _DEFAULT_MEMORY, certify: bool | None = None):
     """Exact activation regions along a segment, a polyline, or many segments at once.
 
     * ``on_line(net, a, b)`` with ``a``, ``b`` one input each: the segment ``a + t (b - a)``,
@@ -1460,3 +1603,6 @@ def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = N
         return res
     raise InvalidInputError(f"a and b must be one input {shp} (or ({d},)) or a batch (S, {', '.join(map(str, shp))}) "
                             f"or (S, {d}), got {tuple(a.shape)}")
+
+
+on_line.__doc__ = _on_line.__doc__  # the documentation lives with the implementation

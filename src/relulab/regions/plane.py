@@ -48,6 +48,7 @@ from relulab.core.budgets import check_budget
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.layers import Affine, Dense
 from relulab.core.plnet import Node, PLNet
+from relulab.core.threads import threads_for
 from relulab.results import RegionResult
 
 __all__ = ["on_plane", "PlanePartition"]
@@ -310,8 +311,8 @@ def _centroids(V: torch.Tensor) -> torch.Tensor:
 def _means(V: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
     """Vertex means (interior points of convex polygons with positive area)."""
     ar = torch.arange(V.shape[1], device=V.device)
-    m = (ar[None] < n[:, None]).to(V.dtype)
-    return (V * m[..., None]).sum(1) / n[:, None].to(V.dtype)
+    m = (ar[None] < n[:, None]).to(V.dtype) / n[:, None].to(V.dtype)  # weights first: no overflow near 1e308
+    return (V * m[..., None]).sum(1)
 
 
 def _global_line(D, ref):
@@ -1333,7 +1334,10 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     budget = _Budget(max_regions, time_limit, t_start)
     deadline = None if time_limit is None else t_start + float(time_limit)
     certified = False
-    with torch.no_grad():
+    # the refinement's tensor operations are small (a few polygons x units x pieces each): on one
+    # thread they do not wait on others, which under load costs several times their work
+    per_op = 128 * sum(m.units * m.index.shape[1] for m in rnet.max_units)
+    with torch.no_grad(), threads_for(per_op):
         try:
             V, n, E, pat, complete, layer_counts, outmaps = _refine(rnet, ext, float(rtol), budget, pdtype)
             overflow = not bool(torch.isfinite(V).all())
@@ -1375,37 +1379,48 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
                    seconds=0.0, layer_counts=layer_counts, origin=origin, u=u, v=v, polygons=V,
                    n_vertices=n, areas=areas, patterns=pat, rtol=float(rtol))
         aux = 100 * float(rtol)  # adjacency, boundary and map comparisons: looser than vertex decisions
-        if complete:
-            eye2 = torch.eye(2, dtype=dt, device=dev)
-            if outmaps is not None:
-                mc, centre = outmaps
-                ref = _means(V, n)
-                glob, local = mc.clone(), mc.clone()
-                glob[..., 0] = mc[..., 0] - mc[..., 1] * centre[0] - mc[..., 2] * centre[1]
-                off = ref - centre
-                local[..., 0] = mc[..., 0] + mc[..., 1] * off[:, :1] + mc[..., 2] * off[:, 1:]
-            else:
-                glob, local, ref = _maps(rnet, V, n, pat, eye2)
-            span = _safe_span(ext)
-            size = max(span)
-            ip, im, info = _adjacency(V, n, E, 10 * aux * size)
-            adj = torch.stack([ip, im], 1)
-            # equal maps on the slice: compare around the slice centre, relative to the output scale
-            if outmaps is not None:
-                cen = outmaps[0]
-            else:
-                mid = torch.tensor([ext[0] / 2 + ext[1] / 2, ext[2] / 2 + ext[3] / 2], dtype=dt, device=dev)
-                cen = glob.clone()
-                cen[..., 0] = glob[..., 0] + glob[..., 1] * mid[0] + glob[..., 2] * mid[1]
-            scl = (cen[..., 0].abs() + cen[..., 1].abs() * span[0] + cen[..., 2].abs() * span[1]).amax()
-            dm = cen[ip] - cen[im]
-            dsz = (dm[..., 0].abs() + dm[..., 1].abs() * span[0] + dm[..., 2].abs() * span[1]).amax(-1) \
-                if ip.numel() else dm.new_zeros(0)
-            same = dsz <= aux * 1e2 * float(scl)
-            k, labels = _components(V.shape[0], ip, im, same, dev)
-            segs, bpoly, bcls, bdir = _boundary(V, n, local, ref, info, ext, aux)
-            res.update(maps=glob, adjacency=adj, linear_labels=labels, linear_count=k, boundary=segs,
-                       boundary_polygon=bpoly, boundary_classes=bcls,
-                       boundary_pieces=_straight_pieces(segs, bdir, size, aux))
+        try:
+            if complete:
+                _describe_partition(res, rnet, V, n, E, pat, ext, outmaps, aux, dt, dev)
+        except InvalidInputError:
+            # the network's values on the slice overflow float64 (the count above is exact): its
+            # affine maps, adjacency, linear count and boundary cannot be given in float64
+            if not overflow:
+                raise
     res["seconds"] = time.perf_counter() - t_start
     return PlanePartition(**res)
+
+
+def _describe_partition(res, rnet, V, n, E, pat, ext, outmaps, aux, dt, dev):
+    """Affine maps, adjacency, linear regions and decision boundary of a complete partition."""
+    eye2 = torch.eye(2, dtype=dt, device=dev)
+    if outmaps is not None:
+        mc, centre = outmaps
+        ref = _means(V, n)
+        glob, local = mc.clone(), mc.clone()
+        glob[..., 0] = mc[..., 0] - mc[..., 1] * centre[0] - mc[..., 2] * centre[1]
+        off = ref - centre
+        local[..., 0] = mc[..., 0] + mc[..., 1] * off[:, :1] + mc[..., 2] * off[:, 1:]
+    else:
+        glob, local, ref = _maps(rnet, V, n, pat, eye2)
+    span = _safe_span(ext)
+    size = max(span)
+    ip, im, info = _adjacency(V, n, E, 10 * aux * size)
+    adj = torch.stack([ip, im], 1)
+    # equal maps on the slice: compare around the slice centre, relative to the output scale
+    if outmaps is not None:
+        cen = outmaps[0]
+    else:
+        mid = torch.tensor([ext[0] / 2 + ext[1] / 2, ext[2] / 2 + ext[3] / 2], dtype=dt, device=dev)
+        cen = glob.clone()
+        cen[..., 0] = glob[..., 0] + glob[..., 1] * mid[0] + glob[..., 2] * mid[1]
+    scl = (cen[..., 0].abs() + cen[..., 1].abs() * span[0] + cen[..., 2].abs() * span[1]).amax()
+    dm = cen[ip] - cen[im]
+    dsz = (dm[..., 0].abs() + dm[..., 1].abs() * span[0] + dm[..., 2].abs() * span[1]).amax(-1) \
+        if ip.numel() else dm.new_zeros(0)
+    same = dsz <= aux * 1e2 * float(scl)
+    k, labels = _components(V.shape[0], ip, im, same, dev)
+    segs, bpoly, bcls, bdir = _boundary(V, n, local, ref, info, ext, aux)
+    res.update(maps=glob, adjacency=adj, linear_labels=labels, linear_count=k, boundary=segs,
+               boundary_polygon=bpoly, boundary_classes=bcls,
+               boundary_pieces=_straight_pieces(segs, bdir, size, aux))

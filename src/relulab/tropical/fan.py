@@ -155,6 +155,8 @@ def classification_fan(X, width: int | tuple = 1, labels=None, *, facets: bool =
     mp, mq = (width, width) if isinstance(width, (int, np.integer)) else tuple(width)
     if mp < 1 or mq < 1:
         raise InvalidInputError(f"width must be >= 1 (monomials per side), got {width!r}")
+    if mp > 6 or mq > 6:
+        raise ResourceLimitError(f"width {width!r}: at most 6 monomials per side (the fan has up to (2m)^n cones)")
     n, d = X.shape
     if n > 20:
         raise ResourceLimitError(f"n={n} points: the fan has up to 2^n labellings; at most 20 points are accepted")

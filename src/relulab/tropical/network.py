@@ -379,7 +379,6 @@ def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000,
     if len(cp) * len(cq) > max_lps:
         raise ResourceLimitError(f"{len(cp)} x {len(cq)} cells to test exceed max_lps={max_lps}")
     # cells met by random points with a clear margin need no LP
-    from relulab.tropical.polynomial import sampled_winners
 
     d0 = Ep.shape[1]
     rng = np.random.default_rng(1)

@@ -110,3 +110,18 @@ def test_local_rank_and_total_variation_against_dense_jacobians():
     G = torch.func.vmap(torch.func.jacrev(model))(x)
     assert tv.value == pytest.approx(float(G.detach().flatten(1).norm(dim=1).mean()), rel=1e-10)
     assert tv.gradient_tv <= tv.bound + 1e-12
+
+
+@pytest.mark.parametrize("shape", ["disc", "diamond"])
+def test_disc_and_diamond_against_dense_sampling(shape):
+    """Every pattern sampled in the neighbourhood is counted; with few, large regions sampling finds them all."""
+    _, net = _mlp(2, 8, widths=(5, 4))
+    x = torch.randn(3, 2, dtype=torch.float64)
+    eye = torch.eye(2, dtype=torch.float64)
+    res = local_counts(net, x, 0.8, shape=shape, directions=eye)
+    g = torch.Generator().manual_seed(0)
+    for i in range(3):
+        st = (torch.rand(20000, 2, generator=g, dtype=torch.float64) * 2 - 1) * 0.8
+        inside = st.norm(dim=1) <= 0.8 if shape == "disc" else st.abs().sum(1) <= 0.8
+        pats = net.pattern(x[i] + st[inside])
+        assert torch.unique(pats, dim=0).shape[0] == int(res.counts[i])

@@ -58,6 +58,9 @@ def test_budget_skips_measurements_when_over():
     tr = Tracker((4,), train=(x, y), every=1, budget=1e-9)
     assert tr(0, model)  # nothing measured yet: within budget
     assert not tr(1, model)  # the first measurement already exceeds a tiny budget
+    tr.budget, tr.every = 1e9, 10
+    assert tr(3, model)  # a step off the schedule, taken because step 2 was skipped for the budget
+    assert not tr(4, model)
 
 
 def test_log_schedule_and_arguments():
