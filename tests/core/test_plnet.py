@@ -525,7 +525,7 @@ def test_inputs_that_overflow_inside_the_network_are_refused():
         m[0].weight.fill_(4.0)  # 1e308 inputs overflow in the first layer already
     net = relulab.PLNet.from_torch(m, (2,))
     big = torch.full((3, 2), 1e308, dtype=torch.float64)
-    for call in (net, net.pattern, net.local_affine, lambda x: net.trace(x, directions=torch.eye(2))):
+    for call in (net, net.pattern, net.local_affine, lambda x: net.trace(x, directions=torch.eye(2), check_finite=True)):
         with pytest.raises(relulab.InvalidInputError, match="non-finite|overflow"):
             call(big)
     for bad in (float("nan"), float("inf")):

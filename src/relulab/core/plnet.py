@@ -152,13 +152,13 @@ class PLNet:
         return f"PLNet(input_shape={self.input_shape}, units={self.n_units}\n{body}\n)"
 
     # ------------------------------------------------------------------ inputs
-    def _flat(self, x) -> tuple[torch.Tensor, bool]:
+    def _flat(self, x, check: bool = True) -> tuple[torch.Tensor, bool]:
         """Flatten an input to (B, d); also say whether it came as a single sample."""
         x = torch.as_tensor(x)
         if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
             raise InvalidInputError(f"input must be a real tensor, got dtype {x.dtype}")
         x = x.to(device=self.device, dtype=self.dtype)
-        if not bool(torch.isfinite(x).all()):
+        if check and not bool(torch.isfinite(x).all()):
             raise InvalidInputError(f"input contains NaN or infinite values (or values beyond the range of {self.dtype})")
         d, shp = self.input_dim, self.input_shape
         if tuple(x.shape[1:]) == shp:
@@ -221,7 +221,8 @@ class PLNet:
         return pat
 
     # ------------------------------------------------------------------ the one pass
-    def trace(self, x, directions=None, pattern=None, upto: int | None = None, record: bool = True) -> Trace:
+    def trace(self, x, directions=None, pattern=None, upto: int | None = None, record: bool = True,
+              check_finite: bool = False) -> Trace:
         """One batched pass recording every max layer's pieces.
 
         ``directions`` (m, d) or (B, m, d): also propagate the derivatives along these directions
@@ -232,7 +233,7 @@ class PLNet:
         Directions shared by the batch are carried unbatched until the first max layer (the leading
         affine layers then act on m vectors, not B * m).
         """
-        z, _ = self._flat(x)
+        z, _ = self._flat(x, check=check_finite)
         B = z.shape[0]
         T = None if directions is None else self._directions(directions, B)
         forced = None if pattern is None else self._pattern_arg(pattern, B)
@@ -246,13 +247,13 @@ class PLNet:
                 pt = layer.piece_tangents(ta)
                 ptans.append(pt.expand(B, *pt.shape[1:]).contiguous() if pt.shape[0] != B else pt)
 
-        out, out_t, winners = self._walk(z, T, forced, upto, keep if record else None, record)
+        out, out_t, winners = self._walk(z, T, forced, upto, keep if record else None, record, check_finite)
         pat = torch.cat(winners, 1) if winners else torch.zeros(B, 0, dtype=torch.long, device=self.device)
         if out_t is not None and out_t.shape[0] != B:
             out_t = out_t.expand(B, *out_t.shape[1:]).contiguous()
         return Trace(out, out_t, pat, pieces, ptans)
 
-    def _walk(self, z, T, forced, upto, visit, record: bool):
+    def _walk(self, z, T, forced, upto, visit, record: bool, check: bool = True):
         """The pass behind :meth:`trace` and :meth:`region_inequalities`.
 
         At max layer l calls ``visit(l, layer, z_in, t_in, pieces, winners)``: ``t_in`` is (1, m, n)
@@ -284,7 +285,8 @@ class PLNet:
                         ta.shape[0], ta.shape[1], numel(layer.out_shape))
             else:
                 l += 1
-                finite.append(torch.isfinite(vals[a]).all())
+                if check:
+                    finite.append(torch.isfinite(vals[a]).all())
                 f = None if forced is None else forced[:, self.layer_slice(l)]
                 p = None
                 if need_argmax:
@@ -316,9 +318,10 @@ class PLNet:
                     vals.pop(j, None)
                     tans.pop(j, None)
         last = len(self.nodes) - 1
-        finite.append(torch.isfinite(vals[last]).all())
-        if tans[last] is not None:
-            finite.append(torch.isfinite(tans[last]).all())
+        if check:
+            finite.append(torch.isfinite(vals[last]).all())
+            if tans[last] is not None:
+                finite.append(torch.isfinite(tans[last]).all())
         self._check_finite(finite, last)
         return vals[last], tans[last], winners
 
@@ -348,7 +351,7 @@ class PLNet:
     def __call__(self, x) -> torch.Tensor:
         """The network's output, (B, *output_shape) (or output_shape for one sample)."""
         z, single = self._flat(x)
-        y = self.trace(z, record=False).output
+        y = self.trace(z, record=False, check_finite=True).output
         y = y.reshape(z.shape[0], *self.output_shape)
         return y[0] if single else y
 
@@ -361,7 +364,7 @@ class PLNet:
         For two-piece units (ReLU, leaky ReLU, abs), 1 means the ``z > 0`` side.
         """
         z, single = self._flat(x)
-        p = self.trace(z, record=False).pattern
+        p = self.trace(z, record=False, check_finite=True).pattern
         return p[0] if single else p
 
     def local_affine(self, x, pattern=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -377,7 +380,7 @@ class PLNet:
         if n_out < d and B > 0 and not torch.is_inference_mode_enabled():
             with torch.enable_grad():
                 zz = z.detach().requires_grad_(True)
-                y = self.trace(zz, pattern=pattern, record=False).output
+                y = self.trace(zz, pattern=pattern, record=False, check_finite=True).output
                 if y.requires_grad:
                     cot = torch.eye(n_out, dtype=y.dtype, device=y.device)[:, None, :].expand(n_out, B, n_out)
                     (g,) = torch.autograd.grad(y, zz, grad_outputs=cot, is_grads_batched=True)
@@ -386,7 +389,7 @@ class PLNet:
             A, y = g.transpose(0, 1).contiguous(), y.detach()
         else:
             eye = torch.eye(d, dtype=self.dtype, device=self.device)
-            tr = self.trace(z, directions=eye, pattern=pattern, record=False)
+            tr = self.trace(z, directions=eye, pattern=pattern, record=False, check_finite=True)
             A, y = tr.output_tangent.transpose(1, 2).contiguous(), tr.output
         c = y - (A @ z[:, :, None])[..., 0]
         if not (bool(torch.isfinite(A).all()) and bool(torch.isfinite(c).all())):
