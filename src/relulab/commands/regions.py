@@ -88,7 +88,7 @@ def run(args, ctx: Context) -> Output:
         data["audit_missing"] = 0 if res.audit is None else int(res.audit.shape[0])
     if args.plot:
         data["plot"] = save_figure(lambda ax: res.plot(ax=ax), args.plot,
-                                   (7, 3.5) if type(res).__name__ == "LinePartition" else (6, 6))
+                                   (7, 3.5) if args.line else (6, 6))
     missing = data.get("audit_missing", 0)
     return Output(data, _render(res, args), exit_code=1 if missing else 0)
 
