@@ -210,3 +210,27 @@ def test_plots_that_returned_figures_return_axes():
         assert g.plot(ax=ax) is ax
     finally:
         plt.close("all")
+
+
+def test_every_result_times_itself_in_seconds():
+    """One name for wall time across every result family."""
+    import dataclasses
+    import pkgutil
+
+    import relulab
+    from relulab.results import Result
+
+    for info in pkgutil.walk_packages(relulab.__path__, "relulab."):
+        if info.name.startswith("relulab.commands") or info.name.endswith("__main__"):
+            continue
+        importlib.import_module(info.name)
+
+    def subclasses(c):
+        for s in c.__subclasses__():
+            yield s
+            yield from subclasses(s)
+
+    for cls in subclasses(Result):
+        if dataclasses.is_dataclass(cls):
+            names = {f.name for f in dataclasses.fields(cls)}
+            assert "elapsed" not in names, f"{cls.__module__}.{cls.__name__} times itself as 'elapsed'"

@@ -438,7 +438,7 @@ def _render_grid(res, args):
     what = "random points" if res.measure == "volume" else "regions drawn uniformly by count"
     parts = [Text(f"fraction of {res.samples} {what} whose Jacobian has rank n ({res.activation}, "
                   f"hidden bias, output layer fixed; seed {res.seed}, {res.workers} worker(s), "
-                  f"{res.elapsed:.1f} s); * : m (d+1) < n, never full rank")]
+                  f"{res.seconds:.1f} s); * : m (d+1) < n, never full rank")]
     for a, d in enumerate(res.d_values):
         t = Table(title=f"d = {d}", title_justify="left", show_edge=False)
         t.add_column("m \\ n", justify="right", style="bold")

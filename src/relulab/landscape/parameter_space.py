@@ -397,7 +397,7 @@ class ParameterArrangement(Result):
     general_position_count: int
     complete: bool = True
     hyperplanes_done: int = 0
-    elapsed: float = 0.0
+    seconds: float = 0.0
 
     _summary_fields = ("n", "d", "m", "bias", "n_cells", "n_regions", "general_position_count", "complete")
 
@@ -461,7 +461,7 @@ def enumerate_parameter_regions(X, m: int = 1, bias: bool = True, max_cells: int
     return ParameterArrangement(
         n=n, d=d, m=m, bias=bias, cells=torch.as_tensor(cells), witnesses=torch.as_tensor(wit), n_cells=C,
         n_regions=C ** m, general_position_count=cover_count(int(np.any(Xt != 0, axis=1).sum()), q),
-        complete=complete, hyperplanes_done=done, elapsed=time.time() - t0)
+        complete=complete, hyperplanes_done=done, seconds=time.time() - t0)
 
 
 # ---------------------------------------------------------------------------------------------- phase transition
@@ -601,12 +601,12 @@ class FullRankGrid(Result):
     bias: bool = True
     seed: int = 0
     workers: int = 1
-    elapsed: float = 0.0
+    seconds: float = 0.0
     measure: str = "volume"
     samplers: dict = field(default_factory=lambda: dict(PRESETS["default"]))
 
     _summary_fields = ("d_values", "n_values", "m_values", "samples", "fraction", "activation", "measure", "samplers",
-                       "elapsed")
+                       "seconds")
 
     def plot(self, ax=None):
         """One heatmap per d: fraction of full rank over n (x) and m (y), with the count line m (d+1) = n
@@ -739,5 +739,5 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
     lo, hi = _wilson(counts, samples)
     return FullRankGrid(d_values=ds, n_values=ns, m_values=ms, samples=samples, full_rank=counts, fraction=frac,
                         low=lo, high=hi, activation=activation, alpha=alpha, bias=bool(bias), seed=int(seed),
-                        workers=n_proc, elapsed=time.time() - t0, measure=measure,
+                        workers=n_proc, seconds=time.time() - t0, measure=measure,
                         samplers={k: (getattr(v, "__name__", repr(v)) if callable(v) else v) for k, v in chosen.items()})
