@@ -261,7 +261,11 @@ def probes() -> list[Probe]:
                 net = relulab.PLNet.from_torch(relulab.build("mlp:2-8-8-1:relu", seed=0), (2,))
                 a = torch.tensor([1e307, 1e307], dtype=torch.float64); b = -a
                 r = regions.on_line(net, a, b)
-                return False, f"accepted: {r.count} intervals"
+                # every breakpoint lies within a few units of the origin, so a segment of length 1e6
+                # along the same line meets the same regions: a refusal or that count is right
+                ref = regions.on_line(net, a / 1e301, b / 1e301).count
+                ok = r.count == ref and bool(getattr(r, "certified", False))
+                return ok, f"{r.count} intervals (reference {ref}), certified: {getattr(r, 'certified', None)}"
             """))
     P.append(_cli("5 non-finite", "CLI: model with an infinite bias", ["regions", "{d}/inf_bias.pt", "--arch",
                                                                      "mlp:2-8-1:relu", "--all"]))
