@@ -29,6 +29,7 @@ from torch import nn
 
 from relulab import nn as rnn
 from relulab.core.errors import InvalidInputError, UnsupportedLayerError
+from relulab.core.recognize import trace
 from relulab.init.constants import _rank, activation_second_moment
 
 __all__ = ["LayerInit", "init_plan", "maxout_"]
@@ -44,11 +45,6 @@ _RELU_FNS = {torch.relu, F.relu}
 _ABS_FNS = {torch.abs}
 _NEUTRAL_FNS = {torch.flatten, torch.add, torch.reshape}
 _NEUTRAL_METHODS = {"view", "reshape", "flatten", "size", "contiguous", "__add__", "add"}
-
-
-class _Tracer(fx.Tracer):
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (rnn.Maxout, rnn.GroupMax, rnn.Abs)) or super().is_leaf_module(m, qualname)
 
 
 @dataclass
@@ -114,7 +110,7 @@ def _trace(module: nn.Module) -> list[_Op]:
 
 def _trace_graph(module: nn.Module) -> fx.Graph:
     try:
-        return _Tracer().trace(module)
+        return trace(module)
     except Exception as e:  # fx raises many kinds of errors on data-dependent control flow
         raise UnsupportedLayerError(
             f"{type(module).__name__} cannot be traced by torch.fx ({type(e).__name__}: "
