@@ -87,3 +87,21 @@ def test_every_sub_command_has_quiet_and_json():
     for sp in found:
         dests = {a.dest for a in sp._actions}
         assert {"json", "quiet"} <= dests, sp.prog
+
+
+def test_engines_report_progress():
+    """Long-running engines call the progress protocol: region searches and critical-point searches."""
+    import torch
+
+    from relulab import PLNet, regions
+    from relulab.landscape.teacher_student import TeacherStudent, find_critical_points
+    from relulab.progress import Recorder
+
+    torch.manual_seed(0)
+    net = PLNet.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 6), torch.nn.ReLU(), torch.nn.Linear(6, 1)), (2,))
+    rec = Recorder()
+    res = regions.full_space(net, progress=rec)
+    assert rec.calls and rec.calls[-1][0] >= res.count
+    rec = Recorder()
+    find_critical_points(TeacherStudent(torch.eye(2, dtype=torch.float64), 2), 4, workers=1, chunk_size=2, progress=rec)
+    assert [c[0] for c in rec.calls] == [2, 4] and all(c[1] == 4 for c in rec.calls)

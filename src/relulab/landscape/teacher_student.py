@@ -790,7 +790,8 @@ def find_critical_points(problem: TeacherStudent, n_starts: int = 100, *, seed: 
                          switch_gtol: float = 1e-6, max_flow_iters: int = 10000, max_newton_iters: int = 60,
                          max_escapes: int = 3, loss_tol: float = 1e-10, tol: float | None = None,
                          time_limit: float | None = None, initial_points=None,
-                         merge_degenerate: bool = True, memory_budget: float = 2 * 2**30) -> CriticalPointSearch:
+                         merge_degenerate: bool = True, memory_budget: float = 2 * 2**30,
+                         progress=None) -> CriticalPointSearch:
     """Critical points of L from ``n_starts`` random starts, grouped into families up to symmetry.
 
     Start s is W0 = N(0, init_scale^2 / d) entries from a generator seeded by (seed, s). Starts run in
@@ -805,6 +806,7 @@ def find_critical_points(problem: TeacherStudent, n_starts: int = 100, *, seed: 
     restricted to that symmetry group) and eigenvalue multiplicities. ``time_limit`` (seconds): chunks
     not finished by then are reported as failures and ``complete`` is False. ``initial_points`` (n, k, d):
     start from these instead (``n_starts`` is then n; start s is initial_points[s]).
+    ``progress``: called as ``progress(done, n_starts, converged=...)`` after each chunk of starts.
     ``memory_budget`` (bytes, default 2 GiB): every start's outcome (its point, Hessian spectrum and
     bookkeeping) is kept until the grouping; a number of starts whose outcomes would not fit raises
     :class:`~relulab.core.errors.ResourceLimitError` before any is run.
@@ -845,9 +847,14 @@ def find_critical_points(problem: TeacherStudent, n_starts: int = 100, *, seed: 
     results = []
     n_proc = min(workers, len(chunks))
     payloads = [dict(base, starts=c, W0=None if init is None else init[c[0]:c[-1] + 1]) for c in chunks]
+    def report(out):
+        results.extend(out)
+        if progress is not None:
+            progress(len(results), n_starts, converged=sum(bool(r.get("converged")) for r in results))
+
     if n_proc <= 1:
         for pl in payloads:
-            results.extend(_chunk_worker(pl))
+            report(_chunk_worker(pl))
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -858,7 +865,7 @@ def find_critical_points(problem: TeacherStudent, n_starts: int = 100, *, seed: 
         method = "fork" if "fork" in mp.get_all_start_methods() and sys.platform.startswith("linux") else "spawn"
         with ProcessPoolExecutor(max_workers=n_proc, mp_context=mp.get_context(method)) as ex:
             for out in ex.map(_chunk_worker, [dict(pl, threads=1) for pl in payloads]):
-                results.extend(out)
+                report(out)
     results.sort(key=lambda r: r["start"])
 
     row_colors, col_colors = problem.symmetry_colors()

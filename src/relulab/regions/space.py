@@ -532,6 +532,7 @@ class _Engine:
         self.hashes = []
         self.found = 0
         self.stopped_by = None
+        self.progress = None
         self.near_zero = 0  # sign decisions at vertices taken as exact zeros (uncertified)
         g = torch.Generator().manual_seed(0x5EED)
         self.rvec = torch.randint(-(2**62), 2**62, (max(1, net.n_units),), generator=g, dtype=torch.int64).to(self.dev)
@@ -966,6 +967,10 @@ class _Engine:
         if self.max_regions is not None:  # distinct regions so far, for the budget
             self.hashes = [torch.unique(torch.cat(self.hashes + [self._hash(pat)]))]
             self.found = int(self.hashes[0].numel())
+        if self.progress is not None:
+            # cells emitted so far (a region cut by the compactification's pyramids counts once per
+            # piece until the final merge); the total is unknown until the search ends
+            self.progress(self.n_cells, None, cells=self.n_cells)
 
     def _flips(self, b: _Batch, cell, c, base):
         """Record neighbour candidates: cell's pattern with the unit of bit c changing winner."""
@@ -1437,7 +1442,7 @@ class _Engine:
 # ---------------------------------------------------------------------------------------- API
 def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
               neighbours: bool = False, audit_samples: int = 0,
-              memory_budget: float = DEFAULT_MEMORY) -> FullSpaceRegions:
+              memory_budget: float = DEFAULT_MEMORY, progress=None) -> FullSpaceRegions:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
     Exact layer-by-layer refinement of convex cells (no LP per region); all of R^d through an
@@ -1446,6 +1451,8 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     listed are then genuine but not all. ``memory_budget`` (bytes): a start that needs more (a
     box's ``2^d`` vertices) raises :class:`ResourceLimitError` before allocating. ``neighbours=True`` also returns the facet-adjacency
     pairs. ``audit_samples``: sample that many points and list any pattern the enumeration lacks.
+    ``progress``: called as ``progress(cells, None, cells=cells)`` each time a batch of cells is
+    finished (the number of regions is known only at the end).
     """
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet (use PLNet.from_torch), got {type(net).__name__}")
@@ -1476,6 +1483,7 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
         if box is not None:
             box = tuple(t.to(torch.float64) for t in box)
     eng = _Engine(net, box, max_regions, time_limit, want_graph=True, memory_budget=memory_budget)
+    eng.progress = progress
     # typical operation: a batch's vertices times the layer width; small work runs on one thread,
     # which is as fast on an idle machine and many times faster on a busy one
     width = max([m.units for m in net.max_units] + [1])
