@@ -91,10 +91,14 @@ def potential(name: str | Potential, scale: float = 1.0) -> Potential:
         pot = Potential(key, phi, d2, 1.0)
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise InvalidInputError(f"scale must be a finite number > 0, got {scale!r}")
-    if scale != pot.scale and not isinstance(name, Potential):
+    if scale != 1.0:  # a given Potential keeps its own scale unless another one is asked for
         pot = Potential(pot.name, pot.phi, pot.d2phi, float(scale))
     _check_convex(pot)
     return pot
+
+
+# the engines' keyword argument ``potential`` shadows the function inside them
+_potential = potential
 
 
 def _check_convex(pot: Potential) -> None:
@@ -273,7 +277,7 @@ def flow(model: torch.nn.Module, objective, times, *, potential: str | Potential
         raise ResourceLimitError(f"recording {len(t)} times of {P} parameters needs about {need / 2**30:.2g} GiB, "
                                  f"over memory_budget = {memory_budget / 2**30:.2g} GiB: record fewer times")
     theta0 = m.get()
-    pot = None if potential is None else _resolve_potential(potential, potential_scale)
+    pot = None if potential is None else _potential(potential, potential_scale)
     if pot is None and preconditioner is None:
         kind = "gradient flow"
     elif pot is not None:
@@ -344,10 +348,6 @@ class _Stop(Exception):
         self.reason = reason
 
 
-def _resolve_potential(p, scale) -> Potential:
-    return potential(p, scale)
-
-
 def _trajectory(kind, method, m, rec_t, rec_p, rec_l, rec_g, rec_o, grid, theta0, complete, stopped, start):
     params = torch.stack(rec_p)
     norm0 = float(theta0.norm())
@@ -383,7 +383,7 @@ def gradient_descent(model: torch.nn.Module, objective, lr: float, steps: int, *
         raise ResourceLimitError(f"recording {steps // record_every + 1} states of {P} parameters needs about "
                                  f"{need / 2**30:.2g} GiB, over memory_budget = {memory_budget / 2**30:.2g} GiB: "
                                  "raise record_every")
-    pot = None if potential is None else _resolve_potential(potential, potential_scale)
+    pot = None if potential is None else _potential(potential, potential_scale)
     grid_t = None if grid is None else torch.as_tensor(grid, dtype=m.dtype, device=m.device)
     theta0 = m.get()
     theta = theta0.clone()
