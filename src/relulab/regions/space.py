@@ -136,6 +136,10 @@ CUBE_RATIO = 1e3
 # a value |g| in (AMBIGUOUS tol, tol] is too large for the rounding of an exact zero and too small
 # to be resolved: the enumeration raises instead of guessing
 AMBIGUOUS = 1e-2
+# input dimensions where method="auto" picks the facet (LP) engine: below, vertex cells are few and
+# cheap; far above, every cell's d + 1 chart rows cost O(d^2) memory
+FACET_MIN_D = 5
+FACET_MAX_D = 64
 
 
 @dataclass(kw_only=True, repr=False)
@@ -1442,7 +1446,7 @@ class _Engine:
 # ---------------------------------------------------------------------------------------- API
 def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
               neighbours: bool = False, audit_samples: int = 0,
-              memory_budget: float = DEFAULT_MEMORY, progress=None) -> FullSpaceRegions:
+              memory_budget: float = DEFAULT_MEMORY, progress=None, method: str = "auto") -> FullSpaceRegions:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
     Exact layer-by-layer refinement of convex cells (no LP per region); all of R^d through an
@@ -1453,6 +1457,14 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     pairs. ``audit_samples``: sample that many points and list any pattern the enumeration lacks.
     ``progress``: called as ``progress(cells, None, cells=cells)`` each time a batch of cells is
     finished (the number of regions is known only at the end).
+
+    ``method``: ``"vertex"`` (cells by their vertices, as described in the module docstring; gives
+    the neighbour graph, boundedness, linear regions and decision-boundary pieces), ``"facet"``
+    (cells by their inequalities with batched LP feasibility, :mod:`relulab.regions._enum_lp`:
+    work per region polynomial in d; gives the count, patterns and certified witnesses, with
+    ``linear_count``, ``bounded``, ``touches_boundary`` and ``decision_boundary_pieces`` left None)
+    or ``"auto"``: ``"facet"`` for ``FACET_MIN_D <= d <= FACET_MAX_D`` unless ``neighbours`` is
+    asked for, ``"vertex"`` otherwise.
     """
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet (use PLNet.from_torch), got {type(net).__name__}")
@@ -1476,12 +1488,31 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
         if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()) or not bool((lo < hi).all()):
             raise InvalidInputError("box needs finite bounds with lo < hi in every coordinate")
         box = (lo, hi)
+    if method not in ("auto", "vertex", "facet"):
+        raise InvalidInputError(f"method must be 'auto', 'vertex' or 'facet', got {method!r}")
+    auto = method == "auto"
+    if auto:
+        method = "facet" if FACET_MIN_D <= d <= FACET_MAX_D and not neighbours else "vertex"
+    if method == "facet" and neighbours:
+        raise InvalidInputError("neighbours=True needs method='vertex' (or 'auto')")
     t0 = time.perf_counter()
     if net.dtype != torch.float64:
         # the zero tests are relative to float64 rounding
         net = copy.deepcopy(net).to(dtype=torch.float64)
         if box is not None:
             box = tuple(t.to(torch.float64) for t in box)
+    if method == "facet":
+        try:
+            return _facet(net, box, max_regions, time_limit, memory_budget, progress, int(audit_samples), t0)
+        except DegenerateGeometryError as e:
+            if not auto:
+                raise
+            # an arrangement too degenerate for the facet engine's certificates: the vertex engine,
+            # which resolves exact coincidences combinatorially, takes over (the time limit, if any,
+            # restarts: a fraction of it may already be spent)
+            fallback = str(e)
+    else:
+        fallback = None
     eng = _Engine(net, box, max_regions, time_limit, want_graph=True, memory_budget=memory_budget)
     eng.progress = progress
     # typical operation: a batch's vertices times the layer width; small work runs on one thread,
@@ -1490,7 +1521,56 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     with torch.no_grad(), threads_for((d + 1) ** 2 * d * width):
         eng.run()
         res = eng.finish(neighbours, int(audit_samples))
+    res.stats["method"] = "vertex"
+    if fallback is not None:
+        res.stats["facet_fallback"] = fallback
     res.seconds = time.perf_counter() - t0
     res._net = net
     res._rvec = eng.rvec
     return res
+
+
+def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_samples, t0) -> FullSpaceRegions:
+    from relulab.regions._enum_lp import LPEngine
+
+    eng = LPEngine(net, box, max_regions, time_limit, memory_budget, progress)
+    width = max([m.units for m in net.max_units] + [1])
+    with torch.no_grad(), threads_for(64 * (net.input_dim + 2) * width):
+        eng.run()
+        patterns, xw, cells = eng.result()
+    complete = eng.complete
+    stopped = eng.stopped_by
+    g = torch.Generator().manual_seed(0x5EED)
+    rvec = torch.randint(-(2**62), 2**62, (max(1, net.n_units),), generator=g, dtype=torch.int64).to(net.device)
+    audit = None
+    if audit_samples:
+        audit = _sample_audit(net, patterns, rvec, audit_samples, box, eng.R0)
+    res = FullSpaceRegions(
+        count=int(patterns.shape[0]), certified=bool(complete), counts_what="activation regions",
+        patterns=patterns, interior_points=xw, bounded=None, touches_boundary=None, linear_count=None,
+        decision_boundary_pieces=None, complete=complete, domain="R^d" if box is None else "box",
+        box=None if box is None else (box[0].tolist(), box[1].tolist()), neighbours=None, audit=audit,
+        audit_samples=int(audit_samples), cells=int(cells), stopped_by=stopped,
+        stats=dict(eng.stats, length_scale=eng.R0, method="facet", charts=eng.charts.kind))
+    res.seconds = time.perf_counter() - t0
+    res._net = net
+    res._rvec = rvec
+    return res
+
+
+def _sample_audit(net, patterns, rvec, n, box, R0) -> torch.Tensor:
+    """Patterns of sampled points (uniform in the box; log-uniform radii around 0 in R^d) missing
+    from ``patterns`` (empty for a complete enumeration, up to float64 ties of the sampler)."""
+    g = torch.Generator(device="cpu").manual_seed(12345)
+    d, dt = net.input_dim, net.dtype
+    if box is not None:
+        lo, hi = box
+        x = lo + torch.rand(n, d, generator=g, dtype=dt).to(net.device) * (hi - lo)
+    else:
+        z = torch.randn(n, d, generator=g, dtype=dt)
+        r = torch.exp(torch.empty(n, 1, dtype=dt).uniform_(math.log(1e-2), math.log(1e3), generator=g))
+        x = (R0 * z * r).to(net.device)
+    ps = torch.unique(net.pattern(x.reshape(-1, *net.input_shape)).long(), dim=0)
+    index = torch.sort(_hash_rows(patterns, rvec))
+    found = _lookup(index, patterns, _hash_rows(ps, rvec), ps)
+    return ps[found < 0]

@@ -1,0 +1,830 @@
+"""Full-space enumeration with facet-represented cells and batched LP feasibility (polynomial in d).
+
+Cells are kept as the list of their inequalities (never their vertices) plus an interior witness:
+a cell at max layer ``l`` is ``{y in chart : r(y) >= 0 for the rows of its decided units}``, where a
+unit with winner ``w`` contributes ``p_w - p_b >= 0`` for every other valid piece ``b``. Per cell only
+the pattern, the witness and the chart are stored; the rows are recomputed from the pattern (one
+forced-winner pass, :mod:`._enum_maps`) when a layer is processed.
+
+Refinement of layer ``l`` (all cells of a batch at once):
+
+1. For every unit ``u`` and every valid piece ``a`` other than the winner at the witness, the
+   Chebyshev LP ``max tau  s.t.  r_i(y) >= tau |grad r_i|,  (p_a - p_b)(y) >= tau |grad (p_a - p_b)|``
+   over the cell (the largest ball inside the part of the cell where ``a`` wins) decides whether
+   ``a`` wins on an open subset of the cell (``tau* > 0``). Units where no other piece can win are
+   decided for the whole cell; the others "cross" it.
+2. In rounds, every cell is split by the next unit crossing its parent: the same LP on the current
+   sub-cell gives the pieces that win somewhere in it and, for each, the centre of the largest ball
+   in its part, which becomes that child's witness (interior by construction).
+
+Identical pieces follow the lowest-index rule of :meth:`PLNet.pattern`: a row ``p_a - p_b`` that is
+identically zero (all coefficients zero, with zero rounding error) excludes ``a`` when ``b < a`` and
+is no constraint when ``b > a``.
+
+Certificates (nothing rests on a tolerance):
+
+* every reported region's witness is checked to lie strictly inside it: the forced-winner rows at
+  the witness must be positive beyond their proven float64 error bound, or are decided in exact
+  rational arithmetic (:class:`._enum_maps.ExactMaps`); a failure raises
+  :class:`DegenerateGeometryError`. So every listed pattern is a full-dimensional region.
+* completeness rests on the "no open part where ``a`` wins" decisions. Each one is proven by the
+  LP's dual multipliers ``lam, nu >= 0`` (``sum nu > 0``): the affine function
+  ``F = sum lam_i r_i + sum nu_b (p_a - p_b)`` is positive wherever ``a`` strictly wins inside the
+  cell, so ``F <= 0`` on the chart's bounding box proves that nowhere does. The bound is checked with
+  the proven error bounds of every coefficient; where it is inconclusive (a boundary touching the
+  cell without crossing it, identical pieces), the multipliers' support is re-solved exactly and
+  checked in rational arithmetic; if that fails too, :class:`DegenerateGeometryError` is raised.
+
+Every other step (the simplex, the choice of witnesses) is a float64 heuristic whose outcome is
+certified as above, so ``certified`` is True for every complete result this engine returns.
+
+Charts: all of R^d is covered by the ``d + 1`` compactification pyramids of ``space.py`` (bounded,
+so every LP is bounded); a box is one chart (the box itself) when it is moderate, or the pyramids
+around its centre clipped by its faces when it is much larger than the network's length scale.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from fractions import Fraction
+import numpy as np
+import torch
+
+from relulab.core.errors import DegenerateGeometryError
+from relulab.progress import notify
+from relulab.regions._enum_maps import (SAFETY, ExactX, MapEvaluator, dyadic_ints, frac_array, gamma, int_solve,
+                                        other_rows, rows_of_layer)
+from relulab.regions._lp_batch import OPTIMAL, lp_batch
+
+# a piece wins on an open part of a cell when the Chebyshev radius of that part exceeds this (in
+# chart coordinates of size about 1); smaller radii are decided by the certificates instead
+TAU_FEASIBLE = 1e-12
+CUBE_RATIO = 1e3
+# entries of the LP dictionaries solved at once
+LP_ENTRIES = 6_000_000
+
+
+class Charts:
+    """Per chart k: input map ``Z[k]`` (d, d+1) with errors ``E[k]``, bias scale ``S[k]`` (d+1,),
+    rows ``rows[k]`` (nc, d+1) with errors, a start witness ``w0[k]`` and a bound ``ymax[k]`` (d,) on
+    ``|y|`` over the chart; and the same data exactly (Fractions) on demand."""
+
+    def __init__(self, d, dt, dev, box, R0):
+        self.d, self.box, self.R0 = d, box, R0
+        m1 = d + 1
+        eye = torch.eye(d, dtype=dt, device=dev)
+        if box is not None:
+            lo, hi = box
+            far = float(torch.maximum(lo.abs(), hi.abs()).max())
+            self.cube = far <= CUBE_RATIO * R0
+        else:
+            self.cube = False
+        if self.cube:
+            self.kind = "cube"
+            self.A = None
+            self.c = None
+            Z = torch.cat([torch.zeros(d, 1, dtype=dt, device=dev), eye], 1)[None]
+            E = torch.zeros_like(Z)
+            S = torch.zeros(1, m1, dtype=dt, device=dev)
+            S[0, 0] = 1.0
+            rows, erows = [], []
+            w0 = ((lo + hi) / 2)[None]
+            self.ymax = torch.maximum(lo.abs(), hi.abs())[None] * (1 + 1e-12)
+        else:
+            self.kind = "pyramids"
+            from relulab.regions.space import _simplex_normals
+
+            A = self.A = _simplex_normals(d, dt, dev)
+            K = d + 1
+            if box is None:
+                # the apex: a fixed generic point near 0, not the origin, through which whole families
+                # of boundaries pass (bias-free layers, max-pooling of raw inputs): there every cell
+                # of every pyramid would touch them
+                g = torch.Generator().manual_seed(0xA9E)
+                self.c = (0.1 * R0 * (2 * torch.rand(d, generator=g, dtype=torch.float64) - 1)).to(dtype=dt, device=dev)
+            else:
+                self.c = (box[0] + box[1]) / 2
+            S = torch.cat([torch.ones(K, 1, dtype=dt, device=dev), -A], 1)  # s = 1 - a_k . y
+            G = (R0 * eye).expand(K, d, d).clone()
+            # X = c s + R0 y
+            Z = self.c[None, :, None] * S[:, None, :]
+            Z[:, :, 1:] += G
+            E = gamma(2) * self.c.abs()[None, :, None] * S.abs()[:, None, :]
+            E[:, :, 1:] += gamma(2) * R0 * eye
+            E = E * SAFETY
+            # cone rows (a_k - a_j) . y >= 0 for j != k, then s >= 0
+            diff = A[:, None, :] - A[None, :, :]  # (K, K, d)
+            keep = ~torch.eye(K, dtype=torch.bool, device=dev)
+            cone = diff[keep].reshape(K, K - 1, d)
+            cone_rows = torch.cat([torch.zeros(K, K - 1, 1, dtype=dt, device=dev), cone], 2)
+            cone_err = gamma(1) * cone_rows.abs() * SAFETY
+            rows, erows = [cone_rows, S[:, None, :]], [cone_err, torch.zeros_like(S[:, None, :])]
+            dirn = A * (d / (d + 1.0))
+            w0 = dirn
+            self.ymax = torch.full((K, d), d * (1 + 1e-6), dtype=dt, device=dev)
+        if box is not None:
+            lo, hi = box
+            lo_rows = Z - lo[None, :, None] * S[:, None, :]
+            hi_rows = hi[None, :, None] * S[:, None, :] - Z
+            berr = (E + gamma(2) * (Z.abs() + lo.abs()[None, :, None] * S.abs()[:, None, :])) * SAFETY
+            herr = (E + gamma(2) * (Z.abs() + hi.abs()[None, :, None] * S.abs()[:, None, :])) * SAFETY
+            rows += [lo_rows, hi_rows]
+            erows += [berr, herr]
+            if not self.cube:
+                # start witnesses: along the centroid direction, before any box face
+                val0 = torch.cat([lo_rows, hi_rows], 1)
+                slope = (val0[:, :, 1:] * dirn[:, None, :]).sum(-1)
+                c0 = val0[:, :, 0]
+                t = torch.where(slope < 0, c0 / (-slope).clamp_min(1e-300), torch.full_like(c0, 2.0)).amin(1)
+                w0 = dirn * (0.5 * t.clamp(max=1.0))[:, None]
+        self.Z, self.E, self.S = Z, E, S
+        self.rows = torch.cat(rows, 1)
+        self.erows = torch.cat(erows, 1)
+        self.w0 = w0
+        self.n = Z.shape[0]
+
+    def to_x(self, ch, y):
+        """Input coordinates of chart points."""
+        if self.cube:
+            return y.clone()
+        s = 1.0 - (self.A[ch] * y).sum(1, keepdim=True)
+        x = self.R0 * y / s
+        return x if self.c is None else x + self.c
+
+    def exact(self, k):
+        """``(Z, S, rows)`` of chart ``k`` as Fraction arrays."""
+        d = self.d
+        one, zero = Fraction(1), Fraction(0)
+        if self.cube:
+            Z = np.array([[zero] + [one if i == j else zero for j in range(d)] for i in range(d)], dtype=object)
+            S = np.array([one] + [zero] * d, dtype=object)
+            rows = []
+        else:
+            A = frac_array(self.A)
+            R0 = Fraction(self.R0)
+            S = np.array([one] + list(-A[k]), dtype=object)
+            Z = np.array([[zero] + [R0 if i == j else zero for j in range(d)] for i in range(d)], dtype=object)
+            if self.c is not None:
+                Z = Z + np.outer(frac_array(self.c), S)
+            rows = [np.array([zero] + list(A[k] - A[j]), dtype=object) for j in range(d + 1) if j != k]
+            rows.append(S)
+        if self.box is not None:
+            lo, hi = frac_array(self.box[0]), frac_array(self.box[1])
+            rows += [Z[i] - lo[i] * S for i in range(d)]
+            rows += [hi[i] * S - Z[i] for i in range(d)]
+        return Z, S, rows
+
+
+def length_scale(net, ev: MapEvaluator) -> float:
+    """Median distance from 0 to the first max layer's tie hyperplanes (conditioning only)."""
+    if not net.max_units:
+        return 1.0
+    d = net.input_dim
+    Z = torch.cat([torch.zeros(1, d, 1, dtype=net.dtype, device=net.device),
+                   torch.eye(d, dtype=net.dtype, device=net.device)[None]], 2)
+    S = torch.zeros(1, d + 1, dtype=net.dtype, device=net.device)
+    S[0, 0] = 1
+    pat = torch.zeros(1, net.n_units, dtype=torch.long, device=net.device)
+    P, _ = ev.maps(Z, torch.zeros_like(Z), S, pat, 0)[0]
+    P = P[0]
+    layer = net.max_units[0]
+    dv = (P[:, 1:, 0] - P[:, :1, 0]).abs()
+    dn = (P[:, 1:, 1:] - P[:, :1, 1:]).norm(dim=-1)
+    ok = layer.valid[:, 1:] & (dn > 0)
+    dist = dv[ok] / dn[ok]
+    dist = dist[torch.isfinite(dist) & (dist > 0)]
+    if dist.numel() == 0:
+        return 1.0
+    return float(dist.median().clamp(1e-6, 1e6))
+
+
+class _Stop(Exception):
+    pass
+
+
+class LPEngine:
+    """See the module docstring. ``run()`` then ``result()``."""
+
+    def __init__(self, net, box, max_regions, time_limit, memory_budget, progress=None):
+        self.net = net
+        self.dev, self.dt = net.device, net.dtype
+        self.d = d = net.input_dim
+        self.ev = MapEvaluator(net)
+        self.exact_maps = None
+        self.box = box
+        self.max_regions = max_regions
+        self.deadline = None if time_limit is None else time.perf_counter() + float(time_limit)
+        self.memory_budget = memory_budget
+        self.progress = progress
+        self.layers = net.max_units
+        self.L = len(self.layers)
+        self.n_units = net.n_units
+        self.R0 = length_scale(net, self.ev)
+        self.charts = Charts(d, self.dt, self.dev, box, self.R0)
+        self.stopped_by = None
+        self.out_pat, self.out_x = [], []
+        self.seen = torch.zeros(0, dtype=torch.long, device=self.dev)
+        g = torch.Generator().manual_seed(0x5EED)
+        self.rvec = torch.randint(-(2**62), 2**62, (max(1, self.n_units),), generator=g, dtype=torch.int64).to(self.dev)
+        self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0}
+        budgeted = max_regions is not None or time_limit is not None
+        self.cap = 8 if budgeted else 2048
+        self.cap_max = 2048
+
+    # ------------------------------------------------------------------ budgets
+    def _check_time(self):
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            self.stopped_by = "time_limit"
+            raise _Stop
+
+    # ------------------------------------------------------------------ driver
+    def run(self):
+        ch = self.charts
+        C = ch.n
+        pat = torch.full((C, self.n_units), -1, dtype=torch.int8, device=self.dev)
+        start = {"pat": pat, "y": ch.w0.clone(), "ch": torch.arange(C, device=self.dev), "l": 0, "stage": "start"}
+        stack = [start]
+        b = None
+        try:
+            while stack:
+                self._check_time()
+                b = None
+                b = self._gather(stack)
+                n = b["y"].shape[0]
+                if n == 0:
+                    continue
+                if n > self.cap:
+                    stack += self._split(b)
+                    continue
+                mem = sum(sum(t.numel() * t.element_size() for t in bb.values() if isinstance(t, torch.Tensor))
+                          for bb in stack + [b]) + self._out_bytes()
+                if mem > self.memory_budget:
+                    self.stopped_by = "memory"
+                    raise _Stop
+                if b["l"] == self.L:
+                    self._emit(b)
+                    continue
+                if b["stage"] == "start":
+                    stack += self._start(b)
+                else:
+                    stack += self._round(b)
+        except _Stop:
+            if self.stopped_by in ("time_limit", "memory"):
+                self._harvest(stack + ([b] if b is not None else []))
+        self.complete = self.stopped_by is None
+
+    def _harvest(self, batches):
+        """On a time or memory stop: the regions of the unfinished cells' witnesses (each witness is
+        interior to its cell, so its full pattern is a region when float64 proves every unit's winner
+        strictly ahead there; the others are left out)."""
+        for bb in batches:
+            if bb["y"].shape[0] == 0:
+                continue
+            x = self.charts.to_x(bb["ch"], bb["y"])
+            p = self.net.pattern(x.reshape(-1, *self.net.input_shape)).to(torch.int8)
+            good = self._verify(p.long(), x, exact=False)
+            if self.box is not None:
+                good &= ((x > self.box[0]) & (x < self.box[1])).all(1)
+            self.out_pat.append(p[good])
+            self.out_x.append(x[good])
+
+    def _gather(self, stack):
+        """The top batch, merged with the other waiting batches at the same step (larger batches
+        amortize the per-operation cost; the deepest step still goes first)."""
+        b = stack.pop()
+        key = (b["l"], b["stage"])
+        n = b["y"].shape[0]
+        if n >= self.cap:
+            return b
+        parts, i = [b], len(stack) - 1
+        while i >= 0 and n < self.cap:
+            o = stack[i]
+            if (o["l"], o["stage"]) == key and n + o["y"].shape[0] <= self.cap:
+                parts.append(stack.pop(i))
+                n += o["y"].shape[0]
+            i -= 1
+        if len(parts) == 1:
+            return b
+        return {k: (torch.cat([p[k] for p in parts]) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
+
+    def _out_bytes(self):
+        return sum(t.numel() * t.element_size() for t in self.out_pat + self.out_x)
+
+    @staticmethod
+    def _take(b, idx):
+        return {k: (v[idx] if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
+
+    def _split(self, b):
+        n = b["y"].shape[0]
+        parts = []
+        for s in range(0, n, self.cap):
+            parts.append(self._take(b, slice(s, min(n, s + self.cap))))
+        return parts[::-1]
+
+    # ------------------------------------------------------------------ rows
+    def _cell_rows(self, b, maps):
+        """Chart rows and the rows of every decided unit of layers < l (C, nf, m1) with errors."""
+        ch = self.charts
+        R = [ch.rows[b["ch"]]]
+        ER = [ch.erows[b["ch"]]]
+        l = b["l"]
+        for i in range(l):
+            P, EP = maps[i]
+            w = b["pat"][:, self.net.layer_slice(i)].long()
+            r, er = other_rows(P, EP, w, self.layers[i].valid)
+            r, er = self._to_chart(r, er, b["ch"])
+            C = r.shape[0]
+            R.append(r.reshape(C, -1, r.shape[-1]))
+            ER.append(er.reshape(C, -1, r.shape[-1]))
+        return torch.cat(R, 1), torch.cat(ER, 1)
+
+    def _current_rows(self, b):
+        """Fixed rows plus the rows of the units of layer l decided so far."""
+        l = b["l"]
+        w = b["pat"][:, self.net.layer_slice(l)].long()
+        dec = w >= 0
+        r, er = other_rows(b["P"], b["EP"], w.clamp_min(0), self.layers[l].valid)
+        r = r * dec[:, :, None, None]
+        er = er * dec[:, :, None, None]
+        r, er = self._to_chart(r, er, b["ch"])
+        C = r.shape[0]
+        return torch.cat([b["Rf"], r.reshape(C, -1, r.shape[-1])], 1), torch.cat([b["ERf"], er.reshape(C, -1, r.shape[-1])], 1)
+
+    def _witness_winner(self, P, y, valid):
+        """(C, U) winner of every unit at the witnesses ``y`` (input coordinates; lowest index among
+        equal values)."""
+        v = P[..., 0] + (P[..., 1:] * y[:, None, None, :]).sum(-1)
+        v = v.masked_fill(~valid, -math.inf)
+        return v.argmax(-1)
+
+    # ------------------------------------------------------------------ maps
+    def _xmaps(self, pat, l):
+        """Pieces of layers 0..l as affine maps of the input x, ``[beta, alpha]``, with error bounds."""
+        C, d = pat.shape[0], self.d
+        Z = torch.cat([torch.zeros(d, 1, dtype=self.dt, device=self.dev),
+                       torch.eye(d, dtype=self.dt, device=self.dev)], 1).expand(C, d, d + 1)
+        S = torch.zeros(C, d + 1, dtype=self.dt, device=self.dev)
+        S[:, 0] = 1
+        return self.ev.maps(Z, torch.zeros_like(Z), S, pat, l)
+
+    def _to_chart(self, R, ER, ch):
+        """Maps of x (..., m1) on cells with charts ``ch`` (C,) (leading dim C) as maps of the chart
+        coordinates y, times the chart's bias scale s (positive inside the chart). Rows that are
+        constant and positive in x (exactly, or beyond their error bound) become zero rows: they
+        hold on the whole chart."""
+        cst = ((R[..., 1:] == 0).all(-1) & (ER[..., 1:] == 0).all(-1) & (R[..., 0] > ER[..., 0]))
+        ch_ = self.charts
+        if ch_.cube:
+            R2, E2 = R, ER
+        else:
+            shape = (R.shape[0],) + (1,) * (R.dim() - 2)
+            a = ch_.A[ch].reshape(*shape, self.d)
+            beta, alpha = R[..., 0], R[..., 1:]
+            ebeta, ealpha = ER[..., 0], ER[..., 1:]
+            if ch_.c is not None:
+                c = ch_.c
+                ac = (alpha * c).sum(-1)
+                e0 = (ebeta + (ealpha * c.abs()).sum(-1) + gamma(self.d + 1) * (beta.abs() + (alpha.abs() * c.abs()).sum(-1))) * SAFETY
+                beta = beta + ac
+                ebeta = e0
+            R0 = self.R0
+            grad = R0 * alpha - beta[..., None] * a
+            egrad = (R0 * ealpha + ebeta[..., None] * a.abs() + gamma(2) * (R0 * alpha.abs() + beta.abs()[..., None] * a.abs())) * SAFETY
+            R2 = torch.cat([beta[..., None], grad], -1)
+            E2 = torch.cat([ebeta[..., None], egrad], -1)
+        keep = (~cst)[..., None]
+        return R2 * keep, E2 * keep
+
+    # ------------------------------------------------------------------ steps
+    def _start(self, b):
+        l = b["l"]
+        C = b["y"].shape[0]
+        maps = self._xmaps(b["pat"], l)
+        Rf, ERf = self._cell_rows(b, maps)
+        P, EP = maps[l]
+        layer = self.layers[l]
+        Uu, K = layer.index.shape
+        win = self._witness_winner(P, self.charts.to_x(b["ch"], b["y"]), layer.valid[None])  # (C, U)
+        # LPs: every (cell, unit, other valid piece)
+        cand = layer.valid[None].expand(C, -1, -1) & (torch.arange(K, device=self.dev)[None, None] != win[:, :, None])
+        cell, unit, piece = cand.nonzero(as_tuple=True)
+        feas, _, _ = self._piece_lps(Rf, ERf, P, EP, b, cell, unit, piece, layer.valid, check=True)
+        cross = torch.zeros(C, Uu, dtype=torch.bool, device=self.dev)
+        cross[cell[feas], unit[feas]] = True
+        pat = b["pat"].clone()
+        sl = self.net.layer_slice(l)
+        lp = pat[:, sl]
+        lp[~cross] = win[~cross].to(torch.int8)
+        pat[:, sl] = lp
+        nb = {"pat": pat, "y": b["y"], "ch": b["ch"], "l": l, "stage": "round", "Rf": Rf, "ERf": ERf, "P": P,
+              "EP": EP, "cross": cross}
+        return self._advance(nb)
+
+    def _advance(self, b):
+        """Cells with crossing units left stay in this layer; the others move on."""
+        left = b["cross"].any(1)
+        out = []
+        done = (~left).nonzero().squeeze(1)
+        if done.numel():
+            nb = {"pat": b["pat"][done], "y": b["y"][done], "ch": b["ch"][done], "l": b["l"] + 1, "stage": "start"}
+            out.append(nb)
+        keep = left.nonzero().squeeze(1)
+        if keep.numel():
+            out.insert(0, self._take(b, keep))
+        return out
+
+    def _round(self, b):
+        l = b["l"]
+        layer = self.layers[l]
+        Uu, K = layer.index.shape
+        C = b["y"].shape[0]
+        u = b["cross"].to(torch.int8).argmax(1)  # the next crossing unit of every cell
+        R, ER = self._current_rows(b)
+        ar = torch.arange(C, device=self.dev)
+        Pu = b["P"][ar, u]  # (C, K, m1)
+        win = self._witness_winner(Pu[:, None], self.charts.to_x(b["ch"], b["y"]), layer.valid[u][:, None])[:, 0]  # (C,)
+        validu = layer.valid[u]  # (C, K)
+        cand = validu & (torch.arange(K, device=self.dev)[None] != win[:, None])
+        cell, piece = cand.nonzero(as_tuple=True)
+        feas, tau, centre = self._piece_lps(R, ER, b["P"], b["EP"], b, cell, u[cell], piece, layer.valid, check=True)
+        split = torch.zeros(C, dtype=torch.bool, device=self.dev)
+        split[cell[feas]] = True
+        # the winner's part of a split cell keeps its witness unless that lies within 1e-7 (chart
+        # units) of the new boundary; then it is re-centred (Chebyshev centre of that part)
+        sc = split.nonzero().squeeze(1)
+        wy = b["y"].clone()
+        if sc.numel():
+            Pw = b["P"][sc, u[sc]]  # (S, K, m1)
+            ws = win[sc]
+            qx = Pw.gather(1, ws[:, None, None].expand(-1, 1, Pw.shape[2])) - Pw
+            qy, _ = self._to_chart(qx, torch.zeros_like(qx), b["ch"][sc])
+            val = qy[..., 0] + (qy[..., 1:] * b["y"][sc][:, None, :]).sum(-1)
+            nrm = qy[..., 1:].norm(dim=-1)
+            other = validu[sc] & (torch.arange(K, device=self.dev)[None] != ws[:, None]) & (nrm > 0)
+            dist = torch.where(other, val / nrm.clamp_min(1e-300), torch.full_like(val, math.inf)).amin(1)
+            rc = sc[dist < 1e-7]
+            wf, _, wcentre = self._piece_lps(R, ER, b["P"], b["EP"], b, rc, u[rc], win[rc], layer.valid, check=False)
+            if not bool(wf.all()):
+                raise DegenerateGeometryError("a cell's witness lies on a boundary float64 cannot separate it "
+                                              "from; the arrangement is too degenerate here")
+            wy[rc] = wcentre
+        # children: (cell, piece, witness)
+        ccell = torch.cat([cell[feas], sc, (~split).nonzero().squeeze(1)])
+        cpiece = torch.cat([piece[feas], win[sc], win[~split]])
+        cy = torch.cat([centre[feas], wy[sc], b["y"][~split]])
+        order = torch.argsort(ccell, stable=True)
+        ccell, cpiece, cy = ccell[order], cpiece[order], cy[order]
+        nb = self._take(b, ccell)
+        nb["y"] = cy
+        uu = u[ccell]
+        col = self.net.unit_offsets[l] + uu
+        nb["pat"] = nb["pat"].clone()
+        nb["pat"][torch.arange(ccell.numel(), device=self.dev), col] = cpiece.to(torch.int8)
+        nb["cross"] = nb["cross"].clone()
+        nb["cross"][torch.arange(ccell.numel(), device=self.dev), uu] = False
+        self.stats["cells"] += int(ccell.numel()) - C
+        return self._advance(nb)
+
+    # ------------------------------------------------------------------ LPs
+    def _piece_lps(self, R, ER, P, EP, b, cell, unit, piece, valid, check: bool):
+        """For LP t: does piece ``piece[t]`` of unit ``unit[t]`` win on an open part of cell
+        ``cell[t]`` (rows ``R[cell]``)? Returns ``(feasible, tau, centre)``; with ``check``, every
+        negative answer is certified (or an error raised)."""
+        N = cell.numel()
+        d = self.d
+        if N == 0:
+            e = torch.zeros(0, dtype=torch.bool, device=self.dev)
+            return e, torch.zeros(0, dtype=self.dt, device=self.dev), torch.zeros(0, d, dtype=self.dt, device=self.dev)
+        nr = R.shape[1]
+        K = P.shape[2]
+        step = max(1, LP_ENTRIES // ((nr + K) * (d + 2)))
+        feas, taus, cents = [], [], []
+        for s in range(0, N, step):
+            sl = slice(s, min(N, s + step))
+            f, t, c = self._piece_lps_chunk(R, ER, P, EP, b, cell[sl], unit[sl], piece[sl], valid, check)
+            feas.append(f)
+            taus.append(t)
+            cents.append(c)
+        return torch.cat(feas), torch.cat(taus), torch.cat(cents)
+
+    def _piece_lps_chunk(self, R, ER, P, EP, b, cell, unit, piece, valid, check):
+        d = self.d
+        dev, dt = self.dev, self.dt
+        N = cell.numel()
+        rows = R[cell]  # (N, nr, m1)
+        erows = ER[cell]
+        Pu = P[cell, unit]  # (N, K, m1), maps of x
+        EPu = EP[cell, unit]
+        K = Pu.shape[1]
+        pa = Pu.gather(1, piece[:, None, None].expand(N, 1, d + 1))
+        q = pa - Pu  # (N, K, m1): p_a - p_b
+        eq = (EPu.gather(1, piece[:, None, None].expand(N, 1, d + 1)) + EPu + gamma(1) * q.abs()) * SAFETY
+        ar = torch.arange(K, device=dev)
+        vq = valid[unit] & (ar[None] != piece[:, None])  # (N, K)
+        flat = (q[..., 1:] == 0).all(-1) & (eq[..., 1:] == 0).all(-1)  # constant in x, exactly
+        ident = vq & flat & (q[..., 0] == 0) & (eq[..., 0] == 0)  # identical pieces (exactly)
+        # lowest-index rule: identical to a lower piece -> never the winner; to a higher one -> no constraint
+        excluded = (ident & (ar[None] < piece[:, None])).any(1)
+        # a piece below another by a constant on the whole cell never wins (proven by that row alone)
+        excluded |= (vq & flat & (q[..., 0] < -eq[..., 0])).any(1)
+        vq = vq & ~ident
+        q, eq = self._to_chart(q, eq, b["ch"][cell])
+        vq = vq & ~((q == 0).all(-1) & (eq == 0).all(-1) & flat)
+        y = b["y"][cell]
+        # normalize rows, evaluate at the witness
+        g = rows[..., 1:]
+        nrm = g.norm(dim=-1)
+        rel = nrm > 0
+        rv = rows[..., 0] + (g * y[:, None, :]).sum(-1)
+        gq = q[..., 1:]
+        nq = gq.norm(dim=-1)
+        qv = q[..., 0] + (gq * y[:, None, :]).sum(-1)
+        # a zero-gradient row of p_a - p_b that is not positive: a never wins (certified below)
+        deadrow = vq & (nq == 0) & (qv <= 0)
+        dead = deadrow.any(1)
+        deadrow = deadrow & (torch.cumsum(deadrow.long(), 1) == 1)
+        relq = vq & (nq > 0)
+        rn = torch.where(rel, nrm, torch.ones_like(nrm))
+        qn = torch.where(relq, nq, torch.ones_like(nq))
+        rhat = rv / rn
+        qhat = qv / qn
+        big = torch.full_like(rhat, math.inf)
+        tau0 = torch.minimum(torch.where(rel, rhat, big).amin(1), torch.where(relq, qhat, torch.full_like(qhat, math.inf)).amin(1))
+        tau0 = torch.where(torch.isfinite(tau0), tau0, torch.zeros_like(tau0))
+        # LP in (z, t): -ghat z + t <= rhat(y) - tau0
+        A = torch.cat([torch.cat([-g / rn[..., None], torch.ones_like(rn)[..., None]], -1) * rel[..., None],
+                       torch.cat([-gq / qn[..., None], torch.ones_like(qn)[..., None]], -1) * relq[..., None]], 1)
+        beta = torch.cat([torch.where(rel, rhat - tau0[:, None], torch.ones_like(rhat)),
+                          torch.where(relq, qhat - tau0[:, None], torch.ones_like(qhat))], 1).clamp_min(0.0)
+        c = torch.zeros(N, d + 1, dtype=dt, device=dev)
+        c[:, -1] = -1.0
+        run = ~(excluded | dead)
+        ri = run.nonzero().squeeze(1)
+        z = torch.zeros(N, d + 1, dtype=dt, device=dev)
+        lam = torch.zeros(N, A.shape[1], dtype=dt, device=dev)
+        st = torch.full((N,), OPTIMAL, dtype=torch.long, device=dev)
+        obj = torch.zeros(N, dtype=dt, device=dev)
+        if ri.numel():
+            z_, obj_, lam_, st_ = lp_batch(A[ri], beta[ri], c[ri])
+            z[ri], lam[ri], st[ri], obj[ri] = z_, lam_, st_, obj_
+            self.stats["lps"] += int(ri.numel())
+        tau = torch.where(run, tau0 + z[:, -1], torch.full_like(tau0, -math.inf))
+        centre = y + z[:, :d]
+        feasible = run & (st == OPTIMAL) & (tau > TAU_FEASIBLE)
+        if bool((st == 2).any()):
+            bad = (st == 2).nonzero()[0, 0]
+            torch.save({"A": A[bad], "beta": beta[bad], "c": c[bad]}, "/tmp/badlp.pt")
+        if check:
+            nf = (~feasible).nonzero().squeeze(1)
+            if nf.numel():
+                lam[:, rows.shape[1]:] = torch.where(dead[:, None], deadrow.to(lam.dtype), lam[:, rows.shape[1]:])
+                self._certify(nf, rows, erows, rn, rel, q, eq, qn, relq | deadrow, lam, excluded, cell, unit,
+                              piece, b)
+        return feasible, tau, centre
+
+    # ------------------------------------------------------------------ certificates
+    def _certify(self, nf, rows, erows, rn, rel, q, eq, qn, relq, lam, excluded, cell, unit, piece, b):
+        """Prove, for LPs ``nf``, that the piece wins on no open part of the cell (see the module
+        docstring); float64 with error bounds first, exact rational arithmetic for the rest."""
+        nr = rows.shape[1]
+        ok = excluded[nf].clone()  # excluded by an exactly identical lower piece: proven
+        todo = nf[~ok]
+        if todo.numel() == 0:
+            self.stats["float_certificates"] += int(nf.numel())
+            return
+        r_, er_, rn_, rel_ = rows[todo], erows[todo], rn[todo], rel[todo]
+        q_, eq_, qn_, relq_ = q[todo], eq[todo], qn[todo], relq[todo]
+        lam_ = lam[todo]
+        lr = lam_[:, :nr] * rel_
+        lq = lam_[:, nr:] * relq_
+        qn_eff = qn_
+        rh = r_ / rn_[..., None]
+        erh = (er_ / rn_[..., None] + gamma(1) * rh.abs()) * SAFETY
+        qh = q_ / qn_eff[..., None]
+        eqh = (eq_ / qn_eff[..., None] + gamma(1) * qh.abs()) * SAFETY
+        F = (lr[..., None] * rh).sum(1) + (lq[..., None] * qh).sum(1)
+        nterms = nr + q_.shape[1] + 1
+        EF = ((lr[..., None] * erh).sum(1) + (lq[..., None] * eqh).sum(1)
+              + gamma(nterms) * ((lr[..., None] * rh.abs()).sum(1) + (lq[..., None] * qh.abs()).sum(1))) * SAFETY
+        ymax = self.charts.ymax[b["ch"][cell[todo]]]
+        ub = F[:, 0] + EF[:, 0] + ((F[:, 1:].abs() + EF[:, 1:]) * ymax).sum(1)
+        ub = ub * (1 + 1e-12) + 0.0
+        good = (ub <= 0) & (lq.sum(1) > 0) & torch.isfinite(ub)
+        self.stats["float_certificates"] += int(good.sum()) + int(ok.sum())
+        for t in (~good).nonzero().squeeze(1).tolist():
+            i = int(todo[t])
+            self._certify_exact(i, lr[t], lq[t], rn_[t], qn_eff[t], cell, unit, piece, b)
+
+    def _certify_exact(self, i, lr, lq, rn, qn, cell, unit, piece, b):
+        """The support of the float multipliers, re-solved and checked in rational arithmetic. At a
+        degenerate optimum the float support may carry multipliers that are rounding noise (their
+        exact values are 0); supports without the smallest ones are tried too."""
+        self.stats["exact_certificates"] += 1
+        c = int(cell[i])
+        u, a = int(unit[i]), int(piece[i])
+        l = b["l"]
+        rows, qrows = self._exact_rows(b, c, u, a)
+        top = float(torch.cat([lr, lq]).max()) if lr.numel() + lq.numel() else 0.0
+        tried = set()
+        for cut in (0.0, 1e-13, 1e-10, 1e-7):
+            sup_r = (lr > cut * top).nonzero().squeeze(1).tolist()
+            sup_q = (lq > cut * top).nonzero().squeeze(1).tolist()
+            key = (tuple(sup_r), tuple(sup_q))
+            if key in tried or not sup_q:
+                continue
+            tried.add(key)
+            if self._exact_support(rows, qrows, sup_r, sup_q):
+                return
+        self._fail(l, u)
+
+    def _exact_support(self, rows, qrows, sup_r, sup_q) -> bool:
+        cols = [rows[j] for j in sup_r] + [qrows[j] for j in sup_q]
+        if any(col is None for col in cols):
+            return False
+        cols = [col() for col in cols]
+        M = [[col[k] for col in cols] for k in range(1, self.d + 1)]
+        M.append([0] * len(sup_r) + [1] * len(sup_q))
+        rhs = [0] * self.d + [1]
+        mu = int_solve(M, rhs)
+        if mu is None or any(v < 0 for v in mu):
+            return False
+        return sum(m * col[0] for m, col in zip(mu, cols)) <= 0
+
+    def _fail(self, l, u):
+        raise DegenerateGeometryError(
+            f"whether unit {u} of max layer {l} splits a cell could not be proven in float64 or settled exactly "
+            "from the LP's multipliers; the arrangement is too degenerate near it")
+
+    def _exact_maps(self):
+        if self.exact_maps is None:
+            self.exact_maps = ExactX(self.net)
+        return self.exact_maps
+
+    def _exact_chart(self, k):
+        """Chart ``k``'s rows (integer vectors, each a positive multiple of the exact row) and its
+        apex, normal ``a_k`` and R0 as dyadic integers (cached)."""
+        cache = self.__dict__.setdefault("_chart_cache", {})
+        if k not in cache:
+            _, _, crow = self.charts.exact(k)
+            rows = []
+            for r in crow:
+                den = max(v.denominator for v in r)
+                rows.append([int(v * den) for v in r])
+            ch = self.charts
+            a = None if ch.cube else dyadic_ints(ch.A[k])
+            c = None if (ch.cube or ch.c is None) else dyadic_ints(ch.c)
+            r0 = dyadic_ints(torch.tensor([self.R0], dtype=torch.float64))
+            cache[k] = (rows, a, c, (r0[0][0], r0[1]))
+        return cache[k]
+
+    def _exact_row_y(self, v, e, k):
+        """An exact map of x (ints over 2**e) as a row of chart ``k``'s coordinates (times s), scaled
+        by a positive power of two to integers (signs, and certificates, are unchanged)."""
+        _, a, c, (r0, er) = self._exact_chart(k)
+        if e is None:  # Fractions
+            den = math.lcm(*[x.denominator for x in v])
+            v, e = [int(x * den) for x in v], None
+        v = [int(x) for x in v]
+        if a is None:
+            return v
+        B, Al = v[0], v[1:]
+        A_, ea = a
+        if c is not None:
+            C_, ec = c
+            B = (B << ec) + sum(x * y for x, y in zip(Al, C_))
+            Al = [x << ec for x in Al]
+        # grad_j = R0 al_j - B a_j: R0 = r0 / 2^er, a_j = A_j / 2^ea; scale all by 2^(er + ea)
+        grad = [(r0 * x << ea) - (B * y << er) for x, y in zip(Al, A_)]
+        return [B << (er + ea)] + grad
+
+    def _exact_rows(self, b, c, u, a):
+        """Exact rows of cell ``c`` in the order of the float rows (None for zero rows), and the
+        rows ``p_a - p_b`` of unit u; rows are computed lazily (callables)."""
+        l = b["l"]
+        k = int(b["ch"][c])
+        crow = self._exact_chart(k)[0]
+        pat = b["pat"][c].long().cpu().numpy()
+        d = self.d
+        one = [0] + [0] * d
+        Z = np.array([[0] + [1 if i == j else 0 for j in range(d)] for i in range(d)], dtype=object)
+        del one
+        off = self.net.unit_offsets[l]
+        maps = self._exact_maps().maps(Z, 0, pat, l, key=(pat[:off].tobytes(), l))
+        rows = [(lambda r=r: r) for r in crow]
+        for i in range(l + 1):
+            if i == l and b["stage"] == "start":
+                break
+            layer = self.layers[i]
+            Pm, e = maps[i]
+            w = pat[self.net.layer_slice(i)]
+            valid = layer.valid.cpu().numpy()
+            Uu, K = valid.shape
+            for uu in range(Uu):
+                for sl in range(K - 1):
+                    kk = sl + int(sl >= w[uu])
+                    if w[uu] < 0 or not valid[uu, kk]:
+                        rows.append(None)
+                    else:
+                        rows.append(lambda Pm=Pm, e=e, uu=uu, kk=kk, w=int(w[uu]): self._exact_row_y(
+                            Pm[uu, w] - Pm[uu, kk], e, k))
+        Pl, el = maps[l]
+        valid = self.layers[l].valid.cpu().numpy()
+        qrows = [(lambda kk=kk: self._exact_row_y(Pl[u, a] - Pl[u, kk], el, k)) if valid[u, kk] and kk != a else None
+                 for kk in range(valid.shape[1])]
+        return rows, qrows
+
+    # ------------------------------------------------------------------ output
+    def _emit(self, b):
+        x = self.charts.to_x(b["ch"], b["y"])
+        self.out_pat.append(b["pat"])
+        self.out_x.append(x)
+        h = (b["pat"].long() * self.rvec).sum(1)
+        self.seen = torch.unique(torch.cat([self.seen, h]))
+        notify(self.progress, int(self.seen.numel()), None, cells=sum(int(p.shape[0]) for p in self.out_pat))
+        self.cap = min(self.cap_max, self.cap * 2)
+        if self.max_regions is not None and self.seen.numel() >= self.max_regions:
+            self.stopped_by = "max_regions"
+            raise _Stop
+
+    def result(self):
+        """``(patterns (R, n) long, witnesses (R, d), cells)`` with witnesses verified."""
+        d, n = self.d, self.n_units
+        if not self.out_pat:
+            return (torch.zeros(0, n, dtype=torch.long, device=self.dev), torch.zeros(0, d, dtype=self.dt, device=self.dev), 0)
+        pat = torch.cat(self.out_pat).long()
+        x = torch.cat(self.out_x)
+        cells = pat.shape[0]
+        if n == 0:
+            return pat[:1], x[:1], cells
+        uniq, inv = torch.unique(pat, dim=0, return_inverse=True)
+        first = torch.full((uniq.shape[0],), cells, dtype=torch.long, device=self.dev)
+        first.scatter_reduce_(0, inv, torch.arange(cells, device=self.dev), "amin")
+        order = torch.argsort(first)  # regions in order of discovery
+        uniq, xw = uniq[order], x[first[order]]
+        if self.max_regions is not None and uniq.shape[0] > self.max_regions:
+            uniq, xw = uniq[: self.max_regions], xw[: self.max_regions]
+        self._verify(uniq, xw)
+        return uniq, xw, cells
+
+    def _verify(self, pat, x, chunk: int = 4096, exact: bool = True):
+        """Every witness strictly inside its region (proven; see the module docstring). With
+        ``exact=False``: a mask of the witnesses float64 proves, nothing raised."""
+        d = self.d
+        m1 = d + 1
+        box = self.box
+        if box is not None and exact:
+            inside = ((x > box[0]) & (x < box[1])).all(1)
+            if not bool(inside.all()):
+                raise DegenerateGeometryError("a region's witness rounds onto the box's boundary; the region is too "
+                                              "thin for float64 there")
+        eye = torch.eye(d, dtype=self.dt, device=self.dev)
+        masks = []
+        for s in range(0, pat.shape[0], chunk):
+            p, xs = pat[s:s + chunk], x[s:s + chunk]
+            C = p.shape[0]
+            Z = torch.cat([xs[:, :, None], eye.expand(C, d, d)], 2)
+            S = torch.zeros(C, m1, dtype=self.dt, device=self.dev)
+            S[:, 0] = 1
+            maps = self.ev.maps(Z, torch.zeros_like(Z), S, p, self.L - 1)
+            good = torch.ones(C, dtype=torch.bool, device=self.dev)
+            for i, (P, EP) in enumerate(maps):
+                w = p[:, self.net.layer_slice(i)]
+                r, er, mask = rows_of_layer(P, EP, w, self.layers[i].valid)
+                strict = r[..., 0] > er[..., 0]
+                ident = (r == 0).all(-1) & (er == 0).all(-1)
+                K = r.shape[2]
+                higher = torch.arange(K, device=self.dev)[None, None] > w[:, :, None]
+                rowok = ~mask | strict | (ident & higher)
+                good &= rowok.flatten(1).all(1)
+            masks.append(good)
+            if not exact:
+                continue
+            for t in (~good).nonzero().squeeze(1).tolist():
+                self._verify_exact(p[t], xs[t])
+        return torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool, device=self.dev)
+
+    def _verify_exact(self, p, x):
+        from relulab.regions._exact import dyadic
+
+        self.stats["exact_witnesses"] += 1
+        d = self.d
+        xi, e = dyadic(x)
+        Z = np.array([[xi[i]] + [(1 << e) if i == j else 0 for j in range(d)] for i in range(d)], dtype=object)
+        pn = p.cpu().numpy()
+        maps = self._exact_maps().maps(Z, e, pn, self.L - 1)
+        for i, (Pm, _) in enumerate(maps):
+            valid = self.layers[i].valid.cpu().numpy()
+            w = pn[self.net.layer_slice(i)]
+            for u in range(valid.shape[0]):
+                for k in range(valid.shape[1]):
+                    if not valid[u, k] or k == w[u]:
+                        continue
+                    r = Pm[u, w[u]] - Pm[u, k]
+                    if r[0] > 0:
+                        continue
+                    if k > w[u] and all(v == 0 for v in r):
+                        continue
+                    raise DegenerateGeometryError(
+                        f"the witness of region {pn.tolist()} is not strictly inside it in exact arithmetic "
+                        f"(unit {u} of max layer {i}); the region is too thin for float64")

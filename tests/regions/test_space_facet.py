@@ -1,0 +1,302 @@
+"""The facet-representation engine of ``full_space`` (``method="facet"``) against independent references.
+
+References (no code shared with the engine): Zaslavsky's count for hyperplanes in general position,
+hand counts of degenerate arrangements, brute force over every activation pattern with an LP
+feasibility test (scipy HiGHS), and the vertex engine on the same networks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+from torch import nn
+
+import relulab
+from relulab.core.errors import DegenerateGeometryError, InvalidInputError
+from relulab.regions import full_space
+from relulab.regions._exact import exact_product_sum
+from relulab.regions._lp_batch import OPTIMAL, lp_batch
+
+
+def mlp(widths, seed=0, act=nn.ReLU, bias=True):
+    g = torch.Generator().manual_seed(seed)
+    layers = []
+    for i in range(len(widths) - 1):
+        lin = nn.Linear(widths[i], widths[i + 1], bias=bias).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g, dtype=torch.float64) / math.sqrt(widths[i]))
+            if bias:
+                lin.bias.copy_(torch.randn(lin.bias.shape, generator=g, dtype=torch.float64))
+        layers.append(lin)
+        if i < len(widths) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers).eval()
+
+
+def plnet(module, d):
+    return relulab.PLNet.from_torch(module, (d,))
+
+
+def zaslavsky(m, d):
+    return sum(math.comb(m, i) for i in range(min(m, d) + 1))
+
+
+def brute_force(net, box=None):
+    """Every pattern whose region has interior (largest inscribed ball radius > 0, HiGHS)."""
+    K = torch.cat([m.valid.sum(1) for m in net.max_units]).tolist()
+    d = net.input_dim
+    found = set()
+    for p in itertools.product(*[range(k) for k in K]):
+        G, h = net.region_inequalities(torch.tensor(p))
+        G, h = G.numpy(), h.numpy()
+        nrm = np.linalg.norm(G, axis=1)
+        zero = nrm == 0
+        if np.any(zero & (h < 0)):
+            continue
+        # identical pieces: the lower index wins, so a pattern taking the higher one is not realized
+        if _ties_lose(net, p, zero & (h == 0)):
+            continue
+        G, h, nrm = G[~zero] / nrm[~zero, None], h[~zero] / nrm[~zero], np.ones(int((~zero).sum()))
+        bounds = [(None, None)] * d + [(None, 1.0)]
+        if box is not None:
+            lo, hi = (np.full(d, float(v)) for v in box)
+            bounds = list(zip(lo, hi)) + [(None, 1.0)]
+            G = np.vstack([G, np.eye(d), -np.eye(d)])
+            h = np.concatenate([h, -lo, hi])
+            nrm = np.ones(G.shape[0])
+        A = np.hstack([-G, nrm[:, None]])
+        c = np.zeros(d + 1)
+        c[-1] = -1
+        res = linprog(c, A_ub=A if len(h) else None, b_ub=h if len(h) else None, bounds=bounds, method="highs")
+        if res.status == 0 and res.x[-1] > 1e-9:
+            found.add(p)
+    return found
+
+
+def _ties_lose(net, p, zero_rows):
+    units = net.inequality_units().tolist()
+    k = 0
+    for l, layer in enumerate(net.max_units):
+        npieces = layer.valid.sum(1).tolist()
+        for j in range(layer.units):
+            w = p[net.unit_offsets[l] + j]
+            for o in [b for b in range(npieces[j]) if b != w]:
+                if zero_rows[k] and o < w:
+                    return True
+                k += 1
+    assert k == len(units)
+    return False
+
+
+def pattern_set(t):
+    return {tuple(r) for r in t.tolist()}
+
+
+def check_witnesses(net, res):
+    """Witnesses have their region's pattern, with every unit's winner strictly ahead (exactly)."""
+    x = res.interior_points
+    assert pattern_set(net.pattern(x)) == pattern_set(res.patterns) or res.count == 0
+    assert torch.equal(net.pattern(x).long(), res.patterns.long())
+
+
+# ---------------------------------------------------------------------------------------- LP
+def test_lp_batch_matches_highs_and_its_multipliers_certify():
+    g = torch.Generator().manual_seed(3)
+    B, n, m = 200, 14, 5
+    A = torch.randn(B, n, m, generator=g, dtype=torch.float64)
+    beta = torch.rand(B, n, generator=g, dtype=torch.float64)
+    c = torch.randn(B, m, generator=g, dtype=torch.float64)
+    z, obj, lam, st = lp_batch(A, beta, c)
+    for i in range(B):
+        res = linprog(c[i].numpy(), A_ub=A[i].numpy(), b_ub=beta[i].numpy(), bounds=[(None, None)] * m,
+                      method="highs")
+        if res.status == 3:
+            assert st[i] != OPTIMAL
+            continue
+        assert st[i] == OPTIMAL
+        assert abs(res.fun - float(obj[i])) <= 1e-8 * (1 + abs(res.fun))
+        assert (A[i] @ z[i] - beta[i]).max() <= 1e-9
+        # weak duality with the returned multipliers: c = -lam A, obj = -lam beta
+        assert (lam[i] >= 0).all()
+        assert torch.allclose(c[i], -(lam[i] @ A[i]), atol=1e-9)
+        assert abs(float(obj[i] + lam[i] @ beta[i])) <= 1e-9
+
+
+# ---------------------------------------------------------------------------------------- counts
+@pytest.mark.parametrize("d,m", [(2, 6), (3, 7), (4, 7), (5, 8), (6, 8), (7, 9), (8, 9), (9, 9), (10, 9),
+                                 (11, 9), (12, 9)])
+def test_one_hidden_layer_matches_zaslavsky_up_to_d12(d, m):
+    net = plnet(mlp([d, m, 1], seed=d * 31 + m), d)
+    res = full_space(net, method="facet")
+    assert res.complete and res.certified
+    assert res.count == zaslavsky(m, d)
+    check_witnesses(net, res)
+
+
+@pytest.mark.parametrize("widths,seed", [([2, 4, 3, 1], 0), ([3, 3, 3, 2], 1), ([4, 4, 3, 1], 3)])
+def test_deep_nets_against_brute_force_and_vertex_engine(widths, seed):
+    net = plnet(mlp(widths, seed=seed), widths[0])
+    res = full_space(net, method="facet")
+    ref = brute_force(net)
+    assert pattern_set(res.patterns) == ref
+    assert full_space(net, method="vertex").count == res.count
+    assert res.certified
+    check_witnesses(net, res)
+
+
+@pytest.mark.parametrize("box", [(-1.0, 1.0), (-1e9, 1e9), (-0.05, 0.3)])
+def test_boxes_against_brute_force(box):
+    net = plnet(mlp([3, 4, 3, 1], seed=5), 3)
+    res = full_space(net, box=box, method="facet")
+    assert pattern_set(res.patterns) == brute_force(net, box)
+    assert res.domain == "box" and res.certified
+    x = res.interior_points
+    assert ((x > box[0]) & (x < box[1])).all()
+    check_witnesses(net, res)
+
+
+@pytest.mark.parametrize("act", ["leaky", "abs"])
+def test_other_activations_match_vertex_engine(act):
+    from relulab import nn as rnn
+
+    module = mlp([3, 5, 4, 1], seed=7, act=(lambda: nn.LeakyReLU(0.1)) if act == "leaky" else rnn.Abs)
+    net = plnet(module, 3)
+    a, b = full_space(net, method="facet"), full_space(net, method="vertex")
+    assert pattern_set(a.patterns) == pattern_set(b.patterns)
+    check_witnesses(net, a)
+
+
+def test_maxout_and_maxpool_match_vertex_engine():
+    from relulab import nn as rnn
+
+    torch.manual_seed(0)
+    maxout = nn.Sequential(nn.Linear(3, 8), rnn.GroupMax(4), nn.Linear(2, 3), rnn.GroupMax(3), nn.Linear(1, 1)).double()
+    net = plnet(maxout, 3)
+    a, b = full_space(net, method="facet"), full_space(net, method="vertex")
+    assert pattern_set(a.patterns) == pattern_set(b.patterns) == brute_force(net)
+    pool = nn.Sequential(nn.Unflatten(1, (1, 6)), nn.MaxPool1d(3), nn.Flatten(), nn.Linear(2, 1)).double()
+    netp = relulab.PLNet.from_torch(pool, (6,))
+    # two pools of 3, each a 3-piece max: 3 x 3 regions. Every boundary passes through 0 and meets
+    # the others at infinity: the facet engine proves its count or raises, and "auto" then falls
+    # back to the vertex engine
+    try:
+        a = full_space(netp, method="facet")
+        assert a.count == 9 and a.certified
+        check_witnesses(netp, a)
+    except DegenerateGeometryError:
+        pass
+    assert full_space(netp).count == full_space(netp, method="vertex").count == 9
+
+
+# ---------------------------------------------------------------------------------------- degenerate
+def _net_from(W, b, d):
+    lin = nn.Linear(d, W.shape[0]).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(W, dtype=torch.float64))
+        lin.bias.copy_(torch.as_tensor(b, dtype=torch.float64))
+    return plnet(nn.Sequential(lin, nn.ReLU(), nn.Linear(W.shape[0], 1).double()), d)
+
+
+@pytest.mark.parametrize("W,b,count", [
+    # three concurrent planes through 0 in R^5 (rank 3 normals): 6 regions
+    (np.array([[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0], [1.0, 1.0, 0, 0, 0]]), [0.0, 0.0, 0.0], 6),
+    # two parallel planes and one crossing, in R^5: 6 regions
+    (np.array([[1.0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]]), [0.0, -1.0, 0.0], 6),
+    # a duplicated neuron: 2 planes, 4 regions
+    (np.array([[1.0, 2.0, 0, 0, 0], [1.0, 2.0, 0, 0, 0], [0, 0, 1.0, 0, 0]]), [0.5, 0.5, 0.0], 4),
+    # a dead neuron (zero weights, negative bias) and one plane: 2 regions
+    (np.array([[0.0, 0, 0, 0, 0], [0, 0, 0, 1.0, 0]]), [-1.0, 0.25], 2),
+])
+def test_degenerate_arrangements_exactly(W, b, count):
+    net = _net_from(W, b, 5)
+    res = full_space(net, method="facet")
+    assert res.count == count and res.certified
+    assert res.count == full_space(net, method="vertex").count
+    check_witnesses(net, res)
+
+
+def test_bias_free_deep_net_is_exact():
+    """All boundaries through the origin (a central arrangement, every cell touching 0 and
+    infinity): every touching decision goes through exact arithmetic."""
+    net = plnet(mlp([5, 4, 3, 1], seed=11, bias=False), 5)
+    res = full_space(net, method="facet")
+    assert res.certified
+    assert pattern_set(res.patterns) == brute_force(net)
+    assert res.stats["exact_certificates"] > 0
+    check_witnesses(net, res)
+
+
+def test_thin_slab_is_counted_or_raised():
+    """Parallel walls 1e-13 apart in R^5: float64 cannot separate them at the box's scale; the
+    count is exact (witness proven) or the engine raises."""
+    W = np.array([[1.0, 0, 0, 0, 0], [1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]])
+    net = _net_from(W, [0.0, -1e-13, 0.0], 5)
+    try:
+        res = full_space(net, method="facet")
+    except DegenerateGeometryError:
+        return
+    assert res.count == 6 and res.certified
+    check_witnesses(net, res)
+
+
+# ---------------------------------------------------------------------------------------- budgets
+def test_time_limit_in_d12_box_returns_regions_found_so_far():
+    net = plnet(mlp([12, 24, 24, 1], seed=0), 12)
+    res = full_space(net, box=(-1.0, 1.0), time_limit=2.0)
+    assert not res.complete and res.stopped_by == "time_limit" and not res.certified
+    assert res.count > 0
+    check_witnesses(net, res)
+
+
+def test_max_regions_and_memory_budget():
+    net = plnet(mlp([6, 5, 4, 1], seed=4), 6)
+    full = full_space(net, method="facet")
+    part = full_space(net, method="facet", max_regions=50)
+    assert part.count == 50 and part.stopped_by == "max_regions" and not part.complete
+    assert pattern_set(part.patterns) <= pattern_set(full.patterns)
+    check_witnesses(net, part)
+    small = full_space(net, method="facet", memory_budget=1e4)
+    assert small.stopped_by == "memory" and not small.complete
+    assert pattern_set(small.patterns) <= pattern_set(full.patterns)
+
+
+def test_auto_method_and_validation():
+    net = plnet(mlp([6, 5, 1], seed=1), 6)
+    res = full_space(net)
+    assert res.stats.get("method") == "facet" and res.linear_count is None and res.bounded is None
+    assert full_space(net, neighbours=True).neighbours is not None  # the vertex engine
+    with pytest.raises(InvalidInputError, match="method"):
+        full_space(net, method="lp")
+    with pytest.raises(InvalidInputError, match="neighbours"):
+        full_space(net, method="facet", neighbours=True)
+    low = full_space(plnet(mlp([3, 5, 1], seed=1), 3))
+    assert low.stats.get("method") != "facet" and low.linear_count is not None
+
+
+@settings(max_examples=8, deadline=None)
+@given(d=st.integers(2, 4), w1=st.integers(1, 4), w2=st.integers(0, 3), seed=st.integers(0, 10**6),
+       scale=st.sampled_from([1.0, 1e-3, 1e4]))
+def test_random_nets_against_brute_force(d, w1, w2, seed, scale):
+    widths = [d, w1] + ([w2] if w2 else []) + [1]
+    module = mlp(widths, seed=seed)
+    with torch.no_grad():
+        module[0].bias.mul_(scale)
+    net = plnet(module, d)
+    res = full_space(net, method="facet")
+    assert pattern_set(res.patterns) == brute_force(net)
+    assert res.certified
+    check_witnesses(net, res)
+
+
+def test_exact_reference_helper_is_exact():
+    # the brute force trusts HiGHS; the engine's own exact arithmetic is checked here on a case
+    # float64 gets wrong: (1e16 + 1) - 1e16 - 1 == 0 exactly
+    num, _ = exact_product_sum([[1e16], [1.0], [-1e16], [-1.0]])
+    assert num == 0
