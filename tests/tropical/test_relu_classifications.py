@@ -3,7 +3,6 @@ count (width 1), the closed form on a line, the convexity of the negative set wh
 positive, and the tropical classification fan that contains them."""
 
 import itertools
-import math
 
 import numpy as np
 import pytest
@@ -51,55 +50,51 @@ def _milp_margin(X, y, m, p):
     return -res.fun
 
 
-def _milp_labellings(X, m, ps):
-    out = set()
-    for y in itertools.product((-1, 1), repeat=len(X)):
-        if any(_milp_margin(X, np.array(y, float), m, p) > 1e-7 for p in ps):
-            out.add(y)
-    return out
-
-
-def _check_witnesses(r, X):
+def _agrees_with_milp(r, X, ps):
+    """Every witness realizes its labelling (so those are realizable), and the MILP finds no margin for
+    any other labelling (so those are not)."""
     for k in range(r.count):
-        f = r.evaluate(k, X)
-        assert np.all(np.sign(f) == r.labelings[k])
+        assert np.all(np.sign(r.evaluate(k, X)) == r.labelings[k])
+    got = {tuple(v) for v in r.labelings.tolist()}
+    others = [y for y in itertools.product((-1, 1), repeat=len(X)) if y not in got]
+    for y in others:
+        assert all(_milp_margin(X, np.array(y, float), r.width, p) < 1e-7 for p in ps), y
+    return others
 
 
-@pytest.mark.parametrize("n,d,m,seed", [(5, 2, 2, 0), (4, 3, 2, 1)])
-def test_against_milp_any_signs(n, d, m, seed):
-    X = np.random.default_rng(seed).standard_normal((n, d))
-    r = relu_classifications(X, m)
-    assert {tuple(v) for v in r.labelings.tolist()} == _milp_labellings(X, m, range(m + 1))
-    _check_witnesses(r, X)
-
-
-def test_against_milp_fixed_signs_and_convexity():
-    X = np.array([[0.0, 0.0], [2.0, 0.1], [1.0, 1.7], [0.9, 0.6], [2.2, 1.9]])
-    r = relu_classifications(X, 2, positive_units=2)
-    labs = {tuple(v) for v in r.labelings.tolist()}
-    assert labs == _milp_labellings(X, 2, [2])
-    _check_witnesses(r, X)
-    # f = c + relu + relu is convex: {f < 0} is convex, so no positive point lies in the hull of negatives;
-    # the centre point 3 inside the triangle 0, 1, 2 cannot be + with all three corners -
-    assert (-1, -1, -1, 1, -1) not in labs and (-1, -1, -1, 1, 1) not in labs
-    assert (1, 1, 1, -1, 1) in labs
-
-
-def test_width_one_is_cover_and_the_affine_fan():
-    X = np.random.default_rng(4).standard_normal((6, 2))
-    r = relu_classifications(X, 1)
-    fan = classification_fan(X, 1, facets=False)
-    assert r.count == cover_count(6, 2) == r.cover == fan.count
-    assert {tuple(v) for v in r.labelings.tolist()} == {tuple(v) for v in fan.labelings.tolist()}
-
-
-def test_line_closed_form():
+def test_line_against_milp_and_closed_form():
     # distinct points on a line: the labellings with at most m sign changes, 2 sum_{j<=m} C(n-1, j)
     X = np.array([[0.0], [1.0], [2.5], [3.0], [4.2]])
     r = relu_classifications(X, 2)
     assert r.count == r.line_count == 2 * (1 + 4 + 6)
     changes = [int((np.diff(v) != 0).sum()) for v in r.labelings]
     assert max(changes) == 2 and r.refuted > 0
+    # without sampled witnesses the pattern search decides every labelling; the MILP agrees
+    r0 = relu_classifications(X[:4], 2, samples=0)
+    assert r0.by_search > 0 and r0.count == 14
+    assert len(_agrees_with_milp(r0, X[:4], range(3))) == 2
+    assert {tuple(v[:4]) for v in r.labelings.tolist()} == {tuple(v) for v in r0.labelings.tolist()}
+
+
+def test_plane_against_milp_fixed_signs_and_convexity():
+    X = np.array([[0.0, 0.0], [2.0, 0.1], [1.0, 1.7], [0.9, 0.6], [2.2, 1.9]])
+    r = relu_classifications(X, 2, positive_units=2)
+    labs = {tuple(v) for v in r.labelings.tolist()}
+    assert len(_agrees_with_milp(r, X, [2])) > 0
+    # f = c + relu + relu is convex: {f < 0} is convex, so no positive point lies in the hull of negatives;
+    # the centre point 3 inside the triangle 0, 1, 2 cannot be + with all three corners -
+    assert (-1, -1, -1, 1, -1) not in labs and (-1, -1, -1, 1, 1) not in labs
+    assert (1, 1, 1, -1, 1) in labs
+    # any output signs: every labelling of these 5 points (2 units suffice)
+    assert relu_classifications(X, 2).count == 32
+
+
+def test_width_one_is_cover_and_the_affine_fan():
+    X = np.random.default_rng(4).standard_normal((5, 2))
+    r = relu_classifications(X, 1)
+    fan = classification_fan(X, 1, facets=False)
+    assert r.count == cover_count(5, 2) == r.cover == fan.count
+    assert {tuple(v) for v in r.labelings.tolist()} == {tuple(v) for v in fan.labelings.tolist()}
     assert relu_classifications(X[:4], 3).count == 16
 
 
@@ -109,7 +104,8 @@ def test_inside_the_tropical_fan():
     r = relu_classifications(X, 2, positive_units=1)
     fan = classification_fan(X, (2, 2), facets=False)
     assert {tuple(v) for v in r.labelings.tolist()} <= {tuple(v) for v in fan.labelings.tolist()}
-    _check_witnesses(r, X)
+    for k in range(r.count):
+        assert np.all(np.sign(r.evaluate(k, X)) == r.labelings[k])
 
 
 def test_degenerate_data_and_errors():

@@ -249,6 +249,21 @@ class _Search:
         return None
 
 
+def _in_hull(X, inside, test) -> bool:
+    """Whether some point ``X[test]`` lies in the convex hull of ``X[inside]`` (an LP per tested point)."""
+    P = X[inside]
+    if len(P) == 0:
+        return False
+    A = np.r_[P.T, np.ones((1, len(P)))]
+    from scipy.optimize import linprog
+
+    for x in X[test]:
+        res = linprog(np.zeros(len(P)), A_eq=A, b_eq=np.r_[x, 1.0], bounds=[(0, None)] * len(P), method="highs")
+        if res.status == 0:
+            return True
+    return False
+
+
 def _theta_to_net(theta, m, d, p):
     D = d + 1
     W = np.array([theta[i * D:i * D + d] for i in range(m)]).reshape(m, d)
@@ -330,6 +345,9 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
                     by_search += 1
                     yv = np.array(y, dtype=np.float64)
                     for p in signs_list:
+                        if (p == m and _in_hull(Xo[:j + 1], yv < 0, yv > 0)) or (
+                                p == 0 and _in_hull(Xo[:j + 1], yv > 0, yv < 0)):
+                            continue  # f convex (concave): its negative (positive) set is convex
                         theta = search.find(yv, p)
                         if theta is not None:
                             got = _theta_to_net(theta, m, d, p)
