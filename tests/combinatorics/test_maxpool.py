@@ -45,8 +45,17 @@ def test_random_window_families():
 
 
 def test_published_2d_values():
-    # OEIS A357484 (3 x n input, 2 x 2 windows, stride 1): 14, 150, 1536, 15594
-    assert [count_maxpool((3, n), 2, 1).count for n in (2, 3, 4, 5)] == [14, 150, 1536, 15594]
+    # the paper's 2-D special case (OEIS A357484, 3 x n input, 2 x 2 windows, stride 1), its first terms
+    # and its generating function (x + x^2 - x^3) / (1 - 13x + 31x^2 - 20x^3 + 4x^4)
+    from relulab.combinatorics.maxpool import three_by_n_vertex_count
+
+    published = [1, 14, 150, 1536, 15594, 158050, 1601356, 16223814, 164366170, 1665216896]
+    assert [three_by_n_vertex_count(n) for n in range(1, 11)] == published
+    assert [count_maxpool((3, n), 2, 1, facets=False).count for n in (2, 3, 4, 5)] == published[1:5]
+    for n in (6, 7, 8):  # transfer matrix (the closed form is checked inside count_maxpool too)
+        r = count_maxpool((n, 3), 2, 1, facets=False)
+        assert r.count == r.closed_form == published[n - 1]
+    assert count_argmax_tuples(pool_windows((3, 9), 2, 1)) == published[8]
 
 
 def _minkowski_vertices(ws, n):
@@ -102,7 +111,7 @@ def test_agrees_with_region_engine_2d():
 
     full = regions.full_space
     net = PLNet.from_torch(torch.nn.MaxPool2d(2, 1), (1, 2, 3))
-    assert count_maxpool((2, 3), 2, 1).count == full(net).count
+    assert count_maxpool((2, 3), 2, 1).count == full(net).count == 14  # = A357484(2), the 3 x 2 input transposed
 
 
 def test_layer_with_padding_and_channels():

@@ -37,7 +37,8 @@ iff that is ``N - 2``, and distinct ``S`` (non-empty, proper) give distinct face
 running over all subsets (vectorized), within a budget on ``N``.
 
 Closed forms used as checks (:func:`chain_vertex_count` derives the chain case ``2s >= k``
-independently of the transfer matrix): disjoint windows (``s >= k``) give a product of simplices, ``k^m``
+independently of the transfer matrix; :func:`three_by_n_vertex_count` is the paper's 2-D special case,
+3 x n inputs with 2 x 2 windows): disjoint windows (``s >= k``) give a product of simplices, ``k^m``
 vertices and ``m k`` facets (``2m`` for ``k = 2``); ``k = 2, s = 1`` gives the graphical zonotope of a
 path, a cube: ``2^(n-1)`` vertices, ``2(n-1)`` facets; two overlapping 1-D windows with stride 1 give
 ``3k - 2`` vertices.
@@ -357,6 +358,19 @@ def chain_vertex_count(q: int, r: int, m: int) -> int:
     return sum(math.comb(m - i, i) * q ** (m - 2 * i) * (-r * (r - 1)) ** i for i in range(m // 2 + 1))
 
 
+def three_by_n_vertex_count(n: int) -> int:
+    """Regions of 2 x 2 max-pooling with stride 1 on a 3 x n input: the coefficient of ``x^n`` in
+    ``(x + x^2 - x^3) / (1 - 13 x + 31 x^2 - 20 x^3 + 4 x^4)`` (the 2-D special case of Escobar et al.,
+    arXiv 2209.14978, as recorded with the paper's reference in OEIS A357484: 1, 14, 150, 1536, ...)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InvalidInputError(f"n must be a positive integer, got {n!r}")
+    num, den = [0, 1, 1, -1], [1, -13, 31, -20, 4]
+    a: list[int] = []
+    for i in range(int(n) + 1):  # series division: a_i = num_i - sum_{j>=1} den_j a_{i-j}
+        a.append((num[i] if i < len(num) else 0) - sum(den[j] * a[i - j] for j in range(1, min(i, 4) + 1)))
+    return a[int(n)]
+
+
 def _closed_forms(size, k, s, m) -> tuple[int | None, int | None, str | None]:
     if len(size) == 1:
         n, kk, ss = size[0], k[0], s[0]
@@ -375,6 +389,9 @@ def _closed_forms(size, k, s, m) -> tuple[int | None, int | None, str | None]:
         if all(ss >= kk for kk, ss in zip(k, s)):
             q = k[0] * k[1]
             return q ** m, (m * q if q > 2 else 2 * m), "disjoint windows: product of m simplices"
+        if tuple(k) == (2, 2) and tuple(s) == (1, 1) and 3 in size:
+            return (three_by_n_vertex_count(size[1] if size[0] == 3 else size[0]), None,
+                    "3 x n input, 2 x 2 windows, stride 1: (x + x^2 - x^3) / (1 - 13x + 31x^2 - 20x^3 + 4x^4)")
         for a in (0, 1):  # one row (column) of windows: a chain along the other axis
             b = 1 - a
             if k[a] == size[a] and 2 * s[b] >= k[b]:
@@ -564,6 +581,6 @@ def brute_force_orders(windows) -> int:
     return len(seen)
 
 
-__all__ = ["pool_windows", "count_argmax_tuples", "chain_vertex_count", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
+__all__ = ["pool_windows", "count_argmax_tuples", "chain_vertex_count", "three_by_n_vertex_count", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
            "MaxPoolCount",
            "brute_force_tuples", "brute_force_orders"]
