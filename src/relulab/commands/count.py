@@ -203,6 +203,9 @@ def run_maxout(args, ctx: Context) -> Output:
     if r.box_mean is not None:
         lines.append(f"activation regions in the cube of side {r.box_side}: mean {r.box_mean:.2f}, "
                      f"95% CI [{r.box_ci[0]:.2f}, {r.box_ci[1]:.2f}]")
+    if r.boundary_mean is not None:
+        lines.append(f"decision-boundary pieces in the cube: mean {r.boundary_mean:.2f}, "
+                     f"95% CI [{r.boundary_ci[0]:.2f}, {r.boundary_ci[1]:.2f}]")
     lines.append(f"Tseran-Montufar bounds (C_bias {r.c_bias:.3g} exact, C_grad {r.c_grad:.3g} estimated): "
                  f"regions <= {r.bounds['regions']:.4g}, decision boundary <= {r.bounds['decision_boundary']:.4g}")
     return Output(r.to_dict(), "\n".join(lines))
