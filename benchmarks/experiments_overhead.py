@@ -29,6 +29,7 @@ def main():
     ap.add_argument("--tasks", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--ray-timeout", type=float, default=300.0, help="seconds a local Ray start may take")
     args = ap.parse_args()
     n = args.tasks
     tmp = Path(tempfile.mkdtemp())
@@ -44,18 +45,11 @@ def main():
     t_resume = sweep(n, tmp / "local", workers=args.workers)
     print(f"rerun, all {n} finished (resume scan + merge read): {t_resume:.2f} s")
     if not args.no_ray:
-        import ray
+        from relulab.experiments.sweep import connect_ray
 
         t = time.perf_counter()
-        for attempt in range(3):  # Ray allows its raylet 30 s to register; a loaded machine can need more
-            try:
-                ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-                break
-            except Exception:
-                ray.shutdown()
-                if attempt == 2:
-                    raise
-        print(f"ray.init (local, {args.workers} CPUs): {time.perf_counter() - t:.1f} s")
+        ray = connect_ray(workers=args.workers, ray_timeout=args.ray_timeout)
+        print(f"Ray start (local, {args.workers} CPUs): {time.perf_counter() - t:.1f} s")
         sweep(4, tmp / "warm", ray=True)  # workers started and relulab imported
         t_ray = sweep(n, tmp / "ray", ray=True)
         print(f"ray, {args.workers} CPUs: {t_ray:.2f} s, {n / t_ray:.0f} tasks/s, {1e3 * t_ray / n:.2f} ms/task "
