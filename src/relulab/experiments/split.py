@@ -79,12 +79,15 @@ class SplitEnumeration(RegionResult):
     workers: int
     box: tuple | None = None
 
-    _summary_fields = ("count", "linear_count", "unbounded_count", "complete", "domain", "box", "cells", "pieces",
+    _summary_fields = ("count", "linear_count", "complete", "certified", "domain", "box", "cells", "pieces",
                        "seconds", "merge_seconds", "executor", "workers")
 
     @property
     def unbounded_count(self) -> int | None:
         return None if self.bounded is None else int((~self.bounded).sum())
+
+    def to_dict(self, summary: bool = False) -> dict:
+        return {**super().to_dict(summary), "unbounded_count": self.unbounded_count}
 
     def plot(self, ax=None, extent=None, resolution: int = 300, seed: int = 0):
         """Two inputs: the regions in random colours on a grid over ``extent`` (x0, x1, y0, y1;
