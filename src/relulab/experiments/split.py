@@ -209,7 +209,6 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions) -> dict:
     """Enumerate one cell; returns its region pieces in the coordinates of ``net``."""
     from relulab import regions
 
-    torch.set_num_threads(1)
     fn = regions.full_space
     t0 = time.perf_counter()
     kind = cell[0]
@@ -242,8 +241,15 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-def _pool_task(args):
+def _worker_cell_task(*args):
+    # one cell per core: torch's own threads would oversubscribe (only in workers: the caller's
+    # thread setting is not ours to change)
+    torch.set_num_threads(1)
     return _cell_task(*args)
+
+
+def _pool_task(args):
+    return _worker_cell_task(*args)
 
 
 # ------------------------------------------------------------------ merge
@@ -374,7 +380,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
 
         rr = connect_ray(address, workers, ray_timeout)
         ref = rr.put(net)
-        remote = rr.remote(num_cpus=1)(_cell_task)
+        remote = rr.remote(num_cpus=1)(_worker_cell_task)
         refs = [remote.remote(ref, c, time_limit, max_regions) for c in cells]
         pending = list(refs)
         while pending:
