@@ -180,3 +180,19 @@ def test_single_process_linear_count_equals_the_exact_count():
     net = _tiny_weight_net()
     ref = full_space(net, box=(-3.0, 3.0), neighbours=True)
     assert ref.linear_count == _exact_linear_count(net, [8, 8], ref.patterns, ref.neighbours)
+
+
+def test_negative_piece_coefficients_give_an_uncertified_linear_count():
+    """Abs units (pieces z and -z) can cancel paths, so the abs-weight bound does not apply: the merge
+    falls back to a relative tolerance and says the result is not certified."""
+    from relulab.nn import Abs
+
+    g = torch.Generator().manual_seed(8)
+    a, b = torch.nn.Linear(2, 5).double(), torch.nn.Linear(5, 1).double()
+    with torch.no_grad():
+        for m in (a, b):
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64))
+            m.bias.copy_(torch.randn(m.bias.shape, generator=g, dtype=torch.float64))
+    net = PLNet.from_torch(torch.nn.Sequential(a, Abs(), b), (2,))
+    ref, s = check(net, box=(-2.0, 2.0), cells=4, workers=1)
+    assert ref.certified and not s.certified

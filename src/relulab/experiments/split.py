@@ -304,12 +304,16 @@ def _abs_net(net: PLNet) -> PLNet | None:
 
     if any(bool((m.coef[m.valid] < 0).any()) for m in net.max_units):
         return None
-    mod = copy.deepcopy(net.to_torch())
-    with torch.no_grad():
-        for t in list(mod.parameters()) + list(mod.buffers()):
-            if t.is_floating_point():
-                t.abs_()
-    return PLNet.from_torch(mod, tuple(net.input_shape))
+    try:
+        mod = copy.deepcopy(net.to_torch())
+        with torch.no_grad():
+            for t in list(mod.parameters()) + list(mod.buffers()):
+                if t.is_floating_point():
+                    t.abs_()
+        absnet = PLNet.from_torch(mod, tuple(net.input_shape))
+    except Exception:  # a module that does not survive the change: no bound, and the result says so
+        return None
+    return absnet if absnet.n_units == net.n_units else None
 
 
 def _gradients(net: PLNet, xw: torch.Tensor, patterns: torch.Tensor):
