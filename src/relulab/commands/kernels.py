@@ -67,21 +67,10 @@ def read_inputs(text: str, shape, max_points: int):
     ds = builtin_data(text)
     if ds is not None:
         x = ds.x
-    elif text.endswith(".npy"):
-        from relulab.cli import load_npy
+    elif text.endswith((".npy", ".csv")):
+        from relulab.cli import read_array
 
-        x = torch.as_tensor(load_npy(text, "DATA"))
-    elif text.endswith(".csv"):
-        import warnings
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # an empty file is refused below, in our words
-                x = torch.as_tensor(np.loadtxt(text, delimiter=",", dtype=np.float64, ndmin=2))
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"DATA {text}: not a numeric CSV file ({e})") from None
+        x = torch.as_tensor(read_array(text, "DATA"))
         if x.numel() == 0:
             raise InvalidInputError(f"DATA {text}: the file holds no numbers")
     else:

@@ -92,35 +92,26 @@ def shallow_from_model(net, trainable: str, command: str):
                                     f"{found} ({why})") from None
 
 
-def _columns(text: str) -> tuple[int, ...]:
-    """The shape of a .npy file, or (rows unknown, columns) of a .csv file, read without loading it all."""
-    import numpy as np
-
-    if text.endswith(".npy"):
-        return tuple(np.load(text, mmap_mode="r", allow_pickle=False).shape)
-    return (-1, int(np.loadtxt(text, delimiter=",", dtype=np.float64, ndmin=2, max_rows=1).shape[1]))
-
-
 def read_matrix(text: str, cols: int, label: str, what: str):
-    """A .npy/.csv file as an (n, cols) float64 tensor through ``relulab ntk``'s DATA reader; a 1-D file is
-    n values when ``cols == 1``. Anything else (a different number of columns included) is one error line."""
-    import sys
+    """A .npy/.csv file (read by :func:`relulab.cli.read_array`) as an (n, cols) float64 tensor; a 1-D file
+    is n values when ``cols == 1``. Anything else (a different number of columns, no rows, a non-finite
+    value) is one error line naming ``label``."""
+    import numpy as np
+    import torch
 
-    from relulab.commands.kernels import read_inputs
+    from relulab.cli import read_array
     from relulab.core.errors import InvalidInputError
 
     if not text.endswith((".npy", ".csv")):
         raise InvalidInputError(f"{label} {text!r}: expected a .npy or .csv file of {what}")
-    try:
-        x = read_inputs(text, (cols,), sys.maxsize)
-    except InvalidInputError as e:
-        msg = str(e)
-        raise InvalidInputError(label + msg[len("DATA"):] if msg.startswith("DATA") else msg) from None
-    shape = _columns(text)
-    if not (len(shape) == 2 and shape[1] == cols or len(shape) == 1 and cols == 1):
-        raise InvalidInputError(f"{label} {text}: shape {'x'.join(str(s) if s >= 0 else 'n' for s in shape)} "
-                                f"is not n x {cols} ({what})")
-    return x
+    arr = read_array(text, label)
+    if arr.size == 0:
+        raise InvalidInputError(f"{label} {text}: the file holds no numbers")
+    if not (arr.ndim == 2 and arr.shape[1] == cols or arr.ndim == 1 and cols == 1):
+        raise InvalidInputError(f"{label} {text}: shape {'x'.join(map(str, arr.shape))} is not n x {cols} ({what})")
+    if not np.isfinite(arr).all():
+        raise InvalidInputError(f"{label} {text}: contains non-finite values")
+    return torch.as_tensor(arr).reshape(-1, cols)
 
 
 def _shallow_and_data(args, trainable: str, command: str):
