@@ -30,7 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-points", type=int_arg(1, 10**7), default=2048, metavar="N",
                    help="use the first N inputs (default 2048; the Gram matrix has N^2 entries per output pair)")
     p.add_argument("--memory", type=float_arg(above=0, hi=2**20), default=1.0, metavar="GIB",
-                   help="working-memory budget of the empirical kernel in GiB (default 1)")
+                   help="memory budget of the empirical kernel in GiB (default 1): it bounds the Gram matrix "
+                        "plus the Jacobian panels (or NTK-vector product chunks) it is computed from, which are "
+                        "made smaller to fit; a Gram matrix alone larger than this is refused")
     p.add_argument("--trace-outputs", action="store_true",
                    help="sum the kernel over outputs (an n x n matrix) instead of the full (n o) x (n o) one")
     p.add_argument("--save", metavar="FILE.npy", default=None, type=output_file(".npy"), help="write the empirical Gram matrix to FILE.npy")
