@@ -11,7 +11,7 @@ _EXPORTS = {
     # engines and modules
     "regions": "regions", "kernels": "kernels", "landscape": "landscape", "init": "init",
     "complexity": "complexity", "tropical": "tropical", "combinatorics": "combinatorics",
-    "experiments": "experiments", "dynamics": "dynamics",
+    "experiments": "experiments", "dynamics": "dynamics", "convex": "convex",
     "core": "core", "nn": "nn", "data": "data", "results": "results", "progress": "progress",
     # model files
     "load": "core.io", "save": "core.io", "build": "core.io", "open_model": "core.io",
@@ -21,7 +21,7 @@ _EXPORTS = {
     "InvalidInputError": "core.errors", "ModelFileError": "core.errors", "ResourceLimitError": "core.errors",
 }
 # engines that exist only in some installations are exported when present
-_OPTIONAL = ("complexity", "tropical", "combinatorics", "experiments", "dynamics")
+_OPTIONAL = ("complexity", "tropical", "combinatorics", "experiments", "dynamics", "convex")
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS, optional=_OPTIONAL)
 __all__ += ["__version__"]

@@ -302,6 +302,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("sweep", "run a resumable sweep of a registered experiment (TOML spec)"),
     "report": ("report_dir", "one self-contained HTML page from a results folder"),
     "dynamics": ("dynamics", "training dynamics: kernel vs adaptive regimes of shallow univariate networks"),
+    "convex": ("convex", "globally optimal two-layer ReLU networks (convex program, +BN) and optimality certificates"),
 }
 
 
