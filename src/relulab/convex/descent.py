@@ -60,6 +60,14 @@ def _positive_int(value, name):
     return int(value)
 
 
+def _plain_grads(A, U, a, H, act, r, s, beta):
+    """Gradients in (U, a) of ``s/2 |relu(A U^T) a - y|^2 + beta/2 (|U|^2 + |a|^2)`` per run, given the forward
+    pass ``H = A U^T``, ``act = relu(H)`` and residuals ``r`` (ReLU' taken as 1[H > 0])."""
+    ga = s * (act.transpose(1, 2) @ r[:, :, None])[:, :, 0] + beta * a
+    back = s * r[:, :, None] * a[:, None, :] * (H > 0)
+    return back.transpose(1, 2) @ A + beta * U, ga
+
+
 def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000, lr: float | None = None,
             init_scale: float = 1.0, bias: bool = True, bn: bool = False, loss: str = "sum", seed: int = 0,
             record: int = 24, dtype=torch.float64) -> GDRuns:
@@ -127,10 +135,7 @@ def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000,
             grads = torch.autograd.grad(obj.sum(), params)
         else:
             # the plain network's gradient written out: one batched product per layer
-            U, a = params
-            ga = s * (act.transpose(1, 2) @ r[:, :, None])[:, :, 0] + beta * a
-            back = s * r[:, :, None] * a[:, None, :] * (H > 0)
-            grads = (back.transpose(1, 2) @ A + beta * U, ga)
+            grads = _plain_grads(A, *params, H, act, r, s, beta)
         with torch.no_grad():
             for p, gr in zip(params, grads):
                 p -= lr * gr
