@@ -296,6 +296,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dropout": ("dropout", "Dropout / DropConnect on shallow linear networks: closed-form minimum, flow rate vs bound"),
     "lp-flow": ("lp_flow", "Fisher-Rao gradient flows of linear programs and state-action natural policy gradients"),
     "bures": ("bures", "Bures-Wasserstein deep linear generators: critical points, values, Morse indices, training"),
+    "convex": ("convex", "globally optimal two-layer ReLU networks (convex program, +BN) and optimality certificates"),
 }
 
 
