@@ -409,20 +409,30 @@ def bw_train(Sigma0, widths, *, tau: float = 0.01, method: str = "flow", t_max: 
     b0 = balance(unpack(thetas[0]))
     b1 = balance(unpack(thetas[-1]))
     drift = max((float(np.abs(x - y).max()) for x, y in zip(b0, b1)), default=0.0)
-    crit = bw_critical_points(S0, min(widths), tau=tau, latent_dim=widths[0])
+    lam = np.sort(np.linalg.eigvalsh(S0))[::-1]
+
+    def value_of(I):
+        return float(lam[[j for j in range(n) if j not in I]].sum() + sum(2 * tau - tau * tau / lam[i] for i in I))
+
+    try:
+        crit = bw_critical_points(S0, min(widths), tau=tau, latent_dim=widths[0])
+        global_value, second_value = crit.global_value, crit.second_value
+    except ResourceLimitError:
+        # too many subsets to list: the global value from the top subset (the values decrease as a subset
+        # gains an eigenvalue above tau and as its eigenvalues grow), the second value unknown
+        top = tuple(i for i in range(min(min(widths), widths[0], n)) if lam[i] > tau)
+        global_value, second_value = value_of(top), math.nan
     Wf = _product(unpack(thetas[-1]))
     cov = Wf @ Wf.T
-    subset = _subset_of(cov, S0, crit.eigenvalues, tau)
-    limit_value = float(crit.eigenvalues[[j for j in range(n) if j not in subset]].sum()
-                        + sum(2 * tau - tau * tau / crit.eigenvalues[i] for i in subset))
-    scale = max(1.0, abs(crit.global_value))
+    subset = _subset_of(cov, S0, lam, tau)
+    limit_value = value_of(subset)
+    scale = max(1.0, abs(global_value))
     return BWTrajectory(method=method, times=times, losses=losses, grad_norms=gnorms, widths=widths, tau=tau,
                         monotone=bool(np.all(np.diff(losses) <= 1e-12 * scale)), balance_drift=drift,
                         limit_subset=subset, limit_value=limit_value, value_error=abs(float(losses[-1]) - limit_value),
-                        initial_loss=float(losses[0]), global_value=crit.global_value,
-                        second_value=crit.second_value,
-                        reached_global=bool(abs(float(losses[-1]) - crit.global_value) <= 1e-6 * scale),
-                        started_below_second=bool(losses[0] < crit.second_value), final_covariance=cov,
+                        initial_loss=float(losses[0]), global_value=global_value, second_value=second_value,
+                        reached_global=bool(abs(float(losses[-1]) - global_value) <= 1e-6 * scale),
+                        started_below_second=bool(losses[0] < second_value), final_covariance=cov,
                         complete=complete, seconds=time.perf_counter() - t0)
 
 
