@@ -19,7 +19,7 @@ a_i = column i of W2, b_i = row i of W1 and ``keep`` = p (the probability that a
       E L = L0 + c2 sum_i |a_i|^2 b_i^T C b_i + c1 (1 + c2) sum_i |a_i|^2 sum_j B_ij^2 C_jj.
 
   When C is diagonal (for example whitened data) both sums are equal and DropConnect is dropout with
-  c = 1 / (p1 p2) - 1.
+  c = 1 / (p1 p2) - 1. ``keep=(p, 1.0)`` drops the first layer's weights only, ``(1.0, p)`` the second's.
 
 **Global minimizers.** With C positive definite put W' = W C^{1/2}, M = (Y^T X / N) C^{-1/2}; then
 E L = const + |M - W2 W1'|^2 + c sum_i |a_i|^2 |b_i'|^2. For any W of rank <= h, the smallest value of
