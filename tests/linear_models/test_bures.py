@@ -165,3 +165,8 @@ def test_cli_bures(capsys):
     assert cp["values"] == pytest.approx([3.0, 4.0, 5.0]) and cp["indices"] == [0, 1, 2]
     code, out, err = run(["bures", "--eigenvalues", "3,0", "--json"], capsys)
     assert code == 1 and "Sigma0" in err and out == ""
+
+
+def test_gradient_descent_with_a_too_large_step_is_refused():
+    with pytest.raises(InvalidInputError, match="lr"):
+        bw_train(np.diag([4.0, 3.0, 2.0, 1.0]), (2, 3, 4), tau=1e-3, method="gd", lr=10.0, steps=100)

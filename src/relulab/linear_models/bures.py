@@ -397,9 +397,12 @@ def bw_train(Sigma0, widths, *, tau: float = 0.01, method: str = "flow", t_max: 
         th = theta0.copy()
         rec, ts = [th.copy()], [0]
         for s in range(1, steps + 1):
-            th = th - lr * grads(th)[0]
-            if not np.isfinite(th).all():
-                raise InvalidInputError(f"lr = {lr:g} makes gradient descent diverge; use a smaller step")
+            try:
+                th = th - lr * grads(th)[0]
+            except DegenerateGeometryError:
+                th = th * np.nan  # the iterates blew up past what the square root resolves
+            if not np.isfinite(th).all() or float(np.abs(th).max()) > 1e150:
+                raise InvalidInputError(f"lr = {lr:g} makes gradient descent diverge (step {s}); use a smaller step")
             if s % every == 0 or s == steps:
                 rec.append(th.copy())
                 ts.append(s)
