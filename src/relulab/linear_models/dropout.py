@@ -54,7 +54,8 @@ from relulab.core.errors import InvalidInputError, ResourceLimitError
 from relulab.linear_models import _inputs
 from relulab.results import Result
 
-__all__ = ["decay_rate", "whiten", "expected_loss", "induced_regularizer", "enumerate_masks", "monte_carlo_loss", "MonteCarloEstimate",
+__all__ = ["decay_rate", "whiten", "expected_loss", "induced_regularizer", "enumerate_masks", "monte_carlo_loss",
+           "MonteCarloEstimate",
            "global_minimizers", "DropoutMinimum", "dropout_hessian", "dropout_flow", "DropoutFlow"]
 
 _KINDS = ("dropout", "dropconnect")
