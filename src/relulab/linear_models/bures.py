@@ -35,6 +35,9 @@ smooth for tau > 0, with 0 <= L_tau - L <= 2 d0 tau. Its critical points are, fo
 size at most min(k, d0) with lambda_i > tau, W W^T = sum_{i in I} (lambda_i - tau^2 / lambda_i) u_i u_i^T
 (the other columns zero), with value sum_{i not in I} lambda_i + sum_{i in I} (2 tau - tau^2 / lambda_i);
 their Morse indices come from the exact Hessian (Daleckii-Krein derivative of the inverse square root).
+They equal #{(i in I, j not in I) : lambda_j > lambda_i} + (d0 - |I|) #{j not in I : lambda_j > tau}: besides
+the swaps of the unperturbed loss, a zero column moved by eps u_j changes L_tau by eps^2 (1 - lambda_j / tau)
+to second order (tested against the exact Hessian).
 
 **Flows.** Gradient flow of L_tau over the factors (scipy solve_ivp) and gradient descent with a fixed
 step; the checks: the loss never increases, the limit is a critical point (gradient norm, nearest
