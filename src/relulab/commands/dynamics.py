@@ -25,6 +25,25 @@ def add_parser(sub) -> None:
     json_flag(u)
     u.set_defaults(handler=run_univariate)
 
+    m = kinds.add_parser("mirror", help="mirror-flow implicit bias against width",
+                         description="Train f(x) = sum_k a_k sigma(w_k x - b_k) + d (a = d = 0 at the start) by mirror "
+                                     "descent with unscaled or width-scaled potentials and measure the sup and L2 "
+                                     "distances to the solution of the function-space limit problem and to the "
+                                     "kernel (gradient-flow) limit as the width grows.")
+    m.add_argument("--widths", type=str, default="50,200,800,3200", metavar="W,..", help="widths")
+    m.add_argument("--potentials", type=str, default="x^2,|x|^3+x^2,x^4+x^2", metavar="P,..",
+                   help="potentials phi (quadratic, x^2, |x|^3+x^2, x^4+x^2, cosh-entropy)")
+    m.add_argument("--scaling", choices=("unscaled", "scaled", "both"), default="both")
+    m.add_argument("--activation", choices=("relu", "abs"), default="abs")
+    m.add_argument("--steps", type=int_arg(1, 10**7), default=20000, metavar="K", help="mirror-descent steps")
+    m.add_argument("--init", choices=("stratified", "random"), default="stratified")
+    m.add_argument("--seed", type=int_arg(0, 2**31 - 1), default=0, metavar="S")
+    m.add_argument("--time-limit", type=float_arg(above=0), default=None, metavar="SEC")
+    m.add_argument("--quick", action="store_true", help="widths 50 and 400, the scaled |x|^3+x^2 potential only")
+    m.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write distance vs width to FILE")
+    json_flag(m)
+    m.set_defaults(handler=run_mirror)
+
 
 def _numbers(text: str, flag: str, integer: bool = False) -> list:
     import math
@@ -68,4 +87,30 @@ def run_univariate(args, ctx: Context) -> Output:
     for row in r.rows:
         lines.append(f"{row['width']:<6d} {row['inner_scale']:<8g} {row['outer_scale']:<8g} {row['l2_cubic']:<10.3g} "
                      f"{row['l2_linear']:<10.3g} {row['l2_kernel']:<10.3g} {row['movement']:<9.3g} {row['closest']}")
+    return Output(data, "\n".join(lines))
+
+
+def run_mirror(args, ctx: Context) -> Output:
+    from relulab.core.errors import InvalidInputError
+    from relulab.dynamics import mirror_bias
+    from relulab.experiments.entries_dynamics import MIRROR_X, MIRROR_Y
+
+    if args.quick:
+        widths, pots, scaled = [50, 400], ["|x|^3+x^2"], [True]
+    else:
+        widths = _numbers(args.widths, "--widths", integer=True)
+        pots = [p.strip() for p in args.potentials.split(",") if p.strip()]
+        if not pots:
+            raise InvalidInputError("--potentials: expected at least one potential")
+        scaled = {"unscaled": [False], "scaled": [True], "both": [False, True]}[args.scaling]
+    with ctx.progress("training", "runs") as bar:
+        r = mirror_bias(MIRROR_X, MIRROR_Y, widths=widths, potentials=pots, scaled=scaled, activation=args.activation,
+                        init=args.init, steps=args.steps, seed=args.seed, time_limit=args.time_limit, progress=bar)
+    data = r.to_dict()
+    if args.plot:
+        data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (5.5, 4))
+    lines = ["potential     scaled  width   sup to limit  sup to kernel  movement  converged"]
+    for row in r.rows:
+        lines.append(f"{row['potential']:<13} {str(row['scaled']):<7} {row['width']:<7d} {row['sup_limit']:<13.3g} "
+                     f"{row['sup_kernel']:<14.3g} {row['movement']:<9.3g} {row['converged']}")
     return Output(data, "\n".join(lines))

@@ -11,6 +11,8 @@ _EXPORTS = {
     "UnivariateNet": "univariate", "univariate_net": "univariate", "kernel_limit": "univariate",
     "natural_cubic_spline": "univariate", "linear_interpolant": "univariate", "compare_interpolants": "univariate",
     "Interpolants": "univariate", "regime_diagram": "univariate", "RegimeDiagram": "univariate",
+    "ShallowNet": "mirror", "shallow_net": "mirror", "mirror_limit": "mirror", "MirrorLimit": "mirror",
+    "train_mirror": "mirror", "mirror_bias": "mirror", "MirrorBias": "mirror",
 }
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)
