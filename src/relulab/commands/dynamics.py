@@ -44,6 +44,24 @@ def add_parser(sub) -> None:
     json_flag(m)
     m.set_defaults(handler=run_mirror)
 
+    b = kinds.add_parser("benign", help="benign vs harmful overfitting against signal strength",
+                         description="Train two-layer leaky ReLU networks (fixed outer signs) by gradient descent on "
+                                     "the hinge loss to zero loss on signal-plus-orthogonal-noise data with flipped "
+                                     "labels; report the test error (clean labels) of the network and of the "
+                                     "hard-margin classifier against the signal strength gamma, with the derived "
+                                     "transition gamma ~ 1/sqrt(n d).")
+    b.add_argument("--n", type=int_arg(4, 5000), default=40, metavar="N", help="training points (default 40)")
+    b.add_argument("--flipped", type=int_arg(0, 5000), default=4, metavar="K", help="flipped labels (default 4)")
+    b.add_argument("--dims", type=str, default="200,800,3200", metavar="D,..", help="input dimensions")
+    b.add_argument("--gammas", type=str, default="0.001,0.003,0.01,0.03,0.1,0.3", metavar="G,..",
+                   help="signal strengths in (0, 1)")
+    b.add_argument("--seeds", type=int_arg(1, 100), default=3, metavar="S", help="data seeds per setting")
+    b.add_argument("--width", type=int_arg(2, 10**4), default=64, metavar="M", help="hidden width (even)")
+    b.add_argument("--quick", action="store_true", help="d = 400, gamma in {0.001, 0.01, 0.1}, one seed")
+    b.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write the diagram to FILE")
+    json_flag(b)
+    b.set_defaults(handler=run_benign)
+
 
 def _numbers(text: str, flag: str, integer: bool = False) -> list:
     import math
@@ -113,4 +131,32 @@ def run_mirror(args, ctx: Context) -> Output:
     for row in r.rows:
         lines.append(f"{row['potential']:<13} {str(row['scaled']):<7} {row['width']:<7d} {row['sup_limit']:<13.3g} "
                      f"{row['sup_kernel']:<14.3g} {row['movement']:<9.3g} {row['converged']}")
+    return Output(data, "\n".join(lines))
+
+
+def run_benign(args, ctx: Context) -> Output:
+    from relulab.core.errors import InvalidInputError
+    from relulab.dynamics import benign_diagram
+
+    if args.quick:
+        ds, gammas, seeds = [400], [1e-3, 1e-2, 1e-1], [0]
+    else:
+        ds = _numbers(args.dims, "--dims", integer=True)
+        gammas = _numbers(args.gammas, "--gammas")
+        seeds = list(range(args.seeds))
+    if max(gammas) >= 1:
+        raise InvalidInputError(f"--gammas: signal strengths must be < 1, got {max(gammas)}")
+    if args.flipped >= args.n / 2:
+        raise InvalidInputError(f"--flipped: must be below n/2 = {args.n / 2:g}, got {args.flipped}")
+    with ctx.progress("training", "settings") as bar:
+        r = benign_diagram(n=args.n, flipped=args.flipped, ds=ds, gammas=gammas, seeds=seeds, width=args.width,
+                           progress=bar)
+    data = r.to_dict()
+    if args.plot:
+        data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (6, 4.5))
+    lines = ["d      gamma    seed  network error        max-margin  predicted  interpolated"]
+    for row in r.rows:
+        lines.append(f"{row['d']:<6d} {row['gamma']:<8g} {row['seed']:<5d} {row['network_error']:.4f} +- "
+                     f"{row['network_error_se']:<9.2g} {row['max_margin_error']:<11.4f} {row['predicted_error']:<10.4f} "
+                     f"{row['interpolated']}")
     return Output(data, "\n".join(lines))

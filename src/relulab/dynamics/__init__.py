@@ -13,6 +13,9 @@ _EXPORTS = {
     "Interpolants": "univariate", "regime_diagram": "univariate", "RegimeDiagram": "univariate",
     "ShallowNet": "mirror", "shallow_net": "mirror", "mirror_limit": "mirror", "MirrorLimit": "mirror",
     "train_mirror": "mirror", "mirror_bias": "mirror", "MirrorBias": "mirror",
+    "SignalNoiseData": "benign", "signal_noise_data": "benign", "linear_test_error": "benign",
+    "max_margin": "benign", "MaxMargin": "benign", "train_hinge": "benign", "network_test_error": "benign",
+    "predicted_error": "benign", "benign_diagram": "benign", "BenignDiagram": "benign",
 }
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

@@ -147,3 +147,68 @@ def liang_montufar_mirror_bias(cfg: MirrorBiasConfig) -> list[dict]:
         row.pop(k)
     row["steps_run"] = row.pop("steps")
     return [row]
+
+
+# ============================================================================ benign overfitting
+@dataclass(frozen=True)
+class BenignConfig:
+    d: int = 800
+    gamma: float = 0.01
+    n: int = 40
+    flipped: int = 4
+    width: int = 64
+    seed: int = 0
+
+
+def _summarize_benign(rows: list[dict]) -> Summary:
+    import math
+
+    def draw(ax):
+        from relulab.dynamics import BenignDiagram
+
+        n, k = rows[0]["n"], rows[0]["flipped"]
+        BenignDiagram(rows=rows, n=n, flipped=k, seconds=0.0).plot(ax=ax)
+
+    def crossing(sub, key):
+        # the gamma where the error falls through 1/4 (log-linear interpolation), None if it does not
+        sub = sorted(sub, key=lambda r: r["gamma"])
+        for lo, hi in zip(sub, sub[1:]):
+            if lo[key] >= 0.25 > hi[key]:
+                t = (lo[key] - 0.25) / (lo[key] - hi[key])
+                return math.exp(math.log(lo["gamma"]) + t * (math.log(hi["gamma"]) - math.log(lo["gamma"])))
+        return None
+
+    comp = []
+    for d in sorted({r["d"] for r in rows}):
+        sub = [r for r in rows if r["d"] == d]
+        c = crossing(sub, "network_error")
+        thr = 1 / math.sqrt(sub[0]["n"] * d)
+        comp.append((f"d = {d}: gamma where the network's test error crosses 1/4",
+                     f"transition at gamma ~ 1/sqrt(n d) = {thr:.3g} (derived here, see relulab.dynamics.benign)",
+                     "not crossed in the grid" if c is None else f"{c:.3g} (ratio {c / thr:.2f})"))
+    comp.append(("runs that interpolated the noisy labels", "all (zero hinge loss)",
+                 f"{sum(r['interpolated'] for r in rows)} of {len(rows)}"))
+    return Summary(figures=[("test error against signal strength", draw)], comparison=comp, verdict=None)
+
+
+@experiment(
+    "karhadkar-benign-overfitting",
+    title="Benign vs harmful overfitting of leaky ReLU networks on signal-plus-orthogonal-noise data",
+    paper="Karhadkar, George, Murray, Montufar & Needell, Benign overfitting in leaky ReLU networks with moderate "
+          "input dimension (NeurIPS 2024)",
+    claim="Two-layer leaky ReLU networks trained by GD on the hinge loss to zero loss overfit benignly when the "
+          "signal-to-noise ratio is high and harmfully when it is low, through approximate margin maximization.",
+    full={"d": [200, 800, 3200], "gamma": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1], "seed": [0, 1, 2]},
+    quick={"d": [400], "gamma": [1e-3, 1e-2, 1e-1]},
+    summarize=_summarize_benign,
+)
+def karhadkar_benign_overfitting(cfg: BenignConfig) -> list[dict]:
+    """:func:`relulab.dynamics.benign_diagram` at one (d, gamma, seed)."""
+    from relulab.dynamics import benign_diagram
+
+    r = benign_diagram(n=cfg.n, flipped=cfg.flipped, ds=(cfg.d,), gammas=(cfg.gamma,), seeds=(cfg.seed,),
+                       width=cfg.width)
+    row = dict(r.rows[0])
+    for k in ("d", "gamma", "seed"):
+        row.pop(k)
+    return [row]
