@@ -24,9 +24,14 @@ outside the lineality space (one LP per pair). Also reported: connectivity throu
 linear classifiers (width 1) the sublevel sets are connected (Brandenburg-Loho-Montufar); for larger
 models they need not be, and ``components`` shows it case by case.
 
-A shallow ReLU network of width m with fixed output signs computes a tropical rational function
-with at most ``2^m`` monomials per side, so its realizable labellings are among those of this model
-with ``m_p, m_q`` large enough; the counts here are for the tropical model stated above.
+This is the parameter space of tropical rational functions with a fixed number of monomials per side
+(exponents and coefficients free), the space in which the paper places the ReLU networks as a
+semialgebraic subset. A shallow ReLU network of width ``m`` with ``p`` positive output weights computes
+such a function with ``2^p`` and ``2^(m-p)`` monomials whose exponents are sums of subsets of the hidden
+weights, so its labellings are among those of this model with widths ``(2^p, 2^(m-p))``; the exact set
+a ReLU network realizes is :func:`relulab.tropical.relu_classifications`. (The paper's text could not
+be consulted beyond its abstract; the definitions above follow the abstract: classification fan =
+normal fan of the activation polytope, 0/1-loss sublevel sets = subfans.)
 """
 
 from __future__ import annotations
