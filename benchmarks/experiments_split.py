@@ -30,7 +30,11 @@ def mlp(d, widths, seed):
             lin.bias.copy_(torch.randn(w, generator=g, dtype=torch.float64) * 0.5)
         layers += [lin, torch.nn.ReLU()]
         fan = w
-    return PLNet.from_torch(torch.nn.Sequential(*layers, torch.nn.Linear(fan, 1).double()), (d,))
+    out = torch.nn.Linear(fan, 1, dtype=torch.float64)
+    with torch.no_grad():  # from the seeded generator too: the linear count depends on the output weights
+        out.weight.copy_(torch.randn(1, fan, generator=g, dtype=torch.float64) * fan ** -0.5)
+        out.bias.zero_()
+    return PLNet.from_torch(torch.nn.Sequential(*layers, out), (d,))
 
 
 def main():
