@@ -1,0 +1,79 @@
+"""Labellings of a data set realizable by shallow ReLU networks: relulab's pattern search
+(`relulab.tropical.relu_classifications`, defaults) against the direct route, one MILP per labelling and
+output-sign split (HiGHS `scipy.optimize.milp`, relu by indicator variables on a normalized box), on the
+same data sets; equal labelling sets are asserted, wall times and their ratio printed.
+
+    .venv/bin/python benchmarks/tropical_relu_classifications.py [--max-n 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import time
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from relulab.tropical import relu_classifications
+
+
+def milp_realizable(X, y, m, p) -> bool:
+    """max t with y_j f(x_j) >= t, |w|, |b|, |c| <= 1, p output weights +1 and m - p weights -1."""
+    n, d = X.shape
+    D, nth, nh = d + 1, m * (d + 1) + 1, n * m
+    nv = nth + 2 * nh + 1
+    a = [1.0] * p + [-1.0] * (m - p)
+    rows, lo, up = [], [], []
+    for j in range(n):
+        M = float(np.abs(X[j]).sum() + 1.0)
+        for i in range(m):
+            z = np.zeros(nv)
+            z[i * D:i * D + d], z[i * D + d] = X[j], 1.0
+            h, dl = nth + j * m + i, nth + nh + j * m + i
+            r = -z.copy()
+            r[h] = 1
+            rows.append(r), lo.append(0), up.append(np.inf)
+            r = -z.copy()
+            r[h], r[dl] = 1, M
+            rows.append(r), lo.append(-np.inf), up.append(M)
+            r = np.zeros(nv)
+            r[h], r[dl] = 1, -M
+            rows.append(r), lo.append(-np.inf), up.append(0)
+        r = np.zeros(nv)
+        r[nth - 1] = y[j]
+        for i in range(m):
+            r[nth + j * m + i] = y[j] * a[i]
+        r[-1] = -1.0
+        rows.append(r), lo.append(0), up.append(np.inf)
+    c = np.zeros(nv)
+    c[-1] = -1.0
+    res = milp(c, constraints=LinearConstraint(np.array(rows), lo, up),
+               integrality=np.r_[np.zeros(nth + nh), np.ones(nh), 0],
+               bounds=Bounds(np.r_[-np.ones(nth), np.zeros(2 * nh), -1.0], np.r_[np.ones(nth), np.full(nh, np.inf),
+                                                                                np.ones(nh), 1.0]))
+    return res.status == 0 and -res.fun > 1e-7
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-n", type=int, default=5)
+    args = ap.parse_args()
+    cases = [("line", 1, 2), ("plane", 2, 1), ("plane", 2, 2), ("space", 3, 2)]
+    print(f"{'data':>6} {'n':>2} {'m':>2} {'count':>6} {'search s':>9} {'MILP s':>8} {'ratio':>7}")
+    for name, d, m in cases:
+        for n in range(4, args.max_n + 1):
+            X = np.random.default_rng(n).standard_normal((n, d))
+            t = time.perf_counter()
+            r = relu_classifications(X, m)
+            ts = time.perf_counter() - t
+            t = time.perf_counter()
+            ref = {y for y in itertools.product((-1, 1), repeat=n)
+                   if any(milp_realizable(X, np.array(y, float), m, p) for p in range(m + 1))}
+            tm = time.perf_counter() - t
+            assert ref == {tuple(v) for v in r.labelings.tolist()}, (name, n, m)
+            print(f"{name:>6} {n:>2} {m:>2} {r.count:>6} {ts:>9.2f} {tm:>8.2f} {tm / ts:>6.1f}x")
+
+
+if __name__ == "__main__":
+    main()
