@@ -13,46 +13,12 @@ import itertools
 import time
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
 
-from relulab.tropical import relu_classifications
+from relulab.tropical import milp_margin, relu_classifications
 
 
 def milp_realizable(X, y, m, p) -> bool:
-    """max t with y_j f(x_j) >= t, |w|, |b|, |c| <= 1, p output weights +1 and m - p weights -1."""
-    n, d = X.shape
-    D, nth, nh = d + 1, m * (d + 1) + 1, n * m
-    nv = nth + 2 * nh + 1
-    a = [1.0] * p + [-1.0] * (m - p)
-    rows, lo, up = [], [], []
-    for j in range(n):
-        M = float(np.abs(X[j]).sum() + 1.0)
-        for i in range(m):
-            z = np.zeros(nv)
-            z[i * D:i * D + d], z[i * D + d] = X[j], 1.0
-            h, dl = nth + j * m + i, nth + nh + j * m + i
-            r = -z.copy()
-            r[h] = 1
-            rows.append(r), lo.append(0), up.append(np.inf)
-            r = -z.copy()
-            r[h], r[dl] = 1, M
-            rows.append(r), lo.append(-np.inf), up.append(M)
-            r = np.zeros(nv)
-            r[h], r[dl] = 1, -M
-            rows.append(r), lo.append(-np.inf), up.append(0)
-        r = np.zeros(nv)
-        r[nth - 1] = y[j]
-        for i in range(m):
-            r[nth + j * m + i] = y[j] * a[i]
-        r[-1] = -1.0
-        rows.append(r), lo.append(0), up.append(np.inf)
-    c = np.zeros(nv)
-    c[-1] = -1.0
-    res = milp(c, constraints=LinearConstraint(np.array(rows), lo, up),
-               integrality=np.r_[np.zeros(nth + nh), np.ones(nh), 0],
-               bounds=Bounds(np.r_[-np.ones(nth), np.zeros(2 * nh), -1.0], np.r_[np.ones(nth), np.full(nh, np.inf),
-                                                                                np.ones(nh), 1.0]))
-    return res.status == 0 and -res.fun > 1e-7
+    return milp_margin(X, y, m, p) > 1e-7
 
 
 def main():

@@ -385,4 +385,57 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
                                time.perf_counter() - t0)
 
 
-__all__ = ["relu_classifications", "ReLUClassifications"]
+def milp_margin(X, labels, width: int, positive_units: int) -> float:
+    """Independent reference for one labelling: the largest margin ``t`` with ``y_j f(x_j) >= t`` over
+    networks with ``|w|, |b|, |c| <= 1`` and output weights ``(+1)^p (-1)^(m-p)``, by a MILP (HiGHS).
+
+    The relu is exact through indicator variables: on that box ``|w . x_j + b| <= |x_j|_1 + 1 = M_j``,
+    so the big-M constraints ``h >= z``, ``h >= 0``, ``h <= z + M (1 - delta)``, ``h <= M delta`` force
+    ``h = relu(z)``. Any realizing network can be rescaled into the box (everything is positively
+    homogeneous), so ``y`` is realizable iff the optimum is positive. Used to check
+    :func:`relu_classifications`, which does not rely on it (it is one MILP per labelling and sign split).
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    n, d = X.shape
+    m, p = int(width), int(positive_units)
+    if y.shape[0] != n or not np.isin(y, (-1, 1)).all() or not 0 <= p <= m:
+        raise InvalidInputError(f"labels must be {n} values in {{-1, +1}} and positive_units in 0..{m}")
+    D, nth, nh = d + 1, m * (d + 1) + 1, n * m
+    nv = nth + 2 * nh + 1  # theta, h_ji, delta_ji, t
+    a = [1.0] * p + [-1.0] * (m - p)
+    rows, lo, up = [], [], []
+    for j in range(n):
+        M = float(np.abs(X[j]).sum() + 1.0)
+        for i in range(m):
+            z = np.zeros(nv)
+            z[i * D:i * D + d], z[i * D + d] = X[j], 1.0
+            h, dl = nth + j * m + i, nth + nh + j * m + i
+            for coef_h, coef_d, low, high in ((1, 0, 0, np.inf), (1, M, -np.inf, M), (1, -M, -np.inf, 0)):
+                r = -z.copy() if coef_d >= 0 else np.zeros(nv)
+                r[h], r[dl] = coef_h, coef_d
+                rows.append(r)
+                lo.append(low)
+                up.append(high)
+        r = np.zeros(nv)
+        r[nth - 1] = y[j]
+        for i in range(m):
+            r[nth + j * m + i] = y[j] * a[i]
+        r[-1] = -1.0
+        rows.append(r)
+        lo.append(0.0)
+        up.append(np.inf)
+    c = np.zeros(nv)
+    c[-1] = -1.0
+    res = milp(c, constraints=LinearConstraint(np.array(rows), lo, up),
+               integrality=np.r_[np.zeros(nth + nh), np.ones(nh), 0],
+               bounds=Bounds(np.r_[-np.ones(nth), np.zeros(2 * nh), -1.0],
+                             np.r_[np.ones(nth), np.full(nh, np.inf), np.ones(nh), 1.0]))
+    if res.status != 0:
+        raise RuntimeError(f"the MILP did not solve to optimality: {res.message}")
+    return float(-res.fun)
+
+
+__all__ = ["relu_classifications", "ReLUClassifications", "milp_margin"]
