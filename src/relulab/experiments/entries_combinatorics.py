@@ -73,6 +73,7 @@ class MaxoutExpectedConfig:
     width: int = 4
     seeds: int = 8
     seed: int = 0
+    box: bool = False
 
 
 def _summarize_expected(rows: list[dict]) -> Summary:
@@ -88,10 +89,16 @@ def _summarize_expected(rows: list[dict]) -> Summary:
         ax.legend(fontsize=8)
 
     inside = sum(r["line_low"] <= r["line_expected"] <= r["line_high"] for r in rows)
+    comparison = [("exact expectation inside the 95% interval of the measured mean",
+                   "the formula is the expectation", f"{inside} of {len(rows)} configurations")]
+    boxed = [r for r in rows if r.get("regions_high") is not None]
+    if boxed:
+        below = sum(r["regions_high"] <= r["regions_bound"] and r["boundary_high"] <= r["boundary_bound"]
+                    for r in boxed)
+        comparison.append(("regions and decision-boundary pieces in the cube (95% upper end) <= the bounds",
+                           "upper bounds", f"{below} of {len(boxed)} configurations"))
     return Summary(figures=[("breakpoints along a segment: measured vs exact expectation", draw)],
-                   comparison=[("exact expectation inside the 95% interval of the measured mean",
-                                "the formula is the expectation", f"{inside} of {len(rows)} configurations")],
-                   verdict=None)
+                   comparison=comparison, verdict=None)
 
 
 @experiment(
@@ -101,19 +108,26 @@ def _summarize_expected(rows: list[dict]) -> Summary:
     claim="For random maxout layers the expected number of breakpoints along a segment has a closed form "
           "(one layer), and region counts in a cube stay far below the maximum, bounded by (C_grad C_bias T N)^d-type "
           "expressions.",
-    full={"k": [2, 3, 5], "width": [2, 4, 8, 16], "seeds": [100], "seed": [0]},
+    full={"k": [2, 3, 5], "width": [2, 4, 8, 16], "seeds": [100], "seed": [0], "box": [False, True]},
     quick={"k": [2], "width": [3], "seeds": [8], "seed": [0]},
     summarize=_summarize_expected,
 )
 def tseran_montufar_maxout_expected(cfg: MaxoutExpectedConfig) -> list[dict]:
     """:func:`relulab.combinatorics.maxout_complexity` of one maxout layer (2 inputs): exact breakpoints per
-    sampled network (``regions.on_line``) and their 95% t-interval beside the exact expectation."""
+    sampled network (``regions.on_line``) and their 95% t-interval beside the exact expectation; with
+    ``box``, exact regions and decision-boundary pieces in the cube beside the Tseran-Montufar bounds."""
     from relulab.combinatorics import maxout_complexity
 
-    m = maxout_complexity([cfg.width], cfg.k, seeds=cfg.seeds, box=False, seed0=cfg.seed)
+    m = maxout_complexity([cfg.width], cfg.k, seeds=cfg.seeds, box=cfg.box, seed0=cfg.seed)
     lo, hi = m.line_ci
-    return [{"line_mean": float(m.line_mean), "line_low": float(lo), "line_high": float(hi),
-             "line_expected": float(m.line_expected)}]
+    row = {"line_mean": float(m.line_mean), "line_low": float(lo), "line_high": float(hi),
+           "line_expected": float(m.line_expected), "regions_mean": None, "regions_high": None,
+           "regions_bound": None, "boundary_mean": None, "boundary_high": None, "boundary_bound": None}
+    if m.box_ci is not None and m.boundary_ci is not None:
+        row.update(regions_mean=float(m.box_mean), regions_high=float(m.box_ci[1]),
+                   regions_bound=float(m.bounds["regions"]), boundary_mean=float(m.boundary_mean),
+                   boundary_high=float(m.boundary_ci[1]), boundary_bound=float(m.bounds["decision_boundary"]))
+    return [row]
 
 
 @dataclass(frozen=True)
