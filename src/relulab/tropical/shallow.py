@@ -30,8 +30,9 @@ either finds a witness or refutes the labelling by exhausting its patterns. The 
 labelling in the result has a witness network (re-evaluated in float64 with a positive margin), every
 other one was refuted by LPs whose feasibility is never marginal (margins are scaled to 1).
 
-For ``m = 1`` the count is Cover's number of affine dichotomies (``sign(c + relu(z))`` is constant or a
-halfspace). For points on a line (``d = 1``, distinct points) the labellings with at most ``m`` sign
+For ``m = 1`` the labellings are read off the activation sets of one unit (``sign(c + a relu(z))`` is
+constant or has one sign exactly on an activation set), which for points in general position gives
+Cover's number of affine dichotomies. For points on a line (``d = 1``, distinct points) the labellings with at most ``m`` sign
 changes along the line are realizable (breakpoints just after the last point of each block, values of
 alternating sign and geometrically growing size), and a width-``m`` network changes sign at most ``m``
 times on a line, so the count is ``2 sum_{j <= m} C(n - 1, j)`` (checked against the search in tests).
@@ -143,27 +144,29 @@ def _sample_witnesses(X, m, signs_list, samples, rng):
     return found
 
 
-def _dichotomies(X, deadline) -> tuple[set, int]:
+def _dichotomies(X, deadline) -> tuple[dict, int]:
     """Activation sets of one ReLU unit on the data (bitmasks, bit j: active at point j): the sets ``S`` with
     ``w.x + b >= 1`` on ``S`` and ``<= 0`` off it for some ``(w, b)``, by a point-by-point search with
-    one LP per candidate prefix (a prefix with no halfspace cannot be completed). Returns (sets, LPs)."""
+    one LP per candidate prefix (a prefix with no halfspace cannot be completed). Returns
+    ({set: (w, b)}, LPs)."""
     n, d = X.shape
     Xh = np.c_[X, np.ones(n)]
     lps = 0
-    level = [0]
+    level = {0: None}
     for j in range(n):
-        nxt = []
+        nxt = {}
         for mask in level:
             for bit in (0, 1):
                 m2 = mask | (bit << j)
                 rows = [(-Xh[i], -1.0) if (m2 >> i) & 1 else (Xh[i], 0.0) for i in range(j + 1)]
                 lps += 1
-                if _feasible(np.array([r for r, _ in rows]), np.array([v for _, v in rows])) is not None:
-                    nxt.append(m2)
+                sol = _feasible(np.array([r for r, _ in rows]), np.array([v for _, v in rows]))
+                if sol is not None:
+                    nxt[m2] = (sol[:d], float(sol[d]))
         level = nxt
         if deadline is not None and time.perf_counter() > deadline:
             raise ResourceLimitError("time_limit reached while listing the activation sets of one unit")
-    return set(level), lps
+    return level, lps
 
 
 def _feasible(A, b):
@@ -315,7 +318,7 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
         order = np.arange(n)
     Xo = X[order]
     rng = np.random.default_rng(seed)
-    sampled = _sample_witnesses(Xo, m, signs_list, samples, rng) if samples else {}
+    sampled = _sample_witnesses(Xo, m, signs_list, samples, rng) if samples and m > 1 else {}
     prefix_wit: dict[tuple, tuple] = {}
     for (lab, _p), w in sampled.items():
         for j in range(1, n + 1):
@@ -325,7 +328,19 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
     search = _Search(Xo, m, allowed, max_lps, deadline)
     by_search = refuted = 0
     level: dict[tuple, tuple] = {(): None}
-    for j in range(n):
+    if m == 1:
+        # sign(c + a relu(z)) is constant or has one sign exactly on an activation set; activation sets
+        # are closed under complement (z -> 1 - 2z), so the labellings are the activation sets, with
+        # witnesses c = -1/2, a = +1 (or, for a = -1, c = 1/2 on the complement's unit)
+        level = {}
+        for mask, (w, b) in sets.items():
+            lab = tuple(1 if (mask >> j) & 1 else -1 for j in range(n))
+            if positive_units == 0:
+                w, b = sets[((1 << n) - 1) ^ mask]
+                level[lab] = (w[None], np.array([b]), np.array([-1.0]), 0.5)
+            else:
+                level[lab] = (w[None], np.array([b]), np.array([1.0]), -0.5)
+    for j in range(n if m > 1 else 0):
         nxt: dict[tuple, tuple] = {}
         refuted_here: set = set()
         for prefix, w in level.items():
