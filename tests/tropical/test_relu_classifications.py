@@ -61,6 +61,11 @@ def test_width_one_is_cover_and_the_affine_fan():
     fan = classification_fan(X, 1, facets=False)
     assert r.count == cover_count(5, 2) == r.cover == fan.count
     assert {tuple(v) for v in r.labelings.tolist()} == {tuple(v) for v in fan.labelings.tolist()}
+    for p in (0, 1):  # one unit of either output sign realizes the same dichotomies
+        rp = relu_classifications(X, 1, positive_units=p)
+        assert np.array_equal(rp.labelings, r.labelings) and np.all(rp.output_weights == (1 if p else -1))
+        for k in range(rp.count):
+            assert np.all(np.sign(rp.evaluate(k, X)) == rp.labelings[k])
     assert relu_classifications(X[:4], 3).count == 16
 
 
