@@ -85,6 +85,12 @@ def test_degenerate_data_and_errors():
     r = relu_classifications(X, 2)
     assert all(v[0] == v[1] for v in r.labelings.tolist())
     assert r.count == 2 * (1 + 2 + 1) and r.cover is None
+    # far from the origin and badly scaled: the same labellings (the search runs on normalized points)
+    Xf = np.array([[0.0], [1.0], [2.5], [3.0]]) * 1e6 + 3e7
+    rf = relu_classifications(Xf, 2)
+    assert rf.count == 14
+    for k in range(rf.count):
+        assert np.all(np.sign(rf.evaluate(k, Xf)) == rf.labelings[k])
     with pytest.raises(InvalidInputError):
         relu_classifications(np.zeros(3), 1)
     with pytest.raises(InvalidInputError):

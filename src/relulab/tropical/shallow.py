@@ -316,7 +316,12 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
         order = np.argsort(Xc @ np.linalg.svd(Xc, full_matrices=False)[2][0], kind="stable")
     else:
         order = np.arange(n)
-    Xo = X[order]
+    # labellings are invariant under x -> (x - mu) / sigma (the units absorb it): the search runs on
+    # centred, scaled points for well-conditioned LPs, and the witnesses are mapped back
+    mu = X.mean(0)
+    sigma = float(np.abs(X - mu).max())
+    sigma = sigma if sigma > 0 else 1.0
+    Xo = (X[order] - mu) / sigma
     rng = np.random.default_rng(seed)
     sampled = _sample_witnesses(Xo, m, signs_list, samples, rng) if samples and m > 1 else {}
     prefix_wit: dict[tuple, tuple] = {}
@@ -381,8 +386,8 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
     labs = sorted(tuple(np.array(k)[inv].tolist()) for k in level)
     wit = {tuple(np.array(k)[inv].tolist()): v for k, v in level.items()}
     L = np.array(labs, dtype=np.int64).reshape(-1, n)
-    Ws = np.array([wit[k][0] for k in labs]).reshape(-1, m, d)
-    Bs = np.array([wit[k][1] for k in labs]).reshape(-1, m)
+    Ws = np.array([wit[k][0] for k in labs]).reshape(-1, m, d) / sigma
+    Bs = np.array([wit[k][1] for k in labs]).reshape(-1, m) - Ws @ mu
     As = np.array([wit[k][2] for k in labs]).reshape(-1, m)
     Cs = np.array([wit[k][3] for k in labs]).reshape(-1)
     if len(labs):  # every witness re-evaluated on all points: a wrong sign would be a bug, never a result
