@@ -275,12 +275,14 @@ def _closed_cones_meet(Xh, K, D, a, b) -> bool:
     return res.status == 0 and -res.fun > 1e-9
 
 
-def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150) -> list:
+def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int = 40) -> list:
     """Cones with loss <= t and the connected components of their union, for every t.
 
     ``components``: connectivity of the union of the closed cones modulo the lineality space (cones
     touching along any face count as connected; all pairs tested, one LP each);
-    ``facet_components``: connectivity through shared facets only (the dual graph).
+    ``facet_components``: connectivity through shared facets only (the dual graph). Above ``max_touch``
+    cones the pairwise test is skipped: ``components`` is None and ``connected`` is True when a facet
+    path joins all cones, else None (undecided).
     """
     from itertools import permutations
 
@@ -313,8 +315,11 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150) -> list:
                 A, bb, eq = _rows(Xh, dict(enumerate(a)), K, D, tie=(j, k))
                 if _lp(A, bb, eq, np.zeros(len(eq))) is not None:
                     facet_edges.append((index[a], index[b]))
+    # touching (one LP per pair of cones) only where the pairs are few; else facet paths only, which
+    # prove connectedness but cannot prove its absence
+    touch = len(full) <= max_touch
     touch_edges = [(u, v) for u in range(len(full)) for v in range(u + 1, len(full))
-                   if _closed_cones_meet(Xh, K, D, full[u], full[v])]
+                   if _closed_cones_meet(Xh, K, D, full[u], full[v])] if touch else []
 
     def comps(edges, t):
         parent = list(range(len(full)))
@@ -336,8 +341,10 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150) -> list:
 
     out = []
     for t in range(int(loss.min()), int(loss.max()) + 1):
-        c, f = comps(touch_edges, t), comps(facet_edges, t)
-        out.append({"loss": t, "cones": int((loss <= t).sum()), "components": c, "connected": len(c) <= 1,
+        f = comps(facet_edges, t)
+        c = comps(touch_edges, t) if touch else None
+        conn = (len(c) <= 1) if touch else (True if len(f) <= 1 else None)
+        out.append({"loss": t, "cones": int((loss <= t).sum()), "components": c, "connected": conn,
                     "facet_components": f})
     return out
 
