@@ -187,3 +187,74 @@ def relu_classifications_entry(cfg: ReLUClassificationsConfig) -> list[dict]:
     r = relu_classifications(X, cfg.width)
     return [{"count": int(r.count), "cover": r.cover, "line_count": r.line_count, "refuted": int(r.refuted),
              "lps": int(r.lps), "seconds": float(r.seconds)}]
+
+
+@dataclass(frozen=True)
+class TropicalSizesConfig:
+    width: int = 2
+    depth: int = 2
+    seed: int = 0
+    check_engine: bool = True
+
+
+def _summarize_tropical(rows: list[dict]) -> Summary:
+    def draw(ax):
+        for w in sorted({r["width"] for r in rows}):
+            sub = sorted((r for r in rows if r["width"] == w), key=lambda r: r["depth"])
+            done = [r for r in sub if r["reduced_p"] is not None]
+            ax.plot([r["depth"] for r in done], [r["reduced_p"] + r["reduced_q"] for r in done], "o-",
+                    label=f"width {w}, reduced")
+            raw = [r for r in sub if r["raw_p"] is not None]
+            ax.plot([r["depth"] for r in raw], [r["raw_p"] + r["raw_q"] for r in raw], "x--", label=f"width {w}, raw")
+        ax.set_yscale("log")
+        ax.set_xlabel("depth (hidden layers)")
+        ax.set_ylabel("monomials of p plus q")
+        ax.legend(fontsize=8)
+
+    checked = [r for r in rows if r["engine_linear"] is not None and r["tropical_linear"] is not None]
+    same = sum(r["engine_linear"] == r["tropical_linear"] for r in checked)
+    return Summary(figures=[("tropical sizes against depth (2 inputs, one output)", draw)],
+                   comparison=[("linear regions read off p - q = those of relulab's full-space engine", "equal",
+                                f"{same} of {len(checked)}")],
+                   verdict="agrees" if same == len(checked) else "does not agree")
+
+
+@experiment(
+    "zhang-naitzat-lim-tropical-sizes",
+    title="ReLU networks as tropical rational functions: sizes against depth",
+    paper="Zhang, Naitzat, Lim, Tropical geometry of deep neural networks (ICML 2018)",
+    claim="A ReLU network is a tropical rational function p - q; its linear regions are read off the tropical "
+          "data, and the number of monomials grows quickly with depth (reduction keeps the function).",
+    full={"width": [2, 3], "depth": [1, 2, 3, 4], "seed": [0], "check_engine": [True]},
+    quick={"width": [2], "depth": [1, 2], "seed": [0], "check_engine": [True]},
+    summarize=_summarize_tropical,
+)
+def tropical_sizes(cfg: TropicalSizesConfig) -> list[dict]:
+    """:func:`relulab.tropical.from_network` of a 2-w-...-w-1 ReLU MLP (torch default init, ``seed``), raw
+    and reduced (exact rationals, certified), the linear regions of ``f = p - q`` from the tropical data
+    (:func:`relulab.tropical.count_regions`) and, with ``check_engine``, ``regions.full_space``'s linear
+    count of the same network."""
+    from torch import nn
+
+    from relulab import regions
+    from relulab.core.plnet import PLNet
+    from relulab.tropical import count_regions, from_network
+
+    torch.manual_seed(cfg.seed)
+    mods, fan = [], 2
+    for _ in range(cfg.depth):
+        mods += [nn.Linear(fan, cfg.width), nn.ReLU()]
+        fan = cfg.width
+    net = PLNet.from_torch(nn.Sequential(*mods, nn.Linear(fan, 1)), (2,))
+    raw = from_network(net, max_monomials=200_000, time_limit=60.0)
+    red = from_network(net, exact=True, reduce=True, max_monomials=200_000, time_limit=120.0)
+    row = {"raw_p": raw.sizes[0][0] if raw.complete else None, "raw_q": raw.sizes[0][1] if raw.complete else None,
+           "reduced_p": red.sizes[0][0] if red.complete else None,
+           "reduced_q": red.sizes[0][1] if red.complete else None, "certified": bool(red.certified),
+           "tropical_linear": None, "engine_linear": None, "reduce_seconds": float(red.seconds)}
+    if red.complete:
+        row["tropical_linear"] = int(count_regions(red.functions[0]).linear_count)
+    if cfg.check_engine:
+        fs = regions.full_space(net)
+        row["engine_linear"] = int(fs.linear_count) if fs.complete else None
+    return [row]
