@@ -3,8 +3,10 @@
 The domain is cut into cells, each cell's activation regions are enumerated on its own (a task on the
 local process pool or on Ray), and the pieces are merged:
 
-* **box**: a grid of sub-boxes (cell walls at seeded, jittered positions, or given ``walls``); each
-  cell is the full-space engine's box mode on the sub-box.
+* **box**: sub-boxes holding similar numbers of regions (by default: the box with the most sampled
+  activation patterns halved until there are enough, cuts at seeded points near the median of a
+  sampled region density), or a grid (``balance=False``: seeded, jittered cuts; or given
+  ``walls``); each cell is the full-space engine's box mode on the sub-box.
 * **all of R^d**: a fan of simplicial cones around a centre ``c``. Start from the ``d + 1`` cones of
   a randomly rotated regular simplex (generators ``v_0..v_d``, ``sum v_k = 0``; cone ``k`` spanned by
   the ``v_j``, ``j != k``; together they cover R^d) and bisect the widest cone (its two most distant
@@ -56,7 +58,7 @@ from relulab.core.plnet import PLNet
 from relulab.progress import notify
 from relulab.results import RegionResult
 
-__all__ = ["split_full_space", "SplitEnumeration", "box_cells", "cone_cells"]
+__all__ = ["split_full_space", "SplitEnumeration", "box_cells", "balanced_cells", "cone_cells"]
 
 
 @dataclass(kw_only=True)
@@ -125,6 +127,52 @@ class SplitEnumeration(RegionResult):
 
 
 # ------------------------------------------------------------------ cells
+def _flips(net: PLNet, X: np.ndarray, delta: float, rng) -> np.ndarray:
+    """Units whose activation differs between each point and a point ``delta`` away from it in a
+    random direction: boundary crossings along a short segment."""
+    V = rng.standard_normal(X.shape)
+    V *= delta / np.linalg.norm(V, axis=1, keepdims=True)
+    P = torch.as_tensor(np.concatenate([X, X + V]), dtype=net.dtype).reshape(-1, *net.input_shape)
+    pats = net.pattern(P)
+    return (pats[: X.shape[0]] != pats[X.shape[0]:]).sum(1).numpy().astype(float)
+
+
+def _region_mass(net: PLNet, a, b, rng, samples: int = 256) -> float:
+    """A rough number of regions in the box [a, b]: volume times (crossings per length)^d, the
+    scaling of an arrangement's regions with its hyperplane density."""
+    delta = 0.05 * float(np.linalg.norm(b - a))
+    X = a + rng.uniform(size=(samples, a.size)) * (b - a)
+    rho = (_flips(net, X, delta, rng).mean() + 1.0 / samples) / delta
+    return float(np.prod(b - a) * rho ** a.size)
+
+
+def balanced_cells(net: PLNet, lo, hi, cells: int, seed: int = 0, bins: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``cells`` sub-boxes of [lo, hi] holding similar numbers of regions: repeatedly halve the box of
+    largest :func:`_region_mass` across its relatively longest side, at a seeded point between the
+    40% and 60% quantiles of the region mass of ``bins`` slabs of that side. Only the load balance
+    depends on these estimates; any cells give the same merged result."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    d = lo.size
+    rng = np.random.default_rng([seed, 3])
+    boxes = [(lo, hi, _region_mass(net, lo, hi, rng))]
+    while len(boxes) < cells:
+        a, b, _ = boxes.pop(int(np.argmax([m for _, _, m in boxes])))
+        i = int(np.argmax((b - a) / (hi - lo)))
+        delta = 0.05 * float(np.linalg.norm(b - a))
+        n = 32
+        X = a + rng.uniform(size=(bins * n, d)) * (b - a)
+        X[:, i] = a[i] + (np.repeat(np.arange(bins), n) + rng.uniform(size=bins * n)) / bins * (b[i] - a[i])
+        rho = (_flips(net, X, delta, rng).reshape(bins, n).mean(1) + 1.0 / n) / delta
+        mass = rho ** d
+        cum = np.concatenate([[0.0], np.cumsum(mass)]) / mass.sum()
+        u = float(np.interp(rng.uniform(0.4, 0.6), cum, np.linspace(0.0, 1.0, bins + 1)))
+        cut = a[i] + u * (b[i] - a[i])
+        b1, a2 = b.copy(), a.copy()
+        b1[i] = a2[i] = cut
+        boxes += [(a, b1, _region_mass(net, a, b1, rng)), (a2, b, _region_mass(net, a2, b, rng))]
+    return [(a, b) for a, b, _ in boxes]
+
+
 def box_cells(lo, hi, cells: int, seed: int = 0, walls=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Sub-boxes of [lo, hi]: ``walls`` (per axis, a list of interior cut positions) or about ``cells``
     boxes, cut along as many axes as needed, cuts jittered by up to a quarter of a step (seeded)."""
@@ -415,7 +463,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
 def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers: int | None = None, ray: bool = False,
                      address: str | None = None, ray_timeout: float | None = None, seed: int = 0, walls=None, centre=None,
                      time_limit: float | None = None, max_regions: int | None = None,
-                     check_walls: bool = True, progress=None) -> SplitEnumeration:
+                     check_walls: bool = True, balance: bool = True, progress=None) -> SplitEnumeration:
     """Activation regions of ``net`` over ``box = (lo, hi)`` or all of R^d (``box=None``), enumerated
     in ``cells`` independent cells on ``workers`` local processes (1: in this process) or on Ray
     (``ray=True``; ``address`` joins a cluster, ``ray_timeout`` bounds a local start: see
@@ -423,8 +471,9 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
     ``linear_count`` and (R^d) the bounded/unbounded split equal those of the single-process
     enumeration. ``walls`` (box mode: per-axis cut positions) or ``centre`` (R^d: the apex of the
     cones, best not a vertex of the arrangement, where the cone networks are degenerate enough that
-    the engine may refuse) fix the cells; otherwise they are drawn from ``seed``. ``time_limit``/``max_regions``
-    apply per cell; any cell stopped early makes the result incomplete (and ``linear_count`` None).
+    the engine may refuse) fix the cells; otherwise they are drawn from ``seed`` (box: with
+    ``balance``, :func:`balanced_cells`, else the grid of :func:`box_cells`).
+    ``time_limit``/``max_regions`` apply per cell; any cell stopped early makes the result incomplete (and ``linear_count`` None).
     ``progress(done, total, stage="cells")`` is called as cells finish."""
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet, got {type(net).__name__}")
@@ -442,10 +491,11 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
         lo, hi = (np.broadcast_to(np.asarray(torch.as_tensor(v, dtype=torch.float64).cpu()), (d,)).copy() for v in box)
         if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo < hi).all()):
             raise InvalidInputError("box needs finite bounds with lo < hi in every coordinate")
-        boxes = box_cells(lo, hi, cells, seed, walls)
+        boxes = (balanced_cells(net, lo, hi, cells, seed) if balance and walls is None and cells > 1
+                 else box_cells(lo, hi, cells, seed, walls))
         tasks = [("box", a, b) for a, b in boxes]
         wall_list = []
-        for i in range(d):
+        for i in range(d):  # every cut's whole hyperplane (a superset of the walls: a safe check)
             for v in sorted({float(a[i]) for a, _ in boxes} - {float(lo[i])}):
                 wall_list.append((np.eye(d)[i], v))
     else:
