@@ -114,3 +114,62 @@ def tseran_montufar_maxout_expected(cfg: MaxoutExpectedConfig) -> list[dict]:
     lo, hi = m.line_ci
     return [{"line_mean": float(m.line_mean), "line_low": float(lo), "line_high": float(hi),
              "line_expected": float(m.line_expected)}]
+
+
+@dataclass(frozen=True)
+class ReLUClassificationsConfig:
+    data: str = "line"
+    n: int = 4
+    width: int = 2
+    seed: int = 0
+
+
+def _summarize_classifications(rows: list[dict]) -> Summary:
+    def draw(ax):
+        for data in sorted({r["data"] for r in rows}):
+            for n in sorted({r["n"] for r in rows if r["data"] == data}):
+                sub = sorted((r for r in rows if r["data"] == data and r["n"] == n), key=lambda r: r["width"])
+                ax.plot([r["width"] for r in sub], [r["count"] for r in sub], "o-", label=f"{data}, n={n}")
+        ax.set_xlabel("hidden ReLU units m")
+        ax.set_ylabel("realizable labellings")
+        ax.set_yscale("log", base=2)
+        ax.legend(fontsize=8)
+
+    cover = [r for r in rows if r["width"] == 1 and r["cover"] is not None]
+    line = [r for r in rows if r["line_count"] is not None]
+    comparison = [("width 1: Cover's count 2 sum_{k<=d} C(n-1, k)", "equal",
+                   f"{sum(r['count'] == r['cover'] for r in cover)} of {len(cover)}"),
+                  ("points on a line: 2 sum_{j<=m} C(n-1, j) (at most m sign changes)", "equal",
+                   f"{sum(r['count'] == r['line_count'] for r in line)} of {len(line)}")]
+    ok = all(r["count"] == r["cover"] for r in cover) and all(r["count"] == r["line_count"] for r in line)
+    return Summary(figures=[("labellings realizable by width-m shallow ReLU networks", draw)],
+                   comparison=comparison, verdict="agrees" if ok else "does not agree")
+
+
+@experiment(
+    "brandenburg-loho-montufar-relu-classifications",
+    title="Labellings of a data set realizable by shallow ReLU networks",
+    paper="Brandenburg, Loho, Montufar, The real tropical geometry of neural networks (arXiv 2403.11871)",
+    claim="A shallow ReLU network classifies by the sign of a tropical rational function; the labellings it "
+          "realizes on a data set depend on the configuration; width 1 gives Cover's affine dichotomies.",
+    full={"data": ["line", "plane"], "n": [4, 5, 6], "width": [1, 2, 3], "seed": [0]},
+    quick={"data": ["line"], "n": [4], "width": [1, 2], "seed": [0]},
+    summarize=_summarize_classifications,
+)
+def relu_classifications_entry(cfg: ReLUClassificationsConfig) -> list[dict]:
+    """:func:`relulab.tropical.relu_classifications` on ``n`` points on a line (distinct, irregular gaps)
+    or in the plane (standard normal, ``seed``): every labelling decided exactly, with witnesses."""
+    import numpy as np
+
+    from relulab.tropical import relu_classifications
+
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.data == "line":
+        X = np.cumsum(1.0 + rng.random(cfg.n))[:, None]
+    elif cfg.data == "plane":
+        X = rng.standard_normal((cfg.n, 2))
+    else:
+        raise ValueError(f"data must be 'line' or 'plane', got {cfg.data!r}")
+    r = relu_classifications(X, cfg.width)
+    return [{"count": int(r.count), "cover": r.cover, "line_count": r.line_count, "refuted": int(r.refuted),
+             "lps": int(r.lps), "seconds": float(r.seconds)}]
