@@ -3,9 +3,9 @@
 The domain is cut into cells, each cell's activation regions are enumerated on its own (a task on the
 local process pool or on Ray), and the pieces are merged:
 
-* **box**: sub-boxes holding similar numbers of regions (by default: the box with the most sampled
-  activation patterns halved until there are enough, cuts at seeded points near the median of a
-  sampled region density), or a grid (``balance=False``: seeded, jittered cuts; or given
+* **box**: sub-boxes holding similar numbers of regions (by default: the box with the largest
+  estimated number of regions, from sampled boundary crossings, halved until there are enough, cuts
+  at seeded points near the median of the estimate along the cut side), or a grid (``balance=False``: seeded, jittered cuts; or given
   ``walls``); each cell is the full-space engine's box mode on the sub-box.
 * **all of R^d**: a fan of simplicial cones around a centre ``c``. Start from the ``d + 1`` cones of
   a randomly rotated regular simplex (generators ``v_0..v_d``, ``sum v_k = 0``; cone ``k`` spanned by
