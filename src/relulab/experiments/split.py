@@ -253,8 +253,12 @@ def _cone_net(net: PLNet, G: np.ndarray, c: np.ndarray) -> PLNet:
     return PLNet.from_torch(torch.nn.Sequential(*layers, net.to_torch()), (d,))
 
 
-def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions) -> dict:
-    """Enumerate one cell; returns its region pieces in the coordinates of ``net``."""
+def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None) -> dict:
+    """Enumerate one cell; returns its region pieces in the coordinates of ``net``, with each
+    piece's gradients and their rounding bounds (:func:`_gradients`: properties of the region, so
+    any piece's witness gives them), after checking that no network boundary on a piece touching
+    the cell's walls lies in one of ``walls`` (:func:`_wall_check`). Both run here, in parallel,
+    rather than in the merge."""
     from relulab import regions
 
     fn = regions.full_space
@@ -283,8 +287,13 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions) -> dict:
     new[keep] = torch.arange(int(keep.sum()))
     e = r.neighbours
     e = e[keep[e[:, 0]] & keep[e[:, 1]]]
-    return {"patterns": pats[keep].to(torch.int8), "points": xs[keep].to(torch.float64),
-            "bounded": None if bounded is None else bounded[keep], "edges": new[e], "touch": touch[keep],
+    pats, xs, touch = pats[keep].long(), xs[keep].to(torch.float64), touch[keep]
+    if walls and r.complete:
+        # a boundary inside a wall has regions on both sides whose pieces touch that wall
+        _wall_check(net, xs[touch], walls)
+    grad, err = _gradients(net, xs, pats) if pats.shape[0] else (torch.zeros(0, 0), None)
+    return {"patterns": pats.to(torch.int8), "points": xs, "grad": grad, "err": err,
+            "bounded": None if bounded is None else bounded[keep], "edges": new[e],
             "complete": bool(r.complete), "certified": bool(r.certified), "stopped_by": r.stopped_by,
             "seconds": time.perf_counter() - t0}
 
@@ -375,7 +384,7 @@ def _gradients(net: PLNet, xw: torch.Tensor, patterns: torch.Tensor):
     (the fan-ins summed over layers) and ``gamma_K = K u / (1 - K u)``, ``u = 2^-53``. The sum with
     absolute values is the Jacobian of the network with absolute weights under the same pattern."""
     R, d = xw.shape[0], net.input_dim
-    eye = torch.eye(d, dtype=xw.dtype).expand(R, d, d)
+    eye = torch.eye(d, dtype=xw.dtype)  # shared by the batch: carried unbatched as far as possible
     A = net.trace(xw, directions=eye, record=False).output_tangent.reshape(R, -1)
     absnet = _abs_net(net)
     if absnet is None:
@@ -387,13 +396,15 @@ def _gradients(net: PLNet, xw: torch.Tensor, patterns: torch.Tensor):
     return A, 2 * (K * u / (1 - K * u)) * P.abs()
 
 
-def _merge(net: PLNet, parts: list[dict], rd: bool):
+def _merge(parts: list[dict], rd: bool):
+    """Regions from the cells' pieces: one per pattern, with the first piece's witness; bounded
+    when every piece is; linear regions from the cells' adjacencies and gradients."""
     pats = torch.cat([p["patterns"] for p in parts])
     pts = torch.cat([p["points"] for p in parts])
     offs = np.cumsum([0] + [p["patterns"].shape[0] for p in parts])
     empty = torch.zeros(0, dtype=torch.bool)
     if pats.shape[0] == 0:
-        return pats.long(), pts, (empty if rd else None), 0, 0, empty, True
+        return pats.long(), pts, (empty if rd else None), 0, 0, True
     uniq, gid = torch.unique(pats, dim=0, return_inverse=True)
     R = uniq.shape[0]
     first = torch.full((R,), pats.shape[0], dtype=torch.long).scatter_reduce_(
@@ -403,29 +414,29 @@ def _merge(net: PLNet, parts: list[dict], rd: bool):
     if rd:
         b = torch.cat([p["bounded"] for p in parts])
         bounded = torch.ones(R, dtype=torch.bool).scatter_reduce_(0, gid, b, "amin")
-    edges = torch.cat([p["edges"] + int(o) for p, o in zip(parts, offs[:-1])]) if parts else torch.zeros(0, 2)
+    edges = torch.cat([p["edges"] + int(o) for p, o in zip(parts, offs[:-1])])
     ge = gid[edges.long()] if edges.numel() else torch.zeros(0, 2, dtype=torch.long)
     ge = ge[ge[:, 0] != ge[:, 1]]
     certain = True
     if ge.numel():
         # adjacent regions with equal gradients have one affine map (f is continuous across the facet)
-        A, err = _gradients(net, xw, uniq.long())
+        A = torch.cat([p["grad"] for p in parts if p["grad"].numel()])[first]
         diff = (A[ge[:, 0]] - A[ge[:, 1]]).abs()
-        if err is None:
+        if any(p["err"] is None for p in parts if p["grad"].numel()):
             same = (diff <= 1e-9 * (1 + A.abs().max())).all(1)
             certain = False
         else:
+            err = torch.cat([p["err"] for p in parts if p["grad"].numel()])[first]
             same = (diff <= err[ge[:, 0]] + err[ge[:, 1]]).all(1)
             # a difference inside the rounding bound that is not an exact zero: equality undecided
             certain = not bool((same & (diff > 0).any(1)).any())
         ge = ge[same]
     linear = _components(R, ge.numpy())
-    touch = torch.zeros(R, dtype=torch.long).index_add_(0, gid, torch.cat([p["touch"] for p in parts]).long()) > 0
-    return uniq.long(), xw, bounded, R, linear, touch, certain
+    return uniq.long(), xw, bounded, R, linear, certain
 
 
 # ------------------------------------------------------------------ driver
-def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progress, ray_timeout=None):
+def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progress, ray_timeout=None, walls=None):
     n = len(cells)
     if ray:
         from relulab.experiments.sweep import connect_ray
@@ -433,7 +444,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
         rr = connect_ray(address, workers, ray_timeout)
         ref = rr.put(net)
         remote = rr.remote(num_cpus=1)(_worker_cell_task)
-        refs = [remote.remote(ref, c, time_limit, max_regions) for c in cells]
+        refs = [remote.remote(ref, c, time_limit, max_regions, walls) for c in cells]
         pending = list(refs)
         while pending:
             _, pending = rr.wait(pending, num_returns=1)
@@ -442,7 +453,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
     if workers == 1:
         out = []
         for c in cells:
-            out.append(_cell_task(net, c, time_limit, max_regions))
+            out.append(_cell_task(net, c, time_limit, max_regions, walls))
             notify(progress, len(out), n, stage="cells")
         return out, 1
     import multiprocessing as mp
@@ -454,7 +465,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     out = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        for r in pool.map(_pool_task, [(net, c, time_limit, max_regions) for c in cells]):
+        for r in pool.map(_pool_task, [(net, c, time_limit, max_regions, walls) for c in cells]):
             out.append(r)
             notify(progress, len(out), n, stage="cells")
     return out, workers
@@ -516,13 +527,11 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
                 wall_list.append((n, float(n @ c)))
         wall_list = list({(tuple(np.round(n * np.sign(n[np.argmax(abs(n))]), 12)), round(t * np.sign(
             n[np.argmax(abs(n))]), 12)): (n, t) for n, t in wall_list}.values())
-    parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress, ray_timeout)
+    parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress, ray_timeout,
+                             wall_list if check_walls else None)
     t1 = time.perf_counter()
-    patterns, xw, bounded, count, linear, touch, linear_certain = _merge(net, parts, box is None)
+    patterns, xw, bounded, count, linear, linear_certain = _merge(parts, box is None)
     complete = all(p["complete"] for p in parts)
-    if complete and check_walls:
-        # a boundary inside a wall has regions on both sides whose pieces touch that wall
-        _wall_check(net, xw[touch], wall_list)
     t2 = time.perf_counter()
     stopped = next((p["stopped_by"] for p in parts if not p["complete"]), None)
     res = SplitEnumeration(
