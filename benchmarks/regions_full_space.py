@@ -7,13 +7,17 @@ One command::
     .venv/bin/python benchmarks/regions_full_space.py --quick    # first network only, no sweeps
     .venv/bin/python benchmarks/regions_full_space.py --no-peer  # relulab alone
 
-For each network ``relucent.set_seeds(seed); relucent.mlp(widths, add_last_relu=True)`` (built by
+Networks (widths:seed): the issue's table, 4,10,10,2 seeds 0-2, 4,10,10,10,2:0, 5,10,10,2:11,
+6,8,8,8,2:12, 8,12,1:0, 8,16,1:0. For each network
+``relucent.set_seeds(seed); relucent.mlp(widths, add_last_relu=True)`` (built by
 ``benchmarks/relucent_peer.py`` in the peers' environment ``.peers-venv``, or ``--peer-python``),
 relucent counts the regions of all of R^d as its users run it, ``Complex(model).bfs()``
 (breadth-first search over the regions' facets, one LP each, then its own completeness check) in a
 subprocess and writes the weights to a safetensors file (weights only); relulab loads the same weights into a
-``torch.nn.Sequential`` and runs ``relulab.regions.full_space(net)`` (all of R^d, default options:
-patterns, witnesses, boundedness, neighbour graph, linear regions, decision boundary). Both sides run
+``torch.nn.Sequential`` and runs ``relulab.regions.full_space(net)`` (all of R^d, default options: the
+vertex engine for d <= 4 with boundedness, linear regions and decision boundary; the facet engine
+for d >= 5 with patterns and proven witnesses) in a fresh subprocess, which also gives its peak
+resident memory (``ru_maxrss``; the interpreter with torch loaded is reported too). Both sides run
 in the same invocation on the same machine, one after the other. Reported: both counts, wall-clock and
 CPU seconds (relucent's include its worker processes), regions per second and the speed ratio (wall
 and CPU). relulab's time is the median of ``--repeats`` runs; relucent runs once (minutes per
@@ -24,8 +28,11 @@ second. Both run with their defaults: relulab with torch's default threads (it p
 operations; ``--threads N`` pins torch), relucent with its default worker pool. ``--load N`` runs N
 CPU-bound processes for the whole run (stopped at the end), to measure under load.
 
-The sweeps time relulab alone on random networks of growing size (regions, seconds, microseconds per
-region), to show how the time grows with the number of regions and with the input dimension.
+The dimension sweep times relulab alone on one-hidden-layer networks d-m-1 with m the smallest width
+whose Zaslavsky count sum_{i<=d} C(m, i) reaches ``--sweep-regions`` (so every d has about the same
+number of regions; every count is checked against the formula), d = 2..12, with both engines (the
+vertex engine only up to ``--vertex-max-d``), and plots microseconds per region against d
+(``--plot``, default benchmarks/regions_full_space_d.png).
 """
 
 from __future__ import annotations
@@ -71,12 +78,46 @@ finish()
 """
 
 
+_RELULAB_CODE = r"""
+import json, resource, sys, time
+sys.path.insert(0, {src!r})
+import torch
+from torch import nn
+import relulab
+from relulab.regions import full_space
+sys.path.insert(0, {bench!r})
+from regions_full_space import load_sequential
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model = load_sequential({path!r}, {widths!r})
+net = relulab.PLNet.from_torch(model, ({d},))
+c0, t0 = time.process_time(), time.perf_counter()
+res = full_space(net)
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"count": res.count, "seconds": wall, "cpu_seconds": cpu, "complete": res.complete,
+                  "certified": res.certified, "method": res.stats.get("method"),
+                  "peak_kb": peak, "base_kb": base}}))
+"""
+
+
 def run_peer(widths, seed, weights_path: str, python, time_limit=None) -> dict:
     code = _PEER_CODE.format(widths=list(widths), seed=seed, out=weights_path, limit=time_limit)
     res = run_peer_code(python, code, timeout=None if time_limit is None else time_limit + 600)
     if res.returncode != 0:
         raise RuntimeError(f"relucent failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def run_relulab(widths, weights_path: str) -> dict:
+    """relulab's default full_space on the peer's weights, in a fresh interpreter (peak memory)."""
+    import subprocess
+
+    code = _RELULAB_CODE.format(src=str(ROOT / "src"), bench=str(ROOT / "benchmarks"), path=weights_path,
+                                widths=list(widths), d=widths[0])
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"relulab failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
 
 
 def load_sequential(weights_path: str, widths) -> nn.Module:
@@ -121,95 +162,127 @@ def random_mlp(widths, seed: int, last_relu: bool = True) -> nn.Module:
     return nn.Sequential(*layers).eval()
 
 
+def zaslavsky(m: int, d: int) -> int:
+    return sum(math.comb(m, i) for i in range(min(m, d) + 1))
+
+
 def peer_table(args):
     rows = []
-    print("relucent (LP search over the dual graph) vs relulab.regions.full_space, all of R^d")
+    print("relucent (LP search over the dual graph) vs relulab.regions.full_space (defaults), all of R^d")
     hdr = (f"{'widths':<16}{'seed':>5}{'relucent':>10}{'relulab':>9}{'same':>6}{'relucent s':>12}{'relulab s':>11}"
-           f"{'relucent r/s':>14}{'relulab r/s':>13}{'ratio wall':>12}{'ratio cpu':>11}")
+           f"{'relucent r/s':>14}{'relulab r/s':>13}{'ratio wall':>12}{'ratio cpu':>11}{'KB/region':>11}  engine")
     print(hdr)
     print("-" * len(hdr))
-    for widths in args.widths:
-        for seed in args.seeds:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "weights.safetensors")
-                limit = args.peer_time_limit if len(widths) > args.peer_full_depth + 1 else None
-                peer = run_peer(widths, seed, path, args.peer_python, limit)
-                model = load_sequential(path, widths)
-            net = relulab.PLNet.from_torch(model, (widths[0],))
-            res, wall, cpu = time_relulab(net, args.repeats)
-            row = {
-                "widths": widths, "seed": seed, "relucent_regions": peer["count"], "relulab_regions": res.count,
-                "relucent_complete": peer["complete"],
-                # a stopped relucent search has found a subset of the regions: it can only be checked as a bound
-                "identical": peer["count"] == res.count if peer["complete"] else peer["count"] <= res.count, "relucent_seconds": peer["seconds"],
-                "relucent_cpu_seconds": peer["cpu_seconds"], "relulab_seconds": wall, "relulab_cpu_seconds": cpu,
-                "relucent_regions_per_s": peer["count"] / peer["seconds"], "relulab_regions_per_s": res.count / wall,
-                "ratio_wall": (res.count / wall) / (peer["count"] / peer["seconds"]),
-                "ratio_cpu": (res.count / cpu) / (peer["count"] / max(peer["cpu_seconds"], 1e-9)),
-                "linear_regions": res.linear_count, "bounded": int(res.bounded.sum()),
-                "decision_boundary_pieces": res.decision_boundary_pieces,
-            }
-            rows.append(row)
-            print(f"{str(widths):<16}{seed:>5}{row['relucent_regions']:>10}{row['relulab_regions']:>9}"
-                  f"{('yes' if peer['complete'] else '<=') if row['identical'] else 'NO':>6}{row['relucent_seconds']:>12.2f}{wall:>11.3f}"
-                  f"{row['relucent_regions_per_s']:>14.1f}{row['relulab_regions_per_s']:>13.0f}"
-                  f"{row['ratio_wall']:>12.0f}{row['ratio_cpu']:>11.0f}", flush=True)
+    for widths, seed in args.nets:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "weights.safetensors")
+            peer = run_peer(widths, seed, path, args.peer_python, args.peer_time_limit)
+            mine = run_relulab(widths, path)
+        wall, cpu = mine["seconds"], mine["cpu_seconds"]
+        kb = (mine["peak_kb"] - mine["base_kb"]) / max(1, mine["count"])
+        row = {
+            "widths": widths, "seed": seed, "relucent_regions": peer["count"], "relulab_regions": mine["count"],
+            "relucent_complete": peer["complete"], "relulab_certified": mine["certified"], "engine": mine["method"],
+            # a stopped relucent search has found a subset of the regions: it can only be checked as a bound
+            "identical": peer["count"] == mine["count"] if peer["complete"] else peer["count"] <= mine["count"],
+            "relucent_seconds": peer["seconds"], "relucent_cpu_seconds": peer["cpu_seconds"],
+            "relulab_seconds": wall, "relulab_cpu_seconds": cpu,
+            "relucent_regions_per_s": peer["count"] / peer["seconds"], "relulab_regions_per_s": mine["count"] / wall,
+            "ratio_wall": (mine["count"] / wall) / (peer["count"] / peer["seconds"]),
+            "ratio_cpu": (mine["count"] / cpu) / (peer["count"] / max(peer["cpu_seconds"], 1e-9)),
+            "relulab_peak_rss_kb": mine["peak_kb"], "relulab_base_rss_kb": mine["base_kb"], "kb_per_region": kb,
+        }
+        rows.append(row)
+        print(f"{str(widths):<16}{seed:>5}{row['relucent_regions']:>10}{row['relulab_regions']:>9}"
+              f"{('yes' if peer['complete'] else '<=') if row['identical'] else 'NO':>6}{row['relucent_seconds']:>12.2f}"
+              f"{wall:>11.3f}{row['relucent_regions_per_s']:>14.1f}{row['relulab_regions_per_s']:>13.0f}"
+              f"{row['ratio_wall']:>12.1f}{row['ratio_cpu']:>11.1f}{kb:>11.2f}  {mine['method']}", flush=True)
     return rows
 
 
-def sweeps(args):
+def dimension_sweep(args):
     out = []
     print()
-    print("growth: relulab alone, random MLPs (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) weights and biases, ReLU after")
-    print("every layer), all of R^d; time per region as the count grows (width sweep) and with the input dimension")
-    hdr = f"{'widths':<20}{'regions':>9}{'cells':>9}{'seconds':>10}{'regions/s':>11}{'us/region':>11}  complete"
+    print(f"time per region vs d: one hidden layer d-m-1, m the smallest width with >= {args.sweep_regions} "
+          "regions (Zaslavsky), all of R^d")
+    hdr = f"{'d':>3}{'m':>4}{'regions':>9}{'engine':>8}{'seconds':>10}{'us/region':>11}  check"
     print(hdr)
     print("-" * len(hdr))
-    configs = ([[4, w, w, 2] for w in (4, 6, 8, 10, 12, 14, 16)] + [[d, 8, 8, 1] for d in (2, 3, 4, 5, 6)]
-               + [[8, w, 1] for w in (8, 10, 12)])
-    for widths in configs:
-        net = relulab.PLNet.from_torch(random_mlp(widths, 0), (widths[0],))
-        res, wall, _ = time_relulab(net, 1 if widths[0] >= 5 or widths[1] >= 12 else args.repeats,
-                                    time_limit=args.sweep_limit)
-        row = {"widths": widths, "regions": res.count, "cells": res.cells, "seconds": wall, "complete": res.complete}
-        out.append(row)
-        print(f"{str(widths):<20}{res.count:>9}{res.cells:>9}{wall:>10.3f}{res.count / wall:>11.0f}"
-              f"{1e6 * wall / max(1, res.count):>11.1f}  {'yes' if res.complete else 'no (time limit)'}", flush=True)
+    for d in range(2, 13):
+        m = d
+        while zaslavsky(m, d) < args.sweep_regions:
+            m += 1
+        net = relulab.PLNet.from_torch(random_mlp([d, m, 1], 0, last_relu=False), (d,))
+        for method in ("facet", "vertex"):
+            if method == "vertex" and d > args.vertex_max_d:
+                continue
+            t0 = time.perf_counter()
+            res = full_space(net, method=method, time_limit=args.sweep_limit)
+            wall = time.perf_counter() - t0
+            ok = res.complete and res.count == zaslavsky(m, d)
+            row = {"d": d, "m": m, "engine": method, "regions": res.count, "seconds": wall,
+                   "us_per_region": 1e6 * wall / max(1, res.count), "complete": res.complete, "zaslavsky": ok}
+            out.append(row)
+            print(f"{d:>3}{m:>4}{res.count:>9}{method:>8}{wall:>10.2f}{row['us_per_region']:>11.0f}  "
+                  f"{'= Zaslavsky' if ok else ('time limit' if not res.complete else 'MISMATCH')}", flush=True)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from relulab.core.files import atomic_save
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for method, mark in (("facet", "o-"), ("vertex", "s--")):
+            pts = [(r["d"], r["us_per_region"]) for r in out if r["engine"] == method and r["complete"]]
+            if pts:
+                ax.semilogy(*zip(*pts), mark, label=f"{method} engine")
+        ax.set_xlabel("input dimension d")
+        ax.set_ylabel("microseconds per region")
+        ax.set_title(f"full_space, d-m-1 nets with about {args.sweep_regions} regions")
+        ax.legend()
+        fig.tight_layout()
+        atomic_save(args.plot, lambda p: fig.savefig(p, dpi=120))
+        print(f"plot: {args.plot}")
     return out
+
+
+DEFAULT_NETS = ["4,10,10,2:0", "4,10,10,2:1", "4,10,10,2:2", "4,10,10,10,2:0", "5,10,10,2:11", "6,8,8,8,2:12",
+                "8,12,1:0", "8,16,1:0"]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--widths", nargs="*", default=["4,10,10,2", "4,10,10,10,2"],
-                   help="peer-table networks as comma-separated layer widths (default 4,10,10,2 4,10,10,10,2)")
-    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2], help="relucent seeds (default 0 1 2)")
-    p.add_argument("--repeats", type=int, default=3, help="relulab runs per network, median reported (default 3)")
+    p.add_argument("--nets", nargs="*", default=DEFAULT_NETS,
+                   help="peer-table networks as widths:seed (default: the table of the module docstring)")
     add_run_arguments(p)
     add_peer_argument(p)
     p.add_argument("--no-peer", action="store_true", help="skip the relucent comparison")
-    p.add_argument("--no-sweep", action="store_true", help="skip the growth sweeps")
-    p.add_argument("--quick", action="store_true", help="first network and seed only, no sweeps")
-    p.add_argument("--sweep-limit", type=float, default=300.0, help="time limit per sweep network (s)")
-    p.add_argument("--peer-time-limit", type=float, default=600.0,
-                   help="stop relucent after this many seconds (default 600) on networks deeper than "
-                        "--peer-full-depth; its count is then a lower bound, and the ratio compares regions per "
-                        "second")
-    p.add_argument("--peer-full-depth", type=int, default=2,
-                   help="hidden layers up to which relucent always runs to completion")
+    p.add_argument("--no-sweep", action="store_true", help="skip the dimension sweep")
+    p.add_argument("--quick", action="store_true", help="first network only, no sweep")
+    p.add_argument("--sweep-regions", type=int, default=1000, help="regions per sweep network (default 1000)")
+    p.add_argument("--sweep-limit", type=float, default=300.0, help="time limit per sweep run (s)")
+    p.add_argument("--vertex-max-d", type=int, default=8, help="largest d the vertex engine is swept at")
+    p.add_argument("--plot", default=str(ROOT / "benchmarks" / "regions_full_space_d.png"),
+                   help="figure of the sweep ('' for none)")
+    p.add_argument("--peer-time-limit", type=float, default=300.0,
+                   help="stop relucent after this many seconds (default 300); its count is then a lower bound "
+                        "and the ratio compares regions per second")
     p.add_argument("--json", help="also write all rows to this file")
     args = p.parse_args(argv)
-    args.widths = [[int(w) for w in s.split(",")] for s in args.widths]
+    args.nets = [([int(w) for w in s.split(":")[0].split(",")], int(s.split(":")[1])) for s in args.nets]
     if args.quick:
-        args.widths, args.seeds, args.no_sweep = args.widths[:1], args.seeds[:1], True
+        args.nets, args.no_sweep = args.nets[:1], True
     if not args.no_peer:
         args.peer_python = peer_python(args.peer_python)
     print(f"{apply_threads(args)}, relulab {relulab.__version__}")
     result = {}
     with cpu_load(args.load):
+        if not args.no_sweep:
+            result["sweep"] = dimension_sweep(args)
         if not args.no_peer:
             result["peer"] = peer_table(args)
-        if not args.no_sweep:
-            result["sweep"] = sweeps(args)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return result

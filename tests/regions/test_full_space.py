@@ -238,7 +238,7 @@ def test_zaslavsky_higher_dimensions(d, n):
     res = full_space(net, method="vertex")  # the engine that reports boundedness
     assert (res.count, int(res.bounded.sum())) == zaslavsky(n, d)
     check_witnesses(net, res)
-    assert full_space(net).count == res.count  # the default (facet) engine at these d
+    assert full_space(net).count == res.count  # the default engine (facet from d = 6)
 
 
 def test_linear_regions_ignore_a_unit_the_output_does_not_read():

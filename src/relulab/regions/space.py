@@ -1,5 +1,15 @@
 """Every activation region of a ``PLNet`` over all of R^d or over a box, exactly.
 
+Two engines share the compactification below. The vertex engine (this module; ``method="vertex"``,
+the default for d <= 5) keeps cells by their vertices and also yields the neighbour graph,
+boundedness, linear regions and decision-boundary pieces; its vertex counts grow exponentially with
+d. The facet engine (:mod:`relulab.regions._enum_lp`; ``method="facet"``, the default for
+6 <= d <= 64) keeps cells by their inequalities and an interior witness, decides every split with
+batched simplex LPs (work per region polynomial in d), proves every "does not split" decision from
+the LP's multipliers (float64 with proven error bounds, else exact integer arithmetic) and every
+witness interior, and raises :class:`DegenerateGeometryError` where neither settles a decision
+(``method="auto"`` then falls back to the vertex engine).
+
 Algorithm: layer-by-layer refinement of convex cells in vertex representation
 -----------------------------------------------------------------------------
 Cells are convex polytopes stored by their vertices and, per vertex, the set of constraints tight
@@ -138,7 +148,7 @@ CUBE_RATIO = 1e3
 AMBIGUOUS = 1e-2
 # input dimensions where method="auto" picks the facet (LP) engine: below, vertex cells are few and
 # cheap; far above, every cell's d + 1 chart rows cost O(d^2) memory
-FACET_MIN_D = 5
+FACET_MIN_D = 6
 FACET_MAX_D = 64
 
 
