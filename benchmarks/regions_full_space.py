@@ -209,7 +209,7 @@ def dimension_sweep(args):
     print(hdr)
     print("-" * len(hdr))
     for d in range(2, 13):
-        m = d
+        m = 1
         while zaslavsky(m, d) < args.sweep_regions:
             m += 1
         net = relulab.PLNet.from_torch(random_mlp([d, m, 1], 0, last_relu=False), (d,))
