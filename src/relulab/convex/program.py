@@ -227,13 +227,13 @@ def _cone_bounds(A: np.ndarray, S: np.ndarray, lam: np.ndarray, iters: int = 300
     return ub.reshape(2, -1).T.numpy(), G.numpy(), Ss.numpy()
 
 
-def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 64) -> tuple[float, float]:
+def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 4096) -> tuple[float, float]:
     """A certified lower bound on the objective of every network (any width) on data ``A``, targets ``y``
     and weight decay ``beta``, from the dual point ``lam``: returns ``(lower_bound, c)`` with ``c`` an upper
     bound on ``max_{|z| <= 1} |lam^T (A z)_+|`` (see the module docstring). ``patterns``: the complete sign
     vectors of the arrangement (from :func:`relulab.convex.patterns.arrangement_patterns`); None: the
-    loose bound ``max(|lam_+|, |lam_-|) ||A||_2``. ``polish``: cells near the maximum whose bound is
-    tightened by NNLS."""
+    loose bound ``max(|lam_+|, |lam_-|) ||A||_2``. ``polish``: at most this many cells near the maximum have
+    their bound tightened by NNLS."""
     A = np.asarray(A, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     lam = np.asarray(lam, dtype=np.float64)
@@ -244,11 +244,16 @@ def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 64) -> tuple
 
         ub, G, Ss = _cone_bounds(A, np.asarray(patterns), lam)
         flat = np.concatenate([ub[:, 0], ub[:, 1]])
-        # the bound only matters where it may exceed beta: tighten the largest few exactly
-        for k in np.argsort(-flat)[:polish]:
+        # only the maximum matters: tighten cells by NNLS in decreasing order of their bound until the next
+        # bound is below the largest tightened one (then no other cell can raise the maximum)
+        best = 0.0
+        for count, k in enumerate(np.argsort(-flat)):
+            if flat[k] <= best or count >= polish:
+                break
             Mk = (A * Ss[k][:, None]).T     # (q, n): A^T diag(s)
             mu, _ = nnls(Mk, -G[k], maxiter=50 * Mk.shape[1])
             flat[k] = min(flat[k], float(np.linalg.norm(G[k] + Mk @ mu)))
+            best = max(best, flat[k])
         c = float(flat.max()) if flat.size else 0.0
         # rounding in the matrix products above: a relative margin far above float64 error
         c *= 1 + 1e-12
