@@ -322,7 +322,7 @@ def certify_segments(net, a, b, seg, t0, t1, base, deltas, *, chunk: int = 4096,
     nxt_delta = torch.zeros_like(delta)
     nxt_delta[:-1] = torch.where(interior[1:], delta[1:], torch.zeros_like(delta[1:]))
     right = t1 - nxt_delta
-    tight = ~(left < right)
+    tight = ~(left + 4 * _U * (t0.abs() + t1.abs()) < right)  # a few ulps for the rounded ends
     for r in tight.nonzero()[:, 0].tolist():
         if interior[r]:
             unsure_bp.add(r)
