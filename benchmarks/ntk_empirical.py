@@ -24,7 +24,10 @@ Rows (each in its own subprocess, after a warm-up call on 8 points):
 * ``tutorial ntk-vector``: ``vjp`` of f(x2), the basis vectors pushed through it and then through a
   ``jvp`` of f(x1), vmapped over the basis (the tutorial's ``empirical_ntk_ntk_vps``). For n above
   ``--tile`` it runs on tiles of ``tile x tile`` points (unchanged method, bounded memory), else it
-  would need about n^2 x 512 x 4 bytes per hidden activation;
+  would need about n^2 x 512 x 4 bytes per hidden activation. It costs n^2 forward passes, so it
+  runs only for n up to ``--ntvp-max-n`` (default 256; on the CNN n = 1024 it would take minutes and
+  gigabytes per tile and says nothing the Jacobian contraction does not) and is listed as skipped
+  above;
 * with ``--all`` also relulab's ``jacobian`` and ``ntvp`` methods.
 
 Measured: wall seconds and CPU seconds of the call (the machine may be shared: CPU seconds are the
@@ -201,6 +204,8 @@ def main():
     ap.add_argument("--load", type=int, default=0, metavar="N",
                     help="run N CPU-bound processes during the benchmark (default 0: idle)")
     ap.add_argument("--tile", type=int, default=256, help="tile size of the tutorial NTK-vector products above this n")
+    ap.add_argument("--ntvp-max-n", type=int, default=256, metavar="N",
+                    help="run the tutorial NTK-vector products (n^2 forward passes) only for n <= N (default 256)")
     ap.add_argument("--all", action="store_true", help="also relulab's jacobian and ntvp methods")
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--worker", nargs=4, metavar=("MODEL", "METHOD", "N", "OUT"), help=argparse.SUPPRESS)
@@ -237,6 +242,9 @@ def run_model(a, kind, methods, env):
         for n in a.n:
             res, kern = {}, {}
             for m in methods:
+                if m.endswith(":ntvp") and n > a.ntvp_max_n:
+                    res[m] = {"error": f"skipped: n > --ntvp-max-n {a.ntvp_max_n} (n^2 forward passes)"}
+                    continue
                 out = str(Path(tmp) / f"{m.replace(':', '_')}_{n}.pt")
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--dtype", a.dtype, "--tile", str(a.tile)]
                 cmd += ["--threads", str(a.threads)] if a.threads else []

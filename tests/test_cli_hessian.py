@@ -121,3 +121,22 @@ def test_hessian_mse_on_builtin_labels(files, capsys, tmp_path):
     assert json.loads(out)["loss"] == pytest.approx(want, rel=1e-12)
     code, out, err = run(["hessian", str(tmp_path / "three.safetensors"), "spirals:50", "--loss", "mse"], capsys)
     assert code != 0 and "pass --targets" in err and err.count("\n") == 1
+
+
+def test_hessian_trace_time_limit(files, capsys):
+    """--trace-time-limit reaches the engine: a limit shorter than one product stops Hutchinson sampling after
+    its first sample, the estimate says so and still carries the exact Hutch++ part."""
+    argv = ["hessian", str(files / "clf.safetensors"), "spirals:40", "--top", "1", "--bottom", "0",
+            "--trace-queries", "60", "--no-density"]
+    code, out, err = run(argv + ["--json"], capsys)
+    assert code == 0, err
+    full = json.loads(out)["trace"]
+    assert full["complete"] is True
+    code, out, err = run(argv + ["--trace-time-limit", "1e-9", "--json"], capsys)
+    assert code == 0, err
+    cut = json.loads(out)["trace"]
+    assert cut["complete"] is False and cut["n_products"] < full["n_products"]
+    code, out, err = run(argv + ["--trace-time-limit", "1e-9"], capsys)
+    assert code == 0 and "time limit" in out, err
+    code, out, err = run(argv + ["--trace-time-limit", "0"], capsys)
+    assert code != 0 and "--trace-time-limit" in err

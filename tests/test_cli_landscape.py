@@ -200,20 +200,64 @@ def test_jacobian_rank_grid(capsys, tmp_path):
     assert json.loads(out)["full_rank"] == ref.full_rank.tolist() and json.loads(out)["measure"] == "count"
 
 
+def test_jacobian_rank_grid_preset_and_progress(capsys, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from relulab import cli
+
+    buf = io.StringIO()
+    monkeypatch.setattr(cli.Context, "err", property(lambda self: Console(file=buf, force_terminal=True, width=150)))
+    argv = ["landscape", "jacobian-rank", "--grid", "--dims", "2", "--ns", "4", "--ms", "2", "--samples", "30",
+            "--workers", "1", "--preset", "paper", "--output-weights", "sign"]
+    code, out, err = run(argv + ["--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    ref = full_rank_fraction([2], [4], [2], samples=30, seed=0, workers=1, preset="paper", output_weights="sign")
+    assert doc["full_rank"] == ref.full_rank.tolist()
+    assert doc["samplers"] == {"data": "uniform", "init": "torch", "output_weights": "sign"}
+    assert buf.getvalue() == ""  # nothing drawn under --json
+    code, out, err = run(argv, capsys)
+    assert code == 0 and "samplers: data uniform" in out, err
+    assert "full-rank grid" in buf.getvalue() and "30/30" in buf.getvalue()
+    buf.truncate(0)
+    code, out, err = run(argv + ["--quiet"], capsys)
+    assert code == 0 and buf.getvalue() == ""
+    code, out, err = run(["landscape", "jacobian-rank", "x.safetensors", "x.npy", "--preset", "paper"], capsys)
+    assert code != 0 and "--preset is an option of jacobian-rank --grid" in err
+
+
+def test_jacobian_rank_draws_its_steps(case, capsys, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from relulab import cli
+
+    d, X, mods = case
+    buf = io.StringIO()
+    monkeypatch.setattr(cli.Context, "err", property(lambda self: Console(file=buf, force_terminal=True, width=150)))
+    code, out, err = run(["landscape", "jacobian-rank", model_file(d, "min"), str(d / "x.npy"), "--targets",
+                          str(d / "y_min.npy")], capsys)
+    assert code == 0, err
+    assert "jacobian-rank" in buf.getvalue() and "3/3" in buf.getvalue()
+
+
 # ---------------------------------------------------------------------- errors
 @pytest.mark.parametrize("args, needle", [
     (["classify", "{d}/deep.safetensors", "{d}/x.npy", "--targets", "{d}/y_free.npy"], "one-hidden-layer"),
     (["jacobian-rank", "{d}/deep.safetensors", "{d}/x.npy"], "linear, relu, linear, relu, linear"),
     (["jacobian-rank", "{d}/cnn.pt2", "{d}/x.npy"], "one-hidden-layer"),
     (["classify", "{d}/cnn.pt2", "{d}/x.npy", "--targets", "{d}/y_free.npy"], "one-hidden-layer"),
-    (["classify", "{d}/free.safetensors", "{d}/x5x3.npy", "--targets", "{d}/y_free.npy"], "shape 2"),
+    (["classify", "{d}/free.safetensors", "{d}/x5x3.npy", "--targets", "{d}/y_free.npy"], "shape 5x3 is not n x 2"),
     (["classify", "{d}/free.safetensors", "--targets", "{d}/y_free.npy"], "DATA"),
     (["classify", "{d}/free.safetensors", "{d}/x.npy"], "--targets"),
     (["jacobian-rank", "{d}/saddle.safetensors", "{d}/x.npy"], "on a kink: neuron 0 has pre-activation exactly 0"),
     (["jacobian-rank", "{d}/free.safetensors"], "needs MODEL and DATA"),
     (["jacobian-rank"], "needs MODEL and DATA"),
-    (["classify", "{d}/free.safetensors", "{d}/x3.npy", "--targets", "{d}/y_free.npy"], "does not hold inputs of shape 2"),
-    (["jacobian-rank", "{d}/free.safetensors", "{d}/x5x3.npy"], "shape 2"),
+    (["classify", "{d}/free.safetensors", "{d}/x3.npy", "--targets", "{d}/y_free.npy"], "is not n x 2"),
+    (["jacobian-rank", "{d}/free.safetensors", "{d}/x5x3.npy"], "DATA"),
     (["jacobian-rank", "{d}/free.safetensors", "{d}/missing.npy"], "missing.npy"),
     (["jacobian-rank", "{d}/free.safetensors", "spirals:10"], ".npy or .csv"),
     (["classify", "{d}/free.safetensors", "{d}/x.npy", "--targets", "{d}/y_short.npy"], "9 rows"),

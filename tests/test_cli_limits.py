@@ -184,10 +184,15 @@ def test_npy_headers_are_checked_before_reading(d, capsys):
     hdr = "{'descr': '<f8', 'fortran_order': False, 'shape': (200000000, 2), }"
     hdr = hdr + " " * (118 - len(hdr)) + "\n"
     (d / "liar.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + b"\0" * 16)
-    for name, words in (("structured.npy", "numeric array"), ("text.npy", "numeric array"),
-                        ("liar.npy", "not a readable")):
+    for name, words in (("structured.npy", "expected plain numbers"), ("text.npy", "expected plain numbers"),
+                        ("liar.npy", "truncated or corrupt")):
         line = one_error_line(*run(["ntk", str(d / "mlp.safetensors"), str(d / name)], capsys))
-        assert name in line and words in line
+        assert f"DATA {d / name}" in line and words in line
     line = one_error_line(*run(["regions", str(d / "mlp.safetensors"), "--line", str(d / "structured.npy"), "1,1"],
                                capsys))
-    assert "--line A" in line and "numeric array" in line
+    assert "--line A" in line and "expected plain numbers" in line
+    # the targets of the landscape and hessian commands go through the same reader
+    line = one_error_line(*run(["hessian", str(d / "mlp.safetensors"), "spirals:8", "--loss", "mse", "--targets",
+                                    str(d / "liar.npy")],
+                               capsys))
+    assert "--targets" in line and "truncated or corrupt" in line

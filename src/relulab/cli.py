@@ -93,30 +93,21 @@ def json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="draw no progress bar")
 
 
-# the largest .npy array the command line reads (inputs, targets, points)
-MAX_NPY_BYTES = 4 * 2**30
+def read_array(path: str, arg: str):
+    """A numeric ``.npy`` (never unpickled) or ``.csv`` file as a float64 numpy array, read by
+    :func:`relulab.data.load_array` (sizes checked before anything is allocated); its errors name the
+    argument ``arg`` that gave the file, e.g. ``DATA x.npy: ...``."""
+    import warnings
 
-
-def load_npy(path: str, what: str, max_bytes: int = MAX_NPY_BYTES):
-    """A numeric ``.npy`` file as a float64 array, read without pickle. The header is checked first
-    (memory-mapped, nothing read): a structured or non-numeric dtype, a file shorter than its header
-    declares, or more than ``max_bytes`` of data are one error, before anything is allocated."""
-    import numpy as np
-
-    from relulab.core.errors import InvalidInputError, ResourceLimitError
+    from relulab.core.errors import RelulabError
+    from relulab.data import load_array
 
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as e:
-        raise InvalidInputError(f"{what} {path}: not a readable numeric .npy array ({e})") from None
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
-        raise InvalidInputError(f"{what} {path}: expected a numeric array, found dtype {getattr(arr, 'dtype', '?')}")
-    if arr.size * 8 > max_bytes:
-        raise ResourceLimitError(f"{what} {path}: {arr.size:,} numbers need {arr.size * 8 / 2**30:.3g} GiB as "
-                                 f"float64, more than the {max_bytes / 2**30:.3g} GiB the command line reads")
-    return np.array(arr, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy's "empty input file": callers refuse empty arrays in words
+            return load_array(path)
+    except RelulabError as e:
+        raise type(e)(f"{arg} {e}") from None
 
 
 def parse_point(text: str, arg: str, shape, net=None):
@@ -130,7 +121,7 @@ def parse_point(text: str, arg: str, shape, net=None):
     for s in shape:
         numel *= int(s)
     if text.endswith(".npy"):
-        values = torch.as_tensor(load_npy(text, arg)).reshape(-1)
+        values = torch.as_tensor(read_array(text, arg)).reshape(-1)
     else:
         try:
             values = torch.tensor([float(v) for v in text.split(",") if v.strip()], dtype=torch.float64)
@@ -302,6 +293,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("sweep", "run a resumable sweep of a registered experiment (TOML spec)"),
     "report": ("report_dir", "one self-contained HTML page from a results folder"),
     "dynamics": ("dynamics", "training dynamics: kernel vs adaptive regimes of shallow univariate networks"),
+    "dropout": ("dropout", "Dropout / DropConnect on shallow linear networks: closed-form minimum, flow rate vs bound"),
+    "lpflow": ("lp_flow", "Fisher-Rao gradient flows of linear programs and state-action natural policy gradients"),
+    "symmetry": ("symmetry", "ReLU parameter symmetries: distances modulo permutations and rescalings vs realizations"),
+    "bures": ("bures", "Bures-Wasserstein deep linear generators: critical points, values, Morse indices, training"),
     "convex": ("convex", "globally optimal two-layer ReLU networks (convex program, +BN) and optimality certificates"),
 }
 

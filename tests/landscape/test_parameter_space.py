@@ -351,6 +351,30 @@ def test_full_rank_fraction_workers_and_bounds():
     plt.close("all")
 
 
+def test_full_rank_fraction_and_parameter_region_report_progress():
+    from relulab.progress import Recorder
+
+    kw = dict(d_values=[1], n_values=[3, 8], m_values=[1, 4], samples=300, seed=1, workers=1)
+    rec = Recorder()
+    g = full_rank_fraction(progress=rec, **kw)
+    assert np.array_equal(g.full_rank, full_rank_fraction(**kw).full_rank)  # reporting changes nothing
+    # the cells with m = 1 (2 parameters per row, n >= 3 rows) are decided without sampling: 2 sampled
+    # cells of 300 draws, each in 3 chunks of at most 128
+    done = [c[0] for c in rec.calls]
+    assert done[0] == 0 and done[-1] == 600 and done == sorted(done) and len(done) == 1 + 2 * 3
+    assert all(c[1] == 600 for c in rec.calls)
+    assert rec.calls[0][2]["cells"] == 2 and rec.calls[-1][2]["cells"] == 4
+    g2 = full_rank_fraction(progress=(rec2 := Recorder()), **dict(kw, workers=2))
+    assert np.array_equal(g2.full_rank, g.full_rank) and rec2.calls[-1][:2] == (600, 600)
+
+    net, X = _net(2, 3, seed=2), _X(5, 2)
+    for Y, steps in ((None, 2), (net(X).detach(), 3)):
+        rec = Recorder()
+        res = parameter_region(net, X, Y, progress=rec)
+        assert [c[0] for c in rec.calls] == list(range(steps + 1)) and all(c[1] == steps for c in rec.calls)
+        assert rec.calls[-1][2]["stage"] == "done" and res.rank == parameter_region(net, X, Y).rank
+
+
 def test_full_rank_fraction_matches_single_point_rank():
     # one chunk replayed through the public per-network path gives the same count
     from relulab.landscape import parameter_space as ps

@@ -43,6 +43,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-steps", type=int_arg(1, 10**6), default=300, help="Lanczos steps at most (memory: steps x P numbers)")
     p.add_argument("--trace-queries", type=int_arg(0, 10**5), default=60, metavar="N",
                    help="Hutchinson samples of the trace (default 60; 0: no trace)")
+    p.add_argument("--trace-time-limit", type=float_arg(above=0), default=None, metavar="SECONDS",
+                   help="stop the trace's sampling after this many seconds; the estimate then uses the samples "
+                        "drawn so far and says how many (default: no limit)")
     p.add_argument("--no-density", action="store_true", help="skip the spectral density")
     p.add_argument("--max-dense", type=int_arg(0, 10**6), default=3000, metavar="P",
                    help="exact inertia from the dense Hessian up to P parameters (default 3000)")
@@ -137,7 +140,8 @@ def run_hessian(args, ctx: Context) -> Output:
                                trace_queries=args.trace_queries, density=not args.no_density,
                                max_dense=args.max_dense, batch_size=args.batch_size,
                                dtype=torch.float32 if args.float32 else torch.float64, seed=args.seed,
-                               memory_budget=args.memory * 2**30, **ctx.engine_progress(hessian_spectrum, bar))
+                               memory_budget=args.memory * 2**30, trace_time_limit=args.trace_time_limit,
+                               **ctx.engine_progress(hessian_spectrum, bar))
         bar(1, 1, stage="done")
     data = {"model": args.model, "data": args.data, "targets": args.targets, "loss_function": args.loss,
             **res.to_dict(summary=True)}

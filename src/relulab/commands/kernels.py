@@ -30,7 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--max-points", type=int_arg(1, 10**7), default=2048, metavar="N",
                    help="use the first N inputs (default 2048; the Gram matrix has N^2 entries per output pair)")
     p.add_argument("--memory", type=float_arg(above=0, hi=2**20), default=1.0, metavar="GIB",
-                   help="working-memory budget of the empirical kernel in GiB (default 1)")
+                   help="memory budget of the empirical kernel in GiB (default 1): it bounds the Gram matrix "
+                        "plus the Jacobian panels (or NTK-vector product chunks) it is computed from, which are "
+                        "made smaller to fit; a Gram matrix alone larger than this is refused")
     p.add_argument("--trace-outputs", action="store_true",
                    help="sum the kernel over outputs (an n x n matrix) instead of the full (n o) x (n o) one")
     p.add_argument("--save", metavar="FILE.npy", default=None, type=output_file(".npy"), help="write the empirical Gram matrix to FILE.npy")
@@ -67,21 +69,10 @@ def read_inputs(text: str, shape, max_points: int):
     ds = builtin_data(text)
     if ds is not None:
         x = ds.x
-    elif text.endswith(".npy"):
-        from relulab.cli import load_npy
+    elif text.endswith((".npy", ".csv")):
+        from relulab.cli import read_array
 
-        x = torch.as_tensor(load_npy(text, "DATA"))
-    elif text.endswith(".csv"):
-        import warnings
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # an empty file is refused below, in our words
-                x = torch.as_tensor(np.loadtxt(text, delimiter=",", dtype=np.float64, ndmin=2))
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"DATA {text}: not a numeric CSV file ({e})") from None
+        x = torch.as_tensor(read_array(text, "DATA"))
         if x.numel() == 0:
             raise InvalidInputError(f"DATA {text}: the file holds no numbers")
     else:

@@ -92,35 +92,26 @@ def shallow_from_model(net, trainable: str, command: str):
                                     f"{found} ({why})") from None
 
 
-def _columns(text: str) -> tuple[int, ...]:
-    """The shape of a .npy file, or (rows unknown, columns) of a .csv file, read without loading it all."""
-    import numpy as np
-
-    if text.endswith(".npy"):
-        return tuple(np.load(text, mmap_mode="r", allow_pickle=False).shape)
-    return (-1, int(np.loadtxt(text, delimiter=",", dtype=np.float64, ndmin=2, max_rows=1).shape[1]))
-
-
 def read_matrix(text: str, cols: int, label: str, what: str):
-    """A .npy/.csv file as an (n, cols) float64 tensor through ``relulab ntk``'s DATA reader; a 1-D file is
-    n values when ``cols == 1``. Anything else (a different number of columns included) is one error line."""
-    import sys
+    """A .npy/.csv file (read by :func:`relulab.cli.read_array`) as an (n, cols) float64 tensor; a 1-D file
+    is n values when ``cols == 1``. Anything else (a different number of columns, no rows, a non-finite
+    value) is one error line naming ``label``."""
+    import numpy as np
+    import torch
 
-    from relulab.commands.kernels import read_inputs
+    from relulab.cli import read_array
     from relulab.core.errors import InvalidInputError
 
     if not text.endswith((".npy", ".csv")):
         raise InvalidInputError(f"{label} {text!r}: expected a .npy or .csv file of {what}")
-    try:
-        x = read_inputs(text, (cols,), sys.maxsize)
-    except InvalidInputError as e:
-        msg = str(e)
-        raise InvalidInputError(label + msg[len("DATA"):] if msg.startswith("DATA") else msg) from None
-    shape = _columns(text)
-    if not (len(shape) == 2 and shape[1] == cols or len(shape) == 1 and cols == 1):
-        raise InvalidInputError(f"{label} {text}: shape {'x'.join(str(s) if s >= 0 else 'n' for s in shape)} "
-                                f"is not n x {cols} ({what})")
-    return x
+    arr = read_array(text, label)
+    if arr.size == 0:
+        raise InvalidInputError(f"{label} {text}: the file holds no numbers")
+    if not (arr.ndim == 2 and arr.shape[1] == cols or arr.ndim == 1 and cols == 1):
+        raise InvalidInputError(f"{label} {text}: shape {'x'.join(map(str, arr.shape))} is not n x {cols} ({what})")
+    if not np.isfinite(arr).all():
+        raise InvalidInputError(f"{label} {text}: contains non-finite values")
+    return torch.as_tensor(arr).reshape(-1, cols)
 
 
 def _shallow_and_data(args, trainable: str, command: str):
@@ -283,14 +274,17 @@ def _add_jacobian_rank(kinds) -> None:
             critical point in the region is a global minimum.
 
             --grid (no MODEL or DATA): for every d, n, m the fraction of random draws
-            (data X ~ N(0, I), He-style W and b, output weights random signs) whose
-            Jacobian has rank n, with Wilson 95% intervals in --json. Full rank needs
-            m (d + 1) >= n. --measure count draws regions uniformly among all non-empty
-            ones instead (each neuron's sign vector uniform among the realizable ones).
+            (data X ~ N(0, I), He-style W and b, output weights random signs; --preset
+            paper: the paper's X ~ U[0, 1], PyTorch's default initialization and
+            v ~ N(0, 1)) whose Jacobian has rank n, with Wilson 95% intervals in --json.
+            Full rank needs m (d + 1) >= n. --measure count draws regions uniformly among
+            all non-empty ones instead (each neuron's sign vector uniform among the
+            realizable ones).
 
             examples:
               relulab landscape jacobian-rank net.safetensors x.npy --targets y.npy
-              relulab landscape jacobian-rank --grid --dims 1 2 --ns 5 10 20 --ms 2 4 8"""))
+              relulab landscape jacobian-rank --grid --dims 1 2 --ns 5 10 20 --ms 2 4 8
+              relulab landscape jacobian-rank --grid --preset paper --dims 2 --ns 10 20 --ms 4 8"""))
     p.add_argument("model", metavar="MODEL", nargs="?", default=None, help=_MODEL_HELP + " (not with --grid)")
     p.add_argument("data", metavar="DATA", nargs="?", default=None, help=_DATA_HELP + " (not with --grid)")
     p.add_argument("--targets", metavar="FILE", default=None,
@@ -301,8 +295,8 @@ def _add_jacobian_rank(kinds) -> None:
                    help=_TRAINABLE_HELP + " (default first: the Jacobian is constant on the region)")
     g = p.add_argument_group("phase-transition grid (--grid)")
     g.add_argument("--grid", action="store_true",
-                   help="fraction of random points (X ~ N(0, I), He-style W, b, output weights random signs) "
-                        "whose Jacobian has rank n, with Wilson 95%% intervals")
+                   help="fraction of random points (samplers: see --preset) whose Jacobian has rank n, with "
+                        "Wilson 95%% intervals")
     g.add_argument("--dims", type=int_arg(1, MAX_SIZE), nargs="+", metavar="D", default=None, help="input dimensions d")
     g.add_argument("--ns", type=int_arg(1, MAX_SIZE), nargs="+", metavar="N", default=None, help="numbers of samples n")
     g.add_argument("--ms", type=int_arg(1, MAX_SIZE), nargs="+", metavar="M", default=None, help="numbers of hidden neurons m")
@@ -313,6 +307,16 @@ def _add_jacobian_rank(kinds) -> None:
     g.add_argument("--alpha", type=float_arg(above=0, hi=1), default=None, help="slope of leaky_relu (default 0.01)")
     g.add_argument("--measure", choices=("volume", "count"), default=None,
                    help="volume: random parameter points (default); count: regions uniformly among non-empty ones")
+    g.add_argument("--preset", choices=("default", "paper"), default=None,
+                   help="samplers: default (X ~ N(0, I), He-style W, b, output weights random signs) or paper "
+                        "(Karhadkar et al.: X ~ U[0, 1]^d, PyTorch's default nn.Linear initialization, output "
+                        "weights N(0, 1)); the three options below override it")
+    g.add_argument("--data-sampler", choices=("normal", "uniform"), default=None,
+                   help="data X: normal N(0, I) or uniform U[0, 1]^d")
+    g.add_argument("--init", choices=("he", "torch", "normal"), default=None,
+                   help="hidden layer W, b: he N(0, 2/d), torch U(-1/sqrt(d), 1/sqrt(d)) or normal N(0, 1)")
+    g.add_argument("--output-weights", choices=("sign", "normal", "torch"), default=None,
+                   help="output weights: random signs, N(0, 1) or torch U(-1/sqrt(m), 1/sqrt(m))")
     g.add_argument("--memory", type=float_arg(above=0, hi=2**20), default=None, metavar="GIB",
                    help="memory for one batch of 128 Jacobians, GiB (default 4); larger cells are refused")
     g.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="heatmap of the fractions, one panel per d")
@@ -320,7 +324,8 @@ def _add_jacobian_rank(kinds) -> None:
     p.set_defaults(handler=run_jacobian_rank)
 
 
-_GRID_ONLY = ("dims", "ns", "ms", "samples", "seed", "workers", "activation", "alpha", "measure", "memory", "plot")
+_GRID_ONLY = ("dims", "ns", "ms", "samples", "seed", "workers", "activation", "alpha", "measure", "preset",
+              "data_sampler", "init", "output_weights", "memory", "plot")
 
 
 def run_jacobian_rank(args, ctx: Context) -> Output:
@@ -340,10 +345,8 @@ def run_jacobian_rank(args, ctx: Context) -> Output:
 
     mf, net, x, y = _shallow_and_data(args, args.trainable, "jacobian-rank")
     _check_off_kinks(net, x)
-    with ctx.progress("jacobian-rank") as bar:
-        bar(0, 1, stage="rank and region")
+    with ctx.progress("jacobian-rank", "steps") as bar:
         res = parameter_region(net, x, y, **ctx.engine_progress(parameter_region, bar))
-        bar(1, 1, stage="done")
     n = int(x.shape[0])
     data = {"model": args.model, "data": args.data, "targets": args.targets, "n": n,
             "network": _network(mf, net), **res.to_dict()}
@@ -411,13 +414,12 @@ def _run_grid(args, ctx: Context) -> Output:
 
         raise ResourceLimitError(f"--dims {max(args.dims)} --ns {max(args.ns)} --ms {max(args.ms)}: a batch of "
                                  f"Jacobians needs {need / 2**30:.3g} GiB, more than --memory {memory:g} GiB")
-    cells = len(args.dims) * len(args.ns) * len(args.ms)
-    with ctx.progress("full-rank grid", "cells") as bar:
-        bar(0, cells, stage="sampling")
+    with ctx.progress("full-rank grid", "draws") as bar:
         res = full_rank_fraction(args.dims, args.ns, args.ms, samples=args.samples or 200, seed=args.seed or 0,
                                  workers=args.workers, activation=args.activation or "relu", alpha=args.alpha,
-                                 measure=args.measure or "volume", **ctx.engine_progress(full_rank_fraction, bar))
-        bar(cells, cells, stage="done")
+                                 measure=args.measure or "volume", preset=args.preset, data=args.data_sampler,
+                                 init=args.init, output_weights=args.output_weights,
+                                 **ctx.engine_progress(full_rank_fraction, bar))
     data = res.to_dict()
     if args.plot:
         data["plot"] = save_figure(lambda ax: _draw_grid(ax, res), args.plot, (4 * len(res.d_values), 3.5))
@@ -436,8 +438,9 @@ def _render_grid(res, args):
     from rich.text import Text
 
     what = "random points" if res.measure == "volume" else "regions drawn uniformly by count"
+    samplers = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in res.samplers.items())
     parts = [Text(f"fraction of {res.samples} {what} whose Jacobian has rank n ({res.activation}, "
-                  f"hidden bias, output layer fixed; seed {res.seed}, {res.workers} worker(s), "
+                  f"hidden bias, output layer fixed; samplers: {samplers}; seed {res.seed}, {res.workers} worker(s), "
                   f"{res.seconds:.1f} s); * : m (d+1) < n, never full rank")]
     for a, d in enumerate(res.d_values):
         t = Table(title=f"d = {d}", title_justify="left", show_edge=False)

@@ -1083,7 +1083,8 @@ class HessianSpectrum(Result):
         lines.append(f"Lanczos: {e.steps} steps, {'converged' if e.converged else 'NOT converged'} "
                      f"(tol {e.tol:g}), max residual {np.nanmax(np.r_[e.largest_residuals, e.smallest_residuals]):.2g}")
         if self.trace is not None:
-            lines.append(f"trace ~ {self.trace.estimate:.6g} +- {self.trace.stderr:.2g} ({self.trace.method})")
+            lines.append(f"trace ~ {self.trace.estimate:.6g} +- {self.trace.stderr:.2g} ({self.trace.method}"
+                         + ("" if self.trace.complete else f"; time limit: {self.trace.queries} samples") + ")")
         if self.inertia is not None:
             i = self.inertia
             lines.append(f"inertia ({'exact' if i.exact else 'estimated'}, tol {i.tol:.2g}): "

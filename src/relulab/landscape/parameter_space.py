@@ -39,6 +39,7 @@ import torch
 
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.landscape.shallow import ShallowNet
+from relulab.progress import notify
 from relulab.results import Result
 
 __all__ = [
@@ -325,10 +326,23 @@ def _zero_loss_lp(net: ShallowNet, Xt: torch.Tensor, S: torch.Tensor, J1: torch.
     return ok, torch.as_tensor(theta, dtype=Xt.dtype, device=Xt.device), t
 
 
-def parameter_region(net: ShallowNet, X, Y=None, pattern=None, rtol: float | None = None) -> ParameterRegion:
+def parameter_region(net: ShallowNet, X, Y=None, pattern=None, rtol: float | None = None,
+                     progress=None) -> ParameterRegion:
     """The activation region of ``net``'s point (or of ``pattern``) on data ``X``: Jacobian rank, full rank,
     LP non-emptiness and, with targets ``Y`` (n, o), whether it contains a global minimum (zero loss) and
-    the dimension ``P - rank`` of the zero-loss set there. See :class:`ParameterRegion`."""
+    the dimension ``P - rank`` of the zero-loss set there. See :class:`ParameterRegion`.
+
+    ``progress``: called as ``progress(step, steps, stage=...)`` before each step (the rank, the region's
+    linear program and, with ``Y``, the zero-loss linear program) and as ``progress(steps, steps,
+    stage="done")`` at the end (see :mod:`relulab.progress`)."""
+    steps = 2 if Y is None else 3
+    notify(progress, 0, steps, stage="Jacobian rank")
+    out = _parameter_region(net, X, Y, pattern, rtol, progress, steps)
+    notify(progress, steps, steps, stage="done")
+    return out
+
+
+def _parameter_region(net, X, Y, pattern, rtol, progress, steps) -> ParameterRegion:
     net = _net(net)
     X = net._inputs(X)
     n = X.shape[0]
@@ -338,6 +352,7 @@ def parameter_region(net: ShallowNet, X, Y=None, pattern=None, rtol: float | Non
     J = parameterization_jacobian(net, X, S)
     rank = int(_rank_from_svals(torch.linalg.svdvals(J), J.shape, rtol))
     rows = n * net.o
+    notify(progress, 1, steps, stage="region LP")
     nonempty = region_is_nonempty(X, S, bias=net.b is not None)
     out = ParameterRegion(pattern=S, rank=rank, n_outputs=rows, n_parameters=net.n_parameters,
                           full_rank=rank == rows, nonempty=nonempty, trainable=net.trainable)
@@ -351,6 +366,7 @@ def parameter_region(net: ShallowNet, X, Y=None, pattern=None, rtol: float | Non
         out.has_global_minimum = False
         return out
     first = net.d * net.m + (net.m if net.b is not None else 0)
+    notify(progress, 2, steps, stage="zero-loss LP")
     ok, theta, t = _zero_loss_lp(net, Xt, S, J[:, :first], Y)
     if net.trainable == "first":
         out.has_global_minimum = bool(ok)
@@ -650,7 +666,7 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
                        activation: str = "relu", alpha: float | None = None, bias: bool = True,
                        rtol: float | None = None, measure: str = "volume", max_cells: int = 20_000,
                        preset: str | None = None, data=None, init: str | None = None,
-                       output_weights: str | None = None) -> FullRankGrid:
+                       output_weights: str | None = None, progress=None) -> FullRankGrid:
     """The phase-transition experiment of Karhadkar et al.: for each (d, n, m), ``samples`` draws of data
     ``X`` (n, d) and a random parameter point (``trainable="first"``); count how often the Jacobian on
     the point's activation region has rank n.
@@ -677,7 +693,10 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
     Work is split into chunks of 128 samples, each with its own seed ``SeedSequence([seed, d, n, m, chunk])``,
     so the result does not depend on ``workers`` (default: every core; processes forked on Linux). Each
     chunk is one batched Jacobian and one batched ``svdvals``. Cells with fewer parameters than samples
-    (``m (d + 1) < n``) are 0 without sampling."""
+    (``m (d + 1) < n``) are 0 without sampling.
+
+    ``progress``: called as ``progress(draws, total, cells=...)`` as chunks finish: the draws made of all
+    those to make, and how many grid cells are complete (see :mod:`relulab.progress`)."""
     ds, ns, ms = _int_list("d_values", d_values), _int_list("n_values", n_values), _int_list("m_values", m_values)
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise InvalidInputError(f"samples must be a positive integer, got {samples!r}")
@@ -721,10 +740,20 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
     tasks.sort(key=lambda t: -t["size"] * t["n"] * t["m"] * (t["d"] + 1) * min(t["n"], t["m"] * (t["d"] + 1)))
     counts = np.zeros(len(ds) * len(ns) * len(ms), dtype=np.int64)
     n_proc = min(workers, len(tasks))
+    total = sum(t["size"] for t in tasks)
+    left = np.bincount([t["cell"] for t in tasks], minlength=counts.size)  # chunks to come per cell
+    done = [0]
+
+    def finish(task, cell, k):
+        counts[cell] += k
+        left[cell] -= 1
+        done[0] += task["size"]
+        notify(progress, done[0], total, cells=int(np.count_nonzero(left == 0)))
+
+    notify(progress, 0, total, cells=int(np.count_nonzero(left == 0)))
     if n_proc <= 1:
-        outs = map(_rank_task, tasks)
-        for cell, k in outs:
-            counts[cell] += k
+        for task in tasks:
+            finish(task, *_rank_task(task))
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
@@ -732,8 +761,8 @@ def full_rank_fraction(d_values, n_values, m_values, samples: int = 200, seed: i
         # fork on Linux: no re-import of torch, no __main__ guard needed; one torch thread per process
         method = "fork" if "fork" in mp.get_all_start_methods() and sys.platform.startswith("linux") else "spawn"
         with ProcessPoolExecutor(max_workers=n_proc, mp_context=mp.get_context(method)) as ex:
-            for cell, k in ex.map(_rank_task, [dict(t, threads=1) for t in tasks], chunksize=1):
-                counts[cell] += k
+            for task, (cell, k) in zip(tasks, ex.map(_rank_task, [dict(t, threads=1) for t in tasks], chunksize=1)):
+                finish(task, cell, k)
     counts = counts.reshape(len(ds), len(ns), len(ms))
     frac = counts / samples
     lo, hi = _wilson(counts, samples)
