@@ -50,6 +50,15 @@ class Affine:
         y = self.linear(z)
         return y if self.bias is None else y + self.bias
 
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The node's value from its input's: ``L z + b`` (see :meth:`Add.forward` for two inputs)."""
+        return self(z)
+
+    def tangent(self, t: torch.Tensor) -> torch.Tensor:
+        """Derivatives along ``m`` directions: input tangents ``t`` (N, m, in_numel) to ``L t`` (N, m,
+        out_numel); the bias does not move."""
+        return self.linear(t.reshape(-1, t.shape[-1])).reshape(t.shape[0], t.shape[1], numel(self.out_shape))
+
     def dense(self, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
         """The matrix ``L`` (out_numel, in_numel) and bias ``b`` (out_numel,), built by probing."""
         n_in = numel(self.in_shape)
@@ -336,6 +345,15 @@ class MaxUnits:
         idx = self.index.expand(w.shape[0], -1, -1).gather(2, w[..., None])[..., 0]
         return z.gather(1, idx) * cf, idx, cf
 
+    def selected_tangent(self, t: torch.Tensor, idx: torch.Tensor | None, cf: torch.Tensor) -> torch.Tensor:
+        """Tangents of the outputs for the winners that :meth:`select` gave as ``(idx, cf)``, from input
+        tangents ``t`` (N or 1, m, in_numel): (N, m, units); shared tangents (N = 1) are broadcast."""
+        if idx is None:  # elementwise: broadcasting batches shared tangents
+            return t * cf[:, None, :]
+        B = idx.shape[0]
+        t = t.expand(B, -1, -1) if t.shape[0] != B else t
+        return t.gather(2, idx[:, None, :].expand(B, t.shape[1], -1)) * cf[:, None, :]
+
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.pieces(z).amax(-1)
 
@@ -448,6 +466,16 @@ class Add:
 
     def to(self, device=None, dtype=None):
         return self
+
+    @staticmethod
+    def forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The node's value from its two inputs' values."""
+        return x + y
+
+    @staticmethod
+    def tangent(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Derivatives along ``m`` directions from the two inputs' tangents (N, m, numel)."""
+        return s + t
 
     @staticmethod
     def magnitude(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
