@@ -323,6 +323,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("sweep", "run a resumable sweep of a registered experiment (TOML spec)"),
     "report": ("report_dir", "one self-contained HTML page from a results folder"),
     "dynamics": ("dynamics", "training dynamics: kernel vs adaptive regimes of shallow univariate networks"),
+    "dropout": ("dropout", "Dropout / DropConnect on shallow linear networks: closed-form minimum, flow rate vs bound"),
+    "lpflow": ("lp_flow", "Fisher-Rao gradient flows of linear programs and state-action natural policy gradients"),
+    "symmetry": ("symmetry", "ReLU parameter symmetries: distances modulo permutations and rescalings vs realizations"),
+    "bures": ("bures", "Bures-Wasserstein deep linear generators: critical points, values, Morse indices, training"),
+    "convex": ("convex", "globally optimal two-layer ReLU networks (convex program, +BN) and optimality certificates"),
 }
 
 

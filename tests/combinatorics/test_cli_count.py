@@ -30,6 +30,17 @@ def test_classifications(tmp_path, capsys):
     code, out, err = run(["count", "classifications", str(tmp_path / "x.npy"), "--width", "1", "--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["count"] == cover_count(5, 2)
+    np.save(tmp_path / "line.npy", np.array([[0.0], [1.0], [2.0], [3.5]]))
+    code, out, err = run(["count", "classifications", str(tmp_path / "line.npy"), "--width", "2", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["count"] == 14 == json.loads(out)["line_count"]  # at most 2 sign changes
+    code, out, err = run(["count", "classifications", str(tmp_path / "line.npy"), "--width", "1", "--model",
+                          "tropical", "--labels", "1,-1,1,-1", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["count"] == 8 and len(json.loads(out)["sublevel"]) == 3
+    code, out, err = run(["count", "classifications", str(tmp_path / "line.npy"), "--width", "2", "--labels",
+                          "1,1,1,1"], capsys)
+    assert code != 0 and err.startswith("relulab: error:")
     code, out, err = run(["count", "classifications", str(tmp_path / "missing.npy"), "--width", "1"], capsys)
     assert code != 0 and err.startswith("relulab: error:")
 

@@ -56,3 +56,18 @@ def test_bounds_shape_and_measured_below():
     assert math.isclose(b2 / b1, 4.0)  # (K N)^{n_0} with n_0 = 2
     with pytest.raises(InvalidInputError):
         expected_breakpoints([0, 0], [1, 1], 1, 1)
+
+
+@pytest.mark.parametrize("widths,k", [([4], 2), ([2, 2], 3)])
+def test_bounds_above_monte_carlo_counts(widths, k):
+    # exact region and decision-boundary counts of sampled networks: the expectation's 95% interval
+    # lies below the bounds (computed with the exact C_bias and the estimated C_grad)
+    r = maxout_complexity(widths, k, seeds=12, box_side=2.0)
+    assert len(r.box_counts) == len(r.boundary_counts) == 12
+    assert min(r.box_counts) >= 1 and r.boundary_mean > 0
+    assert r.box_ci[1] <= r.bounds["regions"]
+    assert r.boundary_ci[1] <= r.bounds["decision_boundary"]
+    assert math.isclose(r.c_bias, 1 / math.sqrt(2 * math.pi))
+    # the bounds grow like the measured counts in N: doubling the units multiplies the region bound by 2^{n_0}
+    b = maxout_bounds([2 * sum(widths)], k, 2, r.c_bias, r.c_grad, 2.0)
+    assert math.isclose(b["regions"] / maxout_bounds([sum(widths)], k, 2, r.c_bias, r.c_grad, 2.0)["regions"], 4.0)

@@ -45,8 +45,17 @@ def test_random_window_families():
 
 
 def test_published_2d_values():
-    # OEIS A357484 (3 x n input, 2 x 2 windows, stride 1): 14, 150, 1536, 15594
-    assert [count_maxpool((3, n), 2, 1).count for n in (2, 3, 4, 5)] == [14, 150, 1536, 15594]
+    # the paper's 2-D special case (OEIS A357484, 3 x n input, 2 x 2 windows, stride 1), its first terms
+    # and its generating function (x + x^2 - x^3) / (1 - 13x + 31x^2 - 20x^3 + 4x^4)
+    from relulab.combinatorics.maxpool import three_by_n_vertex_count
+
+    published = [1, 14, 150, 1536, 15594, 158050, 1601356, 16223814, 164366170, 1665216896]
+    assert [three_by_n_vertex_count(n) for n in range(1, 11)] == published
+    assert [count_maxpool((3, n), 2, 1, facets=False).count for n in (2, 3, 4, 5)] == published[1:5]
+    for n in (6, 7, 8):  # transfer matrix (the closed form is checked inside count_maxpool too)
+        r = count_maxpool((n, 3), 2, 1, facets=False)
+        assert r.count == r.closed_form == published[n - 1]
+    assert count_argmax_tuples(pool_windows((3, 9), 2, 1)) == published[8]
 
 
 def _minkowski_vertices(ws, n):
@@ -102,7 +111,7 @@ def test_agrees_with_region_engine_2d():
 
     full = regions.full_space
     net = PLNet.from_torch(torch.nn.MaxPool2d(2, 1), (1, 2, 3))
-    assert count_maxpool((2, 3), 2, 1).count == full(net).count
+    assert count_maxpool((2, 3), 2, 1).count == full(net).count == 14  # = A357484(2), the 3 x 2 input transposed
 
 
 def test_layer_with_padding_and_channels():
@@ -157,3 +166,37 @@ def test_bad_inputs():
         count_maxpool((6, 6), 3, 1, max_states=10, facets=False)
     r = count_maxpool(40, 3, 1)
     assert r.facets is None and r.notes
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5, 6])
+def test_chain_formula_against_brute_force(k):
+    # 1 / (1 - k x + (k-s)(k-s-1) x^2) for 2s >= k, against acyclicity tested tuple by tuple
+    from relulab.combinatorics.maxpool import chain_vertex_count
+
+    for s in range((k + 1) // 2, k + 1):
+        for m in range(1, 5):
+            n = k + (m - 1) * s
+            ws = pool_windows(n, k, s)
+            assert chain_vertex_count(k, k - s, m) == brute_force_tuples(ws), (k, s, m)
+            r = count_maxpool(n, k, s, facets=False)
+            assert r.closed_form == r.count == chain_vertex_count(k, k - s, m)
+
+
+def test_chain_formula_generating_function_and_2d_rows():
+    import sympy
+
+    from relulab.combinatorics.maxpool import chain_vertex_count
+
+    x = sympy.Symbol("x")
+    for q, r in [(4, 2), (5, 2), (6, 3), (6, 2)]:
+        ser = sympy.series(1 / (1 - q * x + r * (r - 1) * x ** 2), x, 0, 9).removeO()
+        assert [ser.coeff(x, m) for m in range(9)] == [chain_vertex_count(q, r, m) for m in range(9)]
+    # 2-D: one row of 2x2 windows, stride 1, on a 2 x n input is the chain q = 4, r = 2
+    for n in range(2, 6):
+        assert brute_force_tuples(pool_windows((2, n), 2, 1)) == chain_vertex_count(4, 2, n - 1)
+        assert count_maxpool((2, n), 2, 1, facets=False).closed_form == count_maxpool((n, 2), 2, 1, facets=False).count
+    # 3 x 2 windows with stride 1 on 3 x n (q = 6, r = 3) and a column of windows
+    assert count_maxpool((3, 6), (3, 2), 1, facets=False).count == chain_vertex_count(6, 3, 5)
+    assert count_maxpool((7, 3), (3, 3), (2, 1), facets=False).count == chain_vertex_count(9, 3, 3)
+    with pytest.raises(InvalidInputError):
+        chain_vertex_count(3, 2, 4)  # overlaps of consecutive windows would meet

@@ -16,13 +16,9 @@ def ray_local():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # workers import relulab from the same sources as the tests
     os.environ["PYTHONPATH"] = SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
-    for attempt in range(3):
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-            break
-        except Exception:  # Ray gives its raylet 30 s to register; a loaded machine can take longer
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    from relulab.experiments.sweep import connect_ray
+
+    # the library's own start-up (retried: a loaded CI machine can need more than Ray's 30 s)
+    connect_ray(workers=2, ray_timeout=300)
     yield ray
     ray.shutdown()

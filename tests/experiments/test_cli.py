@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from relulab.cli import main
 
@@ -54,3 +55,43 @@ def test_sweep_and_summary_json(capsys, tmp_path):
 
     rows = list(csv.DictReader(open(tmp_path / "s" / "results.csv")))
     assert sorted(int(r["value"]) for r in rows) == [4, 5, 9, 10]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    from relulab.core import io as rio
+
+    path = tmp_path_factory.mktemp("split") / "m.safetensors"
+    rio.save(rio.build("mlp:2-8-8-1:relu", seed=3), path)
+    return path
+
+
+@pytest.mark.parametrize("domain", [["--all"], ["--box", "-2", "1.5"]])
+def test_regions_split_matches_the_single_run(capsys, tmp_path, model_file, domain):
+    import relulab
+    from relulab.regions import full_space
+
+    net = relulab.load(model_file)
+    code, out, err = run(capsys, "regions", str(model_file), *domain, "--split", "7", "--workers", "1", "--json",
+                         "--plot", str(tmp_path / "r.png"))
+    assert code == 0, err
+    doc = json.loads(out)
+    ref = full_space(net, None if domain == ["--all"] else (torch.full((2,), -2.0), torch.full((2,), 1.5)))
+    assert (doc["count"], doc["linear_count"]) == (ref.count, ref.linear_count)
+    assert doc["cells"] >= 7 and doc["pieces"] > doc["count"] and doc["executor"] == "in-process"
+    assert doc.get("unbounded_count") == (ref.unbounded_count if domain == ["--all"] else None)
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    code, out, err = run(capsys, "regions", str(model_file), *domain, "--split", "3")
+    assert code == 0 and "activation regions" in out and f"{ref.count:,}" in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--line", "0", "1", "--split", "4"], "--split applies to --box and --all only"),
+    (["--all", "--workers", "2"], "--workers only apply with --split K"),
+    (["--all", "--split", "4", "--audit", "10"], "--audit is not available with --split"),
+    (["--all", "--split", "0"], "--split"),
+])
+def test_regions_split_flag_errors(capsys, model_file, argv, match):
+    code, out, err = run(capsys, "regions", str(model_file), *argv)
+    assert code != 0 and out == ""
+    assert err.startswith("relulab: error: ") and match in err and err.count("\n") == 1

@@ -14,7 +14,7 @@ from relulab.experiments.reproduction import listing, reproduce
 PAPER_ENTRIES = ["hanin-rolnick-regions", "karhadkar-jacobian-rank", "arjevani-field-teacher-student",
                  "tseran-montufar-maxout-complexity", "tseran-montufar-maxout-training", "escobar-maxpool-counts",
                  "tseran-montufar-maxout-expected", "patel-montufar-local-complexity",
-                 "ntk-separation", "tseran-montufar-maxout-init"]
+                 "ntk-separation", "tseran-montufar-maxout-init", "saddle-to-saddle"]
 
 
 def test_listing_names_every_entry_with_paper_and_claim():
@@ -103,3 +103,20 @@ def test_registration_is_one_decorator_and_checks_its_grids():
         assert registry.get("test-good").run({"a": 4}) == [{"a": 4, "twice": 8}]
     finally:
         registry._REGISTRY.pop("test-good", None)
+
+
+def test_saddle_to_saddle_plateaus_are_the_rank_k_saddles():
+    """Against the closed form: plateau k of a two-layer linear net from small initialization sits at
+    the best rank-k approximation, loss sum_{i>k} s_i^2 / 2, with smallest Hessian eigenvalue -s_{k+1}."""
+    rows = registry.get("saddle-to-saddle").run({"n": 3, "init": 1e-6, "ratio": 2.5, "seed": 1})
+    s = [4.0, 1.6, 0.64]
+    assert [r["rank"] for r in rows] == [0, 1, 2, 3]
+    assert [r["step"] for r in rows] == sorted(r["step"] for r in rows)
+    for r in rows[:-1]:
+        k = r["rank"]
+        assert r["loss"] == pytest.approx(0.5 * sum(x * x for x in s[k:]), rel=1e-2)
+        assert r["hessian_min_eig"] == pytest.approx(-s[k], rel=1e-2)
+        assert r["grad_norm"] < 0.1
+    assert rows[-1]["final"] and rows[-1]["loss"] < 1e-12 and rows[-1]["hessian_min_eig"] > -1e-8
+    with pytest.raises(InvalidInputError, match="lr .* too large"):
+        registry.get("saddle-to-saddle").run({"lr": 0.5})

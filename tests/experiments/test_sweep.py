@@ -170,3 +170,49 @@ def test_missing_extras_are_named(tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     assert reproduce("calibration", quick=True, out=tmp_path / "r")["rows"]
+
+
+# ------------------------------------------------------------------ Ray start-up budget
+def test_ray_start_is_retried_until_the_budget_is_spent():
+    from relulab.experiments.sweep import _retry_start
+
+    now = [0.0]
+    calls, stops = [], []
+
+    def start():  # fails twice (Ray's raylet not registered in time), then comes up
+        calls.append(now[0])
+        now[0] += 30.0
+        if len(calls) < 3:
+            raise RuntimeError("The current node timed out during startup.\nmore")
+
+    def sleep(s):
+        now[0] += s
+
+    assert _retry_start(start, lambda: stops.append(1), 100.0, clock=lambda: now[0], sleep=sleep) == 3
+    assert len(stops) == 2
+    now[0] = 0.0
+    stops.clear()
+
+    def never():
+        now[0] += 30.0
+        raise RuntimeError("The current node timed out during startup.\nmore")
+
+    # attempts at 0 s and 32 s; the second ends at 62 s, past the 61 s budget: no third
+    with pytest.raises(TimeoutError, match=r"2 attempt\(s\) in 62 s; last: The current node timed out during "
+                                           r"startup\.$") as e:
+        _retry_start(never, lambda: stops.append(1), 61.0, clock=lambda: now[0], sleep=sleep)
+    assert e.value.attempts == 2 and len(stops) == 2
+
+
+@pytest.mark.parametrize("value, env, match", [(0, None, "ray_timeout must be a positive"),
+                                               (float("inf"), None, "ray_timeout must be a positive"),
+                                               (None, "soon", "RELULAB_RAY_START_TIMEOUT must be a number"),
+                                               (None, "-5", "RELULAB_RAY_START_TIMEOUT must be a positive")])
+def test_bad_ray_timeouts_are_refused_before_any_task(tmp_path, monkeypatch, value, env, match):
+    pytest.importorskip("ray")
+    if env is not None:
+        monkeypatch.setenv("RELULAB_RAY_START_TIMEOUT", env)
+    s = spec(tmp_path, 'experiment = "calibration"\n[parameters]\nindex = [1]\n')
+    with pytest.raises(InvalidInputError, match=match):
+        run_sweep(s, tmp_path / "o", ray=True, ray_timeout=value)
+    assert not (tmp_path / "o").exists()

@@ -14,6 +14,8 @@ _EXPORTS = {
     "count_argmax_tuples": "maxpool",
     "count_maxpool_layer": "maxpool",
     "maxpool_recurrence": "maxpool",
+    "chain_vertex_count": "maxpool",
+    "three_by_n_vertex_count": "maxpool",
     "MaxPoolCount": "maxpool",
     "brute_force_tuples": "maxpool",
     "brute_force_orders": "maxpool",

@@ -1,14 +1,19 @@
 """Expected complexity of random maxout networks (Tseran, Montufar, "On the Expected Complexity of
 Maxout Networks", NeurIPS 2021), beside exact counts of sampled networks.
 
-Bounds (their Theorems on regions and decision boundaries, leading terms for ``n_0 <= N``): a network
-with ``N`` rank-``K`` maxout units in all, input dimension ``n_0``, whose biases have conditional
-densities bounded by ``C_bias`` and whose pre-activation pieces have expected gradient norms bounded by
-``C_grad`` satisfies, over a cube ``C``,
+Bounds (the paper's upper bounds on expected region and decision-boundary counts; leading terms for
+``n_0 <= N``): a network with ``N`` rank-``K`` maxout units in all, input dimension ``n_0``, whose
+biases have conditional densities bounded by ``C_bias`` and whose pre-activation pieces have gradient
+moments bounded by ``C_grad``, satisfies over a cube ``C``
 
 * ``E[# activation regions in C] <= (T K N)^{n_0} C(K n_0, 2 n_0) vol(C) / n_0!`` with ``T = 2^5 C_grad C_bias``;
-* ``E[vol_{n_0 - 1} of ... pieces of the decision boundary in C] <=
+* ``E[# pieces of the decision boundary in C] <=
   T'^{n_0} (2 K N)^{n_0 - 1} C(K (n_0 - 1), 2 (n_0 - 1)) vol(C) / (n_0 - 1)!`` with ``T' = 2^4 C_grad C_bias``.
+
+Status of these expressions: the theorem statements themselves could not be consulted while this was
+written; the expressions agree with the formulas the authors publish beside the paper. They are
+upper bounds, and :func:`maxout_complexity` prints them next to exact counts of sampled networks
+(regions and decision-boundary pieces in the cube), which the tests check lie below them.
 
 For Gaussian biases ``N(0, sigma_b^2)``, ``C_bias = 1 / (sigma_b sqrt(2 pi))``. ``C_grad`` is estimated
 from the sampled networks (the largest mean gradient norm of any piece over sample points; marked as
@@ -107,8 +112,11 @@ class MaxoutComplexity(Result):
     ``line_mean``/``line_ci``: breakpoints along the segment (exact per network, ``regions.on_line``),
     mean and 95% t-interval over seeds; ``line_expected``: the exact expectation (one layer only, else
     None). ``box_mean``/``box_ci``: activation regions in the cube (exact per network, full-space engine
-    on the box; only for ``n_in <= 2``); ``bounds``: the Tseran-Montufar bounds with ``c_bias`` (exact)
-    and ``c_grad`` (estimated from the samples).
+    on the box; only for ``n_in <= 2``); ``boundary_mean``/``boundary_ci``: pieces of the decision
+    boundary ``{f = 0}`` in the cube (pairs region / boundary piece, from the same engine);
+    ``bounds``: the Tseran-Montufar bounds with ``c_bias`` (exact) and ``c_grad`` (estimated from the
+    samples: the ``n_0``-th moment of the piece gradients over the seeds, largest over probe points
+    and pieces; an estimate, not a bound).
     """
 
     widths: tuple
@@ -126,6 +134,9 @@ class MaxoutComplexity(Result):
     box_counts: list = field(default_factory=list)
     box_mean: float | None = None
     box_ci: tuple | None = None
+    boundary_counts: list = field(default_factory=list)
+    boundary_mean: float | None = None
+    boundary_ci: tuple | None = None
     c_bias: float = 0.0
     c_grad: float = 0.0
     bounds: dict = field(default_factory=dict)
@@ -200,7 +211,7 @@ def maxout_complexity(widths, k: int, *, n_in: int = 2, seeds: int = 20, sigma_w
         if a.shape != (n_in,) or b.shape != (n_in,):
             raise InvalidInputError(f"segment ends must have {n_in} coordinates")
     full = regions.full_space
-    line, boxc, grads = [], [], []
+    line, boxc, dbc, grads = [], [], [], []
     rng = np.random.default_rng(seed0)
     probe = torch.tensor(rng.uniform(-box_side / 2, box_side / 2, (256, n_in)))
     for s in range(seeds):
@@ -210,20 +221,32 @@ def maxout_complexity(widths, k: int, *, n_in: int = 2, seeds: int = 20, sigma_w
         line.append(int(res.count) - 1)
         if box and n_in <= 2:
             half = box_side / 2
-            boxc.append(int(full(net, box=(-half, half)).count))
+            fr = full(net, box=(-half, half))
+            boxc.append(int(fr.count))
+            if fr.decision_boundary_pieces is not None:
+                dbc.append(int(fr.decision_boundary_pieces))
         tr = net.trace(probe, directions=torch.eye(n_in, dtype=torch.float64))
-        for pt in tr.piece_tangents:
-            grads.append(float(pt.norm(dim=1).mean(0).max()))
+        # |grad| of every pre-activation piece of every maxout unit at every probe point
+        grads.append(torch.cat([pt.norm(dim=1).reshape(pt.shape[0], -1) for pt in tr.piece_tangents
+                                if pt is not None], 1).cpu().numpy())
     lm, lo, hi = _mean_ci(line)
     expected = expected_breakpoints(a, b, widths[0], k, sigma_w / math.sqrt(n_in), sigma_b) if len(widths) == 1 else None
     c_bias = 1.0 / (sigma_b * math.sqrt(2 * math.pi)) if sigma_b > 0 else float("inf")
-    c_grad = max(grads) if grads else 0.0
-    bm = bci = None
+    # C_grad bounds (E ||grad zeta(x)||^t)^(1/t) for every piece, point and t <= n_0; the moments grow
+    # with t, so the t = n_0 moment over the seeds, maximized over points and pieces, estimates it
+    G = np.stack(grads)  # (seeds, points, pieces)
+    c_grad = float((G ** n_in).mean(0).max() ** (1.0 / n_in)) if G.size else 0.0
+    bm = bci = dbm = dbci = None
     if boxc:
         bm, blo, bhi = _mean_ci(boxc)
         bci = (blo, bhi)
+    if dbc and len(dbc) == len(boxc):
+        dbm, dlo, dhi = _mean_ci(dbc)
+        dbci = (dlo, dhi)
+    else:
+        dbc = []
     return MaxoutComplexity(widths, k, n_in, seeds, sigma_w, sigma_b, (a.tolist(), b.tolist()), line, lm, (lo, hi),
-                            expected, box_side, boxc, bm, bci, c_bias, c_grad,
+                            expected, box_side, boxc, bm, bci, dbc, dbm, dbci, c_bias, c_grad,
                             maxout_bounds(widths, k, n_in, c_bias, c_grad, box_side), time.perf_counter() - t0)
 
 

@@ -36,7 +36,9 @@ indicator vectors ``e_S`` (the fan coarsens the braid fan). The face maximizing 
 iff that is ``N - 2``, and distinct ``S`` (non-empty, proper) give distinct faces. Facets are counted by
 running over all subsets (vectorized), within a budget on ``N``.
 
-Closed forms used as checks: disjoint windows (``s >= k``) give a product of simplices, ``k^m``
+Closed forms used as checks (:func:`chain_vertex_count` derives the chain case ``2s >= k``
+independently of the transfer matrix; :func:`three_by_n_vertex_count` is the paper's 2-D special case,
+3 x n inputs with 2 x 2 windows): disjoint windows (``s >= k``) give a product of simplices, ``k^m``
 vertices and ``m k`` facets (``2m`` for ``k = 2``); ``k = 2, s = 1`` gives the graphical zonotope of a
 path, a cube: ``2^(n-1)`` vertices, ``2(n-1)`` facets; two overlapping 1-D windows with stride 1 give
 ``3k - 2`` vertices.
@@ -327,6 +329,48 @@ class MaxPoolCount(RegionResult):
         return ax
 
 
+def chain_vertex_count(q: int, r: int, m: int) -> int:
+    """Vertices of ``sum_t Delta_{W_t}`` for a chain of ``m`` windows of ``q`` inputs in which consecutive
+    windows share ``r`` inputs and non-consecutive ones none, with ``2 r <= q`` (1-D pooling with
+    ``2 s >= k``: ``q = k``, ``r = k - s``; 2-D pooling with one row of windows: ``q = k_h k_w``,
+    ``r = k_h (k_w - s_w)``).
+
+    Derivation (an independent route to the count, not the frontier transfer matrix): a winner tuple
+    is acyclic iff no two consecutive winners are *distinct* elements of the same overlap ``O_t``.
+    Such a pair is a 2-cycle; conversely along a cycle each arc leaves a winner ``w_t`` into its window,
+    so consecutive windows of the cycle are adjacent (non-adjacent windows are disjoint), and at a
+    window of the cycle with largest index ``t`` both neighbours are ``t - 1``: ``w_t`` and ``w_{t-1}``
+    lie in ``O_{t-1}`` and differ. Counting with the state "the winner lies in the right overlap"
+    gives the transfer matrix ``[[r, q - 2r + 1], [r, q - r]]`` (the ``+1``: the winner of ``O_t`` may
+    win again), whose characteristic polynomial yields
+
+        ``a(m) = q a(m-1) - r (r - 1) a(m-2)``, ``a(0) = 1``, ``a(1) = q``, i.e.
+        ``sum_m a(m) x^m = 1 / (1 - q x + r (r - 1) x^2)``,
+
+    so ``a(m) = sum_i C(m - i, i) q^(m - 2i) (-r (r - 1))^i``: ``q^m`` when ``r <= 1`` (windows sharing at
+    most one input never conflict) and ``2^m`` for ``q = 2, r = 1`` (the cube).
+    """
+    for name, v in (("q", q), ("r", r), ("m", m)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise InvalidInputError(f"{name} must be a non-negative integer, got {v!r}")
+    if q < 1 or 2 * r > q:
+        raise InvalidInputError(f"need q >= 1 and 2 r <= q (consecutive overlaps disjoint), got q={q}, r={r}")
+    return sum(math.comb(m - i, i) * q ** (m - 2 * i) * (-r * (r - 1)) ** i for i in range(m // 2 + 1))
+
+
+def three_by_n_vertex_count(n: int) -> int:
+    """Regions of 2 x 2 max-pooling with stride 1 on a 3 x n input: the coefficient of ``x^n`` in
+    ``(x + x^2 - x^3) / (1 - 13 x + 31 x^2 - 20 x^3 + 4 x^4)`` (the 2-D special case of Escobar et al.,
+    arXiv 2209.14978, as recorded with the paper's reference in OEIS A357484: 1, 14, 150, 1536, ...)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InvalidInputError(f"n must be a positive integer, got {n!r}")
+    num, den = [0, 1, 1, -1], [1, -13, 31, -20, 4]
+    a: list[int] = []
+    for i in range(int(n) + 1):  # series division: a_i = num_i - sum_{j>=1} den_j a_{i-j}
+        a.append((num[i] if i < len(num) else 0) - sum(den[j] * a[i - j] for j in range(1, min(i, 4) + 1)))
+    return a[int(n)]
+
+
 def _closed_forms(size, k, s, m) -> tuple[int | None, int | None, str | None]:
     if len(size) == 1:
         n, kk, ss = size[0], k[0], s[0]
@@ -336,12 +380,23 @@ def _closed_forms(size, k, s, m) -> tuple[int | None, int | None, str | None]:
             return kk ** m, (m * kk if kk > 2 else 2 * m), "disjoint windows: product of m simplices"
         if kk == 2 and ss == 1:
             return 2 ** (n - 1), 2 * (n - 1), "k = 2, s = 1: cube (graphical zonotope of a path)"
+        if 2 * ss >= kk:
+            return (chain_vertex_count(kk, kk - ss, m), None,
+                    "2s >= k: 1 / (1 - k x + (k - s)(k - s - 1) x^2) (chain_vertex_count)")
         if ss == 1 and m == 2:
             return 3 * kk - 2, None, "two overlapping windows, s = 1: 3k - 2"
     else:
         if all(ss >= kk for kk, ss in zip(k, s)):
             q = k[0] * k[1]
             return q ** m, (m * q if q > 2 else 2 * m), "disjoint windows: product of m simplices"
+        if tuple(k) == (2, 2) and tuple(s) == (1, 1) and 3 in size:
+            return (three_by_n_vertex_count(size[1] if size[0] == 3 else size[0]), None,
+                    "3 x n input, 2 x 2 windows, stride 1: (x + x^2 - x^3) / (1 - 13x + 31x^2 - 20x^3 + 4x^4)")
+        for a in (0, 1):  # one row (column) of windows: a chain along the other axis
+            b = 1 - a
+            if k[a] == size[a] and 2 * s[b] >= k[b]:
+                return (chain_vertex_count(k[0] * k[1], k[a] * max(k[b] - s[b], 0), m), None,
+                        "one row of windows, 2s >= k along it: chain_vertex_count")
     return None, None, None
 
 
@@ -526,6 +581,6 @@ def brute_force_orders(windows) -> int:
     return len(seen)
 
 
-__all__ = ["pool_windows", "count_argmax_tuples", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
+__all__ = ["pool_windows", "count_argmax_tuples", "chain_vertex_count", "three_by_n_vertex_count", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
            "MaxPoolCount",
            "brute_force_tuples", "brute_force_orders"]

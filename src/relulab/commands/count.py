@@ -25,9 +25,16 @@ def add_parser(sub) -> None:
     m.set_defaults(handler=run_maxpool)
     c = kinds.add_parser("classifications", help="realizable labellings of a data set (classification fan)")
     c.add_argument("data", metavar="DATA", help="points: a .npy or .csv array (n, d), n <= 20")
-    c.add_argument("--width", required=True, type=int, metavar="M", help="monomials per side of p - q (1: affine)")
+    c.add_argument("--width", required=True, type=int, metavar="M",
+                   help="hidden ReLU units (--model relu) or monomials per side of p - q (--model tropical)")
+    c.add_argument("--model", choices=("relu", "tropical"), default="relu",
+                   help="relu: sign(c + sum_i a_i relu(w_i.x + b_i)) (default); tropical: sign(p - q), the "
+                        "classification fan with its activation polytope")
+    c.add_argument("--positive-units", type=int, default=None, metavar="P",
+                   help="--model relu: fix the output signs (P units with output weight +1, the rest -1)")
     c.add_argument("--labels", default=None, metavar="Y",
-                   help="target labels (comma-separated +-1 or 0/1, or a .npy file): 0/1-loss sublevel sets")
+                   help="--model tropical: target labels (comma-separated +-1 or 0/1, or a .npy file): 0/1-loss "
+                        "sublevel sets")
     c.add_argument("--list", action="store_true", help="with --json: every labelling and its witness")
     json_flag(c)
     c.set_defaults(handler=run_classifications)
@@ -118,9 +125,30 @@ def run_classifications(args, ctx: Context) -> Output:
     import numpy as np
 
     from relulab.core.errors import InvalidInputError
-    from relulab.tropical import classification_fan
 
     X = _read_points(args.data)
+    if args.model == "relu":
+        from relulab.tropical import relu_classifications
+
+        if args.labels:
+            raise InvalidInputError("--labels (0/1-loss sublevel sets) needs --model tropical")
+        r = relu_classifications(X, args.width, positive_units=args.positive_units)
+        data = r.to_dict(summary=not args.list)
+        signs = "any output signs" if r.positive_units is None else \
+            f"{r.positive_units} output weights +1, {r.width - r.positive_units} -1"
+        lines = [f"{r.n} points in R^{r.d}, shallow ReLU network of width {r.width} ({signs})",
+                 f"realizable labellings: {r.count} of {2 ** r.n} (each with a witness network; "
+                 f"{r.refuted} refuted by exhausting activation patterns, {r.lps} LPs)"]
+        if r.cover is not None:
+            lines.append(f"width 1 (Cover's count 2 sum_k C(n-1, k)): {r.cover}")
+        if r.line_count is not None:
+            lines.append(f"on a line: 2 sum_(j<=m) C(n-1, j) = {r.line_count}")
+        lines.append(f"{r.seconds:.2f} s")
+        return Output(data, "\n".join(lines))
+    from relulab.tropical import classification_fan
+
+    if args.positive_units is not None:
+        raise InvalidInputError("--positive-units is for --model relu")
     y = None
     if args.labels:
         if args.labels.endswith(".npy"):
@@ -144,7 +172,9 @@ def run_classifications(args, ctx: Context) -> Output:
         if "note" in s:
             lines.append(s["note"])
         else:
-            lines.append(f"loss <= {s['loss']}: {s['cones']} cones, components {s['components']}")
+            comp = s["components"] if s["components"] is not None else \
+                f"through facets {s['facet_components']} (touching not tested: too many cones)"
+            lines.append(f"loss <= {s['loss']}: {s['cones']} cones, components {comp}")
     lines.append(f"{r.seconds:.2f} s")
     return Output(data, "\n".join(lines))
 
@@ -175,6 +205,9 @@ def run_maxout(args, ctx: Context) -> Output:
     if r.box_mean is not None:
         lines.append(f"activation regions in the cube of side {r.box_side}: mean {r.box_mean:.2f}, "
                      f"95% CI [{r.box_ci[0]:.2f}, {r.box_ci[1]:.2f}]")
+    if r.boundary_mean is not None:
+        lines.append(f"decision-boundary pieces in the cube: mean {r.boundary_mean:.2f}, "
+                     f"95% CI [{r.boundary_ci[0]:.2f}, {r.boundary_ci[1]:.2f}]")
     lines.append(f"Tseran-Montufar bounds (C_bias {r.c_bias:.3g} exact, C_grad {r.c_grad:.3g} estimated): "
                  f"regions <= {r.bounds['regions']:.4g}, decision boundary <= {r.bounds['decision_boundary']:.4g}")
     return Output(r.to_dict(), "\n".join(lines))

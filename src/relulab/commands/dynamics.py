@@ -25,6 +25,59 @@ def add_parser(sub) -> None:
     json_flag(u)
     u.set_defaults(handler=run_univariate)
 
+    m = kinds.add_parser("mirror", help="mirror-flow implicit bias against width",
+                         description="Train f(x) = sum_k a_k sigma(w_k x - b_k) + d (a = d = 0 at the start) by mirror "
+                                     "descent with unscaled or width-scaled potentials and measure the sup and L2 "
+                                     "distances to the solution of the function-space limit problem and to the "
+                                     "kernel (gradient-flow) limit as the width grows.")
+    m.add_argument("--widths", type=str, default="50,200,800,3200", metavar="W,..", help="widths")
+    m.add_argument("--potentials", type=str, default="x^2,|x|^3+x^2,x^4+x^2", metavar="P,..",
+                   help="potentials phi (quadratic, x^2, |x|^3+x^2, x^4+x^2, cosh-entropy)")
+    m.add_argument("--scaling", choices=("unscaled", "scaled", "both"), default="both")
+    m.add_argument("--activation", choices=("relu", "abs"), default="abs")
+    m.add_argument("--steps", type=int_arg(1, 10**7), default=20000, metavar="K", help="mirror-descent steps")
+    m.add_argument("--init", choices=("stratified", "random"), default="stratified")
+    m.add_argument("--seed", type=int_arg(0, 2**31 - 1), default=0, metavar="S")
+    m.add_argument("--time-limit", type=float_arg(above=0), default=None, metavar="SEC")
+    m.add_argument("--quick", action="store_true", help="widths 50 and 400, the scaled |x|^3+x^2 potential only")
+    m.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write distance vs width to FILE")
+    json_flag(m)
+    m.set_defaults(handler=run_mirror)
+
+    b = kinds.add_parser("benign", help="benign vs harmful overfitting against signal strength",
+                         description="Train two-layer leaky ReLU networks (fixed outer signs) by gradient descent on "
+                                     "the hinge loss to zero loss on signal-plus-orthogonal-noise data with flipped "
+                                     "labels; report the test error (clean labels) of the network and of the "
+                                     "hard-margin classifier against the signal strength gamma, with the derived "
+                                     "transition gamma ~ 1/sqrt(n d).")
+    b.add_argument("--n", type=int_arg(4, 5000), default=40, metavar="N", help="training points (default 40)")
+    b.add_argument("--flipped", type=int_arg(0, 5000), default=4, metavar="K", help="flipped labels (default 4)")
+    b.add_argument("--dims", type=str, default="200,800,3200", metavar="D,..", help="input dimensions")
+    b.add_argument("--gammas", type=str, default="0.001,0.003,0.01,0.03,0.1,0.3", metavar="G,..",
+                   help="signal strengths in (0, 1)")
+    b.add_argument("--seeds", type=int_arg(1, 100), default=3, metavar="S", help="data seeds per setting")
+    b.add_argument("--width", type=int_arg(2, 10**4), default=64, metavar="M", help="hidden width (even)")
+    b.add_argument("--quick", action="store_true", help="d = 400, gamma in {0.001, 0.01, 0.1}, one seed")
+    b.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write the diagram to FILE")
+    json_flag(b)
+    b.set_defaults(handler=run_benign)
+
+    g = kinds.add_parser("gd-kernels", help="gradient descent vs kernel methods on a^T |W* x|",
+                         description="Population loss (Monte Carlo, with standard errors) of a two-layer ReLU network "
+                                     "trained by full-batch gradient descent, NTK ridge regression and random-features "
+                                     "ridge regression at n = F d^2 samples of the teacher a^T |W* x| (a_i = +-1/d), "
+                                     "against d; finite-size evidence for o(1/d) vs Omega(1/d).")
+    g.add_argument("--dims", type=str, default="6,8,12,16", metavar="D,..", help="input dimensions")
+    g.add_argument("--seeds", type=int_arg(1, 20), default=1, metavar="S", help="teachers per dimension")
+    g.add_argument("--samples-factor", type=float_arg(above=0), default=4.0, metavar="F", help="n = F d^2")
+    g.add_argument("--steps", type=int_arg(1, 10**6), default=3000, metavar="K", help="gradient steps")
+    g.add_argument("--test-samples", type=int_arg(100, 10**7), default=20000, metavar="T",
+                   help="Monte Carlo points for the population loss")
+    g.add_argument("--quick", action="store_true", help="d in {6, 10}, 1500 steps, 5000 test points")
+    g.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write d x loss vs d to FILE")
+    json_flag(g)
+    g.set_defaults(handler=run_gd_kernels)
+
 
 def _numbers(text: str, flag: str, integer: bool = False) -> list:
     import math
@@ -68,4 +121,80 @@ def run_univariate(args, ctx: Context) -> Output:
     for row in r.rows:
         lines.append(f"{row['width']:<6d} {row['inner_scale']:<8g} {row['outer_scale']:<8g} {row['l2_cubic']:<10.3g} "
                      f"{row['l2_linear']:<10.3g} {row['l2_kernel']:<10.3g} {row['movement']:<9.3g} {row['closest']}")
+    return Output(data, "\n".join(lines))
+
+
+def run_mirror(args, ctx: Context) -> Output:
+    from relulab.core.errors import InvalidInputError
+    from relulab.dynamics import mirror_bias
+    from relulab.experiments.entries_dynamics import MIRROR_X, MIRROR_Y
+
+    if args.quick:
+        widths, pots, scaled = [50, 400], ["|x|^3+x^2"], [True]
+    else:
+        widths = _numbers(args.widths, "--widths", integer=True)
+        pots = [p.strip() for p in args.potentials.split(",") if p.strip()]
+        if not pots:
+            raise InvalidInputError("--potentials: expected at least one potential")
+        scaled = {"unscaled": [False], "scaled": [True], "both": [False, True]}[args.scaling]
+    with ctx.progress("training", "runs") as bar:
+        r = mirror_bias(MIRROR_X, MIRROR_Y, widths=widths, potentials=pots, scaled=scaled, activation=args.activation,
+                        init=args.init, steps=args.steps, seed=args.seed, time_limit=args.time_limit, progress=bar)
+    data = r.to_dict()
+    if args.plot:
+        data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (5.5, 4))
+    lines = ["potential     scaled  width   sup to limit  sup to kernel  movement  converged"]
+    for row in r.rows:
+        lines.append(f"{row['potential']:<13} {str(row['scaled']):<7} {row['width']:<7d} {row['sup_limit']:<13.3g} "
+                     f"{row['sup_kernel']:<14.3g} {row['movement']:<9.3g} {row['converged']}")
+    return Output(data, "\n".join(lines))
+
+
+def run_benign(args, ctx: Context) -> Output:
+    from relulab.core.errors import InvalidInputError
+    from relulab.dynamics import benign_diagram
+
+    if args.quick:
+        ds, gammas, seeds = [400], [1e-3, 1e-2, 1e-1], [0]
+    else:
+        ds = _numbers(args.dims, "--dims", integer=True)
+        gammas = _numbers(args.gammas, "--gammas")
+        seeds = list(range(args.seeds))
+    if max(gammas) >= 1:
+        raise InvalidInputError(f"--gammas: signal strengths must be < 1, got {max(gammas)}")
+    if args.flipped >= args.n / 2:
+        raise InvalidInputError(f"--flipped: must be below n/2 = {args.n / 2:g}, got {args.flipped}")
+    with ctx.progress("training", "settings") as bar:
+        r = benign_diagram(n=args.n, flipped=args.flipped, ds=ds, gammas=gammas, seeds=seeds, width=args.width,
+                           progress=bar)
+    data = r.to_dict()
+    if args.plot:
+        data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (6, 4.5))
+    lines = ["d      gamma    seed  network error        max-margin  predicted  interpolated"]
+    for row in r.rows:
+        lines.append(f"{row['d']:<6d} {row['gamma']:<8g} {row['seed']:<5d} {row['network_error']:.4f} +- "
+                     f"{row['network_error_se']:<9.2g} {row['max_margin_error']:<11.4f} {row['predicted_error']:<10.4f} "
+                     f"{row['interpolated']}")
+    return Output(data, "\n".join(lines))
+
+
+def run_gd_kernels(args, ctx: Context) -> Output:
+    from relulab.dynamics import gd_vs_kernels
+
+    if args.quick:
+        ds, steps, tests = [6, 10], 1500, 5000
+    else:
+        ds, steps, tests = _numbers(args.dims, "--dims", integer=True), args.steps, args.test_samples
+    with ctx.progress("fitting", "settings") as bar:
+        r = gd_vs_kernels(ds=ds, seeds=tuple(range(args.seeds)), samples_factor=args.samples_factor, steps=steps,
+                          test_samples=tests, progress=bar)
+    data = r.to_dict()
+    if args.plot:
+        data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (6, 4.5))
+    lines = ["d    seed  n      d*loss GD        d*loss NTK       d*loss RF        floor (1-3/pi)"]
+    for row in r.rows:
+        d = row["d"]
+        lines.append(f"{d:<4d} {row['seed']:<5d} {row['n']:<6d} " + " ".join(
+            f"{d * row[k + '_loss']:.4f}+-{d * row[k + '_se']:<7.1g}" for k in ("gd", "ntk", "rf"))
+            + f" {d * row['quadratic_loss']:.4f}")
     return Output(data, "\n".join(lines))

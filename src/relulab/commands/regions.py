@@ -6,6 +6,7 @@ import argparse
 
 from relulab.cli import (Context, Output, add_model_arguments, figure_file, float_arg, int_arg, json_flag, load_model,
                          parse_point, save_figure)
+from relulab.commands.sweep import check_split_flags, split_arguments, split_regions
 
 
 def add_parser(sub) -> None:
@@ -35,6 +36,7 @@ def add_parser(sub) -> None:
                    help="draw the result to FILE (PNG, PDF or SVG; --plane, --line, and --box/--all with 2 inputs)")
     p.add_argument("--full", action="store_true",
                    help="with --json: every region (patterns, witnesses, breakpoints), not only the summary")
+    split_arguments(p)
     json_flag(p)
     p.set_defaults(handler=run)
 
@@ -58,6 +60,7 @@ def run(args, ctx: Context) -> Output:
     from relulab import regions
     from relulab.core.errors import InvalidInputError
 
+    check_split_flags(args)
     net = load_model(args).net
     shape = net.input_shape
     budgets = {"max_regions": args.max_regions, "time_limit": args.time_limit}
@@ -80,8 +83,8 @@ def run(args, ctx: Context) -> Output:
             box = None
             if args.box:
                 box = tuple(parse_point(s, f"--box {n}", shape, net).reshape(-1) for s, n in zip(args.box, ("LO", "HI")))
-            res = regions.full_space(net, box, audit_samples=args.audit, **budgets,
-                                     **ctx.engine_progress(regions.full_space, bar))
+            res = split_regions(args, net, box, budgets, ctx, bar) or regions.full_space(
+                net, box, audit_samples=args.audit, **budgets, **ctx.engine_progress(regions.full_space, bar))
     data = res.to_dict(summary=not args.full)
     data["input_dim"] = net.input_dim
     if getattr(res, "audit_samples", 0):

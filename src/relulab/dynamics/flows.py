@@ -57,6 +57,15 @@ class Potential:
     phi: Callable[[torch.Tensor], torch.Tensor]
     d2phi: Callable[[torch.Tensor], torch.Tensor]
     scale: float = 1.0
+    dphi: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def derivative(self, u: torch.Tensor) -> torch.Tensor:
+        """phi'(u): the closed form when given, autograd of ``phi`` otherwise."""
+        if self.dphi is not None:
+            return self.dphi(u)
+        u = u.detach().requires_grad_(True)
+        (gr,) = torch.autograd.grad(self.phi(u).sum(), u)
+        return gr.detach()
 
     def value(self, theta: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
         w = self.scale
@@ -67,14 +76,15 @@ class Potential:
 
 
 _POTENTIALS = {
-    # phi(x) = x^2 / 2: mirror flow is gradient flow
-    "quadratic": (lambda x: 0.5 * x * x, lambda x: torch.ones_like(x)),
+    # (phi, phi'', phi'); phi(x) = x^2 / 2: mirror flow is gradient flow
+    "quadratic": (lambda x: 0.5 * x * x, lambda x: torch.ones_like(x), lambda x: x),
     # the potentials of Liang and Montufar's experiments
-    "x^2": (lambda x: x * x, lambda x: 2.0 * torch.ones_like(x)),
-    "|x|^3+x^2": (lambda x: x.abs() ** 3 + x * x, lambda x: 6.0 * x.abs() + 2.0),
-    "x^4+x^2": (lambda x: x**4 + x * x, lambda x: 12.0 * x * x + 2.0),
+    "x^2": (lambda x: x * x, lambda x: 2.0 * torch.ones_like(x), lambda x: 2.0 * x),
+    "|x|^3+x^2": (lambda x: x.abs() ** 3 + x * x, lambda x: 6.0 * x.abs() + 2.0, lambda x: 3.0 * x * x.abs() + 2.0 * x),
+    "x^4+x^2": (lambda x: x**4 + x * x, lambda x: 12.0 * x * x + 2.0, lambda x: 4.0 * x**3 + 2.0 * x),
     # hyperbolic entropy-like potential (smooth, strictly convex, Hessian 1 / sqrt(1 + x^2))
-    "cosh-entropy": (lambda x: x * torch.asinh(x) - torch.sqrt(1 + x * x), lambda x: 1.0 / torch.sqrt(1 + x * x)),
+    "cosh-entropy": (lambda x: x * torch.asinh(x) - torch.sqrt(1 + x * x), lambda x: 1.0 / torch.sqrt(1 + x * x),
+                     torch.asinh),
 }
 
 
@@ -87,12 +97,12 @@ def potential(name: str | Potential, scale: float = 1.0) -> Potential:
         key = str(name).replace(" ", "")
         if key not in _POTENTIALS:
             raise InvalidInputError(f"potential must be one of {sorted(_POTENTIALS)} or a Potential, got {name!r}")
-        phi, d2 = _POTENTIALS[key]
-        pot = Potential(key, phi, d2, 1.0)
+        phi, d2, d1 = _POTENTIALS[key]
+        pot = Potential(key, phi, d2, 1.0, d1)
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise InvalidInputError(f"scale must be a finite number > 0, got {scale!r}")
     if scale != 1.0:  # a given Potential keeps its own scale unless another one is asked for
-        pot = Potential(pot.name, pot.phi, pot.d2phi, float(scale))
+        pot = Potential(pot.name, pot.phi, pot.d2phi, float(scale), pot.dphi)
     _check_convex(pot)
     return pot
 
@@ -416,12 +426,7 @@ def _mirror_step(pot: Potential, theta, centre, g, lr):
     # grad Phi(theta') = grad Phi(theta) - lr g, i.e. phi'(u') = phi'(u) - lr w g with u = w (theta - c):
     # Newton's method on the strictly increasing map phi' (phi' by autograd of phi)
     w = pot.scale
-
-    def dphi(u):
-        u = u.detach().requires_grad_(True)
-        (gr,) = torch.autograd.grad(pot.phi(u).sum(), u)
-        return gr.detach()
-
+    dphi = pot.derivative
     u = w * (theta - centre)
     target = dphi(u) - lr * w * g
     v = u.clone()

@@ -9,7 +9,7 @@ _EXPORTS = {
     "experiment": "registry", "Experiment": "registry", "Summary": "registry", "get": "registry",
     "names": "registry", "expand_grid": "registry", "ENTRY_MODULES": "registry",
     "reproduce": "reproduction", "listing": "reproduction",
-    "load_spec": "sweep", "run_sweep": "sweep", "summarize": "sweep", "SweepResult": "sweep",
+    "load_spec": "sweep", "run_sweep": "sweep", "connect_ray": "sweep", "summarize": "sweep", "SweepResult": "sweep",
     "split_full_space": "split", "SplitEnumeration": "split",
     "build_report": "report", "write_report": "report",
     "MissingExtraError": "extras",

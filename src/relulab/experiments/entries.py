@@ -371,26 +371,29 @@ class MaxoutTrainingConfig:
     epochs: int = 10
     lr: float = 0.01
     seed: int = 0
+    arch: str = "mlp"
 
 
 def _summarize_training(rows: list[dict]) -> Summary:
     def draw(ax):
-        labels = [f"{r['optimizer']}\n{r['init']}" for r in rows]
+        labels = [f"{r['arch']}\n{r['optimizer']}\n{r['init']}" for r in rows]
         ax.bar(range(len(rows)), [r["test_accuracy"] for r in rows],
                color=["C0" if r["init"] == "maxout" else "C1" for r in rows])
         ax.set_xticks(range(len(rows)), labels, fontsize=7)
         ax.set_ylabel("test accuracy (digits)")
 
     comp, wins, total = [], 0, 0
-    for opt in sorted({r["optimizer"] for r in rows}):
-        acc = {init: float(np.mean([r["test_accuracy"] for r in rows if r["optimizer"] == opt and r["init"] == init]))
-               for init in ("maxout", "he") if any(r["optimizer"] == opt and r["init"] == init for r in rows)}
+    for arch, opt in sorted({(r["arch"], r["optimizer"]) for r in rows}):
+        sub = [r for r in rows if r["optimizer"] == opt and r["arch"] == arch]
+        acc = {init: float(np.mean([r["test_accuracy"] for r in sub if r["init"] == init]))
+               for init in ("maxout", "he") if any(r["init"] == init for r in sub)}
         if len(acc) == 2:
             total += 1
             wins += acc["maxout"] >= acc["he"]
-            comp.append((f"test accuracy with {opt}: maxout init / He init", "maxout init better (deep nets)",
+            comp.append((f"test accuracy, {arch} with {opt}: maxout init / He init", "maxout init better (deep nets)",
                          f"{acc['maxout']:.3f} / {acc['he']:.3f}"))
-    verdict = None if not total else (f"agrees for {wins} of {total} optimizers" if wins else "does not agree")
+    verdict = None if not total else (f"agrees for {wins} of {total} (architecture, optimizer) pairs" if wins
+                                      else "does not agree")
     return Summary(figures=[("test accuracy by optimizer and initialization", draw)], comparison=comp,
                    verdict=verdict)
 
@@ -402,24 +405,28 @@ def _summarize_training(rows: list[dict]) -> Summary:
           "Initialization (ICML 2023)",
     claim="Deep maxout networks initialized with c = 1/M_K train well with SGD and Adam, while with He "
           "initialization they train slowly or not at all; the paper shows this on MNIST-type data with MLPs and CNNs.",
-    full={"init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [10, 20], "seed": [0, 1, 2],
-          "epochs": [30]},
-    quick={"init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [8], "width": [16], "epochs": [3]},
+    full={"arch": ["mlp", "cnn"], "init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [10, 20],
+          "seed": [0, 1, 2], "epochs": [30]},
+    quick={"arch": ["mlp", "cnn"], "init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [6],
+           "width": [6], "epochs": [1]},
     summarize=_summarize_training,
     requires=("sklearn",),
 )
 def tseran_montufar_maxout_training(cfg: MaxoutTrainingConfig) -> list[dict]:
-    """A depth-``depth`` maxout MLP (rank ``k``) on scikit-learn's 8x8 digits (1797 images; 70/30 split,
-    features scaled to [0, 1]), initialized by :func:`relulab.init.maxout_` (paper's c, or c = 2 for
-    "he"), trained ``epochs`` epochs with minibatches of 64 by SGD (momentum 0.9) or Adam (lr / 10)."""
+    """A depth-``depth`` maxout network (rank ``k``) on scikit-learn's 8x8 digits (1797 images; 70/30
+    split, features scaled to [0, 1]): ``arch = "mlp"``, fully connected maxout layers of ``width``
+    units; ``"cnn"``, 3x3 convolutions (padding 1) of ``width * k`` channels each followed by a maxout
+    over groups of ``k`` channels, a 2x2 max-pool after the first of them, then a linear
+    read-out. Initialized by :func:`relulab.init.maxout_` (paper's c, or c = 2 for "he"), trained
+    ``epochs`` epochs with minibatches of 64 by SGD (momentum 0.9) or Adam (lr / 10)."""
     from sklearn.datasets import load_digits
 
     from relulab.core.errors import InvalidInputError
     from relulab.init import maxout_
-    from relulab.nn import Maxout
+    from relulab.nn import GroupMax, Maxout
 
-    if cfg.init not in ("maxout", "he") or cfg.optimizer not in ("sgd", "adam"):
-        raise InvalidInputError("init must be 'maxout' or 'he' and optimizer 'sgd' or 'adam'")
+    if cfg.init not in ("maxout", "he") or cfg.optimizer not in ("sgd", "adam") or cfg.arch not in ("mlp", "cnn"):
+        raise InvalidInputError("init must be 'maxout' or 'he', optimizer 'sgd' or 'adam' and arch 'mlp' or 'cnn'")
     X, y = load_digits(return_X_y=True)
     g = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(len(y), generator=g)
@@ -428,10 +435,22 @@ def tseran_montufar_maxout_training(cfg: MaxoutTrainingConfig) -> list[dict]:
     ntr = int(0.7 * len(y))
     torch.manual_seed(cfg.seed)
     layers, fan = [], X.shape[1]
-    for _ in range(cfg.depth):
-        layers.append(Maxout(fan, cfg.width, cfg.k))
-        fan = cfg.width
-    net = torch.nn.Sequential(*layers, torch.nn.Linear(fan, 10))
+    if cfg.arch == "mlp":
+        for _ in range(cfg.depth):
+            layers.append(Maxout(fan, cfg.width, cfg.k))
+            fan = cfg.width
+        layers.append(torch.nn.Linear(fan, 10))
+    else:
+        X = X.reshape(-1, 1, 8, 8)
+        ch, side = 1, 8
+        for i in range(cfg.depth):
+            layers += [torch.nn.Conv2d(ch, cfg.width * cfg.k, 3, padding=1), GroupMax(cfg.k)]
+            ch = cfg.width
+            if i == 0:
+                layers.append(torch.nn.MaxPool2d(2))
+                side //= 2
+        layers += [torch.nn.Flatten(), torch.nn.Linear(ch * side * side, 10)]
+    net = torch.nn.Sequential(*layers)
     maxout_(net, c=None if cfg.init == "maxout" else 2.0, generator=g)
     opt = (torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9) if cfg.optimizer == "sgd"
            else torch.optim.Adam(net.parameters(), lr=cfg.lr / 10))

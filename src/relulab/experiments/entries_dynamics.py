@@ -72,3 +72,192 @@ def williams_univariate_regimes(cfg: UnivariateRegimeConfig) -> list[dict]:
         row.pop(k)
     row["steps_run"] = row.pop("steps")
     return [row]
+
+
+# ============================================================================ mirror flow
+MIRROR_X = (-1.0, -0.5, 0.1, 0.5, 1.0)
+MIRROR_Y = (0.4, -0.8, 1.0, -0.4, 0.8)
+
+
+@dataclass(frozen=True)
+class MirrorBiasConfig:
+    width: int = 800
+    potential: str = "|x|^3+x^2"
+    scaled: bool = True
+    activation: str = "abs"
+    steps: int = 20000
+
+
+def _summarize_mirror(rows: list[dict]) -> Summary:
+    def draw(ax):
+        for key in sorted({(r["potential"], r["scaled"], r["activation"]) for r in rows}):
+            sub = sorted((r for r in rows if (r["potential"], r["scaled"], r["activation"]) == key),
+                         key=lambda r: r["width"])
+            lab = f"{key[0]}{' scaled' if key[1] else ''} ({key[2]})"
+            line, = ax.plot([r["width"] for r in sub], [r["sup_limit"] for r in sub], "o-", label=lab)
+            if key[1]:
+                ax.plot([r["width"] for r in sub], [r["sup_kernel"] for r in sub], "x:", color=line.get_color(),
+                        label=f"{lab}: to the kernel limit")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("width n")
+        ax.set_ylabel("sup distance on the data's hull")
+        ax.legend(fontsize=7)
+
+    wmax = max(r["width"] for r in rows)
+    wmin = min(r["width"] for r in rows)
+    big = [r for r in rows if r["width"] == wmax]
+    small = {(r["potential"], r["scaled"], r["activation"]): r for r in rows if r["width"] == wmin}
+    shrink = sum(r["sup_limit"] < small[(r["potential"], r["scaled"], r["activation"])]["sup_limit"] for r in big)
+    scaled = [r for r in big if r["scaled"]]
+    apart = sum(r["sup_kernel"] > 2 * r["sup_limit"] for r in scaled)
+    return Summary(
+        figures=[("distance to the width limit against width", draw)],
+        comparison=[("distance to the limit problem, widest vs narrowest", "decreases with width (Theorems)",
+                     f"smaller at width {wmax} than at {wmin} in {shrink} of {len(big)} settings"),
+                    ("scaled potentials at the largest width: laziness and distance to the kernel limit",
+                     "lazy training but not the kernel regime",
+                     f"movement <= {max((r['movement'] for r in scaled), default=float('nan')):.3g}; kernel limit "
+                     f"more than twice as far as the own limit in {apart} of {len(scaled)}"),
+                    ("runs that reached the loss tolerance", "-", f"{sum(r['converged'] for r in rows)} of {len(rows)}")],
+        verdict=None)
+
+
+@experiment(
+    "liang-montufar-mirror-bias",
+    title="Implicit bias of mirror flow: distance to the function-space limit against width",
+    paper="Liang & Montufar, Implicit Bias of Mirror Flow for Shallow Neural Networks in Univariate Regression "
+          "(ICLR 2025)",
+    claim="Mirror flow with unscaled potentials has the implicit bias of gradient flow as the width grows; "
+          "scaled potentials are lazy but not in the kernel regime (for absolute-value networks the bias is "
+          "min integral phi(f'' / 2p) p, not an RKHS norm).",
+    full={"width": [50, 200, 800, 3200], "potential": ["x^2", "|x|^3+x^2", "x^4+x^2"], "scaled": [False, True],
+          "activation": ["relu", "abs"]},
+    quick={"width": [50, 400], "potential": ["|x|^3+x^2"], "scaled": [True], "activation": ["abs"]},
+    summarize=_summarize_mirror,
+)
+def liang_montufar_mirror_bias(cfg: MirrorBiasConfig) -> list[dict]:
+    """:func:`relulab.dynamics.mirror_bias` at one setting on five fixed data points in [-1, 1]."""
+    from relulab.dynamics import mirror_bias
+
+    r = mirror_bias(MIRROR_X, MIRROR_Y, widths=(cfg.width,), potentials=(cfg.potential,), scaled=(cfg.scaled,),
+                    activation=cfg.activation, steps=cfg.steps)
+    row = dict(r.rows[0])
+    for k in ("width", "potential", "scaled"):
+        row.pop(k)
+    row["steps_run"] = row.pop("steps")
+    return [row]
+
+
+# ============================================================================ benign overfitting
+@dataclass(frozen=True)
+class BenignConfig:
+    d: int = 800
+    gamma: float = 0.01
+    n: int = 40
+    flipped: int = 4
+    width: int = 64
+    seed: int = 0
+
+
+def _summarize_benign(rows: list[dict]) -> Summary:
+    import math
+
+    def draw(ax):
+        from relulab.dynamics import BenignDiagram
+
+        n, k = rows[0]["n"], rows[0]["flipped"]
+        BenignDiagram(rows=rows, n=n, flipped=k, seconds=0.0).plot(ax=ax)
+
+    def crossing(sub, key):
+        # the gamma where the error falls through 1/4 (log-linear interpolation), None if it does not
+        sub = sorted(sub, key=lambda r: r["gamma"])
+        for lo, hi in zip(sub, sub[1:]):
+            if lo[key] >= 0.25 > hi[key]:
+                t = (lo[key] - 0.25) / (lo[key] - hi[key])
+                return math.exp(math.log(lo["gamma"]) + t * (math.log(hi["gamma"]) - math.log(lo["gamma"])))
+        return None
+
+    comp = []
+    for d in sorted({r["d"] for r in rows}):
+        sub = [r for r in rows if r["d"] == d]
+        c = crossing(sub, "network_error")
+        thr = 1 / math.sqrt(sub[0]["n"] * d)
+        comp.append((f"d = {d}: gamma where the network's test error crosses 1/4",
+                     f"transition at gamma ~ 1/sqrt(n d) = {thr:.3g} (derived here, see relulab.dynamics.benign)",
+                     "not crossed in the grid" if c is None else f"{c:.3g} (ratio {c / thr:.2f})"))
+    comp.append(("runs that interpolated the noisy labels", "all (zero hinge loss)",
+                 f"{sum(r['interpolated'] for r in rows)} of {len(rows)}"))
+    return Summary(figures=[("test error against signal strength", draw)], comparison=comp, verdict=None)
+
+
+@experiment(
+    "karhadkar-benign-overfitting",
+    title="Benign vs harmful overfitting of leaky ReLU networks on signal-plus-orthogonal-noise data",
+    paper="Karhadkar, George, Murray, Montufar & Needell, Benign overfitting in leaky ReLU networks with moderate "
+          "input dimension (NeurIPS 2024)",
+    claim="Two-layer leaky ReLU networks trained by GD on the hinge loss to zero loss overfit benignly when the "
+          "signal-to-noise ratio is high and harmfully when it is low, through approximate margin maximization.",
+    full={"d": [200, 800, 3200], "gamma": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1], "seed": [0, 1, 2]},
+    quick={"d": [400], "gamma": [1e-3, 1e-2, 1e-1]},
+    summarize=_summarize_benign,
+)
+def karhadkar_benign_overfitting(cfg: BenignConfig) -> list[dict]:
+    """:func:`relulab.dynamics.benign_diagram` at one (d, gamma, seed)."""
+    from relulab.dynamics import benign_diagram
+
+    r = benign_diagram(n=cfg.n, flipped=cfg.flipped, ds=(cfg.d,), gammas=(cfg.gamma,), seeds=(cfg.seed,),
+                       width=cfg.width)
+    row = dict(r.rows[0])
+    for k in ("d", "gamma", "seed"):
+        row.pop(k)
+    return [row]
+
+
+# ============================================================================ GD vs kernels
+@dataclass(frozen=True)
+class GDKernelsConfig:
+    d: int = 12
+    seed: int = 0
+    samples_factor: float = 4.0
+    steps: int = 3000
+    test_samples: int = 20000
+
+
+def _summarize_gd_kernels(rows: list[dict]) -> Summary:
+    def draw(ax):
+        from relulab.dynamics import GDvsKernels
+
+        GDvsKernels(rows=rows, seconds=0.0, settings={"samples_factor": rows[0]["samples_factor"]}).plot(ax=ax)
+
+    comp = []
+    for d in sorted({r["d"] for r in rows}):
+        sub = [r for r in rows if r["d"] == d]
+        m = {k: sum(r[f"{k}_loss"] for r in sub) / len(sub) * d for k in ("gd", "ntk", "rf")}
+        comp.append((f"d = {d}: d x population loss (GD / NTK / RF)",
+                     "GD o(1/d): d x loss -> 0; kernels Omega(1/d): d x loss >= 1 - 3/pi = 0.045 for n << d^4",
+                     f"{m['gd']:.3g} / {m['ntk']:.3g} / {m['rf']:.3g}"))
+    return Summary(figures=[("d x loss against d", draw)], comparison=comp,
+                   verdict="finite-size evidence only: small d, one training recipe for the network")
+
+
+@experiment(
+    "li-ma-zhang-gd-vs-kernels",
+    title="Gradient descent against kernel methods on the teacher a^T |W* x|",
+    paper="Li, Ma & Zhang, Learning over-parametrized two-layer ReLU neural networks beyond NTK (COLT 2020)",
+    claim="GD on an over-parameterized two-layer ReLU network reaches population loss o(1/d) on a^T |W* x| with "
+          "Gaussian inputs, while kernel methods with polynomially many samples stay at Omega(1/d).",
+    full={"d": [6, 8, 12, 16, 24], "seed": [0, 1]},
+    quick={"d": [6, 10], "steps": [1500], "test_samples": [5000]},
+    summarize=_summarize_gd_kernels,
+)
+def li_ma_zhang_gd_vs_kernels(cfg: GDKernelsConfig) -> list[dict]:
+    """:func:`relulab.dynamics.gd_vs_kernels` at one (d, seed)."""
+    from relulab.dynamics import gd_vs_kernels
+
+    r = gd_vs_kernels(ds=(cfg.d,), seeds=(cfg.seed,), samples_factor=cfg.samples_factor, steps=cfg.steps,
+                      test_samples=cfg.test_samples)
+    row = dict(r.rows[0])
+    for k in ("d", "seed"):
+        row.pop(k)
+    return [row]

@@ -35,7 +35,7 @@ from relulab.core.files import atomic_write
 from relulab.experiments import registry, store
 from relulab.experiments.extras import require
 
-__all__ = ["SweepSpec", "SweepResult", "load_spec", "run_sweep", "summarize"]
+__all__ = ["SweepSpec", "SweepResult", "load_spec", "run_sweep", "summarize", "connect_ray"]
 
 # a task whose worker died this many times is recorded as failed instead of run again
 MAX_CRASHES = 2
@@ -250,24 +250,92 @@ def _pool_run(tasks: list, workers: int, record) -> None:
             todo.extend(it)
 
 
-def _ray_connect(address: str | None, workers: int | None):
-    ray = require("ray", "--ray")
-    if not ray.is_initialized():
-        if address:
-            _check_address(address)
+# a local Ray instance gets this long to start (Ray itself gives its raylet a fixed 30 s, which a
+# loaded machine can exceed, so start-up is retried until this budget is spent)
+RAY_START_TIMEOUT = 180.0
+
+
+def _start_timeout(timeout) -> float:
+    """The start-up budget: ``timeout``, else ``RELULAB_RAY_START_TIMEOUT``, else the default."""
+    where = "ray_timeout"
+    if timeout is None:
+        env = os.environ.get("RELULAB_RAY_START_TIMEOUT")
+        if not env:
+            return RAY_START_TIMEOUT
+        where = "RELULAB_RAY_START_TIMEOUT"
         try:
-            # with no address: start a local instance (or join the one RAY_ADDRESS names)
-            ray.init(address=address or None, num_cpus=None if address else workers, include_dashboard=False,
-                     logging_level="ERROR", log_to_driver=False)
-        except Exception as e:  # Ray raises plain exceptions for start-up and connection failures
+            timeout = float(env)
+        except ValueError:
+            raise InvalidInputError(f"{where} must be a number of seconds, got {env!r}") from None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+        raise InvalidInputError(f"{where} must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _retry_start(start, stop, timeout: float, clock=time.monotonic, sleep=time.sleep):
+    """Call ``start()`` until it succeeds or ``timeout`` seconds have passed since the first call (an
+    attempt begun in time runs to its end); ``stop()`` cleans up after each failure. Returns the
+    number of attempts, or raises ``TimeoutError`` carrying the attempts and the last error."""
+    t0 = clock()
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            start()
+            return attempts
+        except Exception as e:  # Ray raises plain exceptions for start-up failures
+            stop()
+            last = e
+        if clock() - t0 >= timeout:
+            err = TimeoutError(f"{attempts} attempt(s) in {clock() - t0:.0f} s; last: "
+                               f"{(str(last).splitlines() or [type(last).__name__])[0]}")
+            err.attempts = attempts
+            raise err from None
+        sleep(min(2.0, max(0.0, timeout - (clock() - t0))))
+
+
+def connect_ray(address: str | None = None, workers: int | None = None, ray_timeout: float | None = None):
+    """The ``ray`` module, initialized: join the cluster at ``address`` (``"auto"``: the one this
+    machine runs, or ``RAY_ADDRESS``), or start a local instance with ``workers`` CPUs (every core by
+    default). A local start is retried until ``ray_timeout`` seconds (default
+    :data:`RAY_START_TIMEOUT`, or ``RELULAB_RAY_START_TIMEOUT``) have passed; then, or when a cluster
+    does not let us join, one :class:`RelulabError` says what failed and what to do."""
+    ray = require("ray", "--ray")
+    if ray.is_initialized():
+        return ray
+    timeout = _start_timeout(ray_timeout)
+    if address:
+        _check_address(address)
+    kw = dict(address=address or None, num_cpus=None if address else workers, include_dashboard=False,
+              logging_level="ERROR", log_to_driver=False)
+    if address:
+        try:
+            ray.init(**kw)
+        except Exception as e:
             ray.shutdown()
-            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-            raise RelulabError(f"--ray: could not start or join {where}: {str(e).splitlines()[0]}") from None
+            raise RelulabError(f"--ray: could not join the Ray cluster at {address!r}: "
+                               f"{(str(e).splitlines() or [type(e).__name__])[0]}") from None
+        return ray
+    # Ray waits for its GCS port for RAY_gcs_server_port_wait_time_s (default 30): give it the budget too
+    env_key = "RAY_gcs_server_port_wait_time_s"
+    saved = os.environ.get(env_key)
+    if saved is None:
+        os.environ[env_key] = str(max(30, int(timeout)))
+    try:
+        _retry_start(lambda: ray.init(**kw), ray.shutdown, timeout)
+    except TimeoutError as e:
+        raise RelulabError(
+            f"--ray: a local Ray instance did not start within {timeout:.0f} s ({e}); on a busy machine give it "
+            "longer (--ray-timeout SECONDS, or RELULAB_RAY_START_TIMEOUT), or start Ray yourself "
+            "('ray start --head --num-cpus N') and pass --ray auto") from None
+    finally:
+        if saved is None:
+            os.environ.pop(env_key, None)
     return ray
 
 
-def _ray_run(tasks: list, address: str | None, workers: int | None, record) -> int:
-    ray = _ray_connect(address, workers)
+def _ray_run(tasks: list, address: str | None, workers: int | None, record, ray_timeout=None) -> int:
+    ray = connect_ray(address, workers, ray_timeout)
     remote = ray.remote(num_cpus=1, max_retries=MAX_CRASHES)(_run_one)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     window = max(2, 2 * cpus)
@@ -294,16 +362,18 @@ def _ray_run(tasks: list, address: str | None, workers: int | None, record) -> i
 
 
 def run_sweep(spec, out, *, workers: int | None = None, ray: bool = False, address: str | None = None,
-              progress: bool = True, stream=None) -> SweepResult:
+              ray_timeout: float | None = None, progress: bool = True, stream=None) -> SweepResult:
     """Run (or resume) ``spec`` into folder ``out``; see the module docstring. ``workers``: local
     processes (default: every core) or, with ``ray=True``, the CPUs of a local Ray instance
-    started here; ``address``: join that Ray cluster instead."""
+    started here (retried for ``ray_timeout`` seconds, see :func:`connect_ray`); ``address``: join
+    that Ray cluster instead."""
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
     store._pq("relulab sweep")  # the parquet extra, before anything runs
     if ray:
         require("ray", "--ray")
+        _start_timeout(ray_timeout)
         if address:
             _check_address(address)
     out = _check_folder(out)
@@ -343,7 +413,7 @@ def run_sweep(spec, out, *, workers: int | None = None, ray: bool = False, addre
         bar.show(force=True)
     if tasks:
         if ray:
-            n_workers = _ray_run(tasks, address, workers, record)
+            n_workers = _ray_run(tasks, address, workers, record, ray_timeout)
         else:
             _pool_run(tasks, min(n_workers, len(tasks)), record)
     if bar and tasks:

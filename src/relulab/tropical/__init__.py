@@ -1,6 +1,6 @@
 """Tropical geometry of piecewise-linear networks: networks as tropical rational functions p - q,
 max-plus polynomials and their reduction, Newton polytopes, region counts read off the tropical data,
-and classification fans of data sets.
+classification fans of data sets, and the labellings a shallow ReLU network realizes on them.
 
 References: Zhang, Naitzat, Lim, "Tropical geometry of deep neural networks" (ICML 2018); Brandenburg,
 Loho, Montufar, "The real tropical geometry of neural networks" (arXiv 2403.11871).
@@ -21,6 +21,9 @@ _EXPORTS = {
     "classification_fan": "fan",
     "ClassificationFan": "fan",
     "cover_count": "fan",
+    "relu_classifications": "shallow",
+    "ReLUClassifications": "shallow",
+    "milp_margin": "shallow",
 }
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

@@ -1,0 +1,60 @@
+"""GD vs kernels on a^T |W* x|: the teacher's closed-form losses against Monte Carlo, leave-one-out
+ridge selection against brute-force refits, the Monte Carlo population loss against a closed form."""
+
+import math
+
+import numpy as np
+import pytest
+
+from relulab.core.errors import InvalidInputError
+from relulab.dynamics import abs_teacher, kernel_ridge, population_loss, train_student
+
+
+def test_teacher_closed_form_losses():
+    t = abs_teacher(6, seed=1)
+    assert np.allclose(t.W @ t.W.T, np.eye(6), atol=1e-12)
+    x, y = t.sample(400000, seed=2)
+    # constant predictor: Var f*; best degree <= 3: remove the projections on 1 and He_2(z_i)/sqrt(2)
+    assert float(np.var(y)) == pytest.approx(t.constant_loss, rel=0.02)
+    z = x @ t.W.T
+    quad = y.mean() + ((z * z - 1) / math.sqrt(2)) @ (t.a / math.sqrt(math.pi))
+    assert float(np.mean((y - quad) ** 2)) == pytest.approx(t.quadratic_loss, rel=0.03)
+
+
+def test_population_loss_of_zero_predictor():
+    t = abs_teacher(5, seed=0)
+    mean, se = population_loss(lambda z: np.zeros(len(z)), t, samples=100000)
+    exact = t.constant_loss + (math.sqrt(2 / math.pi) * t.a.sum()) ** 2  # E f*^2
+    assert abs(mean - exact) < 4 * se
+
+
+def test_leave_one_out_ridge_matches_refits():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((25, 3))
+    y = np.sin(x[:, 0]) + 0.1 * rng.standard_normal(25)
+    K = np.exp(-((x[:, None] - x[None]) ** 2).sum(-1))
+    lam = 0.05
+    alpha, off, chosen, loo = kernel_ridge(K, y, ridges=[lam])
+    assert chosen == lam
+    errs = []
+    for i in range(25):
+        keep = np.arange(25) != i
+        # the same model refitted without point i (centred on the full mean, as kernel_ridge does)
+        a = np.linalg.solve(K[np.ix_(keep, keep)] + lam * np.eye(24), y[keep] - off)
+        errs.append((K[i, keep] @ a + off - y[i]) ** 2)
+    assert loo == pytest.approx(float(np.mean(errs)), rel=1e-8)
+    assert np.allclose(K @ alpha + off, K @ np.linalg.solve(K + lam * np.eye(25), y - off) + off)
+
+
+def test_student_reduces_training_loss_and_bad_input():
+    t = abs_teacher(4, seed=0)
+    x, y = t.sample(64, seed=1)
+    _, first, _ = train_student(x, y, width=8, steps=1)
+    _, last, _ = train_student(x, y, width=8, steps=300)
+    assert last < first
+    with pytest.raises(InvalidInputError, match="k must"):
+        abs_teacher(4, 5)
+    with pytest.raises(InvalidInputError, match="width"):
+        train_student(x, y, width=0)
+    with pytest.raises(InvalidInputError, match="K must"):
+        kernel_ridge(np.ones((2, 3)), np.ones(2))
