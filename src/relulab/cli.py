@@ -297,9 +297,15 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_model(args):
     """The :class:`relulab.core.io.ModelFile` named by :func:`add_model_arguments`'s options."""
+    from relulab.core.errors import RelulabError
     from relulab.core.io import open_model
 
-    return open_model(args.model, arch=args.arch, input_shape=args.input_shape)
+    try:
+        return open_model(args.model, arch=args.arch, input_shape=args.input_shape)
+    except RelulabError as e:
+        if str(e).startswith(str(args.model)):  # the file's own problem: say which argument named it
+            raise type(e)(f"MODEL {e}") from None
+        raise
 
 
 # ---------------------------------------------------------------------- the registry
