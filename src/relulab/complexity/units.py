@@ -144,10 +144,7 @@ def _pass(net, x, T, want_features: bool, want_vectors: bool = False):
     zs, gs, ws, vs = [], [], [], []
     feat = None
     last_max = net.max_layers[-1] if net.max_layers else -1
-    last_use = {}
-    for i, nd in enumerate(net.nodes):
-        for j in nd.inputs:
-            last_use[j] = i
+    last_use = net._last_use  # the node after which each value is no longer needed
     for i, node in enumerate(net.nodes[1:], start=1):
         layer, a = node.layer, node.inputs[0]
         t = None
@@ -274,10 +271,7 @@ def output_sensitivity(net, x, memory: int = _DEFAULT_MEMORY) -> tuple[torch.Ten
         with torch.enable_grad():
             deltas = []
             vals = {0: xb}
-            last_use = {}
-            for i, nd in enumerate(net.nodes):
-                for j in nd.inputs:
-                    last_use[j] = i
+            last_use = net._last_use
             for i, node in enumerate(net.nodes[1:], start=1):
                 layer, a = node.layer, node.inputs[0]
                 if not isinstance(layer, MaxUnits):  # affine maps and additions
