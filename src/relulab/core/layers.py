@@ -110,6 +110,11 @@ class Affine:
     def to_module(self) -> nn.Module:
         raise NotImplementedError
 
+    def spec_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The ``(weight, bias)`` an architecture spec stores for this layer, None for maps without
+        parameters (reshapes, average pooling); a layer no spec can express raises."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.in_shape} -> {self.out_shape})"
 
@@ -135,6 +140,9 @@ class Dense(Affine):
 
     def abs_linear(self, z):
         return z @ self.weight.abs().to(dtype=z.dtype, device=z.device).T
+
+    def spec_parameters(self):
+        return self.weight, self.bias
 
     def to_module(self):
         m = nn.Linear(self.weight.shape[1], self.weight.shape[0], bias=self.bias is not None)
@@ -171,6 +179,9 @@ class Conv(Affine):
         w = self.weight.abs().to(dtype=z.dtype, device=z.device)
         return fn(z.reshape(n, *self.in_shape), w, None, **self.conf).reshape(n, numel(self.out_shape))
 
+    def spec_parameters(self):
+        return self.weight, self.conv_bias
+
     def to_module(self):
         cls = nn.Conv1d if self.dim == 1 else nn.Conv2d
         w = self.weight
@@ -203,6 +214,12 @@ class ChannelScale(Affine):
         n = z.shape[0]
         sc = self.scale.abs().to(dtype=z.dtype, device=z.device).reshape(1, -1, *([1] * (len(self.in_shape) - 1)))
         return (z.reshape(n, *self.in_shape) * sc).reshape(n, -1)
+
+    def spec_parameters(self):
+        from relulab.core.errors import InvalidInputError
+
+        raise InvalidInputError("batch norm has no architecture spec; save the network as a torch.export "
+                                "program instead (a path ending in .pt2)")
 
     def to_module(self):
         c = self.scale.shape[0]
@@ -357,6 +374,10 @@ class MaxUnits:
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.pieces(z).amax(-1)
 
+    def spec_parameters(self) -> None:
+        """Max units hold no parameters a spec stores."""
+        return None
+
     def piece_magnitudes(self, m: torch.Tensor) -> torch.Tensor:
         """Bounds ``|coef[j, k]| m[index[j, k]]`` on every piece's magnitude over inputs ``|z| <= m``,
         (N, units, K); invalid pieces are 0."""
@@ -466,6 +487,10 @@ class Add:
 
     def to(self, device=None, dtype=None):
         return self
+
+    @staticmethod
+    def spec_parameters() -> None:
+        return None
 
     @staticmethod
     def forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
