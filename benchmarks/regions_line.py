@@ -15,6 +15,10 @@ spaced points per segment, then bisection (45 halvings) between neighbouring sam
 differ. It finds at most one change per sampling step, so it misses regions shorter than the step;
 the table gives its time per segment, the ratio to the exact walk's time per segment, and how many
 of the exact regions it missed (each change it locates is checked against an exact breakpoint).
+``certified``: whether the default call's result carries its certificate (filtered predicates, exact
+arithmetic where float64 cannot decide; over its work budget it says False); ``uncert. cpu s``: the
+same walk with ``certify=False``, for the certificate's cost. MLP rows: 784-256-256-10, the
+2-200-200-200-1 net of the plane benchmark, and a wide 1-20000-1 net.
 
 Times are CPU seconds of this process (one torch thread unless --threads says otherwise; wall
 time inflates on a shared machine), rates are activation regions per CPU second.
@@ -63,6 +67,9 @@ CONFIGS = {
     "cifar-d2-w8": (lambda: cnn(3, 32, 8, 2), (3, 32, 32)),
     "cifar-d3-w8": (lambda: cnn(3, 32, 8, 3), (3, 32, 32)),
     "mlp": (lambda: mlp([784, 512, 512, 10]), (784,)),
+    "mlp-784-256-256-10": (lambda: mlp([784, 256, 256, 10]), (784,)),
+    "mlp-2-200-200-200-1": (lambda: mlp([2, 200, 200, 200, 1]), (2,)),
+    "mlp-1-20000-1": (lambda: mlp([1, 20000, 1]), (1,)),
 }
 
 
@@ -122,6 +129,9 @@ def main():
         on_line(net, A[:1], B[:1])  # warm-up
         res, cpu, wall = cpu_timed(on_line, net, A, B)
         assert res.complete
+        # the same walk without its certificate: what certification costs
+        raw, raw_cpu, _ = cpu_timed(on_line, net, A, B, certify=False)
+        assert torch.equal(raw.counts, res.counts) or res.certified
         k = min(args.baseline_segments, args.segments)
         (found, locs), bcpu, _ = cpu_timed(baseline, net, A[:k], B[:k], args.samples)
         exact = res.counts[:k]
@@ -139,11 +149,13 @@ def main():
             "cpu s/seg": per_seg, "regions/s": res.count / cpu, "wall s": wall,
             "base s/seg": bcpu / k, "base/exact": (bcpu / k) / per_seg,
             "missed": f"{missed}/{int(exact.sum())}",
+            "certified": bool(res.certified), "uncert. cpu s": raw_cpu,
         })
         print(f"# {name}: {res.count} regions on {args.segments} segments in {cpu:.1f} CPU s", flush=True)
     cols = list(rows[0])
     fmt = {"regions/seg": "{:.0f}", "linear/seg": "{:.0f}", "len ratio": "{:.3g}", "cpu s/seg": "{:.3f}",
-           "regions/s": "{:.0f}", "wall s": "{:.1f}", "base s/seg": "{:.2f}", "base/exact": "{:.1f}x"}
+           "regions/s": "{:.0f}", "wall s": "{:.1f}", "base s/seg": "{:.2f}", "base/exact": "{:.1f}x",
+           "uncert. cpu s": "{:.2f}"}
     cells = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
     print()

@@ -294,8 +294,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report_dir", "one self-contained HTML page from a results folder"),
     "dynamics": ("dynamics", "training dynamics: kernel vs adaptive regimes of shallow univariate networks"),
     "dropout": ("dropout", "Dropout / DropConnect on shallow linear networks: closed-form minimum, flow rate vs bound"),
-    "lp-flow": ("lp_flow", "Fisher-Rao gradient flows of linear programs and state-action natural policy gradients"),
+    "lpflow": ("lp_flow", "Fisher-Rao gradient flows of linear programs and state-action natural policy gradients"),
+    "symmetry": ("symmetry", "ReLU parameter symmetries: distances modulo permutations and rescalings vs realizations"),
     "bures": ("bures", "Bures-Wasserstein deep linear generators: critical points, values, Morse indices, training"),
+    "convex": ("convex", "globally optimal two-layer ReLU networks (convex program, +BN) and optimality certificates"),
 }
 
 

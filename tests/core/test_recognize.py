@@ -89,3 +89,17 @@ def test_one_tracer_keeps_repeated_calls():
 
     calls = [n for n in trace(Twice()).nodes if n.op == "call_module"]
     assert [n.target for n in calls] == ["lin", "lin"]
+
+
+def test_chain_of_linear_layers_any_activations():
+    """The chain: one entry per linear layer with the activation after it, also where the MLP grammar does
+    not apply (maxout ranks differ, a hidden layer without activation); module paths are the PLNet's."""
+    m = nn.Sequential(rnn.Maxout(3, 6, 3), rnn.Maxout(6, 5, 2), nn.Linear(5, 4), nn.Linear(4, 2))
+    a = architecture(m)
+    assert a.family is None
+    assert a.chain == (("0.linear", 6, "maxout", 3), ("1.linear", 5, "maxout", 2), ("2", 4, None, None),
+                       ("3", 2, None, None))
+    b = architecture(nn.Sequential(nn.Linear(3, 6), rnn.GroupMax(2), nn.Linear(3, 1), nn.ReLU()))
+    assert b.is_mlp and b.output_activation == "relu" and b.chain == (("0", 3, "maxout", 2), ("2", 1, None, None))
+    assert architecture(rio.build("cnn:1x6x6-c2k3-4", seed=0), (1, 6, 6)).chain == ()
+    assert architecture(nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.ReLU(), nn.Linear(4, 1))).chain == ()

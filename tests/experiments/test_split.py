@@ -196,3 +196,20 @@ def test_negative_piece_coefficients_give_an_uncertified_linear_count():
     net = PLNet.from_torch(torch.nn.Sequential(a, Abs(), b), (2,))
     ref, s = check(net, box=(-2.0, 2.0), cells=4, workers=1)
     assert ref.certified and not s.certified
+
+
+def test_balanced_cells_tile_the_box_and_the_grid_gives_the_same_count():
+    from relulab.experiments.split import balanced_cells
+
+    net = mlp(3, [8, 6], seed=11)
+    lo, hi = np.array([-2.0, -1.0, -3.0]), np.array([2.0, 1.5, 1.0])
+    cells = balanced_cells(net, lo, hi, 7, seed=4)
+    assert len(cells) == 7
+    vol = sum(float(np.prod(b - a)) for a, b in cells)
+    assert vol == pytest.approx(float(np.prod(hi - lo)), rel=1e-12)
+    x = lo + np.random.default_rng(0).uniform(size=(4000, 3)) * (hi - lo)
+    inside = sum(((x > a) & (x < b)).all(1) for a, b in cells)
+    assert (inside == 1).all()  # every point in exactly one cell: a tiling
+    grid = split_full_space(net, box=(torch.as_tensor(lo), torch.as_tensor(hi)), cells=6, workers=1, balance=False)
+    ref, bal = check(net, box=(torch.as_tensor(lo), torch.as_tensor(hi)), cells=6, workers=1)
+    assert (grid.count, grid.linear_count) == (ref.count, ref.linear_count) and same_patterns(grid, ref)

@@ -108,6 +108,21 @@ def test_jvp_values_are_exact_jacobian_products():
         assert h.shape == (1, 9)
 
 
+def test_bounds_apply_where_the_recognized_chain_is_linear_and_maxout():
+    """Which depths get Theorem 1's bounds comes from the architecture recognizer's chain: maxout layers of
+    any rank (Maxout or Linear + GroupMax) and bare linear layers, up to the first other activation."""
+    mixed = nn.Sequential(rnn.Maxout(3, 6, 3), rnn.Maxout(6, 5, 2), nn.Linear(5, 2)).double()
+    r = gradient_moments(mixed, n_samples=64)
+    assert r.bounds_apply == [True, True, True] and np.isfinite(r.sq_lower).all()
+    assert r.within_bounds(n_se=6).all()
+    relu_tail = nn.Sequential(nn.Linear(3, 6), rnn.GroupMax(2), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)).double()
+    r = gradient_moments(relu_tail, n_samples=64)
+    assert r.bounds_apply == [True, False, False] and r.widths == [3, 4, 1]
+    assert np.isfinite(r.sq_lower[0]) and np.isnan(r.sq_lower[1:]).all()
+    ended = nn.Sequential(rnn.Maxout(3, 4, 2), nn.Linear(4, 2), nn.ReLU()).double()  # output activation
+    assert not any(gradient_moments(ended, n_samples=16).bounds_apply)
+
+
 def test_linear_network_is_exact():
     # products of Gaussian matrices: E||J u||^2 = prod sigma^2 n exactly and the bounds coincide
     def make():

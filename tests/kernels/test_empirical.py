@@ -189,6 +189,31 @@ def test_memory_budget_sets_chunks_and_is_respected():
         empirical_ntk(model, X, method="jacobian", memory_budget=100)
 
 
+@pytest.mark.parametrize("method", ["jacobian", "structured"])
+@pytest.mark.parametrize("sym", [True, False])
+def test_panels_whose_height_is_not_a_multiple_of_the_column_chunk(method, sym):
+    """Row panels of c1 samples against column chunks of c2 that do not divide c1: the panel's last own
+    column chunk ends at the panel's end. Every budget from 'one sample per chunk' up gives the dense
+    reference, and some of them make such panels (c1 % c2 != 0, c1 < n)."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(5, 20), nn.ReLU(), nn.Linear(20, 1)).double()
+    X1 = torch.randn(50, 5, dtype=torch.float64)
+    X2 = None if sym else torch.randn(23, 5, dtype=torch.float64)
+    ref = as_expected(reference(model, X1, X2), True)
+    full = empirical_ntk(model, X1, X2, method=method)
+    odd = 0
+    for frac in np.linspace(0.02, 0.6, 30):
+        budget = full.kernel_bytes + int(frac * full.estimated_peak_bytes)
+        try:
+            r = empirical_ntk(model, X1, X2, method=method, memory_budget=budget)
+        except ResourceLimitError:
+            continue
+        c1, c2 = r.chunk_sizes
+        odd += c1 < 50 and c1 % c2 != 0
+        torch.testing.assert_close(r.kernel, ref, rtol=1e-12, atol=1e-12)
+    assert odd >= 1
+
+
 def test_memory_budget_bounds_the_kernel_itself(monkeypatch):
     model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1)).double()
     X = torch.randn(20_000, 2, dtype=torch.float64)  # kernel: 20,000^2 float64 = 3.2 GB

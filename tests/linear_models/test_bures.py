@@ -165,3 +165,22 @@ def test_cli_bures(capsys):
     assert cp["values"] == pytest.approx([3.0, 4.0, 5.0]) and cp["indices"] == [0, 1, 2]
     code, out, err = run(["bures", "--eigenvalues", "3,0", "--json"], capsys)
     assert code == 1 and "Sigma0" in err and out == ""
+
+
+def test_gradient_descent_with_a_too_large_step_is_refused():
+    with pytest.raises(InvalidInputError, match="lr"):
+        bw_train(np.diag([4.0, 3.0, 2.0, 1.0]), (2, 3, 4), tau=1e-3, method="gd", lr=10.0, steps=100)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_perturbed_morse_indices_follow_the_subset_formula(seed):
+    rng = np.random.default_rng(seed)
+    n = 4
+    lam = np.sort(rng.uniform(0.05, 3, n))[::-1]
+    S0 = _cov(seed, lam)
+    k, m, tau = 2, 2 + seed % 2, float(rng.uniform(0.01, 0.5))
+    cp = bw_critical_points(S0, k, tau=tau, latent_dim=m)
+    for I, idx in zip(cp.subsets, cp.indices):
+        out = [j for j in range(n) if j not in I]
+        formula = sum(lam[j] > lam[i] for i in I for j in out) + (m - len(I)) * sum(lam[j] > tau for j in out)
+        assert idx == formula, (I, idx, formula)

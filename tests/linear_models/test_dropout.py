@@ -182,3 +182,13 @@ def test_cli_dropout_json_and_errors(capsys, tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((4, 2)))
     code, out, err = run(["dropout", "--data", str(tmp_path / "x.npy")], capsys)
     assert code == 1 and "--targets" in err
+
+
+def test_decay_rate_recovers_an_exponential_and_ignores_the_floor():
+    from relulab.linear_models import decay_rate
+
+    t = np.linspace(0, 50, 101)
+    v = 3.0 * np.exp(-0.7 * t) + 2.0 * np.exp(-2.0 * t)
+    v[t > 40] = 1e-20  # below the floor: ignored
+    rate, (a, b) = decay_rate(t, v, floor=1e-16)
+    assert rate == pytest.approx(0.7, rel=1e-9) and b <= 40

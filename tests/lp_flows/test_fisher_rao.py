@@ -93,10 +93,10 @@ def test_bad_input_is_refused():
 
 
 def test_cli_lp_flow(capsys):
-    code, out, err = run(["lp-flow", "--random-mdp", "2,2", "--json"], capsys)
+    code, out, err = run(["lpflow", "--random-mdp", "2,2", "--json"], capsys)
     assert code == 0, err
     data = json.loads(out)
     assert data["npg"]["lp_return"] == pytest.approx(data["npg"]["optimal_return"], rel=1e-9)
     assert data["flow"]["measured_rate"] == pytest.approx(data["flow"]["predicted_rate"], rel=1e-3)
-    code, out, err = run(["lp-flow", "--random", "3,3"], capsys)
+    code, out, err = run(["lpflow", "--random", "3,3"], capsys)
     assert code == 1 and err.startswith("relulab: error:")

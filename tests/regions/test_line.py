@@ -19,6 +19,7 @@ import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from exact_reference import exact_patterns
 from strategies import examples, random_module
 from torch import nn
 
@@ -324,15 +325,61 @@ def test_integer_networks_exact_ties(mod_shape, seed):
     through vertices. With ``on_degenerate='lowest'`` every point must get the pattern that
     ``net.pattern`` assigns it in exact (dyadic) arithmetic."""
     module, shape = mod_shape
-    # exact arithmetic needs dyadic leaky slopes (0.5, -1.5, ...)
-    assume(all(float(m.negative_slope * 256).is_integer() for m in module.modules() if isinstance(m, nn.LeakyReLU)))
     net = net_of(module, shape)
+    # float64 net.pattern is exact only with dyadic slopes (0.5, -1.5, ...): check every max unit's
+    # coefficients, functional leaky_relu inside residual blocks included
+    assume(all(bool(((m.coef * 256).round() == m.coef * 256).all()) for m in net.max_units))
     g = torch.Generator().manual_seed(seed)
     a = torch.randint(-2, 3, shape, generator=g).double()
     b = torch.randint(-2, 3, shape, generator=g).double()
     res = on_line(net, a, b, on_degenerate="lowest")
     check_sampling(net, a, b, res, n=2**11 + 1, exact_grid=True, bisect=False)
     check_values(net, a, b, res, n=100)
+
+
+def test_residual_net_with_non_dyadic_slope_is_certified():
+    """Found by hypothesis: a residual net whose block applies leaky_relu(., 0.9). Two maxout pieces
+    agree up to 1e-15 on half the segment; float64 ``net.pattern`` picks either, exact arithmetic on
+    the float64 weights picks piece 0. The walk must agree with exact arithmetic and say so."""
+    from strategies import ResBlock
+
+    def lin(rows):
+        m = nn.Linear(len(rows[0]), len(rows)).double()
+        with torch.no_grad():
+            m.weight.copy_(torch.tensor(rows, dtype=torch.float64))
+            m.bias.zero_()
+        return m
+
+    def maxout(rows, k):
+        m = rnn.Maxout(len(rows[0]), len(rows) // k, k).double()
+        m.linear = lin(rows)
+        return m
+
+    module = nn.Sequential(
+        lin([[1, -1, 1], [-1, 0, -1], [0, 0, 0], [-1, 1, 1]]), nn.ReLU(),
+        ResBlock(nn.Sequential(lin([[-1, -1, 0, 1], [-1, -1, 1, -1], [1, 1, 1, 1], [1, 1, 0, 1]]), nn.ReLU(),
+                               lin([[-1, -1, 0, -1], [1, -1, 0, -1], [0, 1, 1, 0], [1, -1, 0, 0]])), "torch.relu"),
+        ResBlock(nn.Sequential(maxout([[0, 1, 0, 0], [1, 0, 0, 1], [1, 0, 1, 1], [1, 0, 1, 1], [0, 0, -1, -1],
+                                       [0, 1, 0, 0], [1, 0, 1, 1], [-1, 0, -1, 1], [-1, 0, 0, 1], [1, 1, 1, 0],
+                                       [-1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0], [1, -1, 0, -1]], 3),
+                               lin([[1, -1, -1, 1, 1], [1, 1, 0, 1, 1], [0, -1, 0, -1, 0], [-1, -1, 0, 0, 0]])),
+                 "leaky", slope=0.9),
+        ResBlock(nn.Sequential(maxout([[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0], [1, 1, -1, 0], [-1, 0, -1, -1],
+                                       [-1, 0, -1, 1], [0, 0, -1, 0], [-1, 0, 1, 0], [1, 1, 1, 1]], 3),
+                               lin([[0, 1, 1], [1, 1, -1], [-1, -1, 0], [0, -1, 0]]))),
+        nn.Flatten(), lin([[1, -1, -1, -1]])).eval()
+    net = net_of(module, (3,))
+    a = torch.tensor([2.0, 2.0, 1.0], dtype=torch.float64)
+    b = torch.tensor([-2.0, 1.0, 2.0], dtype=torch.float64)
+    res = on_line(net, a, b, on_degenerate="lowest")
+    assert res.complete and res.certified
+    ts = [(i + 0.5) / 128 for i in range(128)]
+    ref = exact_patterns(net, a, b, ts)
+    k = interval_of(res, torch.tensor(ts, dtype=torch.float64))
+    assert torch.equal(res.patterns[k].long(), ref)
+    # float64 net.pattern disagrees with exact arithmetic here (why the reference must be exact)
+    x = a + torch.tensor(ts, dtype=torch.float64)[:, None] * (b - a)
+    assert bool((net.pattern(x).long() != ref).any())
 
 
 # ----------------------------------------------------------------------------- degenerate geometry

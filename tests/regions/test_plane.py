@@ -673,3 +673,16 @@ def test_certify_argument():
             on_plane(net, max_regions=bad)
     res = on_plane(_random_mlp([2, 32, 32, 1], 0), extent=3.0, max_regions=50)
     assert (res.complete, res.stopped_by, res.certified) == (False, "max_regions", False)
+
+
+def test_progress_callback_counts_finished_polygons():
+    from relulab.progress import Recorder, accepts_progress
+    from relulab.regions import on_line
+
+    assert accepts_progress(on_plane) and accepts_progress(on_line)  # what the CLI's bar needs
+    net = PLNet.from_torch(mlp([2, 12, 12, 1], seed=5), (2,))
+    rec = Recorder()
+    res = on_plane(net, extent=2.0, progress=rec, certify=False)
+    done = [c[0] for c in rec.calls]
+    assert done and done == sorted(done) and done[-1] == res.count
+    assert all(c[1] is None and c[2]["regions"] == c[0] for c in rec.calls)

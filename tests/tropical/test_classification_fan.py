@@ -79,3 +79,17 @@ def test_degenerate_data():
         classification_fan(np.zeros((3,)), 1)
     with pytest.raises(InvalidInputError):
         classification_fan(X, 1, labels=[1, 2, 1, 1])
+
+
+def test_sublevel_sets_many_cones_use_facet_paths():
+    # 52 cones (> 40): no pairwise touching test; facet paths decide connectedness where they exist and
+    # leave it undecided (None) otherwise, never claiming a disconnection they cannot prove
+    X = np.array([[0.0], [1.0], [2.0]])
+    r = classification_fan(X, (2, 2), labels=[1, -1, 1], facets=False)
+    assert r.activation_vertices == 52
+    got = {s["loss"]: (s["components"], s["connected"], s["facet_components"]) for s in r.sublevel}
+    assert got[0] == (None, None, [2, 2]) and got[3] == (None, True, [52])
+    # few cones: the pairwise test runs; the two zero-loss cones of (2, 1) monomials (the two monomials
+    # of p swapped) meet only in the lineality space, so the 0-loss set is disconnected
+    r1 = classification_fan(X, (2, 1), labels=[1, -1, 1], facets=False)
+    assert r1.sublevel[0]["components"] == [1, 1] and r1.sublevel[0]["connected"] is False

@@ -1,4 +1,5 @@
-"""Labellings realizable by shallow ReLU networks against an independent MILP per labelling, Cover's
+"""Labellings realizable by shallow ReLU networks against an independent MILP per labelling
+(``milp_margin``: exact big-M on a normalized box), Cover's
 count (width 1), the closed form on a line, the convexity of the negative set when every output weight is
 positive, and the tropical classification fan that contains them."""
 
@@ -6,48 +7,10 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from relulab.core.errors import InvalidInputError, ResourceLimitError
 from relulab.tropical.fan import classification_fan, cover_count
-from relulab.tropical.shallow import relu_classifications
-
-
-def _milp_margin(X, y, m, p):
-    """Largest margin t of y_j f(x_j) >= t over networks with |w|, |b|, |c| <= 1 and output weights
-    (+1)^p (-1)^(m-p); relu exactly by indicator variables (|w.x + b| <= M_j on that box, so big-M is exact).
-    Realizable iff t > 0 (scale any realizing network into the box)."""
-    n, d = X.shape
-    D = d + 1
-    nth = m * D + 1  # w_i, b_i, c
-    nh = n * m
-    nv = nth + 2 * nh + 1  # theta, h_ij, delta_ij, t
-    hi = lambda j, i: nth + j * m + i  # noqa: E731
-    di = lambda j, i: nth + nh + j * m + i  # noqa: E731
-    a = [1.0] * p + [-1.0] * (m - p)
-    rows, lo, up = [], [], []
-    for j in range(n):
-        M = float(np.abs(X[j]).sum() + 1.0)
-        for i in range(m):
-            z = np.zeros(nv)
-            z[i * D:i * D + d] = X[j]
-            z[i * D + d] = 1.0
-            r = -z.copy(); r[hi(j, i)] = 1; rows.append(r); lo.append(0); up.append(np.inf)  # h >= z
-            r = -z.copy(); r[hi(j, i)] = 1; r[di(j, i)] = M; rows.append(r); lo.append(-np.inf); up.append(M)  # h <= z + M(1-δ)
-            r = np.zeros(nv); r[hi(j, i)] = 1; r[di(j, i)] = -M; rows.append(r); lo.append(-np.inf); up.append(0)  # h <= Mδ
-        r = np.zeros(nv)
-        r[nth - 1] = y[j]
-        for i in range(m):
-            r[hi(j, i)] = y[j] * a[i]
-        r[-1] = -1.0
-        rows.append(r); lo.append(0); up.append(np.inf)  # y_j f_j - t >= 0
-    lb = np.r_[-np.ones(nth), np.zeros(nh), np.zeros(nh), -1.0]
-    ub = np.r_[np.ones(nth), np.full(nh, np.inf), np.ones(nh), 1.0]
-    integ = np.r_[np.zeros(nth + nh), np.ones(nh), 0]
-    c = np.zeros(nv); c[-1] = -1.0
-    res = milp(c, constraints=LinearConstraint(np.array(rows), lo, up), integrality=integ, bounds=Bounds(lb, ub))
-    assert res.status == 0
-    return -res.fun
+from relulab.tropical.shallow import milp_margin, relu_classifications
 
 
 def _agrees_with_milp(r, X, ps):
@@ -55,10 +18,13 @@ def _agrees_with_milp(r, X, ps):
     any other labelling (so those are not)."""
     for k in range(r.count):
         assert np.all(np.sign(r.evaluate(k, X)) == r.labelings[k])
+    for k in range(0, r.count, max(1, r.count // 3)):  # positive control: the MILP sees realized ones
+        p = int((r.output_weights[k] > 0).sum())
+        assert milp_margin(X, r.labelings[k], r.width, p) > 1e-7
     got = {tuple(v) for v in r.labelings.tolist()}
     others = [y for y in itertools.product((-1, 1), repeat=len(X)) if y not in got]
     for y in others:
-        assert all(_milp_margin(X, np.array(y, float), r.width, p) < 1e-7 for p in ps), y
+        assert all(milp_margin(X, y, r.width, p) < 1e-7 for p in ps), y
     return others
 
 
@@ -95,6 +61,11 @@ def test_width_one_is_cover_and_the_affine_fan():
     fan = classification_fan(X, 1, facets=False)
     assert r.count == cover_count(5, 2) == r.cover == fan.count
     assert {tuple(v) for v in r.labelings.tolist()} == {tuple(v) for v in fan.labelings.tolist()}
+    for p in (0, 1):  # one unit of either output sign realizes the same dichotomies
+        rp = relu_classifications(X, 1, positive_units=p)
+        assert np.array_equal(rp.labelings, r.labelings) and np.all(rp.output_weights == (1 if p else -1))
+        for k in range(rp.count):
+            assert np.all(np.sign(rp.evaluate(k, X)) == rp.labelings[k])
     assert relu_classifications(X[:4], 3).count == 16
 
 
@@ -114,6 +85,12 @@ def test_degenerate_data_and_errors():
     r = relu_classifications(X, 2)
     assert all(v[0] == v[1] for v in r.labelings.tolist())
     assert r.count == 2 * (1 + 2 + 1) and r.cover is None
+    # far from the origin and badly scaled: the same labellings (the search runs on normalized points)
+    Xf = np.array([[0.0], [1.0], [2.5], [3.0]]) * 1e6 + 3e7
+    rf = relu_classifications(Xf, 2)
+    assert rf.count == 14
+    for k in range(rf.count):
+        assert np.all(np.sign(rf.evaluate(k, Xf)) == rf.labelings[k])
     with pytest.raises(InvalidInputError):
         relu_classifications(np.zeros(3), 1)
     with pytest.raises(InvalidInputError):

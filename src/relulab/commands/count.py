@@ -172,7 +172,9 @@ def run_classifications(args, ctx: Context) -> Output:
         if "note" in s:
             lines.append(s["note"])
         else:
-            lines.append(f"loss <= {s['loss']}: {s['cones']} cones, components {s['components']}")
+            comp = s["components"] if s["components"] is not None else \
+                f"through facets {s['facet_components']} (touching not tested: too many cones)"
+            lines.append(f"loss <= {s['loss']}: {s['cones']} cones, components {comp}")
     lines.append(f"{r.seconds:.2f} s")
     return Output(data, "\n".join(lines))
 

@@ -1,4 +1,4 @@
-"""``relulab lp-flow``: the Fisher-Rao gradient flow of a linear program (or a small MDP's state-action natural
+"""``relulab lpflow``: the Fisher-Rao gradient flow of a linear program (or a small MDP's state-action natural
 policy gradient), its entropic identity and its linear rate."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from relulab.cli import Context, Output, figure_file, float_arg, int_arg, json_f
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("lp-flow", description="Fisher-Rao gradient flow of max c^T x over {x >= 0, A x = b}: measured "
+    p = sub.add_parser("lpflow", description="Fisher-Rao gradient flow of max c^T x over {x >= 0, A x = b}: measured "
                                               "linear rate against Delta from the LP's optimal vertex (smallest "
                                               "|reduced cost|), the entropic identity x(t) = argmax t c^T x - "
                                               "KL(x | x0), and the bound gap <= KL(x*|x0)/t. --mdp / --random-mdp: "

@@ -62,6 +62,12 @@ class Architecture:
     its rank K), None without hidden layers. ``output_activation`` / ``output_param``: an activation
     applied to the output layer (as relucent's networks end), else None. ``why``: empty when ``family``
     is set, else the first thing that fits no family.
+
+    ``chain``: for a one-dimensional input passed through linear layers, each followed by at most one
+    activation of any kind (the MLP grammar without its one-activation rule: maxout layers of different
+    ranks, or hidden layers with no activation, also form a chain), one entry per linear layer,
+    ``(module path, width, activation or None, its parameter)``, the width counted after the
+    activation (a maxout layer's units); the output activation is not part of it. Empty otherwise.
     """
 
     input_shape: tuple[int, ...]
@@ -73,6 +79,7 @@ class Architecture:
     output_param: float | int | None = None
     biased: bool = True
     why: str = ""
+    chain: tuple = ()
 
     @property
     def is_mlp(self) -> bool:
@@ -145,6 +152,24 @@ def _act_of(layer) -> tuple[str, float | int | None] | None:
     return layer.kind, None
 
 
+def _chain(nodes) -> tuple[tuple, str]:
+    """The :attr:`Architecture.chain` of a plain list of nodes (reshapes skipped), or ``((), why)``."""
+    body = [n for n in nodes if not isinstance(n.layer, Reshape)]
+    chain, i = [], 0
+    while i < len(body):
+        layer = body[i].layer
+        if not isinstance(layer, Dense):
+            return (), f"layer {i + 1} is {layer.kind}, not a linear layer"
+        act = _act_of(body[i + 1].layer) if i + 1 < len(body) else None
+        if act is None:
+            chain.append((body[i].name, layer.out_shape[0], None, None))
+            i += 1
+        else:
+            chain.append((body[i].name, body[i + 1].layer.out_shape[0], *act))
+            i += 2
+    return tuple(chain), ""
+
+
 def architecture(net, input_shape=None) -> Architecture:
     """Recognize the architecture of a :class:`~relulab.core.plnet.PLNet` or an ``nn.Module`` (converted
     first; ``input_shape`` as for :meth:`PLNet.from_torch`, read off a first Linear layer if omitted).
@@ -170,7 +195,8 @@ def architecture(net, input_shape=None) -> Architecture:
 
     if any(len(n.inputs) != 1 or n.inputs[0] != i for i, n in enumerate(net.nodes[1:])):
         return none("it is not a plain chain of layers")
-    layers = [n.layer for n in net.nodes[1:]]
+    nodes = net.nodes[1:]
+    layers = [n.layer for n in nodes]
     acts = [_act_of(x) for x in layers]
     kinds = {a for a in acts if a is not None}
     if not any(isinstance(x, (Dense, Conv)) for x in layers):
@@ -183,31 +209,23 @@ def architecture(net, input_shape=None) -> Architecture:
         if len(tail) != 1 or _act_of(tail[0]) is None or _act_of(tail[0])[0] == "maxout":
             return none("it does not end with a linear layer, or one followed by a single activation")
         out_act = _act_of(tail[0])
-        layers = layers[:last_affine + 1]
+        nodes, layers = nodes[:last_affine + 1], layers[:last_affine + 1]
         acts = acts[:last_affine + 1]
         kinds = {a for a in acts if a is not None}
+    chain, why = _chain(nodes) if len(shape) == 1 else ((), "")
     if len(kinds) > 1:
-        return none("it mixes activations")
+        return Architecture(shape, None, why="it mixes activations", chain=chain)
     kind, param = next(iter(kinds)) if kinds else (None, None)
     biased = all(x.bias is not None for x in layers if isinstance(x, (Dense, Conv)))
     oa, op = out_act if out_act is not None else (None, None)
     if len(shape) == 1:
-        widths, i = [], 0
-        body = [x for x in layers if not isinstance(x, Reshape)]
-        while i < len(body):
-            layer = body[i]
-            if not isinstance(layer, Dense):
-                return none(f"layer {i + 1} is {layer.kind}, not a linear layer")
-            if i == len(body) - 1:
-                widths.append(layer.out_shape[0])
-                break
-            if _act_of(body[i + 1]) is None:
-                return none(f"linear layer {i + 1} is not followed by an activation")
-            widths.append(body[i + 1].out_shape[0])
-            i += 2
-        else:
-            return none("it does not end with a linear layer")
-        return Architecture(shape, "mlp", tuple(widths), kind, param, oa, op, biased)
+        if not chain:
+            return none(why)
+        bare = [k for k, (_, _, act, _) in enumerate(chain[:-1]) if act is None]
+        if bare:
+            return Architecture(shape, None, why=f"linear layer {bare[0] + 1} is not followed by an activation",
+                                chain=chain)
+        return Architecture(shape, "mlp", tuple(w for _, w, _, _ in chain), kind, param, oa, op, biased, chain=chain)
     if kind == "maxout":
         return none("maxout is available for mlp specs only")
     tokens: list[tuple] = []

@@ -73,6 +73,7 @@ class MaxoutExpectedConfig:
     width: int = 4
     seeds: int = 8
     seed: int = 0
+    box: bool = False
 
 
 def _summarize_expected(rows: list[dict]) -> Summary:
@@ -88,10 +89,16 @@ def _summarize_expected(rows: list[dict]) -> Summary:
         ax.legend(fontsize=8)
 
     inside = sum(r["line_low"] <= r["line_expected"] <= r["line_high"] for r in rows)
+    comparison = [("exact expectation inside the 95% interval of the measured mean",
+                   "the formula is the expectation", f"{inside} of {len(rows)} configurations")]
+    boxed = [r for r in rows if r.get("regions_high") is not None]
+    if boxed:
+        below = sum(r["regions_high"] <= r["regions_bound"] and r["boundary_high"] <= r["boundary_bound"]
+                    for r in boxed)
+        comparison.append(("regions and decision-boundary pieces in the cube (95% upper end) <= the bounds",
+                           "upper bounds", f"{below} of {len(boxed)} configurations"))
     return Summary(figures=[("breakpoints along a segment: measured vs exact expectation", draw)],
-                   comparison=[("exact expectation inside the 95% interval of the measured mean",
-                                "the formula is the expectation", f"{inside} of {len(rows)} configurations")],
-                   verdict=None)
+                   comparison=comparison, verdict=None)
 
 
 @experiment(
@@ -101,19 +108,26 @@ def _summarize_expected(rows: list[dict]) -> Summary:
     claim="For random maxout layers the expected number of breakpoints along a segment has a closed form "
           "(one layer), and region counts in a cube stay far below the maximum, bounded by (C_grad C_bias T N)^d-type "
           "expressions.",
-    full={"k": [2, 3, 5], "width": [2, 4, 8, 16], "seeds": [100], "seed": [0]},
+    full={"k": [2, 3, 5], "width": [2, 4, 8, 16], "seeds": [100], "seed": [0], "box": [False, True]},
     quick={"k": [2], "width": [3], "seeds": [8], "seed": [0]},
     summarize=_summarize_expected,
 )
 def tseran_montufar_maxout_expected(cfg: MaxoutExpectedConfig) -> list[dict]:
     """:func:`relulab.combinatorics.maxout_complexity` of one maxout layer (2 inputs): exact breakpoints per
-    sampled network (``regions.on_line``) and their 95% t-interval beside the exact expectation."""
+    sampled network (``regions.on_line``) and their 95% t-interval beside the exact expectation; with
+    ``box``, exact regions and decision-boundary pieces in the cube beside the Tseran-Montufar bounds."""
     from relulab.combinatorics import maxout_complexity
 
-    m = maxout_complexity([cfg.width], cfg.k, seeds=cfg.seeds, box=False, seed0=cfg.seed)
+    m = maxout_complexity([cfg.width], cfg.k, seeds=cfg.seeds, box=cfg.box, seed0=cfg.seed)
     lo, hi = m.line_ci
-    return [{"line_mean": float(m.line_mean), "line_low": float(lo), "line_high": float(hi),
-             "line_expected": float(m.line_expected)}]
+    row = {"line_mean": float(m.line_mean), "line_low": float(lo), "line_high": float(hi),
+           "line_expected": float(m.line_expected), "regions_mean": None, "regions_high": None,
+           "regions_bound": None, "boundary_mean": None, "boundary_high": None, "boundary_bound": None}
+    if m.box_ci is not None and m.boundary_ci is not None:
+        row.update(regions_mean=float(m.box_mean), regions_high=float(m.box_ci[1]),
+                   regions_bound=float(m.bounds["regions"]), boundary_mean=float(m.boundary_mean),
+                   boundary_high=float(m.boundary_ci[1]), boundary_bound=float(m.bounds["decision_boundary"]))
+    return [row]
 
 
 @dataclass(frozen=True)
@@ -173,3 +187,74 @@ def relu_classifications_entry(cfg: ReLUClassificationsConfig) -> list[dict]:
     r = relu_classifications(X, cfg.width)
     return [{"count": int(r.count), "cover": r.cover, "line_count": r.line_count, "refuted": int(r.refuted),
              "lps": int(r.lps), "seconds": float(r.seconds)}]
+
+
+@dataclass(frozen=True)
+class TropicalSizesConfig:
+    width: int = 2
+    depth: int = 2
+    seed: int = 0
+    check_engine: bool = True
+
+
+def _summarize_tropical(rows: list[dict]) -> Summary:
+    def draw(ax):
+        for w in sorted({r["width"] for r in rows}):
+            sub = sorted((r for r in rows if r["width"] == w), key=lambda r: r["depth"])
+            done = [r for r in sub if r["reduced_p"] is not None]
+            ax.plot([r["depth"] for r in done], [r["reduced_p"] + r["reduced_q"] for r in done], "o-",
+                    label=f"width {w}, reduced")
+            raw = [r for r in sub if r["raw_p"] is not None]
+            ax.plot([r["depth"] for r in raw], [r["raw_p"] + r["raw_q"] for r in raw], "x--", label=f"width {w}, raw")
+        ax.set_yscale("log")
+        ax.set_xlabel("depth (hidden layers)")
+        ax.set_ylabel("monomials of p plus q")
+        ax.legend(fontsize=8)
+
+    checked = [r for r in rows if r["engine_linear"] is not None and r["tropical_linear"] is not None]
+    same = sum(r["engine_linear"] == r["tropical_linear"] for r in checked)
+    return Summary(figures=[("tropical sizes against depth (2 inputs, one output)", draw)],
+                   comparison=[("linear regions read off p - q = those of relulab's full-space engine", "equal",
+                                f"{same} of {len(checked)}")],
+                   verdict="agrees" if same == len(checked) else "does not agree")
+
+
+@experiment(
+    "zhang-naitzat-lim-tropical-sizes",
+    title="ReLU networks as tropical rational functions: sizes against depth",
+    paper="Zhang, Naitzat, Lim, Tropical geometry of deep neural networks (ICML 2018)",
+    claim="A ReLU network is a tropical rational function p - q; its linear regions are read off the tropical "
+          "data, and the number of monomials grows quickly with depth (reduction keeps the function).",
+    full={"width": [2, 3], "depth": [1, 2, 3, 4], "seed": [0], "check_engine": [True]},
+    quick={"width": [2], "depth": [1, 2], "seed": [0], "check_engine": [True]},
+    summarize=_summarize_tropical,
+)
+def tropical_sizes(cfg: TropicalSizesConfig) -> list[dict]:
+    """:func:`relulab.tropical.from_network` of a 2-w-...-w-1 ReLU MLP (torch default init, ``seed``), raw
+    and reduced (exact rationals, certified), the linear regions of ``f = p - q`` from the tropical data
+    (:func:`relulab.tropical.count_regions`) and, with ``check_engine``, ``regions.full_space``'s linear
+    count of the same network."""
+    from torch import nn
+
+    from relulab import regions
+    from relulab.core.plnet import PLNet
+    from relulab.tropical import count_regions, from_network
+
+    torch.manual_seed(cfg.seed)
+    mods, fan = [], 2
+    for _ in range(cfg.depth):
+        mods += [nn.Linear(fan, cfg.width), nn.ReLU()]
+        fan = cfg.width
+    net = PLNet.from_torch(nn.Sequential(*mods, nn.Linear(fan, 1)), (2,))
+    raw = from_network(net, max_monomials=200_000, time_limit=60.0)
+    red = from_network(net, exact=True, reduce=True, max_monomials=200_000, time_limit=120.0)
+    row = {"raw_p": raw.sizes[0][0] if raw.complete else None, "raw_q": raw.sizes[0][1] if raw.complete else None,
+           "reduced_p": red.sizes[0][0] if red.complete else None,
+           "reduced_q": red.sizes[0][1] if red.complete else None, "certified": bool(red.certified),
+           "tropical_linear": None, "engine_linear": None, "reduce_seconds": float(red.seconds)}
+    if red.complete:
+        row["tropical_linear"] = int(count_regions(red.functions[0]).linear_count)
+    if cfg.check_engine:
+        fs = regions.full_space(net)
+        row["engine_linear"] = int(fs.linear_count) if fs.complete else None
+    return [row]

@@ -221,3 +221,54 @@ def muller_fisher_rao_rate(cfg: FisherRaoConfig) -> list[dict]:
         row = {"return_error": abs(res.returns[-1] - res.optimal_return), "policy_error": res.policy_error}
     return [{"measured_rate": f.measured_rate, "predicted_rate": f.predicted_rate, "entropic_error": f.entropic_error,
              "kl_bound_holds": f.kl_bound_holds, "constraint_error": f.constraint_error, **row}]
+
+
+@dataclass(frozen=True)
+class DegeneracyConfig:
+    example: str = "redundant"
+    n: float = 16.0
+
+
+def _summarize_degeneracy(rows: list[dict]) -> Summary:
+    def draw(ax):
+        for name in sorted({r["example"] for r in rows}):
+            sub = sorted((r for r in rows if r["example"] == name), key=lambda r: r["n"])
+            ax.loglog([r["n"] for r in sub], [max(r["symmetry_distance"], 1e-16) for r in sub], "o-", label=name)
+        ax.set_xlabel("n")
+        ax.set_ylabel("distance modulo symmetries")
+        ax.legend(fontsize=8)
+
+    def trend(name):
+        sub = sorted((r for r in rows if r["example"] == name), key=lambda r: r["n"])
+        return sub[0]["symmetry_distance"], sub[-1]["symmetry_distance"], max(r["sup_distance"] for r in sub)
+
+    lines = []
+    for name in ("redundant", "dead"):
+        if any(r["example"] == name for r in rows):
+            a, b, s = trend(name)
+            lines.append((f"{name}: realizations on [-1, 1] (sup distance)",
+                          "equal / converging while the parameters do not, even modulo symmetries",
+                          f"sup distance <= {s:.1e}; distance modulo symmetries {a:.3g} -> {b:.3g}"))
+    return Summary(figures=[("distance modulo symmetries against n", draw)], comparison=lines, verdict=None)
+
+
+@experiment(
+    "berner-degenerate-parameterization",
+    title="Degenerate parameterizations of ReLU networks: realizations converge, parameters do not",
+    paper="Berner, Elbrachter, Grohs & Jentzen, How degenerate is the parametrization of neural networks with the "
+          "ReLU activation function? (NeurIPS 2019)",
+    claim="The realization map of ReLU networks is not inverse stable: realizations can converge (even be equal) "
+          "while the parameters diverge, also modulo permutations and positive rescalings; and it is not "
+          "continuous into W^{1,inf}.",
+    full={"example": ["unbalanced", "redundant", "dead", "w1inf"], "n": [1.0, 4.0, 16.0, 64.0, 256.0, 1024.0]},
+    quick={"example": ["redundant", "dead"], "n": [1.0, 64.0]},
+    summarize=_summarize_degeneracy,
+)
+def berner_degenerate_parameterization(cfg: DegeneracyConfig) -> list[dict]:
+    """One term theta_n of an example sequence of :func:`relulab.parameterization.degeneracy_examples`."""
+    from relulab.parameterization import degeneracy_examples
+
+    row = dict(degeneracy_examples(ns=(cfg.n,), names=(cfg.example,)).rows[0])
+    row.pop("example")
+    row.pop("n")
+    return [row]

@@ -6,7 +6,7 @@ import importlib
 
 from relulab.core.errors import RelulabError
 
-EXTRAS = {"pyarrow": "parquet", "ray": "ray"}
+EXTRAS = {"pyarrow": "parquet", "ray": "ray", "cvxpy": "convex"}
 
 
 class MissingExtraError(RelulabError, ImportError):

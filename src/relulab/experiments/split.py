@@ -3,8 +3,10 @@
 The domain is cut into cells, each cell's activation regions are enumerated on its own (a task on the
 local process pool or on Ray), and the pieces are merged:
 
-* **box**: a grid of sub-boxes (cell walls at seeded, jittered positions, or given ``walls``); each
-  cell is the full-space engine's box mode on the sub-box.
+* **box**: sub-boxes holding similar numbers of regions (by default: the box with the largest
+  estimated number of regions, from sampled boundary crossings, halved until there are enough, cuts
+  at seeded points near the median of the estimate along the cut side), or a grid (``balance=False``: seeded, jittered cuts; or given
+  ``walls``); each cell is the full-space engine's box mode on the sub-box.
 * **all of R^d**: a fan of simplicial cones around a centre ``c``. Start from the ``d + 1`` cones of
   a randomly rotated regular simplex (generators ``v_0..v_d``, ``sum v_k = 0``; cone ``k`` spanned by
   the ``v_j``, ``j != k``; together they cover R^d) and bisect the widest cone (its two most distant
@@ -56,7 +58,7 @@ from relulab.core.plnet import PLNet
 from relulab.progress import notify
 from relulab.results import RegionResult
 
-__all__ = ["split_full_space", "SplitEnumeration", "box_cells", "cone_cells"]
+__all__ = ["split_full_space", "SplitEnumeration", "box_cells", "balanced_cells", "cone_cells"]
 
 
 @dataclass(kw_only=True)
@@ -125,6 +127,52 @@ class SplitEnumeration(RegionResult):
 
 
 # ------------------------------------------------------------------ cells
+def _flips(net: PLNet, X: np.ndarray, delta: float, rng) -> np.ndarray:
+    """Units whose activation differs between each point and a point ``delta`` away from it in a
+    random direction: boundary crossings along a short segment."""
+    V = rng.standard_normal(X.shape)
+    V *= delta / np.linalg.norm(V, axis=1, keepdims=True)
+    P = torch.as_tensor(np.concatenate([X, X + V]), dtype=net.dtype).reshape(-1, *net.input_shape)
+    pats = net.pattern(P)
+    return (pats[: X.shape[0]] != pats[X.shape[0]:]).sum(1).numpy().astype(float)
+
+
+def _region_mass(net: PLNet, a, b, rng, samples: int = 256) -> float:
+    """A rough number of regions in the box [a, b]: volume times (crossings per length)^d, the
+    scaling of an arrangement's regions with its hyperplane density."""
+    delta = 0.05 * float(np.linalg.norm(b - a))
+    X = a + rng.uniform(size=(samples, a.size)) * (b - a)
+    rho = (_flips(net, X, delta, rng).mean() + 1.0 / samples) / delta
+    return float(np.prod(b - a) * rho ** a.size)
+
+
+def balanced_cells(net: PLNet, lo, hi, cells: int, seed: int = 0, bins: int = 16) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``cells`` sub-boxes of [lo, hi] holding similar numbers of regions: repeatedly halve the box of
+    largest :func:`_region_mass` across its relatively longest side, at a seeded point between the
+    40% and 60% quantiles of the region mass of ``bins`` slabs of that side. Only the load balance
+    depends on these estimates; any cells give the same merged result."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    d = lo.size
+    rng = np.random.default_rng([seed, 3])
+    boxes = [(lo, hi, _region_mass(net, lo, hi, rng))]
+    while len(boxes) < cells:
+        a, b, _ = boxes.pop(int(np.argmax([m for _, _, m in boxes])))
+        i = int(np.argmax((b - a) / (hi - lo)))
+        delta = 0.05 * float(np.linalg.norm(b - a))
+        n = 32
+        X = a + rng.uniform(size=(bins * n, d)) * (b - a)
+        X[:, i] = a[i] + (np.repeat(np.arange(bins), n) + rng.uniform(size=bins * n)) / bins * (b[i] - a[i])
+        rho = (_flips(net, X, delta, rng).reshape(bins, n).mean(1) + 1.0 / n) / delta
+        mass = rho ** d
+        cum = np.concatenate([[0.0], np.cumsum(mass)]) / mass.sum()
+        u = float(np.interp(rng.uniform(0.4, 0.6), cum, np.linspace(0.0, 1.0, bins + 1)))
+        cut = a[i] + u * (b[i] - a[i])
+        b1, a2 = b.copy(), a.copy()
+        b1[i] = a2[i] = cut
+        boxes += [(a, b1, _region_mass(net, a, b1, rng)), (a2, b, _region_mass(net, a2, b, rng))]
+    return [(a, b) for a, b, _ in boxes]
+
+
 def box_cells(lo, hi, cells: int, seed: int = 0, walls=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Sub-boxes of [lo, hi]: ``walls`` (per axis, a list of interior cut positions) or about ``cells``
     boxes, cut along as many axes as needed, cuts jittered by up to a quarter of a step (seeded)."""
@@ -205,8 +253,12 @@ def _cone_net(net: PLNet, G: np.ndarray, c: np.ndarray) -> PLNet:
     return PLNet.from_torch(torch.nn.Sequential(*layers, net.to_torch()), (d,))
 
 
-def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions) -> dict:
-    """Enumerate one cell; returns its region pieces in the coordinates of ``net``."""
+def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None) -> dict:
+    """Enumerate one cell; returns its region pieces in the coordinates of ``net``, with each
+    piece's gradients and their rounding bounds (:func:`_gradients`: properties of the region, so
+    any piece's witness gives them), after checking that no network boundary on a piece touching
+    the cell's walls lies in one of ``walls`` (:func:`_wall_check`). Both run here, in parallel,
+    rather than in the merge."""
     from relulab import regions
 
     fn = regions.full_space
@@ -235,8 +287,13 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions) -> dict:
     new[keep] = torch.arange(int(keep.sum()))
     e = r.neighbours
     e = e[keep[e[:, 0]] & keep[e[:, 1]]]
-    return {"patterns": pats[keep].to(torch.int8), "points": xs[keep].to(torch.float64),
-            "bounded": None if bounded is None else bounded[keep], "edges": new[e], "touch": touch[keep],
+    pats, xs, touch = pats[keep].long(), xs[keep].to(torch.float64), touch[keep]
+    if walls and r.complete:
+        # a boundary inside a wall has regions on both sides whose pieces touch that wall
+        _wall_check(net, xs[touch], walls)
+    grad, err = _gradients(net, xs, pats) if pats.shape[0] else (torch.zeros(0, 0), None)
+    return {"patterns": pats.to(torch.int8), "points": xs, "grad": grad, "err": err,
+            "bounded": None if bounded is None else bounded[keep], "edges": new[e],
             "complete": bool(r.complete), "certified": bool(r.certified), "stopped_by": r.stopped_by,
             "seconds": time.perf_counter() - t0}
 
@@ -327,7 +384,7 @@ def _gradients(net: PLNet, xw: torch.Tensor, patterns: torch.Tensor):
     (the fan-ins summed over layers) and ``gamma_K = K u / (1 - K u)``, ``u = 2^-53``. The sum with
     absolute values is the Jacobian of the network with absolute weights under the same pattern."""
     R, d = xw.shape[0], net.input_dim
-    eye = torch.eye(d, dtype=xw.dtype).expand(R, d, d)
+    eye = torch.eye(d, dtype=xw.dtype)  # shared by the batch: carried unbatched as far as possible
     A = net.trace(xw, directions=eye, record=False).output_tangent.reshape(R, -1)
     absnet = _abs_net(net)
     if absnet is None:
@@ -339,13 +396,15 @@ def _gradients(net: PLNet, xw: torch.Tensor, patterns: torch.Tensor):
     return A, 2 * (K * u / (1 - K * u)) * P.abs()
 
 
-def _merge(net: PLNet, parts: list[dict], rd: bool):
+def _merge(parts: list[dict], rd: bool):
+    """Regions from the cells' pieces: one per pattern, with the first piece's witness; bounded
+    when every piece is; linear regions from the cells' adjacencies and gradients."""
     pats = torch.cat([p["patterns"] for p in parts])
     pts = torch.cat([p["points"] for p in parts])
     offs = np.cumsum([0] + [p["patterns"].shape[0] for p in parts])
     empty = torch.zeros(0, dtype=torch.bool)
     if pats.shape[0] == 0:
-        return pats.long(), pts, (empty if rd else None), 0, 0, empty, True
+        return pats.long(), pts, (empty if rd else None), 0, 0, True
     uniq, gid = torch.unique(pats, dim=0, return_inverse=True)
     R = uniq.shape[0]
     first = torch.full((R,), pats.shape[0], dtype=torch.long).scatter_reduce_(
@@ -355,29 +414,29 @@ def _merge(net: PLNet, parts: list[dict], rd: bool):
     if rd:
         b = torch.cat([p["bounded"] for p in parts])
         bounded = torch.ones(R, dtype=torch.bool).scatter_reduce_(0, gid, b, "amin")
-    edges = torch.cat([p["edges"] + int(o) for p, o in zip(parts, offs[:-1])]) if parts else torch.zeros(0, 2)
+    edges = torch.cat([p["edges"] + int(o) for p, o in zip(parts, offs[:-1])])
     ge = gid[edges.long()] if edges.numel() else torch.zeros(0, 2, dtype=torch.long)
     ge = ge[ge[:, 0] != ge[:, 1]]
     certain = True
     if ge.numel():
         # adjacent regions with equal gradients have one affine map (f is continuous across the facet)
-        A, err = _gradients(net, xw, uniq.long())
+        A = torch.cat([p["grad"] for p in parts if p["grad"].numel()])[first]
         diff = (A[ge[:, 0]] - A[ge[:, 1]]).abs()
-        if err is None:
+        if any(p["err"] is None for p in parts if p["grad"].numel()):
             same = (diff <= 1e-9 * (1 + A.abs().max())).all(1)
             certain = False
         else:
+            err = torch.cat([p["err"] for p in parts if p["grad"].numel()])[first]
             same = (diff <= err[ge[:, 0]] + err[ge[:, 1]]).all(1)
             # a difference inside the rounding bound that is not an exact zero: equality undecided
             certain = not bool((same & (diff > 0).any(1)).any())
         ge = ge[same]
     linear = _components(R, ge.numpy())
-    touch = torch.zeros(R, dtype=torch.long).index_add_(0, gid, torch.cat([p["touch"] for p in parts]).long()) > 0
-    return uniq.long(), xw, bounded, R, linear, touch, certain
+    return uniq.long(), xw, bounded, R, linear, certain
 
 
 # ------------------------------------------------------------------ driver
-def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progress, ray_timeout=None):
+def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progress, ray_timeout=None, walls=None):
     n = len(cells)
     if ray:
         from relulab.experiments.sweep import connect_ray
@@ -385,7 +444,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
         rr = connect_ray(address, workers, ray_timeout)
         ref = rr.put(net)
         remote = rr.remote(num_cpus=1)(_worker_cell_task)
-        refs = [remote.remote(ref, c, time_limit, max_regions) for c in cells]
+        refs = [remote.remote(ref, c, time_limit, max_regions, walls) for c in cells]
         pending = list(refs)
         while pending:
             _, pending = rr.wait(pending, num_returns=1)
@@ -394,7 +453,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
     if workers == 1:
         out = []
         for c in cells:
-            out.append(_cell_task(net, c, time_limit, max_regions))
+            out.append(_cell_task(net, c, time_limit, max_regions, walls))
             notify(progress, len(out), n, stage="cells")
         return out, 1
     import multiprocessing as mp
@@ -406,7 +465,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     out = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        for r in pool.map(_pool_task, [(net, c, time_limit, max_regions) for c in cells]):
+        for r in pool.map(_pool_task, [(net, c, time_limit, max_regions, walls) for c in cells]):
             out.append(r)
             notify(progress, len(out), n, stage="cells")
     return out, workers
@@ -415,7 +474,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
 def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers: int | None = None, ray: bool = False,
                      address: str | None = None, ray_timeout: float | None = None, seed: int = 0, walls=None, centre=None,
                      time_limit: float | None = None, max_regions: int | None = None,
-                     check_walls: bool = True, progress=None) -> SplitEnumeration:
+                     check_walls: bool = True, balance: bool = True, progress=None) -> SplitEnumeration:
     """Activation regions of ``net`` over ``box = (lo, hi)`` or all of R^d (``box=None``), enumerated
     in ``cells`` independent cells on ``workers`` local processes (1: in this process) or on Ray
     (``ray=True``; ``address`` joins a cluster, ``ray_timeout`` bounds a local start: see
@@ -423,8 +482,9 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
     ``linear_count`` and (R^d) the bounded/unbounded split equal those of the single-process
     enumeration. ``walls`` (box mode: per-axis cut positions) or ``centre`` (R^d: the apex of the
     cones, best not a vertex of the arrangement, where the cone networks are degenerate enough that
-    the engine may refuse) fix the cells; otherwise they are drawn from ``seed``. ``time_limit``/``max_regions``
-    apply per cell; any cell stopped early makes the result incomplete (and ``linear_count`` None).
+    the engine may refuse) fix the cells; otherwise they are drawn from ``seed`` (box: with
+    ``balance``, :func:`balanced_cells`, else the grid of :func:`box_cells`).
+    ``time_limit``/``max_regions`` apply per cell; any cell stopped early makes the result incomplete (and ``linear_count`` None).
     ``progress(done, total, stage="cells")`` is called as cells finish."""
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet, got {type(net).__name__}")
@@ -442,10 +502,11 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
         lo, hi = (np.broadcast_to(np.asarray(torch.as_tensor(v, dtype=torch.float64).cpu()), (d,)).copy() for v in box)
         if not (np.isfinite(lo).all() and np.isfinite(hi).all() and (lo < hi).all()):
             raise InvalidInputError("box needs finite bounds with lo < hi in every coordinate")
-        boxes = box_cells(lo, hi, cells, seed, walls)
+        boxes = (balanced_cells(net, lo, hi, cells, seed) if balance and walls is None and cells > 1
+                 else box_cells(lo, hi, cells, seed, walls))
         tasks = [("box", a, b) for a, b in boxes]
         wall_list = []
-        for i in range(d):
+        for i in range(d):  # every cut's whole hyperplane (a superset of the walls: a safe check)
             for v in sorted({float(a[i]) for a, _ in boxes} - {float(lo[i])}):
                 wall_list.append((np.eye(d)[i], v))
     else:
@@ -466,13 +527,11 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
                 wall_list.append((n, float(n @ c)))
         wall_list = list({(tuple(np.round(n * np.sign(n[np.argmax(abs(n))]), 12)), round(t * np.sign(
             n[np.argmax(abs(n))]), 12)): (n, t) for n, t in wall_list}.values())
-    parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress, ray_timeout)
+    parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress, ray_timeout,
+                             wall_list if check_walls else None)
     t1 = time.perf_counter()
-    patterns, xw, bounded, count, linear, touch, linear_certain = _merge(net, parts, box is None)
+    patterns, xw, bounded, count, linear, linear_certain = _merge(parts, box is None)
     complete = all(p["complete"] for p in parts)
-    if complete and check_walls:
-        # a boundary inside a wall has regions on both sides whose pieces touch that wall
-        _wall_check(net, xw[touch], wall_list)
     t2 = time.perf_counter()
     stopped = next((p["stopped_by"] for p in parts if not p["complete"]), None)
     res = SplitEnumeration(

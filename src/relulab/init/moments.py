@@ -217,10 +217,6 @@ def expected_gradient_bounds(n_in: int, widths, k: int, c: float | None = None, 
 # =============================================================================================
 # probing a model: exact Jacobian-vector products at every depth
 
-_SHAPE_ONLY = {"flatten", "unflatten", "identity", "dropout", "view", "reshape", "contiguous", "size",
-               "getattr", "getitem", "add"}
-
-
 class _Capture(fx.Interpreter):
     def __init__(self, gm, names):
         super().__init__(gm)
@@ -242,10 +238,6 @@ class _Structure:
     valid: list          # per record: whether Theorem 1 applies up to it
 
 
-def _width(m: nn.Module) -> int:
-    return int(getattr(m, "out_features", None) or getattr(m, "out_channels", 0))
-
-
 def _label(path: str, name: str) -> str:
     # paths are relative to the wrapper nn.Sequential(model); report them relative to the model
     if path == "0":
@@ -253,63 +245,63 @@ def _label(path: str, name: str) -> str:
     return path[2:] if path.startswith("0.") else (path or name)
 
 
-def _structure(ops: list[_Op]) -> _Structure:
+def _records(ops: list[_Op]) -> list[_Op]:
+    """The graph nodes whose outputs are measured: every max layer (activations, max-pools, maxout
+    modules) in execution order, then the output if it is not one of them."""
     by_name = {op.name: op for op in ops}
     out_op = next(op for op in ops if op.role == "output")
     if len(out_op.args) != 1:
         raise InvalidInputError("the model must return one tensor")
-    final = out_op.args[0]
-    record = [op.name for op in ops if op.role in ("act", "pool", "maxout")]
-    if final not in record and by_name[final].role != "input":
+    record = [op for op in ops if op.role in ("act", "pool", "maxout")]
+    final = by_name[out_op.args[0]]
+    if final not in record and final.role != "input":
         record.append(final)
     if not record:
         raise InvalidInputError("the model computes nothing from its input")
-    chain = all(len(op.args) <= 1 for op in ops) and all(
-        len(op.users) <= 1 for op in ops if op.role != "output")
-    valid, factors, pending = chain, [], None
-    snaps_f, snaps_v = {}, {}
-    for op in ops:
-        if op.role == "affine":
-            valid = valid and op.kind == "linear"
-            if pending is not None:
-                factors.append((pending.path, _width(pending.module), 1))
-            pending = op
-        elif op.role == "maxout":
-            if pending is not None:
-                factors.append((pending.path, _width(pending.module), 1))
-                pending = None
-            factors.append((f"{op.path}.linear", op.module.out_features, op.k))
-        elif op.role == "act" and op.kind == "groupmax":
-            if pending is None or _width(pending.module) % op.k:
-                valid = False
-            else:
-                factors.append((pending.path, _width(pending.module) // op.k, op.k))
-                pending = None
-        elif op.role in ("act", "pool", "other"):
-            valid = False
-        elif op.role == "neutral" and op.kind not in _SHAPE_ONLY:
-            valid = False
-        if op.name in record:
-            extra = [(pending.path, _width(pending.module), 1)] if pending is not None else []
-            snaps_f[op.name] = factors + extra
-            snaps_v[op.name] = valid
-    labels = [_label(by_name[nm].path, nm) for nm in record]
-    return _Structure(record, labels, [snaps_f[nm] for nm in record], [snaps_v[nm] for nm in record])
+    return record
+
+
+def _structure(records: list[_Op], net) -> _Structure:
+    """Records and the Theorem-1 chain up to each, from :func:`relulab.core.recognize.architecture` of the
+    model's PLNet ``net`` (None when it does not convert): Theorem 1 applies to a chain of linear layers each
+    followed by a maxout layer (any rank, ``GroupMax`` included) or by nothing (rank 1), on inputs of one
+    dimension; the chain's activated layers are the records before the output, in order."""
+    from relulab.core.recognize import architecture
+
+    names, labels = [op.name for op in records], [_label(op.path, op.name) for op in records]
+    arch = architecture(net) if net is not None else None
+    chain = arch.chain if arch is not None and arch.output_activation is None else ()
+    ends = [i for i, (_, _, act, _) in enumerate(chain) if act is not None]  # chain entry of each max layer
+    if not chain or len(ends) + 1 != len(records) or chain[-1][2] is not None:
+        return _Structure(names, labels, [[] for _ in records], [False] * len(records))
+    factors, valid = [], []
+    for stop in ends + [len(chain) - 1]:
+        part = chain[:stop + 1]
+        factors.append([(path, width, int(p) if act == "maxout" else 1) for path, width, act, p in part])
+        valid.append(all(act in (None, "maxout") for _, _, act, _ in part))
+    return _Structure(names, labels, factors, valid)
 
 
 class _Probe:
-    """One model prepared for batched jvp with outputs recorded after every max layer."""
+    """One model prepared for batched jvp with outputs recorded after every max layer, and its affine maps
+    as :class:`~relulab.core.plnet.PLNet` reads them (None when it does not convert: no bounds then)."""
 
-    def __init__(self, module: nn.Module, dtype, device):
+    def __init__(self, module: nn.Module, shape, dtype, device):
+        from relulab.core.errors import RelulabError
+        from relulab.core.plnet import PLNet
+
         root = nn.Sequential(module)  # a lone layer then stays one recognizable module
         root = root.to(device=device, dtype=dtype).eval()
         for p in root.parameters():
             p.requires_grad_(False)
         graph = _trace_graph(root)
-        self.ops = _classify(root, graph)
         self.gm = fx.GraphModule(root, graph)
-        self.structure = _structure(self.ops)
-        self.modules = dict(root.named_modules())
+        try:
+            self.net = (PLNet.from_torch(root, shape, dtype=torch.float64, device=device, verify=False)
+                        if len(shape) == 1 else None)
+        except RelulabError:
+            self.net = None
+        self.structure = _structure(_records(_classify(root, graph)), self.net)
 
     def jvp(self, x: torch.Tensor, u: torch.Tensor) -> list[torch.Tensor]:
         names = self.structure.names
@@ -324,13 +316,15 @@ class _Probe:
         return list(tangents)
 
     def weight_stats(self) -> dict:
-        """Sum of squared weights, count and whether the bias is zero, for every chain layer."""
+        """Sum of squared weights, count and whether the bias is zero, for every chain layer (the affine
+        maps the network computes, read off its PLNet)."""
         stats = {}
+        layers = {} if self.net is None else {n.name: n.layer for n in self.net.nodes[1:]}
         for factors in self.structure.factors:
             for path, _, _ in factors:
                 if path in stats:
                     continue
-                m = self.modules[path]
+                m = layers[path]
                 zero_bias = m.bias is None or bool((m.bias == 0).all())
                 stats[path] = (float((m.weight.double() ** 2).sum()), m.weight.numel(), zero_bias)
         return stats
@@ -553,7 +547,7 @@ def gradient_moments(model, input_shape=None, *, x=None, directions="random", n_
     sq_all, stats_all, struct, widths = [], {}, None, None
     offset = 0
     for i in range(models.n_inits):
-        probe = _Probe(first if i == 0 else models.get(i), dtype, device)
+        probe = _Probe(first if i == 0 else models.get(i), shape, dtype, device)
         if struct is None:
             struct = probe.structure
         elif len(probe.structure.names) != len(struct.names):
@@ -590,8 +584,7 @@ def gradient_moments(model, input_shape=None, *, x=None, directions="random", n_
     fourth_mean, fourth_se = _mean_se(sq ** 2)
     norm_mean, norm_se = _mean_se(np.sqrt(sq))
     layers, zero_bias = _realized_layers(struct, stats_all)
-    valid = [v and len(shape) == 1 for v in struct.valid]
-    struct.valid = valid
+    valid = list(struct.valid)
     sq_lo, sq_hi = _bounds_per_depth(struct, layers, 1)
     f_lo, f_hi = _bounds_per_depth(struct, layers, 2)
     n_lo, n_hi = _bounds_per_depth(struct, layers, 0.5)
@@ -711,7 +704,7 @@ def curve_length_distortion(model, input_shape=None, *, curve: str = "segment", 
     struct, widths, stats_all, in_len = None, None, {}, []
     for i in range(models.n_inits):
         module = first if i == 0 else models.get(i)
-        probe = _Probe(module, dtype, device)
+        probe = _Probe(module, shape, dtype, device)
         struct = struct or probe.structure
         for path, (s_, c_, z_) in probe.weight_stats().items():
             s0, c0, z0 = stats_all.get(path, (0.0, 0, True))
@@ -764,7 +757,6 @@ def curve_length_distortion(model, input_shape=None, *, curve: str = "segment", 
     length_mean, length_se = _mean_se(vals[:, :, 0])
     dist_mean, dist_se = _mean_se(vals[:, :, 1])
     layers, _ = _realized_layers(struct, stats_all)
-    struct.valid = [v and len(shape) == 1 for v in struct.valid]
     lo, hi = _bounds_per_depth(struct, layers, 0.5)
     _, sq_hi = _bounds_per_depth(struct, layers, 1)
     return CurveLengthDistortion(

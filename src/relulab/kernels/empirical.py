@@ -598,33 +598,33 @@ def _panels(setup, structured, K, X1, X2, sym, trace, o, P, c1, c2, mirror):
     contracted against the whole panel. Symmetric kernels: only columns from the panel's first row on,
     the panel's own columns taken from the panel, the rest mirrored."""
     n1, n2 = X1.shape[0], X2.shape[0]
+
+    def chunks(lo, hi):
+        return [(j, min(hi, j + c2)) for j in range(lo, hi, c2)]
+
     for i0 in range(0, n1, c1):
         i1 = min(n1, i0 + c1)
         if structured is None:  # one (rows, o, P) tensor: one large product per column chunk
             panel = torch.empty(i1 - i0, o, P, dtype=setup.dtype, device=setup.device)
-            for s0 in range(i0, i1, c2):
-                _jacobian_features(setup, X1[s0:min(i1, s0 + c2)], out=panel[s0 - i0:min(i1, s0 + c2) - i0])
+            for s0, s1 in chunks(i0, i1):
+                _jacobian_features(setup, X1[s0:s1], out=panel[s0 - i0:s1 - i0])
             parts = [(i0, i1, panel)]
         else:  # structured features stay per sub-chunk
-            parts = [(s0, min(i1, s0 + c2), structured.features(X1[s0:min(i1, s0 + c2)])) for s0 in range(i0, i1, c2)]
-        start = i0 if sym else 0
-        for j0 in range(start, n2, c2):
-            j1 = min(n2, j0 + c2)
-            if sym and j0 < i1:  # columns inside the panel: its own features
-                if structured is None:
-                    F2 = parts[0][2][j0 - i0:j1 - i0]
-                else:
-                    F2 = None
-                    j1 = min(j1, i1)
-            else:
+            parts = [(s0, s1, structured.features(X1[s0:s1])) for s0, s1 in chunks(i0, i1)]
+        # symmetric: the panel's own columns in the chunks its features were made in (the last one ends at
+        # the panel's end, wherever c2 falls), then the columns after it, mirrored; else every column
+        inside = chunks(i0, i1) if sym else []
+        for j0, j1 in inside + chunks(i1 if sym else 0, n2):
+            own = j1 <= i1 and sym
+            if not own:
                 F2 = _jacobian_features(setup, X2[j0:j1]) if structured is None else structured.features(X2[j0:j1])
+            elif structured is None:
+                F2 = parts[0][2][j0 - i0:j1 - i0]
+            else:
+                F2 = next(F for a0, _, F in parts if a0 == j0)
             for r0, r1, F1 in parts:
                 with torch.no_grad():
-                    if structured is None:
-                        blk = _jacobian_block(F1, F2, trace)
-                    else:
-                        G = F2 if F2 is not None else next(F for a0, _, F in parts if a0 == j0)
-                        blk = structured.block(F1, G, trace)
+                    blk = _jacobian_block(F1, F2, trace) if structured is None else structured.block(F1, F2, trace)
                 K[r0:r1, j0:j1] = blk
-                if sym and j0 >= i1:
+                if not own and sym:
                     K[j0:j1, r0:r1] = mirror(blk)

@@ -7,7 +7,8 @@ Brechet, Papagiannouli, An and Montufar).
 from relulab._lazy import exports as _exports
 
 _EXPORTS = {
-    "whiten": "dropout", "expected_loss": "dropout", "induced_regularizer": "dropout", "enumerate_masks": "dropout",
+    "decay_rate": "dropout", "whiten": "dropout", "expected_loss": "dropout", "induced_regularizer": "dropout",
+    "enumerate_masks": "dropout",
     "monte_carlo_loss": "dropout", "MonteCarloEstimate": "dropout", "global_minimizers": "dropout",
     "DropoutMinimum": "dropout", "dropout_hessian": "dropout", "dropout_flow": "dropout", "DropoutFlow": "dropout",
     "bures_wasserstein": "bures", "bw_loss": "bures", "bw_gradient": "bures", "bw_hessian": "bures",

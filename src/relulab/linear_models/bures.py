@@ -35,6 +35,9 @@ smooth for tau > 0, with 0 <= L_tau - L <= 2 d0 tau. Its critical points are, fo
 size at most min(k, d0) with lambda_i > tau, W W^T = sum_{i in I} (lambda_i - tau^2 / lambda_i) u_i u_i^T
 (the other columns zero), with value sum_{i not in I} lambda_i + sum_{i in I} (2 tau - tau^2 / lambda_i);
 their Morse indices come from the exact Hessian (Daleckii-Krein derivative of the inverse square root).
+They equal #{(i in I, j not in I) : lambda_j > lambda_i} + (d0 - |I|) #{j not in I : lambda_j > tau}: besides
+the swaps of the unperturbed loss, a zero column moved by eps u_j changes L_tau by eps^2 (1 - lambda_j / tau)
+to second order (tested against the exact Hessian).
 
 **Flows.** Gradient flow of L_tau over the factors (scipy solve_ivp) and gradient descent with a fixed
 step; the checks: the loss never increases, the limit is a critical point (gradient norm, nearest
@@ -397,9 +400,12 @@ def bw_train(Sigma0, widths, *, tau: float = 0.01, method: str = "flow", t_max: 
         th = theta0.copy()
         rec, ts = [th.copy()], [0]
         for s in range(1, steps + 1):
-            th = th - lr * grads(th)[0]
-            if not np.isfinite(th).all():
-                raise InvalidInputError(f"lr = {lr:g} makes gradient descent diverge; use a smaller step")
+            try:
+                th = th - lr * grads(th)[0]
+            except DegenerateGeometryError:
+                th = th * np.nan  # the iterates blew up past what the square root resolves
+            if not np.isfinite(th).all() or float(np.abs(th).max()) > 1e150:
+                raise InvalidInputError(f"lr = {lr:g} makes gradient descent diverge (step {s}); use a smaller step")
             if s % every == 0 or s == steps:
                 rec.append(th.copy())
                 ts.append(s)
@@ -409,20 +415,30 @@ def bw_train(Sigma0, widths, *, tau: float = 0.01, method: str = "flow", t_max: 
     b0 = balance(unpack(thetas[0]))
     b1 = balance(unpack(thetas[-1]))
     drift = max((float(np.abs(x - y).max()) for x, y in zip(b0, b1)), default=0.0)
-    crit = bw_critical_points(S0, min(widths), tau=tau, latent_dim=widths[0])
+    lam = np.sort(np.linalg.eigvalsh(S0))[::-1]
+
+    def value_of(I):
+        return float(lam[[j for j in range(n) if j not in I]].sum() + sum(2 * tau - tau * tau / lam[i] for i in I))
+
+    try:
+        crit = bw_critical_points(S0, min(widths), tau=tau, latent_dim=widths[0])
+        global_value, second_value = crit.global_value, crit.second_value
+    except ResourceLimitError:
+        # too many subsets to list: the global value from the top subset (the values decrease as a subset
+        # gains an eigenvalue above tau and as its eigenvalues grow), the second value unknown
+        top = tuple(i for i in range(min(min(widths), widths[0], n)) if lam[i] > tau)
+        global_value, second_value = value_of(top), math.nan
     Wf = _product(unpack(thetas[-1]))
     cov = Wf @ Wf.T
-    subset = _subset_of(cov, S0, crit.eigenvalues, tau)
-    limit_value = float(crit.eigenvalues[[j for j in range(n) if j not in subset]].sum()
-                        + sum(2 * tau - tau * tau / crit.eigenvalues[i] for i in subset))
-    scale = max(1.0, abs(crit.global_value))
+    subset = _subset_of(cov, S0, lam, tau)
+    limit_value = value_of(subset)
+    scale = max(1.0, abs(global_value))
     return BWTrajectory(method=method, times=times, losses=losses, grad_norms=gnorms, widths=widths, tau=tau,
                         monotone=bool(np.all(np.diff(losses) <= 1e-12 * scale)), balance_drift=drift,
                         limit_subset=subset, limit_value=limit_value, value_error=abs(float(losses[-1]) - limit_value),
-                        initial_loss=float(losses[0]), global_value=crit.global_value,
-                        second_value=crit.second_value,
-                        reached_global=bool(abs(float(losses[-1]) - crit.global_value) <= 1e-6 * scale),
-                        started_below_second=bool(losses[0] < crit.second_value), final_covariance=cov,
+                        initial_loss=float(losses[0]), global_value=global_value, second_value=second_value,
+                        reached_global=bool(abs(float(losses[-1]) - global_value) <= 1e-6 * scale),
+                        started_below_second=bool(losses[0] < second_value), final_covariance=cov,
                         complete=complete, seconds=time.perf_counter() - t0)
 
 

@@ -19,7 +19,7 @@ a_i = column i of W2, b_i = row i of W1 and ``keep`` = p (the probability that a
       E L = L0 + c2 sum_i |a_i|^2 b_i^T C b_i + c1 (1 + c2) sum_i |a_i|^2 sum_j B_ij^2 C_jj.
 
   When C is diagonal (for example whitened data) both sums are equal and DropConnect is dropout with
-  c = 1 / (p1 p2) - 1.
+  c = 1 / (p1 p2) - 1. ``keep=(p, 1.0)`` drops the first layer's weights only, ``(1.0, p)`` the second's.
 
 **Global minimizers.** With C positive definite put W' = W C^{1/2}, M = (Y^T X / N) C^{-1/2}; then
 E L = const + |M - W2 W1'|^2 + c sum_i |a_i|^2 |b_i'|^2. For any W of rank <= h, the smallest value of
@@ -54,7 +54,8 @@ from relulab.core.errors import InvalidInputError, ResourceLimitError
 from relulab.linear_models import _inputs
 from relulab.results import Result
 
-__all__ = ["whiten", "expected_loss", "induced_regularizer", "enumerate_masks", "monte_carlo_loss", "MonteCarloEstimate",
+__all__ = ["decay_rate", "whiten", "expected_loss", "induced_regularizer", "enumerate_masks", "monte_carlo_loss",
+           "MonteCarloEstimate",
            "global_minimizers", "DropoutMinimum", "dropout_hessian", "dropout_flow", "DropoutFlow"]
 
 _KINDS = ("dropout", "dropconnect")
@@ -533,25 +534,27 @@ def dropout_flow(X, Y, width: int, *, keep=0.5, kind: str = "dropout", perturbat
     times = sol.t
     theta_end = thetas[-1]
     mu, null, ev = _positive_floor(_hessian(P, theta_end[:h * d].reshape(h, d), theta_end[h * d:].reshape(r, h)))
-    rate, window = _tail_rate(times, gaps, floor=1e-14 * max(1.0, abs(m.value)))
+    rate, window = decay_rate(times, gaps, floor=1e-14 * max(1.0, abs(m.value)))
     return DropoutFlow(times=times, gaps=gaps, measured_rate=rate, rate_bound=2 * mu, mu=mu, mu_start_minimizer=mu0,
                        null_dimension=null, hessian_eigenvalues=ev, minimum=m.value, final_gap=float(gaps[-1]),
                        fit_window=window, width=h, kind=kind, keep=m.keep, perturbation=perturbation,
                        complete=bool(sol.status == 0), seconds=time.perf_counter() - t0)
 
 
-def _tail_rate(times, gaps, floor):
-    """Slope of -log(gap) fitted over the last third of the stretch where the gap is above ``floor`` (the
-    slowest mode dominates only at the end)."""
-    ok = np.nonzero(gaps > floor)[0]
+def decay_rate(times, values, floor: float) -> tuple[float, tuple]:
+    """The exponential decay rate of a positive sequence: minus the least-squares slope of log(value) against
+    time over the last third of the stretch where the value stays above ``floor`` (the slowest mode
+    dominates only at the end); returns (rate, (first time, last time) of the fit), NaN when fewer than
+    three points qualify."""
+    times, values = np.asarray(times, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    ok = np.nonzero(values > floor)[0]
     if ok.size < 4:
         return math.nan, (math.nan, math.nan)
     last = int(ok[-1])
-    good = np.nonzero(gaps[: last + 1] > floor)[0]
-    first = int(good[(2 * len(good)) // 3])
+    first = int(ok[(2 * len(ok)) // 3])
     sel = np.arange(first, last + 1)
-    sel = sel[gaps[sel] > floor]
+    sel = sel[values[sel] > floor]
     if sel.size < 3:
         return math.nan, (math.nan, math.nan)
-    slope = np.polyfit(times[sel], np.log(gaps[sel]), 1)[0]
+    slope = np.polyfit(times[sel], np.log(values[sel]), 1)[0]
     return float(-slope), (float(times[sel[0]]), float(times[sel[-1]]))

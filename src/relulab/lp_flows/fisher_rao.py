@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
+from relulab.linear_models import decay_rate
 from relulab.results import Result
 
 __all__ = ["LinearProgram", "linear_program", "lp_geometry", "LPGeometry", "entropic_solution",
@@ -360,22 +361,8 @@ def fisher_rao_flow(A, b, c, *, x0=None, t_max: float | None = None, points: int
         idx = np.unique(np.linspace(1, len(times) - 1, int(check_entropic)).astype(int))
         ent_err = max(float(np.abs(_entropic(lp, float(times[i]), x0) - X[i]).max()) for i in idx)
     floor = (1e-250 if geo.rate is not None else 1e-11) * max(1.0, abs(geo.optimum))
-    rate, window = _tail_rate(times, gaps, floor)
+    rate, window = decay_rate(times, gaps, floor)
     return FisherRaoFlow(times=times, x=X, gaps=gaps, optimum=geo.optimum, x_star=geo.x_star, measured_rate=rate,
                          predicted_rate=geo.rate, rate_reason=geo.reason, kl_bound_holds=kl_ok, kl_x_star=kl,
                          entropic_error=ent_err, constraint_error=float(np.abs(X @ A.T - b).max()),
                          fit_window=window, complete=bool(sol.status == 0), seconds=time.perf_counter() - t0)
-
-
-def _tail_rate(times, gaps, floor):
-    ok = np.nonzero(gaps > floor)[0]
-    if ok.size < 4:
-        return math.nan, (math.nan, math.nan)
-    last = int(ok[-1])
-    first = int(ok[(2 * len(ok)) // 3])
-    sel = np.arange(first, last + 1)
-    sel = sel[gaps[sel] > floor]
-    if sel.size < 3:
-        return math.nan, (math.nan, math.nan)
-    slope = np.polyfit(times[sel], np.log(gaps[sel]), 1)[0]
-    return float(-slope), (float(times[sel[0]]), float(times[sel[-1]]))

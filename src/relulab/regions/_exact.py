@@ -237,24 +237,11 @@ def exact_chain(net):
     """The layers of a chain network (every node reads the one before) as exact integer tables:
     ``("affine", W, eW, b, eb)`` or ``("max", index, coef, ec, valid)``; None for other graphs
     (residual additions) or layers without an affine matrix."""
-    from relulab.core.layers import Affine, MaxUnits
-
     if not all(nd.inputs == (i - 1,) for i, nd in enumerate(net.nodes) if i > 0):
         return None
-    tabs = []
-    for nd in net.nodes[1:]:
-        lay = nd.layer
-        if isinstance(lay, MaxUnits):
-            cf, ec = dyadic(lay.coef)
-            tabs.append(("max", lay.index.cpu().numpy(), cf, ec, lay.valid.cpu().numpy()))
-        elif isinstance(lay, Affine):
-            W, b = lay.dense()
-            Wi, eW = dyadic(W)
-            bi, eb = dyadic(b)
-            tabs.append(("affine", Wi, eW, bi, eb))
-        else:
-            return None
-    return tabs
+    tabs = exact_tables(net, max_entries=math.inf)
+    # a reshape is the identity on flattened features
+    return None if tabs is None else [t for t in tabs[1:] if t[0] != "reshape"]
 
 
 def exact_affine(tab, Z: np.ndarray, e: int) -> tuple[np.ndarray, int]:
@@ -267,3 +254,91 @@ def exact_affine(tab, Z: np.ndarray, e: int) -> tuple[np.ndarray, int]:
         Y = Y * (1 << (E - e - eW))
     Y[:, 0] = Y[:, 0] + b * (1 << (E - eb))
     return Y, E
+
+
+# ---------------------------------------------------------------------------- exact networks (DAGs)
+_EXACT_TABLE_ENTRIES = 5 * 10**6  # dense weight entries the exact tables may hold (Python integers)
+
+
+def exact_tables(net, max_entries: int = _EXACT_TABLE_ENTRIES):
+    """Every node of a network (chains and residual DAGs) as exact integer tables, for pushing
+    exact affine functions through it: ``("input",)``, ``("affine", W, eW, b, eb)`` (``W`` dense,
+    integers over ``2**eW``), ``("max", index, coef, ec, valid)``, ``("add",)``. None when the dense
+    weights would exceed ``max_entries`` entries (convolutions are expanded to their matrices)."""
+    from relulab.core.layers import Add, Affine, MaxUnits, Reshape
+
+    total = sum(int(math.prod(nd.layer.in_shape)) * int(math.prod(nd.layer.out_shape))
+                for nd in net.nodes[1:] if isinstance(nd.layer, Affine) and not isinstance(nd.layer, Reshape))
+    if total > max_entries:
+        return None
+    tabs = [("input",)]
+    for nd in net.nodes[1:]:
+        lay = nd.layer
+        if isinstance(lay, MaxUnits):
+            cf, ec = dyadic(lay.coef)
+            tabs.append(("max", lay.index.cpu().numpy(), cf, ec, lay.valid.cpu().numpy()))
+        elif isinstance(lay, Add):
+            tabs.append(("add",))
+        elif isinstance(lay, Reshape):
+            tabs.append(("reshape",))
+        elif isinstance(lay, Affine):
+            W, b = lay.dense()
+            Wi, eW = dyadic(W)
+            bi, eb = dyadic(b)
+            tabs.append(("affine", Wi, eW, bi, eb))
+        else:
+            return None
+    return tabs
+
+
+def _align(Z: np.ndarray, e: int, E: int) -> np.ndarray:
+    return Z if E == e else Z * (1 << (E - e))
+
+
+def exact_pieces(net, tabs, a, b, pattern, layer: int):
+    """Exact pieces of max layer ``layer`` along the segment ``x(t) = a + t (b - a)`` under the
+    activation pattern ``pattern`` (winners of the earlier max layers are taken from it).
+
+    Returns ``(P, e)``: ``P`` (units, K, 2) Python integers with piece ``k`` of unit ``j`` equal to
+    ``(P[j, k, 0] + t P[j, k, 1]) / 2**e`` exactly (invalid pieces hold zeros; see ``tabs``'s
+    ``valid``). ``tabs`` from :func:`exact_tables`."""
+    A, ea = dyadic(a)
+    B, eb = dyadic(b)
+    e = max(ea, eb)
+    A, B = _align(A.reshape(-1), ea, e), _align(B.reshape(-1), eb, e)
+    vals = {0: (np.stack([A, B - A], 1), e)}
+    pat = [int(x) for x in (pattern.tolist() if hasattr(pattern, "tolist") else pattern)]
+    offs = net.unit_offsets
+    last_use = {}
+    for i, nd in enumerate(net.nodes):
+        for j in nd.inputs:
+            last_use[j] = i
+    m = 0
+    for i, nd in enumerate(net.nodes[1:], 1):
+        tab = tabs[i]
+        kind = tab[0]
+        if kind == "add":
+            (Za, ea_), (Zb, eb_) = vals[nd.inputs[0]], vals[nd.inputs[1]]
+            E = max(ea_, eb_)
+            vals[i] = (_align(Za, ea_, E) + _align(Zb, eb_, E), E)
+        elif kind == "reshape":
+            vals[i] = vals[nd.inputs[0]]
+        elif kind == "affine":
+            Z, ez = vals[nd.inputs[0]]
+            vals[i] = exact_affine(tab, Z, ez)
+        else:
+            _, index, coef, ec, valid = tab
+            Z, ez = vals[nd.inputs[0]]
+            if m == layer:
+                P = Z[index] * coef[..., None]  # (U, K, 2)
+                P[~valid] = 0
+                return P, ez + ec
+            U = index.shape[0]
+            w = np.array(pat[offs[m]:offs[m] + U], dtype=np.int64)
+            r = np.arange(U)
+            vals[i] = (Z[index[r, w]] * coef[r, w][:, None], ez + ec)
+            m += 1
+        for j in nd.inputs:
+            if last_use.get(j) == i:
+                vals.pop(j, None)
+    raise InvalidInputError(f"the network has no max layer {layer}")

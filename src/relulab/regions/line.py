@@ -71,7 +71,8 @@ import torch
 
 from relulab.core.budgets import check_budget
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
-from relulab.core.layers import Add, AvgPool, ChannelScale, Conv, Dense, MaxUnits, Reshape
+from relulab.core.layers import Add, ChannelScale, Conv, Dense, MaxUnits, Reshape
+from relulab.progress import notify
 from relulab.results import RegionResult
 
 __all__ = ["on_line", "LinePartition", "LineBatch"]
@@ -326,32 +327,6 @@ class _Overflow(Exception):
     """A float64 value of the walk is not finite."""
 
 
-def _abs_operator(layer):
-    """``z -> |L| z`` for an affine layer ``z -> L z + b`` (entrywise absolute value of ``L``), in
-    float64: with ``z >= 0`` a bound on the magnitudes summed inside ``L z``, hence on its rounding
-    error (only the order of magnitude matters)."""
-    f32 = _MAG
-    if isinstance(layer, Reshape):
-        return lambda z: z
-    if isinstance(layer, AvgPool):
-        return layer.linear  # nonnegative weights
-    if isinstance(layer, Dense):
-        w = layer.weight.abs().to(f32).T.contiguous()
-        return lambda z: z @ w
-    if isinstance(layer, ChannelScale):
-        sc = layer.scale.abs().to(f32).reshape(1, -1, *([1] * (len(layer.in_shape) - 1)))
-        return lambda z: (z.reshape(z.shape[0], *layer.in_shape) * sc).reshape(z.shape[0], -1)
-    if isinstance(layer, Conv):
-        import copy
-
-        twin = copy.copy(layer)
-        twin.weight = layer.weight.abs().to(f32)
-        return twin.linear
-    W, _ = layer.dense()  # any other affine layer: through its matrix
-    Wa = W.abs().to(f32).T.contiguous()
-    return lambda z: z @ Wa
-
-
 def _change_operator(layer):
     """Which outputs of an affine layer can change when the given inputs change, (R, n_in) bool ->
     (R, n_out) bool; over-approximations are safe (they only cost sharing)."""
@@ -378,15 +353,16 @@ def _change_operator(layer):
             y = pool(x, k, stride=conf["stride"], dilation=conf["dilation"]) > 0
             return y.expand(R, c_out, *y.shape[2:]).reshape(R, -1)
         return op
-    absop = _abs_operator(layer)
-    return lambda m: absop(m.to(_MAG)) > 0
+    return lambda m: layer.abs_linear(m.to(_MAG)) > 0
 
 
 class _Walk:
     """Layer-by-layer refinement of intervals on ``S`` segments (see the module docstring)."""
 
-    def __init__(self, net, rtol, ttol, on_degenerate, max_regions, time_limit, batch_rows, memory):
+    def __init__(self, net, rtol, ttol, on_degenerate, max_regions, time_limit, batch_rows, memory,
+                 progress=None):
         self.net = net
+        self.progress = progress
         self.rtol, self.ttol = float(rtol), float(ttol)
         self.on_degenerate = on_degenerate
         self.max_regions = max_regions
@@ -401,10 +377,7 @@ class _Walk:
         self.last_use = last_use
         self.max_of_node = {node: l for l, node in enumerate(net.max_layers)}
         affine = [i for i, n in enumerate(self.nodes) if i > 0 and not isinstance(n.layer, (MaxUnits, Add))]
-        self.abs_linear = {i: _abs_operator(self.nodes[i].layer) for i in affine}
         self.change_op = {i: _change_operator(self.nodes[i].layer) for i in affine}
-        self.abs_bias = {i: self.nodes[i].layer.bias.abs().to(_MAG) for i in affine
-                         if self.nodes[i].layer.bias is not None}
         # per max layer: indices/coefs with invalid pieces replaced by piece 0 (an identical copy
         # never wins: ties go to the lowest index and a copy never ends strictly above its original)
         self.fixed = []
@@ -476,6 +449,14 @@ class _Walk:
                 break
         return self
 
+    def _report(self):
+        """Tell the progress callback how many regions are found and how far along the segments."""
+        if self.progress is not None and self.leaves:
+            seg, _, t1 = self.leaves[-1][:3]
+            S = max(1, self.a.shape[0])
+            notify(self.progress, self.n_leaves, None, regions=self.n_leaves,
+                   covered=round((float(seg[-1]) + float(t1[-1])) / S, 4))
+
     def _check_budget(self):
         if self.deadline is not None and time.perf_counter() > self.deadline:
             self.stopped_by = "time_limit"
@@ -505,10 +486,10 @@ class _Walk:
                 R = V.shape[0]
                 Y = layer.linear(torch.cat([V, T], 0))
                 Vn, Tn = Y[:R], Y[R:]
-                Nn = self.abs_linear[i](N)
+                # |L| N + |b| bounds the magnitudes summed into the values (their rounding scale)
+                Nn = layer.magnitude(N)
                 if layer.bias is not None:
                     Vn = Vn + layer.bias
-                    Nn = Nn + self.abs_bias[i]
                 Zn = Z if isinstance(layer, (Reshape, ChannelScale)) else None
                 vals[i] = (Vn, Tn, Zn, Nn)
                 if a_id in chg:
@@ -875,6 +856,7 @@ class _Walk:
             lft = left[:n]
             self.leaves.append((st["seg"][rows_n], lft, right[:n], yv[:n] + lft[:, None] * yt[:n], yt[:n]))
             self.n_leaves += n
+            self._report()
         if self.stopped:
             raise _Stop
 
@@ -1036,6 +1018,7 @@ class _Walk:
             self.last_pattern = pat[-1].clone()
             self.leaves.append((seg, t0, t1, V + t0[:, None] * T, T))
             self.n_leaves += n
+            self._report()
         if self.stopped:
             raise _Stop
 
@@ -1096,6 +1079,9 @@ class _ExactWalk:
         except _Stop:
             self.stopped = True
         return self
+
+    def _report(self):  # the exact walk is a check: its progress is the float walk's
+        pass
 
     def _walk(self, s, t0, t1, Z, e, k, pat, out, zrow):
         """``zrow``: rows of ``Z`` that are structurally zero (a zero-coefficient winner), or None."""
@@ -1412,15 +1398,27 @@ def _certified_walk(net, a, b, kw, certify):
         if tabs is None:
             raise unsure
         overflow = True  # no float walk to compare with: the exact walk is the result
-    if not overflow and certify is None:
+    if not overflow:
         if walk.stopped:
-            return walk, False
-        weights = sum(int(math.prod(getattr(n.layer, "in_shape", (1,)))) * int(math.prod(getattr(
-            n.layer, "out_shape", (1,)))) for n in net.nodes[1:])
-        if walk.n_leaves * (weights + 20 * net.n_units) > _CERTIFY_WORK:
-            return walk, False
+            if certify is None:
+                return walk, False
+        else:
+            notify(kw.get("progress"), walk.n_leaves, None, regions=walk.n_leaves, stage="certifying")
+            outcome = _filter_certify(net, a, b, walk)
+            walk.cert = outcome
+            if outcome.ok:
+                return walk, True
+            if outcome.ok is None and certify is None:
+                weights = sum(int(math.prod(getattr(n.layer, "in_shape", (1,)))) * int(math.prod(getattr(
+                    n.layer, "out_shape", (1,)))) for n in net.nodes[1:])
+                if walk.n_leaves * (weights + 20 * net.n_units) > _CERTIFY_WORK:
+                    return walk, False
     tabs = exact_chain(net)
     if tabs is None:
+        if walk is not None and getattr(walk, "cert", None) is not None and walk.cert.ok is False:
+            raise DegenerateGeometryError(
+                f"float64 cannot decide the regions along these segments ({walk.cert.reason}) and the exact "
+                f"walk handles chains of affine and max layers only (this network has residual additions)")
         if certify is True or overflow:
             raise (DegenerateGeometryError if overflow else InvalidInputError)(
                 "exact certification handles chains of affine and max layers only (this network has "
@@ -1449,7 +1447,21 @@ def _certified_walk(net, a, b, kw, certify):
 
 
 
-_CERTIFY_WORK = 2_000_000  # exact work (regions x (weights + 20 units)) the default certifies
+_CERTIFY_WORK = 2_000_000  # exact-walk work (regions x (weights + 20 units)) the default spends
+
+
+def _filter_certify(net, a, b, walk):
+    """The float walk's intervals checked by filtered predicates (:mod:`relulab.regions._line_cert`)."""
+    from relulab.regions._line_cert import certify_segments
+
+    dev = a.device
+    if walk.n_leaves == 0:
+        from relulab.regions._line_cert import CertOutcome
+
+        return CertOutcome(True)
+    seg, t0, t1 = (torch.cat([leaf[k] for leaf in walk.leaves]) for k in range(3))
+    deltas = torch.cat(walk.deltas, 0) if walk.deltas else torch.zeros(0, 3, dtype=torch.long, device=dev)
+    return certify_segments(net, a, b, seg, t0, t1, walk.base, deltas)
 
 
 def _check_tol(name, v, dtype):
@@ -1465,7 +1477,7 @@ def _check_tol(name, v, dtype):
 def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = None,
             time_limit: float | None = None, on_degenerate: str = "raise", rtol: float | None = None,
             ttol: float | None = None, input_maps: bool | None = None, batch_rows: int | None = None,
-            memory: int = _DEFAULT_MEMORY, certify: bool | None = None):
+            memory: int = _DEFAULT_MEMORY, certify: bool | None = None, progress=None):
     from relulab.core.plnet import PLNet
     from relulab.core.threads import threads_for
 
@@ -1480,13 +1492,13 @@ def on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = N
     with torch.no_grad(), threads_for(per_op):
         return _on_line(net, a, b, closed=closed, max_regions=max_regions, time_limit=time_limit,
                         on_degenerate=on_degenerate, rtol=rtol, ttol=ttol, input_maps=input_maps,
-                        batch_rows=batch_rows, memory=memory, certify=certify)
+                        batch_rows=batch_rows, memory=memory, certify=certify, progress=progress)
 
 
 def _on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = None,
              time_limit: float | None = None, on_degenerate: str = "raise", rtol: float | None = None,
              ttol: float | None = None, input_maps: bool | None = None, batch_rows: int | None = None,
-             memory: int = _DEFAULT_MEMORY, certify: bool | None = None):
+             memory: int = _DEFAULT_MEMORY, certify: bool | None = None, progress=None):
     """Exact activation regions along a segment, a polyline, or many segments at once.
 
     * ``on_line(net, a, b)`` with ``a``, ``b`` one input each: the segment ``a + t (b - a)``,
@@ -1511,6 +1523,9 @@ def _on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = 
     never. ``certified`` on the result says whether it happened. A float64 overflow (segments near
     1e308, or values beyond it) is settled exactly where certification is allowed, else raises
     :class:`DegenerateGeometryError`.
+    ``progress``: a callback ``progress(done, total, **info)`` (:mod:`relulab.progress`), called as
+    regions are found with ``done`` = regions so far, ``total`` None, ``regions`` and ``covered``
+    (the fraction of the segments walked), then once with ``stage="certifying"``.
     ``input_maps``: compute ``A``, ``c`` (None: when count * out * d <= 2e7). ``batch_rows``,
     ``memory``: intervals processed together (default: from a budget of ``memory`` bytes).
 
@@ -1557,7 +1572,7 @@ def _on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = 
         return (x.dim() == len(shp) + 1 and tuple(x.shape[1:]) == shp) or (x.dim() == 2 and x.shape[1] == d)
 
     kw = dict(rtol=rtol, ttol=ttol, on_degenerate=on_degenerate, max_regions=max_regions,
-              time_limit=time_limit, batch_rows=batch_rows, memory=memory)
+              time_limit=time_limit, batch_rows=batch_rows, memory=memory, progress=progress)
     a = as_tensor(a, "a" if b is not None else "points")
     if b is None:
         if not many(a) or a.shape[0] < 1:

@@ -49,6 +49,7 @@ from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.layers import Affine, Dense
 from relulab.core.plnet import Node, PLNet
 from relulab.core.threads import threads_for
+from relulab.progress import notify
 from relulab.results import RegionResult
 
 __all__ = ["on_plane", "PlanePartition"]
@@ -615,7 +616,7 @@ def _affine_maps(layers, Z):
     return torch.stack([z[:C], z[C:2 * C], z[2 * C:]], -1)
 
 
-def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype):
+def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=None):
     """Refine the slice rectangle through every max layer.
 
     Depth first: a chunk of polygons is cut by layer l, and its pieces go on through the later layers
@@ -633,13 +634,15 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype):
     segs = _segments(rnet)
     widths = [2] + [int(torch.tensor(nd.layer.out_shape).prod()) for nd in rnet.nodes[1:]]
     wmax = max(widths)
-    state = {"label": _N_EXTENT_EDGES, "live": 1}
+    state = {"label": _N_EXTENT_EDGES, "live": 1, "done": 0}
     outs, partial = [], []
     layer_counts = [0] * L
 
     def process(l, V, n, E, pat, Z):
         if l == L:
             outs.append((V, n, E, pat, Z))
+            state["done"] += V.shape[0]
+            notify(progress, state["done"], None, regions=state["done"])
             return
         layer = rnet.max_units[l]
         sl = rnet.layer_slice(l)
@@ -1280,7 +1283,8 @@ _CERTIFY_WORK = 25_000  # regions x units up to which the default checks the par
 
 
 def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, max_regions: int | None = None,
-             time_limit: float | None = None, rtol: float = 1e-12, certify: bool | None = None) -> PlanePartition:
+             time_limit: float | None = None, rtol: float = 1e-12, certify: bool | None = None,
+             progress=None) -> PlanePartition:
     """Partition the slice ``{origin + s u + t v : (s, t) in extent}`` into activation regions.
 
     Exact layer-by-layer polygon refinement (see the module docstring for the method and the
@@ -1299,6 +1303,9 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     :class:`InvalidInputError` for networks it cannot handle); ``False`` never. ``certified`` says
     whether it happened. A float64 overflow (e.g. extents near 1e308) is settled exactly where
     certification is allowed, else raises :class:`DegenerateGeometryError`.
+
+    ``progress``: a callback ``progress(done, total, **info)`` (:mod:`relulab.progress`), called as
+    polygons are finished with ``done`` = finished regions so far and ``total`` None.
 
     Raises :class:`DegenerateGeometryError` if ``u`` or ``v`` is zero or they are parallel (the
     slice is not 2-dimensional), :class:`InvalidInputError` for malformed arguments.
@@ -1339,7 +1346,8 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     per_op = 128 * sum(m.units * m.index.shape[1] for m in rnet.max_units)
     with torch.no_grad(), threads_for(per_op):
         try:
-            V, n, E, pat, complete, layer_counts, outmaps = _refine(rnet, ext, float(rtol), budget, pdtype)
+            V, n, E, pat, complete, layer_counts, outmaps = _refine(rnet, ext, float(rtol), budget, pdtype,
+                                                                    progress)
             overflow = not bool(torch.isfinite(V).all())
         except _Overflow:
             overflow = True

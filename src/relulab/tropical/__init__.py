@@ -23,6 +23,7 @@ _EXPORTS = {
     "cover_count": "fan",
     "relu_classifications": "shallow",
     "ReLUClassifications": "shallow",
+    "milp_margin": "shallow",
 }
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

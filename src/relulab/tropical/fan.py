@@ -24,9 +24,14 @@ outside the lineality space (one LP per pair). Also reported: connectivity throu
 linear classifiers (width 1) the sublevel sets are connected (Brandenburg-Loho-Montufar); for larger
 models they need not be, and ``components`` shows it case by case.
 
-A shallow ReLU network of width m with fixed output signs computes a tropical rational function
-with at most ``2^m`` monomials per side, so its realizable labellings are among those of this model
-with ``m_p, m_q`` large enough; the counts here are for the tropical model stated above.
+This is the parameter space of tropical rational functions with a fixed number of monomials per side
+(exponents and coefficients free), the space in which the paper places the ReLU networks as a
+semialgebraic subset. A shallow ReLU network of width ``m`` with ``p`` positive output weights computes
+such a function with ``2^p`` and ``2^(m-p)`` monomials whose exponents are sums of subsets of the hidden
+weights, so its labellings are among those of this model with widths ``(2^p, 2^(m-p))``; the exact set
+a ReLU network realizes is :func:`relulab.tropical.relu_classifications`. (The paper's text could not
+be consulted beyond its abstract; the definitions above follow the abstract: classification fan =
+normal fan of the activation polytope, 0/1-loss sublevel sets = subfans.)
 """
 
 from __future__ import annotations
@@ -270,12 +275,14 @@ def _closed_cones_meet(Xh, K, D, a, b) -> bool:
     return res.status == 0 and -res.fun > 1e-9
 
 
-def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150) -> list:
+def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int = 40) -> list:
     """Cones with loss <= t and the connected components of their union, for every t.
 
     ``components``: connectivity of the union of the closed cones modulo the lineality space (cones
     touching along any face count as connected; all pairs tested, one LP each);
-    ``facet_components``: connectivity through shared facets only (the dual graph).
+    ``facet_components``: connectivity through shared facets only (the dual graph). Above ``max_touch``
+    cones the pairwise test is skipped: ``components`` is None and ``connected`` is True when a facet
+    path joins all cones, else None (undecided).
     """
     from itertools import permutations
 
@@ -308,8 +315,11 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150) -> list:
                 A, bb, eq = _rows(Xh, dict(enumerate(a)), K, D, tie=(j, k))
                 if _lp(A, bb, eq, np.zeros(len(eq))) is not None:
                     facet_edges.append((index[a], index[b]))
+    # touching (one LP per pair of cones) only where the pairs are few; else facet paths only, which
+    # prove connectedness but cannot prove its absence
+    touch = len(full) <= max_touch
     touch_edges = [(u, v) for u in range(len(full)) for v in range(u + 1, len(full))
-                   if _closed_cones_meet(Xh, K, D, full[u], full[v])]
+                   if _closed_cones_meet(Xh, K, D, full[u], full[v])] if touch else []
 
     def comps(edges, t):
         parent = list(range(len(full)))
@@ -331,8 +341,10 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150) -> list:
 
     out = []
     for t in range(int(loss.min()), int(loss.max()) + 1):
-        c, f = comps(touch_edges, t), comps(facet_edges, t)
-        out.append({"loss": t, "cones": int((loss <= t).sum()), "components": c, "connected": len(c) <= 1,
+        f = comps(facet_edges, t)
+        c = comps(touch_edges, t) if touch else None
+        conn = (len(c) <= 1) if touch else (True if len(f) <= 1 else None)
+        out.append({"loss": t, "cones": int((loss <= t).sum()), "components": c, "connected": conn,
                     "facet_components": f})
     return out
 

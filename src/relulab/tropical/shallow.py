@@ -30,8 +30,9 @@ either finds a witness or refutes the labelling by exhausting its patterns. The 
 labelling in the result has a witness network (re-evaluated in float64 with a positive margin), every
 other one was refuted by LPs whose feasibility is never marginal (margins are scaled to 1).
 
-For ``m = 1`` the count is Cover's number of affine dichotomies (``sign(c + relu(z))`` is constant or a
-halfspace). For points on a line (``d = 1``, distinct points) the labellings with at most ``m`` sign
+For ``m = 1`` the labellings are read off the activation sets of one unit (``sign(c + a relu(z))`` is
+constant or has one sign exactly on an activation set), which for points in general position gives
+Cover's number of affine dichotomies. For points on a line (``d = 1``, distinct points) the labellings with at most ``m`` sign
 changes along the line are realizable (breakpoints just after the last point of each block, values of
 alternating sign and geometrically growing size), and a width-``m`` network changes sign at most ``m``
 times on a line, so the count is ``2 sum_{j <= m} C(n - 1, j)`` (checked against the search in tests).
@@ -143,27 +144,29 @@ def _sample_witnesses(X, m, signs_list, samples, rng):
     return found
 
 
-def _dichotomies(X, deadline) -> tuple[set, int]:
+def _dichotomies(X, deadline) -> tuple[dict, int]:
     """Activation sets of one ReLU unit on the data (bitmasks, bit j: active at point j): the sets ``S`` with
     ``w.x + b >= 1`` on ``S`` and ``<= 0`` off it for some ``(w, b)``, by a point-by-point search with
-    one LP per candidate prefix (a prefix with no halfspace cannot be completed). Returns (sets, LPs)."""
+    one LP per candidate prefix (a prefix with no halfspace cannot be completed). Returns
+    ({set: (w, b)}, LPs)."""
     n, d = X.shape
     Xh = np.c_[X, np.ones(n)]
     lps = 0
-    level = [0]
+    level = {0: None}
     for j in range(n):
-        nxt = []
+        nxt = {}
         for mask in level:
             for bit in (0, 1):
                 m2 = mask | (bit << j)
                 rows = [(-Xh[i], -1.0) if (m2 >> i) & 1 else (Xh[i], 0.0) for i in range(j + 1)]
                 lps += 1
-                if _feasible(np.array([r for r, _ in rows]), np.array([v for _, v in rows])) is not None:
-                    nxt.append(m2)
+                sol = _feasible(np.array([r for r, _ in rows]), np.array([v for _, v in rows]))
+                if sol is not None:
+                    nxt[m2] = (sol[:d], float(sol[d]))
         level = nxt
         if deadline is not None and time.perf_counter() > deadline:
             raise ResourceLimitError("time_limit reached while listing the activation sets of one unit")
-    return set(level), lps
+    return level, lps
 
 
 def _feasible(A, b):
@@ -313,9 +316,14 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
         order = np.argsort(Xc @ np.linalg.svd(Xc, full_matrices=False)[2][0], kind="stable")
     else:
         order = np.arange(n)
-    Xo = X[order]
+    # labellings are invariant under x -> (x - mu) / sigma (the units absorb it): the search runs on
+    # centred, scaled points for well-conditioned LPs, and the witnesses are mapped back
+    mu = X.mean(0)
+    sigma = float(np.abs(X - mu).max())
+    sigma = sigma if sigma > 0 else 1.0
+    Xo = (X[order] - mu) / sigma
     rng = np.random.default_rng(seed)
-    sampled = _sample_witnesses(Xo, m, signs_list, samples, rng) if samples else {}
+    sampled = _sample_witnesses(Xo, m, signs_list, samples, rng) if samples and m > 1 else {}
     prefix_wit: dict[tuple, tuple] = {}
     for (lab, _p), w in sampled.items():
         for j in range(1, n + 1):
@@ -325,7 +333,19 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
     search = _Search(Xo, m, allowed, max_lps, deadline)
     by_search = refuted = 0
     level: dict[tuple, tuple] = {(): None}
-    for j in range(n):
+    if m == 1:
+        # sign(c + a relu(z)) is constant or has one sign exactly on an activation set; activation sets
+        # are closed under complement (z -> 1 - 2z), so the labellings are the activation sets, with
+        # witnesses c = -1/2, a = +1 (or, for a = -1, c = 1/2 on the complement's unit)
+        level = {}
+        for mask, (w, b) in sets.items():
+            lab = tuple(1 if (mask >> j) & 1 else -1 for j in range(n))
+            if positive_units == 0:
+                w, b = sets[((1 << n) - 1) ^ mask]
+                level[lab] = (w[None], np.array([b]), np.array([-1.0]), 0.5)
+            else:
+                level[lab] = (w[None], np.array([b]), np.array([1.0]), -0.5)
+    for j in range(n if m > 1 else 0):
         nxt: dict[tuple, tuple] = {}
         refuted_here: set = set()
         for prefix, w in level.items():
@@ -366,8 +386,8 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
     labs = sorted(tuple(np.array(k)[inv].tolist()) for k in level)
     wit = {tuple(np.array(k)[inv].tolist()): v for k, v in level.items()}
     L = np.array(labs, dtype=np.int64).reshape(-1, n)
-    Ws = np.array([wit[k][0] for k in labs]).reshape(-1, m, d)
-    Bs = np.array([wit[k][1] for k in labs]).reshape(-1, m)
+    Ws = np.array([wit[k][0] for k in labs]).reshape(-1, m, d) / sigma
+    Bs = np.array([wit[k][1] for k in labs]).reshape(-1, m) - Ws @ mu
     As = np.array([wit[k][2] for k in labs]).reshape(-1, m)
     Cs = np.array([wit[k][3] for k in labs]).reshape(-1)
     if len(labs):  # every witness re-evaluated on all points: a wrong sign would be a bug, never a result
@@ -385,4 +405,57 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
                                time.perf_counter() - t0)
 
 
-__all__ = ["relu_classifications", "ReLUClassifications"]
+def milp_margin(X, labels, width: int, positive_units: int) -> float:
+    """Independent reference for one labelling: the largest margin ``t`` with ``y_j f(x_j) >= t`` over
+    networks with ``|w|, |b|, |c| <= 1`` and output weights ``(+1)^p (-1)^(m-p)``, by a MILP (HiGHS).
+
+    The relu is exact through indicator variables: on that box ``|w . x_j + b| <= |x_j|_1 + 1 = M_j``,
+    so the big-M constraints ``h >= z``, ``h >= 0``, ``h <= z + M (1 - delta)``, ``h <= M delta`` force
+    ``h = relu(z)``. Any realizing network can be rescaled into the box (everything is positively
+    homogeneous), so ``y`` is realizable iff the optimum is positive. Used to check
+    :func:`relu_classifications`, which does not rely on it (it is one MILP per labelling and sign split).
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    n, d = X.shape
+    m, p = int(width), int(positive_units)
+    if y.shape[0] != n or not np.isin(y, (-1, 1)).all() or not 0 <= p <= m:
+        raise InvalidInputError(f"labels must be {n} values in {{-1, +1}} and positive_units in 0..{m}")
+    D, nth, nh = d + 1, m * (d + 1) + 1, n * m
+    nv = nth + 2 * nh + 1  # theta, h_ji, delta_ji, t
+    a = [1.0] * p + [-1.0] * (m - p)
+    rows, lo, up = [], [], []
+    for j in range(n):
+        M = float(np.abs(X[j]).sum() + 1.0)
+        for i in range(m):
+            z = np.zeros(nv)
+            z[i * D:i * D + d], z[i * D + d] = X[j], 1.0
+            h, dl = nth + j * m + i, nth + nh + j * m + i
+            for coef_h, coef_d, low, high in ((1, 0, 0, np.inf), (1, M, -np.inf, M), (1, -M, -np.inf, 0)):
+                r = -z.copy() if coef_d >= 0 else np.zeros(nv)
+                r[h], r[dl] = coef_h, coef_d
+                rows.append(r)
+                lo.append(low)
+                up.append(high)
+        r = np.zeros(nv)
+        r[nth - 1] = y[j]
+        for i in range(m):
+            r[nth + j * m + i] = y[j] * a[i]
+        r[-1] = -1.0
+        rows.append(r)
+        lo.append(0.0)
+        up.append(np.inf)
+    c = np.zeros(nv)
+    c[-1] = -1.0
+    res = milp(c, constraints=LinearConstraint(np.array(rows), lo, up),
+               integrality=np.r_[np.zeros(nth + nh), np.ones(nh), 0],
+               bounds=Bounds(np.r_[-np.ones(nth), np.zeros(2 * nh), -1.0],
+                             np.r_[np.ones(nth), np.full(nh, np.inf), np.ones(nh), 1.0]))
+    if res.status != 0:
+        raise RuntimeError(f"the MILP did not solve to optimality: {res.message}")
+    return float(-res.fun)
+
+
+__all__ = ["relu_classifications", "ReLUClassifications", "milp_margin"]

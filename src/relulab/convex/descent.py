@@ -1,0 +1,210 @@
+r"""Random-start gradient descent on the non-convex training problem, beside its convex optimum.
+
+The problem is the one of :mod:`relulab.convex.program`: ``m`` neurons, objective
+``1/2 |sum_j (A u_j)_+ a_j - y|^2 + beta/2 sum_j (|u_j|^2 + a_j^2)`` (or its batch-normalized form with
+``gamma_j, alpha_j``). Every run is plain full-batch gradient descent with a fixed step from its own
+Gaussian start; all runs advance together as one batched tensor program (autograd of the summed
+objectives, whose gradient in each run's parameters is that run's own gradient). Weak duality makes
+the certified lower bound of the convex program a floor under every run (Pilanci and Ergen, ICML 2020);
+a run that ends above the optimum has stalled (a spurious local minimum, a saddle, a dead neuron, or
+too few steps), and the comparison reports how many did.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from relulab.convex.program import ConvexSolution, _check_inputs, _features, solve
+from relulab.core.errors import InvalidInputError
+from relulab.results import Result
+
+__all__ = ["gd_runs", "GDRuns", "compare_gd", "GDComparison"]
+
+
+@dataclass(repr=True)
+class GDRuns(Result):
+    """Final objectives (runs,) of ``runs`` gradient-descent runs of ``width`` neurons, and ``history``
+    (checkpoints, runs) at the steps ``checkpoints``; a run whose objective overflowed is ``inf``."""
+
+    objectives: np.ndarray
+    history: np.ndarray = field(repr=False)
+    checkpoints: np.ndarray = field(repr=False)
+    width: int
+    steps: int
+    lr: float
+    init_scale: float
+    bn: bool
+    seconds: float = 0.0
+
+    def plot(self, ax=None):
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(self.checkpoints, self.history, color="C0", alpha=0.4, lw=0.8)
+        ax.set_xscale("symlog")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("objective")
+        return ax
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _plain_grads(A, U, a, H, act, r, s, beta):
+    """Gradients in (U, a) of ``s/2 |relu(A U^T) a - y|^2 + beta/2 (|U|^2 + |a|^2)`` per run, given the forward
+    pass ``H = A U^T``, ``act = relu(H)`` and residuals ``r`` (ReLU' taken as 1[H > 0])."""
+    ga = s * (act.transpose(1, 2) @ r[:, :, None])[:, :, 0] + beta * a
+    back = s * r[:, :, None] * a[:, None, :] * (H > 0)
+    return back.transpose(1, 2) @ A + beta * U, ga
+
+
+def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000, lr: float | None = None,
+            init_scale: float = 1.0, bias: bool = True, bn: bool = False, loss: str = "sum", seed: int = 0,
+            record: int = 24, dtype=torch.float64) -> GDRuns:
+    """``runs`` full-batch gradient-descent runs of a ``width``-neuron network from seeded Gaussian starts
+    (``u ~ N(0, init_scale^2 / q)``, ``a ~ N(0, init_scale^2 / width)``; BN: ``w ~ N(0, 1/d)``,
+    ``gamma, alpha, a ~ N(0, init_scale^2 / width)``). ``lr``: the step; default ``1 / (4 L)`` with
+    ``L = s ||A||_2^2 + beta`` (``s = 1`` or ``1/n``), the curvature scale of the output layer at unit-size
+    neurons. Returns :class:`GDRuns`."""
+    t0 = time.perf_counter()
+    Xn, yn, beta = _check_inputs(X, y, beta, loss)
+    width, runs, steps = _positive_int(width, "width"), _positive_int(runs, "runs"), _positive_int(steps, "steps")
+    record = _positive_int(record, "record")
+    if not (isinstance(init_scale, (int, float)) and math.isfinite(init_scale) and init_scale > 0):
+        raise InvalidInputError(f"init_scale must be a positive number, got {init_scale!r}")
+    if runs * width * max(Xn.shape) * Xn.shape[0] > 2e9:
+        from relulab.core.errors import ResourceLimitError
+
+        raise ResourceLimitError(f"runs * width * n * max(n, d) = {runs * width * max(Xn.shape) * Xn.shape[0]:.3g} "
+                                 "elements exceed the 2e9 this comparison allocates; use fewer runs or neurons")
+    n = Xn.shape[0]
+    s = 1.0 / n if loss == "mean" else 1.0
+    F = _features(Xn, bias and not bn, bn)
+    A = torch.as_tensor(F.A if not bn else Xn, dtype=dtype)
+    if lr is None:
+        lr = 0.25 / (s * float(np.linalg.norm(F.A, 2)) ** 2 + beta)
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise InvalidInputError(f"lr must be a positive number, got {lr!r}")
+    g = torch.Generator().manual_seed(int(seed))
+    Y = torch.as_tensor(yn, dtype=dtype)
+    q = A.shape[1]
+    if bn:
+        params = [torch.randn(runs, width, q, generator=g, dtype=dtype) / math.sqrt(q)] + \
+                 [torch.randn(runs, width, generator=g, dtype=dtype) * init_scale / math.sqrt(width) for _ in range(3)]
+    else:
+        params = [torch.randn(runs, width, q, generator=g, dtype=dtype) * init_scale / math.sqrt(q),
+                  torch.randn(runs, width, generator=g, dtype=dtype) * init_scale / math.sqrt(width)]
+    for p in params:
+        p.requires_grad_(bn)
+
+    def objectives():
+        if bn:
+            W, gamma, alpha, a = params
+            Z = torch.einsum("nd,rmd->rnm", A, W)
+            Zc = Z - Z.mean(dim=1, keepdim=True)
+            H = gamma[:, None, :] * Zc / torch.linalg.vector_norm(Zc, dim=1, keepdim=True).clamp_min(1e-150) \
+                + alpha[:, None, :] / math.sqrt(n)
+            penalty = gamma.square().sum(1) + alpha.square().sum(1) + a.square().sum(1)
+        else:
+            U, a = params
+            H = A @ U.transpose(1, 2)  # (runs, n, m)
+            penalty = U.square().sum((1, 2)) + a.square().sum(1)
+        act = torch.relu(H)
+        r = (act @ a[:, :, None])[:, :, 0] - Y
+        return 0.5 * s * r.square().sum(1) + 0.5 * beta * penalty, (H, act, r)
+
+    marks = np.unique(np.round(np.geomspace(1, steps + 1, record)).astype(int) - 1)
+    history = []
+    for step in range(steps + 1):
+        obj, (H, act, r) = objectives()
+        if step in marks:
+            history.append(obj.detach().clone())
+        if step == steps:
+            break
+        if bn:
+            grads = torch.autograd.grad(obj.sum(), params)
+        else:
+            # the plain network's gradient written out: one batched product per layer
+            grads = _plain_grads(A, *params, H, act, r, s, beta)
+        with torch.no_grad():
+            for p, gr in zip(params, grads):
+                p -= lr * gr
+    final = obj.detach().numpy().copy()
+    final[~np.isfinite(final)] = np.inf
+    hist = torch.stack(history).numpy()
+    return GDRuns(objectives=final, history=hist, checkpoints=marks, width=width, steps=steps, lr=float(lr),
+                  init_scale=float(init_scale), bn=bn, seconds=time.perf_counter() - t0)
+
+
+@dataclass(repr=True)
+class GDComparison(Result):
+    """Gradient descent against the convex optimum. ``optimum``: the rebuilt optimal network's objective;
+    ``lower_bound``: its certified dual bound; ``best_gd``: the lowest GD objective; ``reached``: runs that end
+    within ``rtol`` (relative) of the optimum; ``stalled``: runs that end above it; ``below_bound``: runs
+    below the certified bound beyond ``rtol`` (0 unless something is wrong: weak duality forbids it)."""
+
+    optimum: float
+    lower_bound: float
+    best_gd: float
+    reached: int
+    stalled: int
+    below_bound: int
+    runs: int
+    rtol: float
+    complete: bool
+    gd: GDRuns = field(repr=False)
+    solution: ConvexSolution = field(repr=False)
+    seconds: float = 0.0
+
+    _summary_fields = ("optimum", "lower_bound", "best_gd", "reached", "stalled", "below_bound", "runs", "rtol",
+                       "complete", "seconds")
+
+    def to_dict(self, summary: bool = False) -> dict:
+        out = super().to_dict(summary=summary)
+        for k in ("gd", "solution"):
+            if k in out:
+                out[k] = getattr(self, k).to_dict(summary=True) if k == "solution" else getattr(self, k).to_dict()
+        return out
+
+    def plot(self, ax=None):
+        """Every run's objective over the steps, the optimum and the certified bound as horizontal lines."""
+        ax = self.gd.plot(ax)
+        ax.axhline(self.optimum, color="C2", lw=1.5, label=f"convex optimum {self.optimum:.5g}")
+        ax.axhline(self.lower_bound, color="k", lw=0.8, ls="--", label="certified bound")
+        ax.set_title(f"{self.reached} of {self.runs} GD runs reach the optimum, {self.stalled} stall", fontsize=9)
+        ax.legend(fontsize=8)
+        return ax
+
+
+def compare_gd(X, y, beta: float, *, width: int | None = None, runs: int = 32, steps: int = 2000,
+               lr: float | None = None, init_scale: float = 1.0, bias: bool = True, bn: bool = False,
+               loss: str = "sum", seed: int = 0, rtol: float = 1e-3, solution: ConvexSolution | None = None,
+               **solve_kwargs) -> GDComparison:
+    """Solve the convex program (or reuse ``solution``) and run :func:`gd_runs` with ``width`` neurons
+    (default: twice the optimal network's, at least 2); count the runs that reach the optimum and those
+    that stall."""
+    t0 = time.perf_counter()
+    Xn, yn, beta = _check_inputs(X, y, beta, loss)
+    if solution is None:
+        solution = solve(Xn, yn, beta, bias=bias, bn=bn, loss=loss, **solve_kwargs)
+    if width is None:
+        width = max(2, 2 * solution.neurons)
+    gd = gd_runs(Xn, yn, beta, width=width, runs=runs, steps=steps, lr=lr, init_scale=init_scale, bias=bias,
+                 bn=bn, loss=loss, seed=seed)
+    obj = gd.objectives
+    opt = solution.objective
+    tol = rtol * max(abs(opt), 1e-12)
+    return GDComparison(optimum=opt, lower_bound=solution.lower_bound, best_gd=float(obj.min()),
+                        reached=int((obj <= opt + tol).sum()), stalled=int((obj > opt + tol).sum()),
+                        below_bound=int((obj < solution.lower_bound - tol).sum()), runs=runs, rtol=rtol,
+                        complete=solution.complete, gd=gd, solution=solution, seconds=time.perf_counter() - t0)
