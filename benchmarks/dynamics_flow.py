@@ -87,6 +87,7 @@ def main():
     out["gd"] = {"steps": args.steps, "relulab_steps_per_s": args.steps / t_rel,
                  "torch_steps_per_s": args.steps / t_torch, "ratio_torch_over_relulab_time": t_torch / t_rel,
                  "max_param_difference": float((flat(a) - pb).abs().max())}
+    print(f"part 1 done: {out['gd']}", file=sys.stderr, flush=True)
 
     # part 2: same accuracy on gradient flow to time T
     T = args.time
@@ -101,12 +102,14 @@ def main():
     tr = flow(fl_net, obj, [T], rtol=1e-6, atol=1e-9)
     t_flow = time.perf_counter() - t0
     e_flow = float((tr.params[-1] - ref).abs().max())
+    print(f"flow rtol 1e-6: {tr.evaluations} evaluations, {t_flow:.1f} s, error {e_flow:.3g}", file=sys.stderr, flush=True)
     rows = []
     for steps in (25, 100, 400, 1600, 6400):
         net = univariate_net(args.width, skip=True, seed=1)
         t0 = time.perf_counter()
         p = torch_gd(net, x, y, T / steps, steps)
         rows.append({"steps": steps, "seconds": time.perf_counter() - t0, "error": float((p - ref).abs().max())})
+        print(f"torch GD: {rows[-1]}", file=sys.stderr, flush=True)
         if rows[-1]["error"] <= e_flow:
             break
     match = next((r for r in rows if r["error"] <= e_flow), None)
