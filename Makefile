@@ -41,7 +41,7 @@ $(PEERS_STAMP): Makefile benchmarks/peers-requirements.txt
 	$(PEERS)/bin/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(PEERS)
 	$(PEERS)/bin/python -m pip install --quiet torch==2.13.0
 	$(PEERS)/bin/python -m pip install --quiet -c constraints.txt -r benchmarks/peers-requirements.txt
-	$(PEERS)/bin/python -m pip install --quiet --no-deps curvlinops-for-pytorch==3.0.1 backpack-for-pytorch==1.7.1 einconv==0.1.0 unfoldNd==0.2.3
+	$(PEERS)/bin/python -m pip install --quiet --no-deps curvlinops-for-pytorch==3.0.1 backpack-for-pytorch==1.7.1 einconv==0.1.0 unfoldNd==0.2.3 pyscnn==0.0.10 linalg_backends==0.0.1b0
 	$(PEERS)/bin/python -m pip install --quiet --no-deps -e .
 	$(PEERS)/bin/python -c "import relucent, pyhessian, curvlinops, backpack, relulab; print('peers ready:', relucent.__version__)"
 	touch $(PEERS_STAMP)

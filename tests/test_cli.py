@@ -184,3 +184,18 @@ def test_subprocess_version_info_and_errors(models, tmp_path):
     assert r.returncode == 1 and r.stdout == ""
     assert "refuses to unpickle" in one_error_line(r.stderr)
     assert not (models / "executed").exists()
+
+
+def test_number_list_type():
+    import argparse
+
+    from relulab.cli import number_list
+
+    floats = number_list(above=0, most=3)
+    assert floats("0.5, 2,1e3") == [0.5, 2.0, 1000.0]
+    ints = number_list(integer=True, lo=1, hi=100, ranges=True)
+    assert ints("3-6") == [3, 4, 5, 6] and ints("7,2") == [7, 2]
+    for parse, text in ((floats, "1,2,3,4"), (floats, "0"), (floats, "nan"), (floats, ""), (ints, "0-5"),
+                        (ints, "2,x"), (ints, "5-200"), (number_list(integer=True), "2-4")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)

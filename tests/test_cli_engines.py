@@ -100,7 +100,7 @@ def test_init_maxout_constants(capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [(["init", "maxout", "--k", "zero"], "--k"),
-                                          (["init", "maxout", "--k", "0"], "integers from 1"),
+                                          (["init", "maxout", "--k", "0"], "--k: must be an integer from 1"),
                                           (["init", "maxout", "--k", "3", "--pool", "0"], "--pool"),
                                           (["init"], "required")])
 def test_init_bad_arguments(capsys, argv, needle):

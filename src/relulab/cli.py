@@ -180,6 +180,36 @@ def float_arg(lo: float | None = None, hi: float | None = None, *, above: float 
     return parse
 
 
+def number_list(integer: bool = False, lo=None, hi=None, *, above=None, most: int = 1000,
+                ranges: bool = False) -> Callable[[str], list]:
+    """An argparse type: 1 to ``most`` comma-separated numbers, each checked like :func:`int_arg` (``integer``)
+    or :func:`float_arg` (``lo``, ``hi``, ``above``); with ``ranges`` an integer range ``A-B`` (A to B) too,
+    its length checked before it is made."""
+    import re
+
+    one = int_arg(lo, hi) if integer else float_arg(lo, hi, above=above)
+
+    def parse(text: str) -> list:
+        span = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text) if ranges and integer else None
+        if span:
+            a, b = (one(v) for v in span.groups())
+            count = b - a + 1
+            values = range(a, b + 1)
+        else:
+            parts = [v for v in text.split(",") if v.strip()]
+            count = len(parts)
+            values = parts
+        if not 0 < count <= most:
+            kind = "integers" if integer else "numbers"
+            raise argparse.ArgumentTypeError(f"expected 1 to {most:,} comma-separated {kind}"
+                                             + (" or a range A-B" if span is not None or ranges else "")
+                                             + f" (at most {most:,} of them), got {text!r}")
+        return [v if span else one(v.strip()) for v in values]
+
+    parse.__name__ = "list"
+    return parse
+
+
 def _range_text(lo, hi) -> str:
     if lo is not None and hi is not None:
         return f"an integer from {lo:,} to {hi:,}"
@@ -267,9 +297,15 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_model(args):
     """The :class:`relulab.core.io.ModelFile` named by :func:`add_model_arguments`'s options."""
+    from relulab.core.errors import RelulabError
     from relulab.core.io import open_model
 
-    return open_model(args.model, arch=args.arch, input_shape=args.input_shape)
+    try:
+        return open_model(args.model, arch=args.arch, input_shape=args.input_shape)
+    except RelulabError as e:
+        if str(e).startswith(str(args.model)):  # the file's own problem: say which argument named it
+            raise type(e)(f"MODEL {e}") from None
+        raise
 
 
 # ---------------------------------------------------------------------- the registry

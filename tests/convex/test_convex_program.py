@@ -190,3 +190,17 @@ def test_missing_extra_names_it(monkeypatch):
     X, y = _data()
     with pytest.raises(MissingExtraError, match=r"relulab\[convex\]"):
         solve(X, y, 0.1)
+
+
+def test_degenerate_data_and_the_zero_network():
+    # duplicates and collinear points: fewer patterns than Cover's bound; the certificate re-enumerates them
+    Xd = np.array([[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [1, 1.0]])
+    yd = np.arange(6.0)
+    s = solve(Xd, yd, 0.1)
+    assert s.patterns_used < s.pattern_bound and s.gap < 1e-6
+    assert certify(s.network(), Xd, yd, 0.1, solution=s).globally_optimal
+    # beta above the largest dual norm: the optimum is the zero network, objective |y|^2 / 2
+    for bn in (False, True):
+        z = solve(Xd, yd, 1e3, bn=bn)
+        assert z.neurons == 0 and z.objective == pytest.approx(0.5 * yd @ yd, rel=1e-12)
+        assert certify(z.network(), Xd, yd, 1e3, bn=bn, solution=z).globally_optimal

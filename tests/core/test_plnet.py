@@ -534,3 +534,47 @@ def test_inputs_that_overflow_inside_the_network_are_refused():
     # ordinary inputs are untouched
     x = torch.randn(5, 2, dtype=torch.float64)
     assert torch.allclose(net(x), m.double()(x))
+
+
+def test_layer_forward_and_tangent_methods_match_autograd():
+    """Every node kind pushes values and tangents itself (forward, tangent; selected_tangent for max units):
+    the tangents agree with torch.func.jvp of the layer's own value map."""
+    import torch
+
+    from relulab import PLNet
+    from relulab.core.layers import Add, MaxUnits
+
+    class Res(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Conv1d(1, 2, 3, padding=1)
+            self.b = torch.nn.Linear(8, 8)
+            self.pool = torch.nn.MaxPool1d(2)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x)).flatten(1)
+            return self.pool((self.b(h) + h).view(-1, 1, 8)).flatten(1)
+
+    torch.manual_seed(0)
+    net = PLNet.from_torch(Res().double(), (1, 4))
+    kinds = set()
+    gen = torch.Generator().manual_seed(1)
+    for node in net.nodes[1:]:
+        layer = node.layer
+        kinds.add(type(layer).__name__ if not isinstance(layer, MaxUnits) else "MaxUnits")
+        n_in = [int(torch.tensor(net.nodes[j].layer.out_shape if j else net.input_shape).prod()) for j in node.inputs]
+        zs = [torch.randn(3, k, generator=gen, dtype=torch.float64) for k in n_in]
+        ts = [torch.randn(3, 2, k, generator=gen, dtype=torch.float64) for k in n_in]
+        if isinstance(layer, MaxUnits):
+            w = layer.pieces(zs[0]).argmax(-1)
+            f = lambda *z: layer.select(z[0], w)[0]  # noqa: E731 - the winners held fixed
+            _, idx, cf = layer.select(zs[0], w)
+            got = layer.selected_tangent(ts[0], idx, cf)
+            assert torch.equal(f(*zs), layer(zs[0]))
+        else:
+            f = layer.forward
+            got = layer.tangent(*ts)
+        for d in range(2):
+            _, want = torch.func.jvp(f, tuple(zs), tuple(t[:, d] for t in ts))
+            torch.testing.assert_close(got[:, d], want, rtol=1e-12, atol=1e-12)
+    assert {"Conv", "Dense", "Add", "MaxUnits"} <= kinds and Add.forward(zs[0], zs[0]).shape == zs[0].shape

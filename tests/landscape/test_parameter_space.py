@@ -343,7 +343,11 @@ def test_full_rank_fraction_workers_and_bounds():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig = np.atleast_1d(g1.plot())[0].figure
+    from matplotlib.axes import Axes
+
+    first = g1.plot()
+    assert isinstance(first, Axes) and first.get_title().startswith("d = 1")  # one Axes, like every plot()
+    fig = first.figure
     assert len([a for a in fig.axes if a.get_title().startswith("d = ")]) == len(kw["d_values"])
     _, one = plt.subplots()
     with pytest.raises(InvalidInputError, match="one Axes per input dimension"):

@@ -96,6 +96,27 @@ def test_validation_and_unsupported_modules():
         net.with_parameters(torch.ones(2))
     with pytest.raises(UnsupportedLayerError, match="Tanh"):
         ShallowNet.from_torch(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)))
-    with pytest.raises(UnsupportedLayerError, match="reads exactly"):
+    with pytest.raises(UnsupportedLayerError, match="a shallow network is"):
         ShallowNet.from_torch(nn.Sequential(nn.Linear(2, 3), nn.ReLU()))
     assert isinstance(relulab.landscape.ShallowNet.random(2, 2).to_plnet(), relulab.PLNet)
+
+
+def test_from_torch_reads_any_convertible_shallow_module():
+    """from_torch goes through the one recognizer: a custom module with functional relu reads like the
+    nn.Sequential it equals, in the module's dtype."""
+    class Custom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.out = nn.Linear(3, 5), nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.out(torch.nn.functional.relu(self.inp(x)))
+
+    torch.manual_seed(0)
+    m = Custom()
+    net = ShallowNet.from_torch(m)
+    x = torch.randn(7, 3)
+    assert net.dtype == torch.float32 and net.activation == "relu" and (net.d, net.m, net.o) == (3, 5, 2)
+    assert torch.equal(net.W, m.inp.weight.detach()) and torch.allclose(net(x), m(x), atol=1e-6)
+    with pytest.raises(UnsupportedLayerError, match="layer 1 is relu, not a linear layer"):
+        ShallowNet.from_torch(nn.Sequential(nn.ReLU(), nn.Linear(3, 1)))

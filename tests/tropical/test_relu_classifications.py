@@ -40,6 +40,12 @@ def test_line_against_milp_and_closed_form():
     assert r0.by_search > 0 and r0.count == 14
     assert len(_agrees_with_milp(r0, X[:4], range(3))) == 2
     assert {tuple(v[:4]) for v in r.labelings.tolist()} == {tuple(v) for v in r0.labelings.tolist()}
+    # three units change sign four times (slopes -2, 1, -1, 1): every labelling of the 5 points, and the
+    # closed form is not claimed beyond m = 2
+    r3 = relu_classifications(X, 3)
+    assert r3.count == 32 and r3.line_count is None
+    k = [tuple(v) for v in r3.labelings.tolist()].index((1, -1, 1, -1, 1))
+    assert np.all(np.sign(r3.evaluate(k, X)) == [1, -1, 1, -1, 1])
 
 
 def test_plane_against_milp_fixed_signs_and_convexity():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relulab.cli import Context, Output, json_flag
+from relulab.cli import Context, Output, float_arg, int_arg, json_flag, number_list, read_array
 
 
 def add_parser(sub) -> None:
@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     m.add_argument("--stride", default=None, metavar="S", help="stride: S or SxT (default: the kernel)")
     m.add_argument("--size", required=True, metavar="N", help="input size: N (1-D) or NxM (2-D)")
     m.add_argument("--no-facets", action="store_true", help="skip the facet count")
-    m.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS",
+    m.add_argument("--time-limit", type=float_arg(above=0), default=120.0, metavar="SECONDS",
                    help="stop with an error after this many seconds (default 120)")
     m.add_argument("--recurrence", action="store_true",
                    help="1-D: the linear recurrence and generating function of the counts in the number of windows")
@@ -25,12 +25,12 @@ def add_parser(sub) -> None:
     m.set_defaults(handler=run_maxpool)
     c = kinds.add_parser("classifications", help="realizable labellings of a data set (classification fan)")
     c.add_argument("data", metavar="DATA", help="points: a .npy or .csv array (n, d), n <= 20")
-    c.add_argument("--width", required=True, type=int, metavar="M",
+    c.add_argument("--width", required=True, type=int_arg(1, 64), metavar="M",
                    help="hidden ReLU units (--model relu) or monomials per side of p - q (--model tropical)")
     c.add_argument("--model", choices=("relu", "tropical"), default="relu",
                    help="relu: sign(c + sum_i a_i relu(w_i.x + b_i)) (default); tropical: sign(p - q), the "
                         "classification fan with its activation polytope")
-    c.add_argument("--positive-units", type=int, default=None, metavar="P",
+    c.add_argument("--positive-units", type=int_arg(0, 64), default=None, metavar="P",
                    help="--model relu: fix the output signs (P units with output weight +1, the rest -1)")
     c.add_argument("--labels", default=None, metavar="Y",
                    help="--model tropical: target labels (comma-separated +-1 or 0/1, or a .npy file): 0/1-loss "
@@ -39,12 +39,15 @@ def add_parser(sub) -> None:
     json_flag(c)
     c.set_defaults(handler=run_classifications)
     x = kinds.add_parser("maxout", help="expected complexity of random maxout networks")
-    x.add_argument("--widths", required=True, metavar="W", help="hidden widths, e.g. 4 or 4,4")
-    x.add_argument("--k", required=True, type=int, metavar="K", help="maxout rank (>= 2)")
-    x.add_argument("--inputs", type=int, default=2, metavar="D", help="input dimension (default 2)")
-    x.add_argument("--seeds", type=int, default=20, metavar="N", help="random networks (default 20)")
-    x.add_argument("--sigma-w", type=float, default=1.0, help="weight std times sqrt(fan_in) (default 1)")
-    x.add_argument("--sigma-b", type=float, default=1.0, help="bias std (default 1)")
+    x.add_argument("--widths", required=True, type=number_list(integer=True, lo=1, hi=4096, most=64), metavar="W",
+                   help="hidden widths, e.g. 4 or 4,4")
+    x.add_argument("--k", required=True, type=int_arg(2, 64), metavar="K", help="maxout rank (2..64)")
+    x.add_argument("--inputs", type=int_arg(1, 64), default=2, metavar="D", help="input dimension (default 2)")
+    x.add_argument("--seeds", type=int_arg(1, 100_000), default=20, metavar="N", help="random networks (default 20)")
+    x.add_argument("--sigma-w", type=float_arg(above=0), default=1.0,
+                   help="weight std times sqrt(fan_in) (default 1)")
+    x.add_argument("--sigma-b", type=float_arg(above=0), default=1.0,
+                   help="bias std (default 1; the bounds need a bias density)")
     json_flag(x)
     x.set_defaults(handler=run_maxout)
 
@@ -103,17 +106,9 @@ def run_maxpool(args, ctx: Context) -> Output:
 
 
 def _read_points(text: str):
-    import numpy as np
-
     from relulab.core.errors import InvalidInputError
 
-    try:
-        X = np.load(text, allow_pickle=False) if text.endswith(".npy") else np.loadtxt(text, delimiter=",", ndmin=2)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as e:
-        raise InvalidInputError(f"DATA {text}: not a readable numeric .npy or .csv array ({e})") from None
-    X = np.asarray(X, dtype=np.float64)
+    X = read_array(text, "DATA")
     if X.ndim == 1:
         X = X[:, None]
     if X.ndim != 2:
@@ -152,7 +147,7 @@ def run_classifications(args, ctx: Context) -> Output:
     y = None
     if args.labels:
         if args.labels.endswith(".npy"):
-            y = np.load(args.labels, allow_pickle=False).reshape(-1)
+            y = read_array(args.labels, "--labels").reshape(-1)
         else:
             try:
                 y = np.array([float(v) for v in args.labels.split(",") if v.strip()])
@@ -181,21 +176,8 @@ def run_classifications(args, ctx: Context) -> Output:
 
 def run_maxout(args, ctx: Context) -> Output:
     from relulab.combinatorics import maxout_complexity
-    from relulab.core.errors import InvalidInputError
 
-    try:
-        widths = [int(w) for w in args.widths.split(",") if w.strip()]
-    except ValueError:
-        raise InvalidInputError(f"--widths: expected comma-separated integers, got {args.widths!r}") from None
-    import math
-
-    if args.seeds < 1 or args.inputs < 1 or args.seeds > 100_000 or args.inputs > 64:
-        raise InvalidInputError("--seeds must lie in 1..100000 and --inputs in 1..64")
-    if not (math.isfinite(args.sigma_w) and args.sigma_w > 0 and math.isfinite(args.sigma_b) and args.sigma_b > 0):
-        raise InvalidInputError("--sigma-w and --sigma-b must be positive finite numbers (the bounds need a bias "
-                                "density)")
-    if not 2 <= args.k <= 64 or any(w > 4096 for w in widths):
-        raise InvalidInputError("--k must lie in 2..64 and every width in 1..4096")
+    widths = args.widths
     r = maxout_complexity(widths, args.k, n_in=args.inputs, seeds=args.seeds, sigma_w=args.sigma_w,
                           sigma_b=args.sigma_b, box=args.inputs <= 2)
     lines = [f"maxout widths {widths}, rank {r.k}, {r.n_in} inputs, {r.seeds} seeds (weights N(0, "

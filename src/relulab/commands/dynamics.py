@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
     m.add_argument("--init", choices=("stratified", "random"), default="stratified")
     m.add_argument("--seed", type=int_arg(0, 2**31 - 1), default=0, metavar="S")
     m.add_argument("--time-limit", type=float_arg(above=0), default=None, metavar="SEC")
-    m.add_argument("--quick", action="store_true", help="widths 50 and 400, the scaled |x|^3+x^2 potential only")
+    m.add_argument("--quick", action="store_true", help="widths 100 and 1600, the scaled |x|^3+x^2 potential only")
     m.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write distance vs width to FILE")
     json_flag(m)
     m.set_defaults(handler=run_mirror)
@@ -130,7 +130,7 @@ def run_mirror(args, ctx: Context) -> Output:
     from relulab.experiments.entries_dynamics import MIRROR_X, MIRROR_Y
 
     if args.quick:
-        widths, pots, scaled = [50, 400], ["|x|^3+x^2"], [True]
+        widths, pots, scaled = [100, 1600], ["|x|^3+x^2"], [True]
     else:
         widths = _numbers(args.widths, "--widths", integer=True)
         pots = [p.strip() for p in args.potentials.split(",") if p.strip()]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from relulab.cli import Context, Output, figure_file, int_arg, json_flag, save_figure
+from relulab.cli import Context, Output, figure_file, int_arg, json_flag, number_list, save_figure
+
+# the quadrature is accurate up to this many pieces per unit (K x pool)
+MAX_PIECES = 10**9
 
 
 def add_parser(sub) -> None:
@@ -13,8 +16,8 @@ def add_parser(sub) -> None:
     kinds = p.add_subparsers(dest="init_kind", metavar="KIND", required=True, parser_class=type(p))
     m = kinds.add_parser("maxout", help="constants of rank-K maxout units",
                          description="Constants of rank-K maxout units (Tseran and Montufar, ICML 2023).")
-    m.add_argument("--k", type=str, required=True, metavar="K",
-                   help="maxout rank: one integer >= 2, a list 2,3,5 or a range 2-10")
+    m.add_argument("--k", type=number_list(integer=True, lo=1, hi=MAX_PIECES, ranges=True), required=True,
+                   metavar="K", help="maxout rank: one integer >= 2, a list 2,3,5 or a range 2-10 (at most 1000)")
     m.add_argument("--pool", type=int_arg(1, 10**6), default=None, metavar="P",
                    help="size of a max-pooling window after the maxout layer (the unit then maximizes K*P pieces)")
     m.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="plot M, S, L against the rank to FILE")
@@ -22,32 +25,10 @@ def add_parser(sub) -> None:
     m.set_defaults(handler=run_maxout)
 
 
-# the quadrature is accurate up to this many pieces per unit (K x pool)
-MAX_PIECES = 10**9
-
-
-def _ranks(text: str) -> list[int]:
-    from relulab.core.errors import InvalidInputError
-
-    try:
-        if "-" in text.strip("-"):
-            lo, hi = (int(v) for v in text.split("-", 1))
-            ks = range(lo, hi + 1)  # a range: refused below before any list is made
-        else:
-            ks = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InvalidInputError(f"--k: expected an integer, a list like 2,3,5 or a range like 2-10, got {text!r}") from None
-    count = max(0, ks.stop - ks.start) if isinstance(ks, range) else len(ks)  # len() of a huge range overflows
-    if not 0 < count <= 1000 or min(ks) < 1 or max(ks) > MAX_PIECES:
-        raise InvalidInputError(f"--k: ranks must be integers from 1 to {MAX_PIECES:,} (at most 1000 of them), "
-                                f"got {text!r}")
-    return list(ks)
-
-
 def run_maxout(args, ctx: Context) -> Output:
     from relulab.init import constants_table
 
-    ks = _ranks(args.k)
+    ks = args.k
     if args.pool is not None and max(ks) * args.pool > MAX_PIECES:
         from relulab.core.errors import InvalidInputError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relulab.cli import Context, Output, json_flag
+from relulab.cli import Context, Output, json_flag, output_folder
 
 
 def add_parser(sub) -> None:
@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     p.add_argument("name", nargs="?", metavar="NAME", help="registered experiment (see --list)")
     p.add_argument("--list", action="store_true", help="list the registered experiments")
     p.add_argument("--quick", action="store_true", help="the small grid (under a minute)")
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--out", metavar="DIR", type=output_folder, default=None,
                    help="write reproduction.json, results.csv and report.html into DIR")
     json_flag(p)
     p.set_defaults(handler=run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relulab.cli import Context, Output, float_arg, int_arg, json_flag
+from relulab.cli import Context, Output, float_arg, int_arg, json_flag, output_folder
 
 
 def executor_arguments(p, what: str) -> None:
@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
                        description="Run the product of parameter lists and seeds of a registered experiment; "
                                    "one Parquet file per task, reruns skip finished tasks.")
     p.add_argument("spec", nargs="?", metavar="SPEC.toml", help="the sweep spec")
-    p.add_argument("--out", metavar="DIR", default=None, help="results folder (default: the spec's name without .toml)")
+    p.add_argument("--out", metavar="DIR", type=output_folder, default=None,
+                   help="results folder (default: the spec's name without .toml)")
     executor_arguments(p, "tasks")
     p.add_argument("--summary", metavar="DIR", default=None,
                    help="merge DIR into results.parquet / results.csv and write report.html")

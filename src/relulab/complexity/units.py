@@ -144,23 +144,13 @@ def _pass(net, x, T, want_features: bool, want_vectors: bool = False):
     zs, gs, ws, vs = [], [], [], []
     feat = None
     last_max = net.max_layers[-1] if net.max_layers else -1
-    last_use = {}
-    for i, nd in enumerate(net.nodes):
-        for j in nd.inputs:
-            last_use[j] = i
+    last_use = net._last_use  # the node after which each value is no longer needed
     for i, node in enumerate(net.nodes[1:], start=1):
         layer, a = node.layer, node.inputs[0]
         t = None
-        if isinstance(layer, Add):
-            v = vals[a] + vals[node.inputs[1]]
-            if T is not None:
-                ta, tb = tans[a], tans[node.inputs[1]]
-                t = ta + tb
-        elif isinstance(layer, Affine):
-            v = layer(vals[a])
-            if T is not None:
-                ta = tans[a]
-                t = layer.linear(ta.reshape(-1, ta.shape[-1])).reshape(ta.shape[0], ta.shape[1], -1)
+        if not isinstance(layer, MaxUnits):  # affine maps and additions
+            v = layer.forward(*(vals[j] for j in node.inputs))
+            t = None if T is None else layer.tangent(*(tans[j] for j in node.inputs))
         else:
             zin, tin = vals[a], tans[a]
             z, tz, w = _unit_z(layer, zin, tin, B)
@@ -177,11 +167,7 @@ def _pass(net, x, T, want_features: bool, want_vectors: bool = False):
                     vs.append(z.new_zeros(B, z.shape[1], x.shape[1]))
             v, idx, cf = layer.select(zin, w)
             if T is not None:
-                if idx is None:
-                    t = tin * cf[:, None, :]
-                else:
-                    tb = tin.expand(B, -1, -1) if tin.shape[0] != B else tin
-                    t = tb.gather(2, idx[:, None, :].expand(B, tb.shape[1], -1)) * cf[:, None, :]
+                t = layer.selected_tangent(tin, idx, cf)
             if want_features and i == last_max and t is not None:
                 feat = t.expand(B, -1, -1) if t.shape[0] != B else t
         vals[i], tans[i] = v, t
@@ -285,16 +271,11 @@ def output_sensitivity(net, x, memory: int = _DEFAULT_MEMORY) -> tuple[torch.Ten
         with torch.enable_grad():
             deltas = []
             vals = {0: xb}
-            last_use = {}
-            for i, nd in enumerate(net.nodes):
-                for j in nd.inputs:
-                    last_use[j] = i
+            last_use = net._last_use
             for i, node in enumerate(net.nodes[1:], start=1):
                 layer, a = node.layer, node.inputs[0]
-                if isinstance(layer, Add):
-                    v = vals[a] + vals[node.inputs[1]]
-                elif isinstance(layer, Affine):
-                    v = layer(vals[a])
+                if not isinstance(layer, MaxUnits):  # affine maps and additions
+                    v = layer.forward(*(vals[j] for j in node.inputs))
                 else:
                     w = layer.pieces(vals[a].detach()).argmax(-1)
                     v, _, _ = layer.select(vals[a], w)

@@ -147,7 +147,9 @@ def _read_network(model, X: np.ndarray, bias: bool, bn: bool):
                 Xt, first.weight.double(), None if first.bias is None else first.bias.double())
             # batch normalization with the statistics of X, as in training (biased variance); written out
             # because torch refuses eps = 0 in training mode
-            H = (Z - Z.mean(dim=0)) / torch.sqrt(Z.var(dim=0, unbiased=False) + norm.eps)
+            den = torch.sqrt(Z.var(dim=0, unbiased=False) + norm.eps)
+            # a neuron constant on the data (zero variance, eps = 0) is normalized to 0, not 0/0
+            H = torch.where(den > 0, (Z - Z.mean(dim=0)) / torch.where(den > 0, den, 1.0), 0.0)
             if norm.weight is not None:
                 H = H * norm.weight.double() + norm.bias.double()
         W2, c = last.weight.detach().double(), last.bias
@@ -227,13 +229,13 @@ def _cone_bounds(A: np.ndarray, S: np.ndarray, lam: np.ndarray, iters: int = 300
     return ub.reshape(2, -1).T.numpy(), G.numpy(), Ss.numpy()
 
 
-def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 64) -> tuple[float, float]:
+def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 4096) -> tuple[float, float]:
     """A certified lower bound on the objective of every network (any width) on data ``A``, targets ``y``
     and weight decay ``beta``, from the dual point ``lam``: returns ``(lower_bound, c)`` with ``c`` an upper
     bound on ``max_{|z| <= 1} |lam^T (A z)_+|`` (see the module docstring). ``patterns``: the complete sign
     vectors of the arrangement (from :func:`relulab.convex.patterns.arrangement_patterns`); None: the
-    loose bound ``max(|lam_+|, |lam_-|) ||A||_2``. ``polish``: cells near the maximum whose bound is
-    tightened by NNLS."""
+    loose bound ``max(|lam_+|, |lam_-|) ||A||_2``. ``polish``: at most this many cells near the maximum have
+    their bound tightened by NNLS."""
     A = np.asarray(A, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     lam = np.asarray(lam, dtype=np.float64)
@@ -244,11 +246,16 @@ def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 64) -> tuple
 
         ub, G, Ss = _cone_bounds(A, np.asarray(patterns), lam)
         flat = np.concatenate([ub[:, 0], ub[:, 1]])
-        # the bound only matters where it may exceed beta: tighten the largest few exactly
-        for k in np.argsort(-flat)[:polish]:
+        # only the maximum matters: tighten cells by NNLS in decreasing order of their bound until the next
+        # bound is below the largest tightened one (then no other cell can raise the maximum)
+        best = 0.0
+        for count, k in enumerate(np.argsort(-flat)):
+            if flat[k] <= best or count >= polish:
+                break
             Mk = (A * Ss[k][:, None]).T     # (q, n): A^T diag(s)
             mu, _ = nnls(Mk, -G[k], maxiter=50 * Mk.shape[1])
             flat[k] = min(flat[k], float(np.linalg.norm(G[k] + Mk @ mu)))
+            best = max(best, flat[k])
         c = float(flat.max()) if flat.size else 0.0
         # rounding in the matrix products above: a relative margin far above float64 error
         c *= 1 + 1e-12
@@ -368,8 +375,11 @@ class ConvexSolution(Result):
             norm.bias.zero_()
             norm.weight[: self.neurons] = torch.as_tensor(self.bn_gamma, dtype=dtype) / rs
             norm.bias[: self.neurons] = torch.as_tensor(self.bn_alpha, dtype=dtype) / rs
-            norm.running_mean.copy_(torch.as_tensor(self._stats[0], dtype=dtype))
-            norm.running_var.copy_(torch.as_tensor(self._stats[1], dtype=dtype))
+            # a network with no neuron keeps one zero neuron (weight 0), with unit statistics
+            norm.running_mean.zero_()
+            norm.running_var.fill_(1.0)
+            norm.running_mean[: self.neurons] = torch.as_tensor(self._stats[0], dtype=dtype)
+            norm.running_var[: self.neurons] = torch.as_tensor(self._stats[1], dtype=dtype)
             last.weight.copy_(a)
         net = nn.Sequential(first, norm, nn.ReLU(), last)
         return net.eval()
@@ -481,7 +491,7 @@ def solve(X, y, beta: float, *, bias: bool = True, bn: bool = False, loss: str =
     nv, nw = np.linalg.norm(V, axis=0), np.linalg.norm(W, axis=0)
     top = max(nv.max(initial=0.0), nw.max(initial=0.0), 1e-300)
     best = None
-    for rel in (1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 0.0):
+    for rel in (np.inf, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 0.0):
         cand = _rebuild(V, W, nv > rel * top, nw > rel * top, F, Xn, d)
         val = _objective_arrays(cand[-1], cand[1], cand[4], yn, beta_eff)
         if best is None or val < best[0] - 1e-13 * abs(best[0]):
@@ -579,7 +589,7 @@ def certify(model, X, y, beta: float, *, bias: bool = True, bn: bool = False, lo
         A = _features(Xn, bias and not bn, bn).A
         H, a, _ = _read_network(model, Xn, bias, bn)
         lam = yn - (torch.relu(H) @ a).numpy()
-        S = arrangement_patterns(A, max_patterns=max(solution.patterns_used, 2))
+        S = arrangement_patterns(A, max_patterns=max(solution.pattern_bound, 2))
         lb = max(lb, dual_bound(A, yn, lam, beta / scale, S)[0] * scale)
     gap = value - lb
     return Certificate(objective=value, optimum=solution.objective, lower_bound=lb, gap=gap,

@@ -37,7 +37,6 @@ from relulab import nn as rnn
 from relulab.core import limits
 from relulab.core.errors import InvalidInputError, ModelFileError, RelulabError, SUPPORTED_LAYERS, \
     UnsupportedLayerError
-from relulab.core.layers import ChannelScale, Conv, Dense
 from relulab.core.plnet import PLNet
 from relulab.core.recognize import _pair
 
@@ -1121,16 +1120,7 @@ def infer_arch(net: PLNet) -> ArchSpec:
 
 
 def _weighted(net: PLNet) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-    out = []
-    for n in net.nodes[1:]:
-        if isinstance(n.layer, Dense):
-            out.append((n.layer.weight, n.layer.bias))
-        elif isinstance(n.layer, Conv):
-            out.append((n.layer.weight, n.layer.conv_bias))
-        elif isinstance(n.layer, ChannelScale):
-            raise InvalidInputError("batch norm has no architecture spec; save the network as a torch.export "
-                                    "program instead (a path ending in .pt2)")
-    return out
+    return [p for n in net.nodes[1:] if (p := n.layer.spec_parameters()) is not None]
 
 
 def save(model, path, arch: str | None = None, input_shape=None) -> Path:

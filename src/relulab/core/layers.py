@@ -50,6 +50,15 @@ class Affine:
         y = self.linear(z)
         return y if self.bias is None else y + self.bias
 
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """The node's value from its input's: ``L z + b`` (see :meth:`Add.forward` for two inputs)."""
+        return self(z)
+
+    def tangent(self, t: torch.Tensor) -> torch.Tensor:
+        """Derivatives along ``m`` directions: input tangents ``t`` (N, m, in_numel) to ``L t`` (N, m,
+        out_numel); the bias does not move."""
+        return self.linear(t.reshape(-1, t.shape[-1])).reshape(t.shape[0], t.shape[1], numel(self.out_shape))
+
     def dense(self, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
         """The matrix ``L`` (out_numel, in_numel) and bias ``b`` (out_numel,), built by probing."""
         n_in = numel(self.in_shape)
@@ -101,6 +110,11 @@ class Affine:
     def to_module(self) -> nn.Module:
         raise NotImplementedError
 
+    def spec_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The ``(weight, bias)`` an architecture spec stores for this layer, None for maps without
+        parameters (reshapes, average pooling); a layer no spec can express raises."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.in_shape} -> {self.out_shape})"
 
@@ -126,6 +140,9 @@ class Dense(Affine):
 
     def abs_linear(self, z):
         return z @ self.weight.abs().to(dtype=z.dtype, device=z.device).T
+
+    def spec_parameters(self):
+        return self.weight, self.bias
 
     def to_module(self):
         m = nn.Linear(self.weight.shape[1], self.weight.shape[0], bias=self.bias is not None)
@@ -162,6 +179,9 @@ class Conv(Affine):
         w = self.weight.abs().to(dtype=z.dtype, device=z.device)
         return fn(z.reshape(n, *self.in_shape), w, None, **self.conf).reshape(n, numel(self.out_shape))
 
+    def spec_parameters(self):
+        return self.weight, self.conv_bias
+
     def to_module(self):
         cls = nn.Conv1d if self.dim == 1 else nn.Conv2d
         w = self.weight
@@ -194,6 +214,12 @@ class ChannelScale(Affine):
         n = z.shape[0]
         sc = self.scale.abs().to(dtype=z.dtype, device=z.device).reshape(1, -1, *([1] * (len(self.in_shape) - 1)))
         return (z.reshape(n, *self.in_shape) * sc).reshape(n, -1)
+
+    def spec_parameters(self):
+        from relulab.core.errors import InvalidInputError
+
+        raise InvalidInputError("batch norm has no architecture spec; save the network as a torch.export "
+                                "program instead (a path ending in .pt2)")
 
     def to_module(self):
         c = self.scale.shape[0]
@@ -336,8 +362,21 @@ class MaxUnits:
         idx = self.index.expand(w.shape[0], -1, -1).gather(2, w[..., None])[..., 0]
         return z.gather(1, idx) * cf, idx, cf
 
+    def selected_tangent(self, t: torch.Tensor, idx: torch.Tensor | None, cf: torch.Tensor) -> torch.Tensor:
+        """Tangents of the outputs for the winners that :meth:`select` gave as ``(idx, cf)``, from input
+        tangents ``t`` (N or 1, m, in_numel): (N, m, units); shared tangents (N = 1) are broadcast."""
+        if idx is None:  # elementwise: broadcasting batches shared tangents
+            return t * cf[:, None, :]
+        B = idx.shape[0]
+        t = t.expand(B, -1, -1) if t.shape[0] != B else t
+        return t.gather(2, idx[:, None, :].expand(B, t.shape[1], -1)) * cf[:, None, :]
+
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.pieces(z).amax(-1)
+
+    def spec_parameters(self) -> None:
+        """Max units hold no parameters a spec stores."""
+        return None
 
     def piece_magnitudes(self, m: torch.Tensor) -> torch.Tensor:
         """Bounds ``|coef[j, k]| m[index[j, k]]`` on every piece's magnitude over inputs ``|z| <= m``,
@@ -448,6 +487,20 @@ class Add:
 
     def to(self, device=None, dtype=None):
         return self
+
+    @staticmethod
+    def spec_parameters() -> None:
+        return None
+
+    @staticmethod
+    def forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The node's value from its two inputs' values."""
+        return x + y
+
+    @staticmethod
+    def tangent(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Derivatives along ``m`` directions from the two inputs' tangents (N, m, numel)."""
+        return s + t
 
     @staticmethod
     def magnitude(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -261,7 +261,6 @@ class PLNet:
         forced and nothing is recorded (no argmax is needed then). Returns
         ``(output, output_tangent, winners)``, output None when stopped by ``upto``.
         """
-        B = z.shape[0]
         vals: dict[int, torch.Tensor] = {0: z}
         tans: dict[int, torch.Tensor | None] = {0: T}
         winners = []
@@ -272,17 +271,9 @@ class PLNet:
         for i, node in enumerate(self.nodes[1:], start=1):
             layer = node.layer
             a = node.inputs[0]
-            if isinstance(layer, Add):
-                b = node.inputs[1]
-                v = vals[a] + vals[b]
-                t = None if T is None else tans[a] + tans[b]
-            elif isinstance(layer, Affine):
-                v = layer(vals[a])
-                t = None
-                if T is not None:
-                    ta = tans[a]
-                    t = layer.linear(ta.reshape(-1, ta.shape[-1])).reshape(
-                        ta.shape[0], ta.shape[1], numel(layer.out_shape))
+            if not isinstance(layer, MaxUnits):  # affine maps and additions
+                v = layer.forward(*(vals[j] for j in node.inputs))
+                t = None if T is None else layer.tangent(*(tans[j] for j in node.inputs))
             else:
                 l += 1
                 if check:
@@ -304,14 +295,7 @@ class PLNet:
                     self._check_finite(finite, i)
                     return None, None, winners
                 v, idx, cf = layer.select(vals[a], w)
-                t = None
-                if T is not None:
-                    ta = tans[a]
-                    if idx is None:  # elementwise: broadcasting batches shared tangents
-                        t = ta * cf[:, None, :]
-                    else:
-                        ta = ta.expand(B, -1, -1) if ta.shape[0] != B else ta
-                        t = ta.gather(2, idx[:, None, :].expand(B, ta.shape[1], -1)) * cf[:, None, :]
+                t = None if T is None else layer.selected_tangent(tans[a], idx, cf)
             vals[i], tans[i] = v, t
             for j in node.inputs:
                 if self._last_use.get(j) == i:

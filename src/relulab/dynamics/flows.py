@@ -50,7 +50,10 @@ class Potential:
     ``scale`` is omega: omega = 1 is the unscaled potential; a large omega (for example the network's
     width) gives a *scaled* potential whose Hessian phi''(omega (theta - c)) changes at the scale of
     1/omega, the scale on which the parameters of wide networks move. The flow only needs the
-    diagonal Hessian Phi''(theta)_k = phi''(omega (theta_k - c_k)).
+    diagonal Hessian Phi''(theta)_k = phi''(omega (theta_k - c_k)). With c the initialization, scale 1
+    is Liang and Montufar's potential sum_k phi(theta_k - hat theta_k) and scale n (the width) their
+    scaled potential n^-2 sum_k phi(n (theta_k - hat theta_k)) (see :mod:`relulab.dynamics.mirror`).
+    ``dphi``: phi' in closed form (optional; autograd of ``phi`` otherwise), used by mirror descent.
     """
 
     name: str

@@ -153,7 +153,7 @@ def _summarize_classifications(rows: list[dict]) -> Summary:
     line = [r for r in rows if r["line_count"] is not None]
     comparison = [("width 1: Cover's count 2 sum_{k<=d} C(n-1, k)", "equal",
                    f"{sum(r['count'] == r['cover'] for r in cover)} of {len(cover)}"),
-                  ("points on a line: 2 sum_{j<=m} C(n-1, j) (at most m sign changes)", "equal",
+                  ("points on a line, m <= 2: 2 sum_{j<=m} C(n-1, j) (at most m sign changes)", "equal",
                    f"{sum(r['count'] == r['line_count'] for r in line)} of {len(line)}")]
     ok = all(r["count"] == r["cover"] for r in cover) and all(r["count"] == r["line_count"] for r in line)
     return Summary(figures=[("labellings realizable by width-m shallow ReLU networks", draw)],

@@ -133,7 +133,7 @@ def _summarize_mirror(rows: list[dict]) -> Summary:
           "min integral phi(f'' / 2p) p, not an RKHS norm).",
     full={"width": [50, 200, 800, 3200], "potential": ["x^2", "|x|^3+x^2", "x^4+x^2"], "scaled": [False, True],
           "activation": ["relu", "abs"]},
-    quick={"width": [50, 400], "potential": ["|x|^3+x^2"], "scaled": [True], "activation": ["abs"]},
+    quick={"width": [100, 1600], "potential": ["|x|^3+x^2"], "scaled": [True], "activation": ["abs"]},
     summarize=_summarize_mirror,
 )
 def liang_montufar_mirror_bias(cfg: MirrorBiasConfig) -> list[dict]:

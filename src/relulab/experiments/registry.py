@@ -38,6 +38,7 @@ ENTRY_MODULES: list[str] = [
     "relulab.experiments.entries_combinatorics",
     "relulab.experiments.entries_complexity",
     "relulab.experiments.entries_dynamics",
+    "relulab.experiments.entries_convex",
     "relulab.experiments.entries_linear_models",
     "relulab.experiments.entries_saddles",
     "relulab.experiments.calibration",

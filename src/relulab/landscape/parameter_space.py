@@ -626,7 +626,8 @@ class FullRankGrid(Result):
 
     def plot(self, ax=None):
         """One heatmap per d: fraction of full rank over n (x) and m (y), with the count line m (d+1) = n
-        (below it, full rank is impossible). Returns the Axes (an array of them for several d)."""
+        (below it, full rank is impossible). ``ax``: one Axes per d (a sequence), or None for a new figure.
+        Returns the first panel's Axes, like every ``plot``; the others are in ``ax.figure.axes``."""
         import matplotlib.pyplot as plt
 
         k = len(self.d_values)
@@ -652,7 +653,7 @@ class FullRankGrid(Result):
             axx.set_ylabel("m (neurons)")
             axx.set_title(f"d = {d}: P(rank J = n)")
         fig.colorbar(im, ax=axes)
-        return axes[0] if k == 1 else np.array(axes, dtype=object)
+        return axes[0]
 
 
 def _int_list(name, values):

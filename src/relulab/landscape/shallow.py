@@ -252,29 +252,19 @@ class ShallowNet(Result):
 
     @classmethod
     def from_torch(cls, module: nn.Module, trainable: str = "all") -> "ShallowNet":
-        """Read ``Sequential(Linear, ReLU | LeakyReLU | Abs, Linear)`` into a ShallowNet."""
-        from relulab.nn import Abs
+        """Read a torch module computing ``Linear(d, m)``, ReLU | LeakyReLU | Abs, ``Linear(m, o)`` (an
+        ``nn.Sequential`` or any module :meth:`relulab.PLNet.from_torch` converts, functional ``F.relu``
+        included) into a ShallowNet in the module's dtype: converted exactly, then read by
+        :meth:`from_plnet` (the one architecture recognizer)."""
+        from relulab.core.plnet import PLNet
+        from relulab.core.recognize import input_shape_of
 
-        layers = list(module) if isinstance(module, nn.Sequential) else None
-        supported = "nn.Sequential(nn.Linear(d, m), nn.ReLU() | nn.LeakyReLU(a) | relulab.nn.Abs(), nn.Linear(m, o))"
-        if layers is None or len(layers) != 3 or not isinstance(layers[0], nn.Linear) \
-                or not isinstance(layers[2], nn.Linear):
-            raise UnsupportedLayerError(f"ShallowNet.from_torch reads exactly {supported}, got {type(module).__name__}"
-                                        + ("" if layers is None else f" of {[type(x).__name__ for x in layers]}"))
-        act = layers[1]
-        if isinstance(act, nn.ReLU):
-            activation, alpha = "relu", None
-        elif isinstance(act, nn.LeakyReLU):
-            activation, alpha = "leaky_relu", float(act.negative_slope)
-        elif isinstance(act, Abs):
-            activation, alpha = "abs", None
-        else:
-            raise UnsupportedLayerError(f"ShallowNet.from_torch: activation {type(act).__name__} at '1' is not "
-                                        f"supported; it reads {supported}")
-        first, last = layers[0], layers[2]
-        if last.in_features != first.out_features:
-            raise UnsupportedLayerError(f"ShallowNet.from_torch: Linear({first.in_features}, {first.out_features}) "
-                                        f"then Linear({last.in_features}, {last.out_features}) do not chain")
-        t = (lambda p: None if p is None else p.detach().clone())
-        return cls(t(first.weight), t(last.weight).T.contiguous(), t(first.bias), t(last.bias), activation, alpha,
-                   trainable)
+        if not isinstance(module, nn.Module):
+            raise InvalidInputError(f"ShallowNet.from_torch needs a torch nn.Module, got {type(module).__name__}")
+        shape = input_shape_of(module)
+        if shape is None:
+            raise UnsupportedLayerError("ShallowNet.from_torch: a shallow network starts with nn.Linear(d, m); "
+                                        f"{type(module).__name__} has none first")
+        dtypes = {p.dtype for p in module.parameters()}
+        dtype = dtypes.pop() if len(dtypes) == 1 else torch.float64
+        return cls.from_plnet(PLNet.from_torch(module, shape, dtype=dtype), trainable)

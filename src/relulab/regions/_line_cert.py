@@ -45,7 +45,8 @@ from relulab.regions._exact import U as _U
 from relulab.regions._exact import exact_pieces, exact_tables, gamma
 
 _SAFE = 1.0 + 1e-6  # slack on every computed bound (the bounds themselves are rounded)
-_MAX_EXACT = 4000  # exact piece evaluations the exact stage may spend
+_MAX_EXACT_ENTRIES = 2 * 10**7  # weight entries (Python-integer multiply-adds) the exact stage may spend
+_MAX_TABLE = 10**6  # dense weight entries above which the exact stage is not attempted
 
 
 class CertOutcome:
@@ -322,7 +323,7 @@ def certify_segments(net, a, b, seg, t0, t1, base, deltas, *, chunk: int = 4096,
     nxt_delta = torch.zeros_like(delta)
     nxt_delta[:-1] = torch.where(interior[1:], delta[1:], torch.zeros_like(delta[1:]))
     right = t1 - nxt_delta
-    tight = ~(left < right)
+    tight = ~(left + 4 * _U * (t0.abs() + t1.abs()) < right)  # a few ulps for the rounded ends
     for r in tight.nonzero()[:, 0].tolist():
         if interior[r]:
             unsure_bp.add(r)
@@ -338,17 +339,19 @@ def _exact_stage(net, a, b, seg, t0, interior, base, deltas, unit_layer, first_l
                  tight, filtered) -> CertOutcome:
     from relulab.regions.line import _pattern_row
 
-    tabs = exact_tables(net)
+    tabs = exact_tables(net, max_entries=_MAX_TABLE)
     if tabs is None:
         return CertOutcome(None, filtered, 0, reason="the exact tables would be too large")
     budget = [0]
     cache: dict = {}
+    # weight entries pushed through before each max layer (the exact stage's cost per evaluation)
+    upto = [sum(t[1].size for t in tabs[1:i] if t[0] == "affine") for i in net.max_layers]
 
     def pieces(row: int, l: int):
         key = (row, l)
         if key not in cache:
-            budget[0] += 1
-            if budget[0] > _MAX_EXACT:
+            budget[0] += upto[l] + 1
+            if budget[0] > _MAX_EXACT_ENTRIES:
                 raise _OverBudget
             s = int(seg[row])
             cache[key] = exact_pieces(net, tabs, a[s], b[s], _pattern_row(base, deltas, row), l)

@@ -1515,14 +1515,18 @@ def _on_line(net, a, b=None, *, closed: bool = False, max_regions: int | None = 
     tolerances (default 1e-13 and 1e-14 for float64 networks; else 50 and 10 times the unit
     roundoff).
 
-    Certification (``certify``): the same walk in exact rational arithmetic on the float64 weights
-    and segment ends (every float64 is a dyadic rational) checks the float walk's pattern sequence;
-    where they differ, the exact walk is the result. ``certify=None`` (default) does this for
-    chain networks of affine and max layers when the work is small (regions x (weights + 20 units)
-    <= 2e6); ``True`` always (raises :class:`InvalidInputError` for other networks); ``False``
-    never. ``certified`` on the result says whether it happened. A float64 overflow (segments near
-    1e308, or values beyond it) is settled exactly where certification is allowed, else raises
-    :class:`DegenerateGeometryError`.
+    Certification (``certify``): the float walk's pattern sequence is checked against exact
+    rational arithmetic on the float64 weights and segment ends (every float64 is a dyadic
+    rational) by filtered predicates (:mod:`relulab.regions._line_cert`): every decision is settled
+    in float64 under a rigorous error bound, and the few the bound cannot settle in exact integer
+    arithmetic; any network (residual additions included). If the check finds the float sequence
+    wrong, the exact walk (chains of affine and max layers) is the result, else
+    :class:`DegenerateGeometryError` is raised. ``certify=None`` (default) certifies complete walks
+    whose certificate fits its work budget (about 1e8 checks; beyond it, and for incomplete walks,
+    ``certified=False``); ``True`` always (the exact walk where the filter cannot decide; raises
+    :class:`InvalidInputError` where neither runs); ``False`` never. ``certified`` on the result says
+    whether it happened. A float64 overflow (segments near 1e308, or values beyond it) is settled
+    exactly where certification is allowed, else raises :class:`DegenerateGeometryError`.
     ``progress``: a callback ``progress(done, total, **info)`` (:mod:`relulab.progress`), called as
     regions are found with ``done`` = regions so far, ``total`` None, ``regions`` and ``covered``
     (the fraction of the segments walked), then once with ``stage="certifying"``.

@@ -32,10 +32,16 @@ other one was refuted by LPs whose feasibility is never marginal (margins are sc
 
 For ``m = 1`` the labellings are read off the activation sets of one unit (``sign(c + a relu(z))`` is
 constant or has one sign exactly on an activation set), which for points in general position gives
-Cover's number of affine dichotomies. For points on a line (``d = 1``, distinct points) the labellings with at most ``m`` sign
-changes along the line are realizable (breakpoints just after the last point of each block, values of
-alternating sign and geometrically growing size), and a width-``m`` network changes sign at most ``m``
-times on a line, so the count is ``2 sum_{j <= m} C(n - 1, j)`` (checked against the search in tests).
+Cover's number of affine dichotomies. For points on a line (``d = 1``, distinct points) and
+``m <= 2`` the count is ``2 sum_{j <= m} C(n - 1, j)``: the labellings with at most ``m`` sign changes.
+They are realizable (breakpoints just after the last point of each block, values of alternating sign
+and geometrically growing size). And ``m + 1`` changes are not: ``m = 1`` is monotone; for ``m = 2``
+three changes need three non-constant pieces with alternating slopes, but two units facing the same
+way leave one end constant, facing apart with disjoint supports leave the middle constant, and with
+overlapping supports the slopes are ``-J_1, J_2 - J_1, J_2`` (``J_i`` the slope jumps), whose middle
+has the sign of the ends. From ``m = 3`` on this fails: ``J = (3, -2, 2)`` with the left-facing unit
+at the last breakpoint gives slopes ``-2, 1, -1, 1`` and four sign changes (the search finds all 32
+labellings of 5 points on a line with 3 units), so no closed form is claimed there.
 """
 
 from __future__ import annotations
@@ -61,7 +67,8 @@ class ReLUClassifications(Result):
     output weight +1, or None for any output signs; ``by_search``: labellings settled by the pattern
     search (the rest had a sampled witness); ``refuted``: labellings proven unrealizable; ``lps``: LPs
     solved; ``cover``: Cover's count (the width-1 value) for points in general position, else None;
-    ``line_count``: for ``d = 1`` and distinct points the closed form ``2 sum_{j <= m} C(n-1, j)``.
+    ``line_count``: for ``d = 1``, distinct points and ``m <= 2`` the closed form ``2 sum_{j <= m} C(n-1, j)``
+    (else None).
     """
 
     n: int
@@ -398,7 +405,7 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
 
     gp = _general_position(X)
     line = None
-    if d == 1 and len(np.unique(X[:, 0])) == n and positive_units is None:
+    if d == 1 and len(np.unique(X[:, 0])) == n and positive_units is None and m <= 2:
         line = 2 * sum(math.comb(n - 1, j) for j in range(min(m, n - 1) + 1))
     return ReLUClassifications(n, d, m, positive_units, len(labs), L, Ws, Bs, As, Cs, by_search, refuted,
                                search.lps + lps0, cover_count(n, d) if gp else None, line, True, True,
