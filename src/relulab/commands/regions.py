@@ -107,7 +107,8 @@ def _render(res, args):
               + (f" {s['box']}" if s.get("box") else ""))
     t.add_row("activation regions", f"{res.count:,}" + ("" if res.complete else "  (incomplete: budget reached)"))
     lin = s.get("linear_count")
-    t.add_row("linear regions", "not merged (incomplete result)" if lin is None else f"{lin:,}")
+    why = "incomplete result" if not res.complete else "not computed by this engine; method='vertex' merges them"
+    t.add_row("linear regions", f"not merged ({why})" if lin is None else f"{lin:,}")
     if s.get("decision_boundary_pieces") is not None:
         t.add_row("decision boundary pieces", str(s["decision_boundary_pieces"]))
     if s.get("boundary_pieces") is not None:
