@@ -34,7 +34,7 @@ harmless (tested).
 Equal gradients are decided under a rounding bound, not a fixed tolerance: each Jacobian entry is
 a sum of path products computed in float64, so it errs by at most ``gamma_K`` times the sum of the
 absolute path products (the Jacobian of the network with absolute weights under the same pattern,
-see :func:`_gradients`). Two adjacent regions merge when their gradients differ by no more than
+see :func:`relulab.regions._jacobians.gradients_with_bounds`). Two adjacent regions merge when their gradients differ by no more than
 the two bounds; a nonzero difference inside the bounds leaves the equality undecided and the result
 not ``certified``. (A fixed tolerance is not enough: adjacent regions of a 2-170-170-170-1 network
 whose exact gradients, computed in rational arithmetic, differ by 1e-6 merge under a tolerance of
@@ -56,6 +56,7 @@ import torch
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.plnet import PLNet
 from relulab.progress import notify
+from relulab.regions._jacobians import gradients_with_bounds as _gradients
 from relulab.results import RegionResult
 
 __all__ = ["split_full_space", "SplitEnumeration", "box_cells", "balanced_cells", "cone_cells"]
@@ -351,49 +352,6 @@ def _components(n: int, edges: np.ndarray) -> int:
         return 0
     m = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n, n))
     return int(connected_components(m, directed=False)[0])
-
-
-def _abs_net(net: PLNet) -> PLNet | None:
-    """The network with every weight replaced by its absolute value, or None when some max unit has a
-    negative piece coefficient (abs, leaky ReLU with a negative slope): then a forced pattern can
-    cancel paths and the abs network's Jacobian no longer bounds the path sums."""
-    import copy
-
-    if any(bool((m.coef[m.valid] < 0).any()) for m in net.max_units):
-        return None
-    try:
-        mod = copy.deepcopy(net.to_torch())
-        with torch.no_grad():
-            for t in list(mod.parameters()) + list(mod.buffers()):
-                if t.is_floating_point():
-                    t.abs_()
-        absnet = PLNet.from_torch(mod, tuple(net.input_shape))
-    except Exception:  # a module that does not survive the change: no bound, and the result says so
-        return None
-    return absnet if absnet.n_units == net.n_units else None
-
-
-def _gradients(net: PLNet, xw: torch.Tensor, patterns: torch.Tensor):
-    """Per region, the gradient of every output (R, d * m) at its witness, and a bound on the
-    rounding error of each entry (None when no bound is available, see :func:`_abs_net`).
-
-    Every entry of the Jacobian of a region is a sum over input-output paths of products of weights
-    and piece coefficients; computing it in float64 (any summation order) errs by at most
-    ``gamma_K`` times the same sum with absolute values (Higham, Accuracy and Stability of Numerical
-    Algorithms, 2nd ed., Sec. 3.1 and 3.5), ``K`` bounding the number of roundings along a path
-    (the fan-ins summed over layers) and ``gamma_K = K u / (1 - K u)``, ``u = 2^-53``. The sum with
-    absolute values is the Jacobian of the network with absolute weights under the same pattern."""
-    R, d = xw.shape[0], net.input_dim
-    eye = torch.eye(d, dtype=xw.dtype)  # shared by the batch: carried unbatched as far as possible
-    A = net.trace(xw, directions=eye, record=False).output_tangent.reshape(R, -1)
-    absnet = _abs_net(net)
-    if absnet is None:
-        return A, None
-    P = absnet.trace(xw, directions=eye, pattern=patterns, record=False).output_tangent.reshape(R, -1)
-    K = 2 * len(net.nodes) + sum(math.prod(getattr(nd.layer, "in_shape", (1,))) for nd in net.nodes[1:])
-    u = 2.0 ** -53
-    # the factor 2 absorbs the rounding of the abs network's own pass
-    return A, 2 * (K * u / (1 - K * u)) * P.abs()
 
 
 def _merge(parts: list[dict], rd: bool):

@@ -548,6 +548,7 @@ class _Engine:
         self.stopped_by = None
         self.progress = None
         self.near_zero = 0  # sign decisions at vertices taken as exact zeros (uncertified)
+        self.linear_uncertain = False  # an equality of adjacent gradients inside their rounding bounds
         g = torch.Generator().manual_seed(0x5EED)
         self.rvec = torch.randint(-(2**62), 2**62, (max(1, net.n_units),), generator=g, dtype=torch.int64).to(self.dev)
 
@@ -1210,7 +1211,7 @@ class _Engine:
         audit = self._audit(patterns, audit_samples) if audit_samples else None
         box = None if self.box is None else (self.box[0].tolist(), self.box[1].tolist())
         return FullSpaceRegions(
-            count=int(R), certified=bool(self.complete and self.near_zero == 0), counts_what="activation regions", patterns=patterns, interior_points=xw, bounded=bounded, touches_boundary=touches,
+            count=int(R), certified=bool(self.complete and self.near_zero == 0 and not self.linear_uncertain), counts_what="activation regions", patterns=patterns, interior_points=xw, bounded=bounded, touches_boundary=touches,
             linear_count=linear, decision_boundary_pieces=db_pieces if self.complete else None,
             complete=self.complete, domain="R^d" if self.box is None else "box", box=box,
             neighbours=edges if neighbours else None, audit=audit, audit_samples=int(audit_samples),
@@ -1405,16 +1406,23 @@ class _Engine:
         equal gradients on two regions sharing a facet mean the same affine map)."""
         if R == 0:
             return 0
-        d = self.d
-        eye = torch.eye(d, dtype=self.dt, device=self.dev).expand(R, d, d)
-        one = torch.ones(R, dtype=self.dt, device=self.dev)
-        zero = torch.zeros(R, d, dtype=self.dt, device=self.dev)
-        _, tan = self.ev.run(None, xw, eye, one, zero, patterns)  # (R, d, m)
         if edges.shape[0] == 0:
             return R
+        from relulab.regions._jacobians import gradients_with_bounds
+
+        # equal gradients are decided under a proven rounding bound (a fixed tolerance merged adjacent
+        # regions whose exact maps differ by 1e-6 on wide nets); without a bound (negative piece
+        # coefficients) a relative tolerance decides and the result is not certified
+        A, err = gradients_with_bounds(self.net, xw.detach().to("cpu", torch.float64), patterns.cpu())
+        A, err = A.to(self.dev), None if err is None else err.to(self.dev)
         i, j = edges[:, 0], edges[:, 1]
-        tol = 1e3 * TAU_M * self.bnd_out[0].T  # (d, m): bounds every gradient entry's rounding scale
-        same = ((tan[i] - tan[j]).abs() <= tol).flatten(1).all(1)
+        diff = (A[i] - A[j]).abs()
+        if err is None:
+            same = (diff <= 1e-9 * (1 + A.abs().max())).all(1)
+            self.linear_uncertain = True
+        else:
+            same = (diff <= err[i] + err[j]).all(1)
+            self.linear_uncertain = bool((same & (diff > 0).any(1)).any())
         i, j = i[same], j[same]
         lab = torch.arange(R, device=self.dev)
         while True:

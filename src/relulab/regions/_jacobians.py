@@ -1,0 +1,53 @@
+"""Region gradients with proven rounding bounds, shared by the full-space engine's linear-region merge
+and the split counts (equal affine maps are decided under these bounds, never a fixed tolerance)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from relulab.core.plnet import PLNet
+
+
+def abs_network(net: PLNet) -> PLNet | None:
+    """The network with every weight replaced by its absolute value, or None when some max unit has a
+    negative piece coefficient (abs, leaky ReLU with a negative slope): then a forced pattern can
+    cancel paths and the abs network's Jacobian no longer bounds the path sums."""
+    import copy
+
+    if any(bool((m.coef[m.valid] < 0).any()) for m in net.max_units):
+        return None
+    try:
+        mod = copy.deepcopy(net.to_torch())
+        with torch.no_grad():
+            for t in list(mod.parameters()) + list(mod.buffers()):
+                if t.is_floating_point():
+                    t.abs_()
+        absnet = PLNet.from_torch(mod, tuple(net.input_shape))
+    except Exception:  # a module that does not survive the change: no bound, and the result says so
+        return None
+    return absnet if absnet.n_units == net.n_units else None
+
+
+def gradients_with_bounds(net: PLNet, xw: torch.Tensor, patterns: torch.Tensor):
+    """Per region, the gradient of every output (R, d * m) under its pattern (evaluated at its witness), and a bound on the
+    rounding error of each entry (None when no bound is available, see :func:`abs_network`).
+
+    Every entry of the Jacobian of a region is a sum over input-output paths of products of weights
+    and piece coefficients; computing it in float64 (any summation order) errs by at most
+    ``gamma_K`` times the same sum with absolute values (Higham, Accuracy and Stability of Numerical
+    Algorithms, 2nd ed., Sec. 3.1 and 3.5), ``K`` bounding the number of roundings along a path
+    (the fan-ins summed over layers) and ``gamma_K = K u / (1 - K u)``, ``u = 2^-53``. The sum with
+    absolute values is the Jacobian of the network with absolute weights under the same pattern."""
+    R, d = xw.shape[0], net.input_dim
+    eye = torch.eye(d, dtype=xw.dtype)  # shared by the batch: carried unbatched as far as possible
+    A = net.trace(xw, directions=eye, pattern=patterns, record=False).output_tangent.reshape(R, -1)
+    absnet = abs_network(net)
+    if absnet is None:
+        return A, None
+    P = absnet.trace(xw, directions=eye, pattern=patterns, record=False).output_tangent.reshape(R, -1)
+    K = 2 * len(net.nodes) + sum(math.prod(getattr(nd.layer, "in_shape", (1,))) for nd in net.nodes[1:])
+    u = 2.0 ** -53
+    # the factor 2 absorbs the rounding of the abs network's own pass
+    return A, 2 * (K * u / (1 - K * u)) * P.abs()
