@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from relulab.cli import Context, Output, figure_file, float_arg, int_arg, json_flag, save_figure
+from relulab.cli import Context, Output, figure_file, float_arg, int_arg, json_flag, number_list, save_figure
+
+# comma-separated flag values: widths / dimensions, and positive scales
+_SIZES = number_list(integer=True, lo=1, hi=10**6, most=50)
+_POSITIVE = number_list(above=0, most=50)
 
 
 def add_parser(sub) -> None:
@@ -14,9 +18,9 @@ def add_parser(sub) -> None:
                                      "its L2 distance (on the data's hull) to the natural cubic spline, the linear "
                                      "interpolant and its own kernel limit.")
     u.add_argument("--points", type=int_arg(2, 200), default=6, metavar="N", help="number of data points (default 6)")
-    u.add_argument("--widths", type=str, default="200", metavar="W,..", help="widths (default 200)")
-    u.add_argument("--inner-scales", type=str, default="0.1,1,10", metavar="S,..", help="inner scales s_a")
-    u.add_argument("--outer-scales", type=str, default="0.1,1,10", metavar="S,..", help="outer scales s_c")
+    u.add_argument("--widths", type=_SIZES, default="200", metavar="W,..", help="widths (default 200)")
+    u.add_argument("--inner-scales", type=_POSITIVE, default="0.1,1,10", metavar="S,..", help="inner scales s_a")
+    u.add_argument("--outer-scales", type=_POSITIVE, default="0.1,1,10", metavar="S,..", help="outer scales s_c")
     u.add_argument("--steps", type=int_arg(1, 10**7), default=20000, metavar="K", help="gradient steps (default 20000)")
     u.add_argument("--seed", type=int_arg(0, 2**31 - 1), default=0, metavar="S")
     u.add_argument("--time-limit", type=float_arg(above=0), default=None, metavar="SEC")
@@ -30,7 +34,7 @@ def add_parser(sub) -> None:
                                      "descent with unscaled or width-scaled potentials and measure the sup and L2 "
                                      "distances to the solution of the function-space limit problem and to the "
                                      "kernel (gradient-flow) limit as the width grows.")
-    m.add_argument("--widths", type=str, default="50,200,800,3200", metavar="W,..", help="widths")
+    m.add_argument("--widths", type=_SIZES, default="50,200,800,3200", metavar="W,..", help="widths")
     m.add_argument("--potentials", type=str, default="x^2,|x|^3+x^2,x^4+x^2", metavar="P,..",
                    help="potentials phi (quadratic, x^2, |x|^3+x^2, x^4+x^2, cosh-entropy)")
     m.add_argument("--scaling", choices=("unscaled", "scaled", "both"), default="both")
@@ -52,8 +56,8 @@ def add_parser(sub) -> None:
                                      "transition gamma ~ 1/sqrt(n d).")
     b.add_argument("--n", type=int_arg(4, 5000), default=40, metavar="N", help="training points (default 40)")
     b.add_argument("--flipped", type=int_arg(0, 5000), default=4, metavar="K", help="flipped labels (default 4)")
-    b.add_argument("--dims", type=str, default="200,800,3200", metavar="D,..", help="input dimensions")
-    b.add_argument("--gammas", type=str, default="0.001,0.003,0.01,0.03,0.1,0.3", metavar="G,..",
+    b.add_argument("--dims", type=_SIZES, default="200,800,3200", metavar="D,..", help="input dimensions")
+    b.add_argument("--gammas", type=_POSITIVE, default="0.001,0.003,0.01,0.03,0.1,0.3", metavar="G,..",
                    help="signal strengths in (0, 1)")
     b.add_argument("--seeds", type=int_arg(1, 100), default=3, metavar="S", help="data seeds per setting")
     b.add_argument("--width", type=int_arg(2, 10**4), default=64, metavar="M", help="hidden width (even)")
@@ -67,7 +71,7 @@ def add_parser(sub) -> None:
                                      "trained by full-batch gradient descent, NTK ridge regression and random-features "
                                      "ridge regression at n = F d^2 samples of the teacher a^T |W* x| (a_i = +-1/d), "
                                      "against d; finite-size evidence for o(1/d) vs Omega(1/d).")
-    g.add_argument("--dims", type=str, default="6,8,12,16", metavar="D,..", help="input dimensions")
+    g.add_argument("--dims", type=_SIZES, default="6,8,12,16", metavar="D,..", help="input dimensions")
     g.add_argument("--seeds", type=int_arg(1, 20), default=1, metavar="S", help="teachers per dimension")
     g.add_argument("--samples-factor", type=float_arg(above=0), default=4.0, metavar="F", help="n = F d^2")
     g.add_argument("--steps", type=int_arg(1, 10**6), default=3000, metavar="K", help="gradient steps")
@@ -79,23 +83,6 @@ def add_parser(sub) -> None:
     g.set_defaults(handler=run_gd_kernels)
 
 
-def _numbers(text: str, flag: str, integer: bool = False) -> list:
-    import math
-
-    from relulab.core.errors import InvalidInputError
-
-    try:
-        vals = [int(v) if integer else float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InvalidInputError(f"{flag}: expected comma-separated {'integers' if integer else 'numbers'}, "
-                                f"got {text!r}") from None
-    if not vals or len(vals) > 50 or not all(math.isfinite(v) and v > 0 for v in vals):
-        raise InvalidInputError(f"{flag}: expected 1 to 50 finite positive values, got {text!r}")
-    if integer and max(vals) > 10**6:
-        raise InvalidInputError(f"{flag}: widths must be at most 10^6, got {max(vals)}")
-    return vals
-
-
 def run_univariate(args, ctx: Context) -> Output:
     import numpy as np
 
@@ -104,9 +91,9 @@ def run_univariate(args, ctx: Context) -> Output:
     if args.quick:
         widths, sa, sc, steps = [30], [0.1, 10.0], [0.1, 10.0], 500
     else:
-        widths = _numbers(args.widths, "--widths", integer=True)
-        sa = _numbers(args.inner_scales, "--inner-scales")
-        sc = _numbers(args.outer_scales, "--outer-scales")
+        widths = args.widths
+        sa = args.inner_scales
+        sc = args.outer_scales
         steps = args.steps
     rng = np.random.default_rng(args.seed)
     x = np.sort(rng.uniform(-1, 1, args.points))
@@ -132,7 +119,7 @@ def run_mirror(args, ctx: Context) -> Output:
     if args.quick:
         widths, pots, scaled = [100, 1600], ["|x|^3+x^2"], [True]
     else:
-        widths = _numbers(args.widths, "--widths", integer=True)
+        widths = args.widths
         pots = [p.strip() for p in args.potentials.split(",") if p.strip()]
         if not pots:
             raise InvalidInputError("--potentials: expected at least one potential")
@@ -157,8 +144,8 @@ def run_benign(args, ctx: Context) -> Output:
     if args.quick:
         ds, gammas, seeds = [400], [1e-3, 1e-2, 1e-1], [0]
     else:
-        ds = _numbers(args.dims, "--dims", integer=True)
-        gammas = _numbers(args.gammas, "--gammas")
+        ds = args.dims
+        gammas = args.gammas
         seeds = list(range(args.seeds))
     if max(gammas) >= 1:
         raise InvalidInputError(f"--gammas: signal strengths must be < 1, got {max(gammas)}")
@@ -184,7 +171,7 @@ def run_gd_kernels(args, ctx: Context) -> Output:
     if args.quick:
         ds, steps, tests = [6, 10], 1500, 5000
     else:
-        ds, steps, tests = _numbers(args.dims, "--dims", integer=True), args.steps, args.test_samples
+        ds, steps, tests = args.dims, args.steps, args.test_samples
     with ctx.progress("fitting", "settings") as bar:
         r = gd_vs_kernels(ds=ds, seeds=tuple(range(args.seeds)), samples_factor=args.samples_factor, steps=steps,
                           test_samples=tests, progress=bar)
