@@ -39,7 +39,7 @@ import torch
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 
 __all__ = ["U", "gamma", "product_sum_signs", "affine_signs", "compare_ratios", "orient2d",
-           "line_side", "exact_product_sum", "require_nonzero", "ExactTally"]
+           "line_side", "exact_product_sum", "require_nonzero", "ExactTally", "exact_map"]
 
 U = 2.0**-53  # unit roundoff of float64 (round to nearest)
 _TINY = 2.0**-1022  # smallest normal float64
@@ -306,7 +306,27 @@ def exact_pieces(net, tabs, a, b, pattern, layer: int):
     B, eb = dyadic(b)
     e = max(ea, eb)
     A, B = _align(A.reshape(-1), ea, e), _align(B.reshape(-1), eb, e)
-    vals = {0: (np.stack([A, B - A], 1), e)}
+    out = _push(net, tabs, np.stack([A, B - A], 1), e, pattern, layer)
+    if out is None:
+        raise InvalidInputError(f"the network has no max layer {layer}")
+    return out
+
+
+def exact_map(net, tabs, pattern):
+    """The exact affine map of the network on the region of ``pattern``: ``(M, e)`` with output ``i``
+    equal to ``(M[i, 0] + sum_k M[i, k] x_k) / 2**e`` exactly (Python integers), from the float64
+    weights (``tabs`` from :func:`exact_tables`). Every max unit takes the piece the pattern names."""
+    d = int(net.input_dim)
+    Z = np.zeros((d, d + 1), dtype=object)
+    Z[:, 1:] = np.identity(d, dtype=np.int64).astype(object)
+    return _push(net, tabs, Z, 0, pattern, None)
+
+
+def _push(net, tabs, Z0, e0, pattern, layer):
+    """Push exact affine maps ``Z0 / 2**e0`` of the input (rows: input features) through the network
+    with the winners of ``pattern``: the pieces of max layer ``layer`` (see :func:`exact_pieces`),
+    or for ``layer=None`` the output's maps; None when there is no such max layer."""
+    vals = {0: (Z0, e0)}
     pat = [int(x) for x in (pattern.tolist() if hasattr(pattern, "tolist") else pattern)]
     offs = net.unit_offsets
     last_use = {}
@@ -330,7 +350,7 @@ def exact_pieces(net, tabs, a, b, pattern, layer: int):
             _, index, coef, ec, valid = tab
             Z, ez = vals[nd.inputs[0]]
             if m == layer:
-                P = Z[index] * coef[..., None]  # (U, K, 2)
+                P = Z[index] * coef[..., None]  # (U, K, columns)
                 P[~valid] = 0
                 return P, ez + ec
             U = index.shape[0]
@@ -341,4 +361,4 @@ def exact_pieces(net, tabs, a, b, pattern, layer: int):
         for j in nd.inputs:
             if last_use.get(j) == i:
                 vals.pop(j, None)
-    raise InvalidInputError(f"the network has no max layer {layer}")
+    return vals[len(net.nodes) - 1] if layer is None else None
