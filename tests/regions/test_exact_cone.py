@@ -65,3 +65,36 @@ def test_cone_budget_gives_none():
     a, b = torch.zeros(shape, dtype=torch.float64), torch.ones(shape, dtype=torch.float64)
     pattern = net.pattern(a[None])[0]
     assert exact_unit_pieces(net, a, b, pattern, 1, [0], max_entries=5) is None
+
+
+def test_lazy_cone_pieces_and_their_budget():
+    from relulab.regions._exact import ConePieces
+
+    make, shape = NETS["cnn"]
+    torch.manual_seed(0)
+    net = relulab.PLNet.from_torch(make().double().eval(), shape)
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(shape, generator=g, dtype=torch.float64), torch.randn(shape, generator=g, dtype=torch.float64)
+    pattern = net.pattern(a[None])[0]
+    P, e = exact_pieces(net, exact_tables(net), a, b, pattern, 1)
+    spent = [0]
+    lazy = ConePieces(net, a, b, pattern, 1, spent, max_units=3)
+    for u in (0, 5, 0, 7):
+        # within one unit the differences of pieces are the same rationals up to one power of two
+        ref = [Fr(int(P[u, k, c]), 2**e) for k in range(2) for c in range(2)]
+        got = [int(lazy[u, k, c]) for k in range(2) for c in range(2)]
+        scale = next((Fr(x) / r for x, r in zip(got, ref) if r != 0), None)
+        assert scale is None or all(Fr(x) == r * scale for x, r in zip(got, ref))
+    assert spent == [3]
+    with pytest.raises(RuntimeError):
+        lazy[9, 0, 0]
+
+
+def test_rows_under_no_grad():
+    from relulab.regions._exact import affine_rows
+
+    lin = nn.Linear(3, 4).double()
+    net = relulab.PLNet.from_torch(nn.Sequential(lin, nn.ReLU()), (3,))
+    with torch.no_grad():
+        R = affine_rows(net.nodes[1].layer, [2, 0])
+    assert torch.equal(R, lin.weight.detach()[[2, 0]])

@@ -376,10 +376,11 @@ def affine_rows(layer, rows, chunk: int = 256):
     out = []
     for s in range(0, len(rows), chunk):
         r = torch.as_tensor(rows[s:s + chunk], dtype=torch.long, device=like.device)
-        z = torch.zeros(r.numel(), n_in, dtype=like.dtype, device=like.device, requires_grad=True)
         cot = torch.zeros(r.numel(), n_out, dtype=like.dtype, device=like.device)
         cot[torch.arange(r.numel(), device=like.device), r] = 1.0
-        (g,) = torch.autograd.grad(layer.linear(z), z, cot)
+        with torch.enable_grad():  # callers may run under no_grad
+            z = torch.zeros(r.numel(), n_in, dtype=like.dtype, device=like.device, requires_grad=True)
+            (g,) = torch.autograd.grad(layer.linear(z), z, cot)
         out.append(g.detach())
     return torch.cat(out) if out else torch.zeros(0, n_in, dtype=like.dtype, device=like.device)
 
@@ -489,3 +490,32 @@ def torch_index(rows, like):
     import torch
 
     return torch.as_tensor(rows, dtype=torch.long, device=like.device)
+
+
+class ConePieces:
+    """Exact pieces of max layer ``layer`` along ``a + t (b - a)`` under ``pattern``, computed unit by
+    unit on first use over the unit's dependency cone (:func:`exact_unit_pieces`):
+    ``P[u, k, c]`` as from :func:`exact_pieces`, except that the power of two is per unit (every
+    comparison of the line certificate stays within one unit, where it cancels). ``spent``: a
+    one-element list counting the units evaluated, shared between instances; past ``max_units``, or
+    for a cone of more than ``max_entries`` weight entries, ``over`` is raised."""
+
+    def __init__(self, net, a, b, pattern, layer: int, spent: list, max_units: int = 10**5,
+                 max_entries: float = 10**6, over=RuntimeError):
+        self.args = (net, a, b, pattern, layer)
+        self.spent, self.max_units, self.max_entries, self.over = spent, max_units, max_entries, over
+        self.units: dict = {}
+
+    def __getitem__(self, key):
+        u, k, c = key
+        u = int(u)
+        if u not in self.units:
+            self.spent[0] += 1
+            if self.spent[0] > self.max_units:
+                raise self.over
+            net, a, b, pattern, layer = self.args
+            r = exact_unit_pieces(net, a, b, pattern, layer, [u], max_entries=self.max_entries)
+            if r is None:
+                raise self.over
+            self.units[u] = r[0][0]
+        return self.units[u][k, c]
