@@ -244,3 +244,12 @@ def test_linear_counts_certified_equal_to_exact_rationals(seed, dead, tiny):
     res = full_space(net, neighbours=True)
     if res.certified:
         assert res.linear_count == exact_linear_count(net, res.patterns, res.neighbours)
+
+
+def test_every_engine_says_what_its_certificate_is():
+    net = plnet(relulab.build("mlp:2-6-6-1:relu", seed=2), 2)
+    for method in ("vertex", "facet"):
+        r = full_space(net, method=method)
+        assert r.certified and r.stats["certificate"].startswith("proven"), method
+        r = full_space(net, method=method, max_regions=2)
+        assert not r.certified and r.stats["certificate"].startswith("not proven"), method

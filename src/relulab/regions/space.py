@@ -1635,7 +1635,9 @@ def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_sam
         decision_boundary_pieces=None, complete=complete, domain="R^d" if box is None else "box",
         box=None if box is None else (box[0].tolist(), box[1].tolist()), neighbours=None, audit=audit,
         audit_samples=int(audit_samples), cells=int(cells), stopped_by=stopped,
-        stats=dict(eng.stats, length_scale=eng.R0, method="facet", charts=eng.charts.kind))
+        stats=dict(eng.stats, length_scale=eng.R0, method="facet", charts=eng.charts.kind,
+                   certificate="proven: every decision of the facet engine" if complete else
+                   f"not proven: incomplete (stopped by {stopped})"))
     res.seconds = time.perf_counter() - t0
     res._net = net
     res._rvec = rvec
