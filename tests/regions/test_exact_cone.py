@@ -98,3 +98,21 @@ def test_rows_under_no_grad():
     with torch.no_grad():
         R = affine_rows(net.nodes[1].layer, [2, 0])
     assert torch.equal(R, lin.weight.detach()[[2, 0]])
+
+
+def test_exact_witness_against_points_on_and_off_walls():
+    from relulab.regions._exact import exact_witness
+
+    lin = nn.Linear(2, 3).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+        lin.bias.copy_(torch.tensor([0.0, -2.0**-60, 0.0]))  # walls x = 0 and x = 2^-60
+    net = relulab.PLNet.from_torch(nn.Sequential(lin, nn.ReLU(), nn.Linear(3, 1).double()), (2,))
+    tabs = exact_tables(net)
+    # between the walls, on the second wall, and on the wall y = 0
+    inside = torch.tensor([2.0**-61, 0.5], dtype=torch.float64)
+    assert exact_witness(net, tabs, inside.numpy(), [1, 0, 1])
+    assert not exact_witness(net, tabs, inside.numpy(), [1, 1, 1])
+    on_wall = torch.tensor([2.0**-60, 0.5], dtype=torch.float64)
+    assert not exact_witness(net, tabs, on_wall.numpy(), [1, 0, 1]) and not exact_witness(net, tabs, on_wall.numpy(), [1, 1, 1])
+    assert not exact_witness(net, tabs, torch.tensor([1.0, 0.0], dtype=torch.float64).numpy(), [1, 1, 1])

@@ -89,8 +89,9 @@ def test_parallel_walls_are_certified_exactly_or_raised(gap, box):
 
 def test_huge_boxes_are_certified_equal_to_all_of_space_or_say_not():
     """A 2-16-16-1 net whose regions all meet [-1e3, 1e3]^2: boxes of extent 1e6 .. 1e308 have exactly
-    the regions of R^2 (the proven count there); each box count is certified equal to it or says it
-    is not proven."""
+    the regions of R^2 (the proven count there); each box count is certified equal to it (1e308: the
+    facet engine cannot prove that box, R^d's proven regions with exactly verified witnesses in the
+    box do)."""
     net = plnet(relulab.build("mlp:2-16-16-1:relu", seed=0), 2)
     full = full_space(net)
     assert full.certified and full.complete and full.count > 500
@@ -103,7 +104,7 @@ def test_huge_boxes_are_certified_equal_to_all_of_space_or_say_not():
             continue
         assert r.count == full.count or not r.certified, e
         proven += bool(r.certified)
-    assert proven >= 3
+    assert proven == 4
 
 
 def test_a_wrong_vertex_result_is_caught_not_certified(monkeypatch):
@@ -253,3 +254,23 @@ def test_every_engine_says_what_its_certificate_is():
         assert r.certified and r.stats["certificate"].startswith("proven"), method
         r = full_space(net, method=method, max_regions=2)
         assert not r.certified and r.stats["certificate"].startswith("not proven"), method
+
+
+def test_box_proven_through_all_of_space_only_when_it_meets_every_region(monkeypatch):
+    """Where the facet engine cannot prove a box, the box's count is proven through R^d only if
+    the box meets every region of R^d; a box that misses some stays unproven."""
+    net = plnet(relulab.build("mlp:2-8-8-1:relu", seed=0), 2)
+    real = space_mod._facet
+
+    def no_boxes(net_, box, *a):
+        if box is not None:
+            raise DegenerateGeometryError("(test) no proof for boxes")
+        return real(net_, box, *a)
+
+    monkeypatch.setattr(space_mod, "_facet", no_boxes)
+    full = full_space(net)
+    big = full_space(net, box=(-1e200, 1e200))
+    assert big.certified and big.count == full.count and "witness" in big.stats["certificate"]
+    small = full_space(net, box=(-0.01, 0.01))
+    assert small.count < full.count and not small.certified
+    assert "no proof for boxes" in small.stats["certificate"]

@@ -86,7 +86,9 @@ merging them. Where the result would be inconsistent (a facet without a region a
 engine's own combinatorics prove nothing: its result is ``certified`` only when the facet engine's
 proven enumeration (filtered predicates: float64 under proven error bounds, else exact integer
 arithmetic on the float64 data) finds exactly the same patterns, within a work budget
-(``PROOF_WORK`` regions x units) and the time limit; a disagreement raises
+(``PROOF_WORK`` regions x units) and the time limit (a box the facet engine cannot prove, e.g.
+of extent 1e308, is proven through all of R^d when it meets every region there, each witness
+verified exactly); a disagreement raises
 :class:`DegenerateGeometryError`, an unfinished proof leaves the result uncertified with the reason
 in ``stats["certificate"]``.
 Every witness is checked (strict inequalities, and :meth:`PLNet.pattern` except at exact ties); a
@@ -1587,6 +1589,11 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
     try:
         ref = _facet(net, box, res.count + 1, left, memory_budget, None, 0, t1)
     except DegenerateGeometryError as e:
+        if box is not None and _box_as_space(res, net, memory_budget, left):
+            res.certified = not eng.linear_uncertain
+            res.stats["certificate"] = ("proven: every region of R^d (proven enumeration) has an exactly "
+                                        "verified witness in the box")
+            return
         res.certified = False
         res.stats["certificate"] = f"not proven: {e}"
         return
@@ -1603,6 +1610,29 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
     res.certified = not eng.linear_uncertain
     res.stats["certificate"] = ("proven: patterns equal to the facet engine's proven enumeration"
                                 + ("" if res.certified else "; an equality of adjacent gradients is not settled"))
+
+
+def _box_as_space(res: FullSpaceRegions, net, memory_budget, time_limit) -> bool:
+    """A box's count proven through all of R^d (for boxes too large for the facet engine's proofs,
+    e.g. 1e308): the regions a box meets are regions of R^d, so when the proven enumeration of R^d
+    has exactly the box result's patterns and every witness is exactly verified strictly inside its
+    region and inside the box, the box meets all of them."""
+    from relulab.regions._exact import exact_tables, exact_witness
+
+    try:
+        ref = _facet(net, None, res.count + 1, time_limit, memory_budget, None, 0, time.perf_counter())
+    except DegenerateGeometryError:
+        return False
+    if not ref.complete or not _same_rows(ref.patterns, res.patterns):
+        return False
+    lo, hi = res.box
+    x = res.interior_points.detach().cpu().to(torch.float64)
+    if not bool(((x > torch.tensor(lo, dtype=torch.float64)) & (x < torch.tensor(hi, dtype=torch.float64))).all()):
+        return False
+    tabs = exact_tables(net)
+    if tabs is None:
+        return False
+    return all(exact_witness(net, tabs, xi.numpy(), p) for xi, p in zip(x, res.patterns.cpu()))
 
 
 def _same_rows(a: torch.Tensor, b: torch.Tensor) -> bool:
