@@ -13,6 +13,8 @@ whose maps differ slightly; the split decides equality under a rounding bound).
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import time
 
 import torch
@@ -39,6 +41,16 @@ def mlp(d, widths, seed):
     return PLNet.from_torch(torch.nn.Sequential(*layers, out), (d,))
 
 
+def cpu() -> float:
+    """CPU seconds of this process and of its finished children (pool workers)."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--width", type=int, default=170)
@@ -53,20 +65,23 @@ def main():
     net = mlp(args.dim, [args.width] * args.depth, 0)
     box = None if args.rd else (-args.half_side, args.half_side)
     fn = regions.full_space
-    t = time.perf_counter()
+    print(f"start: {load()}", flush=True)
+    t, c = time.perf_counter(), cpu()
     ref = fn(net, box=box)
-    t_single = time.perf_counter() - t
+    t_single, c_single = time.perf_counter() - t, cpu() - c
     print(f"net {args.dim}-{'-'.join([str(args.width)] * args.depth)}-1, domain "
           f"{'R^d' if box is None else f'box [-{args.half_side}, {args.half_side}]^{args.dim}'}: "
-          f"{ref.count} regions, {ref.linear_count} linear; single process {t_single:.1f} s", flush=True)
+          f"{ref.count} regions, {ref.linear_count} linear; single process {t_single:.1f} s ({c_single:.1f} CPU s; {load()})", flush=True)
     for workers in (1, 2):
+        c = cpu()
         s = split_full_space(net, box=box, cells=args.cells, workers=workers, balance=not args.grid)
+        c = cpu() - c
         same = s.count == ref.count and {tuple(r) for r in ref.patterns.tolist()} == {tuple(r) for r in s.patterns.tolist()}
         tot, big = sum(s.cell_seconds), max(s.cell_seconds)
         if workers == 1:  # the projection uses the cells' times without contention between workers
             proj_tot, proj_big, proj_merge = tot, big, s.merge_seconds
         print(f"split, {s.cells} {'grid' if args.grid else 'balanced'} cells, {workers} worker(s) [{s.executor}]: "
-              f"{s.seconds:.1f} s (x{t_single / s.seconds:.2f} vs single), merge {s.merge_seconds:.2f} s, pieces "
+              f"{s.seconds:.1f} s ({c:.1f} CPU s; {load()}) (x{t_single / s.seconds:.2f} vs single), merge {s.merge_seconds:.2f} s, pieces "
               f"{s.pieces} for {s.count} regions, cells total {tot:.1f} s / largest {big:.1f} s / smallest "
               f"{min(s.cell_seconds):.1f} s; same regions and patterns: {same}; linear count {s.linear_count} "
               f"(single process {ref.linear_count}), certified {s.certified}", flush=True)

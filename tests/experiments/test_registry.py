@@ -128,3 +128,61 @@ def test_saddle_to_saddle_plateaus_are_the_rank_k_saddles():
     assert rows[-1]["final"] and rows[-1]["loss"] < 1e-12 and rows[-1]["hessian_min_eig"] > -1e-8
     with pytest.raises(InvalidInputError, match="lr .* too large"):
         registry.get("saddle-to-saddle").run({"lr": 0.5})
+
+
+def test_saddle_to_saddle_exact_saddles_have_escape_neurons():
+    """Each plateau refined to an exact stationary point: zero gradient, the closed-form loss and Hessian
+    eigenvalue to rounding, and the landscape engine finds the n - k unused units as escape neurons."""
+    rows = registry.get("saddle-to-saddle").run({"n": 3, "init": 1e-6, "ratio": 2.5, "seed": 1})
+    s = [4.0, 1.6, 0.64]
+    for r in rows[:-1]:
+        k = r["rank"]
+        assert r["exact_grad_norm"] < 1e-12
+        assert r["exact_loss"] == pytest.approx(0.5 * sum(x * x for x in s[k:]), rel=1e-12)
+        assert r["exact_hessian_min_eig"] == pytest.approx(-s[k], rel=1e-10)
+        assert 0 < r["exact_distance"] < 0.1  # the plateau was near, not at, the saddle
+        assert r["engine_verdict"] == "strict saddle" and r["engine_stationary"]
+        assert r["zero_units"] == r["escape_units"] == 3 - k and r["escape_relu_units"] == 2 * (3 - k)
+        assert r["escape_units_are_zero_units"] and r["escape_verified"]
+        # one ReLU unit sees half of the symmetric data: its best rate is -s_{k+1} / 2
+        assert -s[k] / 2 * (1 + 1e-9) <= r["escape_second_order"] < 0
+        assert r["escape_rate_linear"] == pytest.approx(-s[k], rel=1e-10)
+    end = rows[-1]
+    assert end["engine_verdict"].startswith("zero loss") and end["escape_units"] == 0 == end["zero_units"]
+
+
+def test_relu_realization_of_a_linear_network():
+    """The ReLU pair network on symmetric data has the linear network's loss, and its gradient is half the
+    linear gradient on each copy (so the two have the same stationary points); at a raw plateau point
+    (not exactly stationary) the engine says so, which is why the entry refines the plateaus first."""
+    import torch
+
+    from relulab.experiments.entries_saddles import _escape_neurons, _relu_realization
+    from relulab.landscape.kink_stationarity import directional_stationarity
+
+    g = torch.Generator().manual_seed(3)
+    n = 3
+    W1, W2, T = (torch.randn(n, n, generator=g, dtype=torch.float64) for _ in range(3))
+    net, X, Y = _relu_realization(W1, W2, T)
+    assert float(net.loss(X, Y)) == pytest.approx(0.5 * float(((W2 @ W1 - T) ** 2).sum()), rel=1e-13)
+    W1r, W2r = W1.clone().requires_grad_(True), W2.clone().requires_grad_(True)
+    (0.5 * ((W2r @ W1r - T) ** 2).sum()).backward()
+    theta = net.parameters_vector().clone().requires_grad_(True)
+    (gr,) = torch.autograd.grad(net.with_parameters(theta).loss(X, Y), theta)
+    sl = net.parameter_slices()
+    gW, ga = gr[sl["W"]].reshape(2 * n, n), gr[sl["a"]].reshape(2 * n, n)
+    torch.testing.assert_close(gW[:n], W1r.grad / 2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gW[n:], -W1r.grad / 2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ga[:n], W2r.grad.T / 2, rtol=1e-12, atol=1e-12)
+    # a generic point is not stationary
+    assert directional_stationarity(net, X, Y, n_probe=0).verdict == "not stationary"
+    # nor is a point near a saddle: the rank-1 saddle moved by 1e-4
+    U, S, Vh = torch.linalg.svd(T)
+    W1s = torch.zeros(n, n, dtype=torch.float64)
+    W2s = torch.zeros(n, n, dtype=torch.float64)
+    W1s[0], W2s[:, 0] = S[0].sqrt() * Vh[0], S[0].sqrt() * U[:, 0]
+    exact = _escape_neurons(torch.cat([W1s.reshape(-1), W2s.reshape(-1)]), T, n)
+    assert exact["engine_verdict"] == "strict saddle" and exact["escape_units"] == 2
+    assert exact["escape_rate_linear"] == pytest.approx(-float(S[1]), rel=1e-12)
+    near = _escape_neurons(torch.cat([W1s.reshape(-1), W2s.reshape(-1)]) + 1e-4, T, n)
+    assert near["engine_verdict"] == "not stationary" and near["escape_units"] == 0
