@@ -186,3 +186,73 @@ def test_relu_realization_of_a_linear_network():
     assert exact["escape_rate_linear"] == pytest.approx(-float(S[1]), rel=1e-12)
     near = _escape_neurons(torch.cat([W1s.reshape(-1), W2s.reshape(-1)]) + 1e-4, T, n)
     assert near["engine_verdict"] == "not stationary" and near["escape_units"] == 0
+
+
+def test_catalog_read_from_source_equals_the_live_registry():
+    """Listing reads the entry modules' source; what it reads is what importing them registers."""
+    static = registry.catalog()
+    registry._load()
+    live_names = {n for n, e in registry._REGISTRY.items() if e.fn.__module__ in registry.ENTRY_MODULES}
+    assert live_names == set(static)
+    for name, info in static.items():
+        exp = registry.get(name)
+        assert info == registry.EntryInfo.of(exp, exp.fn.__module__)
+        assert info.quick_tasks == len(registry.expand_grid(exp, exp.quick))
+        assert info.full_tasks == len(registry.expand_grid(exp, exp.full))
+
+
+def test_listing_and_lookup_errors_import_no_entry_module():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from relulab.experiments.reproduction import listing\n"
+            "from relulab.experiments import registry\n"
+            "assert len(listing()) == len(registry.names()) > 20\n"
+            "try:\n    registry.get('nope')\nexcept ValueError as e:\n    assert 'unknown experiment' in str(e)\n"
+            "from relulab.experiments.sweep import load_spec\n"
+            "spec = 'experiment = \"hanin-rolnick-regions\"\\n[parameters]\\n'\n"
+            "assert len(load_spec(spec + 'depth = [1, 2]\\nwidth = [4]').points()) == 2\n"
+            "for bad in ('depht = [1]', 'depth = [1.5]', 'depth = []'):\n"
+            "    try:\n        load_spec(spec + bad)\n        raise AssertionError(bad)\n"
+            "    except ValueError:\n        pass\n"
+            "e = registry.get('calibration')\n"
+            "heavy = [m for m in ('torch', 'numpy', 'scipy') if m in sys.modules]\n"
+            "mods = [m for m in registry.ENTRY_MODULES if m in sys.modules]\n"
+            "print(heavy, mods)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] ['relulab.experiments.calibration']"
+
+
+def test_a_module_that_is_not_plain_literals_is_imported(tmp_path, monkeypatch):
+    mod = tmp_path / "relulab_test_dynamic_entries.py"
+    mod.write_text(
+        "from dataclasses import dataclass\n"
+        "from relulab.experiments.registry import experiment\n"
+        "SIZES = [1, 2, 3]\n"
+        "@dataclass(frozen=True)\nclass C:\n    a: int = 1\n"
+        "@experiment('test-dynamic', paper='p', claim='c', full={'a': SIZES}, quick={'a': SIZES[:1]})\n"
+        "def dyn(cfg: C) -> list[dict]:\n    return [{'b': cfg.a}]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "ENTRY_MODULES", registry.ENTRY_MODULES + ["relulab_test_dynamic_entries"])
+    with pytest.raises(registry._NotStatic):
+        registry._static_entries("relulab_test_dynamic_entries", mod.read_text())
+    try:
+        info = registry.catalog()["test-dynamic"]
+        assert (info.full_tasks, info.quick_tasks, info.fields) == (3, 1, {"a": "int"})
+        assert registry.get("test-dynamic").run({"a": 2}) == [{"a": 2, "b": 2}]
+    finally:
+        registry._REGISTRY.pop("test-dynamic", None)
+        registry._module_entries.cache_clear()
+
+
+def test_literal_reader():
+    import ast
+
+    lit = lambda src: registry._literal(ast.parse(src, mode="eval").body)  # noqa: E731
+    assert lit("{'a': [1, -2.5], 'b': list(range(3)), 'c': 'x' 'y' + 'z'}") == {"a": [1, -2.5], "b": [0, 1, 2],
+                                                                              "c": "xyz"}
+    for bad in ("SIZES", "f(1)", "[1] * 3", "{**d}", "-'a'", "range(n)"):
+        with pytest.raises(registry._NotStatic):
+            lit(bad)
