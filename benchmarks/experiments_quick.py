@@ -31,15 +31,15 @@ def agree(verdict) -> str:
     v = verdict.lower()
     if v.startswith("agrees for") or v.startswith("finite-size"):
         return f"partly ({verdict})"
-    if v.startswith("agrees"):
-        return "yes"
+    if v.startswith("agrees") or v.startswith("holds"):
+        return "yes" if v in ("agrees", "holds") else f"yes ({verdict})"
     if v.startswith("does not") or v.startswith("disagrees"):
         return f"no ({verdict})"
     return verdict
 
 
 def cell(text) -> str:
-    return str(text).replace("|", "/").replace("\n", " ")
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def main():
