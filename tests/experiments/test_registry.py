@@ -238,6 +238,16 @@ def test_a_module_that_is_not_plain_literals_is_imported(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "ENTRY_MODULES", registry.ENTRY_MODULES + ["relulab_test_dynamic_entries"])
     with pytest.raises(registry._NotStatic):
         registry._static_entries("relulab_test_dynamic_entries", mod.read_text())
+    plain = ("from dataclasses import dataclass\n"
+             "from relulab.experiments import registry\n"
+             "from relulab.experiments.registry import experiment{alias}\n"
+             "@dataclass(frozen=True)\nclass C:\n    a: int = 1\n"
+             "@{deco}('t', paper='p', claim='c', full={{'a': [1]}}, quick={{'a': [1]}})\n"
+             "def f(cfg: C) -> list[dict]:\n    return []\n")
+    assert len(registry._static_entries("m", plain.format(alias="", deco="experiment"))) == 1
+    for alias, deco in ((" as exp", "exp"), ("", "registry.experiment")):  # registrations it cannot see
+        with pytest.raises(registry._NotStatic):
+            registry._static_entries("m", plain.format(alias=alias, deco=deco))
     try:
         info = registry.catalog()["test-dynamic"]
         assert (info.full_tasks, info.quick_tasks, info.fields) == (3, 1, {"a": "int"})

@@ -233,8 +233,13 @@ def _static_entries(module: str, source: str) -> list[EntryInfo]:
     dataclass of this module with typed, literal-defaulted fields."""
     tree = ast.parse(source)
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-             and n.func.id == "experiment"]
+    if any(isinstance(n, ast.ImportFrom) and any(a.name == "experiment" and a.asname not in (None, "experiment")
+                                                 for a in n.names) for n in ast.walk(tree)):
+        raise _NotStatic  # the decorator under another name
+    # every call of experiment (also as an attribute, registry.experiment) must be one read below
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and (
+        (isinstance(n.func, ast.Name) and n.func.id == "experiment")
+        or (isinstance(n.func, ast.Attribute) and n.func.attr == "experiment"))]
     out, seen = [], 0
     for fn in tree.body:
         if not isinstance(fn, ast.FunctionDef):
