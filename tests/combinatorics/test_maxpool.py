@@ -164,7 +164,7 @@ def test_bad_inputs():
         count_maxpool((2, 2, 2), 2)
     with pytest.raises(ResourceLimitError):
         count_maxpool((6, 6), 3, 1, max_states=10, facets=False)
-    r = count_maxpool(40, 3, 1)
+    r = count_maxpool((5, 5), 2, 1)  # 25 inputs, no facet closed form in 2-D: facets not counted, said so
     assert r.facets is None and r.notes
 
 
@@ -200,3 +200,40 @@ def test_chain_formula_generating_function_and_2d_rows():
     assert count_maxpool((7, 3), (3, 3), (2, 1), facets=False).count == chain_vertex_count(9, 3, 3)
     with pytest.raises(InvalidInputError):
         chain_vertex_count(3, 2, 4)  # overlaps of consecutive windows would meet
+
+
+def test_1d_facet_formula_against_subset_count():
+    # the derived closed form against the facet criterion run over all subsets (an independent route)
+    from relulab.combinatorics.maxpool import _component_facets, _components, pool1d_facet_count
+
+    for k in range(1, 7):
+        for s in range(1, k + 2):
+            for m in range(1, 7):
+                n = k + (m - 1) * s
+                if n > 16:
+                    continue
+                comps = _components(pool_windows(n, k, s))
+                assert pool1d_facet_count(k, s, m) == sum(_component_facets(e, c) for e, c in comps), (k, s, m)
+
+
+@pytest.mark.parametrize("n,k,s", [(9, 5, 2), (10, 4, 3), (8, 5, 1), (9, 4, 1)])
+def test_1d_facet_formula_against_convex_hull(n, k, s):
+    # facets of the Minkowski sum by qhull (distinct facet hyperplanes), no facet criterion involved
+    from relulab.combinatorics.maxpool import pool1d_facet_count
+
+    ws = pool_windows(n, k, s)
+    pts = _minkowski_vertices(ws, n)
+    c = pts - pts.mean(0)
+    _, sv, vt = np.linalg.svd(c, full_matrices=False)
+    r = int((sv > 1e-9).sum())
+    hull = ConvexHull(c @ vt[:r].T)
+    assert pool1d_facet_count(k, s, len(ws)) == len({tuple(e) for e in np.round(hull.equations, 9)})
+
+
+def test_1d_facets_beyond_the_subset_budget():
+    r = count_maxpool(30, 3, 1)  # 30 inputs: too many subsets, the closed form gives the facets
+    assert r.facets == 30 + 2 * 27 and r.notes
+    with pytest.raises(InvalidInputError):
+        from relulab.combinatorics.maxpool import pool1d_facet_count
+
+        pool1d_facet_count(0, 1, 1)

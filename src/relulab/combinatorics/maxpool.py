@@ -38,7 +38,8 @@ running over all subsets (vectorized), within a budget on ``N``.
 
 Closed forms used as checks (:func:`chain_vertex_count` derives the chain case ``2s >= k``
 independently of the transfer matrix; :func:`three_by_n_vertex_count` is the paper's 2-D special case,
-3 x n inputs with 2 x 2 windows): disjoint windows (``s >= k``) give a product of simplices, ``k^m``
+3 x n inputs with 2 x 2 windows; :func:`pool1d_facet_count` derives the 1-D facet counts for every
+``k`` and ``s``): disjoint windows (``s >= k``) give a product of simplices, ``k^m``
 vertices and ``m k`` facets (``2m`` for ``k = 2``); ``k = 2, s = 1`` gives the graphical zonotope of a
 path, a cube: ``2^(n-1)`` vertices, ``2(n-1)`` facets; two overlapping 1-D windows with stride 1 give
 ``3k - 2`` vertices.
@@ -54,7 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from relulab.core.errors import InvalidInputError, ResourceLimitError
-from relulab.results import RegionResult
+from relulab.results import RegionResult, Result
 
 
 def _pair(v, dim: int, name: str) -> tuple[int, ...]:
@@ -358,6 +359,36 @@ def chain_vertex_count(q: int, r: int, m: int) -> int:
     return sum(math.comb(m - i, i) * q ** (m - 2 * i) * (-r * (r - 1)) ** i for i in range(m // 2 + 1))
 
 
+def pool1d_facet_count(k: int, s: int, m: int) -> int:
+    """Facets of ``P = sum_t Delta_{W_t}`` for 1-D pooling with ``m >= 1`` windows of size ``k`` and stride
+    ``s`` (no padding; the ``N = k + (m - 1) s`` covered inputs when ``s < k``):
+
+    * ``s >= k`` (disjoint windows, a product of ``m`` simplices): ``m k`` (``0`` for ``k = 1``);
+    * ``s < k``: ``N + 2 (m - 1) - [s = k - 1] (m - 1)``.
+
+    Derivation (here, from the facet criterion of the module docstring; not read from the paper):
+    the face of ``e_S`` is ``sum_{W meets S} Delta_{W & S} + sum_{W misses S} Delta_W``, of dimension
+    ``(|S| - c_1) + (|U| - c_2)`` with ``U`` the union of the windows missing ``S`` and ``c_1``, ``c_2`` the
+    numbers of connected components of the two window families (every input of ``S`` lies in some
+    window, so the first family covers ``S``). It is ``N - 2`` iff either (A) ``U`` is empty and
+    ``S = [N] - {x}`` with ``{W - x}`` still connected, or (B) ``c_1 = c_2 = 1`` and ``U`` is all of the
+    complement of ``S``. (A): removing ``x`` disconnects the chain iff ``x`` is the single shared input
+    of two consecutive windows (``s = k - 1``; windows two apart are disjoint then), which gives
+    ``N - [s = k - 1] (m - 1)``. (B): the complement is a union of consecutive windows, an interval;
+    ``S`` on both sides of it could only be joined by a window containing the interval and two more
+    inputs, longer than ``k``; so the complement is the union of the first ``j`` or the last ``j``
+    windows, ``1 <= j <= m - 1``, and both families are then connected: ``2 (m - 1)``.
+    """
+    for name, v in (("k", k), ("s", s), ("m", m)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, got {v!r}")
+    k, s, m = int(k), int(s), int(m)
+    if s >= k:
+        return m * k if k > 1 else 0
+    N = k + (m - 1) * s
+    return N + 2 * (m - 1) - (m - 1 if s == k - 1 else 0)
+
+
 def three_by_n_vertex_count(n: int) -> int:
     """Regions of 2 x 2 max-pooling with stride 1 on a 3 x n input: the coefficient of ``x^n`` in
     ``(x + x^2 - x^3) / (1 - 13 x + 31 x^2 - 20 x^3 + 4 x^4)`` (the 2-D special case of Escobar et al.,
@@ -374,17 +405,19 @@ def three_by_n_vertex_count(n: int) -> int:
 def _closed_forms(size, k, s, m) -> tuple[int | None, int | None, str | None]:
     if len(size) == 1:
         n, kk, ss = size[0], k[0], s[0]
+        facets = pool1d_facet_count(kk, ss, m)
         if kk == 1:
             return 1, 0, "k = 1: the layer is linear"
         if ss >= kk:
-            return kk ** m, (m * kk if kk > 2 else 2 * m), "disjoint windows: product of m simplices"
+            return kk ** m, facets, "disjoint windows: product of m simplices"
         if kk == 2 and ss == 1:
-            return 2 ** (n - 1), 2 * (n - 1), "k = 2, s = 1: cube (graphical zonotope of a path)"
+            return 2 ** (n - 1), facets, "k = 2, s = 1: cube (graphical zonotope of a path)"
         if 2 * ss >= kk:
-            return (chain_vertex_count(kk, kk - ss, m), None,
-                    "2s >= k: 1 / (1 - k x + (k - s)(k - s - 1) x^2) (chain_vertex_count)")
+            return (chain_vertex_count(kk, kk - ss, m), facets,
+                    "2s >= k: 1 / (1 - k x + (k - s)(k - s - 1) x^2) (chain_vertex_count); facets pool1d_facet_count")
         if ss == 1 and m == 2:
-            return 3 * kk - 2, None, "two overlapping windows, s = 1: 3k - 2"
+            return 3 * kk - 2, facets, "two overlapping windows, s = 1: 3k - 2; facets pool1d_facet_count"
+        return None, facets, "facets: pool1d_facet_count (no closed form for the vertices used here)"
     else:
         if all(ss >= kk for kk, ss in zip(k, s)):
             q = k[0] * k[1]
@@ -438,6 +471,9 @@ def count_maxpool(size, kernel, stride=None, *, facets: bool = True, max_facet_e
         raise AssertionError(f"internal inconsistency: transfer matrix {count} vs closed form {cf} ({formula})")
     if cff is not None and fac is not None and cff != fac:
         raise AssertionError(f"internal inconsistency: facets {fac} vs closed form {cff} ({formula})")
+    if fac is None and cff is not None and facets:
+        fac = cff
+        notes.append("facets from the closed form (pool1d_facet_count), not counted over subsets")
     elements = len({i for w in ws for i in w})
     return MaxPoolCount(count=count, linear_count=count, complete=True, certified=True,
                         counts_what="linearity regions (= activation regions = vertices of the Minkowski sum)",
@@ -445,6 +481,54 @@ def count_maxpool(size, kernel, stride=None, *, facets: bool = True, max_facet_e
                         windows=len(ws), elements=elements, components=len(comps),
                         polytope_dim=elements - len(comps), facets=fac, closed_form=cf, closed_form_facets=cff,
                         formula=formula, notes=notes)
+
+
+@dataclass(repr=False)
+class MaxPoolTable(Result):
+    """Vertex and facet counts of 1-D max-pool layers (every kernel ``k`` and stride ``s`` asked for, on
+    input length ``n``) and of 2-D layers with 2 x 2 windows (strides 1 and 2) on square and 3 x n
+    inputs. Rows are :meth:`MaxPoolCount.to_dict` summaries: ``size``, ``kernel``, ``stride``,
+    ``windows``, ``vertices``, ``facets`` (None: not counted), ``closed_form`` (value of a closed formula
+    for the vertices, None if none applies), ``closed_form_facets``, ``seconds``."""
+
+    n: int
+    rows_1d: list
+    rows_2d: list
+    seconds: float = 0.0
+
+    def plot(self, ax=None):
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3))
+        for k in sorted({r["kernel"][0] for r in self.rows_1d}):
+            rows = [r for r in self.rows_1d if r["kernel"][0] == k]
+            ax.plot([r["stride"][0] for r in rows], [r["vertices"] for r in rows], "o-", label=f"k = {k}")
+        ax.set_yscale("log")
+        ax.set_xlabel("stride s")
+        ax.set_ylabel(f"vertices (n = {self.n})")
+        ax.legend()
+        return ax
+
+
+def maxpool_table(n: int = 10, kernels=(2, 3, 4, 5), strides=(1, 2, 3),
+                  sizes_2d=((2, 2), (2, 3), (3, 3), (3, 4), (3, 5), (3, 6), (4, 4), (5, 5), (6, 6)),
+                  strides_2d=(1, 2), max_facet_elements: int = 16) -> MaxPoolTable:
+    """The counts of :class:`MaxPoolTable` (each by :func:`count_maxpool`, whose closed forms must agree)."""
+    t0 = time.perf_counter()
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not max(kernels) <= n <= 62:
+        raise InvalidInputError(f"n must be an integer between the largest kernel ({max(kernels)}) and 62, got {n!r}")
+
+    def row(r: MaxPoolCount) -> dict:
+        return {"size": list(r.size), "kernel": list(r.kernel), "stride": list(r.stride), "windows": r.windows,
+                "vertices": r.count, "facets": r.facets, "closed_form": r.closed_form,
+                "closed_form_facets": r.closed_form_facets, "seconds": r.seconds}
+
+    rows1 = [row(count_maxpool(int(n), k, s, max_facet_elements=max_facet_elements))
+             for k in kernels for s in strides]
+    rows2 = [row(count_maxpool(tuple(hw), 2, st, max_facet_elements=max_facet_elements))
+             for st in strides_2d for hw in sizes_2d if min(hw) >= 2]
+    return MaxPoolTable(int(n), rows1, rows2, time.perf_counter() - t0)
 
 
 def count_maxpool_layer(layer, *, facets: bool = False, max_states: int = 2_000_000) -> MaxPoolCount:
@@ -581,6 +665,7 @@ def brute_force_orders(windows) -> int:
     return len(seen)
 
 
-__all__ = ["pool_windows", "count_argmax_tuples", "chain_vertex_count", "three_by_n_vertex_count", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
+__all__ = ["pool_windows", "count_argmax_tuples", "chain_vertex_count", "pool1d_facet_count", "three_by_n_vertex_count", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
+           "maxpool_table", "MaxPoolTable",
            "MaxPoolCount",
            "brute_force_tuples", "brute_force_orders"]

@@ -13,9 +13,14 @@ def add_parser(sub) -> None:
                                    "the exact line expectation and the Tseran-Montufar bounds.")
     kinds = p.add_subparsers(dest="count_kind", metavar="KIND", required=True, parser_class=type(p))
     m = kinds.add_parser("maxpool", help="regions and facets of a max-pool layer")
-    m.add_argument("--kernel", required=True, metavar="K", help="window size: K or KxL")
+    m.add_argument("--kernel", default=None, metavar="K", help="window size: K or KxL (required unless --table)")
     m.add_argument("--stride", default=None, metavar="S", help="stride: S or SxT (default: the kernel)")
-    m.add_argument("--size", required=True, metavar="N", help="input size: N (1-D) or NxM (2-D)")
+    m.add_argument("--size", default=None, metavar="N",
+                   help="input size: N (1-D) or NxM (2-D) (required unless --table; with --table the 1-D length, "
+                        "default 10)")
+    m.add_argument("--table", action="store_true",
+                   help="the table: 1-D vertices and facets for k = 2..5, s = 1..3 on length --size, and 2-D 2x2 "
+                        "windows (strides 1 and 2) on 2x2 .. 6x6 and 3xN inputs")
     m.add_argument("--no-facets", action="store_true", help="skip the facet count")
     m.add_argument("--time-limit", type=float_arg(above=0), default=120.0, metavar="SECONDS",
                    help="stop with an error after this many seconds (default 120)")
@@ -72,6 +77,11 @@ def run_maxpool(args, ctx: Context) -> Output:
 
     if not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise InvalidInputError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
+    if args.table:
+        return _maxpool_table(args)
+    for name, v in (("--kernel", args.kernel), ("--size", args.size)):
+        if v is None:
+            raise InvalidInputError(f"{name} is required (or pass --table)")
     size = _dims(args.size, "--size")
     k = _dims(args.kernel, "--kernel")
     s = _dims(args.stride, "--stride") if args.stride else None
@@ -103,6 +113,34 @@ def run_maxpool(args, ctx: Context) -> Output:
         text += ("\nregions a(m) of m windows: a(m) = " + " + ".join(f"({c}) a(m-{i + 1})" for i, c in enumerate(coeffs))
                  + f"\ngenerating function sum_m a(m) x^m = {gf}")
     return Output(data, text)
+
+
+def _maxpool_table(args) -> Output:
+    from relulab.combinatorics import maxpool_table
+    from relulab.core.errors import InvalidInputError
+
+    if args.kernel is not None or args.stride is not None or args.recurrence:
+        raise InvalidInputError("--table takes no --kernel, --stride or --recurrence (only --size, the 1-D input length)")
+    n = _dims(args.size, "--size") if args.size is not None else (10,)
+    if len(n) != 1:
+        raise InvalidInputError(f"--table: --size is the 1-D input length N, got {args.size!r}")
+    T = maxpool_table(n[0])
+
+    def cell(r):
+        f = "-" if r["facets"] is None else str(r["facets"])
+        return f"{r['vertices']}/{f}" + ("*" if r["closed_form"] is not None else "")
+
+    lines = [f"1-D max-pool on length {T.n}: vertices/facets (windows m); * = a closed form for the vertices "
+             f"agrees; facets agree with pool1d_facet_count", "k \\ s  " + "  ".join(f"{'s=' + str(s):>16}" for s in (1, 2, 3))]
+    for k in sorted({r["kernel"][0] for r in T.rows_1d}):
+        rows = [r for r in T.rows_1d if r["kernel"][0] == k]
+        lines.append(f"k={k}    " + "  ".join(f"{cell(r) + ' (' + str(r['windows']) + ')':>16}" for r in rows))
+    for st in sorted({r["stride"][0] for r in T.rows_2d}):
+        lines.append(f"2-D, 2x2 windows, stride {st}: vertices/facets ('-': facets not counted)")
+        lines.append("  " + "; ".join(f"{r['size'][0]}x{r['size'][1]} {cell(r)}" for r in T.rows_2d
+                                      if r["stride"][0] == st))
+    lines.append(f"{T.seconds:.2f} s")
+    return Output(T.to_dict(), "\n".join(lines))
 
 
 def _read_points(text: str):
