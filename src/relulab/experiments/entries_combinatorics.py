@@ -234,26 +234,15 @@ def tropical_sizes(cfg: TropicalSizesConfig) -> list[dict]:
     and reduced (exact rationals, certified), the linear regions of ``f = p - q`` from the tropical data
     (:func:`relulab.tropical.count_regions`) and, with ``check_engine``, ``regions.full_space``'s linear
     count of the same network."""
-    from torch import nn
-
     from relulab import regions
-    from relulab.core.plnet import PLNet
-    from relulab.tropical import count_regions, from_network
+    from relulab.tropical.sizes import relu_mlp
+    from relulab.tropical.sizes import tropical_sizes as sizes_table
 
-    torch.manual_seed(cfg.seed)
-    mods, fan = [], 2
-    for _ in range(cfg.depth):
-        mods += [nn.Linear(fan, cfg.width), nn.ReLU()]
-        fan = cfg.width
-    net = PLNet.from_torch(nn.Sequential(*mods, nn.Linear(fan, 1)), (2,))
-    raw = from_network(net, max_monomials=200_000, time_limit=60.0)
-    red = from_network(net, exact=True, reduce=True, max_monomials=200_000, time_limit=120.0)
-    row = {"raw_p": raw.sizes[0][0] if raw.complete else None, "raw_q": raw.sizes[0][1] if raw.complete else None,
-           "reduced_p": red.sizes[0][0] if red.complete else None,
-           "reduced_q": red.sizes[0][1] if red.complete else None, "certified": bool(red.certified),
-           "tropical_linear": None, "engine_linear": None, "reduce_seconds": float(red.seconds)}
-    if red.complete:
-        row["tropical_linear"] = int(count_regions(red.functions[0]).linear_count)
+    r = sizes_table([cfg.width], [cfg.depth], seed=cfg.seed, max_monomials=200_000, time_limit=120.0).rows[0]
+    row = {"raw_p": r["raw_p"], "raw_q": r["raw_q"], "reduced_p": r["reduced_p"], "reduced_q": r["reduced_q"],
+           "certified": r["certified"] and r["regions_certified"] is not False, "tropical_linear": r["linear_regions"],
+           "engine_linear": None, "reduce_seconds": float(r["reduce_seconds"])}
+    net = relu_mlp(2, cfg.width, cfg.depth, cfg.seed)
     if cfg.check_engine:
         fs = regions.full_space(net)
         row["engine_linear"] = int(fs.linear_count) if fs.complete else None
