@@ -237,3 +237,48 @@ def test_1d_facets_beyond_the_subset_budget():
         from relulab.combinatorics.maxpool import pool1d_facet_count
 
         pool1d_facet_count(0, 1, 1)
+
+
+def test_paper_transfer_matrix_theorem():
+    # Escobar et al. Theorem 4.5 (b_m = 1^T A_{k,s}^(m-1) 1) against the frontier transfer matrix
+    from relulab.combinatorics.maxpool import pool1d_vertex_count
+
+    for k in range(1, 8):
+        for s in range(1, k + 2):
+            for m in range(1, 8):
+                n = k + (m - 1) * s
+                if n <= 26:
+                    assert pool1d_vertex_count(k, s, m) == count_argmax_tuples(pool_windows(n, k, s)), (k, s, m)
+
+
+def test_paper_published_values():
+    # values printed in the authors' Sage worksheet: f-vectors of P_{2,3,1} (7 vertices, 6 facets), Q_2
+    # (14, 8) and Q_3 (150, 21); series of k=3, s=1 and k=4, s=2 up to ten windows; Theorem 4.3 (s | k)
+    # and Theorem 4.19 (facets (s + 2)(m - 1) + k for k > s + 1, else k m)
+    import sympy
+
+    from relulab.combinatorics.maxpool import pool1d_facet_count, pool1d_generating_function
+
+    r = count_maxpool(4, 3, 1)
+    assert (r.count, r.facets) == (7, 6)
+    for n, want in ((2, (14, 8)), (3, (150, 21))):
+        r = count_maxpool((3, n), 2, 1)
+        assert (r.count, r.facets) == want
+    b31 = [3, 7, 16, 36, 81, 182, 409, 919, 2065, 4640]
+    b42 = [4, 14, 48, 164, 560, 1912, 6528, 22288, 76096]
+    assert [count_maxpool(3 + m - 1, 3, 1, facets=False).count for m in range(1, 11)] == b31
+    assert [count_maxpool(4 + 2 * (m - 1), 4, 2, facets=False).count for m in range(1, 10)] == b42
+    x = sympy.Symbol("x")
+    for rr, s in [(1, 2), (2, 1), (2, 2), (3, 1), (1, 3)]:
+        k = s * (rr + 1)
+        gf = (1 + (rr * s - s - 2) * x - (rr * s - 1) * x ** 2 + s * x ** (rr + 1)) / (
+            1 - 2 * (s + 1) * x + (s + 1) ** 2 * x ** 2 + s * x ** (rr + 1) - s ** 2 * (rr + 1) * x ** (rr + 2)
+            + s * (rr * s - 1) * x ** (rr + 3))
+        ser = sympy.series(gf, x, 0, 7).removeO()
+        ours = sympy.series(pool1d_generating_function(k, s), x, 0, 7).removeO()
+        for m in range(1, 7):
+            assert ser.coeff(x, m) == ours.coeff(x, m) == count_argmax_tuples(pool_windows(k + (m - 1) * s, k, s))
+    for k in range(2, 7):
+        for s in range(1, 7):
+            for m in range(1, 6):
+                assert pool1d_facet_count(k, s, m) == ((s + 2) * (m - 1) + k if k > s + 1 else k * m)

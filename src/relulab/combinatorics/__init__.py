@@ -16,6 +16,8 @@ _EXPORTS = {
     "maxpool_recurrence": "maxpool",
     "chain_vertex_count": "maxpool",
     "pool1d_facet_count": "maxpool",
+    "pool1d_vertex_count": "maxpool",
+    "pool1d_generating_function": "maxpool",
     "three_by_n_vertex_count": "maxpool",
     "MaxPoolCount": "maxpool",
     "maxpool_table": "maxpool",

@@ -38,8 +38,9 @@ running over all subsets (vectorized), within a budget on ``N``.
 
 Closed forms used as checks (:func:`chain_vertex_count` derives the chain case ``2s >= k``
 independently of the transfer matrix; :func:`three_by_n_vertex_count` is the paper's 2-D special case,
-3 x n inputs with 2 x 2 windows; :func:`pool1d_facet_count` derives the 1-D facet counts for every
-``k`` and ``s``): disjoint windows (``s >= k``) give a product of simplices, ``k^m``
+3 x n inputs with 2 x 2 windows; :func:`pool1d_vertex_count` is the paper's transfer-matrix theorem for
+every 1-D ``k`` and ``s``, :func:`pool1d_facet_count` the 1-D facet counts, derived here and equal to the
+paper's Theorem 4.19): disjoint windows (``s >= k``) give a product of simplices, ``k^m``
 vertices and ``m k`` facets (``2m`` for ``k = 2``); ``k = 2, s = 1`` gives the graphical zonotope of a
 path, a cube: ``2^(n-1)`` vertices, ``2(n-1)`` facets; two overlapping 1-D windows with stride 1 give
 ``3k - 2`` vertices.
@@ -349,7 +350,8 @@ def chain_vertex_count(q: int, r: int, m: int) -> int:
         ``sum_m a(m) x^m = 1 / (1 - q x + r (r - 1) x^2)``,
 
     so ``a(m) = sum_i C(m - i, i) q^(m - 2i) (-r (r - 1))^i``: ``q^m`` when ``r <= 1`` (windows sharing at
-    most one input never conflict) and ``2^m`` for ``q = 2, r = 1`` (the cube).
+    most one input never conflict) and ``2^m`` for ``q = 2, r = 1`` (the cube). For 1-D pooling this is
+    Theorem 4.2 of Escobar et al. (``ceil(k/2) <= s <= k - 2``; statement as in the authors' worksheet).
     """
     for name, v in (("q", q), ("r", r), ("m", m)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
@@ -366,7 +368,9 @@ def pool1d_facet_count(k: int, s: int, m: int) -> int:
     * ``s >= k`` (disjoint windows, a product of ``m`` simplices): ``m k`` (``0`` for ``k = 1``);
     * ``s < k``: ``N + 2 (m - 1) - [s = k - 1] (m - 1)``.
 
-    Derivation (here, from the facet criterion of the module docstring; not read from the paper):
+    This is Theorem 4.19 of Escobar et al. (arXiv 2209.14978; statement as in the authors' published Sage
+    worksheet: ``(s + 2)(m - 1) + k`` facets for ``k > s + 1``, ``k m`` for ``1 < k <= s + 1``).
+    Derivation (made here independently, from the facet criterion of the module docstring):
     the face of ``e_S`` is ``sum_{W meets S} Delta_{W & S} + sum_{W misses S} Delta_W``, of dimension
     ``(|S| - c_1) + (|U| - c_2)`` with ``U`` the union of the windows missing ``S`` and ``c_1``, ``c_2`` the
     numbers of connected components of the two window families (every input of ``S`` lies in some
@@ -414,10 +418,13 @@ def _closed_forms(size, k, s, m) -> tuple[int | None, int | None, str | None]:
             return 2 ** (n - 1), facets, "k = 2, s = 1: cube (graphical zonotope of a path)"
         if 2 * ss >= kk:
             return (chain_vertex_count(kk, kk - ss, m), facets,
-                    "2s >= k: 1 / (1 - k x + (k - s)(k - s - 1) x^2) (chain_vertex_count); facets pool1d_facet_count")
+                    "2s >= k: 1 / (1 - k x + (k - s)(k - s - 1) x^2) (Escobar et al. Thm 4.2, chain_vertex_count); "
+                    "facets (s + 2)(m - 1) + k or k m (Thm 4.19, pool1d_facet_count)")
         if ss == 1 and m == 2:
             return 3 * kk - 2, facets, "two overlapping windows, s = 1: 3k - 2; facets pool1d_facet_count"
-        return None, facets, "facets: pool1d_facet_count (no closed form for the vertices used here)"
+        return (pool1d_vertex_count(kk, ss, m), facets,
+                "1^T A_{k,s}^(m-1) 1 (Escobar et al. Thm 4.5, pool1d_vertex_count); facets (s + 2)(m - 1) + k "
+                "(Thm 4.19, pool1d_facet_count)")
     else:
         if all(ss >= kk for kk, ss in zip(k, s)):
             q = k[0] * k[1]
@@ -556,30 +563,72 @@ def count_maxpool_layer(layer, *, facets: bool = False, max_states: int = 2_000_
                         notes=[f"layer {layer.kind} {layer.spec}"])
 
 
-def maxpool_recurrence(kernel: int, stride: int = 1, terms: int | None = None):
-    """A linear recurrence and rational generating function of the 1-D counts.
+def _paper_matrix(k: int, s: int) -> np.ndarray:
+    """The k x k transfer matrix ``A_{k,s}`` of Escobar et al. (Section 4): entry ``(i, j)`` is 1, except
+    for ``i >= s`` and ``j <= k - s - 1``, where it is 1 iff ``i - s = j``."""
+    i, j = np.indices((k, k))
+    return np.where((i >= s) & (j <= k - s - 1), (i - s == j).astype(np.int64), 1).astype(object)
 
-    ``a(m)`` = regions of a 1-D layer with ``m`` windows (input length ``k + (m - 1) s``). The frontier
-    states form a finite transfer matrix, so ``a`` satisfies a linear recurrence; it is found exactly
-    (sympy, rational arithmetic) from the first ``terms`` values and checked on further values.
-    Returns ``(coefficients, generating_function, values)`` with ``a(m) = sum_i c_i a(m - 1 - i)``.
+
+def pool1d_vertex_count(k: int, s: int, m: int) -> int:
+    """Vertices of the 1-D max-pool polytope ``P_{m,k,s}`` (``m`` windows of size ``k``, stride ``s``) by the
+    transfer-matrix theorem of Escobar, Gallardo, Gonzalez-Anaya, Gonzalez, Montufar, Morales (arXiv
+    2209.14978, Theorem 4.5, as stated in the authors' published Sage worksheet):
+    ``sum_{m >= 0} b_{m+1} x^m = 1^T adj(I - x A_{k,s}) 1 / det(I - x A_{k,s})``, i.e.
+    ``b_m = 1^T A_{k,s}^{m-1} 1`` (:func:`_paper_matrix`). Exact integers; an independent route to the
+    frontier transfer matrix of :func:`count_argmax_tuples` (the tests compare them for every
+    ``k <= 8``, ``s <= 9``)."""
+    for name, v in (("k", k), ("s", s), ("m", m)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, got {v!r}")
+    A = _paper_matrix(int(k), int(s))
+    v = np.ones(int(k), dtype=object)
+    for _ in range(int(m) - 1):
+        v = A.dot(v)
+    return int(sum(v))
+
+
+def pool1d_generating_function(k: int, s: int):
+    """``sum_{m >= 1} b_m x^m`` as a reduced rational function of x (sympy): ``x 1^T (I - x A_{k,s})^{-1} 1``
+    (Escobar et al., Theorem 4.5; for ``s | k`` it reduces to their Theorem 4.3, for ``k/2 <= s <= k - 2``
+    to Theorem 4.2, ``1 / (1 - k x + (k - s)(k - s - 1) x^2) - 1``)."""
+    import sympy
+
+    k, s = _pair(k, 1, "kernel")[0], _pair(s, 1, "stride")[0]
+    x = sympy.Symbol("x")
+    A = sympy.Matrix(_paper_matrix(k, s).astype(int).tolist())
+    M = sympy.eye(k) - x * A
+    ones = sympy.ones(k, 1)
+    num = (ones.T * M.adjugate() * ones)[0, 0]
+    return sympy.factor(sympy.cancel(x * num / M.det()))
+
+
+def maxpool_recurrence(kernel: int, stride: int = 1, terms: int | None = None):
+    """The linear recurrence and rational generating function of the 1-D counts.
+
+    ``a(m)`` = regions of a 1-D layer with ``m`` windows (input length ``k + (m - 1) s``). The generating
+    function ``sum_m a(m) x^m`` is :func:`pool1d_generating_function` (Escobar et al., Theorem 4.5); its
+    denominator ``1 - sum_i c_i x^(i+1)`` gives ``a(m) = sum_i c_i a(m - 1 - i)``. The first ``terms``
+    values of the frontier transfer matrix are checked against the series (an inconsistency raises).
+    Returns ``(coefficients, generating_function, values)``.
     """
     import sympy
 
     k, s = _pair(kernel, 1, "kernel")[0], _pair(stride, 1, "stride")[0]
     terms = terms or 24
     vals = [count_argmax_tuples(pool_windows(k + (m - 1) * s, k, s)) for m in range(1, terms + 1)]
-    coeffs = _find_recurrence(vals)
-    if coeffs is None:
-        raise InvalidInputError(f"no linear recurrence of order <= {len(vals) // 2} found from {terms} terms; "
-                                f"pass a larger terms")
     x = sympy.Symbol("x")
-    r = len(coeffs)
-    Q = 1 - sum(sympy.Integer(c) * x ** (i + 1) for i, c in enumerate(coeffs))
-    series = sum(sympy.Integer(v) * x ** (m + 1) for m, v in enumerate(vals))
-    Pn = sympy.expand(series * Q)
-    Pn = sum(Pn.coeff(x, i) * x ** i for i in range(0, r + 2))
-    gf = sympy.cancel(Pn / Q)
+    gf = pool1d_generating_function(k, s)
+    num, den = sympy.fraction(sympy.cancel(gf))
+    den = sympy.Poly(den, x)
+    c0 = den.coeff_monomial(1)
+    coeffs = [-sympy.Rational(den.coeff_monomial(x ** (i + 1)), c0) for i in range(den.degree())]
+    series = sympy.series(gf, x, 0, terms + 1).removeO()
+    if [series.coeff(x, m) for m in range(1, terms + 1)] != vals:
+        raise AssertionError(f"internal inconsistency: the generating function of k={k}, s={s} and the frontier "
+                             f"transfer matrix disagree")
+    while coeffs and coeffs[-1] == 0:
+        coeffs.pop()
     return coeffs, gf, vals
 
 
@@ -666,6 +715,6 @@ def brute_force_orders(windows) -> int:
 
 
 __all__ = ["pool_windows", "count_argmax_tuples", "chain_vertex_count", "pool1d_facet_count", "three_by_n_vertex_count", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
-           "maxpool_table", "MaxPoolTable",
+           "maxpool_table", "MaxPoolTable", "pool1d_vertex_count", "pool1d_generating_function",
            "MaxPoolCount",
            "brute_force_tuples", "brute_force_orders"]
