@@ -596,11 +596,14 @@ def pool1d_generating_function(k: int, s: int):
 
     k, s = _pair(k, 1, "kernel")[0], _pair(s, 1, "stride")[0]
     x = sympy.Symbol("x")
-    A = sympy.Matrix(_paper_matrix(k, s).astype(int).tolist())
-    M = sympy.eye(k) - x * A
-    ones = sympy.ones(k, 1)
-    num = (ones.T * M.adjugate() * ones)[0, 0]
-    return sympy.factor(sympy.cancel(x * num / M.det()))
+    # det(I - x A) from the characteristic polynomial (Berkowitz, integer arithmetic); the numerator
+    # x 1^T adj(I - x A) 1 has degree <= k, so it is the series times the denominator, truncated
+    chi = sympy.Matrix(_paper_matrix(k, s).astype(int).tolist()).charpoly().all_coeffs()  # lambda^k + c_1 ...
+    den = sum(sympy.Integer(c) * x ** i for i, c in enumerate(chi))
+    b = [0] + [pool1d_vertex_count(k, s, m) for m in range(1, k + 1)]
+    num = sum(sympy.Integer(sum(b[m - i] * int(chi[i]) for i in range(0, min(m, k) + 1))) * x ** m
+              for m in range(1, k + 1))
+    return sympy.factor(sympy.cancel(num / den))
 
 
 def maxpool_recurrence(kernel: int, stride: int = 1, terms: int | None = None):
