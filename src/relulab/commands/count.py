@@ -216,6 +216,8 @@ def run_classifications(args, ctx: Context) -> Output:
             lines.append(f"width 1 (Cover's count 2 sum_k C(n-1, k)): {r.cover}")
         if r.line_count is not None:
             lines.append(f"on a line: 2 sum_(j<=m) C(n-1, j) = {r.line_count}")
+        lines.append("certified: witnesses exact, every refutation with an exact Farkas certificate" if r.certified
+                     else "NOT certified: some LP refutation has no exact certificate (float64 decision)")
         lines.append(f"{r.seconds:.2f} s")
         return Output(data, "\n".join(lines))
     from relulab.tropical import classification_fan
@@ -248,6 +250,8 @@ def run_classifications(args, ctx: Context) -> Output:
             comp = s["components"] if s["components"] is not None else \
                 f"through facets {s['facet_components']} (touching not tested: too many cones)"
             lines.append(f"loss <= {s['loss']}: {s['cones']} cones, components {comp}")
+    if not r.certified:
+        lines.append("NOT certified: some dropped activation cone has no exact emptiness certificate")
     lines.append(f"{r.seconds:.2f} s")
     return Output(data, "\n".join(lines))
 
