@@ -33,20 +33,36 @@ def decide(A: np.ndarray, b: np.ndarray, A_exact=None):
     return None, _farkas(A_exact, sb, -np.asarray(res.ineqlin.marginals))
 
 
-def _farkas(R, sb, y_float) -> bool:
+def support(y_float, rel: float = 1e-10) -> list:
+    """Indices of the clearly positive entries of a float LP solution (its support)."""
+    y = np.asarray(y_float, dtype=np.float64)
+    scale = max(float(np.max(np.abs(y))) if y.size else 0.0, 1e-300)
+    return [j for j, v in enumerate(y) if v > rel * scale]
+
+
+def exact_combination(cols, rhs, nonneg: int):
+    """Rationals ``z`` with ``sum_a z_a cols[a] = rhs`` exactly and ``z_a >= 0`` for the first ``nonneg``
+    columns, from the normal equations (the columns of a basic LP solution are independent); None when
+    there is none of that kind."""
     from relulab.combinatorics.maxpool import _solve_exact
 
-    scale = max(float(np.max(np.abs(y_float))), 1e-300)
-    J = [j for j, v in enumerate(y_float) if v > 1e-10 * scale]
+    n = len(cols)
+    if n == 0:
+        return None
+    AtA = [[sum((u * v for u, v in zip(cols[a], cols[c])), Fraction(0)) for c in range(n)] for a in range(n)]
+    Atb = [sum((u * v for u, v in zip(cols[a], rhs)), Fraction(0)) for a in range(n)]
+    sol = _solve_exact(AtA, Atb)
+    if sol is None or any(v < 0 for v in sol[:nonneg]):
+        return None
+    if any(sum((sol[a] * cols[a][r] for a in range(n)), Fraction(0)) != rhs[r] for r in range(len(rhs))):
+        return None
+    return sol
+
+
+def _farkas(R, sb, y_float) -> bool:
+    J = support(y_float)
     if not J:
         return False
     nv = len(R[0])
     cols = [list(R[j]) + [Fraction(int(sb[j]))] for j in J]
-    rhs = [Fraction(0)] * nv + [Fraction(1)]
-    n = len(cols)
-    AtA = [[sum((u * v for u, v in zip(cols[a], cols[c])), Fraction(0)) for c in range(n)] for a in range(n)]
-    Atb = [sum((u * v for u, v in zip(cols[a], rhs)), Fraction(0)) for a in range(n)]
-    sol = _solve_exact(AtA, Atb)
-    if sol is None or any(v < 0 for v in sol):
-        return False
-    return all(sum((sol[a] * cols[a][r] for a in range(n)), Fraction(0)) == rhs[r] for r in range(nv + 1))
+    return exact_combination(cols, [Fraction(0)] * nv + [Fraction(1)], len(J)) is not None

@@ -381,26 +381,19 @@ def _exact_farkas(A, b, y_float, eq=None) -> bool:
     """An exact certificate that ``{A x + b > 0}`` (and ``g . x + g0 = 0`` when ``eq``) is empty: weights
     ``y >= 0`` with ``sum y = 1``, ``y A + mu g = 0`` and ``y . b + mu g0 <= 0``, re-solved in rational
     arithmetic on the support of the LP's dual solution (Motzkin's transposition theorem)."""
-    from relulab.combinatorics.maxpool import _solve_exact
+    from relulab.tropical._lpcert import exact_combination, support
 
     if y_float is None:
         return False
-    scale = max(float(np.max(np.abs(y_float))), 1e-300)
-    J = [j for j, v in enumerate(y_float) if v > 1e-10 * scale]
+    J = support(y_float)
     if not J:
         return False
     d = len(A[0]) if A else 0
     cols = [[A[j][r] for r in range(d)] + [Fraction(1)] for j in J]  # one column per unknown y_j
     if eq is not None:
         cols.append(list(eq[0]) + [Fraction(0)])  # the free multiplier mu of the equality
-    rhs = [Fraction(0)] * d + [Fraction(1)]
-    n = len(cols)
-    AtA = [[_dot(cols[a], cols[c]) for c in range(n)] for a in range(n)]
-    Atb = [_dot(cols[a], rhs) for a in range(n)]
-    sol = _solve_exact(AtA, Atb)
-    if sol is None or any(v < 0 for v in sol[:len(J)]):
-        return False
-    if any(sum((sol[a] * cols[a][r] for a in range(n)), Fraction(0)) != rhs[r] for r in range(d + 1)):
+    sol = exact_combination(cols, [Fraction(0)] * d + [Fraction(1)], len(J))
+    if sol is None:
         return False
     val = sum((sol[a] * b[j] for a, j in enumerate(J)), Fraction(0))
     if eq is not None:
