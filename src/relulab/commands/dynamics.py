@@ -68,16 +68,25 @@ def add_parser(sub) -> None:
 
     g = kinds.add_parser("gd-kernels", help="gradient descent vs kernel methods on a^T |W* x|",
                          description="Population loss (Monte Carlo, with standard errors) of a two-layer ReLU network "
-                                     "trained by full-batch gradient descent, NTK ridge regression and random-features "
-                                     "ridge regression at n = F d^2 samples of the teacher a^T |W* x| (a_i = +-1/d), "
+                                     "trained by full-batch gradient descent from a small initialization, NTK ridge "
+                                     "regression and random-features ridge regression at n = F d^2 samples of the "
+                                     "teacher a^T |W* x| (a_i = 1/d), "
                                      "against d; finite-size evidence for o(1/d) vs Omega(1/d).")
     g.add_argument("--dims", type=_SIZES, default="6,8,12,16", metavar="D,..", help="input dimensions")
     g.add_argument("--seeds", type=int_arg(1, 20), default=1, metavar="S", help="teachers per dimension")
-    g.add_argument("--samples-factor", type=float_arg(above=0), default=4.0, metavar="F", help="n = F d^2")
-    g.add_argument("--steps", type=int_arg(1, 10**6), default=3000, metavar="K", help="gradient steps")
+    g.add_argument("--samples-factor", type=float_arg(above=0), default=16.0, metavar="F",
+                   help="n = F d^2 (default 16)")
+    g.add_argument("--steps", type=int_arg(1, 10**6), default=6000, metavar="K", help="gradient steps (default 6000)")
+    g.add_argument("--width-factor", type=int_arg(1, 1000), default=4, metavar="W",
+                   help="the network has W d pairs of ReLU units (default 4)")
+    g.add_argument("--init-scale", type=float_arg(above=0), default=1e-2, metavar="S",
+                   help="initialization scale of both layers (default 0.01)")
+    g.add_argument("--weight-decay", type=float_arg(lo=0), default=0.0, metavar="L", help="weight decay (default 0)")
+    g.add_argument("--signs", choices=("positive", "random"), default="positive",
+                   help="teacher's outer weights: 1/d (the paper's nonnegative a) or +-1/d")
     g.add_argument("--test-samples", type=int_arg(100, 10**7), default=20000, metavar="T",
                    help="Monte Carlo points for the population loss")
-    g.add_argument("--quick", action="store_true", help="d in {6, 10}, 1500 steps, 5000 test points")
+    g.add_argument("--quick", action="store_true", help="d in {6, 8}, 1500 steps, 4000 test points")
     g.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write d x loss vs d to FILE")
     json_flag(g)
     g.set_defaults(handler=run_gd_kernels)
@@ -169,12 +178,13 @@ def run_gd_kernels(args, ctx: Context) -> Output:
     from relulab.dynamics import gd_vs_kernels
 
     if args.quick:
-        ds, steps, tests = [6, 10], 1500, 5000
+        ds, steps, tests = [6, 8], 1500, 4000
     else:
         ds, steps, tests = args.dims, args.steps, args.test_samples
     with ctx.progress("fitting", "settings") as bar:
         r = gd_vs_kernels(ds=ds, seeds=tuple(range(args.seeds)), samples_factor=args.samples_factor, steps=steps,
-                          test_samples=tests, progress=bar)
+                          width_factor=args.width_factor, init_scale=args.init_scale, weight_decay=args.weight_decay,
+                          signs=args.signs, test_samples=tests, progress=bar)
     data = r.to_dict()
     if args.plot:
         data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (6, 4.5))

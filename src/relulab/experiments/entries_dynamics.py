@@ -219,8 +219,8 @@ def karhadkar_benign_overfitting(cfg: BenignConfig) -> list[dict]:
 class GDKernelsConfig:
     d: int = 12
     seed: int = 0
-    samples_factor: float = 4.0
-    steps: int = 3000
+    samples_factor: float = 16.0
+    steps: int = 6000
     test_samples: int = 20000
 
 
@@ -235,20 +235,25 @@ def _summarize_gd_kernels(rows: list[dict]) -> Summary:
         sub = [r for r in rows if r["d"] == d]
         m = {k: sum(r[f"{k}_loss"] for r in sub) / len(sub) * d for k in ("gd", "ntk", "rf")}
         comp.append((f"d = {d}: d x population loss (GD / NTK / RF)",
-                     "GD o(1/d): d x loss -> 0; kernels Omega(1/d): d x loss >= 1 - 3/pi = 0.045 for n << d^4",
+                     "GD o(1/d): d x loss -> 0; kernels Omega(1/d): d x loss -> 1 - 3/pi = 0.045 for n << d^4",
                      f"{m['gd']:.3g} / {m['ntk']:.3g} / {m['rf']:.3g}"))
+    below = sum(sum(r["gd_loss"] for r in rows if r["d"] == d) < 0.2 * sum(r["ntk_loss"] for r in rows if r["d"] == d)
+                for d in {r["d"] for r in rows})
+    comp.append(("dimensions where GD's loss is below a fifth of the NTK's", "all (the separation)",
+                 f"{below} of {len({r['d'] for r in rows})}"))
     return Summary(figures=[("d x loss against d", draw)], comparison=comp,
-                   verdict="finite-size evidence only: small d, one training recipe for the network")
+                   verdict="finite-size evidence only: small d, our training recipe (small-initialization full-batch "
+                           "GD), not the paper's algorithm")
 
 
 @experiment(
     "li-ma-zhang-gd-vs-kernels",
     title="Gradient descent against kernel methods on the teacher a^T |W* x|",
     paper="Li, Ma & Zhang, Learning over-parametrized two-layer ReLU neural networks beyond NTK (COLT 2020)",
-    claim="GD on an over-parameterized two-layer ReLU network reaches population loss o(1/d) on a^T |W* x| with "
-          "Gaussian inputs, while kernel methods with polynomially many samples stay at Omega(1/d).",
-    full={"d": [6, 8, 12, 16, 24], "seed": [0, 1]},
-    quick={"d": [6, 10], "steps": [1500], "test_samples": [5000]},
+    claim="GD on an over-parameterized two-layer ReLU network reaches population loss o(1/d) on a^T |W* x| "
+          "(a >= 0) with Gaussian inputs, while kernel methods with polynomially many samples stay at Omega(1/d).",
+    full={"d": [6, 8, 12, 16], "seed": [0, 1]},
+    quick={"d": [6, 8], "steps": [1500], "test_samples": [4000]},
     summarize=_summarize_gd_kernels,
 )
 def li_ma_zhang_gd_vs_kernels(cfg: GDKernelsConfig) -> list[dict]:
