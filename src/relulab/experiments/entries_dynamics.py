@@ -166,8 +166,7 @@ def _summarize_benign(rows: list[dict]) -> Summary:
     def draw(ax):
         from relulab.dynamics import BenignDiagram
 
-        n, k = rows[0]["n"], rows[0]["flipped"]
-        BenignDiagram(rows=rows, n=n, flipped=k, seconds=0.0).plot(ax=ax)
+        BenignDiagram(rows=rows, seconds=0.0).plot(ax=ax)
 
     def crossing(sub, key):
         # the gamma where the error falls through 1/4 (log-linear interpolation), None if it does not
@@ -188,6 +187,15 @@ def _summarize_benign(rows: list[dict]) -> Summary:
                      "not crossed in the grid" if c is None else f"{c:.3g} (ratio {c / thr:.2f})"))
     comp.append(("runs that interpolated the noisy labels", "all (zero hinge loss)",
                  f"{sum(r['interpolated'] for r in rows)} of {len(rows)}"))
+    high = [r for r in rows if r["flipped"] and r["gamma"] >= 1 / r["flipped"]]
+    low = [r for r in rows if r["gamma"] <= 1 / r["d"]]
+    comp.append(("largest test error at gamma >= 1/k", "benign, <= exp(-C alpha^2 d / k) (Corollary 3.2.1)",
+                 "no such run" if not high else f"{max(r['network_error'] for r in high):.3g} over {len(high)} runs"))
+    comp.append(("smallest test error at gamma <= 1/d", "harmful, >= 1/8 for gamma <= C alpha^3 / d (Theorem 3.4, "
+                 "C unknown)", "no such run" if not low else f"{min(r['network_error'] for r in low):.3g} over "
+                 f"{len(low)} runs"))
+    comp.append(("|W|_F alpha sqrt(m) / |w*| (approximate margin maximization)", "bounded by a constant (Theorem 3.1)",
+                 f"{min(r['margin_factor'] for r in rows):.3g} to {max(r['margin_factor'] for r in rows):.3g}"))
     return Summary(figures=[("test error against signal strength", draw)], comparison=comp, verdict=None)
 
 
@@ -209,7 +217,7 @@ def karhadkar_benign_overfitting(cfg: BenignConfig) -> list[dict]:
     r = benign_diagram(n=cfg.n, flipped=cfg.flipped, ds=(cfg.d,), gammas=(cfg.gamma,), seeds=(cfg.seed,),
                        width=cfg.width)
     row = dict(r.rows[0])
-    for k in ("d", "gamma", "seed"):
+    for k in ("n", "flipped", "d", "gamma", "seed"):
         row.pop(k)
     return [row]
 
