@@ -35,7 +35,8 @@ from torch import nn
 from relulab.core.errors import InvalidInputError
 from relulab.results import Result
 
-__all__ = ["UnivariateNet", "univariate_net", "kernel_limit", "natural_cubic_spline", "linear_interpolant",
+__all__ = ["UnivariateNet", "univariate_net", "kernel_limit", "knot_trajectory", "natural_cubic_spline",
+           "linear_interpolant",
            "compare_interpolants", "Interpolants", "regime_diagram", "RegimeDiagram"]
 
 
@@ -68,6 +69,32 @@ class UnivariateNet(nn.Module):
         """Breakpoints -b_i / a_i of the neurons with a_i != 0 and c_i != 0, sorted."""
         keep = (self.a != 0) & (self.c != 0)
         return torch.sort((-self.b[keep] / self.a[keep]).detach()).values
+
+
+def knot_trajectory(net: UnivariateNet, trajectory) -> np.ndarray:
+    """Knot positions -b_i / a_i over time, (T, width), from the parameters a
+    :class:`relulab.dynamics.FlowTrajectory` of ``net`` recorded (trainable parameters in the order
+    of ``net.parameters()``; a frozen ``a`` or ``b`` keeps its current value); NaN where a_i = 0."""
+    if not isinstance(net, UnivariateNet):
+        raise InvalidInputError(f"net must be a UnivariateNet, got {type(net).__name__}")
+    params = np.asarray(trajectory.params, dtype=np.float64)
+    cols, i = {}, 0
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            cols[name] = slice(i, i + p.numel())
+            i += p.numel()
+    if params.ndim != 2 or params.shape[1] != i:
+        raise InvalidInputError(f"trajectory records {params.shape[-1]} parameters, the net has {i} trainable ones")
+    T = params.shape[0]
+
+    def path(name):
+        if name in cols:
+            return params[:, cols[name]]
+        return np.broadcast_to(getattr(net, name).detach().cpu().numpy().astype(np.float64), (T, net.width))
+
+    a, b = path("a"), path("b")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a != 0, -b / a, np.nan)
 
 
 def univariate_net(width: int, *, inner_scale: float = 1.0, outer_scale: float = 1.0, knots: str = "uniform",
