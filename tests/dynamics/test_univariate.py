@@ -102,9 +102,20 @@ def test_regime_diagram_quick():
     r = regime_diagram(X, Y, widths=(30,), inner_scales=(0.1,), outer_scales=(1.0,), steps=300)
     (row,) = r.rows
     assert set(row) >= {"l2_cubic", "l2_linear", "l2_kernel", "movement", "knot_to_data"}
+    assert len(row["knot_to_data_path"]) == 11 and row["knot_to_data_path"][-1] == row["knot_to_data"]
+    assert row["knot_path_steps"][0] == 0 and row["knot_path_steps"][-1] == row["steps"]
     assert row["final_loss"] >= 0 and np.isfinite(row["l2_cubic"])
     ax = r.plot()
     assert ax.get_xlabel() == "inner scale s_a"
+
+
+def test_kernel_limit_matches_lazy_networks_better_as_width_grows():
+    # all parameters trained; at fixed scales the network moves less as the width grows, and its
+    # distance to its own (closed-form) kernel limit shrinks
+    r = regime_diagram(X, Y, widths=(10, 160), inner_scales=(1.0,), outer_scales=(1.0,), steps=2000)
+    small, big = sorted(r.rows, key=lambda row: row["width"])
+    assert big["movement"] < small["movement"]
+    assert big["l2_kernel"] < 0.5 * small["l2_kernel"]
 
 
 def test_bad_data():
