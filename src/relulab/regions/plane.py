@@ -636,6 +636,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
     wmax = max(widths)
     state = {"label": _N_EXTENT_EDGES, "live": 1, "done": 0}
     outs, partial = [], []
+    ranges = []  # (label base, layer, units, pieces, two-piece) of each chunk: edges' constraints
     layer_counts = [0] * L
 
     def process(l, V, n, E, pat, Z):
@@ -672,6 +673,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 raise _Overflow
             lbase = state["label"]
             state["label"] += A0 * U * K * K
+            ranges.append((lbase, l, U, K, two))
             crossing = torch.zeros(A0, U, dtype=torch.bool, device=dev)
             lp = torch.full((A0, U), -1, dtype=pdtype, device=dev)
             if two:
@@ -813,7 +815,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
     maps = None
     if complete and segs is not None and L:
         maps = (torch.cat([o[4] for o in outs]), centre)
-    return V, n, E, pat, complete, layer_counts, maps
+    return V, n, E, pat, complete, layer_counts, maps, ranges
 
 
 def _cells(V, n, E, coef, valid, ref, absc, rtol, lab_base):
@@ -1345,9 +1347,10 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     # thread they do not wait on others, which under load costs several times their work
     per_op = 128 * sum(m.units * m.index.shape[1] for m in rnet.max_units)
     with torch.no_grad(), threads_for(per_op):
+        ranges = []
         try:
-            V, n, E, pat, complete, layer_counts, outmaps = _refine(rnet, ext, float(rtol), budget, pdtype,
-                                                                    progress)
+            V, n, E, pat, complete, layer_counts, outmaps, ranges = _refine(rnet, ext, float(rtol), budget, pdtype,
+                                                                            progress)
             overflow = not bool(torch.isfinite(V).all())
         except _Overflow:
             overflow = True
@@ -1355,17 +1358,27 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
             raise DegenerateGeometryError(
                 f"float64 overflow: the network's values on the slice of extent {ext} are not finite in "
                 f"float64; use a smaller extent, or certify=None/True to settle it in exact arithmetic")
-        want = certify is True or overflow or (
-            certify is None and complete and int(V.shape[0]) * max(1, net.n_units) <= _CERTIFY_WORK)
+        outcome = None
+        if not overflow and complete and certify is not False:
+            from relulab.regions._plane_cert import certify_partition
+
+            notify(progress, int(V.shape[0]), None, regions=int(V.shape[0]), stage="certifying")
+            outcome = certify_partition(net, origin, u, v, ext, pat, E, ranges, deadline=deadline)
+            certified = outcome.ok is True
+        small = int(V.shape[0]) * max(1, net.n_units) <= _CERTIFY_WORK if not overflow else True
+        want = overflow or (certify is True and not certified) or (
+            outcome is not None and outcome.ok is not True and small)
         if want:
             try:
                 exact = _exact_refine(net, origin, u, v, ext, deadline, pdtype)
             except _Stop:
                 exact = None
-                if overflow:
+                if overflow or (outcome is not None and outcome.ok is False):
                     budget.stopped_by = "time_limit"
                     raise DegenerateGeometryError(
-                        "float64 overflow on this slice and the exact refinement ran past time_limit") from None
+                        ("float64 overflow on this slice" if overflow else
+                         f"float64 cannot decide this slice ({outcome.reason})")
+                        + " and the exact refinement ran past time_limit") from None
             if exact is None and (certify is True or overflow):
                 raise (InvalidInputError if not overflow else DegenerateGeometryError)(
                     "exact certification handles chains of affine and max layers only (this network has "
@@ -1380,6 +1393,11 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
                     complete, outmaps = True, None
                     budget.stopped_by = None
                     layer_counts = [-1] * len(rnet.max_units)
+        if not certified and outcome is not None and outcome.ok is False:
+            raise DegenerateGeometryError(
+                f"float64 cannot decide the regions of this slice ({outcome.reason}) and the exact refinement "
+                f"is out of reach (residual network, or over {_CERTIFY_WORK:,} regions x units); try a smaller "
+                f"extent or a larger rtol")
         areas = _areas(V)
         res = dict(domain="plane", count=int(V.shape[0]), linear_count=None, boundary_pieces=None,
                    complete=complete, stopped_by=None if complete else budget.stopped_by, certified=certified,
