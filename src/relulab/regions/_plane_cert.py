@@ -115,90 +115,180 @@ def _decode(E, ranges, L_cols, offsets, Kc, pat, ncol_units):
     return col
 
 
-def _maps_under(net, Z0, M0, pats, cfac, sides, L_cols):
-    """Constraints of every polygon: ``H`` (3, C, ncol) as ``(h(0, 0), dh/ds, dh/dt)``, ``EM`` the
-    bounds ``c (M_w + M_k)`` on their rounding error before the last subtraction (whose own error is
-    ``2 u |H|``), and ``skip`` (C, ncol): the winner's own slot, invalid pieces, and ties that are
-    exact zeros as functions with ``k > w``; ``bad`` (C,): an exact zero tie with ``k < w`` (the
-    pattern is not the tie rule's). The rectangle's sides are the last 4 columns."""
-    dev, dt = Z0.device, Z0.dtype
-    C = pats.shape[0]
-    ncol = int(L_cols[-1]) + _N_SIDES
-    H = torch.empty(3, C, ncol, dtype=dt, device=dev)
-    EM = torch.empty(3, C, ncol, dtype=dt, device=dev)
-    skip = torch.zeros(C, ncol, dtype=torch.bool, device=dev)
-    H[:, :, -_N_SIDES:] = sides.T[:, None, :]
-    EM[:, :, -_N_SIDES:] = 0.0
-    vals = {0: (Z0[:, None, :], M0[:, None, :])}  # (3, B, n): columns stacked first, B = 1 shared
-    last_use = {}
-    for i, nd in enumerate(net.nodes):
-        for j in nd.inputs:
-            last_use[j] = i
-    bad = torch.zeros(C, dtype=torch.bool, device=dev)
+def _error_bounds(net, M0, cfac, L_cols):
+    """Pattern-free bounds ``EM`` (3, ncol) on the rounding error of every constraint column before
+    its last subtraction (whose own error is ``2 u |H|``): node magnitudes ``N`` bound every value
+    the node takes under any pattern (``|L| N + |b|`` through affine maps, the largest piece
+    magnitude through max units), and a piece computed in float64 errs by at most ``c N``. Also
+    ``dead`` per max layer: pieces that are exactly zero under every pattern, (U, K)."""
+    dev, dt = M0.device, M0.dtype
+    vals = {0: M0}
+    EMs, dead = [], []
     m = 0
     for i, nd in enumerate(net.nodes[1:], 1):
         lay = nd.layer
         if isinstance(lay, Add):
-            (za, ma), (zb, mb) = vals[nd.inputs[0]], vals[nd.inputs[1]]
-            vals[i] = (za + zb, ma + mb)
+            vals[i] = vals[nd.inputs[0]] + vals[nd.inputs[1]]
         elif isinstance(lay, MaxUnits):
-            z, mz = vals[nd.inputs[0]]
-            sl = slice(net.unit_offsets[m], net.unit_offsets[m + 1])
-            w = pats[:, sl].long()  # (C, U)
+            N = vals[nd.inputs[0]]
+            Pm = lay.piece_magnitudes(N)  # (3, U, K)
             U, K = lay.index.shape
-            cf = lay.coef
-            cp = cfac[i]
-            c_lo, c_hi = int(L_cols[m]), int(L_cols[m + 1])
-            if K == 2 and c_hi - c_lo == U:  # two pieces: one constraint per unit, sign by the winner
-                z2, m2 = (z, mz) if lay.elementwise_units else (z[:, :, lay.index[:, 0]], mz[:, :, lay.index[:, 0]])
-                z3, m3 = (z, mz) if lay.elementwise_units else (z[:, :, lay.index[:, 1]], mz[:, :, lay.index[:, 1]])
-                P0, P1 = z2 * cf[:, 0], z3 * cf[:, 1]
-                M0_, M1_ = m2 * cf[:, 0].abs(), m3 * cf[:, 1].abs()
-                won = (w == 1)[None]
-                D = P1 - P0
-                H[:, :, c_lo:c_hi] = torch.where(won, D, -D)
-                em = (M0_ + M1_) * cp
-                EM[:, :, c_lo:c_hi] = em
-                dead = em.amax(0) == 0  # both pieces exactly zero: a tie everywhere
-                if bool(dead.any()):
-                    bad |= (dead & (w == 1)).any(1)
-                    skip[:, c_lo:c_hi] = dead & (w == 0)
-                y = torch.where(won, P1, P0)
-                my = torch.where(won, M1_, M0_)
-                vals[i] = (y.expand(3, C, U), my.expand(3, C, U))
-            else:
-                P = (z[:, :, lay.index] * cf).masked_fill(~lay.valid, 0.0)  # (3, B, U, K)
-                Pm = mz[:, :, lay.index] * cf.abs() * lay.valid
-                P, Pm = P.expand(3, C, U, K), Pm.expand(3, C, U, K)
-                wi = w[None, :, :, None].expand(3, C, U, 1)
-                Pw, Mw = P.gather(3, wi), Pm.gather(3, wi)
-                em = cp * (Mw + Pm)
-                H[:, :, c_lo:c_hi] = (Pw - P).reshape(3, C, U * K)
-                EM[:, :, c_lo:c_hi] = em.reshape(3, C, U * K)
-                kk = torch.arange(K, device=dev)
-                zero_fn = em.amax(0) == 0
-                inval = ~lay.valid[None].expand(C, U, K)
-                skip[:, c_lo:c_hi] = ((kk == w[..., None]) | inval | (zero_fn & (kk > w[..., None]))).reshape(C, U * K)
-                bad |= (zero_fn & (kk < w[..., None]) & ~inval).flatten(1).any(1)
-                vals[i] = (Pw[..., 0], Mw[..., 0])
+            two = K == 2 and int(L_cols[m + 1] - L_cols[m]) == U
+            top = Pm.amax(-1, keepdim=True)
+            em = cfac[i] * (Pm.sum(-1) if two else (top + Pm).reshape(3, U * K))
+            EMs.append(em)
+            dead.append(Pm.amax(0) == 0)
+            vals[i] = top[..., 0]
             m += 1
+        elif isinstance(lay, Reshape):
+            vals[i] = vals[nd.inputs[0]]
         else:
-            z, mz = vals[nd.inputs[0]]
+            N = vals[nd.inputs[0]]
+            y = lay.abs_linear(N)
+            if lay.bias is not None:
+                y[0] += lay.abs_bias(y)
+            vals[i] = y
+    EMs.append(torch.zeros(3, _N_SIDES, dtype=dt, device=dev))
+    return torch.cat(EMs, 1), dead
+
+
+def _max_inputs_chunk(net, Z0, pats):
+    """Per max layer, its input's affine maps (3, C, n) on each polygon of the chunk (any DAG):
+    one forward pass of three columns under each polygon's pattern."""
+    vals = {0: Z0[:, None, :]}  # (3, B, n), B = 1 shared until the first max layer
+    last_use = {}
+    for i, nd in enumerate(net.nodes):
+        for j in nd.inputs:
+            last_use[j] = i
+    out = []
+    m = 0
+    C = pats.shape[0]
+    for i, nd in enumerate(net.nodes[1:], 1):
+        lay = nd.layer
+        if isinstance(lay, Add):
+            vals[i] = vals[nd.inputs[0]] + vals[nd.inputs[1]]
+        elif isinstance(lay, MaxUnits):
+            z = vals[nd.inputs[0]].expand(3, C, -1)
+            out.append(z)
+            w = pats[:, net.unit_offsets[m]:net.unit_offsets[m + 1]].long()
+            y, _, _ = lay.select(z.reshape(3 * C, -1), w.repeat(3, 1))
+            vals[i] = y.reshape(3, C, -1)
+            m += 1
+        elif isinstance(lay, Reshape):
+            vals[i] = vals[nd.inputs[0]]
+        else:
+            z = vals[nd.inputs[0]]
             B = z.shape[1]
-            n_in = z.shape[2]
-            if isinstance(lay, Reshape):
-                vals[i] = (z, mz)
-            else:
-                y = lay.linear(z.reshape(3 * B, n_in)).reshape(3, B, -1)
-                my = lay.abs_linear(mz.reshape(3 * B, n_in)).reshape(3, B, -1)
-                if lay.bias is not None:
-                    y[0] += lay.bias
-                    my[0] += lay.abs_bias(my)
-                vals[i] = (y, my)
+            y = lay.linear(z.reshape(3 * B, -1)).reshape(3, B, -1)
+            if lay.bias is not None:
+                y[0] += lay.bias
+            vals[i] = y
         for j in nd.inputs:
             if last_use.get(j) == i:
                 vals.pop(j, None)
-    return H, EM, skip, bad
+    return out
+
+
+_GROUP_BYTES = 1 << 29  # memory the grouped maps of a chain network may take
+
+
+def _grouped_max_inputs(net, Z0, pat):
+    """For a chain network: per max layer, ``(gid, Z)`` with ``Z`` (G, 3, n) the layer's input maps
+    on each group of polygons sharing the earlier layers' winners and ``gid`` (P,) each polygon's
+    group, so each layer's affine maps cost one product per group, not per polygon. None when the
+    network is not a chain or the groups would not fit in memory."""
+    if not all(nd.inputs == (i - 1,) for i, nd in enumerate(net.nodes) if i > 0):
+        return None
+    dev = pat.device
+    P = pat.shape[0]
+    z = Z0[None]  # (G, 3, n)
+    gid = torch.zeros(P, dtype=torch.long, device=dev)
+    out, m, used = [], 0, 0
+    for nd in net.nodes[1:]:
+        lay = nd.layer
+        if isinstance(lay, MaxUnits):
+            used += z.numel() * z.element_size()
+            if used > _GROUP_BYTES:
+                return None
+            out.append((gid, z))
+            w = pat[:, net.unit_offsets[m]:net.unit_offsets[m + 1]]
+            gid, first = _groups(gid, w)
+            G = first.numel()
+            parent = out[-1][0][first]  # each new group's group at the layer before
+            y, _, _ = lay.select(z[parent].reshape(3 * G, -1), w[first].long().repeat_interleave(3, 0))
+            z = y.reshape(G, 3, -1)
+            m += 1
+        elif not isinstance(lay, Reshape):
+            G = z.shape[0]
+            y = lay.linear(z.reshape(3 * G, -1)).reshape(G, 3, -1)
+            if lay.bias is not None:
+                y[:, 0] += lay.bias
+            z = y
+    return out
+
+
+def _groups(gid, w):
+    """Exact groups of the rows ``(gid, w)``: each row's group (P,) and one row of each group (G,).
+    Rows are sorted by a hash and every row is compared with its group's first row (a collision
+    falls back to ``torch.unique``)."""
+    g = torch.Generator().manual_seed(777)
+    hw = torch.randint(-2**62, 2**62, (w.shape[1] + 1,), generator=g, dtype=torch.long).to(w.device)
+    h = (w.long() + 1).mul_(hw[1:]).sum(1) + gid * hw[0]
+    hs, order = torch.sort(h)
+    new = torch.ones_like(hs, dtype=torch.bool)
+    new[1:] = hs[1:] != hs[:-1]
+    run = new.long().cumsum(0) - 1
+    first = order[new]
+    lead = first[run]
+    if bool((gid[order] == gid[lead]).all()) and bool((w[order] == w[lead]).all()):
+        out = torch.empty_like(run)
+        out[order] = run
+        return out, first
+    key = torch.cat([gid[:, None].to(torch.int32), w.to(torch.int32)], 1)
+    uniq, inv = torch.unique(key, dim=0, return_inverse=True)
+    first = torch.full((uniq.shape[0],), -1, dtype=torch.long, device=w.device)
+    first.scatter_reduce_(0, inv, torch.arange(inv.numel(), device=w.device), "amin", include_self=False)
+    return inv, first
+
+
+def _constraints(net, zs, pats, dead, sides, L_cols):
+    """Constraints of every polygon of a chunk from its max layers' input maps ``zs``: ``H`` (3, C,
+    ncol) as ``(h(0, 0), dh/ds, dh/dt)`` for ``h = g_w - g_k``; ``skip`` (C, ncol): the winner's own
+    slot, invalid pieces, and ties that are exact zeros as functions with ``k > w``; ``bad`` (C,):
+    an exact zero tie with ``k < w`` (not the tie rule's winner). The rectangle's sides come last."""
+    dev = pats.device
+    C = pats.shape[0]
+    ncol = int(L_cols[-1]) + _N_SIDES
+    H = torch.empty(3, C, ncol, dtype=sides.dtype, device=dev)
+    skip = torch.zeros(C, ncol, dtype=torch.bool, device=dev)
+    H[:, :, -_N_SIDES:] = sides.T[:, None, :]
+    bad = torch.zeros(C, dtype=torch.bool, device=dev)
+    for m, (lay, z) in enumerate(zip(net.max_units, zs)):
+        w = pats[:, net.unit_offsets[m]:net.unit_offsets[m + 1]].long()  # (C, U)
+        U, K = lay.index.shape
+        cf = lay.coef
+        c_lo, c_hi = int(L_cols[m]), int(L_cols[m + 1])
+        dd = dead[m]
+        if K == 2 and c_hi - c_lo == U:  # two pieces: one constraint per unit, its sign by the winner
+            if lay.elementwise_units:
+                D = z * cf[:, 1] - z * cf[:, 0]
+            else:
+                D = z[:, :, lay.index[:, 1]] * cf[:, 1] - z[:, :, lay.index[:, 0]] * cf[:, 0]
+            H[:, :, c_lo:c_hi] = torch.where((w == 1)[None], D, -D)
+            both = dd.all(1)  # both pieces exactly zero: a tie everywhere
+            if bool(both.any()):
+                bad |= (both & (w == 1)).any(1)
+                skip[:, c_lo:c_hi] = both & (w == 0)
+        else:
+            P = (z[:, :, lay.index] * cf).masked_fill(~lay.valid, 0.0)  # (3, C, U, K)
+            Pw = P.gather(3, w[None, :, :, None].expand(3, C, U, 1))
+            H[:, :, c_lo:c_hi] = (Pw - P).reshape(3, C, U * K)
+            kk = torch.arange(K, device=dev)
+            zero_fn = dd.all(1)[None, :, None].expand(C, U, K)
+            inval = ~lay.valid[None].expand(C, U, K)
+            skip[:, c_lo:c_hi] = ((kk == w[..., None]) | inval | (zero_fn & (kk > w[..., None]))).reshape(C, U * K)
+            bad |= (zero_fn & (kk < w[..., None]) & ~inval).flatten(1).any(1)
+    return H, skip, bad
 
 
 def _homogeneous(L1, e1, L2, e2):
@@ -257,8 +347,9 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
         return CertOutcome(None, reason="pattern hash collision")
 
     Z0 = torch.stack([origin, u, v]).reshape(3, -1)
-    M0 = Z0.abs()
     cfac = _error_factors(net)
+    EM, dead = _error_bounds(net, Z0.abs(), cfac, L_cols)
+    grouped = _grouped_max_inputs(net, Z0, pat)
     ncol = ncol_u + _N_SIDES
     Mx = E.shape[1]
     csize = max(1, _CHUNK // (10 * ncol + 64 * Mx + 8 * pat.shape[1]))
@@ -274,7 +365,12 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
         pc = pat[c0:c1]
         Ec = E[c0:c1]
         nc = n[c0:c1]
-        H, EM, skip, badz = _maps_under(net, Z0, M0, pc, cfac, sides, L_cols)
+        if grouped is not None:
+            zs = [z[gid[c0:c1]].transpose(0, 1) for gid, z in grouped]
+        else:
+            zs = _max_inputs_chunk(net, Z0, pc)
+        H, skip, badz = _constraints(net, zs, pc, dead, sides, L_cols)
+        del zs
         if bool(badz.any()):
             return CertOutcome(False, filtered, 0, reason="a tie of identical pieces broken to the higher index")
         col = _decode(Ec, ranges, L_cols, offsets, Kc, pc, ncol_u)
@@ -287,7 +383,7 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
         colc = col.clamp(min=0)
         rows = torch.arange(C, device=dev)[:, None]
         Lj = H[:, rows, colc].permute(1, 2, 0)  # (C, M, 3)
-        eLj = (EM[:, rows, colc] + 2 * _U * H[:, rows, colc].abs()).permute(1, 2, 0) * _SAFE
+        eLj = (EM[:, colc] + 2 * _U * H[:, rows, colc].abs()).permute(1, 2, 0) * _SAFE
         prc = colc.gather(1, prv)
         Li = Lj.gather(1, prv[..., None].expand(C, Mx, 3))
         eLi = eLj.gather(1, prv[..., None].expand(C, Mx, 3))
@@ -318,18 +414,20 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
         # constraints positive on the whole box: h(m) against its error and its change over the box
         # err = EM . (1, |m_s| + r_s, |m_t| + r_t) + |H| . (g + 2u, g|m_s| + r_s + 2u (|m_s| + r_s), ...)
         S, T = (ms0.abs() + rs0)[:, None], (mt0.abs() + rt0)[:, None]
-        val = H[0] + H[1] * ms0[:, None] + H[2] * mt0[:, None]
-        err = EM[0] + EM[1] * S + EM[2] * T
-        err += H[0].abs() * (g4 + 2 * _U)
-        err += H[1].abs() * (g4 * ms0.abs() + rs0 + 2 * _U * S[:, 0])[:, None]
-        err += H[2].abs() * (g4 * mt0.abs() + rt0 + 2 * _U * T[:, 0])[:, None]
-        clear = val > err * _SAFE + _TINY
+        val = torch.addcmul(H[0], H[1], ms0[:, None]).addcmul_(H[2], mt0[:, None])
+        err = torch.addcmul(EM[0], EM[1], S).addcmul_(EM[2], T)  # (C, ncol) by broadcasting
+        A = H.abs()
+        err.add_(A[0], alpha=g4 + 2 * _U)
+        err.addcmul_(A[1], (g4 * ms0.abs() + rs0 + 2 * _U * S[:, 0])[:, None])
+        err.addcmul_(A[2], (g4 * mt0.abs() + rt0 + 2 * _U * T[:, 0])[:, None])
+        del A
+        clear = val > err.mul_(_SAFE).add_(_TINY)
         near = ~clear & ~skip & box_ok[:, None]
         del val, err, clear
         q, cidx = near.nonzero(as_tuple=True)
         # near constraints at every vertex of their polygon (homogeneous: W > 0 keeps the sign)
         Hq = H[:, q, cidx].T  # (Q, 3)
-        eHq = (EM[:, q, cidx].T + 2 * _U * Hq.abs()) * _SAFE
+        eHq = (EM[:, cidx].T + 2 * _U * Hq.abs()) * _SAFE
         Xq, eXq = Xh[q], eX[q]  # (Q, M, 3)
         prod = Hq[:, None, [1, 2, 0]] * Xq
         hv = prod.sum(-1)

@@ -91,8 +91,9 @@ class PlanePartition(RegionResult):
       the classes on its two sides. ``boundary_pieces``: maximal straight pieces (collinear
       segments joined end to end).
     * ``layer_counts``: polygons after each max layer; ``seconds``: wall time.
-    * ``certified``: the partition (every pattern, hence ``count``) was checked against, or taken
-      from, the same refinement in exact rational arithmetic on the float64 weights and slice;
+    * ``certified``: the partition (every pattern, hence ``count``) is proven equal to the exact one
+      (exact rational arithmetic on the float64 weights and slice): by the filtered certificate of
+      :mod:`relulab.regions._plane_cert`, or taken from the exact refinement;
       ``stopped_by``: ``"max_regions"`` or ``"time_limit"`` when ``complete`` is False.
     """
 
@@ -1297,14 +1298,23 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     is spent, returning ``complete=False`` with the coarser partition reached so far.
 
     Certification (``certify``): the float64 refinement decides each vertex's side within ``rtol``
-    of the magnitudes meeting in the value at that vertex (never relative to the slice's size). The
-    same refinement in exact integer arithmetic on the float64 weights and slice (every float64 is
-    a dyadic rational) then checks the pattern set; where they differ, the exact partition is the
-    result. ``certify=None`` (default) does this when the partition is complete, the network is a
-    chain of affine and max layers and ``count * n_units <= 25,000``; ``True`` always (raises
-    :class:`InvalidInputError` for networks it cannot handle); ``False`` never. ``certified`` says
-    whether it happened. A float64 overflow (e.g. extents near 1e308) is settled exactly where
-    certification is allowed, else raises :class:`DegenerateGeometryError`.
+    of the magnitudes meeting in the value at that vertex (never relative to the slice's size). A
+    complete partition is then proven exact by a filtered certificate
+    (:mod:`relulab.regions._plane_cert`): each polygon is shown to be the closure of its pattern's
+    region (its edge lines' exact intersection points satisfy every constraint of the pattern) and
+    the region across each of its edges is shown to be listed; every sign is decided in float64
+    under a proven rounding bound, and a polygon whose signs the bound cannot settle is checked in
+    exact integer arithmetic. Its cost is about one forward pass of three affine maps per region.
+    When the certificate finds the float partition wrong (regions thinner than ``rtol`` merged)
+    or cannot decide (exactly degenerate geometry: three lines through a point on an edge,
+    coincident lines), the same refinement in exact integer arithmetic gives the result (chains of
+    affine and max layers, up to ``count * n_units <= 25,000``); a partition found wrong where
+    that is out of reach raises :class:`DegenerateGeometryError`, an undecided one is returned with
+    ``certified=False``. ``certify=None`` (default) certifies complete partitions; ``True`` also
+    refines exactly whatever the certificate leaves (raises :class:`InvalidInputError` for
+    networks with residual additions then); ``False`` never certifies. A float64 overflow (e.g.
+    extents near 1e308) is settled exactly where certification is allowed, else raises
+    :class:`DegenerateGeometryError`.
 
     ``progress``: a callback ``progress(done, total, **info)`` (:mod:`relulab.progress`), called as
     polygons are finished with ``done`` = finished regions so far and ``total`` None.
