@@ -210,7 +210,7 @@ def _grouped_max_inputs(net, Z0, pat):
             used += z.numel() * z.element_size()
             if used > _GROUP_BYTES:
                 return None
-            out.append((gid, z))
+            out.append((gid, z.transpose(0, 1).contiguous()))  # (3, G, n): chunks gather contiguous rows
             w = pat[:, net.unit_offsets[m]:net.unit_offsets[m + 1]]
             gid, first = _groups(gid, w)
             G = first.numel()
@@ -366,7 +366,7 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
         Ec = E[c0:c1]
         nc = n[c0:c1]
         if grouped is not None:
-            zs = [z[gid[c0:c1]].transpose(0, 1) for gid, z in grouped]
+            zs = [z.index_select(1, gid[c0:c1]) for gid, z in grouped]
         else:
             zs = _max_inputs_chunk(net, Z0, pc)
         H, skip, badz = _constraints(net, zs, pc, dead, sides, L_cols)
