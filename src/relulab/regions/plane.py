@@ -609,12 +609,14 @@ def _segments(rnet: PLNet):
 
 def _affine_maps(layers, Z):
     """Push affine maps of (s, t) through affine layers: Z (C, w, 3) = (value at the slice centre,
-    d/ds, d/dt) of every feature."""
+    d/ds, d/dt) of every feature. The three columns go through each layer as one batch (3C rows)."""
     C = Z.shape[0]
-    z = torch.cat([Z[..., 0], Z[..., 1], Z[..., 2]])
+    z = Z.permute(2, 0, 1).reshape(3 * C, -1)
     for lay in layers:
-        z = torch.cat([lay(z[:C]), lay.linear(z[C:])])
-    return torch.stack([z[:C], z[C:2 * C], z[2 * C:]], -1)
+        z = lay.linear(z)
+        if lay.bias is not None:
+            z[:C] += lay.bias
+    return z.reshape(3, C, -1).permute(1, 2, 0).contiguous()
 
 
 def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=None):
@@ -662,7 +664,11 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             ref = _means(Vp[..., :2], np_)
             cen = centre.expand(A0, 2)
             if Z is not None:
-                coef = Z[c0:c1][:, layer.index] * layer.coef[None, :, :, None]  # (A0, U, K, 3)
+                Zc = Z[c0:c1]
+                if layer.elementwise_units:  # piece k of unit j reads feature j: no gather
+                    coef = Zc[:, :, None, :] * layer.coef[None, :, :, None]  # (A0, U, K, 3)
+                else:
+                    coef = Zc[:, layer.index] * layer.coef[None, :, :, None]
                 if not bool(layer.valid.all()):
                     coef = coef.masked_fill(~layer.valid[None, :, :, None], 0.0)
             else:
@@ -670,7 +676,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 off = (centre - ref)[:, None, None, :]
                 coef = torch.cat([coef[..., :1] + (coef[..., 1:] * off).sum(-1, keepdim=True), coef[..., 1:]], -1)
             valid = layer.valid[None].expand(A0, U, K)
-            if not bool(torch.isfinite(coef).all()):
+            if not two and not bool(torch.isfinite(coef).all()):  # two pieces: dref and tmax below
                 raise _Overflow
             lbase = state["label"]
             state["label"] += A0 * U * K * K
@@ -683,12 +689,17 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 # a unit cannot cross a polygon whose circumscribed disc (about its vertex mean)
                 # it misses by more than the largest vertex tolerance; only the others are tested
                 # at the vertices
-                rho = (Vp[..., :2] - ref[:, None]).norm(dim=2).amax(1)
-                dref = D[..., 0] + (D[..., 1:] * (ref - centre)[:, None, :]).sum(-1)
-                # bounds |s - c_s| + |s| (and for t) over the polygon's vertices: (A0, 1, 2)
-                reach = (ref - centre).abs()[:, None, :] + ref.abs()[:, None, :] + 2 * rho[:, None, None]
-                tmax = rtol * (Dabs[..., 0] + (Dabs[..., 1:] * reach).sum(-1))
-                sure = dref.abs() > D[..., 1:].norm(dim=2) * rho[:, None] + tmax
+                rel = Vp[..., :2] - ref[:, None]
+                rho = torch.hypot(rel[..., 0], rel[..., 1]).amax(1)
+                off = ref - centre
+                # (sums over the two slice coordinates written out: reductions over a dimension of
+                # size 2 are slow)
+                dref = torch.addcmul(torch.addcmul(D[..., 0], D[..., 1], off[:, :1]), D[..., 2], off[:, 1:])
+                # bounds |s - c_s| + |s| (and for t) over the polygon's vertices: (A0, 2)
+                reach = off.abs() + ref.abs() + 2 * rho[:, None]
+                tmax = torch.addcmul(torch.addcmul(Dabs[..., 0], Dabs[..., 1], reach[:, :1]), Dabs[..., 2],
+                                     reach[:, 1:]).mul_(rtol)
+                sure = dref.abs() > torch.hypot(D[..., 1], D[..., 2]) * rho[:, None] + tmax
                 if not bool(torch.isfinite(dref).all() & torch.isfinite(tmax).all()):
                     raise _Overflow
                 lp = torch.where(sure, (dref > 0).to(pdtype), lp)
@@ -787,7 +798,10 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             Znext = None
             if segs is not None:
                 # each piece's winners give the layer's output maps; push them to the next max layer
-                Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
+                if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
+                    Y = Zc.index_select(0, pd) * layer.coef.gather(1, ld.long().T).T[..., None]
+                else:
+                    Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
                 Znext = _affine_maps(segs[l + 1], Y)
             del coef, W
             try:
