@@ -135,6 +135,21 @@ def test_a_wrong_pattern_entry_is_caught():
         assert certify_partition(net, *args, ext, bad, E, ranges).ok is False
 
 
+def test_corrupted_edges_are_caught():
+    net = _mlp([2, 10, 10, 1], 4)
+    ext = (-2.0, 2.0, -2.0, 2.0)
+    args, pat, E, ranges = _float_partition(net, ext)
+    n = (E >= 0).sum(1)
+    i = int((n >= 4).nonzero()[0, 0])
+    for a, b in ((0, 2), (1, 0)):  # one line on two edges; two edges swapped (clockwise turn)
+        bad = E.clone()
+        if a == 0:
+            bad[i, 2] = bad[i, 0]
+        else:
+            bad[i, 0], bad[i, 1] = E[i, 1], E[i, 0]
+        assert certify_partition(net, *args, ext, pat, bad, ranges).ok is False
+
+
 def test_the_verdict_on_a_shifted_slice_is_the_exact_one():
     # one slice's partition checked against shifted slices: a small shift keeps the combinatorics
     # (the pattern set is still exact, and the certificate says so), a larger one does not

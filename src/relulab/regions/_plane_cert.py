@@ -377,6 +377,9 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
         valid = col >= 0
         if bool(((col == -2) & (Ec >= 0)).any()):
             return CertOutcome(False, filtered, 0, reason="an edge label that does not fit its polygon's pattern")
+        srt = torch.where(col >= 0, col, -1 - torch.arange(Mx, device=dev)[None]).sort(1).values
+        if bool((srt[:, 1:] == srt[:, :-1]).any()):  # a convex polygon has one edge per line
+            return CertOutcome(False, filtered, 0, reason="two edges of one polygon on the same constraint")
         if bool(skip.gather(1, col.clamp(min=0))[valid].any()):
             return CertOutcome(None, filtered, 0, reason="an edge on a tie of identical pieces (degenerate)")
         prv = torch.where(ar[None] == 0, nc[:, None] - 1, ar[None] - 1)  # edge entering vertex j
@@ -544,6 +547,8 @@ def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, tw
         cols = col[:m].tolist()
         if any(c < 0 for c in cols) or any(cons[c] is None for c in cols):
             return CertOutcome(False, filtered, n_exact, reason="an edge on no constraint of its polygon")
+        if len(set(cols)) != m:
+            return CertOutcome(False, filtered, n_exact, reason="two edges of one polygon on the same constraint")
         lines = [cons[c] for c in cols]
         verts = []
         for j in range(m):
