@@ -9,7 +9,6 @@ switched off (monkeypatched to fail) wherever a test asserts that the filter alo
 from __future__ import annotations
 
 import math
-from unittest import mock
 
 import pytest
 import torch
@@ -228,8 +227,8 @@ def test_random_chain_networks_match_the_exact_refinement(ms, data):
     o, u, v = (torch.randn(d, generator=g, dtype=torch.float64) for _ in range(3))
     r = data.draw(st.sampled_from([0.5, 2.0, 1e4]))
     ref = _exact(net, (-r, r, -r, r), o, u, v)[3]
-    with mock.patch.object(plane_mod, "_exact_refine", _fail):  # Gaussian weights: the filter decides
-        res = on_plane(net, o, u, v, extent=r, max_regions=3000)
+    # (bias-free layers can make exactly coincident boundaries: then the exact refinement decides)
+    res = on_plane(net, o, u, v, extent=r, max_regions=3000)
     assume(res.complete)
     assert res.certified
     assert _rows(res.patterns) == _rows(ref)

@@ -215,8 +215,12 @@ def _grouped_max_inputs(net, Z0, pat):
             gid, first = _groups(gid, w)
             G = first.numel()
             parent = out[-1][0][first]  # each new group's group at the layer before
-            y, _, _ = lay.select(z[parent].reshape(3 * G, -1), w[first].long().repeat_interleave(3, 0))
-            z = y.reshape(G, 3, -1)
+            wf = w[first].long()
+            if lay.elementwise_units:  # piece k of unit j is coef[j, k] z_j: scale the parent's maps
+                z = z[parent] * lay.coef.gather(1, wf.T).T[:, None, :]
+            else:
+                y, _, _ = lay.select(z[parent].reshape(3 * G, -1), wf.repeat_interleave(3, 0))
+                z = y.reshape(G, 3, -1)
             m += 1
         elif not isinstance(lay, Reshape):
             G = z.shape[0]
@@ -227,13 +231,22 @@ def _grouped_max_inputs(net, Z0, pat):
     return out
 
 
+def _row_hash(rows, hw, block: int = 64):
+    """``sum_j (rows[:, j] + 1) hw[j]`` in wrapping int64, a few columns at a time (no (P, n) int64
+    copy of the rows)."""
+    h = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+    for j in range(0, rows.shape[1], block):
+        h += (rows[:, j:j + block].long() + 1).mul_(hw[j:j + block]).sum(1)
+    return h
+
+
 def _groups(gid, w):
     """Exact groups of the rows ``(gid, w)``: each row's group (P,) and one row of each group (G,).
     Rows are sorted by a hash and every row is compared with its group's first row (a collision
     falls back to ``torch.unique``)."""
     g = torch.Generator().manual_seed(777)
     hw = torch.randint(-2**62, 2**62, (w.shape[1] + 1,), generator=g, dtype=torch.long).to(w.device)
-    h = (w.long() + 1).mul_(hw[1:]).sum(1) + gid * hw[0]
+    h = _row_hash(w, hw[1:]) + gid * hw[0]
     hs, order = torch.sort(h)
     new = torch.ones_like(hs, dtype=torch.bool)
     new[1:] = hs[1:] != hs[:-1]
@@ -270,7 +283,10 @@ def _constraints(net, zs, pats, dead, sides, L_cols):
         c_lo, c_hi = int(L_cols[m]), int(L_cols[m + 1])
         dd = dead[m]
         if K == 2 and c_hi - c_lo == U:  # two pieces: one constraint per unit, its sign by the winner
-            if lay.elementwise_units:
+            if lay.elementwise_units and bool((cf[:, 0] == 0).all()) and bool((cf[:, 1] == 1).all()):
+                # pieces 0 and z (ReLU): D = z exactly
+                D = z
+            elif lay.elementwise_units:
                 D = z * cf[:, 1] - z * cf[:, 0]
             else:
                 D = z[:, :, lay.index[:, 1]] * cf[:, 1] - z[:, :, lay.index[:, 0]] * cf[:, 0]
@@ -338,7 +354,7 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
     # distinct patterns, and lookup of neighbours by a hash verified row by row
     g = torch.Generator().manual_seed(12345)
     hw = torch.randint(-2**62, 2**62, (max(1, pat.shape[1]),), generator=g, dtype=torch.long).to(dev)
-    h = ((pat.long() + 1) * hw[: pat.shape[1]]).sum(1) if pat.shape[1] else torch.zeros(P, dtype=torch.long, device=dev)
+    h = _row_hash(pat, hw)
     hs, order = torch.sort(h)
     if P > 1 and bool((hs[1:] == hs[:-1]).any()):
         i = (hs[1:] == hs[:-1]).nonzero()[0, 0]
