@@ -53,7 +53,7 @@ import torch
 
 from relulab.core.errors import DegenerateGeometryError
 from relulab.progress import notify
-from relulab.regions._enum_maps import (SAFETY, ExactX, MapEvaluator, dyadic_ints, frac_array, gamma, int_solve,
+from relulab.regions._enum_maps import (SAFETY, ExactX, MapEvaluator, dyadic_ints, frac_array, gamma, int_solve_den,
                                         other_rows, rows_of_layer)
 from relulab.regions._lp_batch import OPTIMAL, lp_batch
 
@@ -227,7 +227,9 @@ class LPEngine:
         self.seen = torch.zeros(0, dtype=torch.long, device=self.dev)
         g = torch.Generator().manual_seed(0x5EED)
         self.rvec = torch.randint(-(2**62), 2**62, (max(1, self.n_units),), generator=g, dtype=torch.int64).to(self.dev)
-        self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0}
+        self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
+                      "exact_cached": 0}
+        self._cert_cache = {}
         budgeted = max_regions is not None or time_limit is not None
         self.cap = 8 if budgeted else 2048
         self.cap_max = 2048
@@ -572,9 +574,6 @@ class LPEngine:
         tau = torch.where(run, tau0 + z[:, -1], torch.full_like(tau0, -math.inf))
         centre = y + z[:, :d]
         feasible = run & (st == OPTIMAL) & (tau > TAU_FEASIBLE)
-        if bool((st == 2).any()):
-            bad = (st == 2).nonzero()[0, 0]
-            torch.save({"A": A[bad], "beta": beta[bad], "c": c[bad]}, "/tmp/badlp.pt")
         if check:
             nf = (~feasible).nonzero().squeeze(1)
             if nf.numel():
@@ -624,9 +623,11 @@ class LPEngine:
         c = int(cell[i])
         u, a = int(unit[i]), int(piece[i])
         l = b["l"]
-        rows, qrows = self._exact_rows(b, c, u, a)
+        rows = None
         top = float(torch.cat([lr, lq]).max()) if lr.numel() + lq.numel() else 0.0
         tried = set()
+        pat = b["pat"][c].long().cpu().numpy()
+        k = int(b["ch"][c])
         for cut in (0.0, 1e-13, 1e-10, 1e-7):
             sup_r = (lr > cut * top).nonzero().squeeze(1).tolist()
             sup_q = (lq > cut * top).nonzero().squeeze(1).tolist()
@@ -634,22 +635,62 @@ class LPEngine:
             if key in tried or not sup_q:
                 continue
             tried.add(key)
-            if self._exact_support(rows, qrows, sup_r, sup_q):
+            # the same exact rows recur in the sub-cells of one cell: a verdict is a function of them
+            ckey = (k, l, u, a, pat[:self.net.unit_offsets[l]].tobytes(),
+                    tuple(self._row_key(pat, l, b["stage"], j) for j in sup_r), tuple(sup_q))
+            ok = self._cert_cache.get(ckey)
+            if ok is None:
+                if rows is None:
+                    rows, qrows = self._exact_rows(b, c, u, a)
+                ok = self._cert_cache[ckey] = self._exact_support(rows, qrows, sup_r, sup_q)
+                if len(self._cert_cache) > 200_000:
+                    self._cert_cache.clear()
+            else:
+                self.stats["exact_cached"] += 1
+            if ok:
                 return
         self._fail(l, u)
+
+    def _row_key(self, pat, l, stage, j):
+        """What row ``j`` of a cell's rows (in the order of :meth:`_exact_rows`) depends on: the chart
+        row's index, or (layer, unit, slot, that unit's winner, the pattern of earlier layers)."""
+        nc = self.charts.rows.shape[1]
+        if j < nc:
+            return j
+        j -= nc
+        for i in range(l + 1):
+            if i == l and stage == "start":
+                break
+            layer = self.layers[i]
+            Uu, K = layer.valid.shape
+            n = Uu * (K - 1)
+            if j < n:
+                uu, sl = divmod(j, K - 1)
+                off = self.net.unit_offsets[i]
+                return (i, uu, sl, int(pat[off + uu]), pat[:off].tobytes())
+            j -= n
+        raise IndexError(j)
 
     def _exact_support(self, rows, qrows, sup_r, sup_q) -> bool:
         cols = [rows[j] for j in sup_r] + [qrows[j] for j in sup_q]
         if any(col is None for col in cols):
             return False
         cols = [col() for col in cols]
+        # each row divided by the power of two it is a multiple of (a positive factor: the
+        # certificate's signs are unchanged; the integers, and the elimination, get smaller)
+        cols = [[v >> t for v in col] for col in cols
+                for t in [min(((v & -v).bit_length() - 1 for v in col if v), default=0)]]
         M = [[col[k] for col in cols] for k in range(1, self.d + 1)]
         M.append([0] * len(sup_r) + [1] * len(sup_q))
         rhs = [0] * self.d + [1]
-        mu = int_solve(M, rhs)
-        if mu is None or any(v < 0 for v in mu):
+        sol = int_solve_den(M, rhs)
+        if sol is None:
             return False
-        return sum(m * col[0] for m, col in zip(mu, cols)) <= 0
+        nums, den = sol
+        sg = 1 if den > 0 else -1
+        if any(v * sg < 0 for v in nums):
+            return False
+        return sg * sum(m * col[0] for m, col in zip(nums, cols)) <= 0
 
     def _fail(self, l, u):
         raise DegenerateGeometryError(
