@@ -72,6 +72,7 @@ __all__ = ["solve_vector", "dual_bound_vector", "cone_spectral_norms"]
 
 _MEMBER_TOL = 1e-7
 _FACE_BUDGET = 30_000_000
+_SDP_BUDGET = 300_000   # cells x cone constraints of the relaxation (cvxpy builds them one cell at a time)
 
 
 def _row_basis(A: np.ndarray):
@@ -242,7 +243,9 @@ def solve_vector(X, Y, beta: float, *, bias=True, bn: bool = False, loss: str = 
     on ``p*`` up to the solver's accuracy), ``objective`` the rebuilt network's, ``lower_bound`` certified.
     ``polish``: at most this many L-BFGS iterations on the non-convex objective from the rebuilt network
     (kept only if they lower it; 0: none), which matters when a block of rank > 1 did not split into
-    neurons of its own cell."""
+    neurons of its own cell. With sampled patterns (``complete=False``) the program is a relaxation over
+    part of the cells only: ``optimum`` is then no bound at all, ``objective`` is still an upper bound and
+    ``lower_bound`` the loose valid one."""
     t0 = time.perf_counter()
     Xn, Yn, beta = _check_inputs(X, Y, beta, loss, multi=True)
     if Yn.ndim == 1:
@@ -274,9 +277,10 @@ def solve_vector(X, Y, beta: float, *, bias=True, bn: bool = False, loss: str = 
             S = S[np.random.default_rng(seed).choice(len(S), int(max_patterns), replace=False)]
     # cells on which no sample is active contribute nothing
     S = S[(S > 0).any(axis=1)]
-    if len(S) * n * n > 4e7:
-        raise ResourceLimitError(f"the relaxation has {len(S):,} cells x {n * (n - 1) // 2:,} cone constraints; "
-                                 "too large (use fewer samples or max_patterns)")
+    if len(S) * (n * (n - 1) // 2) > _SDP_BUDGET:
+        raise ResourceLimitError(f"the relaxation has {len(S):,} cells x {n * (n - 1) // 2:,} cone constraints, "
+                                 f"more than the {_SDP_BUDGET:,} it builds; use fewer samples or a smaller "
+                                 "max_patterns")
     scale = 1.0 / n if loss == "mean" else 1.0
     beta_eff = beta / scale
     value, Ms, status, fit = _sdp(A, Yn, beta_eff, S, solver, verbose)
