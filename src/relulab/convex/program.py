@@ -421,9 +421,8 @@ class ConvexSolution(Result):
     bound on the optimum and ``lower_bound`` the loose one). ``hidden_weights`` (m, d), ``hidden_bias`` (m,)
     or None, ``output_weights`` (m,) (k outputs: (m, k)); with ``bn``: ``bn_gamma``, ``bn_alpha`` in the
     paper's scale. ``free_bias``: the biases are unpenalized and ``output_bias`` is the output layer's bias.
-    ``outputs``: k. ``relaxation``: ``optimum`` is the value of a convex relaxation (vector outputs; with every
-    pattern), a
-    lower bound on the optimum up to the solver's accuracy, not the optimum itself.
+    ``outputs``: k. ``relaxation``: ``optimum`` is the value of a convex relaxation (vector outputs; with
+    every pattern a lower bound on the optimum up to the solver's accuracy), not the optimum itself.
     """
 
     beta: float
