@@ -207,3 +207,17 @@ def test_vector_unsupported_conventions_raise():
         solve(X, Y, 0.1, bn=True)
     with pytest.raises(InvalidInputError, match="free"):
         solve(X, Y, 0.1, bias="free")
+
+
+def test_sampled_program_certified_with_every_pattern():
+    """A program over a sample of the patterns is no certificate by itself; with every pattern enumerated
+    for the dual bound it is: the bound stays below the exact optimum and is far above the loose one."""
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(10, 2)), rng.normal(size=10)
+    exact = solve(X, y, 0.1)
+    sampled = solve(X, y, 0.1, patterns="sampled", max_patterns=40, samples=400)
+    loose = solve(X, y, 0.1, patterns="sampled", max_patterns=40, samples=400, certify_patterns=0)
+    assert not sampled.complete and sampled.bound_complete and not loose.bound_complete
+    assert sampled.lower_bound <= exact.objective + 1e-9 and loose.lower_bound <= exact.objective + 1e-9
+    assert sampled.objective >= exact.lower_bound - 1e-9
+    assert sampled.lower_bound > loose.lower_bound

@@ -132,7 +132,9 @@ def _render(data):
     t.add_row("program", f"{pats}, {s['solver']} ({s['status']}), {s['seconds']:.2f} s")
     t.add_row("optimal network", f"{s['neurons']} neurons, objective {s['objective']:.10g}")
     t.add_row("certified bound", f"{s['lower_bound']:.10g} (gap {s['gap']:.3g})"
-              + ("" if s["complete"] else " - loose: not every pattern was used"))
+              + ("" if s["complete"] or s.get("bound_complete") else " - loose: not every pattern was used")
+              + (" (program over sampled patterns; the bound checked all of them)"
+                 if s.get("bound_complete") and not s["complete"] else ""))
     if "certificate" in data:
         c = data["certificate"]
         verdict = "globally optimal" if c["globally_optimal"] else "not globally optimal"

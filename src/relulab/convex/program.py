@@ -418,7 +418,8 @@ class ConvexSolution(Result):
     value (every network of every width has an objective >= it); ``gap = objective - lower_bound`` (the
     rebuilt network is within ``gap`` of the global optimum; ~0 certifies it). ``complete``: every
     activation pattern was used (else the patterns are a random sample: ``optimum`` is then only an upper
-    bound on the optimum and ``lower_bound`` the loose one). ``hidden_weights`` (m, d), ``hidden_bias`` (m,)
+    bound on the optimum). ``bound_complete``: the certified ``lower_bound`` checked every pattern (also
+    possible for a sampled program when the patterns can be enumerated); otherwise it is the loose one. ``hidden_weights`` (m, d), ``hidden_bias`` (m,)
     or None, ``output_weights`` (m,) (k outputs: (m, k)); with ``bn``: ``bn_gamma``, ``bn_alpha`` in the
     paper's scale. ``free_bias``: the biases are unpenalized and ``output_bias`` is the output layer's bias.
     ``outputs``: k. ``relaxation``: ``optimum`` is the value of a convex relaxation (vector outputs; with
@@ -451,10 +452,11 @@ class ConvexSolution(Result):
     output_bias: float | np.ndarray | None = None
     outputs: int = 1
     relaxation: bool = False
+    bound_complete: bool = False
 
     _summary_fields = ("beta", "optimum", "objective", "lower_bound", "gap", "complete", "patterns_used",
                        "pattern_bound", "neurons", "bias", "bn", "loss", "solver", "status", "n", "d", "seconds",
-                       "free_bias", "output_bias", "outputs", "relaxation")
+                       "free_bias", "output_bias", "outputs", "relaxation", "bound_complete")
 
     @property
     def relative_gap(self) -> float:
@@ -580,7 +582,7 @@ def _run(cp, prob, var, solver: str, name: str, verbose: bool) -> None:
 
 def solve(X, y, beta: float, *, bias=True, bn: bool = False, loss: str = "sum", patterns: str = "auto",
           max_patterns: int = 3000, samples: int | None = None, solver: str = "clarabel", seed: int = 0,
-          verbose: bool = False) -> ConvexSolution:
+          verbose: bool = False, certify_patterns: int = 50_000) -> ConvexSolution:
     """The globally optimal two-layer ReLU network for data ``X`` (n, d), targets ``y`` (n,) and weight decay
     ``beta > 0`` (convention and method in the module docstring), with its certificate.
 
@@ -592,7 +594,9 @@ def solve(X, y, beta: float, *, bias=True, bn: bool = False, loss: str = "sum", 
     normalization removes it). ``loss``: ``"sum"`` (the papers' ``1/2 |.|^2``) or ``"mean"`` (``1/(2n)``).
     ``solver``: ``"clarabel"`` or ``"scs"`` (cvxpy, the ``convex`` extra). ``bias``: True (a hidden bias
     regularized like a weight), False (none) or ``"free"`` (unpenalized hidden and output biases; module
-    docstring). ``y`` of shape (n, k), k >= 2: the vector-output program of :mod:`relulab.convex.vector`."""
+    docstring). ``y`` of shape (n, k), k >= 2: the vector-output program of :mod:`relulab.convex.vector`.
+    ``certify_patterns``: with sampled patterns, the certificate still uses every pattern when Cover's bound
+    is at most this (``bound_complete=True``): a tight certified bound for a program over a sample."""
     t0 = time.perf_counter()
     Xn, yn, beta = _check_inputs(X, y, beta, loss, multi=True)
     mode = _bias_mode(bias)
@@ -607,6 +611,9 @@ def solve(X, y, beta: float, *, bias=True, bn: bool = False, loss: str = "sum", 
         raise InvalidInputError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if isinstance(max_patterns, bool) or not isinstance(max_patterns, (int, np.integer)) or max_patterns < 2:
         raise InvalidInputError(f"max_patterns must be an integer >= 2, got {max_patterns!r}")
+    if isinstance(certify_patterns, bool) or not isinstance(certify_patterns, (int, np.integer)) \
+            or certify_patterns < 0:
+        raise InvalidInputError(f"certify_patterns must be an integer >= 0, got {certify_patterns!r}")
     _cvxpy(solver)  # a missing extra is reported before any work
     n, d = Xn.shape
     F = _features(Xn, mode, bn)
@@ -653,6 +660,11 @@ def solve(X, y, beta: float, *, bias=True, bn: bool = False, loss: str = "sum", 
     if F.free:
         r_full = r_full - r_full.mean()
     Sx = S if exact else None
+    if not exact and pattern_bound(int((np.linalg.norm(A, axis=1) > 0).sum()), rank) <= certify_patterns:
+        # the program saw a sample of the patterns, but every pattern fits in the certificate: enumerating
+        # them and bounding the dual constraint on each is far cheaper than the program over all of them
+        Sx = arrangement_patterns(A, max_patterns=max(int(certify_patterns), 2))
+    sol.bound_complete = Sx is not None
     lb = max(dual_bound(A, yn, yn - (torch.relu(H) @ a_t + c_t[0]).numpy(), beta_eff, Sx, free_bias=F.free)[0],
              dual_bound(A, yn, r_full, beta_eff, Sx, free_bias=F.free)[0])
     sol.lower_bound = lb * scale
@@ -732,7 +744,7 @@ def certify(model, X, y, beta: float, *, bias=True, bn: bool = False, loss: str 
         raise InvalidInputError("solution was computed for another problem (beta, bn, loss, bias, outputs or data "
                                 "shape differ)")
     lb = solution.lower_bound
-    if solution.complete:
+    if solution.complete or solution.bound_complete:
         # this network's own residual is a second dual point; its bound is as valid
         n = len(yn)
         scale = 1.0 / n if loss == "mean" else 1.0

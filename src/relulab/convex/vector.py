@@ -311,6 +311,7 @@ def solve_vector(X, Y, beta: float, *, bias=True, bn: bool = False, loss: str = 
     # close to the relaxation's value even when the rebuilt network is not optimal)
     sol.lower_bound = max(dual_bound_vector(A, Yn, lam, beta_eff, Sx)[0],
                           dual_bound_vector(A, Yn, Yn - fit, beta_eff, Sx)[0]) * scale
+    sol.bound_complete = exact
     sol.gap = sol.objective - sol.lower_bound
     sol.seconds = time.perf_counter() - t0
     return sol
