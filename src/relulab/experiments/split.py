@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -70,8 +70,9 @@ class SplitEnumeration(RegionResult):
 
     ``patterns`` (count, units), ``interior_points`` (count, d); ``bounded`` (R^d only); ``cells``:
     number of cells; ``pieces``: region pieces the cells found before merging (>= count: the excess is
-    regions crossing walls); ``cell_seconds``: each cell's enumeration time; ``merge_seconds``: the
-    merge; ``executor`` and ``workers`` that ran the cells."""
+    regions crossing walls); ``cell_seconds``: each cell's enumeration time, ``cell_cpu_seconds`` its
+    CPU time (steadier than wall time on a shared machine); ``merge_seconds`` / ``merge_cpu_seconds``:
+    the merge; ``executor`` and ``workers`` that ran the cells."""
 
     patterns: torch.Tensor
     interior_points: torch.Tensor
@@ -83,6 +84,8 @@ class SplitEnumeration(RegionResult):
     executor: str
     workers: int
     box: tuple | None = None
+    cell_cpu_seconds: list = field(default_factory=list)
+    merge_cpu_seconds: float = 0.0
 
     _summary_fields = ("count", "linear_count", "complete", "certified", "domain", "box", "cells", "pieces",
                        "seconds", "merge_seconds", "executor", "workers")
@@ -265,7 +268,7 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None) -> 
     from relulab import regions
 
     fn = regions.full_space
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     kind = cell[0]
     if kind == "box":
         r = fn(net, box=(torch.as_tensor(cell[1]), torch.as_tensor(cell[2])), neighbours=True,
@@ -298,7 +301,7 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None) -> 
     return {"patterns": pats.to(torch.int8), "points": xs, "grad": grad, "err": err,
             "bounded": None if bounded is None else bounded[keep], "edges": new[e],
             "complete": bool(r.complete), "certified": bool(r.certified), "stopped_by": r.stopped_by,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def _worker_cell_task(*args):
@@ -484,7 +487,7 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
             n[np.argmax(abs(n))]), 12)): (n, t) for n, t in wall_list}.values())
     parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress, ray_timeout,
                              wall_list if check_walls else None)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     patterns, xw, bounded, count, linear, linear_certain = _merge(parts, box is None, net)
     complete = all(p["complete"] for p in parts)
     t2 = time.perf_counter()
@@ -495,7 +498,8 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
         counts_what="activation regions", domain="box" if box is not None else "R^d", seconds=t2 - t0,
         patterns=patterns, interior_points=xw, bounded=bounded, cells=len(tasks),
         pieces=int(sum(p["patterns"].shape[0] for p in parts)), cell_seconds=[p["seconds"] for p in parts],
-        merge_seconds=t2 - t1, executor="ray" if ray else ("local" if used > 1 else "in-process"), workers=used,
+        merge_seconds=t2 - t1, merge_cpu_seconds=time.process_time() - c1,
+        cell_cpu_seconds=[p["cpu_seconds"] for p in parts], executor="ray" if ray else ("local" if used > 1 else "in-process"), workers=used,
         box=None if box is None else (lo.tolist(), hi.tolist()))
     res._net = net
     return res

@@ -1468,7 +1468,8 @@ class _Engine:
 # ---------------------------------------------------------------------------------------- API
 def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
               neighbours: bool = False, audit_samples: int = 0,
-              memory_budget: float = DEFAULT_MEMORY, progress=None, method: str = "auto") -> FullSpaceRegions:
+              memory_budget: float = DEFAULT_MEMORY, progress=None, method: str = "auto",
+              out=None) -> FullSpaceRegions:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
     Exact layer-by-layer refinement of convex cells (no LP per region); all of R^d through an
@@ -1487,6 +1488,14 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     ``linear_count``, ``bounded``, ``touches_boundary`` and ``decision_boundary_pieces`` left None)
     or ``"auto"``: ``"facet"`` for ``FACET_MIN_D <= d <= FACET_MAX_D`` unless ``neighbours`` is
     asked for, ``"vertex"`` otherwise.
+
+    ``out``: a Parquet file (needs the ``parquet`` extra, pyarrow) that receives every region's
+    pattern and proven interior point (:mod:`relulab.regions.regions_file`; read it back with
+    ``relulab.regions.read_regions``). The facet engine streams them in batches as they are found
+    and keeps none in memory; the vertex engine writes them when it is done. The file appears at
+    ``out`` (written under a temporary name, then renamed) when the call returns; its metadata
+    says whether the enumeration was complete. The returned result then has ``patterns`` and
+    ``interior_points`` None (everything else as usual; region indices are the file's rows).
     """
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet (use PLNet.from_torch), got {type(net).__name__}")
@@ -1510,6 +1519,12 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
         if not bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()) or not bool((lo < hi).all()):
             raise InvalidInputError("box needs finite bounds with lo < hi in every coordinate")
         box = (lo, hi)
+    if out is not None and audit_samples:
+        raise InvalidInputError("audit_samples needs the regions in memory; it cannot be combined with out=")
+    if out is not None:
+        from relulab.core.files import check_output_path
+
+        out = check_output_path(out, "out", ".parquet")
     if method not in ("auto", "vertex", "facet"):
         raise InvalidInputError(f"method must be 'auto', 'vertex' or 'facet', got {method!r}")
     auto = method == "auto"
@@ -1525,7 +1540,7 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
             box = tuple(t.to(torch.float64) for t in box)
     if method == "facet":
         try:
-            return _facet(net, box, max_regions, time_limit, memory_budget, progress, int(audit_samples), t0)
+            return _facet(net, box, max_regions, time_limit, memory_budget, progress, int(audit_samples), t0, out)
         except DegenerateGeometryError as e:
             if not auto:
                 raise
@@ -1547,9 +1562,21 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     if fallback is not None:
         res.stats["facet_fallback"] = fallback
     _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback)
-    res.seconds = time.perf_counter() - t0
     res._net = net
     res._rvec = eng.rvec
+    if out is not None:
+        from relulab.regions.regions_file import RegionWriter
+
+        writer = RegionWriter(out, net.n_units, d)
+        try:
+            for s in range(0, res.count, 65536):
+                writer(res.patterns[s:s + 65536], res.interior_points[s:s + 65536])
+            res.stats["out"] = writer.close(_file_meta(res))
+        except BaseException:
+            writer.abort()
+            raise
+        res.patterns = res.interior_points = None
+    res.seconds = time.perf_counter() - t0
     return res
 
 
@@ -1644,14 +1671,30 @@ def _same_rows(a: torch.Tensor, b: torch.Tensor) -> bool:
     return int(torch.unique(torch.cat([a.long(), b.long().to(a.device)]), dim=0).shape[0]) == a.shape[0]
 
 
-def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_samples, t0) -> FullSpaceRegions:
+def _file_meta(res) -> dict:
+    return {"complete": bool(res.complete), "certified": bool(res.certified), "stopped_by": str(res.stopped_by),
+            "input_dim": int(res._net.input_dim), "n_units": int(res._net.n_units), "domain": res.domain,
+            "method": res.stats.get("method", "")}
+
+
+def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_samples, t0, out=None) -> FullSpaceRegions:
     from relulab.regions._enum_lp import LPEngine
 
-    eng = LPEngine(net, box, max_regions, time_limit, memory_budget, progress)
-    width = max([m.units for m in net.max_units] + [1])
-    with torch.no_grad(), threads_for(64 * (net.input_dim + 2) * width):
-        eng.run()
-        patterns, xw, cells = eng.result()
+    writer = None
+    if out is not None:
+        from relulab.regions.regions_file import RegionWriter
+
+        writer = RegionWriter(out, net.n_units, net.input_dim)
+    try:
+        eng = LPEngine(net, box, max_regions, time_limit, memory_budget, progress, sink=writer)
+        width = max([m.units for m in net.max_units] + [1])
+        with torch.no_grad(), threads_for(64 * (net.input_dim + 2) * width):
+            eng.run()
+            patterns, xw, cells = eng.result()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     complete = eng.complete
     stopped = eng.stopped_by
     g = torch.Generator().manual_seed(0x5EED)
@@ -1660,7 +1703,7 @@ def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_sam
     if audit_samples:
         audit = _sample_audit(net, patterns, rvec, audit_samples, box, eng.R0)
     res = FullSpaceRegions(
-        count=int(patterns.shape[0]), certified=bool(complete), counts_what="activation regions",
+        count=int(eng.n_regions), certified=bool(complete), counts_what="activation regions",
         patterns=patterns, interior_points=xw, bounded=None, touches_boundary=None, linear_count=None,
         decision_boundary_pieces=None, complete=complete, domain="R^d" if box is None else "box",
         box=None if box is None else (box[0].tolist(), box[1].tolist()), neighbours=None, audit=audit,
@@ -1668,9 +1711,12 @@ def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_sam
         stats=dict(eng.stats, length_scale=eng.R0, method="facet", charts=eng.charts.kind,
                    certificate="proven: every decision of the facet engine" if complete else
                    f"not proven: incomplete (stopped by {stopped})"))
-    res.seconds = time.perf_counter() - t0
     res._net = net
     res._rvec = rvec
+    if writer is not None:
+        res.stats["out"] = writer.close(_file_meta(res))
+        res.patterns = res.interior_points = None
+    res.seconds = time.perf_counter() - t0
     return res
 
 
