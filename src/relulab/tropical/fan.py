@@ -106,8 +106,8 @@ class ClassificationFan(Result):
     ``polytope_dim``, ``facets`` (None when not computed); ``cover``: Cover's count (width 1, points in
     general position) or None; ``sublevel``: for target labels, per loss level t the number of cones
     with loss <= t and the sizes of the connected components in the dual graph. ``certified``: every
-    partial assignment the enumeration dropped has an exact Farkas certificate (the kept ones have LP
-    witnesses); the facet count (qhull) and the sublevel connectivity (LPs) are float64 decisions.
+    partial assignment the enumeration dropped has an exact Farkas certificate and every labelling's
+    witness satisfies its strict inequalities in rational arithmetic; the facet count (qhull) and the sublevel connectivity (LPs) are float64 decisions.
     """
 
     n: int
@@ -228,7 +228,11 @@ def classification_fan(X, width: int | tuple = 1, labels=None, *, facets: bool =
         assigns.append((assign, lab))
         if lab not in labs:
             A, b, _ = _rows(Xh, assign, K, D)
-            labs[lab] = _lp(A, b).reshape(K, D)
+            theta = _lp(A, b)
+            labs[lab] = theta.reshape(K, D)
+            th = [Fraction(float(v)) for v in theta]  # the witness, exactly: every inequality strict
+            if not all(sum((u * v for u, v in zip(r, th)), Fraction(0)) < 0 for r in _exact_rows(Xe, assign, K, D)):
+                unproven += 1
     labelings = np.array(sorted(labs), dtype=np.int64).reshape(-1, n)
     witnesses = np.array([labs[tuple(r)] for r in labelings.tolist()]).reshape(-1, K, D)
     # the activation polytope: sum of simplices conv{e_k (x) xh_j}
