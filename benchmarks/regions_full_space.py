@@ -205,7 +205,7 @@ def dimension_sweep(args):
     print()
     print(f"time per region vs d: one hidden layer d-m-1, m the smallest width with >= {args.sweep_regions} "
           "regions (Zaslavsky), all of R^d")
-    hdr = f"{'d':>3}{'m':>4}{'regions':>9}{'engine':>8}{'seconds':>10}{'us/region':>11}  check"
+    hdr = f"{'d':>3}{'m':>4}{'regions':>9}{'engine':>8}{'seconds':>10}{'cpu s':>8}{'us/region':>11}  check"
     print(hdr)
     print("-" * len(hdr))
     for d in range(2, 13):
@@ -216,14 +216,14 @@ def dimension_sweep(args):
         for method in ("facet", "vertex"):
             if method == "vertex" and d > args.vertex_max_d:
                 continue
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             res = full_space(net, method=method, time_limit=args.sweep_limit)
-            wall = time.perf_counter() - t0
+            wall, cpu_s = time.perf_counter() - t0, time.process_time() - c0
             ok = res.complete and res.count == zaslavsky(m, d)
-            row = {"d": d, "m": m, "engine": method, "regions": res.count, "seconds": wall,
+            row = {"d": d, "m": m, "engine": method, "regions": res.count, "seconds": wall, "cpu_seconds": cpu_s,
                    "us_per_region": 1e6 * wall / max(1, res.count), "complete": res.complete, "zaslavsky": ok}
             out.append(row)
-            print(f"{d:>3}{m:>4}{res.count:>9}{method:>8}{wall:>10.2f}{row['us_per_region']:>11.0f}  "
+            print(f"{d:>3}{m:>4}{res.count:>9}{method:>8}{wall:>10.2f}{cpu_s:>8.2f}{row['us_per_region']:>11.0f}  "
                   f"{'= Zaslavsky' if ok else ('time limit' if not res.complete else 'MISMATCH')}", flush=True)
     if args.plot:
         import matplotlib

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from relulab.cli import (Context, Output, add_model_arguments, figure_file, float_arg, int_arg, json_flag, load_model,
-                         parse_point, save_figure)
+                         output_file, parse_point, save_figure)
 from relulab.commands.sweep import check_split_flags, split_arguments, split_regions
 
 
@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
                    help="--box/--all: sample N points and report any pattern the enumeration lacks")
     p.add_argument("--plot", metavar="FILE", default=None, type=figure_file,
                    help="draw the result to FILE (PNG, PDF or SVG; --plane, --line, and --box/--all with 2 inputs)")
+    p.add_argument("--out", metavar="FILE", default=None, type=output_file(".parquet"),
+                   help="--box/--all: write every region's pattern and interior point to this Parquet file "
+                        "(streamed while they are found; needs the parquet extra)")
     p.add_argument("--full", action="store_true",
                    help="with --json: every region (patterns, witnesses, breakpoints), not only the summary")
     split_arguments(p)
@@ -61,6 +64,10 @@ def run(args, ctx: Context) -> Output:
     from relulab.core.errors import InvalidInputError
 
     check_split_flags(args)
+    if args.out and (args.line or args.plane is not None):
+        raise InvalidInputError("--out writes the regions of --box or --all; --line and --plane list theirs with --json --full")
+    if args.out and (args.plot or args.audit or getattr(args, "split", None)):
+        raise InvalidInputError("--out keeps no regions in memory: it cannot be combined with --plot, --audit or --split")
     net = load_model(args).net
     shape = net.input_shape
     budgets = {"max_regions": args.max_regions, "time_limit": args.time_limit}
@@ -84,9 +91,12 @@ def run(args, ctx: Context) -> Output:
             if args.box:
                 box = tuple(parse_point(s, f"--box {n}", shape, net).reshape(-1) for s, n in zip(args.box, ("LO", "HI")))
             res = split_regions(args, net, box, budgets, ctx, bar) or regions.full_space(
-                net, box, audit_samples=args.audit, **budgets, **ctx.engine_progress(regions.full_space, bar))
+                net, box, audit_samples=args.audit, **budgets, **ctx.engine_progress(regions.full_space, bar),
+                **({"out": args.out} if args.out else {}))
     data = res.to_dict(summary=not args.full)
     data["input_dim"] = net.input_dim
+    if args.out:
+        data["out"] = res.stats.get("out")
     if getattr(res, "audit_samples", 0):
         data["audit_missing"] = 0 if res.audit is None else int(res.audit.shape[0])
     if args.plot:
@@ -120,4 +130,6 @@ def _render(res, args):
         t.add_row("audit", f"{s['audit_samples']} samples, {missed} sampled pattern(s) missing")
     if args.plot:
         t.add_row("figure", args.plot)
+    if getattr(args, "out", None) and getattr(res, "stats", {}).get("out"):
+        t.add_row("regions file", res.stats["out"])
     return t

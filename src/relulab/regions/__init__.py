@@ -13,6 +13,7 @@ _EXPORTS = {
     "on_plane": "plane",
     "full_space": "space",
     "FullSpaceRegions": "space",
+    "read_regions": "regions_file",
 }
 __all__ = list(_EXPORTS)
 

@@ -53,7 +53,7 @@ import torch
 
 from relulab.core.errors import DegenerateGeometryError
 from relulab.progress import notify
-from relulab.regions._enum_maps import (SAFETY, ExactX, MapEvaluator, dyadic_ints, frac_array, gamma, int_solve,
+from relulab.regions._enum_maps import (SAFETY, ExactX, MapEvaluator, dyadic_ints, frac_array, gamma, int_solve_den,
                                         other_rows, rows_of_layer)
 from relulab.regions._lp_batch import OPTIMAL, lp_batch
 
@@ -62,7 +62,7 @@ from relulab.regions._lp_batch import OPTIMAL, lp_batch
 TAU_FEASIBLE = 1e-12
 CUBE_RATIO = 1e3
 # entries of the LP dictionaries solved at once
-LP_ENTRIES = 6_000_000
+LP_ENTRIES = 400_000
 
 
 class Charts:
@@ -206,7 +206,7 @@ class _Stop(Exception):
 class LPEngine:
     """See the module docstring. ``run()`` then ``result()``."""
 
-    def __init__(self, net, box, max_regions, time_limit, memory_budget, progress=None):
+    def __init__(self, net, box, max_regions, time_limit, memory_budget, progress=None, sink=None):
         self.net = net
         self.dev, self.dt = net.device, net.dtype
         self.d = d = net.input_dim
@@ -223,11 +223,21 @@ class LPEngine:
         self.R0 = length_scale(net, self.ev)
         self.charts = Charts(d, self.dt, self.dev, box, self.R0)
         self.stopped_by = None
+        self.sink = sink
         self.out_pat, self.out_x = [], []
-        self.seen = torch.zeros(0, dtype=torch.long, device=self.dev)
-        g = torch.Generator().manual_seed(0x5EED)
-        self.rvec = torch.randint(-(2**62), 2**62, (max(1, self.n_units),), generator=g, dtype=torch.int64).to(self.dev)
-        self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0}
+        self.n_regions = 0
+        self.n_cells_out = 0
+        # regions are deduplicated as they are found, by their patterns packed into int64 words
+        # (exact: the packing is injective), so per region only its key, pattern (int8) and witness
+        # stay resident, and a streamed region only its key
+        kmax = max([int(m.valid.shape[1]) for m in self.layers] + [2])
+        self.bits = max(1, (kmax - 1).bit_length())
+        self.per_word = 62 // self.bits
+        self.words = max(1, -(-self.n_units // self.per_word))
+        self.keys = torch.zeros(0, self.words, dtype=torch.long, device=self.dev)
+        self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
+                      "exact_cached": 0}
+        self._cert_cache = {}
         budgeted = max_regions is not None or time_limit is not None
         self.cap = 8 if budgeted else 2048
         self.cap_max = 2048
@@ -265,10 +275,11 @@ class LPEngine:
                 if b["l"] == self.L:
                     self._emit(b)
                     continue
-                if b["stage"] == "start":
-                    stack += self._start(b)
-                else:
-                    stack += self._round(b)
+                new = self._start(b) if b["stage"] == "start" else self._round(b)
+                for bb in stack:
+                    for k in self._DERIVED:
+                        bb.pop(k, None)
+                stack += new
         except _Stop:
             if self.stopped_by in ("time_limit", "memory"):
                 self._harvest(stack + ([b] if b is not None else []))
@@ -286,8 +297,7 @@ class LPEngine:
             good = self._verify(p.long(), x, exact=False)
             if self.box is not None:
                 good &= ((x > self.box[0]) & (x < self.box[1])).all(1)
-            self.out_pat.append(p[good])
-            self.out_x.append(x[good])
+            self._add(p[good], x[good])
 
     def _gather(self, stack):
         """The top batch, merged with the other waiting batches at the same step (larger batches
@@ -306,10 +316,14 @@ class LPEngine:
             i -= 1
         if len(parts) == 1:
             return b
+        if any("P" not in p for p in parts):
+            for p in parts:
+                for k in self._DERIVED:
+                    p.pop(k, None)
         return {k: (torch.cat([p[k] for p in parts]) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
 
     def _out_bytes(self):
-        return sum(t.numel() * t.element_size() for t in self.out_pat + self.out_x)
+        return sum(t.numel() * t.element_size() for t in self.out_pat + self.out_x) + self.keys.numel() * 8
 
     @staticmethod
     def _take(b, idx):
@@ -434,8 +448,17 @@ class LPEngine:
             out.insert(0, self._take(b, keep))
         return out
 
+    _DERIVED = ("Rf", "ERf", "P", "EP")
+
     def _round(self, b):
         l = b["l"]
+        if "P" not in b:
+            # a waiting batch keeps only its patterns, witnesses and charts: the maps and rows (a few
+            # KB per cell) are recomputed, which keeps the frontier's memory at a few bytes per cell
+            maps = self._xmaps(b["pat"], l)
+            b = dict(b)
+            b["Rf"], b["ERf"] = self._cell_rows(b, maps)
+            b["P"], b["EP"] = maps[l]
         layer = self.layers[l]
         Uu, K = layer.index.shape
         C = b["y"].shape[0]
@@ -572,9 +595,6 @@ class LPEngine:
         tau = torch.where(run, tau0 + z[:, -1], torch.full_like(tau0, -math.inf))
         centre = y + z[:, :d]
         feasible = run & (st == OPTIMAL) & (tau > TAU_FEASIBLE)
-        if bool((st == 2).any()):
-            bad = (st == 2).nonzero()[0, 0]
-            torch.save({"A": A[bad], "beta": beta[bad], "c": c[bad]}, "/tmp/badlp.pt")
         if check:
             nf = (~feasible).nonzero().squeeze(1)
             if nf.numel():
@@ -624,9 +644,11 @@ class LPEngine:
         c = int(cell[i])
         u, a = int(unit[i]), int(piece[i])
         l = b["l"]
-        rows, qrows = self._exact_rows(b, c, u, a)
+        rows = None
         top = float(torch.cat([lr, lq]).max()) if lr.numel() + lq.numel() else 0.0
         tried = set()
+        pat = b["pat"][c].long().cpu().numpy()
+        k = int(b["ch"][c])
         for cut in (0.0, 1e-13, 1e-10, 1e-7):
             sup_r = (lr > cut * top).nonzero().squeeze(1).tolist()
             sup_q = (lq > cut * top).nonzero().squeeze(1).tolist()
@@ -634,22 +656,62 @@ class LPEngine:
             if key in tried or not sup_q:
                 continue
             tried.add(key)
-            if self._exact_support(rows, qrows, sup_r, sup_q):
+            # the same exact rows recur in the sub-cells of one cell: a verdict is a function of them
+            ckey = (k, l, u, a, pat[:self.net.unit_offsets[l]].tobytes(),
+                    tuple(self._row_key(pat, l, b["stage"], j) for j in sup_r), tuple(sup_q))
+            ok = self._cert_cache.get(ckey)
+            if ok is None:
+                if rows is None:
+                    rows, qrows = self._exact_rows(b, c, u, a)
+                ok = self._cert_cache[ckey] = self._exact_support(rows, qrows, sup_r, sup_q)
+                if len(self._cert_cache) > 200_000:
+                    self._cert_cache.clear()
+            else:
+                self.stats["exact_cached"] += 1
+            if ok:
                 return
         self._fail(l, u)
+
+    def _row_key(self, pat, l, stage, j):
+        """What row ``j`` of a cell's rows (in the order of :meth:`_exact_rows`) depends on: the chart
+        row's index, or (layer, unit, slot, that unit's winner, the pattern of earlier layers)."""
+        nc = self.charts.rows.shape[1]
+        if j < nc:
+            return j
+        j -= nc
+        for i in range(l + 1):
+            if i == l and stage == "start":
+                break
+            layer = self.layers[i]
+            Uu, K = layer.valid.shape
+            n = Uu * (K - 1)
+            if j < n:
+                uu, sl = divmod(j, K - 1)
+                off = self.net.unit_offsets[i]
+                return (i, uu, sl, int(pat[off + uu]), pat[:off].tobytes())
+            j -= n
+        raise IndexError(j)
 
     def _exact_support(self, rows, qrows, sup_r, sup_q) -> bool:
         cols = [rows[j] for j in sup_r] + [qrows[j] for j in sup_q]
         if any(col is None for col in cols):
             return False
         cols = [col() for col in cols]
+        # each row divided by the power of two it is a multiple of (a positive factor: the
+        # certificate's signs are unchanged; the integers, and the elimination, get smaller)
+        cols = [[v >> t for v in col] for col in cols
+                for t in [min(((v & -v).bit_length() - 1 for v in col if v), default=0)]]
         M = [[col[k] for col in cols] for k in range(1, self.d + 1)]
         M.append([0] * len(sup_r) + [1] * len(sup_q))
         rhs = [0] * self.d + [1]
-        mu = int_solve(M, rhs)
-        if mu is None or any(v < 0 for v in mu):
+        sol = int_solve_den(M, rhs)
+        if sol is None:
             return False
-        return sum(m * col[0] for m, col in zip(mu, cols)) <= 0
+        nums, den = sol
+        sg = 1 if den > 0 else -1
+        if any(v * sg < 0 for v in nums):
+            return False
+        return sg * sum(m * col[0] for m, col in zip(nums, cols)) <= 0
 
     def _fail(self, l, u):
         raise DegenerateGeometryError(
@@ -737,35 +799,69 @@ class LPEngine:
     # ------------------------------------------------------------------ output
     def _emit(self, b):
         x = self.charts.to_x(b["ch"], b["y"])
-        self.out_pat.append(b["pat"])
-        self.out_x.append(x)
-        h = (b["pat"].long() * self.rvec).sum(1)
-        self.seen = torch.unique(torch.cat([self.seen, h]))
-        notify(self.progress, int(self.seen.numel()), None, cells=sum(int(p.shape[0]) for p in self.out_pat))
+        self.n_cells_out += int(x.shape[0])
+        self._add(b["pat"], x)
+        notify(self.progress, self.n_regions, None, cells=self.n_cells_out)
         self.cap = min(self.cap_max, self.cap * 2)
-        if self.max_regions is not None and self.seen.numel() >= self.max_regions:
+        if self.max_regions is not None and self.n_regions >= self.max_regions:
             self.stopped_by = "max_regions"
             raise _Stop
 
+    def _pack(self, pat):
+        """(C, words) int64 keys of patterns (C, n) with entries in ``0 .. 2**bits - 1``."""
+        C, n = pat.shape
+        pad = self.words * self.per_word - n
+        p = torch.nn.functional.pad(pat.long(), (0, pad)).reshape(C, self.words, self.per_word)
+        shifts = self.bits * torch.arange(self.per_word, device=self.dev)
+        return (p << shifts).sum(-1)
+
+    def _add(self, pat, x):
+        """Keep the cells' patterns not seen before (first occurrence, in order), with their
+        witnesses, proven strictly inside (see :meth:`_verify`); a sink gets them at once."""
+        if pat.shape[0] == 0:
+            return
+        if self.n_units == 0:
+            pat, x = pat[:1], x[:1]
+            new = torch.ones(1, dtype=torch.bool, device=self.dev) if self.n_regions == 0 else \
+                torch.zeros(1, dtype=torch.bool, device=self.dev)
+            keys = torch.zeros(1, self.words, dtype=torch.long, device=self.dev)
+            sel = new.nonzero().squeeze(1)
+        else:
+            keys = self._pack(pat)
+            C = keys.shape[0]
+            uk, inv = torch.unique(keys, dim=0, return_inverse=True)
+            first = torch.full((uk.shape[0],), C, dtype=torch.long, device=self.dev)
+            first.scatter_reduce_(0, inv, torch.arange(C, device=self.dev), "amin")
+            if self.keys.shape[0]:
+                both = torch.cat([self.keys, uk])
+                _, binv = torch.unique(both, dim=0, return_inverse=True)
+                old = binv[: self.keys.shape[0]]
+                new = ~torch.isin(binv[self.keys.shape[0]:], old)
+            else:
+                new = torch.ones(uk.shape[0], dtype=torch.bool, device=self.dev)
+            sel = torch.sort(first[new]).values  # in order of discovery
+        if self.max_regions is not None:
+            sel = sel[: max(0, self.max_regions - self.n_regions)]
+        if sel.numel() == 0:
+            return
+        p, xs = pat[sel], x[sel]
+        self._verify(p.long(), xs)
+        self.keys = torch.cat([self.keys, keys[sel]])
+        self.n_regions += int(sel.numel())
+        if self.sink is not None:
+            self.sink(p.long(), xs)
+        else:
+            self.out_pat.append(p.to(torch.int8))
+            self.out_x.append(xs)
+
     def result(self):
-        """``(patterns (R, n) long, witnesses (R, d), cells)`` with witnesses verified."""
+        """``(patterns (R, n) long, witnesses (R, d), cells)``, witnesses verified (empty when a
+        sink took them)."""
         d, n = self.d, self.n_units
         if not self.out_pat:
-            return (torch.zeros(0, n, dtype=torch.long, device=self.dev), torch.zeros(0, d, dtype=self.dt, device=self.dev), 0)
-        pat = torch.cat(self.out_pat).long()
-        x = torch.cat(self.out_x)
-        cells = pat.shape[0]
-        if n == 0:
-            return pat[:1], x[:1], cells
-        uniq, inv = torch.unique(pat, dim=0, return_inverse=True)
-        first = torch.full((uniq.shape[0],), cells, dtype=torch.long, device=self.dev)
-        first.scatter_reduce_(0, inv, torch.arange(cells, device=self.dev), "amin")
-        order = torch.argsort(first)  # regions in order of discovery
-        uniq, xw = uniq[order], x[first[order]]
-        if self.max_regions is not None and uniq.shape[0] > self.max_regions:
-            uniq, xw = uniq[: self.max_regions], xw[: self.max_regions]
-        self._verify(uniq, xw)
-        return uniq, xw, cells
+            return (torch.zeros(0, n, dtype=torch.long, device=self.dev), torch.zeros(0, d, dtype=self.dt, device=self.dev),
+                    self.n_cells_out)
+        return torch.cat(self.out_pat).long(), torch.cat(self.out_x), self.n_cells_out
 
     def _verify(self, pat, x, chunk: int = 4096, exact: bool = True):
         """Every witness strictly inside its region (proven; see the module docstring). With

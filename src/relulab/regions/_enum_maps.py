@@ -333,6 +333,65 @@ def int_solve(M: list, rhs: list):
     return x
 
 
+def int_solve_den(M: list, rhs: list):
+    """Exact solution of ``M mu = rhs`` (integer rows) as ``(nums, den)`` with ``mu = nums / den``,
+    ``den != 0``, free variables 0; None if inconsistent. Fraction-free elimination (Bareiss 1968:
+    every entry after step ``k`` is a ``k + 1`` minor, so each division by the previous pivot is
+    exact) followed by back substitution scaled by the last pivot ``den`` (Cramer's rule makes
+    ``den * mu`` integral, so those divisions are exact too). No rationals are formed, which is
+    several times faster than :func:`int_solve`; the result is re-checked against ``M`` and ``rhs``
+    in integers, and an inexact division (never expected) falls back to :func:`int_solve`."""
+    A = [list(r) + [v] for r, v in zip(M, rhs)]
+    nr = len(A)
+    nc = len(A[0]) - 1 if A else 0
+    prev, r, piv = 1, 0, []
+    for c in range(nc):
+        p = next((i for i in range(r, nr) if A[i][c] != 0), None)
+        if p is None:
+            continue
+        A[r], A[p] = A[p], A[r]
+        pr = A[r]
+        pv = pr[c]
+        for i in range(r + 1, nr):
+            ai = A[i]
+            f = ai[c]
+            row = []
+            for j in range(nc + 1):
+                q, rem = divmod(pv * ai[j] - f * pr[j], prev)
+                if rem:
+                    return _fallback_den(M, rhs)
+                row.append(q)
+            A[i] = row
+        prev = pv
+        piv.append(c)
+        r += 1
+    for i in range(r, nr):
+        if A[i][nc] != 0:
+            return None
+    den = prev
+    nums = [0] * nc
+    for i in reversed(range(r)):
+        c = piv[i]
+        q, rem = divmod(den * A[i][nc] - sum(A[i][j] * nums[j] for j in piv[i + 1:]), A[i][c])
+        if rem:
+            return _fallback_den(M, rhs)
+        nums[c] = q
+    for row, v in zip(M, rhs):
+        if sum(a * b for a, b in zip(row, nums)) != v * den:
+            return _fallback_den(M, rhs)
+    return nums, den
+
+
+def _fallback_den(M, rhs):
+    mu = int_solve(M, rhs)
+    if mu is None:
+        return None
+    import math as _m
+
+    den = _m.lcm(*[v.denominator for v in mu]) if mu else 1
+    return [int(v * den) for v in mu], den
+
+
 def _frac_solve(M, rhs):
     return solve_nonneg([[Fraction(v) for v in r] for r in M], [Fraction(v) for v in rhs], [0] * len(M[0]))
 
