@@ -20,9 +20,14 @@ halfspace dichotomies, ``2 sum_{k=0}^{d} C(n-1, k)`` for points in general posit
 cones (a subfan). Every cone contains the lineality space (parameters giving all monomials equal
 values on the data), so connectivity is taken modulo it: two closed cones are joined when they meet
 outside the lineality space (one LP per pair). Also reported: connectivity through shared facets only
-(cones differing at one point ``j`` whose tie cone at ``j`` has every other inequality strict). For
-linear classifiers (width 1) the sublevel sets are connected (Brandenburg-Loho-Montufar); for larger
-models they need not be, and ``components`` shows it case by case.
+(cones differing at one point ``j`` whose tie cone at ``j`` has every other inequality strict).
+``components`` shows the connectivity case by case. Note: in this sense even width 1 can give a
+disconnected sublevel set - four points on a line labelled ``+ - + -`` have loss <= 1 exactly for the
+dichotomies ``+ + + -`` and ``+ - - -``, whose closed cones meet only in the lineality space (a test
+checks it). Summaries of the paper (its text could not be consulted) say that linear classifiers have
+connected sublevel sets; that must rest on a different notion (for instance the union of the closed
+cones itself, which always contains the lineality space and is therefore always connected), so no such
+claim is made here.
 
 This is the parameter space of tropical rational functions with a fixed number of monomials per side
 (exponents and coefficients free), the space in which the paper places the ReLU networks as a
@@ -242,7 +247,7 @@ def classification_fan(X, width: int | tuple = 1, labels=None, *, facets: bool =
         nf = _activation_facets(Xh, K, mp, mq, partial)
     sub = []
     if y is not None:
-        sub = _sublevel(Xh, K, D, side, y, assigns)
+        sub = _sublevel(Xh, K, D, side, y, assigns, Xe=Xe)
     gp = _general_position(X)
     cov = cover_count(n, d) if (mp == 1 and mq == 1 and gp) else None
     return ClassificationFan(n, d, (mp, mq), len(labs), labelings, witnesses, verts, dimP, nf, cov, gp, sub,
@@ -277,16 +282,25 @@ def _activation_facets(Xh, K, mp, mq, partial) -> int | None:
     return len({tuple(np.round(e, 8)) for e in h.equations})
 
 
-def _closed_cones_meet(Xh, K, D, a, b) -> bool:
-    """Whether the closed cones of assignments ``a`` and ``b`` share a point outside the lineality space.
+def _closed_cones_meet(Xh, K, D, a, b, Xe=None) -> tuple[bool, bool]:
+    """Whether the closed cones of assignments ``a`` and ``b`` share a point outside the lineality space,
+    and whether that answer is proven exactly.
 
     On the intersection, ``g(theta) = sum_j sum_k <theta_{a_j} - theta_k, xh_j>`` is >= 0 and vanishes
     exactly on the lineality space (a point outside it has, at some data point, a winner strictly above
-    some monomial), so the cones meet outside it iff ``max g`` (capped at 1) is positive.
+    some monomial), so the cones meet outside it iff ``max g`` (capped at 1) is positive. Proofs (with
+    the exact points ``Xe``): "yes" by the LP point satisfying every inequality and ``g > 0`` in
+    rationals; "no" by ``g`` in the cone of the inequalities' normals (``g = sum y_i r_i``, ``y >= 0``,
+    re-solved exactly on the support of the LP's dual solution).
     """
+    from fractions import Fraction
+
     from scipy.optimize import linprog
 
-    rows, obj = [], np.zeros(K * D)
+    from relulab.tropical._lpcert import exact_combination, support
+
+    rows, erows, obj = [], [], np.zeros(K * D)
+    eobj = [Fraction(0)] * (K * D)
     for assign in (a, b):
         for j, kj in enumerate(assign):
             for k in range(K):
@@ -296,19 +310,36 @@ def _closed_cones_meet(Xh, K, D, a, b) -> bool:
                 r[k * D:(k + 1) * D] = Xh[j]
                 r[kj * D:(kj + 1) * D] -= Xh[j]
                 rows.append(r)  # <theta_k - theta_kj, xh_j> <= 0
+                if Xe is not None:
+                    er = [Fraction(0)] * (K * D)
+                    er[k * D:(k + 1) * D] = Xe[j]
+                    er[kj * D:(kj + 1) * D] = [-v for v in Xe[j]]
+                    erows.append(er)
                 if assign is a:
                     obj -= r
+                    if Xe is not None:
+                        eobj = [u - v for u, v in zip(eobj, erows[-1])]
     A = np.vstack(rows + [obj])
     bnd = np.r_[np.zeros(len(rows)), 1.0]
     res = linprog(-obj, A_ub=A, b_ub=bnd, bounds=[(None, None)] * (K * D), method="highs")
-    return res.status == 0 and -res.fun > 1e-9
+    meet = bool(res.status == 0 and -res.fun > 1e-9)
+    if Xe is None or res.status != 0:
+        return meet, False
+    if meet:
+        th = [Fraction(float(v)) for v in res.x]
+        dot = lambda u: sum((p * q for p, q in zip(u, th)), Fraction(0))  # noqa: E731
+        return True, all(dot(r) <= 0 for r in erows) and dot(eobj) > 0
+    y = -np.asarray(res.ineqlin.marginals)[:len(rows)]
+    J = support(y)
+    return False, bool(J) and exact_combination([erows[j] for j in J], eobj, len(J)) is not None
 
 
-def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int = 40) -> list:
+def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int = 40, Xe=None) -> list:
     """Cones with loss <= t and the connected components of their union, for every t.
 
     ``components``: connectivity of the union of the closed cones modulo the lineality space (cones
-    touching along any face count as connected; all pairs tested, one LP each);
+    touching along any face count as connected; all pairs tested, one LP each; ``components_certified``:
+    every one of those LP answers re-proven in rational arithmetic);
     ``facet_components``: connectivity through shared facets only (the dual graph). Above ``max_touch``
     cones the pairwise test is skipped: ``components`` is None and ``connected`` is True when a facet
     path joins all cones, else None (undecided).
@@ -347,8 +378,13 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int =
     # touching (one LP per pair of cones) only where the pairs are few; else facet paths only, which
     # prove connectedness but cannot prove its absence
     touch = len(full) <= max_touch
-    touch_edges = [(u, v) for u in range(len(full)) for v in range(u + 1, len(full))
-                   if _closed_cones_meet(Xh, K, D, full[u], full[v])] if touch else []
+    touch_edges, touch_proven = [], True
+    for u in range(len(full) if touch else 0):
+        for v in range(u + 1, len(full)):
+            met, proven = _closed_cones_meet(Xh, K, D, full[u], full[v], Xe)
+            touch_proven &= proven
+            if met:
+                touch_edges.append((u, v))
 
     def comps(edges, t):
         parent = list(range(len(full)))
@@ -374,6 +410,7 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int =
         c = comps(touch_edges, t) if touch else None
         conn = (len(c) <= 1) if touch else (True if len(f) <= 1 else None)
         out.append({"loss": t, "cones": int((loss <= t).sum()), "components": c, "connected": conn,
+                    "components_certified": bool(touch_proven) if touch else None,
                     "facet_components": f})
     return out
 
