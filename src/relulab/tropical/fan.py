@@ -87,18 +87,24 @@ def _rows(Xh, assign: dict, K: int, D: int, tie: tuple | None = None):
     return A, -np.ones(len(A)), (np.array(eqA) if eqA else None)
 
 
-def _exact_rows(Xe, assign: dict, K: int, D: int) -> list:
-    """The rows of :func:`_rows` (no tie) in exact rationals, in the same order."""
-    out = []
+def _exact_rows(Xe, assign: dict, K: int, D: int, tie: tuple | None = None):
+    """The rows of :func:`_rows` in exact rationals, in the same order (with ``tie``: also its equality
+    rows, returned as ``(rows, equalities)``)."""
+    out, eqs = [], []
     for j, k in assign.items():
         for k2 in range(K):
-            if k2 == k:
+            if k2 == k or (tie is not None and j == tie[0] and k2 == tie[1]):
                 continue
             r = [0] * (K * D)
             r[k2 * D:(k2 + 1) * D] = Xe[j]
             r[k * D:(k + 1) * D] = [-v for v in Xe[j]]
             out.append(r)
-    return out
+        if tie is not None and j == tie[0]:
+            r = [0] * (K * D)
+            r[k * D:(k + 1) * D] = Xe[j]
+            r[tie[1] * D:(tie[1] + 1) * D] = [-v for v in Xe[j]]
+            eqs.append(r)
+    return (out, eqs) if tie is not None else out
 
 
 @dataclass(repr=False)
@@ -112,7 +118,9 @@ class ClassificationFan(Result):
     general position) or None; ``sublevel``: for target labels, per loss level t the number of cones
     with loss <= t and the sizes of the connected components in the dual graph. ``certified``: every
     partial assignment the enumeration dropped has an exact Farkas certificate and every labelling's
-    witness satisfies its strict inequalities in rational arithmetic; the facet count (qhull) and the sublevel connectivity (LPs) are float64 decisions.
+    witness satisfies its strict inequalities in rational arithmetic; the facet count (qhull) is a
+    float64 decision; each ``sublevel`` entry says whether its connectivity answers were re-proven
+    exactly (``components_certified``, ``facet_components_certified``).
     """
 
     n: int
@@ -326,7 +334,9 @@ def _closed_cones_meet(Xh, K, D, a, b, Xe=None) -> tuple[bool, bool]:
     if Xe is None or res.status != 0:
         return meet, False
     if meet:
-        th = [Fraction(float(v)) for v in res.x]
+        from relulab.tropical._lpcert import onto_tight_rows
+
+        th = onto_tight_rows(erows, res.x, np.array(rows))  # the optimum lies on faces: land on them exactly
         dot = lambda u: sum((p * q for p, q in zip(u, th)), Fraction(0))  # noqa: E731
         return True, all(dot(r) <= 0 for r in erows) and dot(eobj) > 0
     y = -np.asarray(res.ineqlin.marginals)[:len(rows)]
@@ -363,7 +373,9 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int =
     index = {a: i for i, a in enumerate(full)}
     loss = np.array([int(sum(side[a[j]] != y[j] for j in range(n))) for a in full])
 
-    facet_edges = []
+    from relulab.tropical._lpcert import decide, witness_on_hyperplanes
+
+    facet_edges, facet_proven = [], True
     for a in full:
         for j in range(n):
             for k in range(K):
@@ -373,8 +385,17 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int =
                 if b not in index:
                     continue
                 A, bb, eq = _rows(Xh, dict(enumerate(a)), K, D, tie=(j, k))
-                if _lp(A, bb, eq, np.zeros(len(eq))) is not None:
+                if Xe is None:
+                    if _lp(A, bb, eq, np.zeros(len(eq))) is not None:
+                        facet_edges.append((index[a], index[b]))
+                    facet_proven = False
+                    continue
+                Aex, Eex = _exact_rows(Xe, dict(enumerate(a)), K, D, tie=(j, k))
+                theta, proven = decide(A, bb, Aex, eq, Eex)
+                if theta is not None:
                     facet_edges.append((index[a], index[b]))
+                    proven = witness_on_hyperplanes(Aex, bb, theta, Eex)
+                facet_proven &= proven
     # touching (one LP per pair of cones) only where the pairs are few; else facet paths only, which
     # prove connectedness but cannot prove its absence
     touch = len(full) <= max_touch
@@ -411,6 +432,7 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int =
         conn = (len(c) <= 1) if touch else (True if len(f) <= 1 else None)
         out.append({"loss": t, "cones": int((loss <= t).sum()), "components": c, "connected": conn,
                     "components_certified": bool(touch_proven) if touch else None,
+                    "facet_components_certified": bool(facet_proven),
                     "facet_components": f})
     return out
 
