@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import relulab
-from relulab.core.errors import DegenerateGeometryError
+from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.regions import full_space
 from relulab.regions import space as space_mod
 
@@ -131,7 +131,14 @@ def test_certificate_budget_and_time_limit_say_not_proven(monkeypatch):
     monkeypatch.setattr(space_mod, "PROOF_WORK", 10)
     r = full_space(net)
     assert r.complete and not r.certified and "proof budget" in r.stats["certificate"]
+    forced = full_space(net, certify=True)
+    assert forced.certified and forced.stats["certificate"].startswith("proven")
+    assert forced.count == r.count
     monkeypatch.undo()
+    skipped = full_space(net, certify=False)
+    assert skipped.count == r.count and not skipped.certified and "certify=False" in skipped.stats["certificate"]
+    with pytest.raises(InvalidInputError, match="certify"):
+        full_space(net, certify="yes")
     r = full_space(net, max_regions=3)
     assert not r.complete and not r.certified and "incomplete" in r.stats["certificate"]
 

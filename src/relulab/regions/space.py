@@ -1469,7 +1469,7 @@ class _Engine:
 def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
               neighbours: bool = False, audit_samples: int = 0,
               memory_budget: float = DEFAULT_MEMORY, progress=None, method: str = "auto",
-              out=None) -> FullSpaceRegions:
+              out=None, certify: bool | None = None) -> FullSpaceRegions:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
     Exact layer-by-layer refinement of convex cells (no LP per region); all of R^d through an
@@ -1488,6 +1488,14 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     ``linear_count``, ``bounded``, ``touches_boundary`` and ``decision_boundary_pieces`` left None)
     or ``"auto"``: ``"facet"`` for ``FACET_MIN_D <= d <= FACET_MAX_D`` unless ``neighbours`` is
     asked for, ``"vertex"`` otherwise.
+
+    ``certify``: the facet engine proves every decision it makes, so its complete results are
+    ``certified``. The vertex engine decides vertex signs in float64 under an estimated tolerance;
+    its result is proven by running the facet engine on the same domain and requiring exactly the
+    same patterns (a disagreement raises :class:`DegenerateGeometryError`). ``None`` (default) runs
+    that proof up to ``PROOF_WORK`` regions x units (it costs several times the vertex engine's
+    own time at d <= 5); ``True`` runs it whatever the size (the time limit still bounds it);
+    ``False`` skips it and returns ``certified=False``. ``stats["certificate"]`` says which.
 
     ``out``: a Parquet file (needs the ``parquet`` extra, pyarrow) that receives every region's
     pattern and proven interior point (:mod:`relulab.regions.regions_file`; read it back with
@@ -1527,6 +1535,8 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
         out = check_output_path(out, "out", ".parquet")
     if method not in ("auto", "vertex", "facet"):
         raise InvalidInputError(f"method must be 'auto', 'vertex' or 'facet', got {method!r}")
+    if certify not in (None, True, False):
+        raise InvalidInputError(f"certify={certify!r}: expected None (automatic), True or False")
     auto = method == "auto"
     if auto:
         method = "facet" if FACET_MIN_D <= d <= FACET_MAX_D and not neighbours else "vertex"
@@ -1561,7 +1571,7 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     res.stats["method"] = "vertex"
     if fallback is not None:
         res.stats["facet_fallback"] = fallback
-    _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback)
+    _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback, certify)
     res._net = net
     res._rvec = eng.rvec
     if out is not None:
@@ -1580,7 +1590,8 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     return res
 
 
-def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_budget, t0, fallback) -> None:
+def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_budget, t0, fallback,
+           certify: bool | None = None) -> None:
     """Set ``res.certified`` of a vertex-engine result to a proof, or to False with the reason in
     ``res.stats["certificate"]``.
 
@@ -1601,11 +1612,16 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
         res.certified = False
         res.stats["certificate"] = f"not proven: the facet engine cannot settle this arrangement ({fallback})"
         return
+    if certify is False:
+        res.certified = False
+        res.stats["certificate"] = "not proven: certify=False skips the proof of the vertex engine's float64 decisions"
+        return
     n = max(1, net.n_units)
-    if res.count * n > PROOF_WORK:
+    if certify is None and res.count * n > PROOF_WORK:
         res.certified = False
         res.stats["certificate"] = (f"not proven: {res.count} regions x {n} units is over the proof budget "
-                                    f"{PROOF_WORK:.0e} (method='facet' enumerates with proofs)")
+                                    f"{PROOF_WORK:.0e} (certify=True proves it anyway; method='facet' "
+                                    f"enumerates with proofs)")
         return
     left = None if time_limit is None else float(time_limit) - (time.perf_counter() - t0)
     if left is not None and left <= 0:
