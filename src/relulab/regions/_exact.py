@@ -325,7 +325,8 @@ def exact_map(net, tabs, pattern):
 def _push(net, tabs, Z0, e0, pattern, layer):
     """Push exact affine maps ``Z0 / 2**e0`` of the input (rows: input features) through the network
     with the winners of ``pattern``: the pieces of max layer ``layer`` (see :func:`exact_pieces`),
-    or for ``layer=None`` the output's maps; None when there is no such max layer."""
+    for ``layer="all"`` the list of every max layer's pieces, or for ``layer=None`` the output's
+    maps; None when there is no such max layer."""
     vals = {0: (Z0, e0)}
     pat = [int(x) for x in (pattern.tolist() if hasattr(pattern, "tolist") else pattern)]
     offs = net.unit_offsets
@@ -334,6 +335,7 @@ def _push(net, tabs, Z0, e0, pattern, layer):
         for j in nd.inputs:
             last_use[j] = i
     m = 0
+    every = [] if layer == "all" else None
     for i, nd in enumerate(net.nodes[1:], 1):
         tab = tabs[i]
         kind = tab[0]
@@ -349,10 +351,12 @@ def _push(net, tabs, Z0, e0, pattern, layer):
         else:
             _, index, coef, ec, valid = tab
             Z, ez = vals[nd.inputs[0]]
-            if m == layer:
+            if m == layer or every is not None:
                 P = Z[index] * coef[..., None]  # (U, K, columns)
                 P[~valid] = 0
-                return P, ez + ec
+                if every is None:
+                    return P, ez + ec
+                every.append((P, ez + ec))
             U = index.shape[0]
             w = np.array(pat[offs[m]:offs[m] + U], dtype=np.int64)
             r = np.arange(U)
@@ -361,7 +365,16 @@ def _push(net, tabs, Z0, e0, pattern, layer):
         for j in nd.inputs:
             if last_use.get(j) == i:
                 vals.pop(j, None)
+    if every is not None:
+        return every
     return vals[len(net.nodes) - 1] if layer is None else None
+
+
+def exact_layer_pieces(net, tabs, Z, e, pattern) -> list:
+    """Every max layer's exact pieces under ``pattern`` for exact input maps ``Z / 2**e`` (rows:
+    input features, any number of columns): a list of ``(P, e)`` as :func:`exact_pieces` gives for
+    one layer, from one pass through the network."""
+    return _push(net, tabs, Z, e, pattern, "all")
 
 
 # ---------------------------------------------------------------------------- sparse: one unit's cone
