@@ -182,6 +182,20 @@ def test_line_arrangements_certified_equal_to_exact_count(lines, box):
         assert res.count <= truth
 
 
+def test_walls_1e12_apart_through_zero_rows_raise_degenerate_not_an_internal_error():
+    """Three copies of one line (one 1e-12 away) and two zero rows: the vertex engine's ambiguity
+    report once indexed a (vertices, units) table by its row alone and failed with a ValueError."""
+    W = [[0.0, 0.5], [0.0, 0.5], [0.0, 0.5], [0.0, 0.0], [0.0, 0.0], [0.0, 0.5]]
+    b = [0.0, 0.25, 0.25, 0.0, 0.0, 1e-12]
+    net = one_layer(W, b, out=[[1.0 + 0.37 * i for i in range(len(W))]])
+    try:
+        res = full_space(net)
+    except DegenerateGeometryError as e:
+        assert "from a vertex" in str(e) or "degenerate" in str(e)
+        return
+    assert not res.certified or res.count == exact_line_regions(W, b)
+
+
 # ------------------------------------------------------------------ linear regions, settled exactly
 def exact_linear_count(net, patterns, edges) -> int:
     """Linear regions from gradients computed in Fractions from the weights (a ReLU MLP): classes of

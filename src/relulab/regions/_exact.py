@@ -540,34 +540,16 @@ def exact_witness(net, tabs, x, pattern) -> bool:
     larger than every other valid piece (so every nearby point has the same pattern).
     ``tabs`` from :func:`exact_tables`."""
     X, e = dyadic(x)
-    vals = {0: (X.reshape(-1, 1), e)}
     pat = [int(v) for v in (pattern.tolist() if hasattr(pattern, "tolist") else pattern)]
+    max_tabs = [t for t in tabs if t[0] == "max"]
     offs = net.unit_offsets
-    m = 0
-    for i, nd in enumerate(net.nodes[1:], 1):
-        tab = tabs[i]
-        kind = tab[0]
-        if kind == "add":
-            (Za, ea), (Zb, eb) = vals[nd.inputs[0]], vals[nd.inputs[1]]
-            E = max(ea, eb)
-            vals[i] = (_align(Za, ea, E) + _align(Zb, eb, E), E)
-        elif kind == "reshape":
-            vals[i] = vals[nd.inputs[0]]
-        elif kind == "affine":
-            Z, ez = vals[nd.inputs[0]]
-            vals[i] = exact_affine(tab, Z, ez)
-        else:
-            _, index, coef, ec, valid = tab
-            Z, ez = vals[nd.inputs[0]]
-            U = index.shape[0]
-            P = Z[index][..., 0] * coef  # (U, K) values of every piece, over 2**(ez + ec)
-            w = np.array(pat[offs[m]:offs[m] + U], dtype=np.int64)
-            r = np.arange(U)
-            best = P[r, w]
-            for k in range(index.shape[1]):
-                other = valid[:, k] & (k != w)
-                if other.any() and not all(b > p for b, p in zip(best[other], P[other, k])):
-                    return False
-            vals[i] = (best.reshape(-1, 1), ez + ec)
-            m += 1
+    for m, ((P, _), tab) in enumerate(zip(exact_layer_pieces(net, tabs, X.reshape(-1, 1), e, pat), max_tabs)):
+        P, valid = P[..., 0], tab[4]  # (U, K) values of every piece, over a common power of two
+        U = P.shape[0]
+        w = np.array(pat[offs[m]:offs[m] + U], dtype=np.int64)
+        best = P[np.arange(U), w]
+        for k in range(P.shape[1]):
+            other = valid[:, k] & (k != w)
+            if other.any() and not all(b > p for b, p in zip(best[other], P[other, k])):
+                return False
     return True

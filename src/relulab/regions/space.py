@@ -717,10 +717,11 @@ class _Engine:
             self.near_zero += n
             amb = small & (g.abs() > AMBIGUOUS * tol)
             if bool(amb.any()):
-                i = int(amb.nonzero()[0, 0])
+                i = tuple(amb.nonzero()[0].tolist())  # g is a vector or (vertices, units)
                 raise DegenerateGeometryError(
                     f"a unit's boundary passes {float(g[i].abs()):.3g} from a vertex, within float64's "
-                    f"resolution of this cell (tolerance {float(tol[i]):.3g}) but not an exact "
+                    f"resolution of this cell (tolerance {float(torch.broadcast_to(tol, g.shape)[i]):.3g}) "
+                    "but not an exact "
                     "degeneracy: boundaries this close (e.g. parallel walls about 1e-12 apart relative "
                     "to the network's scale) cannot be separated reliably")
 
