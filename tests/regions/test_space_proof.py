@@ -296,3 +296,13 @@ def test_box_proven_through_all_of_space_only_when_it_meets_every_region(monkeyp
     small = full_space(net, box=(-0.01, 0.01))
     assert small.count < full.count and not small.certified
     assert "no proof for boxes" in small.stats["certificate"]
+
+
+def test_linear_count_says_its_adjacency_is_not_proven():
+    net = plnet(relulab.build("mlp:2-8-8-1:relu", seed=1), 2)
+    r = full_space(net)
+    assert r.certified and r.linear_count is not None
+    assert r.linear_certified is False and "share a facet" in r.stats["linear_certificate"]
+    assert r.to_dict(summary=True)["linear_certified"] is False
+    facet = full_space(net, method="facet")
+    assert facet.linear_count is None and facet.linear_certified is None

@@ -172,6 +172,9 @@ class FullSpaceRegions(RegionResult):
     vertex engine: the facet engine's proven enumeration finds exactly its patterns, see
     ``_prove``), and so are the gradient equalities behind ``linear_count``;
     ``stats["certificate"]`` says which, or why not; ``domain`` ("R^d" or "box"); ``seconds``.
+    ``linear_certified``: whether ``linear_count`` is proven. It is not yet, even when ``certified``:
+    which regions share a facet is read off the vertex engine's float64 vertices, and that
+    adjacency is not re-proven (``stats["linear_certificate"]`` says so); None without a linear count.
 
     ``patterns`` (count, n_units) long; ``interior_points`` (count, d): a point strictly inside
     each region (inside the box too in box mode) whose pattern is the region's;
@@ -193,9 +196,10 @@ class FullSpaceRegions(RegionResult):
     audit_samples: int = 0
     cells: int = 0
     stats: dict = field(default_factory=dict)
+    linear_certified: bool | None = None
 
     _summary_fields = ("count", "linear_count", "decision_boundary_pieces", "complete", "stopped_by", "certified",
-                       "counts_what", "domain", "box", "cells", "seconds", "audit_samples")
+                       "linear_certified", "counts_what", "domain", "box", "cells", "seconds", "audit_samples")
 
     _index = None  # (sorted pattern hashes, order), built on the first region_of
     _rvec = None
@@ -1573,6 +1577,11 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     if fallback is not None:
         res.stats["facet_fallback"] = fallback
     _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback, certify)
+    if res.linear_count is not None:
+        res.linear_certified = False
+        res.stats["linear_certificate"] = (
+            "not proven: the gradient equalities are" + (" proven" if not eng.linear_uncertain else " not all settled")
+            + ", but which regions share a facet comes from the vertex engine's float64 vertices")
     res._net = net
     res._rvec = eng.rvec
     if out is not None:
