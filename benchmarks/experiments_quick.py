@@ -1,17 +1,23 @@
-"""Every registry entry's ``--quick`` run: its time, and the paper's claim beside the result.
+"""Every registry entry's ``--quick`` run as one table: entry, seconds, the paper's claim beside our
+result, and whether they agree.
 
 Each entry runs in a fresh ``relulab reproduce NAME --quick --json`` process, so the wall time is
-what a user waits for (interpreter and imports included); ``run`` is the entry's own time (tasks
-only). Prints one block per entry: time, the comparison rows (quantity | paper | this run) and the
-verdict.
+what a user waits for (interpreter and imports included); CPU seconds are the process's user + system
+time (steadier than wall time on a shared machine), and the load average is printed beside them.
+One table row per comparison the entry makes (quantity: paper's claim | this run); "agree?" is the
+entry's verdict: yes (it says it agrees), no (it says it does not), partly (it qualifies its
+agreement), or "not judged" (the entry states no verdict, e.g. a finite-size run that cannot decide
+an asymptotic claim). Progress goes to stderr, the Markdown table to stdout.
 
-    PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 python benchmarks/experiments_quick.py [NAME ...]
+    PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 python benchmarks/experiments_quick.py [--full] [NAME ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -19,23 +25,69 @@ import time
 from relulab.experiments import registry
 
 
+def agree(verdict) -> str:
+    if not verdict:
+        return "not judged"
+    v = verdict.lower()
+    if v.startswith("agrees for") or v.startswith("finite-size"):
+        return f"partly ({verdict})"
+    if v.startswith("agrees") or v.startswith("holds"):
+        return "yes" if v in ("agrees", "holds") else f"yes ({verdict})"
+    if v.startswith("does not") or v.startswith("disagrees"):
+        return f"no ({verdict})"
+    return verdict
+
+
+def cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def main():
-    names = sys.argv[1:] or registry.names()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("names", nargs="*", help="entries (default: all)")
+    ap.add_argument("--full", action="store_true", help="the full grids instead of --quick")
+    args = ap.parse_args()
+    names = args.names or registry.names()
+    grid = "full" if args.full else "quick"
+    lines = [f"| entry | {grid} s: wall / CPU (load) | paper's claim | our result | agree? |",
+             "|---|---|---|---|---|"]
+    total_wall = total_cpu = 0.0
+    failed = []
     for name in names:
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "relulab", "reproduce", name, "--quick", "--json"],
+        p = subprocess.run([sys.executable, "-m", "relulab", "reproduce", name, "--json"] + ([] if args.full else ["--quick"]),
                            capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
         wall = time.perf_counter() - t
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        load = os.getloadavg()[0]
+        total_wall, total_cpu = total_wall + wall, total_cpu + cpu
+        timing = f"{wall:.1f} / {cpu:.1f} ({load:.1f})"
         if p.returncode != 0 and not p.stdout.strip():
-            print(f"{name}: FAILED ({p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode})")
+            err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
+            lines.append(f"| {name} | {timing} | - | FAILED: {cell(err)} | - |")
+            failed.append(name)
+            print(f"{name}: FAILED ({err})", file=sys.stderr, flush=True)
             continue
         doc = json.loads(p.stdout)
-        print(f"{name}: --quick {doc['tasks']} tasks, wall {wall:.1f} s (run {doc['seconds']:.1f} s), "
-              f"{len(doc['failures'])} failed", flush=True)
-        for c in doc["comparison"]:
-            print(f"    {c['quantity']} | paper: {c['paper']} | this run: {c['this_run']}")
-        print(f"    verdict: {doc['verdict']}", flush=True)
+        if doc["failures"]:
+            failed.append(name)
+        comp = doc["comparison"] or [{"quantity": "-", "paper": doc["claim"], "this_run": "-"}]
+        for i, c in enumerate(comp):
+            first = i == 0
+            result = cell(c["this_run"])
+            if first and doc["failures"]:
+                result += f" ({len(doc['failures'])} of {doc['tasks']} tasks failed)"
+            lines.append(f"| {name if first else ''} | {timing if first else ''} | {cell(c['quantity'])}: "
+                         f"{cell(c['paper'])} | {result} | {cell(agree(doc['verdict'])) if first else ''} |")
+        print(f"{name}: {doc['tasks']} tasks, {timing}, verdict {doc['verdict']!r}", file=sys.stderr, flush=True)
+    print("\n".join(lines))
+    print(f"\n{len(names)} entries, {grid} grids: {total_wall:.0f} s wall, {total_cpu:.0f} CPU s in all; "
+          f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+          f"{len(failed)} with failures{': ' + ', '.join(failed) if failed else ''}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

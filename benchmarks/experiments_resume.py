@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -37,6 +38,15 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def rows(folder):
     t = store.read_table(folder)
     if t.num_rows == 0:
@@ -56,6 +66,7 @@ def main():
                     f'sleep = [{args.sleep}]\n')
     # 1. the driver
     out = tmp / "driver"
+    t, c0 = time.perf_counter(), cpu()
     p = cli("sweep", str(spec), "--out", str(out), "--workers", "2")
     while len(store.finished(out)) < args.tasks // 4 and p.poll() is None:
         time.sleep(0.02)
@@ -67,9 +78,11 @@ def main():
     doc = json.loads(q.communicate()[0])
     n1, dup1 = rows(out)
     print(f"kill -9 driver: {n0} rows ({dup0} duplicated) on disk after the kill; rerun skipped {doc['skipped']}, "
-          f"ran {doc['ran']}; {n1} rows after, {dup1} duplicated, expected {args.tasks}")
+          f"ran {doc['ran']}; {n1} rows after, {dup1} duplicated, expected {args.tasks} "
+          f"[{time.perf_counter() - t:.1f} s wall, {cpu() - c0:.1f} CPU s, {load()}]")
     # 2. a worker
     out = tmp / "worker"
+    t, c0 = time.perf_counter(), cpu()
     p = cli("sweep", str(spec), "--out", str(out), "--workers", "2", "--json")
     while len(store.finished(out)) < args.tasks // 4 and p.poll() is None:
         time.sleep(0.02)
@@ -89,7 +102,8 @@ def main():
     doc = json.loads(p.communicate()[0])
     n1, dup1 = rows(out)
     print(f"kill -9 worker {victim} after {n_before} tasks: sweep finished with {doc['ran']} run, {doc['failed']} "
-          f"failed; {n1} rows, {dup1} duplicated, expected {args.tasks}")
+          f"failed; {n1} rows, {dup1} duplicated, expected {args.tasks} "
+          f"[{time.perf_counter() - t:.1f} s wall, {cpu() - c0:.1f} CPU s, {load()}]")
 
 
 if __name__ == "__main__":

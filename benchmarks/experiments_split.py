@@ -3,7 +3,8 @@
 Prints the single-process time, the split times (in-process cells, and a local pool of 2), the merge
 overhead, the cells' total, largest and smallest time, and a projection of the time with W workers:
 T(W) ~ max(sum of cell times / W, largest cell) + merge (ignoring start-up), with the speed-up
-against the single-process run. Checks that every run gives the same regions (count and patterns)
+against the single-process run, from wall times and from CPU times (on a shared machine the wall
+times of runs made minutes apart see different loads; CPU times do not). Checks that every run gives the same regions (count and patterns)
 and prints both linear counts (the single process's fixed gradient tolerance can merge regions
 whose maps differ slightly; the split decides equality under a rounding bound).
 
@@ -13,6 +14,8 @@ whose maps differ slightly; the split decides equality under a rounding bound).
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import time
 
 import torch
@@ -39,6 +42,16 @@ def mlp(d, widths, seed):
     return PLNet.from_torch(torch.nn.Sequential(*layers, out), (d,))
 
 
+def cpu() -> float:
+    """CPU seconds of this process and of its finished children (pool workers)."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--width", type=int, default=170)
@@ -53,27 +66,36 @@ def main():
     net = mlp(args.dim, [args.width] * args.depth, 0)
     box = None if args.rd else (-args.half_side, args.half_side)
     fn = regions.full_space
-    t = time.perf_counter()
+    print(f"start: {load()}", flush=True)
+    t, c = time.perf_counter(), cpu()
     ref = fn(net, box=box)
-    t_single = time.perf_counter() - t
+    t_single, c_single = time.perf_counter() - t, cpu() - c
     print(f"net {args.dim}-{'-'.join([str(args.width)] * args.depth)}-1, domain "
           f"{'R^d' if box is None else f'box [-{args.half_side}, {args.half_side}]^{args.dim}'}: "
-          f"{ref.count} regions, {ref.linear_count} linear; single process {t_single:.1f} s", flush=True)
+          f"{ref.count} regions, {ref.linear_count} linear; single process {t_single:.1f} s ({c_single:.1f} CPU s; {load()})", flush=True)
     for workers in (1, 2):
+        c = cpu()
         s = split_full_space(net, box=box, cells=args.cells, workers=workers, balance=not args.grid)
+        c = cpu() - c
         same = s.count == ref.count and {tuple(r) for r in ref.patterns.tolist()} == {tuple(r) for r in s.patterns.tolist()}
         tot, big = sum(s.cell_seconds), max(s.cell_seconds)
+        ctot, cbig = sum(s.cell_cpu_seconds), max(s.cell_cpu_seconds)
         if workers == 1:  # the projection uses the cells' times without contention between workers
             proj_tot, proj_big, proj_merge = tot, big, s.merge_seconds
+            cpu_tot, cpu_big, cpu_merge = ctot, cbig, s.merge_cpu_seconds
         print(f"split, {s.cells} {'grid' if args.grid else 'balanced'} cells, {workers} worker(s) [{s.executor}]: "
-              f"{s.seconds:.1f} s (x{t_single / s.seconds:.2f} vs single), merge {s.merge_seconds:.2f} s, pieces "
+              f"{s.seconds:.1f} s ({c:.1f} CPU s; {load()}) (x{t_single / s.seconds:.2f} vs single), merge {s.merge_seconds:.2f} s, pieces "
               f"{s.pieces} for {s.count} regions, cells total {tot:.1f} s / largest {big:.1f} s / smallest "
-              f"{min(s.cell_seconds):.1f} s; same regions and patterns: {same}; linear count {s.linear_count} "
+              f"{min(s.cell_seconds):.1f} s (CPU: total {ctot:.1f} s / largest {cbig:.1f} s, merge "
+              f"{s.merge_cpu_seconds:.2f} s); same regions and patterns: {same}; linear count {s.linear_count} "
               f"(single process {ref.linear_count}), certified {s.certified}", flush=True)
-    print("projection (from the in-process cell times and merge above, start-up ignored):")
+    print("projection (from the in-process cell times and merge above, start-up ignored; wall, then CPU "
+          "seconds against the single run's CPU seconds, which a shared machine does not inflate):")
     for w in (2, 4, 8, 16):
         proj = max(proj_tot / w, proj_big) + proj_merge
-        print(f"  {w:>2} workers: ~{proj:.1f} s, speed-up x{t_single / proj:.2f}")
+        cproj = max(cpu_tot / w, cpu_big) + cpu_merge
+        print(f"  {w:>2} workers: ~{proj:.1f} s, speed-up x{t_single / proj:.2f}; from CPU ~{cproj:.1f} s, "
+              f"speed-up x{c_single / cproj:.2f}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@
     checked to be the same for R and 10 R, and to equal relucent's.
 
 Rates are regions per wall-clock second of one call; the CPU seconds of this process are shown too
-(wall time inflates on a shared machine). torch's default threads (what a user gets) unless
+(wall time inflates on a shared machine), and for relulab the same call without its certificate
+(``certify=False``), so the certificate's cost is visible. torch's default threads (what a user gets) unless
 --threads pins them; ``--load N`` runs N CPU-bound processes during the run.
 Prints a table.
 """
@@ -27,6 +28,7 @@ import argparse
 import collections
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -65,13 +67,22 @@ def row(name, what, count, wall, cpu, note=""):
             "regions_per_s": count / wall if wall > 0 else float("inf"), "note": note}
 
 
+def uncertified(net, *args, **kw):
+    """The same partition without its certificate: (seconds, CPU seconds, count)."""
+    res, wall, cpu = timed(on_plane, net, *args, certify=False, **kw)
+    return wall, cpu, res.count
+
+
 def case_a(widths=(2, 200, 200, 200, 1), extent=2.0):
     net = relulab.PLNet.from_torch(mlp(list(widths), 0), (2,))
     on_plane(net, extent=0.05)  # warm-up
     res, wall, cpu = timed(on_plane, net, extent=extent)
     assert res.complete
+    w0, c0, n0 = uncertified(net, extent=extent)
+    assert n0 == res.count
     return row("(a) relulab", f"{'-'.join(map(str, widths))} ReLU, box [-{extent:g},{extent:g}]^2", res.count, wall,
-               cpu, f"linear regions {res.linear_count}, per layer {res.layer_counts}")
+               cpu, f"certified={res.certified}; without the certificate {w0:.2f} s, {c0:.2f} CPU s; linear regions "
+               f"{res.linear_count}, per layer {res.layer_counts}")
 
 
 def case_b(extent=(-0.2, 1.2, -0.2, 1.2)):
@@ -86,8 +97,11 @@ def case_b(extent=(-0.2, 1.2, -0.2, 1.2)):
     o, u, v = X[0], X[1] - X[0], X[2] - X[0]
     res, wall, cpu = timed(on_plane, net, o, u, v, extent=extent)
     assert res.complete
+    w0, c0, n0 = uncertified(net, o, u, v, extent=extent)
+    assert n0 == res.count
     return row("(b) relulab", f"784-256-256-10, plane through 3 points of 3 classes, (s,t) in {list(extent)}", res.count, wall, cpu,
-               f"decision boundary: {res.boundary_pieces} straight pieces")
+               f"certified={res.certified}; without the certificate {w0:.2f} s, {c0:.2f} CPU s; decision boundary: "
+               f"{res.boundary_pieces} straight pieces")
 
 
 _PEER = r"""
@@ -108,7 +122,10 @@ def case_c(python, widths=(2, 16, 16, 1), seed=0, R=1000.0):
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "weights.safetensors")
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = run_peer_code(python, _PEER, [json.dumps(list(widths)), seed, path])
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        peer_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)  # the whole peer process
         if out.returncode != 0:
             raise SystemExit(f"relucent failed:\n{out.stderr[-3000:]}")
         peer = json.loads(out.stdout.strip().splitlines()[-1])
@@ -127,9 +144,11 @@ def case_c(python, widths=(2, 16, 16, 1), seed=0, R=1000.0):
     what = f"{'-'.join(map(str, widths))} ReLU (+ output ReLU), relucent seed {seed}"
     r_rel = row("(c) relulab", what + f", box [-{R:g},{R:g}]^2", res.count, wall, cpu,
                 f"same count with R x 10: {res.count == big.count}; equals relucent: {ok}")
-    r_peer = row("(c) relucent", what + ", all of R^2", peer["count"], peer["seconds"], float("nan"),
-                 "Complex.bfs(): BFS over regions with Gurobi LPs, then its completeness check")
+    r_peer = row("(c) relucent", what + ", all of R^2", peer["count"], peer["seconds"], peer_cpu,
+                 "Complex.bfs(): BFS over regions with Gurobi LPs, then its completeness check; CPU s: its whole "
+                 "process (start-up included)")
     r_rel["ratio"] = r_rel["regions_per_s"] / r_peer["regions_per_s"]
+    r_rel["cpu_ratio"] = (peer_cpu / peer["count"]) / (cpu / res.count) if cpu > 0 else float("inf")
     if not ok:
         raise SystemExit(f"count mismatch: relulab {res.count} (R) / {big.count} (10 R), relucent {peer['count']}")
     return [r_rel, r_peer]
@@ -161,7 +180,13 @@ def main(argv=None):
             print(f"{'':<13} {'':>8} {'':>8} {'':>7} {'':>10}  {r['note']}")
     for r in rows:
         if "ratio" in r:
-            print(f"relulab / relucent regions-per-second ratio: {r['ratio']:.0f}x")
+            print(f"relulab / relucent regions-per-second ratio: {r['ratio']:.0f}x (wall), "
+                  f"{r['cpu_ratio']:.0f}x (CPU seconds per region)")
+    for r in rows:
+        if r["cpu_s"] == r["cpu_s"] and r["case"].endswith("relulab"):
+            print(f"{r['case']}: {r['regions'] / r['cpu_s']:,.0f} regions per CPU second")
+    print(f"load average at the end: {open('/proc/loadavg').read().split()[:3]}" if os.path.exists("/proc/loadavg")
+          else "")
     if args.json:
         print(json.dumps(rows, default=float))
     return rows

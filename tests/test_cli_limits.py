@@ -197,3 +197,13 @@ def test_npy_headers_are_checked_before_reading(d, capsys):
                                     str(d / "liar.npy")],
                                capsys))
     assert "--targets" in line and "truncated or corrupt" in line
+
+
+def test_time_limit_bounds_the_regions_command_in_high_dimension(d, capsys):
+    """``regions --all --time-limit`` on a 64-16-10 net stops at its limit with the regions found so
+    far (before: a 5 s limit ran past 120 s; the set-up grew with d^3 and ignored the clock)."""
+    rio.save(rio.build("mlp:64-16-10:relu", seed=0), d / "wide.safetensors")
+    code, out, err = run(["regions", str(d / "wide.safetensors"), "--all", "--time-limit", "1", "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and err == ""
+    assert doc["complete"] is False and doc["stopped_by"] == "time_limit" and doc["certified"] is False

@@ -52,3 +52,22 @@ def test_maxout(capsys):
     assert len(doc["line_counts"]) == 3 and doc["line_expected"] > 0 and doc["bounds"]["regions"] > 0
     code, out, err = run(["count", "maxout", "--widths", "3", "--k", "1"], capsys)
     assert code != 0 and err.startswith("relulab: error:")
+
+
+def test_maxpool_table(capsys):
+    from relulab.combinatorics.maxpool import brute_force_tuples, pool1d_facet_count, pool_windows
+
+    code, out, err = run(["count", "maxpool", "--table", "--size", "8", "--json"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert len(doc["rows_1d"]) == 12 and {tuple(r["size"]) for r in doc["rows_2d"]} >= {(2, 3), (3, 3), (6, 6)}
+    for r in doc["rows_1d"]:
+        k, s = r["kernel"][0], r["stride"][0]
+        assert r["vertices"] == brute_force_tuples(pool_windows(8, k, s))
+        assert r["facets"] == pool1d_facet_count(k, s, r["windows"])
+    code, out, err = run(["count", "maxpool", "--table"], capsys)
+    assert code == 0 and "k=5" in out and "2245265631376" in out
+    code, out, err = run(["count", "maxpool", "--table", "--kernel", "2"], capsys)
+    assert code != 0 and err.startswith("relulab: error:")
+    code, out, err = run(["count", "maxpool", "--size", "5"], capsys)
+    assert code != 0 and "--kernel" in err

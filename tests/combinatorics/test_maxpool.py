@@ -164,7 +164,7 @@ def test_bad_inputs():
         count_maxpool((2, 2, 2), 2)
     with pytest.raises(ResourceLimitError):
         count_maxpool((6, 6), 3, 1, max_states=10, facets=False)
-    r = count_maxpool(40, 3, 1)
+    r = count_maxpool((5, 5), 2, 1)  # 25 inputs, no facet closed form in 2-D: facets not counted, said so
     assert r.facets is None and r.notes
 
 
@@ -200,3 +200,85 @@ def test_chain_formula_generating_function_and_2d_rows():
     assert count_maxpool((7, 3), (3, 3), (2, 1), facets=False).count == chain_vertex_count(9, 3, 3)
     with pytest.raises(InvalidInputError):
         chain_vertex_count(3, 2, 4)  # overlaps of consecutive windows would meet
+
+
+def test_1d_facet_formula_against_subset_count():
+    # the derived closed form against the facet criterion run over all subsets (an independent route)
+    from relulab.combinatorics.maxpool import _component_facets, _components, pool1d_facet_count
+
+    for k in range(1, 7):
+        for s in range(1, k + 2):
+            for m in range(1, 7):
+                n = k + (m - 1) * s
+                if n > 16:
+                    continue
+                comps = _components(pool_windows(n, k, s))
+                assert pool1d_facet_count(k, s, m) == sum(_component_facets(e, c) for e, c in comps), (k, s, m)
+
+
+@pytest.mark.parametrize("n,k,s", [(9, 5, 2), (10, 4, 3), (8, 5, 1), (9, 4, 1)])
+def test_1d_facet_formula_against_convex_hull(n, k, s):
+    # facets of the Minkowski sum by qhull (distinct facet hyperplanes), no facet criterion involved
+    from relulab.combinatorics.maxpool import pool1d_facet_count
+
+    ws = pool_windows(n, k, s)
+    pts = _minkowski_vertices(ws, n)
+    c = pts - pts.mean(0)
+    _, sv, vt = np.linalg.svd(c, full_matrices=False)
+    r = int((sv > 1e-9).sum())
+    hull = ConvexHull(c @ vt[:r].T)
+    assert pool1d_facet_count(k, s, len(ws)) == len({tuple(e) for e in np.round(hull.equations, 9)})
+
+
+def test_1d_facets_beyond_the_subset_budget():
+    r = count_maxpool(30, 3, 1)  # 30 inputs: too many subsets, the closed form gives the facets
+    assert r.facets == 30 + 2 * 27 and r.notes
+    with pytest.raises(InvalidInputError):
+        from relulab.combinatorics.maxpool import pool1d_facet_count
+
+        pool1d_facet_count(0, 1, 1)
+
+
+def test_paper_transfer_matrix_theorem():
+    # Escobar et al. Theorem 4.5 (b_m = 1^T A_{k,s}^(m-1) 1) against the frontier transfer matrix
+    from relulab.combinatorics.maxpool import pool1d_vertex_count
+
+    for k in range(1, 8):
+        for s in range(1, k + 2):
+            for m in range(1, 8):
+                n = k + (m - 1) * s
+                if n <= 26:
+                    assert pool1d_vertex_count(k, s, m) == count_argmax_tuples(pool_windows(n, k, s)), (k, s, m)
+
+
+def test_paper_published_values():
+    # values printed in the authors' Sage worksheet: f-vectors of P_{2,3,1} (7 vertices, 6 facets), Q_2
+    # (14, 8) and Q_3 (150, 21); series of k=3, s=1 and k=4, s=2 up to ten windows; Theorem 4.3 (s | k)
+    # and Theorem 4.19 (facets (s + 2)(m - 1) + k for k > s + 1, else k m)
+    import sympy
+
+    from relulab.combinatorics.maxpool import pool1d_facet_count, pool1d_generating_function
+
+    r = count_maxpool(4, 3, 1)
+    assert (r.count, r.facets) == (7, 6)
+    for n, want in ((2, (14, 8)), (3, (150, 21))):
+        r = count_maxpool((3, n), 2, 1)
+        assert (r.count, r.facets) == want
+    b31 = [3, 7, 16, 36, 81, 182, 409, 919, 2065, 4640]
+    b42 = [4, 14, 48, 164, 560, 1912, 6528, 22288, 76096]
+    assert [count_maxpool(3 + m - 1, 3, 1, facets=False).count for m in range(1, 11)] == b31
+    assert [count_maxpool(4 + 2 * (m - 1), 4, 2, facets=False).count for m in range(1, 10)] == b42
+    x = sympy.Symbol("x")
+    for rr, s in [(1, 2), (2, 1), (2, 2), (3, 1), (1, 3)]:
+        k = s * (rr + 1)
+        gf = (1 + (rr * s - s - 2) * x - (rr * s - 1) * x ** 2 + s * x ** (rr + 1)) / (
+            1 - 2 * (s + 1) * x + (s + 1) ** 2 * x ** 2 + s * x ** (rr + 1) - s ** 2 * (rr + 1) * x ** (rr + 2)
+            + s * (rr * s - 1) * x ** (rr + 3))
+        ser = sympy.series(gf, x, 0, 7).removeO()
+        ours = sympy.series(pool1d_generating_function(k, s), x, 0, 7).removeO()
+        for m in range(1, 7):
+            assert ser.coeff(x, m) == ours.coeff(x, m) == count_argmax_tuples(pool_windows(k + (m - 1) * s, k, s))
+    for k in range(2, 7):
+        for s in range(1, 7):
+            for m in range(1, 6):
+                assert pool1d_facet_count(k, s, m) == ((s + 2) * (m - 1) + k if k > s + 1 else k * m)

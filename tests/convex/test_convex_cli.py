@@ -74,3 +74,27 @@ def test_mismatched_targets(files, capsys, tmp_path):
     code, out, err = run(["convex", str(d / "X.npy"), "--targets", str(tmp_path / "short.npy"), "--beta", "0.1"],
                          capsys)
     assert code != 0 and err.startswith("relulab: error:") and "targets" in err and out == ""
+
+
+def test_free_bias_and_vector_targets(files, tmp_path, capsys):
+    from relulab.convex import solve
+
+    d, X, y, _ = files
+    code, out, err = run(["convex", str(d / "X.npy"), "--targets", str(d / "y.csv"), "--beta", "0.2",
+                          "--free-bias", "--json"], capsys)
+    assert code == 0, err
+    s = json.loads(out)["solution"]
+    ref = solve(X, y, 0.2, bias="free")
+    assert s["free_bias"] and s["objective"] == pytest.approx(ref.objective, rel=1e-9)
+    assert s["gap"] <= 1e-6 * s["objective"]
+    Y = np.stack([y, y[::-1]], 1)[:5]
+    np.save(tmp_path / "X5.npy", X[:5, :1])
+    np.save(tmp_path / "Y.npy", Y)
+    code, out, err = run(["convex", str(tmp_path / "X5.npy"), "--targets", str(tmp_path / "Y.npy"), "--beta", "0.3",
+                          "--json"], capsys)
+    assert code == 0, err
+    s = json.loads(out)["solution"]
+    assert s["outputs"] == 2 and s["relaxation"] and s["lower_bound"] <= s["objective"]
+    code, out, err = run(["convex", str(tmp_path / "X5.npy"), "--targets", str(tmp_path / "Y.npy"), "--beta", "0.3",
+                          "--gd-runs", "2"], capsys)
+    assert code != 0 and err.startswith("relulab: error:") and "one output" in err

@@ -12,18 +12,24 @@ from relulab.convex.descent import _plain_grads  # noqa: E402
 from relulab.core.errors import InvalidInputError  # noqa: E402
 
 
-def test_batched_gradient_matches_autograd():
+@pytest.mark.parametrize("free", [False, True])
+def test_batched_gradient_matches_autograd(free):
+    # free: unpenalized bias column and the output bias at its optimum (objective of the centred residual)
     g = torch.Generator().manual_seed(0)
     A = torch.randn(7, 3, generator=g, dtype=torch.float64)
     Y = torch.randn(7, generator=g, dtype=torch.float64)
     U = torch.randn(4, 5, 3, generator=g, dtype=torch.float64, requires_grad=True)
     a = torch.randn(4, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    pen = torch.tensor([1.0, 1.0, 0.0 if free else 1.0], dtype=torch.float64)
     H = A @ U.transpose(1, 2)
     act = torch.relu(H)
     r = (act @ a[:, :, None])[:, :, 0] - Y
-    obj = 0.5 * 0.3 * r.square().sum(1) + 0.5 * 0.7 * (U.square().sum((1, 2)) + a.square().sum(1))
+    if free:
+        c = -r.mean(1, keepdim=True)    # the optimal output bias, differentiated through
+        r = r + c
+    obj = 0.5 * 0.3 * r.square().sum(1) + 0.5 * 0.7 * ((U * pen).square().sum((1, 2)) + a.square().sum(1))
     gU, ga = torch.autograd.grad(obj.sum(), (U, a))
-    mU, ma = _plain_grads(A, U.detach(), a.detach(), H.detach(), act.detach(), r.detach(), 0.3, 0.7)
+    mU, ma = _plain_grads(A, U.detach(), a.detach(), H.detach(), act.detach(), r.detach(), 0.3, 0.7, pen)
     assert torch.allclose(gU, mU) and torch.allclose(ga, ma)
 
 

@@ -9,8 +9,8 @@ import torch
 from scipy.optimize import minimize
 
 from relulab.core.errors import InvalidInputError
-from relulab.dynamics import (linear_test_error, max_margin, network_test_error, predicted_error, signal_noise_data,
-                              train_hinge)
+from relulab.dynamics import (benign_diagram, linear_test_error, max_margin, network_snr, network_test_error,
+                              predicted_error, signal_noise_data, train_hinge)
 
 
 def _fresh(v, gamma, count, seed):
@@ -74,7 +74,7 @@ def test_hinge_step_matches_autograd():
     zero = train_hinge(data.x, data.y_obs, width=6, seed=7, max_steps=0, lr=0.3)
     W = torch.tensor(zero["W"], requires_grad=True)
     X, Y, a = (torch.tensor(t) for t in (data.x, data.y_obs, zero["a"]))
-    loss = torch.clamp(1 - Y * (torch.nn.functional.leaky_relu(X @ W.T, 0.1) @ a), min=0).mean()
+    loss = torch.clamp(1 - Y * (torch.nn.functional.leaky_relu(X @ W.T, 0.1) @ a), min=0).sum()
     loss.backward()
     assert np.abs(one["W"] - (zero["W"] - 0.3 * W.grad.numpy())).max() < 1e-13
 
@@ -92,6 +92,25 @@ def test_harmful_at_low_and_benign_at_high_signal():
     assert errs[0] > 0.35 and errs[1] < 0.01
 
 
+def test_paper_step_bound_snr_and_sweeps():
+    data = signal_noise_data(20, 100, 0.05, 2, seed=1)
+    net = train_hinge(data.x, data.y_obs, width=8, seed=0)
+    norms = np.linalg.norm(data.x, axis=1)
+    # Assumption 1 of the paper, with m = width / 2 = 4
+    assert net["lr"] == pytest.approx(1 / (4 * 20 * norms.max() ** 2))
+    zero = train_hinge(data.x, data.y_obs, width=8, seed=0, max_steps=0)
+    assert np.linalg.norm(zero["W"], axis=1).max() <= math.sqrt(0.1) / (4 * norms.min()) + 1e-15
+    assert list(zero["a"][:4]) == [-1.0, 1.0, -1.0, 1.0]
+    # SNR against its definition: A_min / |Z|_F
+    W, a = net["W"], net["a"]
+    f = lambda x: np.where(x @ W.T > 0, x @ W.T, 0.1 * (x @ W.T)) @ a  # noqa: E731
+    Z = W - np.outer(W @ data.v, data.v)
+    assert network_snr(W, a, 0.1, data.v) == pytest.approx(min(f(data.v), -f(-data.v)) / np.linalg.norm(Z))
+    r = benign_diagram(ns=(10, 20), flip_fraction=0.1, d_over_n=(3,), gammas=(0.2,), width=4, samples=2000)
+    assert [(row["n"], row["flipped"], row["d"]) for row in r.rows] == [(10, 1, 30), (20, 2, 60)]
+    assert all(row["interpolated"] for row in r.rows) and r.n is None
+
+
 def test_benign_bad_input():
     with pytest.raises(InvalidInputError, match="gamma"):
         signal_noise_data(10, 10, 1.5, 1)
@@ -101,6 +120,10 @@ def test_benign_bad_input():
         train_hinge(np.eye(3), [1.0, -1.0, 1.0], width=3)
     with pytest.raises(InvalidInputError, match="slope"):
         train_hinge(np.eye(3), [1.0, -1.0, 1.0], slope=0.0)
+    with pytest.raises(InvalidInputError, match="lr_factor"):
+        train_hinge(np.eye(3), [1.0, -1.0, 1.0], width=2, lr_factor=0.0)
+    with pytest.raises(InvalidInputError, match="flip_fraction"):
+        benign_diagram(ns=(10,), flip_fraction=0.7)
     with pytest.raises(InvalidInputError, match="separable"):
         max_margin(np.array([[1.0], [1.0]]), np.array([1.0, -1.0]))
     with pytest.raises(InvalidInputError, match="labels"):

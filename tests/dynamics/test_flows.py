@@ -7,7 +7,8 @@ import torch
 from scipy.linalg import expm
 
 from relulab.core.errors import InvalidInputError, RelulabError
-from relulab.dynamics import Potential, flow, gradient_descent, mse_objective, potential, univariate_net
+from relulab.dynamics import (Potential, flow, gradient_descent, mse_objective, natural_gradient, potential,
+                              univariate_net)
 
 
 class Vector(torch.nn.Module):
@@ -90,6 +91,32 @@ def test_mirror_descent_tracks_mirror_flow():
     mf = flow(Vector(theta0), obj, [0.5], potential="|x|^3+x^2", rtol=1e-11, atol=1e-13)
     md = gradient_descent(Vector(theta0), obj, lr=1e-4, steps=5000, record_every=5000, potential="|x|^3+x^2")
     assert float((md.params[-1] - mf.params[-1]).abs().max()) < 1e-3
+
+
+@pytest.mark.parametrize("n,p", [(12, 4), (3, 6)])
+def test_natural_gradient_flow_matches_matrix_exponential(n, p):
+    # f = X theta on a squared loss: the Fisher / Gauss-Newton matrix is H = X^T X / n, the gradient
+    # H theta - X^T y / n, and the damped natural-gradient flow is linear with matrix
+    # (H + lam I)^{-1} H: theta(t) = theta* + expm(-t (H + lam I)^{-1} H) (theta0 - theta*) on the
+    # gradient's row space (theta* any least-squares solution)
+    g = torch.Generator().manual_seed(n)
+    X = torch.randn(n, p, generator=g, dtype=torch.float64)
+    y = torch.randn(n, 1, generator=g, dtype=torch.float64)
+    model = torch.nn.Linear(p, 1, bias=False).double()
+    theta0 = model.weight.detach().reshape(-1).clone()
+    damping = 1e-3
+    tr = flow(model, mse_objective(X, y), [0.5, 2.0], preconditioner=natural_gradient(model, X, damping=damping),
+              rtol=1e-11, atol=1e-13)
+    H = (X.T @ X / n).numpy()
+    lam = damping * np.trace(X.numpy() @ X.numpy().T / n) / n
+    star = np.linalg.lstsq(X.numpy(), y.numpy()[:, 0], rcond=None)[0]
+    M = np.linalg.solve(H + lam * np.eye(p), H)
+    for t, theta in zip(tr.times[1:], tr.params[1:]):
+        ref = star + expm(-float(t) * M) @ (theta0.numpy() - star)
+        assert np.abs(theta.numpy() - ref).max() < 1e-8
+    assert bool((tr.loss[1:] <= tr.loss[:-1] + 1e-15).all())
+    with pytest.raises(InvalidInputError, match="damping"):
+        natural_gradient(model, X, damping=0.0)
 
 
 def test_budgets_return_partial_trajectories():

@@ -46,6 +46,30 @@ def test_leave_one_out_ridge_matches_refits():
     assert np.allclose(K @ alpha + off, K @ np.linalg.solve(K + lam * np.eye(25), y - off) + off)
 
 
+def test_small_init_student_beats_the_degree_three_floor():
+    # the separation in miniature: GD from a small initialization learns the degree-4 structure that
+    # no predictor of degree <= 3 (hence no kernel method with n << d^4 samples) captures
+    t = abs_teacher(4, seed=3)
+    assert np.all(t.a > 0)
+    x, y = t.sample(256, seed=4)
+    predict, train, steps = train_student(x, y, width=16, steps=1500, seed=0)
+    assert steps == 1500 and train < 1e-3 * float(np.var(y) + np.mean(y) ** 2)
+    mean, se = population_loss(predict, t, samples=20000)
+    assert mean + 3 * se < 0.25 * t.quadratic_loss
+
+
+def test_student_starts_even_and_stops_at_tolerance():
+    t = abs_teacher(3, seed=0)
+    x, y = t.sample(50, seed=1)
+    predict, _, steps = train_student(x, y, width=5, steps=0)
+    z = np.random.default_rng(2).standard_normal((20, 3))
+    assert steps == 0 and np.allclose(predict(z), predict(-z), rtol=0, atol=1e-15)
+    _, loss, steps = train_student(x, y, width=5, steps=5000, rel_loss_tol=0.5)
+    assert 0 < steps < 5000
+    r = abs_teacher(6, signs="random", seed=0)
+    assert np.allclose(np.abs(r.a), 1 / 6) and (r.a < 0).any()
+
+
 def test_student_reduces_training_loss_and_bad_input():
     t = abs_teacher(4, seed=0)
     x, y = t.sample(64, seed=1)
@@ -56,5 +80,11 @@ def test_student_reduces_training_loss_and_bad_input():
         abs_teacher(4, 5)
     with pytest.raises(InvalidInputError, match="width"):
         train_student(x, y, width=0)
+    with pytest.raises(InvalidInputError, match="lr"):
+        train_student(x, y, width=2, lr=0.0)
+    with pytest.raises(InvalidInputError, match="weight_decay"):
+        train_student(x, y, width=2, weight_decay=-1.0)
+    with pytest.raises(InvalidInputError, match="signs"):
+        abs_teacher(4, signs="negative")
     with pytest.raises(InvalidInputError, match="K must"):
         kernel_ridge(np.ones((2, 3)), np.ones(2))

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from relulab.core.errors import InvalidInputError
-from relulab.dynamics import (compare_interpolants, flow, kernel_limit, linear_interpolant, mse_objective,
-                              natural_cubic_spline, regime_diagram, univariate_net)
+from relulab.dynamics import (compare_interpolants, flow, gradient_descent, kernel_limit, knot_trajectory,
+                              linear_interpolant, mse_objective, natural_cubic_spline, regime_diagram, univariate_net)
 
 X = np.array([-1.0, -0.55, -0.1, 0.3, 0.75, 1.0])
 Y = np.array([0.2, -0.5, 0.4, 0.1, -0.3, 0.5])
@@ -58,6 +58,39 @@ def test_references_interpolate_and_the_spline_is_natural():
     assert energy(natural_cubic_spline(X, Y, g)) < energy(PchipInterpolator(X, Y)(g))
 
 
+def test_natural_cubic_spline_against_its_tridiagonal_system():
+    # independent construction: second derivatives M_i from the dense natural-spline system
+    # h_{i-1} M_{i-1} + 2 (h_{i-1} + h_i) M_i + h_i M_{i+1} = 6 (slope_i - slope_{i-1}), M_0 = M_n = 0
+    h = np.diff(X)
+    slope = np.diff(Y) / h
+    k = X.size
+    A = np.zeros((k, k))
+    r = np.zeros(k)
+    A[0, 0] = A[-1, -1] = 1.0
+    for i in range(1, k - 1):
+        A[i, i - 1], A[i, i], A[i, i + 1] = h[i - 1], 2 * (h[i - 1] + h[i]), h[i]
+        r[i] = 6 * (slope[i] - slope[i - 1])
+    M = np.linalg.solve(A, r)
+    g = np.linspace(X[0], X[-1], 777)
+    j = np.clip(np.searchsorted(X, g, side="right") - 1, 0, k - 2)
+    t0, t1 = X[j + 1] - g, g - X[j]
+    ref = (M[j] * t0**3 + M[j + 1] * t1**3) / (6 * h[j]) + (Y[j] / h[j] - M[j] * h[j] / 6) * t0 \
+        + (Y[j + 1] / h[j] - M[j + 1] * h[j] / 6) * t1
+    assert np.abs(natural_cubic_spline(X, Y, g) - ref).max() < 1e-12
+
+
+def test_knot_trajectory_reads_the_recorded_parameters():
+    net = univariate_net(7, inner_scale=1.5, outer_scale=1.0, skip=True, seed=1)
+    k0 = (-net.b / net.a).detach().numpy()
+    tr = gradient_descent(net, mse_objective(torch.tensor(X)[:, None], torch.tensor(Y)[:, None]), lr=0.05,
+                          steps=40, record_every=10)
+    paths = knot_trajectory(net, tr)
+    assert paths.shape == (5, 7)
+    assert np.allclose(paths[0], k0, atol=1e-15)
+    assert np.allclose(paths[-1], (-net.b / net.a).detach().numpy(), atol=1e-15)
+    assert np.abs(paths[-1] - paths[0]).max() > 0
+
+
 def test_compare_interpolants_distances():
     g = np.linspace(-1, 1, 201)
     c = compare_interpolants(linear_interpolant(X, Y, g), X, Y, g)
@@ -69,9 +102,20 @@ def test_regime_diagram_quick():
     r = regime_diagram(X, Y, widths=(30,), inner_scales=(0.1,), outer_scales=(1.0,), steps=300)
     (row,) = r.rows
     assert set(row) >= {"l2_cubic", "l2_linear", "l2_kernel", "movement", "knot_to_data"}
+    assert len(row["knot_to_data_path"]) == 11 and row["knot_to_data_path"][-1] == row["knot_to_data"]
+    assert row["knot_path_steps"][0] == 0 and row["knot_path_steps"][-1] == row["steps"]
     assert row["final_loss"] >= 0 and np.isfinite(row["l2_cubic"])
     ax = r.plot()
     assert ax.get_xlabel() == "inner scale s_a"
+
+
+def test_kernel_limit_matches_lazy_networks_better_as_width_grows():
+    # all parameters trained; at fixed scales the network moves less as the width grows, and its
+    # distance to its own (closed-form) kernel limit shrinks
+    r = regime_diagram(X, Y, widths=(10, 160), inner_scales=(1.0,), outer_scales=(1.0,), steps=2000)
+    small, big = sorted(r.rows, key=lambda row: row["width"])
+    assert big["movement"] < small["movement"]
+    assert big["l2_kernel"] < 0.5 * small["l2_kernel"]
 
 
 def test_bad_data():

@@ -48,7 +48,8 @@ def test_sweep_and_summary_json(capsys, tmp_path):
     assert code == 0
     doc = json.loads(out)
     assert (doc["total"], doc["ran"], doc["rows"]) == (4, 4, 4)
-    assert "4/4 done" in err  # progress on stderr, stdout is the JSON alone
+    # progress on stderr (done / total, failures, time left), stdout is the JSON alone
+    assert "4/4 done" in err and "0 failed" in err and "0 s left" in err
     code, out, err = run(capsys, "sweep", "--summary", str(tmp_path / "s"), "--json")
     assert code == 0 and json.loads(out)["rows"] == 4
     import csv

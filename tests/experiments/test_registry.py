@@ -128,3 +128,141 @@ def test_saddle_to_saddle_plateaus_are_the_rank_k_saddles():
     assert rows[-1]["final"] and rows[-1]["loss"] < 1e-12 and rows[-1]["hessian_min_eig"] > -1e-8
     with pytest.raises(InvalidInputError, match="lr .* too large"):
         registry.get("saddle-to-saddle").run({"lr": 0.5})
+
+
+def test_saddle_to_saddle_exact_saddles_have_escape_neurons():
+    """Each plateau refined to an exact stationary point: zero gradient, the closed-form loss and Hessian
+    eigenvalue to rounding, and the landscape engine finds the n - k unused units as escape neurons."""
+    rows = registry.get("saddle-to-saddle").run({"n": 3, "init": 1e-6, "ratio": 2.5, "seed": 1})
+    s = [4.0, 1.6, 0.64]
+    for r in rows[:-1]:
+        k = r["rank"]
+        assert r["exact_grad_norm"] < 1e-12
+        assert r["exact_loss"] == pytest.approx(0.5 * sum(x * x for x in s[k:]), rel=1e-12)
+        assert r["exact_hessian_min_eig"] == pytest.approx(-s[k], rel=1e-10)
+        assert 0 < r["exact_distance"] < 0.1  # the plateau was near, not at, the saddle
+        assert r["engine_verdict"] == "strict saddle" and r["engine_stationary"]
+        assert r["zero_units"] == r["escape_units"] == 3 - k and r["escape_relu_units"] == 2 * (3 - k)
+        assert r["escape_units_are_zero_units"] and r["escape_verified"]
+        # one ReLU unit sees half of the symmetric data: its best rate is -s_{k+1} / 2
+        assert -s[k] / 2 * (1 + 1e-9) <= r["escape_second_order"] < 0
+        assert r["escape_rate_linear"] == pytest.approx(-s[k], rel=1e-10)
+    end = rows[-1]
+    assert end["engine_verdict"].startswith("zero loss") and end["escape_units"] == 0 == end["zero_units"]
+
+
+def test_relu_realization_of_a_linear_network():
+    """The ReLU pair network on symmetric data has the linear network's loss, and its gradient is half the
+    linear gradient on each copy (so the two have the same stationary points); at a raw plateau point
+    (not exactly stationary) the engine says so, which is why the entry refines the plateaus first."""
+    import torch
+
+    from relulab.experiments.entries_saddles import _escape_neurons, _relu_realization
+    from relulab.landscape.kink_stationarity import directional_stationarity
+
+    g = torch.Generator().manual_seed(3)
+    n = 3
+    W1, W2, T = (torch.randn(n, n, generator=g, dtype=torch.float64) for _ in range(3))
+    net, X, Y = _relu_realization(W1, W2, T)
+    assert float(net.loss(X, Y)) == pytest.approx(0.5 * float(((W2 @ W1 - T) ** 2).sum()), rel=1e-13)
+    W1r, W2r = W1.clone().requires_grad_(True), W2.clone().requires_grad_(True)
+    (0.5 * ((W2r @ W1r - T) ** 2).sum()).backward()
+    theta = net.parameters_vector().clone().requires_grad_(True)
+    (gr,) = torch.autograd.grad(net.with_parameters(theta).loss(X, Y), theta)
+    sl = net.parameter_slices()
+    gW, ga = gr[sl["W"]].reshape(2 * n, n), gr[sl["a"]].reshape(2 * n, n)
+    torch.testing.assert_close(gW[:n], W1r.grad / 2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gW[n:], -W1r.grad / 2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ga[:n], W2r.grad.T / 2, rtol=1e-12, atol=1e-12)
+    # a generic point is not stationary
+    assert directional_stationarity(net, X, Y, n_probe=0).verdict == "not stationary"
+    # nor is a point near a saddle: the rank-1 saddle moved by 1e-4
+    U, S, Vh = torch.linalg.svd(T)
+    W1s = torch.zeros(n, n, dtype=torch.float64)
+    W2s = torch.zeros(n, n, dtype=torch.float64)
+    W1s[0], W2s[:, 0] = S[0].sqrt() * Vh[0], S[0].sqrt() * U[:, 0]
+    exact = _escape_neurons(torch.cat([W1s.reshape(-1), W2s.reshape(-1)]), T, n)
+    assert exact["engine_verdict"] == "strict saddle" and exact["escape_units"] == 2
+    assert exact["escape_rate_linear"] == pytest.approx(-float(S[1]), rel=1e-12)
+    near = _escape_neurons(torch.cat([W1s.reshape(-1), W2s.reshape(-1)]) + 1e-4, T, n)
+    assert near["engine_verdict"] == "not stationary" and near["escape_units"] == 0
+
+
+def test_catalog_read_from_source_equals_the_live_registry():
+    """Listing reads the entry modules' source; what it reads is what importing them registers."""
+    static = registry.catalog()
+    registry._load()
+    live_names = {n for n, e in registry._REGISTRY.items() if e.fn.__module__ in registry.ENTRY_MODULES}
+    assert live_names == set(static)
+    for name, info in static.items():
+        exp = registry.get(name)
+        assert info == registry.EntryInfo.of(exp, exp.fn.__module__)
+        assert info.quick_tasks == len(registry.expand_grid(exp, exp.quick))
+        assert info.full_tasks == len(registry.expand_grid(exp, exp.full))
+
+
+def test_listing_and_lookup_errors_import_no_entry_module():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from relulab.experiments.reproduction import listing\n"
+            "from relulab.experiments import registry\n"
+            "assert len(listing()) == len(registry.names()) > 20\n"
+            "try:\n    registry.get('nope')\nexcept ValueError as e:\n    assert 'unknown experiment' in str(e)\n"
+            "from relulab.experiments.sweep import load_spec\n"
+            "spec = 'experiment = \"hanin-rolnick-regions\"\\n[parameters]\\n'\n"
+            "assert len(load_spec(spec + 'depth = [1, 2]\\nwidth = [4]').points()) == 2\n"
+            "for bad in ('depht = [1]', 'depth = [1.5]', 'depth = []'):\n"
+            "    try:\n        load_spec(spec + bad)\n        raise AssertionError(bad)\n"
+            "    except ValueError:\n        pass\n"
+            "e = registry.get('calibration')\n"
+            "heavy = [m for m in ('torch', 'numpy', 'scipy') if m in sys.modules]\n"
+            "mods = [m for m in registry.ENTRY_MODULES if m in sys.modules]\n"
+            "print(heavy, mods)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[] ['relulab.experiments.calibration']"
+
+
+def test_a_module_that_is_not_plain_literals_is_imported(tmp_path, monkeypatch):
+    mod = tmp_path / "relulab_test_dynamic_entries.py"
+    mod.write_text(
+        "from dataclasses import dataclass\n"
+        "from relulab.experiments.registry import experiment\n"
+        "SIZES = [1, 2, 3]\n"
+        "@dataclass(frozen=True)\nclass C:\n    a: int = 1\n"
+        "@experiment('test-dynamic', paper='p', claim='c', full={'a': SIZES}, quick={'a': SIZES[:1]})\n"
+        "def dyn(cfg: C) -> list[dict]:\n    return [{'b': cfg.a}]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "ENTRY_MODULES", registry.ENTRY_MODULES + ["relulab_test_dynamic_entries"])
+    with pytest.raises(registry._NotStatic):
+        registry._static_entries("relulab_test_dynamic_entries", mod.read_text())
+    plain = ("from dataclasses import dataclass\n"
+             "from relulab.experiments import registry\n"
+             "from relulab.experiments.registry import experiment{alias}\n"
+             "@dataclass(frozen=True)\nclass C:\n    a: int = 1\n"
+             "@{deco}('t', paper='p', claim='c', full={{'a': [1]}}, quick={{'a': [1]}})\n"
+             "def f(cfg: C) -> list[dict]:\n    return []\n")
+    assert len(registry._static_entries("m", plain.format(alias="", deco="experiment"))) == 1
+    for alias, deco in ((" as exp", "exp"), ("", "registry.experiment")):  # registrations it cannot see
+        with pytest.raises(registry._NotStatic):
+            registry._static_entries("m", plain.format(alias=alias, deco=deco))
+    try:
+        info = registry.catalog()["test-dynamic"]
+        assert (info.full_tasks, info.quick_tasks, info.fields) == (3, 1, {"a": "int"})
+        assert registry.get("test-dynamic").run({"a": 2}) == [{"a": 2, "b": 2}]
+    finally:
+        registry._REGISTRY.pop("test-dynamic", None)
+        registry._module_entries.cache_clear()
+
+
+def test_literal_reader():
+    import ast
+
+    lit = lambda src: registry._literal(ast.parse(src, mode="eval").body)  # noqa: E731
+    assert lit("{'a': [1, -2.5], 'b': list(range(3)), 'c': 'x' 'y' + 'z'}") == {"a": [1, -2.5], "b": [0, 1, 2],
+                                                                              "c": "xyz"}
+    for bad in ("SIZES", "f(1)", "[1] * 3", "{**d}", "-'a'", "range(n)"):
+        with pytest.raises(registry._NotStatic):
+            lit(bad)

@@ -169,9 +169,9 @@ def test_linear_count_equals_the_exact_count_with_tiny_gradient_differences(box)
     s = split_full_space(net, box=box, cells=9, workers=1, seed=2)
     assert s.count == ref.count and same_patterns(s, ref)
     assert s.linear_count == exact
-    # box cells are certified like the single run; cone cells are not (their networks have ties at
-    # the apex by construction, which the engine takes as exact zeros)
-    assert s.certified == (box is not None)
+    # every cell's count is proven (cone cells too: their ties at the apex are settled by the proof),
+    # and every gradient equality inside the rounding bound is settled exactly
+    assert s.certified
 
 
 def test_single_process_linear_count_equals_the_exact_count():
@@ -180,10 +180,10 @@ def test_single_process_linear_count_equals_the_exact_count():
     assert ref.linear_count == _exact_linear_count(net, [8, 8], ref.patterns, ref.neighbours)
 
 
-def test_negative_piece_coefficients_give_an_uncertified_linear_count():
+def test_negative_piece_coefficients_settle_equalities_exactly(monkeypatch):
     """Abs units (pieces z and -z) can cancel paths, so the abs-weight bound does not apply: both the
-    split merge and the single-process engine fall back to a relative tolerance and say the result is
-    not certified."""
+    split merge and the single-process engine settle every equality in exact arithmetic (certified);
+    over the exact work budget they say the result is not certified."""
     from relulab.nn import Abs
 
     g = torch.Generator().manual_seed(8)
@@ -193,6 +193,11 @@ def test_negative_piece_coefficients_give_an_uncertified_linear_count():
             m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64))
             m.bias.copy_(torch.randn(m.bias.shape, generator=g, dtype=torch.float64))
     net = PLNet.from_torch(torch.nn.Sequential(a, Abs(), b), (2,))
+    ref, s = check(net, box=(-2.0, 2.0), cells=4, workers=1)
+    assert ref.certified and s.certified and s.linear_count == ref.linear_count
+    from relulab.regions import _jacobians
+
+    monkeypatch.setattr(_jacobians.equal_gradients, "__defaults__", (0,))
     ref, s = check(net, box=(-2.0, 2.0), cells=4, workers=1)
     assert not ref.certified and not s.certified
 

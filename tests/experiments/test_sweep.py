@@ -58,8 +58,10 @@ def test_sweep_runs_the_product_and_resumes(tmp_path):
 
 def test_failing_task_is_recorded_and_the_sweep_goes_on(tmp_path):
     s = spec(tmp_path, 'experiment = "calibration"\n[parameters]\nindex = [1, 2]\nfail = [false, true]\n')
-    r = run_sweep(s, tmp_path / "o", workers=2, stream=io.StringIO())
+    err = io.StringIO()
+    r = run_sweep(s, tmp_path / "o", workers=2, stream=err)
     assert (r.total, r.failed, r.rows) == (4, 2, 2)
+    assert "4/4 done (0 skipped), 2 failed, 0 s left" in err.getvalue().splitlines()[-1]
     fails = store.failures(tmp_path / "o")
     assert len(fails) == 2 and all("failed on purpose" in f["error"] for f in fails.values())
     assert all(f["params"]["fail"] for f in fails.values())

@@ -22,7 +22,7 @@ def test_width_one_is_cover_and_brute_force(n, d, seed):
     X = np.random.default_rng(seed).standard_normal((n, d))
     r = classification_fan(X, 1, facets=False)
     brute = sum(_affine_separable(X, np.array(y)) for y in itertools.product([-1, 1], repeat=n))
-    assert r.count == brute == cover_count(n, d) == r.cover
+    assert r.count == brute == cover_count(n, d) == r.cover and r.certified
     for lab, w in zip(r.labelings, r.witnesses):  # every witness realizes its labelling
         Xh = np.c_[X, np.ones(n)]
         f = (Xh @ w[0]) - (Xh @ w[1])

@@ -34,3 +34,23 @@ def test_budget_and_errors(model, capsys):
     assert code == 0 and json.loads(out)["complete"] is False
     code, out, err = run(["tropical", str(model), "--max-monomials", "0"], capsys)
     assert code != 0 and err.startswith("relulab: error:") and err.count("\n") == 1
+
+
+def test_count_tropical_sizes(capsys):
+    from relulab import regions
+    from relulab.tropical.sizes import relu_mlp
+
+    code, out, err = run(["count", "tropical", "--widths", "2", "--max-depth", "2", "--json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)["rows"]
+    from relulab.tropical import from_network
+
+    for r in rows:
+        T = from_network(relu_mlp(2, 2, r["depth"], 0), exact=True)
+        assert [r["raw_p"], r["raw_q"]] == T.sizes[0]
+        assert r["reduced_p"] <= r["raw_p"] and r["certified"] and r["regions_certified"]
+        assert r["linear_regions"] == regions.full_space(relu_mlp(2, 2, r["depth"], 0)).linear_count
+    code, out, err = run(["count", "tropical", "--widths", "2", "--max-depth", "2", "--max-monomials", "3"], capsys)
+    assert code == 0 and "> 3 or time" in out
+    code, out, err = run(["count", "tropical", "--widths", "0"], capsys)
+    assert code != 0 and err.startswith("relulab: error:")

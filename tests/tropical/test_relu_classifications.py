@@ -21,6 +21,7 @@ def _agrees_with_milp(r, X, ps):
     for k in range(0, r.count, max(1, r.count // 3)):  # positive control: the MILP sees realized ones
         p = int((r.output_weights[k] > 0).sum())
         assert milp_margin(X, r.labelings[k], r.width, p) > 1e-7
+    assert r.certified  # witnesses exact, every "no" with an exact Farkas certificate
     got = {tuple(v) for v in r.labelings.tolist()}
     others = [y for y in itertools.product((-1, 1), repeat=len(X)) if y not in got]
     for y in others:
@@ -107,3 +108,21 @@ def test_degenerate_data_and_errors():
         relu_classifications(np.zeros((13, 1)), 1)
     with pytest.raises(ResourceLimitError):
         relu_classifications(np.random.default_rng(0).standard_normal((7, 1)), 2, samples=0, max_lps=5)
+
+
+def test_exact_farkas_certificates():
+    # decide(): "yes" with a float solution; "no" proven only by an exact certificate for the rows given
+    from fractions import Fraction
+
+    from relulab.tropical._lpcert import decide
+
+    F = Fraction
+    A = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]])  # x < 0, -x < 0 (scaled), y <= 0: infeasible
+    b = np.array([-1.0, -1.0, 0.0])
+    ex = [[F(1), F(0)], [F(-1), F(0)], [F(0), F(1)]]
+    theta, proven = decide(A, b, ex)
+    assert theta is None and proven
+    wrong = [[F(1), F(0)], [F(-1), F(1, 10**6)], [F(0), F(1)]]  # these exact rows are feasible: no proof
+    assert decide(A, b, wrong) == (None, False)
+    theta, proven = decide(np.array([[1.0, 1.0]]), np.array([-1.0]), [[F(1), F(1)]])
+    assert theta is not None and theta.sum() <= -1 + 1e-9

@@ -166,3 +166,57 @@ def test_zero_weights_and_ties():
     assert T.functions[0].p.size == 1 and T.functions[0].q.size == 1
     c = count_regions(T.functions[0])
     assert c.linear_count == 1
+
+
+def test_upper_facets_are_the_vertices_of_the_tropical_curve():
+    # independent count: points of R^2 where three monomials tie above all others (the tropical curve's
+    # vertices) are in bijection with the upper facets of the lifted Newton polytope
+    import itertools
+
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        E = rng.integers(-3, 4, (9, 2)).astype(float)
+        c = rng.integers(-6, 7, 9).astype(float) + rng.uniform(0, 0.01, 9)  # generic lift
+        red = MaxPlus(E, c).reduce()
+        pts = set()
+        for a, b, t in itertools.combinations(range(red.size), 3):
+            M = np.array([red.exponents[a] - red.exponents[b], red.exponents[a] - red.exponents[t]])
+            if abs(np.linalg.det(M)) < 1e-12:
+                continue
+            x = np.linalg.solve(M, [red.constants[b] - red.constants[a], red.constants[t] - red.constants[a]])
+            v = red.exponents @ x + red.constants
+            if v[a] >= v.max() - 1e-9:
+                pts.add(tuple(np.round(x, 7)))
+        assert newton_polytope(red, lifted=True).facets == len(pts)
+
+
+@pytest.mark.parametrize("name", ["leaky2", "residual"])
+def test_region_counts_leaky_and_residual(name):
+    if name == "residual":
+        torch.manual_seed(3)
+        net = PLNet.from_torch(Residual(), (2,))
+    else:
+        net = _net(nn.Linear(2, 3), nn.LeakyReLU(0.2), nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1), seed=2)
+    f = from_network(net, reduce=True, exact=True).functions[0]
+    c, ref = count_regions(f), regions.full_space(net)
+    assert c.certified and c.linear_count == ref.linear_count
+    assert ref.decision_boundary_pieces is None or c.boundary_cells == ref.decision_boundary_pieces
+
+
+def test_region_count_certificates():
+    # every LP decision is re-proven exactly; forcing wrong "empty" answers (a margin above any LP
+    # optimum) leaves the count uncertified instead of silently wrong
+    from relulab.tropical.network import _exact_farkas, _exact_witness
+
+    f = from_network(NETS["relu"](), reduce=True, exact=True).functions[0]
+    good = count_regions(f)
+    assert good.certified
+    bad = count_regions(f, tol=1.5)
+    assert not bad.certified and bad.linear_count >= good.linear_count
+    F = Fraction
+    A, b = [[F(1)], [F(-1)]], [F(0), F(0)]  # x > 0 and -x > 0: empty; y = (1/2, 1/2) proves it
+    assert _exact_farkas(A, b, np.array([0.5, 0.5])) and not _exact_witness(A, b, [0.3])
+    A, b = [[F(1)], [F(-1)]], [F(0), F(1)]  # 0 < x < 1: non-empty, no Farkas certificate
+    assert _exact_witness(A, b, [0.5]) and not _exact_farkas(A, b, np.array([0.5, 0.5]))
+    # on the wall x = 1/3 (projected exactly), 0 < x < 1 holds
+    assert _exact_witness(A, b, [0.9], eq=([F(3)], F(-1)))

@@ -38,7 +38,9 @@ running over all subsets (vectorized), within a budget on ``N``.
 
 Closed forms used as checks (:func:`chain_vertex_count` derives the chain case ``2s >= k``
 independently of the transfer matrix; :func:`three_by_n_vertex_count` is the paper's 2-D special case,
-3 x n inputs with 2 x 2 windows): disjoint windows (``s >= k``) give a product of simplices, ``k^m``
+3 x n inputs with 2 x 2 windows; :func:`pool1d_vertex_count` is the paper's transfer-matrix theorem for
+every 1-D ``k`` and ``s``, :func:`pool1d_facet_count` the 1-D facet counts, derived here and equal to the
+paper's Theorem 4.19): disjoint windows (``s >= k``) give a product of simplices, ``k^m``
 vertices and ``m k`` facets (``2m`` for ``k = 2``); ``k = 2, s = 1`` gives the graphical zonotope of a
 path, a cube: ``2^(n-1)`` vertices, ``2(n-1)`` facets; two overlapping 1-D windows with stride 1 give
 ``3k - 2`` vertices.
@@ -54,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from relulab.core.errors import InvalidInputError, ResourceLimitError
-from relulab.results import RegionResult
+from relulab.results import RegionResult, Result
 
 
 def _pair(v, dim: int, name: str) -> tuple[int, ...]:
@@ -348,7 +350,8 @@ def chain_vertex_count(q: int, r: int, m: int) -> int:
         ``sum_m a(m) x^m = 1 / (1 - q x + r (r - 1) x^2)``,
 
     so ``a(m) = sum_i C(m - i, i) q^(m - 2i) (-r (r - 1))^i``: ``q^m`` when ``r <= 1`` (windows sharing at
-    most one input never conflict) and ``2^m`` for ``q = 2, r = 1`` (the cube).
+    most one input never conflict) and ``2^m`` for ``q = 2, r = 1`` (the cube). For 1-D pooling this is
+    Theorem 4.2 of Escobar et al. (``ceil(k/2) <= s <= k - 2``; statement as in the authors' worksheet).
     """
     for name, v in (("q", q), ("r", r), ("m", m)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
@@ -356,6 +359,38 @@ def chain_vertex_count(q: int, r: int, m: int) -> int:
     if q < 1 or 2 * r > q:
         raise InvalidInputError(f"need q >= 1 and 2 r <= q (consecutive overlaps disjoint), got q={q}, r={r}")
     return sum(math.comb(m - i, i) * q ** (m - 2 * i) * (-r * (r - 1)) ** i for i in range(m // 2 + 1))
+
+
+def pool1d_facet_count(k: int, s: int, m: int) -> int:
+    """Facets of ``P = sum_t Delta_{W_t}`` for 1-D pooling with ``m >= 1`` windows of size ``k`` and stride
+    ``s`` (no padding; the ``N = k + (m - 1) s`` covered inputs when ``s < k``):
+
+    * ``s >= k`` (disjoint windows, a product of ``m`` simplices): ``m k`` (``0`` for ``k = 1``);
+    * ``s < k``: ``N + 2 (m - 1) - [s = k - 1] (m - 1)``.
+
+    This is Theorem 4.19 of Escobar et al. (arXiv 2209.14978; statement as in the authors' published Sage
+    worksheet: ``(s + 2)(m - 1) + k`` facets for ``k > s + 1``, ``k m`` for ``1 < k <= s + 1``).
+    Derivation (made here independently, from the facet criterion of the module docstring):
+    the face of ``e_S`` is ``sum_{W meets S} Delta_{W & S} + sum_{W misses S} Delta_W``, of dimension
+    ``(|S| - c_1) + (|U| - c_2)`` with ``U`` the union of the windows missing ``S`` and ``c_1``, ``c_2`` the
+    numbers of connected components of the two window families (every input of ``S`` lies in some
+    window, so the first family covers ``S``). It is ``N - 2`` iff either (A) ``U`` is empty and
+    ``S = [N] - {x}`` with ``{W - x}`` still connected, or (B) ``c_1 = c_2 = 1`` and ``U`` is all of the
+    complement of ``S``. (A): removing ``x`` disconnects the chain iff ``x`` is the single shared input
+    of two consecutive windows (``s = k - 1``; windows two apart are disjoint then), which gives
+    ``N - [s = k - 1] (m - 1)``. (B): the complement is a union of consecutive windows, an interval;
+    ``S`` on both sides of it could only be joined by a window containing the interval and two more
+    inputs, longer than ``k``; so the complement is the union of the first ``j`` or the last ``j``
+    windows, ``1 <= j <= m - 1``, and both families are then connected: ``2 (m - 1)``.
+    """
+    for name, v in (("k", k), ("s", s), ("m", m)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, got {v!r}")
+    k, s, m = int(k), int(s), int(m)
+    if s >= k:
+        return m * k if k > 1 else 0
+    N = k + (m - 1) * s
+    return N + 2 * (m - 1) - (m - 1 if s == k - 1 else 0)
 
 
 def three_by_n_vertex_count(n: int) -> int:
@@ -374,17 +409,22 @@ def three_by_n_vertex_count(n: int) -> int:
 def _closed_forms(size, k, s, m) -> tuple[int | None, int | None, str | None]:
     if len(size) == 1:
         n, kk, ss = size[0], k[0], s[0]
+        facets = pool1d_facet_count(kk, ss, m)
         if kk == 1:
             return 1, 0, "k = 1: the layer is linear"
         if ss >= kk:
-            return kk ** m, (m * kk if kk > 2 else 2 * m), "disjoint windows: product of m simplices"
+            return kk ** m, facets, "disjoint windows: product of m simplices"
         if kk == 2 and ss == 1:
-            return 2 ** (n - 1), 2 * (n - 1), "k = 2, s = 1: cube (graphical zonotope of a path)"
+            return 2 ** (n - 1), facets, "k = 2, s = 1: cube (graphical zonotope of a path)"
         if 2 * ss >= kk:
-            return (chain_vertex_count(kk, kk - ss, m), None,
-                    "2s >= k: 1 / (1 - k x + (k - s)(k - s - 1) x^2) (chain_vertex_count)")
+            return (chain_vertex_count(kk, kk - ss, m), facets,
+                    "2s >= k: 1 / (1 - k x + (k - s)(k - s - 1) x^2) (Escobar et al. Thm 4.2, chain_vertex_count); "
+                    "facets (s + 2)(m - 1) + k or k m (Thm 4.19, pool1d_facet_count)")
         if ss == 1 and m == 2:
-            return 3 * kk - 2, None, "two overlapping windows, s = 1: 3k - 2"
+            return 3 * kk - 2, facets, "two overlapping windows, s = 1: 3k - 2; facets pool1d_facet_count"
+        return (pool1d_vertex_count(kk, ss, m), facets,
+                "1^T A_{k,s}^(m-1) 1 (Escobar et al. Thm 4.5, pool1d_vertex_count); facets (s + 2)(m - 1) + k "
+                "(Thm 4.19, pool1d_facet_count)")
     else:
         if all(ss >= kk for kk, ss in zip(k, s)):
             q = k[0] * k[1]
@@ -438,6 +478,9 @@ def count_maxpool(size, kernel, stride=None, *, facets: bool = True, max_facet_e
         raise AssertionError(f"internal inconsistency: transfer matrix {count} vs closed form {cf} ({formula})")
     if cff is not None and fac is not None and cff != fac:
         raise AssertionError(f"internal inconsistency: facets {fac} vs closed form {cff} ({formula})")
+    if fac is None and cff is not None and facets:
+        fac = cff
+        notes.append("facets from the closed form (pool1d_facet_count), not counted over subsets")
     elements = len({i for w in ws for i in w})
     return MaxPoolCount(count=count, linear_count=count, complete=True, certified=True,
                         counts_what="linearity regions (= activation regions = vertices of the Minkowski sum)",
@@ -445,6 +488,54 @@ def count_maxpool(size, kernel, stride=None, *, facets: bool = True, max_facet_e
                         windows=len(ws), elements=elements, components=len(comps),
                         polytope_dim=elements - len(comps), facets=fac, closed_form=cf, closed_form_facets=cff,
                         formula=formula, notes=notes)
+
+
+@dataclass(repr=False)
+class MaxPoolTable(Result):
+    """Vertex and facet counts of 1-D max-pool layers (every kernel ``k`` and stride ``s`` asked for, on
+    input length ``n``) and of 2-D layers with 2 x 2 windows (strides 1 and 2) on square and 3 x n
+    inputs. Rows are :meth:`MaxPoolCount.to_dict` summaries: ``size``, ``kernel``, ``stride``,
+    ``windows``, ``vertices``, ``facets`` (None: not counted), ``closed_form`` (value of a closed formula
+    for the vertices, None if none applies), ``closed_form_facets``, ``seconds``."""
+
+    n: int
+    rows_1d: list
+    rows_2d: list
+    seconds: float = 0.0
+
+    def plot(self, ax=None):
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3))
+        for k in sorted({r["kernel"][0] for r in self.rows_1d}):
+            rows = [r for r in self.rows_1d if r["kernel"][0] == k]
+            ax.plot([r["stride"][0] for r in rows], [r["vertices"] for r in rows], "o-", label=f"k = {k}")
+        ax.set_yscale("log")
+        ax.set_xlabel("stride s")
+        ax.set_ylabel(f"vertices (n = {self.n})")
+        ax.legend()
+        return ax
+
+
+def maxpool_table(n: int = 10, kernels=(2, 3, 4, 5), strides=(1, 2, 3),
+                  sizes_2d=((2, 2), (2, 3), (3, 3), (3, 4), (3, 5), (3, 6), (4, 4), (5, 5), (6, 6)),
+                  strides_2d=(1, 2), max_facet_elements: int = 16) -> MaxPoolTable:
+    """The counts of :class:`MaxPoolTable` (each by :func:`count_maxpool`, whose closed forms must agree)."""
+    t0 = time.perf_counter()
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not max(kernels) <= n <= 62:
+        raise InvalidInputError(f"n must be an integer between the largest kernel ({max(kernels)}) and 62, got {n!r}")
+
+    def row(r: MaxPoolCount) -> dict:
+        return {"size": list(r.size), "kernel": list(r.kernel), "stride": list(r.stride), "windows": r.windows,
+                "vertices": r.count, "facets": r.facets, "closed_form": r.closed_form,
+                "closed_form_facets": r.closed_form_facets, "seconds": r.seconds}
+
+    rows1 = [row(count_maxpool(int(n), k, s, max_facet_elements=max_facet_elements))
+             for k in kernels for s in strides]
+    rows2 = [row(count_maxpool(tuple(hw), 2, st, max_facet_elements=max_facet_elements))
+             for st in strides_2d for hw in sizes_2d if min(hw) >= 2]
+    return MaxPoolTable(int(n), rows1, rows2, time.perf_counter() - t0)
 
 
 def count_maxpool_layer(layer, *, facets: bool = False, max_states: int = 2_000_000) -> MaxPoolCount:
@@ -472,30 +563,75 @@ def count_maxpool_layer(layer, *, facets: bool = False, max_states: int = 2_000_
                         notes=[f"layer {layer.kind} {layer.spec}"])
 
 
-def maxpool_recurrence(kernel: int, stride: int = 1, terms: int | None = None):
-    """A linear recurrence and rational generating function of the 1-D counts.
+def _paper_matrix(k: int, s: int) -> np.ndarray:
+    """The k x k transfer matrix ``A_{k,s}`` of Escobar et al. (Section 4): entry ``(i, j)`` is 1, except
+    for ``i >= s`` and ``j <= k - s - 1``, where it is 1 iff ``i - s = j``."""
+    i, j = np.indices((k, k))
+    return np.where((i >= s) & (j <= k - s - 1), (i - s == j).astype(np.int64), 1).astype(object)
 
-    ``a(m)`` = regions of a 1-D layer with ``m`` windows (input length ``k + (m - 1) s``). The frontier
-    states form a finite transfer matrix, so ``a`` satisfies a linear recurrence; it is found exactly
-    (sympy, rational arithmetic) from the first ``terms`` values and checked on further values.
-    Returns ``(coefficients, generating_function, values)`` with ``a(m) = sum_i c_i a(m - 1 - i)``.
+
+def pool1d_vertex_count(k: int, s: int, m: int) -> int:
+    """Vertices of the 1-D max-pool polytope ``P_{m,k,s}`` (``m`` windows of size ``k``, stride ``s``) by the
+    transfer-matrix theorem of Escobar, Gallardo, Gonzalez-Anaya, Gonzalez, Montufar, Morales (arXiv
+    2209.14978, Theorem 4.5, as stated in the authors' published Sage worksheet):
+    ``sum_{m >= 0} b_{m+1} x^m = 1^T adj(I - x A_{k,s}) 1 / det(I - x A_{k,s})``, i.e.
+    ``b_m = 1^T A_{k,s}^{m-1} 1`` (:func:`_paper_matrix`). Exact integers; an independent route to the
+    frontier transfer matrix of :func:`count_argmax_tuples` (the tests compare them for every
+    ``k <= 8``, ``s <= 9``)."""
+    for name, v in (("k", k), ("s", s), ("m", m)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InvalidInputError(f"{name} must be a positive integer, got {v!r}")
+    A = _paper_matrix(int(k), int(s))
+    v = np.ones(int(k), dtype=object)
+    for _ in range(int(m) - 1):
+        v = A.dot(v)
+    return int(sum(v))
+
+
+def pool1d_generating_function(k: int, s: int):
+    """``sum_{m >= 1} b_m x^m`` as a reduced rational function of x (sympy): ``x 1^T (I - x A_{k,s})^{-1} 1``
+    (Escobar et al., Theorem 4.5; for ``s | k`` it reduces to their Theorem 4.3, for ``k/2 <= s <= k - 2``
+    to Theorem 4.2, ``1 / (1 - k x + (k - s)(k - s - 1) x^2) - 1``)."""
+    import sympy
+
+    k, s = _pair(k, 1, "kernel")[0], _pair(s, 1, "stride")[0]
+    x = sympy.Symbol("x")
+    # det(I - x A) from the characteristic polynomial (Berkowitz, integer arithmetic); the numerator
+    # x 1^T adj(I - x A) 1 has degree <= k, so it is the series times the denominator, truncated
+    chi = sympy.Matrix(_paper_matrix(k, s).astype(int).tolist()).charpoly().all_coeffs()  # lambda^k + c_1 ...
+    den = sum(sympy.Integer(c) * x ** i for i, c in enumerate(chi))
+    b = [0] + [pool1d_vertex_count(k, s, m) for m in range(1, k + 1)]
+    num = sum(sympy.Integer(sum(b[m - i] * int(chi[i]) for i in range(0, min(m, k) + 1))) * x ** m
+              for m in range(1, k + 1))
+    return sympy.factor(sympy.cancel(num / den))
+
+
+def maxpool_recurrence(kernel: int, stride: int = 1, terms: int | None = None):
+    """The linear recurrence and rational generating function of the 1-D counts.
+
+    ``a(m)`` = regions of a 1-D layer with ``m`` windows (input length ``k + (m - 1) s``). The generating
+    function ``sum_m a(m) x^m`` is :func:`pool1d_generating_function` (Escobar et al., Theorem 4.5); its
+    denominator ``1 - sum_i c_i x^(i+1)`` gives ``a(m) = sum_i c_i a(m - 1 - i)``. The first ``terms``
+    values of the frontier transfer matrix are checked against the series (an inconsistency raises).
+    Returns ``(coefficients, generating_function, values)``.
     """
     import sympy
 
     k, s = _pair(kernel, 1, "kernel")[0], _pair(stride, 1, "stride")[0]
     terms = terms or 24
     vals = [count_argmax_tuples(pool_windows(k + (m - 1) * s, k, s)) for m in range(1, terms + 1)]
-    coeffs = _find_recurrence(vals)
-    if coeffs is None:
-        raise InvalidInputError(f"no linear recurrence of order <= {len(vals) // 2} found from {terms} terms; "
-                                f"pass a larger terms")
     x = sympy.Symbol("x")
-    r = len(coeffs)
-    Q = 1 - sum(sympy.Integer(c) * x ** (i + 1) for i, c in enumerate(coeffs))
-    series = sum(sympy.Integer(v) * x ** (m + 1) for m, v in enumerate(vals))
-    Pn = sympy.expand(series * Q)
-    Pn = sum(Pn.coeff(x, i) * x ** i for i in range(0, r + 2))
-    gf = sympy.cancel(Pn / Q)
+    gf = pool1d_generating_function(k, s)
+    num, den = sympy.fraction(sympy.cancel(gf))
+    den = sympy.Poly(den, x)
+    c0 = den.coeff_monomial(1)
+    coeffs = [-sympy.Rational(den.coeff_monomial(x ** (i + 1)), c0) for i in range(den.degree())]
+    series = sympy.series(gf, x, 0, terms + 1).removeO()
+    if [series.coeff(x, m) for m in range(1, terms + 1)] != vals:
+        raise AssertionError(f"internal inconsistency: the generating function of k={k}, s={s} and the frontier "
+                             f"transfer matrix disagree")
+    while coeffs and coeffs[-1] == 0:
+        coeffs.pop()
     return coeffs, gf, vals
 
 
@@ -581,6 +717,7 @@ def brute_force_orders(windows) -> int:
     return len(seen)
 
 
-__all__ = ["pool_windows", "count_argmax_tuples", "chain_vertex_count", "three_by_n_vertex_count", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
+__all__ = ["pool_windows", "count_argmax_tuples", "chain_vertex_count", "pool1d_facet_count", "three_by_n_vertex_count", "count_maxpool", "count_maxpool_layer", "maxpool_recurrence",
+           "maxpool_table", "MaxPoolTable", "pool1d_vertex_count", "pool1d_generating_function",
            "MaxPoolCount",
            "brute_force_tuples", "brute_force_orders"]

@@ -14,12 +14,17 @@ def add_parser(sub) -> None:
                     "objective 1/2 |f(X) - y|^2 + beta/2 sum_j (|u_j|^2 + a_j^2), the hidden bias a column of "
                     "ones regularized like a weight. Prints the optimum, a certified lower bound (dual value) "
                     "and the gap of the rebuilt optimal network; --certify MODEL also certifies a trained "
-                    "network; --gd-runs N compares N random-start gradient-descent runs.")
+                    "network; --gd-runs N compares N random-start gradient-descent runs. --free-bias: hidden and "
+                    "output biases unpenalized. TARGETS with k >= 2 columns: the vector-output network, solved "
+                    "through a convex relaxation whose gap the certificate reports.")
     p.add_argument("data", metavar="DATA", help="inputs: a .npy or .csv array (n, d) (or (n,) for d = 1)")
-    p.add_argument("--targets", metavar="FILE", required=True, help="targets: a .npy or .csv array (n,) or (n, 1)")
+    p.add_argument("--targets", metavar="FILE", required=True,
+                   help="targets: a .npy or .csv array (n,), (n, 1), or (n, k) for k outputs")
     p.add_argument("--beta", type=float_arg(above=0), required=True, help="weight decay beta > 0")
     p.add_argument("--bn", action="store_true", help="the network with batch normalization before the ReLU")
     p.add_argument("--no-bias", action="store_true", help="no hidden bias (no column of ones)")
+    p.add_argument("--free-bias", action="store_true",
+                   help="hidden biases and an output bias, all unpenalized (one output, no --bn)")
     p.add_argument("--loss", choices=("sum", "mean"), default="sum",
                    help="1/2 |.|^2 (sum, the papers' convention; default) or 1/(2n) |.|^2 (mean)")
     p.add_argument("--patterns", choices=("auto", "exact", "sampled"), default="auto",
@@ -56,11 +61,11 @@ def _arrays(args):
     y = load_array(args.targets)
     if X.ndim == 1:
         X = X[:, None]
-    y = y.reshape(-1) if y.ndim == 2 and 1 in y.shape else y
+    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
     if X.ndim != 2 or X.size == 0:
         raise InvalidInputError(f"DATA {args.data}: expected a non-empty (n, d) array, got shape {X.shape}")
-    if y.ndim != 1 or len(y) != len(X):
-        raise InvalidInputError(f"--targets {args.targets}: expected {len(X)} targets (one per row of DATA), "
+    if y.ndim not in (1, 2) or len(y) != len(X):
+        raise InvalidInputError(f"--targets {args.targets}: expected {len(X)} targets (one row per row of DATA), "
                                 f"got shape {y.shape}")
     return np.ascontiguousarray(X), np.ascontiguousarray(y)
 
@@ -69,7 +74,13 @@ def run(args, ctx: Context) -> Output:
     from relulab.convex import certify, compare_gd, solve
 
     X, y = _arrays(args)
-    bias = not args.no_bias
+    from relulab.core.errors import InvalidInputError
+
+    if args.free_bias and args.no_bias:
+        raise InvalidInputError("--free-bias and --no-bias exclude each other")
+    if y.ndim == 2 and args.gd_runs:
+        raise InvalidInputError("--gd-runs is for one output; the targets have several columns")
+    bias = "free" if args.free_bias else not args.no_bias
     opts = dict(bias=bias, bn=args.bn, loss=args.loss)
     with ctx.progress("convex") as bar:
         total = 1 + bool(args.certify) + bool(args.gd_runs)
@@ -111,14 +122,19 @@ def _render(data):
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold")
     t.add_column()
-    kind = "with batch normalization" if s["bn"] else ("with hidden bias" if s["bias"] else "without bias")
+    kind = "with batch normalization" if s["bn"] else (
+        "with unpenalized biases" if s.get("free_bias") else ("with hidden bias" if s["bias"] else "without bias"))
+    if s.get("outputs", 1) > 1:
+        kind += f", {s['outputs']} outputs (convex relaxation {s['optimum']:.10g})"
     t.add_row("problem", f"{data['n']} samples, {data['d']} inputs, beta {s['beta']:g}, {s['loss']} loss, {kind}")
     pats = f"{s['patterns_used']:,} activation patterns " + (
         "(all of them)" if s["complete"] else f"(a random sample; up to {s['pattern_bound']:,} exist)")
     t.add_row("program", f"{pats}, {s['solver']} ({s['status']}), {s['seconds']:.2f} s")
     t.add_row("optimal network", f"{s['neurons']} neurons, objective {s['objective']:.10g}")
     t.add_row("certified bound", f"{s['lower_bound']:.10g} (gap {s['gap']:.3g})"
-              + ("" if s["complete"] else " - loose: not every pattern was used"))
+              + ("" if s["complete"] or s.get("bound_complete") else " - loose: not every pattern was used")
+              + (" (program over sampled patterns; the bound checked all of them)"
+                 if s.get("bound_complete") and not s["complete"] else ""))
     if "certificate" in data:
         c = data["certificate"]
         verdict = "globally optimal" if c["globally_optimal"] else "not globally optimal"

@@ -1,4 +1,4 @@
-"""``relulab count maxpool | classifications | maxout``: exact combinatorial counts."""
+"""``relulab count maxpool | classifications | tropical | maxout``: exact combinatorial counts."""
 
 from __future__ import annotations
 
@@ -9,13 +9,19 @@ def add_parser(sub) -> None:
     p = sub.add_parser("count", help="exact counts: max-pool regions, classifications of a data set, maxout complexity",
                        description="Exact counting. 'maxpool': linearity regions (vertices) and facets of a max-pool "
                                    "layer. 'classifications': labellings of a data set realizable by sign(p - q) with "
-                                   "WIDTH monomials per side. 'maxout': exact counts of random maxout networks beside "
+                                   "WIDTH monomials per side. 'tropical': monomials of p and q in f = p - q of ReLU MLPs against depth, before "
+                                   "and after reduction. 'maxout': exact counts of random maxout networks beside "
                                    "the exact line expectation and the Tseran-Montufar bounds.")
     kinds = p.add_subparsers(dest="count_kind", metavar="KIND", required=True, parser_class=type(p))
     m = kinds.add_parser("maxpool", help="regions and facets of a max-pool layer")
-    m.add_argument("--kernel", required=True, metavar="K", help="window size: K or KxL")
+    m.add_argument("--kernel", default=None, metavar="K", help="window size: K or KxL (required unless --table)")
     m.add_argument("--stride", default=None, metavar="S", help="stride: S or SxT (default: the kernel)")
-    m.add_argument("--size", required=True, metavar="N", help="input size: N (1-D) or NxM (2-D)")
+    m.add_argument("--size", default=None, metavar="N",
+                   help="input size: N (1-D) or NxM (2-D) (required unless --table; with --table the 1-D length, "
+                        "default 10)")
+    m.add_argument("--table", action="store_true",
+                   help="the table: 1-D vertices and facets for k = 2..5, s = 1..3 on length --size, and 2-D 2x2 "
+                        "windows (strides 1 and 2) on 2x2 .. 6x6 and 3xN inputs")
     m.add_argument("--no-facets", action="store_true", help="skip the facet count")
     m.add_argument("--time-limit", type=float_arg(above=0), default=120.0, metavar="SECONDS",
                    help="stop with an error after this many seconds (default 120)")
@@ -38,6 +44,18 @@ def add_parser(sub) -> None:
     c.add_argument("--list", action="store_true", help="with --json: every labelling and its witness")
     json_flag(c)
     c.set_defaults(handler=run_classifications)
+    t = kinds.add_parser("tropical", help="monomials of p and q (before / after reduction) of ReLU MLPs against depth")
+    t.add_argument("--widths", type=number_list(integer=True, lo=1, hi=16, most=8), default=[2, 3], metavar="W",
+                   help="hidden widths, comma-separated (default 2,3)")
+    t.add_argument("--max-depth", type=int_arg(1, 8), default=4, metavar="L", help="depths 1..L (default 4)")
+    t.add_argument("--inputs", type=int_arg(1, 8), default=2, metavar="D", help="input dimension (default 2)")
+    t.add_argument("--seed", type=int_arg(0, 2 ** 31 - 1), default=0, help="torch seed of the weights (default 0)")
+    t.add_argument("--max-monomials", type=int_arg(1, 10 ** 7), default=200_000, metavar="N",
+                   help="budget per polynomial (default 200000); beyond it the size is reported as not reached")
+    t.add_argument("--time-limit", type=float_arg(above=0), default=60.0, metavar="SECONDS",
+                   help="per conversion (default 60)")
+    json_flag(t)
+    t.set_defaults(handler=run_tropical_sizes)
     x = kinds.add_parser("maxout", help="expected complexity of random maxout networks")
     x.add_argument("--widths", required=True, type=number_list(integer=True, lo=1, hi=4096, most=64), metavar="W",
                    help="hidden widths, e.g. 4 or 4,4")
@@ -72,6 +90,11 @@ def run_maxpool(args, ctx: Context) -> Output:
 
     if not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise InvalidInputError(f"--time-limit must be a positive number of seconds, got {args.time_limit}")
+    if args.table:
+        return _maxpool_table(args)
+    for name, v in (("--kernel", args.kernel), ("--size", args.size)):
+        if v is None:
+            raise InvalidInputError(f"{name} is required (or pass --table)")
     size = _dims(args.size, "--size")
     k = _dims(args.kernel, "--kernel")
     s = _dims(args.stride, "--stride") if args.stride else None
@@ -103,6 +126,61 @@ def run_maxpool(args, ctx: Context) -> Output:
         text += ("\nregions a(m) of m windows: a(m) = " + " + ".join(f"({c}) a(m-{i + 1})" for i, c in enumerate(coeffs))
                  + f"\ngenerating function sum_m a(m) x^m = {gf}")
     return Output(data, text)
+
+
+def _maxpool_table(args) -> Output:
+    from relulab.combinatorics import maxpool_table
+    from relulab.core.errors import InvalidInputError
+
+    if args.kernel is not None or args.stride is not None or args.recurrence:
+        raise InvalidInputError("--table takes no --kernel, --stride or --recurrence (only --size, the 1-D input length)")
+    n = _dims(args.size, "--size") if args.size is not None else (10,)
+    if len(n) != 1:
+        raise InvalidInputError(f"--table: --size is the 1-D input length N, got {args.size!r}")
+    T = maxpool_table(n[0])
+
+    def cell(r):
+        f = "-" if r["facets"] is None else str(r["facets"])
+        return f"{r['vertices']}/{f}" + ("*" if r["closed_form"] is not None else "")
+
+    lines = [f"1-D max-pool on length {T.n}: vertices/facets (windows m); * = a closed form for the vertices "
+             f"agrees; facets agree with pool1d_facet_count", "k \\ s  " + "  ".join(f"{'s=' + str(s):>16}" for s in (1, 2, 3))]
+    for k in sorted({r["kernel"][0] for r in T.rows_1d}):
+        rows = [r for r in T.rows_1d if r["kernel"][0] == k]
+        lines.append(f"k={k}    " + "  ".join(f"{cell(r) + ' (' + str(r['windows']) + ')':>16}" for r in rows))
+    for st in sorted({r["stride"][0] for r in T.rows_2d}):
+        lines.append(f"2-D, 2x2 windows, stride {st}: vertices/facets ('-': facets not counted)")
+        lines.append("  " + "; ".join(f"{r['size'][0]}x{r['size'][1]} {cell(r)}" for r in T.rows_2d
+                                      if r["stride"][0] == st))
+    lines.append(f"{T.seconds:.2f} s")
+    return Output(T.to_dict(), "\n".join(lines))
+
+
+def run_tropical_sizes(args, ctx: Context) -> Output:
+    import math
+
+    from relulab.core.errors import InvalidInputError
+    from relulab.tropical import tropical_sizes
+
+    if not math.isfinite(args.time_limit):
+        raise InvalidInputError(f"--time-limit must be a finite number of seconds, got {args.time_limit}")
+    r = tropical_sizes(args.widths, range(1, args.max_depth + 1), inputs=args.inputs, seed=args.seed,
+                       max_monomials=args.max_monomials, time_limit=args.time_limit)
+
+    def pair(a, b):
+        return f"{a}/{b}" if a is not None else f"> {args.max_monomials} or time"
+
+    lines = [f"{args.inputs}-w-...-w-1 ReLU MLPs (torch init, seed {args.seed}): monomials of p/q, exact rationals",
+             f"{'width':>5} {'depth':>5} {'raw p/q':>22} {'reduced p/q':>12} {'linear regions':>15} {'seconds':>8}"]
+    for row in r.rows:
+        lin = "-" if row["linear_regions"] is None else str(row["linear_regions"]) + (
+            "" if row["regions_certified"] else " (uncertified)")
+        lines.append(f"{row['width']:>5} {row['depth']:>5} {pair(row['raw_p'], row['raw_q']):>22} "
+                     f"{pair(row['reduced_p'], row['reduced_q']):>12} {lin:>15} "
+                     f"{row['raw_seconds'] + row['reduce_seconds']:>8.2f}")
+    lines.append("reduced: monomials strictly maximal somewhere (every decision certified exactly: "
+                 f"{all(row['certified'] for row in r.rows if row['reduced_p'] is not None)}); {r.seconds:.1f} s")
+    return Output(r.to_dict(), "\n".join(lines))
 
 
 def _read_points(text: str):
@@ -138,6 +216,8 @@ def run_classifications(args, ctx: Context) -> Output:
             lines.append(f"width 1 (Cover's count 2 sum_k C(n-1, k)): {r.cover}")
         if r.line_count is not None:
             lines.append(f"on a line: 2 sum_(j<=m) C(n-1, j) = {r.line_count}")
+        lines.append("certified: witnesses exact, every refutation with an exact Farkas certificate" if r.certified
+                     else "NOT certified: some LP refutation has no exact certificate (float64 decision)")
         lines.append(f"{r.seconds:.2f} s")
         return Output(data, "\n".join(lines))
     from relulab.tropical import classification_fan
@@ -170,6 +250,8 @@ def run_classifications(args, ctx: Context) -> Output:
             comp = s["components"] if s["components"] is not None else \
                 f"through facets {s['facet_components']} (touching not tested: too many cones)"
             lines.append(f"loss <= {s['loss']}: {s['cones']} cones, components {comp}")
+    if not r.certified:
+        lines.append("NOT certified: some dropped activation cone has no exact emptiness certificate")
     lines.append(f"{r.seconds:.2f} s")
     return Output(data, "\n".join(lines))
 

@@ -53,14 +53,21 @@ def add_parser(sub) -> None:
                                      "the hinge loss to zero loss on signal-plus-orthogonal-noise data with flipped "
                                      "labels; report the test error (clean labels) of the network and of the "
                                      "hard-margin classifier against the signal strength gamma, with the derived "
-                                     "transition gamma ~ 1/sqrt(n d).")
+                                     "transition gamma ~ 1/sqrt(n d) and the paper's orders gamma ~ 1/k (benign) and "
+                                     "gamma ~ alpha^3/d (harmful).")
     b.add_argument("--n", type=int_arg(4, 5000), default=40, metavar="N", help="training points (default 40)")
     b.add_argument("--flipped", type=int_arg(0, 5000), default=4, metavar="K", help="flipped labels (default 4)")
     b.add_argument("--dims", type=_SIZES, default="200,800,3200", metavar="D,..", help="input dimensions")
     b.add_argument("--gammas", type=_POSITIVE, default="0.001,0.003,0.01,0.03,0.1,0.3", metavar="G,..",
                    help="signal strengths in (0, 1)")
     b.add_argument("--seeds", type=int_arg(1, 100), default=3, metavar="S", help="data seeds per setting")
-    b.add_argument("--width", type=int_arg(2, 10**4), default=64, metavar="M", help="hidden width (even)")
+    b.add_argument("--width", type=int_arg(2, 10**4), default=64, metavar="M", help="hidden width 2m (even)")
+    b.add_argument("--ns", type=_SIZES, default=None, metavar="N,..", help="several sample sizes (instead of --n)")
+    b.add_argument("--flip-fraction", type=float_arg(0, 0.49), default=None, metavar="F",
+                   help="k = round(F n) flipped labels (instead of --flipped)")
+    b.add_argument("--d-over-n", type=_POSITIVE, default=None, metavar="R,..", help="d = round(R n) (instead of --dims)")
+    b.add_argument("--lr-factor", type=float_arg(above=0), default=1.0, metavar="F",
+                   help="step = F times the paper's bound 1/(m n max|x_i|^2) (default 1)")
     b.add_argument("--quick", action="store_true", help="d = 400, gamma in {0.001, 0.01, 0.1}, one seed")
     b.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write the diagram to FILE")
     json_flag(b)
@@ -68,16 +75,25 @@ def add_parser(sub) -> None:
 
     g = kinds.add_parser("gd-kernels", help="gradient descent vs kernel methods on a^T |W* x|",
                          description="Population loss (Monte Carlo, with standard errors) of a two-layer ReLU network "
-                                     "trained by full-batch gradient descent, NTK ridge regression and random-features "
-                                     "ridge regression at n = F d^2 samples of the teacher a^T |W* x| (a_i = +-1/d), "
+                                     "trained by full-batch gradient descent from a small initialization, NTK ridge "
+                                     "regression and random-features ridge regression at n = F d^2 samples of the "
+                                     "teacher a^T |W* x| (a_i = 1/d), "
                                      "against d; finite-size evidence for o(1/d) vs Omega(1/d).")
     g.add_argument("--dims", type=_SIZES, default="6,8,12,16", metavar="D,..", help="input dimensions")
     g.add_argument("--seeds", type=int_arg(1, 20), default=1, metavar="S", help="teachers per dimension")
-    g.add_argument("--samples-factor", type=float_arg(above=0), default=4.0, metavar="F", help="n = F d^2")
-    g.add_argument("--steps", type=int_arg(1, 10**6), default=3000, metavar="K", help="gradient steps")
+    g.add_argument("--samples-factor", type=float_arg(above=0), default=16.0, metavar="F",
+                   help="n = F d^2 (default 16)")
+    g.add_argument("--steps", type=int_arg(1, 10**6), default=6000, metavar="K", help="gradient steps (default 6000)")
+    g.add_argument("--width-factor", type=int_arg(1, 1000), default=4, metavar="W",
+                   help="the network has W d pairs of ReLU units (default 4)")
+    g.add_argument("--init-scale", type=float_arg(above=0), default=1e-2, metavar="S",
+                   help="initialization scale of both layers (default 0.01)")
+    g.add_argument("--weight-decay", type=float_arg(lo=0), default=0.0, metavar="L", help="weight decay (default 0)")
+    g.add_argument("--signs", choices=("positive", "random"), default="positive",
+                   help="teacher's outer weights: 1/d (the paper's nonnegative a) or +-1/d")
     g.add_argument("--test-samples", type=int_arg(100, 10**7), default=20000, metavar="T",
                    help="Monte Carlo points for the population loss")
-    g.add_argument("--quick", action="store_true", help="d in {6, 10}, 1500 steps, 5000 test points")
+    g.add_argument("--quick", action="store_true", help="d in {6, 8}, 1500 steps, 4000 test points")
     g.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write d x loss vs d to FILE")
     json_flag(g)
     g.set_defaults(handler=run_gd_kernels)
@@ -149,19 +165,25 @@ def run_benign(args, ctx: Context) -> Output:
         seeds = list(range(args.seeds))
     if max(gammas) >= 1:
         raise InvalidInputError(f"--gammas: signal strengths must be < 1, got {max(gammas)}")
-    if args.flipped >= args.n / 2:
-        raise InvalidInputError(f"--flipped: must be below n/2 = {args.n / 2:g}, got {args.flipped}")
+    ns = [args.n] if args.ns is None else args.ns
+    if args.flip_fraction is None and args.flipped >= min(ns) / 2:
+        raise InvalidInputError(f"--flipped: must be below n/2 = {min(ns) / 2:g}, got {args.flipped}")
+    if args.d_over_n is not None and min(args.d_over_n) * min(ns) < 2:
+        raise InvalidInputError("--d-over-n: d = R n must be at least 2")
+    if args.width % 2:
+        raise InvalidInputError(f"--width: must be even (2m units), got {args.width}")
     with ctx.progress("training", "settings") as bar:
         r = benign_diagram(n=args.n, flipped=args.flipped, ds=ds, gammas=gammas, seeds=seeds, width=args.width,
-                           progress=bar)
+                           ns=args.ns, flip_fraction=args.flip_fraction, d_over_n=args.d_over_n,
+                           lr_factor=args.lr_factor, progress=bar)
     data = r.to_dict()
     if args.plot:
         data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (6, 4.5))
-    lines = ["d      gamma    seed  network error        max-margin  predicted  interpolated"]
+    lines = ["n     k    d      gamma    seed  network error        max-margin  predicted  SNR       interpolated"]
     for row in r.rows:
-        lines.append(f"{row['d']:<6d} {row['gamma']:<8g} {row['seed']:<5d} {row['network_error']:.4f} +- "
-                     f"{row['network_error_se']:<9.2g} {row['max_margin_error']:<11.4f} {row['predicted_error']:<10.4f} "
-                     f"{row['interpolated']}")
+        lines.append(f"{row['n']:<5d} {row['flipped']:<4d} {row['d']:<6d} {row['gamma']:<8g} {row['seed']:<5d} "
+                     f"{row['network_error']:.4f} +- {row['network_error_se']:<9.2g} {row['max_margin_error']:<11.4f} "
+                     f"{row['predicted_error']:<10.4f} {row['network_snr']:<9.3g} {row['interpolated']}")
     return Output(data, "\n".join(lines))
 
 
@@ -169,12 +191,13 @@ def run_gd_kernels(args, ctx: Context) -> Output:
     from relulab.dynamics import gd_vs_kernels
 
     if args.quick:
-        ds, steps, tests = [6, 10], 1500, 5000
+        ds, steps, tests = [6, 8], 1500, 4000
     else:
         ds, steps, tests = args.dims, args.steps, args.test_samples
     with ctx.progress("fitting", "settings") as bar:
         r = gd_vs_kernels(ds=ds, seeds=tuple(range(args.seeds)), samples_factor=args.samples_factor, steps=steps,
-                          test_samples=tests, progress=bar)
+                          width_factor=args.width_factor, init_scale=args.init_scale, weight_decay=args.weight_decay,
+                          signs=args.signs, test_samples=tests, progress=bar)
     data = r.to_dict()
     if args.plot:
         data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (6, 4.5))

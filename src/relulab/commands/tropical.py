@@ -56,7 +56,8 @@ def run(args, ctx: Context) -> Output:
         lines.append("output {output}: p has {monomials_p} monomials, q has {monomials_q}".format(**row)
                      + ("" if "linear_regions" not in row else
                         f"; linear regions: p {row['regions_p']}, q {row['regions_q']}, f {row['linear_regions']} "
-                        f"({row['cells']} cells of the refinement, {row['boundary_cells']} met by p = q)"))
+                        f"({row['cells']} cells of the refinement, {row['boundary_cells']} met by p = q; "
+                        f"{'every decision certified exactly' if row['certified'] else 'NOT certified'})"))
     if args.reduce and not T.exact:
         lines.append("region counts need exact arithmetic (drop --float)")
     data["outputs"] = regions

@@ -3,6 +3,9 @@
 Pauly, Mardani and Pilanci, "Demystifying Batch Normalization in ReLU Networks", ICLR 2022): the group
 lasso over the activation patterns of the data, the optimal network rebuilt from its solution,
 certificates of global optimality by a duality gap, and random-start gradient descent beside them.
+Conventions: a hidden bias regularized like a weight (default), none, or unpenalized hidden and output
+biases (``bias="free"``); vector outputs through a convex (doubly nonnegative) relaxation of Sahiner,
+Ergen, Pauly and Pilanci's copositive program, with an exact dual certificate (:mod:`relulab.convex.vector`).
 Solving needs the ``convex`` extra (cvxpy with Clarabel or SCS).
 """
 
@@ -19,6 +22,9 @@ _EXPORTS = {
     "arrangement_patterns": "patterns",
     "sample_patterns": "patterns",
     "pattern_bound": "patterns",
+    "solve_vector": "vector",
+    "dual_bound_vector": "vector",
+    "cone_spectral_norms": "vector",
     "gd_runs": "descent",
     "compare_gd": "descent",
     "GDComparison": "descent",

@@ -60,22 +60,25 @@ def _positive_int(value, name):
     return int(value)
 
 
-def _plain_grads(A, U, a, H, act, r, s, beta):
-    """Gradients in (U, a) of ``s/2 |relu(A U^T) a - y|^2 + beta/2 (|U|^2 + |a|^2)`` per run, given the forward
-    pass ``H = A U^T``, ``act = relu(H)`` and residuals ``r`` (ReLU' taken as 1[H > 0])."""
+def _plain_grads(A, U, a, H, act, r, s, beta, pen):
+    """Gradients in (U, a) of ``s/2 |relu(A U^T) a - y|^2 + beta/2 (|U pen|^2 + |a|^2)`` per run, given the
+    forward pass ``H = A U^T``, ``act = relu(H)`` and residuals ``r`` (ReLU' taken as 1[H > 0]); ``pen`` (q,)
+    masks the unpenalized bias column. With a free output bias ``r`` is the centred residual (the bias at
+    its optimum, the mean residual, at every step: the gradient of the reduced objective)."""
     ga = s * (act.transpose(1, 2) @ r[:, :, None])[:, :, 0] + beta * a
     back = s * r[:, :, None] * a[:, None, :] * (H > 0)
-    return back.transpose(1, 2) @ A + beta * U, ga
+    return back.transpose(1, 2) @ A + beta * U * pen, ga
 
 
 def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000, lr: float | None = None,
-            init_scale: float = 1.0, bias: bool = True, bn: bool = False, loss: str = "sum", seed: int = 0,
+            init_scale: float = 1.0, bias=True, bn: bool = False, loss: str = "sum", seed: int = 0,
             record: int = 24, dtype=torch.float64) -> GDRuns:
     """``runs`` full-batch gradient-descent runs of a ``width``-neuron network from seeded Gaussian starts
     (``u ~ N(0, init_scale^2 / q)``, ``a ~ N(0, init_scale^2 / width)``; BN: ``w ~ N(0, 1/d)``,
     ``gamma, alpha, a ~ N(0, init_scale^2 / width)``). ``lr``: the step; default ``1 / (4 L)`` with
     ``L = s ||A||_2^2 + beta`` (``s = 1`` or ``1/n``), the curvature scale of the output layer at unit-size
-    neurons. Returns :class:`GDRuns`."""
+    neurons. ``bias="free"``: the hidden biases are not penalized and the output bias is kept at its
+    optimum (the mean residual) at every step. Returns :class:`GDRuns`."""
     t0 = time.perf_counter()
     Xn, yn, beta = _check_inputs(X, y, beta, loss)
     width, runs, steps = _positive_int(width, "width"), _positive_int(runs, "runs"), _positive_int(steps, "steps")
@@ -89,7 +92,7 @@ def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000,
                                  "elements exceed the 2e9 this comparison allocates; use fewer runs or neurons")
     n = Xn.shape[0]
     s = 1.0 / n if loss == "mean" else 1.0
-    F = _features(Xn, bias and not bn, bn)
+    F = _features(Xn, bias, bn)
     A = torch.as_tensor(F.A if not bn else Xn, dtype=dtype)
     if lr is None:
         lr = 0.25 / (s * float(np.linalg.norm(F.A, 2)) ** 2 + beta)
@@ -98,6 +101,9 @@ def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000,
     g = torch.Generator().manual_seed(int(seed))
     Y = torch.as_tensor(yn, dtype=dtype)
     q = A.shape[1]
+    pen = torch.ones(q, dtype=dtype)
+    if F.free:
+        pen[-1] = 0.0
     if bn:
         params = [torch.randn(runs, width, q, generator=g, dtype=dtype) / math.sqrt(q)] + \
                  [torch.randn(runs, width, generator=g, dtype=dtype) * init_scale / math.sqrt(width) for _ in range(3)]
@@ -118,9 +124,11 @@ def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000,
         else:
             U, a = params
             H = A @ U.transpose(1, 2)  # (runs, n, m)
-            penalty = U.square().sum((1, 2)) + a.square().sum(1)
+            penalty = (U * pen).square().sum((1, 2)) + a.square().sum(1)
         act = torch.relu(H)
         r = (act @ a[:, :, None])[:, :, 0] - Y
+        if F.free:
+            r = r - r.mean(dim=1, keepdim=True)
         return 0.5 * s * r.square().sum(1) + 0.5 * beta * penalty, (H, act, r)
 
     marks = np.unique(np.round(np.geomspace(1, steps + 1, record)).astype(int) - 1)
@@ -135,7 +143,7 @@ def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000,
             grads = torch.autograd.grad(obj.sum(), params)
         else:
             # the plain network's gradient written out: one batched product per layer
-            grads = _plain_grads(A, *params, H, act, r, s, beta)
+            grads = _plain_grads(A, *params, H, act, r, s, beta, pen)
         with torch.no_grad():
             for p, gr in zip(params, grads):
                 p -= lr * gr
@@ -187,7 +195,7 @@ class GDComparison(Result):
 
 
 def compare_gd(X, y, beta: float, *, width: int | None = None, runs: int = 32, steps: int = 2000,
-               lr: float | None = None, init_scale: float = 1.0, bias: bool = True, bn: bool = False,
+               lr: float | None = None, init_scale: float = 1.0, bias=True, bn: bool = False,
                loss: str = "sum", seed: int = 0, rtol: float = 1e-3, solution: ConvexSolution | None = None,
                **solve_kwargs) -> GDComparison:
     """Solve the convex program (or reuse ``solution``) and run :func:`gd_runs` with ``width`` neurons

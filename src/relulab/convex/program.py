@@ -6,6 +6,31 @@ column of ones, regularized like a weight; ``bias=False``: ``A = X``), trained o
 
     p* = min  1/2 |sum_j (A u_j)_+ a_j - y|^2 + beta/2 sum_j (|u_j|^2 + a_j^2).
 
+**Unregularized bias** (``bias="free"``; the convention of Savarese, Evron, Soudry and Srebro, COLT 2019,
+and of Ongie, Willett, Soudry and Srebro, ICLR 2020, for the function-space view): the hidden biases
+``b_j`` and an output bias ``c`` are not penalized,
+
+    p*_free = min  1/2 |sum_j (X w_j + b_j 1)_+ a_j + c 1 - y|^2 + beta/2 sum_j (|w_j|^2 + a_j^2).
+
+Without ``c`` the infimum is the same but not attained (a neuron ``(0 x + b)_+ a`` makes any constant at
+penalty ``beta a^2 / 2 -> 0``); with it, it is attained. Derived here along the lines of Theorem 1: with
+``E = [I_d, 0]`` (the weight part of ``z = (w, b)``) and the cells of the same ``A = [X, 1]``,
+
+    p*_free = min_{v_i, w_i in K_i, c}  1/2 |sum_i D_i A (v_i - w_i) + c 1 - y|^2 + beta sum_i (|E v_i| + |E w_i|).
+
+(<=: a neuron with ``w_j != 0`` gives ``v = a_j z_j`` in its cell with ``beta |w_j| |a_j| <= beta/2
+(|w_j|^2 + a_j^2)``; one with ``w_j = 0`` is a constant, folded into ``c``. >=: a block with ``E v != 0``
+is the neuron ``z = v / sqrt|E v|, a = sqrt|E v|`` of penalty exactly ``beta |E v|``; a block with ``E v = 0``
+lies in a cone only if its cell is all-active (a constant, folded into ``c``) or all-inactive (zero).)
+The rebuilt network takes the neurons and the best ``c`` (the mean residual). Its dual: for ``lambda``
+with ``1^T lambda = 0`` *exactly* (the free ``c`` forces it; :func:`_zero_sum` rounds ``lambda`` to a grid on
+which the sum is exact) and ``c(lambda) = sup_{|w| <= 1, b} |lambda^T (X w + b 1)_+| <= beta``, every network
+has objective ``>= lambda^T y - 1/2 |lambda|^2`` (a neuron with ``w_j = 0`` adds ``(b_j)_+ a_j 1^T lambda = 0``).
+In a cell with active and inactive samples ``|b| <= R = max_k |x_k|`` (``b >= -x_k.w`` for an active ``k``,
+``b <= -x_k.w`` for an inactive one), so Lagrange duality bounds the cell's maximum by
+``|h_x| + R |h_b|``, ``h = +-A^T D_i lambda + A^T (2 D_i - I) mu``; the all-active cell contributes
+``|X^T lambda|`` (the ``b`` term vanishes with ``1^T lambda = 0``) and the all-inactive one 0.
+
 ``loss="mean"`` puts ``1/(2n)`` in front of the squared error instead; it is the same problem with
 ``n beta`` in place of ``beta``, divided by ``n``. By the rescaling ``(u, a) -> (u t, a / t)`` the penalty
 may be replaced by ``beta sum_j |u_j| |a_j|``. For the activation patterns ``D_i`` of the data
@@ -61,12 +86,25 @@ __all__ = ["solve", "ConvexSolution", "certify", "Certificate", "objective", "du
            "LOSSES", "SOLVERS"]
 
 LOSSES = ("sum", "mean")
+BIAS_MODES = ("regularized", "free", "none")
 SOLVERS = ("clarabel", "scs")
 _PATTERN_MODES = ("auto", "exact", "sampled")
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def _check_inputs(X, y, beta, loss: str = "sum"):
+def _bias_mode(bias) -> str:
+    """``True``/``"regularized"``: a hidden bias penalized like a weight; ``"free"``: unpenalized hidden and output
+    biases; ``False``/``"none"``: no bias."""
+    if bias is True or bias == "regularized":
+        return "regularized"
+    if bias is False or bias == "none":
+        return "none"
+    if bias == "free":
+        return "free"
+    raise InvalidInputError(f"bias must be True, False or one of {', '.join(BIAS_MODES)}, got {bias!r}")
+
+
+def _check_inputs(X, y, beta, loss: str = "sum", multi: bool = False):
     try:
         Xn = np.asarray(X.detach().cpu() if isinstance(X, torch.Tensor) else X, dtype=np.float64)
         yn = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y, dtype=np.float64)
@@ -79,9 +117,11 @@ def _check_inputs(X, y, beta, loss: str = "sum"):
                                 f"got shape {Xn.shape}")
     if yn.ndim == 2 and yn.shape[1] == 1:
         yn = yn[:, 0]
-    if yn.ndim != 1 or yn.shape[0] != Xn.shape[0]:
-        raise InvalidInputError(f"y must hold one target per row of X: expected shape ({Xn.shape[0]},), "
-                                f"got {yn.shape}")
+    if multi and yn.ndim == 2 and yn.shape[0] == Xn.shape[0] and yn.shape[1] >= 2:
+        pass  # vector targets (n, k)
+    elif yn.ndim != 1 or yn.shape[0] != Xn.shape[0]:
+        raise InvalidInputError(f"y must hold one target per row of X: expected shape ({Xn.shape[0]},)"
+                                + (f" or ({Xn.shape[0]}, k)" if multi else "") + f", got {yn.shape}")
     if not (np.isfinite(Xn).all() and np.isfinite(yn).all()):
         raise InvalidInputError("X and y must be finite")
     if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating, np.integer)) \
@@ -97,6 +137,7 @@ class _Features:
     A: np.ndarray          # (n, q) the data the hidden neurons see
     bn: bool
     bias: bool
+    free: bool = False               # unpenalized hidden bias (last column of A) and output bias
     mean: np.ndarray | None = None   # BN: column means of X
     V: np.ndarray | None = None      # BN: right singular vectors (d, r)
     S: np.ndarray | None = None      # BN: singular values (r,)
@@ -108,8 +149,9 @@ def features(X, bias: bool = True, bn: bool = False) -> np.ndarray:
     return _features(Xn, bias, bn).A
 
 
-def _features(X: np.ndarray, bias: bool, bn: bool) -> _Features:
+def _features(X: np.ndarray, bias, bn: bool) -> _Features:
     n = X.shape[0]
+    mode = "none" if bn else _bias_mode(bias)
     if bn:
         mean = X.mean(axis=0)
         U, S, Vt = np.linalg.svd(X - mean, full_matrices=False)
@@ -117,15 +159,17 @@ def _features(X: np.ndarray, bias: bool, bn: bool) -> _Features:
         if r == 0:
             raise InvalidInputError("X is constant across samples: batch normalization divides by zero")
         A = np.concatenate([U[:, :r], np.full((n, 1), 1.0 / math.sqrt(n))], axis=1)
-        return _Features(A, True, bias, mean, Vt[:r].T, S[:r])
-    A = np.concatenate([X, np.ones((n, 1))], axis=1) if bias else X.copy()
-    return _Features(A, False, bias)
+        return _Features(A, True, False, False, mean, Vt[:r].T, S[:r])
+    A = np.concatenate([X, np.ones((n, 1))], axis=1) if mode != "none" else X.copy()
+    return _Features(A, False, mode != "none", mode == "free")
 
 
 # ---------------------------------------------------------------------------------------------- networks
-def _read_network(model, X: np.ndarray, bias: bool, bn: bool):
-    """(H, a, penalty): the ReLU inputs H (n, m) on X, the output weights a (m,) and the convention's
-    penalty ``sum_j (|u_j|^2 + a_j^2)`` (BN: ``gamma_j^2 + alpha_j^2 + a_j^2``) of a two-layer network."""
+def _read_network(model, X: np.ndarray, bias, bn: bool):
+    """(H, a, penalty, c): the ReLU inputs H (n, m) on X, the output weights a (m,) (or (m, k)), the
+    convention's penalty ``sum_j (|u_j|^2 + |a_j|^2)`` (BN: ``gamma_j^2 + alpha_j^2 + |a_j|^2``; ``bias="free"``:
+    ``|w_j|^2 + |a_j|^2``) and the output bias c (k,) (zero unless ``bias="free"``) of a two-layer network."""
+    mode = _bias_mode(bias)
     from torch import nn
 
     from relulab.core.plnet import PLNet
@@ -171,26 +215,29 @@ def _read_network(model, X: np.ndarray, bias: bool, bn: bool):
         W1 = sn.W.detach().double()
         b1 = None if sn.b is None else sn.b.detach().double()
         W2, c = sn.a.detach().double().T, sn.c
-        if b1 is not None and not bias and not bn and bool((b1 != 0).any()):
+        if b1 is not None and mode == "none" and not bn and bool((b1 != 0).any()):
             raise InvalidInputError("the network's hidden layer has a bias but bias=False; use bias=True")
         H = Xt @ W1.T + (0 if b1 is None else b1)
-    if W2.shape[0] != 1:
-        raise InvalidInputError(f"the convex programs are for one output; the network has {W2.shape[0]}")
-    if c is not None and bool((c.detach() != 0).any()):
+    if c is not None and bool((c.detach() != 0).any()) and (mode != "free" or bn):
         raise InvalidInputError("the network's output layer has a nonzero bias; the convention has none "
-                                "(fold it into a neuron or train with bias=False in the output layer)")
-    a = W2[0]
+                                "(fold it into a neuron, train with bias=False in the output layer, or use "
+                                "bias='free')")
+    c_out = torch.zeros(W2.shape[0], dtype=torch.float64) if c is None else c.detach().double().reshape(-1)
+    a = W2[0] if W2.shape[0] == 1 else W2.T
     if bn:
         Hc = H - H.mean(dim=0)
         penalty = (Hc.square().sum(dim=0) + n * H.mean(dim=0).square() + a.square()).sum()
     else:
-        penalty = W1.square().sum() + a.square().sum() + (0.0 if b1 is None else b1.square().sum())
-    return H, a, float(penalty)
+        penalty = W1.square().sum() + a.square().sum() + (
+            0.0 if b1 is None or mode == "free" else b1.square().sum())
+    return H, a, float(penalty), c_out
 
 
-def objective(model, X, y, beta: float, *, bias: bool = True, bn: bool = False, loss: str = "sum") -> float:
+def objective(model, X, y, beta: float, *, bias=True, bn: bool = False, loss: str = "sum") -> float:
     """The training objective of a two-layer ReLU network in the convention of the module docstring:
-    ``1/2 |f(X) - y|^2 + beta/2 * penalty`` (``loss="mean"``: ``1/(2n)`` in front of the error).
+    ``1/2 |f(X) - y|^2 + beta/2 * penalty`` (``loss="mean"``: ``1/(2n)`` in front of the error). ``y`` may be
+    (n, k) for a network with k outputs (:mod:`relulab.convex.vector`); ``bias``: True (regularized), False,
+    or ``"free"`` (hidden and output biases unpenalized).
 
     ``model``: ``nn.Sequential(Linear(d, m), ReLU, Linear(m, 1))`` (no output bias, or a zero one), any
     torch module or PLNet that is one, a :class:`relulab.landscape.ShallowNet`, or with ``bn=True`` also
@@ -198,17 +245,22 @@ def objective(model, X, y, beta: float, *, bias: bool = True, bn: bool = False, 
     training). With ``bn=True`` a network's ``gamma_j, alpha_j`` are read off its ReLU inputs ``h_j`` on X:
     ``gamma_j = |h_j - mean h_j|``, ``alpha_j = sqrt(n) mean h_j`` (every two-layer network is a BN network
     on its own training data)."""
-    Xn, yn, beta = _check_inputs(X, y, beta, loss)
-    H, a, penalty = _read_network(model, Xn, bias, bn)
-    r = torch.relu(H) @ a - torch.as_tensor(yn)
+    Xn, yn, beta = _check_inputs(X, y, beta, loss, multi=True)
+    H, a, penalty, c = _read_network(model, Xn, bias, bn)
+    k = 1 if yn.ndim == 1 else yn.shape[1]
+    if (1 if a.ndim == 1 else a.shape[1]) != k:
+        raise InvalidInputError(f"the network has {1 if a.ndim == 1 else a.shape[1]} outputs but y has {k} columns")
+    r = torch.relu(H) @ a + (c[0] if k == 1 else c) - torch.as_tensor(yn)
     scale = 1.0 / len(yn) if loss == "mean" else 1.0
     return float(0.5 * scale * r.square().sum() + 0.5 * beta * penalty)
 
 
 # ---------------------------------------------------------------------------------------------- dual bound
-def _cone_bounds(A: np.ndarray, S: np.ndarray, lam: np.ndarray, iters: int = 300) -> np.ndarray:
+def _cone_bounds(A: np.ndarray, S: np.ndarray, lam: np.ndarray, iters: int = 300, cost=None) -> np.ndarray:
     """Valid upper bounds (P, 2) on ``max_{z in K_i, |z| <= 1} +-(A^T D_i lambda)^T z`` for the cells with
-    sign vectors S (P, n): ``|g + A^T (s * mu)|`` at a projected-gradient (FISTA) ``mu >= 0``, batched."""
+    sign vectors S (P, n): ``|g + A^T (s * mu)|`` at a projected-gradient (FISTA) ``mu >= 0``, batched.
+    ``cost``: another valid bound as a function of the rows ``h = g + A^T (s * mu)`` (the free-bias bound
+    passes a reweighted ``A``), evaluated in place of ``|h|``."""
     At = torch.as_tensor(A)
     Sg = torch.as_tensor(S, dtype=torch.float64)
     M = (Sg > 0).to(torch.float64)
@@ -224,27 +276,69 @@ def _cone_bounds(A: np.ndarray, S: np.ndarray, lam: np.ndarray, iters: int = 300
         t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
         y_ = new + ((t - 1) / t_new) * (new - mu)
         mu, t = new, t_new
-    ub = torch.linalg.vector_norm(G + (Ss * mu) @ At, dim=1)
-    ub = torch.minimum(ub, torch.linalg.vector_norm(G, dim=1))  # mu = 0 is also valid
+    norm = cost if cost is not None else (lambda h: torch.linalg.vector_norm(h, dim=1))
+    ub = norm(G + (Ss * mu) @ At)
+    ub = torch.minimum(ub, norm(G))  # mu = 0 is also valid
     return ub.reshape(2, -1).T.numpy(), G.numpy(), Ss.numpy()
 
 
-def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 4096) -> tuple[float, float]:
+def _zero_sum(lam: np.ndarray) -> np.ndarray:
+    """``lam - mean(lam)`` moved by at most ``n 2^-40 max|lam - mean|`` onto a grid of multiples of a power of
+    two on which float64 sums are exact, with ``1^T lam = 0`` exactly (the free output bias needs it
+    exactly: any nonzero sum lets ``c lam^T 1`` run to minus infinity)."""
+    lam = np.asarray(lam, dtype=np.float64)
+    lam = lam - lam.mean()
+    top = float(np.abs(lam).max(initial=0.0))
+    if top == 0.0:
+        return np.zeros_like(lam)
+    step = 2.0 ** (math.frexp(top)[1] - 40)
+    m = np.round(lam / step).astype(np.int64)
+    m[int(np.argmax(np.abs(m)))] -= int(m.sum())
+    return m.astype(np.float64) * step
+
+
+def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 4096, free_bias: bool = False
+               ) -> tuple[float, float]:
     """A certified lower bound on the objective of every network (any width) on data ``A``, targets ``y``
     and weight decay ``beta``, from the dual point ``lam``: returns ``(lower_bound, c)`` with ``c`` an upper
     bound on ``max_{|z| <= 1} |lam^T (A z)_+|`` (see the module docstring). ``patterns``: the complete sign
     vectors of the arrangement (from :func:`relulab.convex.patterns.arrangement_patterns`); None: the
     loose bound ``max(|lam_+|, |lam_-|) ||A||_2``. ``polish``: at most this many cells near the maximum have
-    their bound tightened by NNLS."""
+    their bound tightened by NNLS. ``free_bias``: the last column of ``A`` is the (unpenalized) bias column
+    of ones and there is a free output bias: ``lam`` is first put on an exact zero-sum grid
+    (:func:`_zero_sum`) and ``c`` bounds ``sup_{|w| <= 1, b} |lam^T (A (w, b))_+|`` (module docstring)."""
     A = np.asarray(A, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     lam = np.asarray(lam, dtype=np.float64)
+    cost, rho, R = None, 1.0, 0.0
+    if free_bias:
+        lam = _zero_sum(lam)
+        X = A[:, :-1]
+        R = float(np.linalg.norm(X, axis=1).max(initial=0.0))
+        # the bias coordinate is weighted by rho so that the least-squares mu drives h_b towards 0; the
+        # bound itself is |h_x| + R |h_b| whatever mu is
+        rho = 1e3 * max(R, 1.0)
+        A = np.concatenate([X, rho * A[:, -1:]], axis=1)
+        cost = lambda h: (torch.linalg.vector_norm(h[:, :-1], dim=1)  # noqa: E731
+                          + (R / rho) * h[:, -1].abs()) if isinstance(h, torch.Tensor) else \
+            float(np.linalg.norm(h[:-1]) + (R / rho) * abs(h[-1]))
+        top_all = float(np.linalg.norm(X.T @ lam))   # the all-active cell (1^T lam = 0 exactly)
     if patterns is None:
         c = max(np.linalg.norm(np.maximum(lam, 0)), np.linalg.norm(np.minimum(lam, 0))) * np.linalg.norm(A, 2)
+        if free_bias:
+            Ab = np.concatenate([A[:, :-1], np.ones((len(lam), 1))], axis=1)
+            c = max(max(np.linalg.norm(np.maximum(lam, 0)), np.linalg.norm(np.minimum(lam, 0)))
+                    * np.linalg.norm(Ab, 2) * math.sqrt(1 + R * R), top_all)
     else:
         from scipy.optimize import nnls
 
-        ub, G, Ss = _cone_bounds(A, np.asarray(patterns), lam)
+        S = np.asarray(patterns)
+        ub, G, Ss = _cone_bounds(A, S, lam, cost=cost)
+        if free_bias:
+            # cells with all samples on one side: b is unbounded there; the exact values instead
+            allpos, allneg = (S > 0).all(axis=1), (S < 0).all(axis=1)
+            ub[allpos] = top_all
+            ub[allneg] = 0.0
         flat = np.concatenate([ub[:, 0], ub[:, 1]])
         # only the maximum matters: tighten cells by NNLS in decreasing order of their bound until the next
         # bound is below the largest tightened one (then no other cell can raise the maximum)
@@ -252,9 +346,13 @@ def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 4096) -> tup
         for count, k in enumerate(np.argsort(-flat)):
             if flat[k] <= best or count >= polish:
                 break
+            if free_bias and ((Ss[k] > 0).all() or (Ss[k] < 0).all()):
+                best = max(best, flat[k])
+                continue
             Mk = (A * Ss[k][:, None]).T     # (q, n): A^T diag(s)
             mu, _ = nnls(Mk, -G[k], maxiter=50 * Mk.shape[1])
-            flat[k] = min(flat[k], float(np.linalg.norm(G[k] + Mk @ mu)))
+            h = G[k] + Mk @ mu
+            flat[k] = min(flat[k], cost(h) if cost is not None else float(np.linalg.norm(h)))
             best = max(best, flat[k])
         c = float(flat.max()) if flat.size else 0.0
         # rounding in the matrix products above: a relative margin far above float64 error
@@ -266,10 +364,18 @@ def dual_bound(A, y, lam, beta: float, patterns=None, polish: int = 4096) -> tup
     return lb - 1e-12 * (abs(lb) + 1e-300), float(c)
 
 
+def _block_norms(V, W, F: _Features):
+    """The penalized norms of the blocks: ``|v|``, or ``|E v|`` (the weight part) with a free bias."""
+    if F.free:
+        return np.linalg.norm(V[:-1], axis=0), np.linalg.norm(W[:-1], axis=0)
+    return np.linalg.norm(V, axis=0), np.linalg.norm(W, axis=0)
+
+
 def _rebuild(V, W, keep_v, keep_w, F: _Features, Xn, d):
-    """Neurons from the kept blocks: ``z = v / sqrt|v|, a = sqrt|v|`` and ``z = w / sqrt|w|, a = -sqrt|w|``;
-    returns (Z, a, hidden weights, hidden bias, penalty, gamma, alpha, BN statistics, ReLU inputs H)."""
-    nv, nw = np.linalg.norm(V, axis=0), np.linalg.norm(W, axis=0)
+    """Neurons from the kept blocks: ``z = v / sqrt|v|, a = sqrt|v|`` and ``z = w / sqrt|w|, a = -sqrt|w|``
+    (free bias: ``|E v|`` in place of ``|v|``); returns (Z, a, hidden weights, hidden bias, penalty, gamma,
+    alpha, BN statistics, ReLU inputs H)."""
+    nv, nw = _block_norms(V, W, F)
     Z = np.concatenate([V[:, keep_v] / np.sqrt(nv[keep_v]), W[:, keep_w] / np.sqrt(nw[keep_w])], axis=1).T
     a = np.concatenate([np.sqrt(nv[keep_v]), -np.sqrt(nw[keep_w])])
     m = len(a)
@@ -291,12 +397,14 @@ def _rebuild(V, W, keep_v, keep_w, F: _Features, Xn, d):
         hidden_w = Z[:, :d]
         hidden_b = Z[:, d] if F.bias else None
         H = F.A @ Z.T if m else np.zeros((len(Xn), 0))
-        penalty = float((Z ** 2).sum() + (a ** 2).sum())
+        penalty = float(((Z[:, :d] if F.free else Z) ** 2).sum() + (a ** 2).sum())
     return Z, a, hidden_w, hidden_b, penalty, gamma, alpha, stats, H
 
 
-def _objective_arrays(H, a, penalty, y, beta):
+def _objective_arrays(H, a, penalty, y, beta, free: bool = False):
     r = np.maximum(H, 0) @ a - y
+    if free:
+        r = r - r.mean()  # the best output bias
     return 0.5 * float(r @ r) + 0.5 * beta * penalty
 
 
@@ -310,8 +418,12 @@ class ConvexSolution(Result):
     value (every network of every width has an objective >= it); ``gap = objective - lower_bound`` (the
     rebuilt network is within ``gap`` of the global optimum; ~0 certifies it). ``complete``: every
     activation pattern was used (else the patterns are a random sample: ``optimum`` is then only an upper
-    bound on the optimum and ``lower_bound`` the loose one). ``hidden_weights`` (m, d), ``hidden_bias`` (m,)
-    or None, ``output_weights`` (m,); with ``bn``: ``bn_gamma``, ``bn_alpha`` in the paper's scale.
+    bound on the optimum). ``bound_complete``: the certified ``lower_bound`` checked every pattern (also
+    possible for a sampled program when the patterns can be enumerated); otherwise it is the loose one. ``hidden_weights`` (m, d), ``hidden_bias`` (m,)
+    or None, ``output_weights`` (m,) (k outputs: (m, k)); with ``bn``: ``bn_gamma``, ``bn_alpha`` in the
+    paper's scale. ``free_bias``: the biases are unpenalized and ``output_bias`` is the output layer's bias.
+    ``outputs``: k. ``relaxation``: ``optimum`` is the value of a convex relaxation (vector outputs; with
+    every pattern a lower bound on the optimum up to the solver's accuracy), not the optimum itself.
     """
 
     beta: float
@@ -336,38 +448,47 @@ class ConvexSolution(Result):
     n: int = 0
     d: int = 0
     seconds: float = 0.0
+    free_bias: bool = False
+    output_bias: float | np.ndarray | None = None
+    outputs: int = 1
+    relaxation: bool = False
+    bound_complete: bool = False
 
     _summary_fields = ("beta", "optimum", "objective", "lower_bound", "gap", "complete", "patterns_used",
-                       "pattern_bound", "neurons", "bias", "bn", "loss", "solver", "status", "n", "d", "seconds")
+                       "pattern_bound", "neurons", "bias", "bn", "loss", "solver", "status", "n", "d", "seconds",
+                       "free_bias", "output_bias", "outputs", "relaxation", "bound_complete")
 
     @property
     def relative_gap(self) -> float:
         return self.gap / max(abs(self.objective), 1e-300)
 
     def network(self, dtype=torch.float64):
-        """The optimal network as a torch module: ``Sequential(Linear(d, m), ReLU, Linear(m, 1, bias=False))``,
-        or with ``bn`` ``Sequential(Linear(d, m, bias=False), BatchNorm1d(m, eps=0) in eval mode holding the
-        data's statistics, ReLU, Linear(m, 1, bias=False))``."""
+        """The optimal network as a torch module: ``Sequential(Linear(d, m), ReLU, Linear(m, k, bias=False))``
+        (``free_bias``: the output layer has the bias ``output_bias``), or with ``bn``
+        ``Sequential(Linear(d, m, bias=False), BatchNorm1d(m, eps=0) in eval mode holding the data's
+        statistics, ReLU, Linear(m, k, bias=False))``."""
         from torch import nn
 
-        m = max(self.neurons, 1)
+        m, k = max(self.neurons, 1), self.outputs
         W = torch.zeros(m, self.d, dtype=dtype)
         W[: self.neurons] = torch.as_tensor(self.hidden_weights, dtype=dtype)
-        a = torch.zeros(1, m, dtype=dtype)
-        a[0, : self.neurons] = torch.as_tensor(self.output_weights, dtype=dtype)
+        a = torch.zeros(k, m, dtype=dtype)
+        a[:, : self.neurons] = torch.as_tensor(self.output_weights, dtype=dtype).reshape(self.neurons, k).T
         if not self.bn:
             first = nn.Linear(self.d, m, bias=self.bias, dtype=dtype)
-            last = nn.Linear(m, 1, bias=False, dtype=dtype)
+            last = nn.Linear(m, k, bias=self.free_bias, dtype=dtype)
             with torch.no_grad():
                 first.weight.copy_(W)
                 if self.bias:
                     first.bias.zero_()
                     first.bias[: self.neurons] = torch.as_tensor(self.hidden_bias, dtype=dtype)
                 last.weight.copy_(a)
+                if self.free_bias:
+                    last.bias.copy_(torch.as_tensor(self.output_bias, dtype=dtype).reshape(k))
             return nn.Sequential(first, nn.ReLU(), last)
         first = nn.Linear(self.d, m, bias=False, dtype=dtype)
         norm = nn.BatchNorm1d(m, eps=0.0, dtype=dtype)
-        last = nn.Linear(m, 1, bias=False, dtype=dtype)
+        last = nn.Linear(m, k, bias=False, dtype=dtype)
         rs = math.sqrt(self.n)
         with torch.no_grad():
             first.weight.copy_(W)
@@ -397,7 +518,9 @@ class ConvexSolution(Result):
             w = self.hidden_weights if self.hidden_bias is None else np.concatenate(
                 [self.hidden_weights, self.hidden_bias[:, None]], axis=1)
             norms = np.linalg.norm(w, axis=1)
-        share = norms * self.output_weights
+        out = np.asarray(self.output_weights)
+        # vector outputs: the neuron's share is |u_j| |a_j|, unsigned
+        share = norms * (out if out.ndim == 1 else np.linalg.norm(out, axis=1))
         order = np.argsort(-np.abs(share))
         ax.bar(np.arange(len(share)), share[order], color=np.where(share[order] >= 0, "C0", "C3"))
         ax.set_xlabel("neuron (by size)")
@@ -420,8 +543,9 @@ def _cvxpy(solver: str):
     return cp, name
 
 
-def _group_lasso(A, y, beta, S, solver, verbose):
-    """Solve the group lasso over the cones of the sign vectors S (P, n); (value, V, W, status)."""
+def _group_lasso(A, y, beta, S, solver, verbose, free: bool = False):
+    """Solve the group lasso over the cones of the sign vectors S (P, n); (value, V, W, status). ``free``: the
+    last coordinate (the bias) is left out of the norms and a free offset ``c`` is added to the fit."""
     cp, name = _cvxpy(solver)
     n, q = A.shape
     P = S.shape[0]
@@ -431,26 +555,34 @@ def _group_lasso(A, y, beta, S, solver, verbose):
     W = cp.Variable((q, P))
     AV, AW = A @ V, A @ W
     pred = cp.sum(cp.multiply(M, AV - AW), axis=1)
-    obj = 0.5 * cp.sum_squares(pred - y) + beta * (cp.sum(cp.norm(V, 2, axis=0)) + cp.sum(cp.norm(W, 2, axis=0)))
+    if free:
+        pred = pred + cp.Variable()
+        Vn, Wn = V[:-1, :], W[:-1, :]
+    else:
+        Vn, Wn = V, W
+    obj = 0.5 * cp.sum_squares(pred - y) + beta * (cp.sum(cp.norm(Vn, 2, axis=0)) + cp.sum(cp.norm(Wn, 2, axis=0)))
     prob = cp.Problem(cp.Minimize(obj), [cp.multiply(Sg, AV) >= 0, cp.multiply(Sg, AW) >= 0])
+    _run(cp, prob, V, solver, name, verbose)
+    return float(prob.value), np.asarray(V.value), np.asarray(W.value), str(prob.status)
+
+
+def _run(cp, prob, var, solver: str, name: str, verbose: bool) -> None:
+    """Solve a cvxpy problem at tight tolerances; a failure or a missing ``var`` value raises."""
+    from relulab.core.errors import DegenerateGeometryError
+
     opts = ({"eps_abs": 1e-8, "eps_rel": 1e-8, "max_iters": 50_000} if name == "SCS"
             else {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-10, "tol_feas": 1e-10})
     try:
         prob.solve(solver=name, verbose=verbose, **opts)
     except cp.error.SolverError as e:
-        from relulab.core.errors import DegenerateGeometryError
-
         raise DegenerateGeometryError(f"the conic solver {solver} failed: {e}") from None
-    if V.value is None:
-        from relulab.core.errors import DegenerateGeometryError
-
+    if var.value is None:
         raise DegenerateGeometryError(f"the conic solver {solver} returned no solution (status {prob.status})")
-    return float(prob.value), np.asarray(V.value), np.asarray(W.value), str(prob.status)
 
 
-def solve(X, y, beta: float, *, bias: bool = True, bn: bool = False, loss: str = "sum", patterns: str = "auto",
+def solve(X, y, beta: float, *, bias=True, bn: bool = False, loss: str = "sum", patterns: str = "auto",
           max_patterns: int = 3000, samples: int | None = None, solver: str = "clarabel", seed: int = 0,
-          verbose: bool = False) -> ConvexSolution:
+          verbose: bool = False, certify_patterns: int = 50_000) -> ConvexSolution:
     """The globally optimal two-layer ReLU network for data ``X`` (n, d), targets ``y`` (n,) and weight decay
     ``beta > 0`` (convention and method in the module docstring), with its certificate.
 
@@ -460,18 +592,31 @@ def solve(X, y, beta: float, *, bias: bool = True, bn: bool = False, loss: str =
     kept to at most ``max_patterns``; the result says ``complete=False``), or ``"auto"`` (exact when the
     bound allows, else sampled). ``bn``: the batch-normalized network (``bias`` is then irrelevant: the
     normalization removes it). ``loss``: ``"sum"`` (the papers' ``1/2 |.|^2``) or ``"mean"`` (``1/(2n)``).
-    ``solver``: ``"clarabel"`` or ``"scs"`` (cvxpy, the ``convex`` extra)."""
+    ``solver``: ``"clarabel"`` or ``"scs"`` (cvxpy, the ``convex`` extra). ``bias``: True (a hidden bias
+    regularized like a weight), False (none) or ``"free"`` (unpenalized hidden and output biases; module
+    docstring). ``y`` of shape (n, k), k >= 2: the vector-output program of :mod:`relulab.convex.vector`.
+    ``certify_patterns``: with sampled patterns, the certificate still uses every pattern when Cover's bound
+    is at most this (``bound_complete=True``): a tight certified bound for a program over a sample."""
     t0 = time.perf_counter()
-    Xn, yn, beta = _check_inputs(X, y, beta, loss)
+    Xn, yn, beta = _check_inputs(X, y, beta, loss, multi=True)
+    mode = _bias_mode(bias)
+    if yn.ndim == 2:
+        from relulab.convex.vector import solve_vector
+
+        return solve_vector(Xn, yn, beta, bias=bias, bn=bn, loss=loss, patterns=patterns, max_patterns=max_patterns,
+                            samples=samples, solver=solver, seed=seed, verbose=verbose)
     if patterns not in _PATTERN_MODES:
         raise InvalidInputError(f"patterns must be one of {', '.join(_PATTERN_MODES)}, got {patterns!r}")
     if solver not in SOLVERS:
         raise InvalidInputError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if isinstance(max_patterns, bool) or not isinstance(max_patterns, (int, np.integer)) or max_patterns < 2:
         raise InvalidInputError(f"max_patterns must be an integer >= 2, got {max_patterns!r}")
+    if isinstance(certify_patterns, bool) or not isinstance(certify_patterns, (int, np.integer)) \
+            or certify_patterns < 0:
+        raise InvalidInputError(f"certify_patterns must be an integer >= 0, got {certify_patterns!r}")
     _cvxpy(solver)  # a missing extra is reported before any work
     n, d = Xn.shape
-    F = _features(Xn, bias and not bn, bn)
+    F = _features(Xn, mode, bn)
     A = F.A
     rank = int(np.linalg.matrix_rank(A)) if A.size else 0
     bound = pattern_bound(int((np.linalg.norm(A, axis=1) > 0).sum()), rank)
@@ -484,32 +629,44 @@ def solve(X, y, beta: float, *, bias: bool = True, bn: bool = False, loss: str =
             S = S[np.random.default_rng(seed).choice(len(S), int(max_patterns), replace=False)]
     scale = 1.0 / n if loss == "mean" else 1.0
     beta_eff = beta / scale
-    value, V, W, status = _group_lasso(A, yn, beta_eff, S, solver, verbose)
+    value, V, W, status = _group_lasso(A, yn, beta_eff, S, solver, verbose, free=F.free)
     # neurons: one per nonzero block. An interior-point solution is sparse only up to its tolerance, so
     # blocks below a relative threshold are dropped, with the threshold that gives the lowest objective of
     # the rebuilt network (evaluated, so dropping is never hidden)
-    nv, nw = np.linalg.norm(V, axis=0), np.linalg.norm(W, axis=0)
+    nv, nw = _block_norms(V, W, F)
     top = max(nv.max(initial=0.0), nw.max(initial=0.0), 1e-300)
     best = None
     for rel in (np.inf, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 0.0):
         cand = _rebuild(V, W, nv > rel * top, nw > rel * top, F, Xn, d)
-        val = _objective_arrays(cand[-1], cand[1], cand[4], yn, beta_eff)
+        val = _objective_arrays(cand[-1], cand[1], cand[4], yn, beta_eff, F.free)
         if best is None or val < best[0] - 1e-13 * abs(best[0]):
             best = (val, cand)
     Z, a, hidden_w, hidden_b, penalty, gamma, alpha, stats, H = best[1]
     m = len(a)
+    c_out = float(np.mean(yn - np.maximum(H, 0) @ a)) if F.free else None
     sol = ConvexSolution(beta=beta, optimum=value * scale, objective=math.nan, lower_bound=math.nan, gap=math.nan,
                          complete=exact, patterns_used=len(S), pattern_bound=bound, neurons=m, bias=F.bias, bn=bn,
                          loss=loss, solver=solver, status=status, hidden_weights=hidden_w, hidden_bias=hidden_b,
-                         output_weights=a, bn_gamma=gamma, bn_alpha=alpha, n=n, d=d)
+                         output_weights=a, bn_gamma=gamma, bn_alpha=alpha, n=n, d=d, free_bias=F.free,
+                         output_bias=c_out)
     sol._stats = stats
     net = sol.network()
-    sol.objective = objective(net, Xn, yn, beta, bias=F.bias or bn, bn=bn, loss=loss)
-    H, a_t, _ = _read_network(net, Xn, F.bias or bn, bn)
+    bias_arg = "free" if F.free else (F.bias or bn)
+    sol.objective = objective(net, Xn, yn, beta, bias=bias_arg, bn=bn, loss=loss)
+    H, a_t, _, c_t = _read_network(net, Xn, bias_arg, bn)
     # two dual points: the rebuilt network's residual and the unpruned solution's; both bounds are valid
     full = _rebuild(V, W, nv > 0, nw > 0, F, Xn, d)
-    lb = max(dual_bound(A, yn, yn - (torch.relu(H) @ a_t).numpy(), beta_eff, S if exact else None)[0],
-             dual_bound(A, yn, yn - np.maximum(full[-1], 0) @ full[1], beta_eff, S if exact else None)[0])
+    r_full = yn - np.maximum(full[-1], 0) @ full[1]
+    if F.free:
+        r_full = r_full - r_full.mean()
+    Sx = S if exact else None
+    if not exact and pattern_bound(int((np.linalg.norm(A, axis=1) > 0).sum()), rank) <= certify_patterns:
+        # the program saw a sample of the patterns, but every pattern fits in the certificate: enumerating
+        # them and bounding the dual constraint on each is far cheaper than the program over all of them
+        Sx = arrangement_patterns(A, max_patterns=max(int(certify_patterns), 2))
+    sol.bound_complete = Sx is not None
+    lb = max(dual_bound(A, yn, yn - (torch.relu(H) @ a_t + c_t[0]).numpy(), beta_eff, Sx, free_bias=F.free)[0],
+             dual_bound(A, yn, r_full, beta_eff, Sx, free_bias=F.free)[0])
     sol.lower_bound = lb * scale
     sol.gap = sol.objective - sol.lower_bound
     sol.seconds = time.perf_counter() - t0
@@ -565,7 +722,7 @@ class Certificate(Result):
         return ax
 
 
-def certify(model, X, y, beta: float, *, bias: bool = True, bn: bool = False, loss: str = "sum",
+def certify(model, X, y, beta: float, *, bias=True, bn: bool = False, loss: str = "sum",
             tol: float = 1e-5, solution: ConvexSolution | None = None, **solve_kwargs) -> Certificate:
     """Certify a trained two-layer ReLU network: its objective, the global optimum, a certified lower bound
     (the larger of the dual values at the optimal network's residual and at this network's), and the gap.
@@ -573,24 +730,34 @@ def certify(model, X, y, beta: float, *, bias: bool = True, bn: bool = False, lo
     ``model``: as in :func:`objective`. ``solution``: a :class:`ConvexSolution` of the same problem to reuse;
     otherwise :func:`solve` runs with ``solve_kwargs``."""
     t0 = time.perf_counter()
-    Xn, yn, beta = _check_inputs(X, y, beta, loss)
+    Xn, yn, beta = _check_inputs(X, y, beta, loss, multi=True)
+    mode = _bias_mode(bias)
     if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0:
         raise InvalidInputError(f"tol must be a number >= 0, got {tol!r}")
     value = objective(model, Xn, yn, beta, bias=bias, bn=bn, loss=loss)
+    k = 1 if yn.ndim == 1 else yn.shape[1]
     if solution is None:
         solution = solve(Xn, yn, beta, bias=bias, bn=bn, loss=loss, **solve_kwargs)
-    elif (solution.beta, solution.bn, solution.loss, solution.n, solution.d) != (beta, bn, loss, *Xn.shape):
-        raise InvalidInputError("solution was computed for another problem (beta, bn, loss or data shape differ)")
+    elif (solution.beta, solution.bn, solution.loss, solution.n, solution.d, solution.outputs,
+          solution.free_bias, solution.bias) != (beta, bn, loss, *Xn.shape, k, mode == "free",
+                                                 mode != "none" and not bn):
+        raise InvalidInputError("solution was computed for another problem (beta, bn, loss, bias, outputs or data "
+                                "shape differ)")
     lb = solution.lower_bound
-    if solution.complete:
+    if solution.complete or solution.bound_complete:
         # this network's own residual is a second dual point; its bound is as valid
         n = len(yn)
         scale = 1.0 / n if loss == "mean" else 1.0
-        A = _features(Xn, bias and not bn, bn).A
-        H, a, _ = _read_network(model, Xn, bias, bn)
-        lam = yn - (torch.relu(H) @ a).numpy()
-        S = arrangement_patterns(A, max_patterns=max(solution.pattern_bound, 2))
-        lb = max(lb, dual_bound(A, yn, lam, beta / scale, S)[0] * scale)
+        F = _features(Xn, mode, bn)
+        H, a, _, c = _read_network(model, Xn, mode, bn)
+        lam = yn - (torch.relu(H) @ a + (c[0] if k == 1 else c)).numpy()
+        S = arrangement_patterns(F.A, max_patterns=max(solution.pattern_bound, 2))
+        if k == 1:
+            lb = max(lb, dual_bound(F.A, yn, lam, beta / scale, S, free_bias=F.free)[0] * scale)
+        else:
+            from relulab.convex.vector import dual_bound_vector
+
+            lb = max(lb, dual_bound_vector(F.A, yn, lam, beta / scale, S)[0] * scale)
     gap = value - lb
     return Certificate(objective=value, optimum=solution.objective, lower_bound=lb, gap=gap,
                        relative_gap=gap / max(abs(value), 1e-300), globally_optimal=bool(gap <= tol * max(1.0, value)),

@@ -7,8 +7,10 @@ For parameters theta in R^P and a loss L(theta) the engine integrates
   potential Phi(theta) = sum_k phi_k(theta_k), i.e. d theta / dt = -grad L(theta) / Phi''(theta)
   componentwise (Phi'' > 0 is the diagonal of the potential's Hessian);
 * **preconditioned flows** d theta / dt = -P(theta)^{-1} grad L(theta) for a user preconditioner
-  (natural gradient: P the Fisher information; the callable receives theta and grad L and returns
-  the direction P^{-1} grad L);
+  (the callable receives theta and grad L and returns the direction P^{-1} grad L), among them the
+  **natural-gradient flow** of a squared loss, P = J^T J / N + lambda I the Fisher information
+  (= Gauss-Newton matrix) of the Gaussian model, J the Jacobian of the N outputs
+  (:func:`natural_gradient`);
 
 with a maintained adaptive solver (:func:`scipy.integrate.solve_ivp`), and, for comparison,
 **gradient descent** theta_{k+1} = theta_k - eta grad L(theta_k) (optionally on mini-batches: SGD).
@@ -38,7 +40,8 @@ import torch
 from relulab.core.errors import InvalidInputError, ResourceLimitError
 from relulab.results import Result
 
-__all__ = ["Potential", "potential", "FlowTrajectory", "flow", "gradient_descent", "mse_objective"]
+__all__ = ["Potential", "potential", "FlowTrajectory", "flow", "gradient_descent", "mse_objective",
+           "natural_gradient"]
 
 
 # ============================================================================ potentials
@@ -140,6 +143,44 @@ def mse_objective(x, y) -> Callable[[torch.nn.Module], torch.Tensor]:
         return 0.5 * ((out.reshape(n, -1) - y.to(out.dtype).reshape(n, -1)) ** 2).sum() / n
 
     return objective
+
+
+def natural_gradient(model: torch.nn.Module, x, *, damping: float = 1e-8) -> Callable:
+    r"""The natural-gradient preconditioner of a squared loss on inputs ``x``, for :func:`flow`'s
+    ``preconditioner``: the direction (J^T J / N + lambda I)^{-1} g, with J the Jacobian (R x P) of
+    the model's R = N x outputs values at the current parameters with respect to its trainable
+    parameters (in :func:`flow`'s order) and lambda = ``damping`` times the mean eigenvalue of
+    J J^T / N. Computed in the R x R dual form (Woodbury):
+    (A^T A + lambda I)^{-1} g = (g - A^T (A A^T + lambda I)^{-1} A g) / lambda, A = J / sqrt(N),
+    so the cost is one Jacobian and one R x R solve per call (for models with few data points)."""
+    from torch.func import functional_call, jacrev
+
+    if not isinstance(model, torch.nn.Module):
+        raise InvalidInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (isinstance(damping, (int, float)) and math.isfinite(damping) and damping > 0):
+        raise InvalidInputError(f"damping must be a finite number > 0, got {damping!r}")
+    x = torch.as_tensor(x)
+    if x.shape[0] == 0 or not bool(torch.isfinite(x).all()):
+        raise InvalidInputError("x must hold at least one finite data point")
+    names = [k for k, p in model.named_parameters() if p.requires_grad]
+    N = x.shape[0]
+
+    def direction(theta, g):
+        params = {k: p.detach() for k, p in model.named_parameters()}
+        train = {k: params[k] for k in names}
+        xs = x.to(g.dtype)
+
+        def outputs(tp):
+            return functional_call(model, {**params, **tp}, (xs,)).reshape(-1)
+
+        jac = jacrev(outputs)(train)
+        A = torch.cat([jac[k].reshape(jac[k].shape[0], -1) for k in names], dim=1) / math.sqrt(N)
+        G = A @ A.T
+        lam = damping * float(torch.diagonal(G).mean().clamp_min(1e-300))
+        s = torch.linalg.solve(G + lam * torch.eye(G.shape[0], dtype=G.dtype, device=G.device), A @ g)
+        return (g - A.T @ s) / lam
+
+    return direction
 
 
 # ============================================================================ result

@@ -35,7 +35,8 @@ from torch import nn
 from relulab.core.errors import InvalidInputError
 from relulab.results import Result
 
-__all__ = ["UnivariateNet", "univariate_net", "kernel_limit", "natural_cubic_spline", "linear_interpolant",
+__all__ = ["UnivariateNet", "univariate_net", "kernel_limit", "knot_trajectory", "natural_cubic_spline",
+           "linear_interpolant",
            "compare_interpolants", "Interpolants", "regime_diagram", "RegimeDiagram"]
 
 
@@ -68,6 +69,32 @@ class UnivariateNet(nn.Module):
         """Breakpoints -b_i / a_i of the neurons with a_i != 0 and c_i != 0, sorted."""
         keep = (self.a != 0) & (self.c != 0)
         return torch.sort((-self.b[keep] / self.a[keep]).detach()).values
+
+
+def knot_trajectory(net: UnivariateNet, trajectory) -> np.ndarray:
+    """Knot positions -b_i / a_i over time, (T, width), from the parameters a
+    :class:`relulab.dynamics.FlowTrajectory` of ``net`` recorded (trainable parameters in the order
+    of ``net.parameters()``; a frozen ``a`` or ``b`` keeps its current value); NaN where a_i = 0."""
+    if not isinstance(net, UnivariateNet):
+        raise InvalidInputError(f"net must be a UnivariateNet, got {type(net).__name__}")
+    params = np.asarray(trajectory.params, dtype=np.float64)
+    cols, i = {}, 0
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            cols[name] = slice(i, i + p.numel())
+            i += p.numel()
+    if params.ndim != 2 or params.shape[1] != i:
+        raise InvalidInputError(f"trajectory records {params.shape[-1]} parameters, the net has {i} trainable ones")
+    T = params.shape[0]
+
+    def path(name):
+        if name in cols:
+            return params[:, cols[name]]
+        return np.broadcast_to(getattr(net, name).detach().cpu().numpy().astype(np.float64), (T, net.width))
+
+    a, b = path("a"), path("b")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a != 0, -b / a, np.nan)
 
 
 def univariate_net(width: int, *, inner_scale: float = 1.0, outer_scale: float = 1.0, knots: str = "uniform",
@@ -216,7 +243,9 @@ def compare_interpolants(values, x, y, grid, kernel: np.ndarray | None = None) -
 class RegimeDiagram(Result):
     """One row per (width, inner_scale, outer_scale): L2 distances of the trained network to the
     cubic spline, the linear interpolant and its own kernel limit, the final loss, the laziness
-    (relative parameter movement) and the knots' mean distance to the nearest data point."""
+    (relative parameter movement) and the knots' mean distance to the nearest data point, at the
+    end (``knot_to_data``) and at eleven times along training (``knot_to_data_path`` at
+    ``knot_path_steps``; knots inside the data's hull)."""
 
     rows: list
     x: list
@@ -278,20 +307,25 @@ def regime_diagram(x, y, *, widths=(200,), inner_scales=(0.1, 1.0, 10.0), outer_
         obj = mse_objective(X, Y)
         loss0 = float(obj(net).detach())
         left = None if time_limit is None else max(0.0, time_limit - (_now() - start))
-        tr = gradient_descent(net, obj, lr=1.0 / lam, steps=steps, record_every=steps,
+        tr = gradient_descent(net, obj, lr=1.0 / lam, steps=steps, record_every=max(1, steps // 10),
                               loss_tol=1e-12 * max(loss0, 1e-300), time_limit=left)
         with torch.no_grad():
             vals = net(torch.as_tensor(grid))[:, 0].numpy()
         cmp = compare_interpolants(vals, xs, ys, grid, kernel=kern)
-        kn = net.knots().numpy()
-        kn = kn[(kn >= lo) & (kn <= hi)]
-        knot_gap = float(np.abs(kn[:, None] - xs[None]).min(1).mean()) if kn.size else float("nan")
+        # mean distance from the knots inside the data's hull to the nearest data point, over time
+        gaps = []
+        for kn in knot_trajectory(net, tr):
+            kn = kn[np.isfinite(kn) & (kn >= lo) & (kn <= hi)]
+            gaps.append(float(np.abs(kn[:, None] - xs[None]).min(1).mean()) if kn.size else float("nan"))
+        knot_gap = gaps[-1]
         rows.append({"width": int(w), "inner_scale": float(sa), "outer_scale": float(sc),
                      "l2_cubic": cmp.l2["cubic spline"], "l2_linear": cmp.l2["linear interpolant"],
                      "l2_kernel": cmp.l2["kernel limit"], "sup_cubic": cmp.sup["cubic spline"],
                      "sup_linear": cmp.sup["linear interpolant"], "sup_kernel": cmp.sup["kernel limit"],
                      "closest": cmp.closest, "final_loss": float(tr.loss[-1]), "movement": float(tr.movement[-1]),
-                     "knot_to_data": knot_gap, "steps": int(round(float(tr.times[-1]) * lam)),
+                     "knot_to_data": knot_gap, "knot_to_data_path": gaps,
+                     "knot_path_steps": [int(round(float(t) * lam)) for t in tr.times],
+                     "steps": int(round(float(tr.times[-1]) * lam)),
                      "complete": bool(tr.complete)})
         if progress is not None:
             progress(i + 1, len(settings), width=w)

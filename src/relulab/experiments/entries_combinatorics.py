@@ -31,9 +31,12 @@ def _summarize_maxpool(rows: list[dict]) -> Summary:
     checked = [r for r in rows if r["engine_regions"] >= 0]
     comparison = [("count = paper's closed form (where one exists)", "equal",
                    f"{sum(r['regions'] == r['closed_form'] for r in closed)} of {len(closed)}"),
+                  ("facets = the paper's (s + 2)(m - 1) + k, or k m for k <= s + 1 (Theorem 4.19)", "equal",
+                   f"{sum(r['facets'] == r.get('closed_form_facets') for r in rows)} of {len(rows)}"),
                   ("count = regions found by relulab's full-space engine on the layer itself", "equal",
                    f"{sum(r['regions'] == r['engine_regions'] for r in checked)} of {len(checked)}")]
     ok = all(r["regions"] == r["closed_form"] for r in closed) and all(
+        r["facets"] == r.get("closed_form_facets") for r in rows) and all(
         r["regions"] == r["engine_regions"] for r in checked)
     return Summary(figures=[("max-pool regions against input size", draw)], comparison=comparison,
                    verdict="agrees" if ok else "does not agree")
@@ -45,7 +48,8 @@ def _summarize_maxpool(rows: list[dict]) -> Summary:
     paper="Escobar, Gallardo, Gonzalez-Anaya, Gonzalez, Montufar, Morales, Enumeration of max-pooling responses "
           "with generalized permutohedra (arXiv 2209.14978)",
     claim="The linearity regions of a max-pool layer are the vertices of a Minkowski sum of simplices; for 1-D "
-          "pooling they satisfy linear recurrences with closed forms (kernel 2, stride 1: 2^(n-1)).",
+          "pooling their number is 1^T A_{k,s}^(m-1) 1 for a k x k transfer matrix (Theorem 4.5; kernel 2, stride 1: "
+          "2^(n-1)) and the facets number (s + 2)(m - 1) + k (Theorem 4.19).",
     full={"size": list(range(3, 13)), "kernel": [2, 3], "stride": [1, 2], "check_engine": [False]},
     quick={"size": [4, 5, 6], "kernel": [2, 3], "stride": [1]},
     summarize=_summarize_maxpool,
@@ -64,7 +68,8 @@ def escobar_maxpool_counts(cfg: MaxPoolConfig) -> list[dict]:
         net = PLNet.from_torch(mod, (cfg.size,))
         fn = regions.full_space
         engine = int(fn(net).count)
-    return [{"regions": int(r.count), "closed_form": r.closed_form, "facets": r.facets, "engine_regions": engine}]
+    return [{"regions": int(r.count), "closed_form": r.closed_form, "facets": r.facets,
+             "closed_form_facets": r.closed_form_facets, "engine_regions": engine}]
 
 
 @dataclass(frozen=True)
@@ -234,26 +239,15 @@ def tropical_sizes(cfg: TropicalSizesConfig) -> list[dict]:
     and reduced (exact rationals, certified), the linear regions of ``f = p - q`` from the tropical data
     (:func:`relulab.tropical.count_regions`) and, with ``check_engine``, ``regions.full_space``'s linear
     count of the same network."""
-    from torch import nn
-
     from relulab import regions
-    from relulab.core.plnet import PLNet
-    from relulab.tropical import count_regions, from_network
+    from relulab.tropical.sizes import relu_mlp
+    from relulab.tropical.sizes import tropical_sizes as sizes_table
 
-    torch.manual_seed(cfg.seed)
-    mods, fan = [], 2
-    for _ in range(cfg.depth):
-        mods += [nn.Linear(fan, cfg.width), nn.ReLU()]
-        fan = cfg.width
-    net = PLNet.from_torch(nn.Sequential(*mods, nn.Linear(fan, 1)), (2,))
-    raw = from_network(net, max_monomials=200_000, time_limit=60.0)
-    red = from_network(net, exact=True, reduce=True, max_monomials=200_000, time_limit=120.0)
-    row = {"raw_p": raw.sizes[0][0] if raw.complete else None, "raw_q": raw.sizes[0][1] if raw.complete else None,
-           "reduced_p": red.sizes[0][0] if red.complete else None,
-           "reduced_q": red.sizes[0][1] if red.complete else None, "certified": bool(red.certified),
-           "tropical_linear": None, "engine_linear": None, "reduce_seconds": float(red.seconds)}
-    if red.complete:
-        row["tropical_linear"] = int(count_regions(red.functions[0]).linear_count)
+    r = sizes_table([cfg.width], [cfg.depth], seed=cfg.seed, max_monomials=200_000, time_limit=120.0).rows[0]
+    row = {"raw_p": r["raw_p"], "raw_q": r["raw_q"], "reduced_p": r["reduced_p"], "reduced_q": r["reduced_q"],
+           "certified": r["certified"] and r["regions_certified"] is not False, "tropical_linear": r["linear_regions"],
+           "engine_linear": None, "reduce_seconds": float(r["reduce_seconds"])}
+    net = relu_mlp(2, cfg.width, cfg.depth, cfg.seed)
     if cfg.check_engine:
         fs = regions.full_space(net)
         row["engine_linear"] = int(fs.linear_count) if fs.complete else None

@@ -14,23 +14,31 @@ Registering is one decorator in the module that owns the experiment::
     def my_count(cfg: MyConfig) -> list[dict]:
         ...
 
-and listing that module in :data:`ENTRY_MODULES` (one line); the registry imports those modules on
-first use, so an engine's experiments load only when someone asks for the registry.
+and listing that module in :data:`ENTRY_MODULES` (one line). Listing and lookup are lazy: the
+registry reads each entry module's *source* (its ``@experiment`` decorators and config dataclasses,
+:func:`catalog`) without importing it, so ``relulab reproduce --list``, an unknown name or a bad
+sweep spec never pay for torch or an engine; :func:`get` imports only the module that defines the
+entry asked for. A module whose registrations are not plain literals (a computed grid, a call of
+``experiment`` outside a decorator) is imported to read them, so the catalog is always the registry.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import importlib
+import importlib.util
 import itertools
+import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from relulab.core.errors import InvalidInputError
 
-__all__ = ["Experiment", "Summary", "experiment", "get", "names", "ENTRY_MODULES", "expand_grid", "make_config"]
+__all__ = ["Experiment", "EntryInfo", "Summary", "experiment", "get", "info", "names", "catalog", "ENTRY_MODULES",
+           "expand_grid", "make_config", "check_params"]
 
 # Modules whose import registers experiments. Adding a capability's entries is one line here.
 ENTRY_MODULES: list[str] = [
@@ -131,6 +139,7 @@ def experiment(name: str, *, paper: str, claim: str, full: dict, quick: dict, su
 
 
 def _load() -> None:
+    """Import every entry module (what :func:`catalog` avoids; used where the full objects are needed)."""
     global _loaded
     if _loaded:
         return
@@ -139,15 +148,188 @@ def _load() -> None:
     _loaded = True
 
 
+@dataclass(frozen=True)
+class EntryInfo:
+    """What the registry knows of an entry without importing its module: the decorator's arguments and
+    the configuration fields (name -> type name)."""
+
+    name: str
+    module: str
+    title: str
+    paper: str
+    claim: str
+    full: dict
+    quick: dict
+    requires: tuple
+    fields: dict
+    required: tuple = ()  # fields without a default
+
+    @property
+    def field_types(self) -> dict:
+        return {k: _TYPES[v] for k, v in self.fields.items()}
+
+    @staticmethod
+    def _size(grid: dict) -> int:
+        return math.prod(len(v) if isinstance(v, (list, tuple, range)) else 1 for v in grid.values())
+
+    @property
+    def quick_tasks(self) -> int:
+        return self._size(self.quick)
+
+    @property
+    def full_tasks(self) -> int:
+        return self._size(self.full)
+
+    def missing_requirements(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    @classmethod
+    def of(cls, exp: Experiment, module: str) -> "EntryInfo":
+        norm = lambda g: {k: list(v) if isinstance(v, (list, tuple, range)) else v for k, v in g.items()}  # noqa: E731
+        return cls(exp.name, module, exp.title, exp.paper, exp.claim, norm(exp.full), norm(exp.quick),
+                   tuple(exp.requires), {k: t.__name__ for k, t in exp.fields.items()},
+                   tuple(k for k in exp.fields if k not in exp._defaults))
+
+
+class _NotStatic(Exception):
+    pass
+
+
+_BUILTINS = {"range": range, "list": list, "tuple": tuple}
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _literal(node):
+    """The value of a literal expression (constants, lists, tuples, dicts, unary minus, string and list
+    concatenation, ``range``/``list``/``tuple`` of literals); anything else is not static."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, (ast.List, ast.Tuple)):
+        vals = [_literal(e) for e in node.elts]
+        return vals if isinstance(node, ast.List) else tuple(vals)
+    if isinstance(node, ast.Dict):
+        if any(k is None for k in node.keys):
+            raise _NotStatic
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _literal(node.operand)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise _NotStatic
+        return -v if isinstance(node.op, ast.USub) else v
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        a, b = _literal(node.left), _literal(node.right)
+        if type(a) is not type(b) or not isinstance(a, (str, list, tuple)):
+            raise _NotStatic
+        return a + b
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _BUILTINS
+            and not node.keywords):
+        return _BUILTINS[node.func.id](*[_literal(a) for a in node.args])
+    raise _NotStatic
+
+
+def _static_entries(module: str, source: str) -> list[EntryInfo]:
+    """The entries a module registers, read from its source; raises :class:`_NotStatic` unless every
+    call of ``experiment`` is a top-level function's decorator with literal arguments and a config
+    dataclass of this module with typed, literal-defaulted fields."""
+    tree = ast.parse(source)
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    if any(isinstance(n, ast.ImportFrom) and any(a.name == "experiment" and a.asname not in (None, "experiment")
+                                                 for a in n.names) for n in ast.walk(tree)):
+        raise _NotStatic  # the decorator under another name
+    # every call of experiment (also as an attribute, registry.experiment) must be one read below
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and (
+        (isinstance(n.func, ast.Name) and n.func.id == "experiment")
+        or (isinstance(n.func, ast.Attribute) and n.func.attr == "experiment"))]
+    out, seen = [], 0
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        for dec in fn.decorator_list:
+            if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Name) and dec.func.id == "experiment"):
+                continue
+            seen += 1
+            if len(dec.args) != 1 or not fn.args.args:
+                raise _NotStatic
+            kw = {k.arg: k.value for k in dec.keywords}
+            if None in kw:
+                raise _NotStatic
+            static = {k: _literal(v) for k, v in kw.items() if k != "summarize"}
+            ann = fn.args.args[0].annotation
+            cls = classes.get(ann.id) if isinstance(ann, ast.Name) else None
+            if cls is None or cls.bases:
+                raise _NotStatic
+            fields, required = {}, []
+            for st in cls.body:
+                if isinstance(st, ast.AnnAssign):
+                    if not (isinstance(st.target, ast.Name) and isinstance(st.annotation, ast.Name)
+                            and st.annotation.id in _TYPES):
+                        raise _NotStatic
+                    fields[st.target.id] = st.annotation.id
+                    if st.value is None:
+                        required.append(st.target.id)
+                    else:
+                        _literal(st.value)
+                elif not (isinstance(st, ast.Expr) and isinstance(st.value, ast.Constant)):
+                    raise _NotStatic  # methods (a __post_init__ check) only run when the module is imported
+            name = _literal(dec.args[0])
+            out.append(EntryInfo(name, module, static.get("title") or name, static["paper"], static["claim"],
+                                 {k: list(v) if isinstance(v, (list, tuple, range)) else v
+                                  for k, v in static["full"].items()},
+                                 {k: list(v) if isinstance(v, (list, tuple, range)) else v
+                                  for k, v in static["quick"].items()},
+                                 tuple(static.get("requires", ())), fields, tuple(required)))
+    if seen != len(calls):
+        raise _NotStatic
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _module_entries(module: str) -> tuple:
+    spec = importlib.util.find_spec(module)
+    try:
+        source = spec.loader.get_source(module) if spec and spec.loader else None
+        if source is not None:
+            return tuple(_static_entries(module, source))
+    except (_NotStatic, KeyError, SyntaxError, TypeError, ValueError):
+        pass
+    # not readable without running it: import it and read what it registered
+    before = dict(_REGISTRY)
+    importlib.import_module(module)
+    fresh = [e for n, e in _REGISTRY.items() if before.get(n) is not e]
+    mine = [e for e in _REGISTRY.values() if getattr(e.fn, "__module__", None) == module]
+    return tuple(EntryInfo.of(e, module) for e in {id(e): e for e in fresh + mine}.values())
+
+
+def catalog() -> dict[str, EntryInfo]:
+    """Every registered entry's metadata (:class:`EntryInfo`), by name, without importing the entry
+    modules where their source says it all (module docstring)."""
+    out = {}
+    for mod in ENTRY_MODULES:
+        for info in _module_entries(mod):
+            out[info.name] = info
+    for name, exp in _REGISTRY.items():  # registered at run time outside the entry modules
+        out.setdefault(name, EntryInfo.of(exp, getattr(exp.fn, "__module__", "")))
+    return dict(sorted(out.items()))
+
+
 def names() -> list[str]:
-    _load()
-    return sorted(_REGISTRY)
+    return list(catalog())
+
+
+def info(name: str) -> EntryInfo:
+    """The metadata of entry ``name`` (:class:`EntryInfo`), importing nothing."""
+    found = catalog().get(name)
+    if found is None:
+        raise InvalidInputError(f"unknown experiment {name!r}; registered: {', '.join(catalog())}")
+    return found
 
 
 def get(name: str) -> Experiment:
-    _load()
+    """The entry ``name``, importing only the module that defines it."""
     if name not in _REGISTRY:
-        raise InvalidInputError(f"unknown experiment {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+        importlib.import_module(info(name).module)
+        if name not in _REGISTRY:
+            raise RuntimeError(f"module {info.module} did not register experiment {name!r}")
     return _REGISTRY[name]
 
 
@@ -163,23 +345,31 @@ def _coerce(exp: Experiment, key: str, value, typ):
     return float(value) if typ is float else value
 
 
-def make_config(exp: Experiment, params: dict):
-    """The config instance for ``params`` (unknown names and wrong types are refused, naming them)."""
-    types = exp.fields
+def check_params(exp: "Experiment | EntryInfo", params: dict) -> dict:
+    """``params`` checked against the entry's fields (unknown names, wrong types and missing values are
+    refused, naming them) and coerced (an int for a float field); works on :class:`EntryInfo` too."""
+    types = exp.fields if isinstance(exp, Experiment) else exp.field_types
     unknown = sorted(set(params) - set(types))
     if unknown:
         raise InvalidInputError(f"experiment {exp.name!r} has no parameter(s) {', '.join(map(repr, unknown))}; "
                                 f"its parameters: {', '.join(types)}")
     kw = {k: _coerce(exp, k, v, types[k]) for k, v in params.items()}
-    missing = [k for k in types if k not in kw and k not in exp._defaults]
+    required = [k for k in types if k not in exp._defaults] if isinstance(exp, Experiment) else exp.required
+    missing = [k for k in required if k not in kw]
     if missing:
         raise InvalidInputError(f"experiment {exp.name!r}: no value for parameter(s) {', '.join(missing)}")
-    return exp.config(**kw)
+    return kw
 
 
-def expand_grid(exp: Experiment, grid: dict) -> list[dict]:
+def make_config(exp: Experiment, params: dict):
+    """The config instance for ``params`` (checked by :func:`check_params`)."""
+    return exp.config(**check_params(exp, params))
+
+
+def expand_grid(exp: "Experiment | EntryInfo", grid: dict) -> list[dict]:
     """The product of the value lists in ``grid`` (a scalar is a one-element list), each point checked
-    with :func:`make_config`; returns the points (only the fields the grid names), in a fixed order."""
+    (:func:`make_config`, or :func:`check_params` for an :class:`EntryInfo`, whose config classes are
+    plain typed dataclasses); returns the points (only the fields the grid names), in a fixed order."""
     if not isinstance(grid, dict):
         raise InvalidInputError(f"grid must be a table of parameter lists, got {type(grid).__name__}")
     keys = list(grid)
@@ -193,5 +383,5 @@ def expand_grid(exp: Experiment, grid: dict) -> list[dict]:
         lists.append(vals)
     points = [dict(zip(keys, combo)) for combo in itertools.product(*lists)]
     for p in points:
-        make_config(exp, p)
+        make_config(exp, p) if isinstance(exp, Experiment) else check_params(exp, p)
     return points

@@ -17,14 +17,11 @@ __all__ = ["reproduce", "listing"]
 
 
 def listing() -> list[dict]:
-    out = []
-    for n in registry.names():
-        e = registry.get(n)
-        out.append({"name": n, "title": e.title, "paper": e.paper, "claim": e.claim,
-                    "quick_tasks": len(registry.expand_grid(e, e.quick)),
-                    "full_tasks": len(registry.expand_grid(e, e.full)),
-                    "missing": e.missing_requirements()})
-    return out
+    """Every entry's name, title, paper, claim, task counts and missing packages (no entry module is
+    imported: :func:`relulab.experiments.registry.catalog`)."""
+    return [{"name": n, "title": e.title, "paper": e.paper, "claim": e.claim, "quick_tasks": e.quick_tasks,
+             "full_tasks": e.full_tasks, "missing": e.missing_requirements()}
+            for n, e in registry.catalog().items()]
 
 
 def _csv(rows: list[dict]) -> str:

@@ -34,13 +34,14 @@ harmless (tested).
 Equal gradients are decided under a rounding bound, not a fixed tolerance: each Jacobian entry is
 a sum of path products computed in float64, so it errs by at most ``gamma_K`` times the sum of the
 absolute path products (the Jacobian of the network with absolute weights under the same pattern,
-see :func:`relulab.regions._jacobians.gradients_with_bounds`). Two adjacent regions merge when their gradients differ by no more than
-the two bounds; a nonzero difference inside the bounds leaves the equality undecided and the result
-not ``certified``. (A fixed tolerance is not enough: adjacent regions of a 2-170-170-170-1 network
-whose exact gradients, computed in rational arithmetic, differ by 1e-6 merge under a tolerance of
-1e-9 times a bound on gradient magnitudes, which is about 2e-6 there.) ``certified`` also needs
-every cell's own count certified, which cone cells never are: their networks tie at the apex by
-construction, and the engine takes those near-zero values as exact zeros without certifying them.
+see :func:`relulab.regions._jacobians.gradients_with_bounds`). Gradients further apart than the two
+bounds differ; an equality inside them is settled exactly, from the two patterns' Jacobians in
+rational arithmetic on the float64 weights (:func:`relulab.regions._jacobians.equal_gradients`),
+within a work budget beyond which the result is not ``certified``. (A fixed tolerance is not
+enough: adjacent regions of a 2-170-170-170-1 network whose exact gradients, computed in rational
+arithmetic, differ by 1e-6 merge under a tolerance of 1e-9 times a bound on gradient magnitudes,
+which is about 2e-6 there.) ``certified`` also needs every cell's own count certified (see
+:func:`relulab.regions.full_space`: proven, or it says why not).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -56,6 +57,7 @@ import torch
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.plnet import PLNet
 from relulab.progress import notify
+from relulab.regions._jacobians import equal_gradients
 from relulab.regions._jacobians import gradients_with_bounds as _gradients
 from relulab.results import RegionResult
 
@@ -68,8 +70,9 @@ class SplitEnumeration(RegionResult):
 
     ``patterns`` (count, units), ``interior_points`` (count, d); ``bounded`` (R^d only); ``cells``:
     number of cells; ``pieces``: region pieces the cells found before merging (>= count: the excess is
-    regions crossing walls); ``cell_seconds``: each cell's enumeration time; ``merge_seconds``: the
-    merge; ``executor`` and ``workers`` that ran the cells."""
+    regions crossing walls); ``cell_seconds``: each cell's enumeration time, ``cell_cpu_seconds`` its
+    CPU time (steadier than wall time on a shared machine); ``merge_seconds`` / ``merge_cpu_seconds``:
+    the merge; ``executor`` and ``workers`` that ran the cells."""
 
     patterns: torch.Tensor
     interior_points: torch.Tensor
@@ -81,6 +84,8 @@ class SplitEnumeration(RegionResult):
     executor: str
     workers: int
     box: tuple | None = None
+    cell_cpu_seconds: list = field(default_factory=list)
+    merge_cpu_seconds: float = 0.0
 
     _summary_fields = ("count", "linear_count", "complete", "certified", "domain", "box", "cells", "pieces",
                        "seconds", "merge_seconds", "executor", "workers")
@@ -263,7 +268,7 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None) -> 
     from relulab import regions
 
     fn = regions.full_space
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     kind = cell[0]
     if kind == "box":
         r = fn(net, box=(torch.as_tensor(cell[1]), torch.as_tensor(cell[2])), neighbours=True,
@@ -296,7 +301,7 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None) -> 
     return {"patterns": pats.to(torch.int8), "points": xs, "grad": grad, "err": err,
             "bounded": None if bounded is None else bounded[keep], "edges": new[e],
             "complete": bool(r.complete), "certified": bool(r.certified), "stopped_by": r.stopped_by,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
 def _worker_cell_task(*args):
@@ -354,7 +359,7 @@ def _components(n: int, edges: np.ndarray) -> int:
     return int(connected_components(m, directed=False)[0])
 
 
-def _merge(parts: list[dict], rd: bool):
+def _merge(parts: list[dict], rd: bool, net):
     """Regions from the cells' pieces: one per pattern, with the first piece's witness; bounded
     when every piece is; linear regions from the cells' adjacencies and gradients."""
     pats = torch.cat([p["patterns"] for p in parts])
@@ -379,15 +384,10 @@ def _merge(parts: list[dict], rd: bool):
     if ge.numel():
         # adjacent regions with equal gradients have one affine map (f is continuous across the facet)
         A = torch.cat([p["grad"] for p in parts if p["grad"].numel()])[first]
-        diff = (A[ge[:, 0]] - A[ge[:, 1]]).abs()
-        if any(p["err"] is None for p in parts if p["grad"].numel()):
-            same = (diff <= 1e-9 * (1 + A.abs().max())).all(1)
-            certain = False
-        else:
-            err = torch.cat([p["err"] for p in parts if p["grad"].numel()])[first]
-            same = (diff <= err[ge[:, 0]] + err[ge[:, 1]]).all(1)
-            # a difference inside the rounding bound that is not an exact zero: equality undecided
-            certain = not bool((same & (diff > 0).any(1)).any())
+        errs = [p["err"] for p in parts if p["grad"].numel()]
+        err = None if any(e is None for e in errs) else torch.cat(errs)[first]
+        # inside the rounding bound, equality is settled in exact arithmetic (within a work budget)
+        same, certain = equal_gradients(net, uniq, A, err, ge)
         ge = ge[same]
     linear = _components(R, ge.numpy())
     return uniq.long(), xw, bounded, R, linear, certain
@@ -487,8 +487,8 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
             n[np.argmax(abs(n))]), 12)): (n, t) for n, t in wall_list}.values())
     parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress, ray_timeout,
                              wall_list if check_walls else None)
-    t1 = time.perf_counter()
-    patterns, xw, bounded, count, linear, linear_certain = _merge(parts, box is None)
+    t1, c1 = time.perf_counter(), time.process_time()
+    patterns, xw, bounded, count, linear, linear_certain = _merge(parts, box is None, net)
     complete = all(p["complete"] for p in parts)
     t2 = time.perf_counter()
     stopped = next((p["stopped_by"] for p in parts if not p["complete"]), None)
@@ -498,7 +498,8 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
         counts_what="activation regions", domain="box" if box is not None else "R^d", seconds=t2 - t0,
         patterns=patterns, interior_points=xw, bounded=bounded, cells=len(tasks),
         pieces=int(sum(p["patterns"].shape[0] for p in parts)), cell_seconds=[p["seconds"] for p in parts],
-        merge_seconds=t2 - t1, executor="ray" if ray else ("local" if used > 1 else "in-process"), workers=used,
+        merge_seconds=t2 - t1, merge_cpu_seconds=time.process_time() - c1,
+        cell_cpu_seconds=[p["cpu_seconds"] for p in parts], executor="ray" if ray else ("local" if used > 1 else "in-process"), workers=used,
         box=None if box is None else (lo.tolist(), hi.tolist()))
     res._net = net
     return res

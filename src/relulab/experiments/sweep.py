@@ -47,7 +47,8 @@ class SweepSpec:
     grid: dict
 
     def points(self) -> list[dict]:
-        return registry.expand_grid(registry.get(self.experiment), self.grid)
+        # checked against the entry's metadata: the entry's module is imported only to run tasks
+        return registry.expand_grid(registry.info(self.experiment), self.grid)
 
     def to_dict(self) -> dict:
         return {"experiment": self.experiment, "grid": self.grid}
@@ -77,7 +78,7 @@ def load_spec(source) -> SweepSpec:
         raise InvalidInputError(f"spec: unknown key(s) {', '.join(extra)}; allowed: experiment, seeds, [parameters]")
     if not isinstance(doc.get("experiment"), str):
         raise InvalidInputError("spec: 'experiment' (the registered name, see 'relulab reproduce --list') is required")
-    exp = registry.get(doc["experiment"])
+    exp = registry.info(doc["experiment"])
     grid = dict(doc.get("parameters", {}))
     if not isinstance(doc.get("parameters", {}), dict):
         raise InvalidInputError("spec: [parameters] must be a table of parameter lists")
@@ -199,6 +200,13 @@ def _pool_run(tasks: list, workers: int, record) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    if ctx.get_start_method() == "fork":
+        # forked workers share the driver's modules: import the entries and torch once here rather than
+        # in every worker (listing and checking the spec did not import them)
+        import torch  # noqa: F401
+
+        for name in {t[1] for t in tasks}:
+            registry.get(name)
     crashes: dict[str, int] = {}
     todo = list(tasks)
     while todo:

@@ -39,7 +39,7 @@ import torch
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 
 __all__ = ["U", "gamma", "product_sum_signs", "affine_signs", "compare_ratios", "orient2d",
-           "line_side", "exact_product_sum", "require_nonzero", "ExactTally"]
+           "line_side", "exact_product_sum", "require_nonzero", "ExactTally", "exact_map"]
 
 U = 2.0**-53  # unit roundoff of float64 (round to nearest)
 _TINY = 2.0**-1022  # smallest normal float64
@@ -306,7 +306,27 @@ def exact_pieces(net, tabs, a, b, pattern, layer: int):
     B, eb = dyadic(b)
     e = max(ea, eb)
     A, B = _align(A.reshape(-1), ea, e), _align(B.reshape(-1), eb, e)
-    vals = {0: (np.stack([A, B - A], 1), e)}
+    out = _push(net, tabs, np.stack([A, B - A], 1), e, pattern, layer)
+    if out is None:
+        raise InvalidInputError(f"the network has no max layer {layer}")
+    return out
+
+
+def exact_map(net, tabs, pattern):
+    """The exact affine map of the network on the region of ``pattern``: ``(M, e)`` with output ``i``
+    equal to ``(M[i, 0] + sum_k M[i, k] x_k) / 2**e`` exactly (Python integers), from the float64
+    weights (``tabs`` from :func:`exact_tables`). Every max unit takes the piece the pattern names."""
+    d = int(net.input_dim)
+    Z = np.zeros((d, d + 1), dtype=object)
+    Z[:, 1:] = np.identity(d, dtype=np.int64).astype(object)
+    return _push(net, tabs, Z, 0, pattern, None)
+
+
+def _push(net, tabs, Z0, e0, pattern, layer):
+    """Push exact affine maps ``Z0 / 2**e0`` of the input (rows: input features) through the network
+    with the winners of ``pattern``: the pieces of max layer ``layer`` (see :func:`exact_pieces`),
+    or for ``layer=None`` the output's maps; None when there is no such max layer."""
+    vals = {0: (Z0, e0)}
     pat = [int(x) for x in (pattern.tolist() if hasattr(pattern, "tolist") else pattern)]
     offs = net.unit_offsets
     last_use = {}
@@ -330,7 +350,7 @@ def exact_pieces(net, tabs, a, b, pattern, layer: int):
             _, index, coef, ec, valid = tab
             Z, ez = vals[nd.inputs[0]]
             if m == layer:
-                P = Z[index] * coef[..., None]  # (U, K, 2)
+                P = Z[index] * coef[..., None]  # (U, K, columns)
                 P[~valid] = 0
                 return P, ez + ec
             U = index.shape[0]
@@ -341,4 +361,131 @@ def exact_pieces(net, tabs, a, b, pattern, layer: int):
         for j in nd.inputs:
             if last_use.get(j) == i:
                 vals.pop(j, None)
-    raise InvalidInputError(f"the network has no max layer {layer}")
+    return vals[len(net.nodes) - 1] if layer is None else None
+
+
+# ---------------------------------------------------------------------------- sparse: one unit's cone
+def affine_rows(layer, rows, chunk: int = 256):
+    """Rows ``rows`` of an affine layer's matrix (len(rows), in_numel) without building the whole
+    matrix: ``L^T e_i`` by a vector-Jacobian product of ``layer.linear`` (a convolution's row holds its
+    kernel taps, each a weight exactly as in :meth:`Affine.dense`)."""
+    import torch
+
+    like = layer._like()
+    n_in, n_out = int(math.prod(layer.in_shape)), int(math.prod(layer.out_shape))
+    out = []
+    for s in range(0, len(rows), chunk):
+        r = torch.as_tensor(rows[s:s + chunk], dtype=torch.long, device=like.device)
+        z = torch.zeros(r.numel(), n_in, dtype=like.dtype, device=like.device, requires_grad=True)
+        cot = torch.zeros(r.numel(), n_out, dtype=like.dtype, device=like.device)
+        cot[torch.arange(r.numel(), device=like.device), r] = 1.0
+        (g,) = torch.autograd.grad(layer.linear(z), z, cot)
+        out.append(g.detach())
+    return torch.cat(out) if out else torch.zeros(0, n_in, dtype=like.dtype, device=like.device)
+
+
+def exact_unit_pieces(net, a, b, pattern, layer: int, units, max_entries: float = 2 * 10**7):
+    """:func:`exact_pieces` for some units of max layer ``layer`` only, computed over the units'
+    dependency cone (the features they read, transitively) with rows taken one by one
+    (:func:`affine_rows`) instead of dense tables: for convolutional networks, whose dense tables
+    are too large, each unit reads a small receptive field. Returns ``(P, e)`` with ``P`` (len(units),
+    K, 2) Python integers over ``2**e``, as :func:`exact_pieces` for those rows; None when the cone
+    would hold more than ``max_entries`` weight entries."""
+    from relulab.core.layers import Add, Affine, MaxUnits, Reshape
+
+    nodes = net.nodes
+    target = net.max_layers[layer]
+    tl = nodes[target].layer
+    units = [int(u) for u in units]
+    pat = [int(x) for x in (pattern.tolist() if hasattr(pattern, "tolist") else pattern)]
+    max_of = {n: m for m, n in enumerate(net.max_layers)}
+    idx_t = tl.index.cpu().numpy()
+    val_t = tl.valid.cpu().numpy()
+    need = {i: set() for i in range(len(nodes))}
+    need[nodes[target].inputs[0]].update(int(idx_t[u, k]) for u in units for k in range(idx_t.shape[1]) if val_t[u, k])
+    rows = {}
+    entries = 0
+    for i in range(target - 1, 0, -1):  # nodes are in topological order
+        if not need[i]:
+            continue
+        nd, lay = nodes[i], nodes[i].layer
+        want = sorted(need[i])
+        if isinstance(lay, Add):
+            for j in nd.inputs:
+                need[j].update(want)
+        elif isinstance(lay, Reshape):
+            need[nd.inputs[0]].update(want)
+        elif isinstance(lay, MaxUnits):
+            off = net.unit_offsets[max_of[i]]
+            idx = lay.index.cpu().numpy()
+            need[nd.inputs[0]].update(int(idx[o, pat[off + o]]) for o in want)
+        elif isinstance(lay, Affine):
+            R = affine_rows(lay, want).cpu()
+            nz = R.nonzero()
+            cols = sorted(set(nz[:, 1].tolist()))
+            entries += len(want) * len(cols)
+            if entries > max_entries:
+                return None
+            rows[i] = (want, cols, R[:, cols])
+            need[nd.inputs[0]].update(cols)
+        else:
+            return None
+    # forward over the cone: per node, {feature: position} and exact values (n, 2) over 2**e
+    A, ea = dyadic(a)
+    B, eb = dyadic(b)
+    e0 = max(ea, eb)
+    A, B = _align(A.reshape(-1), ea, e0), _align(B.reshape(-1), eb, e0)
+    f0 = sorted(need[0])
+    vals = {0: ({f: p for p, f in enumerate(f0)}, np.stack([A[f0], B[f0] - A[f0]], 1) if f0 else
+                np.zeros((0, 2), dtype=object), e0)}
+    for i in range(1, target):
+        if not need[i]:
+            continue
+        nd, lay = nodes[i], nodes[i].layer
+        want = sorted(need[i])
+        pos = {f: p for p, f in enumerate(want)}
+        if isinstance(lay, Add):
+            (pa, Za, e1), (pb, Zb, e2) = vals[nd.inputs[0]], vals[nd.inputs[1]]
+            E = max(e1, e2)
+            Z = _align(Za[[pa[f] for f in want]], e1, E) + _align(Zb[[pb[f] for f in want]], e2, E)
+            vals[i] = (pos, Z, E)
+        elif isinstance(lay, Reshape):
+            pz, Z, e = vals[nd.inputs[0]]
+            vals[i] = (pos, Z[[pz[f] for f in want]], e)
+        elif isinstance(lay, MaxUnits):
+            off = net.unit_offsets[max_of[i]]
+            pz, Z, e = vals[nd.inputs[0]]
+            cf, ec = dyadic(lay.coef)
+            idx = lay.index.cpu().numpy()
+            w = [pat[off + o] for o in want]
+            src = [pz[int(idx[o, k])] for o, k in zip(want, w)]
+            vals[i] = (pos, Z[src] * np.array([cf[o, k] for o, k in zip(want, w)], dtype=object)[:, None], e + ec)
+        else:
+            rw, cols, Rm = rows[i]
+            pz, Z, e = vals[nd.inputs[0]]
+            Wi, eW = dyadic(Rm)
+            Y = Wi.dot(Z[[pz[c] for c in cols]]) if cols else np.zeros((len(rw), 2), dtype=object)
+            bias = lay.bias
+            if bias is None:
+                vals[i] = (pos, Y, e + eW)
+                continue
+            bi, eb_ = dyadic(bias.reshape(-1)[torch_index(rw, bias)])
+            E = max(e + eW, eb_)
+            Y = _align(Y, e + eW, E)
+            Y[:, 0] = Y[:, 0] + _align(bi, eb_, E)
+            vals[i] = (pos, Y, E)
+    pz, Z, e = vals[nodes[target].inputs[0]]
+    cf, ec = dyadic(tl.coef)
+    K = idx_t.shape[1]
+    P = np.zeros((len(units), K, 2), dtype=object)
+    for n, u in enumerate(units):
+        for k in range(K):
+            if val_t[u, k]:
+                P[n, k] = Z[pz[int(idx_t[u, k])]] * cf[u, k]
+    return P, e + ec
+
+
+def torch_index(rows, like):
+    import torch
+
+    return torch.as_tensor(rows, dtype=torch.long, device=like.device)

@@ -51,3 +51,59 @@ def gradients_with_bounds(net: PLNet, xw: torch.Tensor, patterns: torch.Tensor):
     u = 2.0 ** -53
     # the factor 2 absorbs the rounding of the abs network's own pass
     return A, 2 * (K * u / (1 - K * u)) * P.abs()
+
+
+# Python-integer multiply-adds the exact settling of undecided equalities may spend (a few seconds)
+EXACT_WORK = 3 * 10**7
+
+
+def equal_gradients(net: PLNet, patterns: torch.Tensor, A: torch.Tensor, err, pairs: torch.Tensor,
+                    budget: float = EXACT_WORK) -> tuple[torch.Tensor, bool]:
+    """Which pairs ``(i, j)`` of regions (rows of ``pairs``) have equal gradients, and whether every
+    answer is proven.
+
+    ``A``, ``err``: the float64 gradients and their rounding bounds from :func:`gradients_with_bounds`.
+    Gradients differing by more than the bound differ exactly. A difference inside the bound (even a
+    float64 zero: two rounded values can agree while the exact ones differ), and every pair when there
+    is no bound, is settled exactly, from the Jacobians of the two regions' patterns in rational
+    arithmetic on the float64 weights (:func:`relulab.regions._exact.exact_map`). When that would exceed ``budget`` Python-integer multiply-adds, or the network's
+    dense weights are too large for exact tables, the float64 answer stands (within the bound:
+    equal) and the second value is False."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    if pairs.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool, device=A.device), True
+    diff = (A[i] - A[j]).abs()
+    if err is None:
+        same = (diff <= 1e-9 * (1 + A.abs().max())).all(1)
+        todo = torch.ones_like(same)
+    else:
+        same = (diff <= err[i] + err[j]).all(1)
+        todo = same
+    if not bool(todo.any()):
+        return same, True
+    ti, tj = i[todo].cpu(), j[todo].cpu()
+    regions = torch.unique(torch.cat([ti, tj]))
+    from relulab.core.layers import Affine, Reshape
+
+    per_map = (net.input_dim + 1) * sum(math.prod(nd.layer.in_shape) * math.prod(nd.layer.out_shape)
+                                        for nd in net.nodes[1:]
+                                        if isinstance(nd.layer, Affine) and not isinstance(nd.layer, Reshape))
+    if regions.numel() * per_map > budget:
+        return same, False
+    from relulab.regions._exact import exact_map, exact_tables
+
+    tabs = exact_tables(net)
+    if tabs is None:
+        return same, False
+    maps = {}
+    for r in regions.tolist():
+        M, e = exact_map(net, tabs, patterns[r].cpu())
+        maps[r] = (M[:, 1:], e)
+    eq = []
+    for a, b in zip(ti.tolist(), tj.tolist()):
+        (Ma, ea), (Mb, eb) = maps[a], maps[b]
+        E = max(ea, eb)
+        eq.append(bool(((Ma * (1 << (E - ea))) == (Mb * (1 << (E - eb)))).all()))
+    same = same.clone()
+    same[todo] = torch.tensor(eq, dtype=torch.bool, device=same.device)
+    return same, True

@@ -91,8 +91,9 @@ class PlanePartition(RegionResult):
       the classes on its two sides. ``boundary_pieces``: maximal straight pieces (collinear
       segments joined end to end).
     * ``layer_counts``: polygons after each max layer; ``seconds``: wall time.
-    * ``certified``: the partition (every pattern, hence ``count``) was checked against, or taken
-      from, the same refinement in exact rational arithmetic on the float64 weights and slice;
+    * ``certified``: the partition (every pattern, hence ``count``) is proven equal to the exact one
+      (exact rational arithmetic on the float64 weights and slice): by the filtered certificate of
+      :mod:`relulab.regions._plane_cert`, or taken from the exact refinement;
       ``stopped_by``: ``"max_regions"`` or ``"time_limit"`` when ``complete`` is False.
     """
 
@@ -608,12 +609,14 @@ def _segments(rnet: PLNet):
 
 def _affine_maps(layers, Z):
     """Push affine maps of (s, t) through affine layers: Z (C, w, 3) = (value at the slice centre,
-    d/ds, d/dt) of every feature."""
+    d/ds, d/dt) of every feature. The three columns go through each layer as one batch (3C rows)."""
     C = Z.shape[0]
-    z = torch.cat([Z[..., 0], Z[..., 1], Z[..., 2]])
+    z = Z.permute(2, 0, 1).reshape(3 * C, -1)
     for lay in layers:
-        z = torch.cat([lay(z[:C]), lay.linear(z[C:])])
-    return torch.stack([z[:C], z[C:2 * C], z[2 * C:]], -1)
+        z = lay.linear(z)
+        if lay.bias is not None:
+            z[:C] += lay.bias
+    return z.reshape(3, C, -1).permute(1, 2, 0).contiguous()
 
 
 def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=None):
@@ -636,6 +639,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
     wmax = max(widths)
     state = {"label": _N_EXTENT_EDGES, "live": 1, "done": 0}
     outs, partial = [], []
+    ranges = []  # (label base, layer, units, pieces, two-piece) of each chunk: edges' constraints
     layer_counts = [0] * L
 
     def process(l, V, n, E, pat, Z):
@@ -660,7 +664,11 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             ref = _means(Vp[..., :2], np_)
             cen = centre.expand(A0, 2)
             if Z is not None:
-                coef = Z[c0:c1][:, layer.index] * layer.coef[None, :, :, None]  # (A0, U, K, 3)
+                Zc = Z[c0:c1]
+                if layer.elementwise_units:  # piece k of unit j reads feature j: no gather
+                    coef = Zc[:, :, None, :] * layer.coef[None, :, :, None]  # (A0, U, K, 3)
+                else:
+                    coef = Zc[:, layer.index] * layer.coef[None, :, :, None]
                 if not bool(layer.valid.all()):
                     coef = coef.masked_fill(~layer.valid[None, :, :, None], 0.0)
             else:
@@ -668,10 +676,11 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 off = (centre - ref)[:, None, None, :]
                 coef = torch.cat([coef[..., :1] + (coef[..., 1:] * off).sum(-1, keepdim=True), coef[..., 1:]], -1)
             valid = layer.valid[None].expand(A0, U, K)
-            if not bool(torch.isfinite(coef).all()):
+            if not two and not bool(torch.isfinite(coef).all()):  # two pieces: dref and tmax below
                 raise _Overflow
             lbase = state["label"]
             state["label"] += A0 * U * K * K
+            ranges.append((lbase, l, U, K, two))
             crossing = torch.zeros(A0, U, dtype=torch.bool, device=dev)
             lp = torch.full((A0, U), -1, dtype=pdtype, device=dev)
             if two:
@@ -680,12 +689,17 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 # a unit cannot cross a polygon whose circumscribed disc (about its vertex mean)
                 # it misses by more than the largest vertex tolerance; only the others are tested
                 # at the vertices
-                rho = (Vp[..., :2] - ref[:, None]).norm(dim=2).amax(1)
-                dref = D[..., 0] + (D[..., 1:] * (ref - centre)[:, None, :]).sum(-1)
-                # bounds |s - c_s| + |s| (and for t) over the polygon's vertices: (A0, 1, 2)
-                reach = (ref - centre).abs()[:, None, :] + ref.abs()[:, None, :] + 2 * rho[:, None, None]
-                tmax = rtol * (Dabs[..., 0] + (Dabs[..., 1:] * reach).sum(-1))
-                sure = dref.abs() > D[..., 1:].norm(dim=2) * rho[:, None] + tmax
+                rel = Vp[..., :2] - ref[:, None]
+                rho = torch.hypot(rel[..., 0], rel[..., 1]).amax(1)
+                off = ref - centre
+                # (sums over the two slice coordinates written out: reductions over a dimension of
+                # size 2 are slow)
+                dref = torch.addcmul(torch.addcmul(D[..., 0], D[..., 1], off[:, :1]), D[..., 2], off[:, 1:])
+                # bounds |s - c_s| + |s| (and for t) over the polygon's vertices: (A0, 2)
+                reach = off.abs() + ref.abs() + 2 * rho[:, None]
+                tmax = torch.addcmul(torch.addcmul(Dabs[..., 0], Dabs[..., 1], reach[:, :1]), Dabs[..., 2],
+                                     reach[:, 1:]).mul_(rtol)
+                sure = dref.abs() > torch.hypot(D[..., 1], D[..., 2]) * rho[:, None] + tmax
                 if not bool(torch.isfinite(dref).all() & torch.isfinite(tmax).all()):
                     raise _Overflow
                 lp = torch.where(sure, (dref > 0).to(pdtype), lp)
@@ -784,7 +798,10 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             Znext = None
             if segs is not None:
                 # each piece's winners give the layer's output maps; push them to the next max layer
-                Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
+                if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
+                    Y = Zc.index_select(0, pd) * layer.coef.gather(1, ld.long().T).T[..., None]
+                else:
+                    Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
                 Znext = _affine_maps(segs[l + 1], Y)
             del coef, W
             try:
@@ -813,7 +830,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
     maps = None
     if complete and segs is not None and L:
         maps = (torch.cat([o[4] for o in outs]), centre)
-    return V, n, E, pat, complete, layer_counts, maps
+    return V, n, E, pat, complete, layer_counts, maps, ranges
 
 
 def _cells(V, n, E, coef, valid, ref, absc, rtol, lab_base):
@@ -1295,14 +1312,23 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     is spent, returning ``complete=False`` with the coarser partition reached so far.
 
     Certification (``certify``): the float64 refinement decides each vertex's side within ``rtol``
-    of the magnitudes meeting in the value at that vertex (never relative to the slice's size). The
-    same refinement in exact integer arithmetic on the float64 weights and slice (every float64 is
-    a dyadic rational) then checks the pattern set; where they differ, the exact partition is the
-    result. ``certify=None`` (default) does this when the partition is complete, the network is a
-    chain of affine and max layers and ``count * n_units <= 25,000``; ``True`` always (raises
-    :class:`InvalidInputError` for networks it cannot handle); ``False`` never. ``certified`` says
-    whether it happened. A float64 overflow (e.g. extents near 1e308) is settled exactly where
-    certification is allowed, else raises :class:`DegenerateGeometryError`.
+    of the magnitudes meeting in the value at that vertex (never relative to the slice's size). A
+    complete partition is then proven exact by a filtered certificate
+    (:mod:`relulab.regions._plane_cert`): each polygon is shown to be the closure of its pattern's
+    region (its edge lines' exact intersection points satisfy every constraint of the pattern) and
+    the region across each of its edges is shown to be listed; every sign is decided in float64
+    under a proven rounding bound, and a polygon whose signs the bound cannot settle is checked in
+    exact integer arithmetic. Its cost is about one forward pass of three affine maps per region.
+    When the certificate finds the float partition wrong (regions thinner than ``rtol`` merged)
+    or cannot decide (exactly degenerate geometry: three lines through a point on an edge,
+    coincident lines), the same refinement in exact integer arithmetic gives the result (chains of
+    affine and max layers, up to ``count * n_units <= 25,000``); a partition found wrong where
+    that is out of reach raises :class:`DegenerateGeometryError`, an undecided one is returned with
+    ``certified=False``. ``certify=None`` (default) certifies complete partitions; ``True`` also
+    refines exactly whatever the certificate leaves (raises :class:`InvalidInputError` for
+    networks with residual additions then); ``False`` never certifies. A float64 overflow (e.g.
+    extents near 1e308) is settled exactly where certification is allowed, else raises
+    :class:`DegenerateGeometryError`.
 
     ``progress``: a callback ``progress(done, total, **info)`` (:mod:`relulab.progress`), called as
     polygons are finished with ``done`` = finished regions so far and ``total`` None.
@@ -1345,9 +1371,10 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     # thread they do not wait on others, which under load costs several times their work
     per_op = 128 * sum(m.units * m.index.shape[1] for m in rnet.max_units)
     with torch.no_grad(), threads_for(per_op):
+        ranges = []
         try:
-            V, n, E, pat, complete, layer_counts, outmaps = _refine(rnet, ext, float(rtol), budget, pdtype,
-                                                                    progress)
+            V, n, E, pat, complete, layer_counts, outmaps, ranges = _refine(rnet, ext, float(rtol), budget, pdtype,
+                                                                            progress)
             overflow = not bool(torch.isfinite(V).all())
         except _Overflow:
             overflow = True
@@ -1355,17 +1382,27 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
             raise DegenerateGeometryError(
                 f"float64 overflow: the network's values on the slice of extent {ext} are not finite in "
                 f"float64; use a smaller extent, or certify=None/True to settle it in exact arithmetic")
-        want = certify is True or overflow or (
-            certify is None and complete and int(V.shape[0]) * max(1, net.n_units) <= _CERTIFY_WORK)
+        outcome = None
+        if not overflow and complete and certify is not False:
+            from relulab.regions._plane_cert import certify_partition
+
+            notify(progress, int(V.shape[0]), None, regions=int(V.shape[0]), stage="certifying")
+            outcome = certify_partition(net, origin, u, v, ext, pat, E, ranges, deadline=deadline)
+            certified = outcome.ok is True
+        small = int(V.shape[0]) * max(1, net.n_units) <= _CERTIFY_WORK if not overflow else True
+        want = overflow or (certify is True and not certified) or (
+            outcome is not None and outcome.ok is not True and small)
         if want:
             try:
                 exact = _exact_refine(net, origin, u, v, ext, deadline, pdtype)
             except _Stop:
                 exact = None
-                if overflow:
+                if overflow or (outcome is not None and outcome.ok is False):
                     budget.stopped_by = "time_limit"
                     raise DegenerateGeometryError(
-                        "float64 overflow on this slice and the exact refinement ran past time_limit") from None
+                        ("float64 overflow on this slice" if overflow else
+                         f"float64 cannot decide this slice ({outcome.reason})")
+                        + " and the exact refinement ran past time_limit") from None
             if exact is None and (certify is True or overflow):
                 raise (InvalidInputError if not overflow else DegenerateGeometryError)(
                     "exact certification handles chains of affine and max layers only (this network has "
@@ -1380,6 +1417,11 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
                     complete, outmaps = True, None
                     budget.stopped_by = None
                     layer_counts = [-1] * len(rnet.max_units)
+        if not certified and outcome is not None and outcome.ok is False:
+            raise DegenerateGeometryError(
+                f"float64 cannot decide the regions of this slice ({outcome.reason}) and the exact refinement "
+                f"is out of reach (residual network, or over {_CERTIFY_WORK:,} regions x units); try a smaller "
+                f"extent or a larger rtol")
         areas = _areas(V)
         res = dict(domain="plane", count=int(V.shape[0]), linear_count=None, boundary_pieces=None,
                    complete=complete, stopped_by=None if complete else budget.stopped_by, certified=certified,

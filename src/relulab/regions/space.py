@@ -81,11 +81,14 @@ On every degenerate arrangement tested, the rounding of an exact zero stays belo
 the tolerance. A value in the upper part of the band (``AMBIGUOUS tol < |g| <= tol``) is therefore
 neither an exact zero nor resolvable: two boundaries closer than float64 separates at that scale
 (e.g. parallel walls about 1e-12 apart), and :class:`DegenerateGeometryError` is raised instead of
-merging them. The result is ``certified`` when it is complete and no decision fell inside the
-band at all (every sign taken was larger than the tolerance); values taken as exact zeros (which
-includes parallel boundaries, since they meet on the outer facet) leave it uncertified. Where the
-result would be inconsistent (a facet without a region across it) :class:`DegenerateGeometryError`
-is raised too.
+merging them. Where the result would be inconsistent (a facet without a region across it)
+:class:`DegenerateGeometryError` is raised too. These tolerances are estimates, so the vertex
+engine's own combinatorics prove nothing: its result is ``certified`` only when the facet engine's
+proven enumeration (filtered predicates: float64 under proven error bounds, else exact integer
+arithmetic on the float64 data) finds exactly the same patterns, within a work budget
+(``PROOF_WORK`` regions x units) and the time limit; a disagreement raises
+:class:`DegenerateGeometryError`, an unfinished proof leaves the result uncertified with the reason
+in ``stats["certificate"]``.
 Every witness is checked (strict inequalities, and :meth:`PLNet.pattern` except at exact ties); a
 failure triggers an LP (Chebyshev centre) certificate, and if that fails too,
 :class:`DegenerateGeometryError` is raised rather than a count returned.
@@ -150,6 +153,9 @@ AMBIGUOUS = 1e-2
 # cheap; far above, every cell's d + 1 chart rows cost O(d^2) memory
 FACET_MIN_D = 6
 FACET_MAX_D = 64
+# regions x units up to which a vertex-engine result is proven by the facet engine (about 15 CPU s
+# on one core; above it the result says it is not proven)
+PROOF_WORK = 1_000_000
 
 
 @dataclass(kw_only=True, repr=False)
@@ -160,9 +166,10 @@ class FullSpaceRegions(RegionResult):
     (full-dimensional, one per realized pattern) met by the domain; ``linear_count`` (adjacent
     activation regions with equal affine maps merged); ``complete`` (False when a budget stopped
     the search: every listed region is then genuine, but some may be missing) and ``stopped_by``;
-    ``certified``: the enumeration is complete and no sign decision of a unit's boundary at a
-    vertex fell within the zero tolerance (values inside it are taken as exact degeneracies; see
-    the module docstring); ``domain`` ("R^d" or "box"); ``seconds``.
+    ``certified``: the count and patterns are proven (facet engine: its own decisions are proven;
+    vertex engine: the facet engine's proven enumeration finds exactly its patterns, see
+    ``_prove``), and so are the gradient equalities behind ``linear_count``;
+    ``stats["certificate"]`` says which, or why not; ``domain`` ("R^d" or "box"); ``seconds``.
 
     ``patterns`` (count, n_units) long; ``interior_points`` (count, d): a point strictly inside
     each region (inside the box too in box mode) whose pattern is the region's;
@@ -1211,7 +1218,7 @@ class _Engine:
         audit = self._audit(patterns, audit_samples) if audit_samples else None
         box = None if self.box is None else (self.box[0].tolist(), self.box[1].tolist())
         return FullSpaceRegions(
-            count=int(R), certified=bool(self.complete and self.near_zero == 0 and not self.linear_uncertain), counts_what="activation regions", patterns=patterns, interior_points=xw, bounded=bounded, touches_boundary=touches,
+            count=int(R), certified=False, counts_what="activation regions", patterns=patterns, interior_points=xw, bounded=bounded, touches_boundary=touches,
             linear_count=linear, decision_boundary_pieces=db_pieces if self.complete else None,
             complete=self.complete, domain="R^d" if self.box is None else "box", box=box,
             neighbours=edges if neighbours else None, audit=audit, audit_samples=int(audit_samples),
@@ -1408,21 +1415,16 @@ class _Engine:
             return 0
         if edges.shape[0] == 0:
             return R
-        from relulab.regions._jacobians import gradients_with_bounds
+        from relulab.regions._jacobians import equal_gradients, gradients_with_bounds
 
         # equal gradients are decided under a proven rounding bound (a fixed tolerance merged adjacent
-        # regions whose exact maps differ by 1e-6 on wide nets); without a bound (negative piece
-        # coefficients) a relative tolerance decides and the result is not certified
+        # regions whose exact maps differ by 1e-6 on wide nets), and what the bound leaves open is
+        # settled in exact rational arithmetic within a work budget (beyond it: not certified)
         A, err = gradients_with_bounds(self.net, xw.detach().to("cpu", torch.float64), patterns.cpu())
-        A, err = A.to(self.dev), None if err is None else err.to(self.dev)
+        same, proven = equal_gradients(self.net, patterns.cpu(), A, err, edges.cpu())
+        self.linear_uncertain = not proven
+        same = same.to(self.dev)
         i, j = edges[:, 0], edges[:, 1]
-        diff = (A[i] - A[j]).abs()
-        if err is None:
-            same = (diff <= 1e-9 * (1 + A.abs().max())).all(1)
-            self.linear_uncertain = True
-        else:
-            same = (diff <= err[i] + err[j]).all(1)
-            self.linear_uncertain = bool((same & (diff > 0).any(1)).any())
         i, j = i[same], j[same]
         lab = torch.arange(R, device=self.dev)
         while True:
@@ -1557,6 +1559,7 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     res.stats["method"] = "vertex"
     if fallback is not None:
         res.stats["facet_fallback"] = fallback
+    _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback)
     res._net = net
     res._rvec = eng.rvec
     if out is not None:
@@ -1573,6 +1576,69 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
         res.patterns = res.interior_points = None
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_budget, t0, fallback) -> None:
+    """Set ``res.certified`` of a vertex-engine result to a proof, or to False with the reason in
+    ``res.stats["certificate"]``.
+
+    The vertex engine decides signs at float64 vertices under an estimated tolerance, so its own
+    combinatorics prove nothing. The facet engine's enumeration is proven (every decision from LP
+    multipliers under float64 error bounds or in exact integer arithmetic on the float64 data, every
+    witness interior): when it finds exactly the vertex engine's patterns, the count and patterns
+    are proven. It runs with ``max_regions = count + 1``, so a vertex result that misses regions is
+    caught without enumerating further; a disagreement raises :class:`DegenerateGeometryError`
+    (a count known to be wrong is never returned). Work is bounded: above ``PROOF_WORK``
+    regions x units, or when the time limit is spent, the result stays uncertified and says so.
+    ``linear_count`` is certified only when its gradient equalities are proven too."""
+    if not res.complete:
+        res.certified = False
+        res.stats["certificate"] = f"not proven: incomplete (stopped by {res.stopped_by})"
+        return
+    if fallback is not None:
+        res.certified = False
+        res.stats["certificate"] = f"not proven: the facet engine cannot settle this arrangement ({fallback})"
+        return
+    n = max(1, net.n_units)
+    if res.count * n > PROOF_WORK:
+        res.certified = False
+        res.stats["certificate"] = (f"not proven: {res.count} regions x {n} units is over the proof budget "
+                                    f"{PROOF_WORK:.0e} (method='facet' enumerates with proofs)")
+        return
+    left = None if time_limit is None else float(time_limit) - (time.perf_counter() - t0)
+    if left is not None and left <= 0:
+        res.certified = False
+        res.stats["certificate"] = "not proven: the time limit was spent on the enumeration"
+        return
+    t1 = time.perf_counter()
+    try:
+        ref = _facet(net, box, res.count + 1, left, memory_budget, None, 0, t1)
+    except DegenerateGeometryError as e:
+        res.certified = False
+        res.stats["certificate"] = f"not proven: {e}"
+        return
+    res.stats["proof_seconds"] = time.perf_counter() - t1
+    if ref.count > res.count or (ref.complete and not _same_rows(ref.patterns, res.patterns)):
+        raise DegenerateGeometryError(
+            f"the vertex engine found {res.count} regions but the proven enumeration finds "
+            f"{'more than ' + str(res.count) if ref.count > res.count else ref.count} (or other patterns): "
+            f"the geometry is too close to degenerate for float64 vertices; use method='facet'")
+    if not ref.complete:
+        res.certified = False
+        res.stats["certificate"] = f"not proven: the proof stopped ({ref.stopped_by})"
+        return
+    res.certified = not eng.linear_uncertain
+    res.stats["certificate"] = ("proven: patterns equal to the facet engine's proven enumeration"
+                                + ("" if res.certified else "; an equality of adjacent gradients is not settled"))
+
+
+def _same_rows(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two pattern tables hold the same set of rows (each without repeats)."""
+    if a.shape != b.shape:
+        return False
+    if a.shape[0] <= 1 or a.shape[1] == 0:
+        return a.shape[0] == 0 or bool((a.long() == b.long().to(a.device)).all())
+    return int(torch.unique(torch.cat([a.long(), b.long().to(a.device)]), dim=0).shape[0]) == a.shape[0]
 
 
 def _file_meta(res) -> dict:

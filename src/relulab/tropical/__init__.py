@@ -24,6 +24,8 @@ _EXPORTS = {
     "relu_classifications": "shallow",
     "ReLUClassifications": "shallow",
     "milp_margin": "shallow",
+    "tropical_sizes": "sizes",
+    "TropicalSizes": "sizes",
 }
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS)

@@ -82,6 +82,20 @@ def _rows(Xh, assign: dict, K: int, D: int, tie: tuple | None = None):
     return A, -np.ones(len(A)), (np.array(eqA) if eqA else None)
 
 
+def _exact_rows(Xe, assign: dict, K: int, D: int) -> list:
+    """The rows of :func:`_rows` (no tie) in exact rationals, in the same order."""
+    out = []
+    for j, k in assign.items():
+        for k2 in range(K):
+            if k2 == k:
+                continue
+            r = [0] * (K * D)
+            r[k2 * D:(k2 + 1) * D] = Xe[j]
+            r[k * D:(k + 1) * D] = [-v for v in Xe[j]]
+            out.append(r)
+    return out
+
+
 @dataclass(repr=False)
 class ClassificationFan(Result):
     """Realizable classifications of a data set by ``sign(p - q)`` (module docstring).
@@ -91,7 +105,9 @@ class ClassificationFan(Result):
     ``activation_vertices``: realizable activation assignments = vertices of the activation polytope;
     ``polytope_dim``, ``facets`` (None when not computed); ``cover``: Cover's count (width 1, points in
     general position) or None; ``sublevel``: for target labels, per loss level t the number of cones
-    with loss <= t and the sizes of the connected components in the dual graph.
+    with loss <= t and the sizes of the connected components in the dual graph. ``certified``: every
+    partial assignment the enumeration dropped has an exact Farkas certificate (the kept ones have LP
+    witnesses); the facet count (qhull) and the sublevel connectivity (LPs) are float64 decisions.
     """
 
     n: int
@@ -108,9 +124,10 @@ class ClassificationFan(Result):
     sublevel: list = field(default_factory=list)
     complete: bool = True
     seconds: float = 0.0
+    certified: bool = True
 
     _summary_fields = ("n", "d", "widths", "count", "activation_vertices", "polytope_dim", "facets", "cover",
-                       "general_position", "sublevel", "complete", "seconds")
+                       "general_position", "sublevel", "complete", "certified", "seconds")
 
     def plot(self, ax=None):
         import matplotlib.pyplot as plt
@@ -176,6 +193,12 @@ def classification_fan(X, width: int | tuple = 1, labels=None, *, facets: bool =
     side = np.array([1] * mp + [-1] * mq)
 
     # enumeration of canonical partial assignments: a new monomial of a side is the next unused one
+    from fractions import Fraction
+
+    from relulab.tropical._lpcert import decide
+
+    Xe = [[Fraction(float(v)) for v in row] + [Fraction(1)] for row in X]
+    unproven = 0
     partial = [({}, (0, 0))]
     for j in range(n):
         nxt = []
@@ -185,7 +208,9 @@ def classification_fan(X, width: int | tuple = 1, labels=None, *, facets: bool =
                 a2 = dict(assign)
                 a2[j] = k
                 A, b, _ = _rows(Xh, a2, K, D)
-                if _lp(A, b) is None:
+                theta, proven = decide(A, b, _exact_rows(Xe, a2, K, D))
+                if theta is None:
+                    unproven += not proven
                     continue
                 nxt.append((a2, (max(up, k + 1) if k < mp else up, max(uq, k - mp + 1) if k >= mp else uq)))
             if time_limit is not None and time.perf_counter() - t0 > time_limit:
@@ -217,7 +242,7 @@ def classification_fan(X, width: int | tuple = 1, labels=None, *, facets: bool =
     gp = _general_position(X)
     cov = cover_count(n, d) if (mp == 1 and mq == 1 and gp) else None
     return ClassificationFan(n, d, (mp, mq), len(labs), labelings, witnesses, verts, dimP, nf, cov, gp, sub,
-                             True, time.perf_counter() - t0)
+                             True, time.perf_counter() - t0, certified=unproven == 0)
 
 
 def _activation_facets(Xh, K, mp, mq, partial) -> int | None:

@@ -335,7 +335,8 @@ class TropicalRegionCount(RegionResult):
 
 
 def _lp_margin(rows_A, rows_b, eq_A=None, eq_b=None):
-    """max t (<= 1) s.t. A x + b >= t (rows), E x + e = 0; returns (t, x) or (-inf, None)."""
+    """max t (<= 1) s.t. A x + b >= t (rows), E x + e = 0; returns (t, x, dual weights of the rows, dual
+    weights of the equalities) or (-inf, None, None, None)."""
     from scipy.optimize import linprog
 
     d = rows_A.shape[1]
@@ -347,42 +348,117 @@ def _lp_margin(rows_A, rows_b, eq_A=None, eq_b=None):
     res = linprog(np.r_[np.zeros(d), -1.0], A_ub=A_ub, b_ub=b_ub, bounds=[(None, None)] * d + [(None, 1.0)],
                   method="highs", **kw)
     if res.status != 0:
-        return -np.inf, None
-    return -res.fun, res.x[:d]
+        return -np.inf, None, None, None
+    mu = -np.asarray(res.eqlin.marginals) if kw else None
+    return -res.fun, res.x[:d], -np.asarray(res.ineqlin.marginals), mu
+
+
+def _exact_rows(E, c, i, skip=()):
+    """Rows ``(E_i - E_o, c_i - c_o)`` for the other monomials ``o`` (exact entries)."""
+    o = [j for j in range(len(c)) if j != i and j not in skip]
+    return [[E[i][r] - E[j][r] for r in range(len(E[i]))] for j in o], [c[i] - c[j] for j in o]
+
+
+def _dot(a, x):
+    return sum((u * v for u, v in zip(a, x)), Fraction(0))
+
+
+def _exact_witness(A, b, x, eq=None) -> bool:
+    """``A x' + b > 0`` exactly at ``x'``: the float point ``x`` as rationals, projected exactly onto the
+    hyperplane ``g . x + g0 = 0`` when ``eq = (g, g0)`` is given."""
+    xs = [Fraction(float(v)) for v in x]
+    if eq is not None:
+        g, g0 = eq
+        gg = _dot(g, g)
+        if gg == 0:
+            return False
+        step = (_dot(g, xs) + g0) / gg
+        xs = [u - step * v for u, v in zip(xs, g)]
+    return all(_dot(a, xs) + bb > 0 for a, bb in zip(A, b))
+
+
+def _exact_farkas(A, b, y_float, eq=None) -> bool:
+    """An exact certificate that ``{A x + b > 0}`` (and ``g . x + g0 = 0`` when ``eq``) is empty: weights
+    ``y >= 0`` with ``sum y = 1``, ``y A + mu g = 0`` and ``y . b + mu g0 <= 0``, re-solved in rational
+    arithmetic on the support of the LP's dual solution (Motzkin's transposition theorem)."""
+    from relulab.tropical._lpcert import exact_combination, support
+
+    if y_float is None:
+        return False
+    J = support(y_float)
+    if not J:
+        return False
+    d = len(A[0]) if A else 0
+    cols = [[A[j][r] for r in range(d)] + [Fraction(1)] for j in J]  # one column per unknown y_j
+    if eq is not None:
+        cols.append(list(eq[0]) + [Fraction(0)])  # the free multiplier mu of the equality
+    sol = exact_combination(cols, [Fraction(0)] * d + [Fraction(1)], len(J))
+    if sol is None:
+        return False
+    val = sum((sol[a] * b[j] for a, j in enumerate(J)), Fraction(0))
+    if eq is not None:
+        val += sol[-1] * eq[1]
+    return val <= 0
 
 
 def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000,
                   allow_float: bool = False) -> TropicalRegionCount:
-    """Linear regions of ``f = p - q`` over R^d from the tropical data (float64 LPs with margin ``tol``).
+    """Linear regions of ``f = p - q`` over R^d from the tropical data.
 
-    Cells of the refinement: one LP per pair (monomial of p, monomial of q) after reduction. Two
-    cells with the same affine map ``(a_i - b_l, c_i - d_l)`` belong to one linear region when they
-    share a facet (LP: the tie equalities hold with rank 1 and every other inequality strictly);
-    ``linear_count`` is the number of classes (union-find).
+    Cells of the refinement: one LP per pair (monomial ``i`` of p, monomial ``l`` of q) after reduction,
+    ``max t`` with every other monomial of p below ``i`` and of q below ``l`` by ``t`` (cells met with a
+    clear margin by random points need none). Two cells with the same affine map
+    ``(a_i - b_l, c_i - d_l)`` belong to one linear region when they share a facet (LP: the tie
+    equality holds, one wall, and every other inequality strictly); ``linear_count`` is the number of
+    classes (union-find). Decision boundary: cells whose map vanishes on a (d-1)-dimensional piece.
 
-    Use a representation built with ``exact=True``: its reduction is exact, while float64 data can keep
-    monomials that sit on an upper-hull face up to rounding (the function is unchanged, but they make
-    slivers that the LPs cannot tell from cells). A float64 representation is refused unless
-    ``allow_float=True`` (then ``certified`` is False: the counts may include such slivers).
+    Certification (exact data): the LPs run in float64 with margin ``tol``, and every decision is then
+    re-proven in rational arithmetic: a "yes" by its witness point (projected exactly onto the wall or
+    the boundary hyperplane) satisfying every strict inequality, a "no" by a Farkas certificate
+    re-solved exactly on the support of the LP's dual solution; affine maps are compared exactly.
+    ``certified`` is True only when every decision was proven so (a decision that could not be proven
+    is kept as the float64 LP made it, and ``certified`` is False).
+
+    Use a representation built with ``exact=True``: float64 data can keep monomials that sit on an
+    upper-hull face up to rounding (the function is unchanged, but they make slivers that the LPs
+    cannot tell from cells). A float64 representation is refused unless ``allow_float=True`` (then
+    ``certified`` is False).
     """
     if not (f.p.exact and f.q.exact) and not allow_float:
         raise InvalidInputError("count_regions needs an exact representation (from_network(net, exact=True)); "
                                 "float64 data can hold rounding slivers: pass allow_float=True to count anyway")
     t0 = time.perf_counter()
-    p, q = f.p.reduce().to_float(), f.q.reduce().to_float()
+    pr, qr = f.p.reduce(), f.q.reduce()
+    exact = bool(pr.exact and qr.exact)
+    p, q = pr.to_float(), qr.to_float()
     Ep, cp, Eq, cq = p.exponents, p.constants, q.exponents, q.constants
+    if exact:
+        XEp, Xcp = [list(r) for r in pr.exponents], list(pr.constants)
+        XEq, Xcq = [list(r) for r in qr.exponents], list(qr.constants)
+    proven = [exact and pr.certified and qr.certified]
 
     def rows(E, c, i, skip=()):
         o = [j for j in range(len(c)) if j != i and j not in skip]
         return E[i] - E[o], c[i] - c[o]
 
+    def xrows(i, l, skip_p=(), skip_q=()):
+        A1, b1 = _exact_rows(XEp, Xcp, i, skip_p)
+        A2, b2 = _exact_rows(XEq, Xcq, l, skip_q)
+        return A1 + A2, b1 + b2
+
+    def settle(yes, i, l, x, y, eq=None, skip_p=(), skip_q=()):
+        if not proven[0]:
+            return
+        A, b = xrows(i, l, skip_p, skip_q)
+        ok = _exact_witness(A, b, x, eq) if yes else _exact_farkas(A, b, y, eq)
+        if not ok:
+            proven[0] = False
+
     if len(cp) * len(cq) > max_lps:
         raise ResourceLimitError(f"{len(cp)} x {len(cq)} cells to test exceed max_lps={max_lps}")
-    # cells met by random points with a clear margin need no LP
-
-    d0 = Ep.shape[1]
+    d = Ep.shape[1]
     rng = np.random.default_rng(1)
-    X = rng.standard_normal((8192, d0)) * np.geomspace(1e-2, 1e2, 8192)[:, None] * max(1.0, float(np.abs(cp).max()))
+    X = rng.standard_normal((8192, d)) * np.geomspace(1e-2, 1e2, 8192)[:, None] * max(1.0, float(np.abs(cp).max()))
     Vp, Vq = X @ Ep.T + cp, X @ Eq.T + cq
 
     def clear(V):
@@ -390,23 +466,32 @@ def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000,
             return np.ones(V.shape[0], dtype=bool)
         t2 = np.partition(V, V.shape[1] - 2, axis=1)[:, -2:]
         return (t2[:, 1] - t2[:, 0]) > 1e-8 * (1.0 + np.abs(V).max(1))
-    ok = clear(Vp) & clear(Vq)
-    found = set(zip(Vp[ok].argmax(1).tolist(), Vq[ok].argmax(1).tolist()))
+    ok = np.flatnonzero(clear(Vp) & clear(Vq))
+    found: dict = {}
+    for r, key in zip(ok.tolist(), zip(Vp[ok].argmax(1).tolist(), Vq[ok].argmax(1).tolist())):
+        found.setdefault(key, r)
     cells = []
     for i in range(len(cp)):
         Ai, bi = rows(Ep, cp, i)
         for l in range(len(cq)):
             if (i, l) in found:
                 cells.append((i, l))
+                settle(True, i, l, X[found[(i, l)]], None)
                 continue
             Al, bl = rows(Eq, cq, l)
-            t, _ = _lp_margin(np.r_[Ai, Al].reshape(-1, Ep.shape[1]), np.r_[bi, bl])
+            t, x, y, _ = _lp_margin(np.r_[Ai, Al].reshape(-1, d), np.r_[bi, bl])
             if t > tol:
                 cells.append((i, l))
+            settle(t > tol, i, l, x, y)
+
+    def map_key(i, l):
+        if exact:
+            return tuple(XEp[i][r] - XEq[l][r] for r in range(d)) + (Xcp[i] - Xcq[l],)
+        return tuple(np.round(np.r_[Ep[i] - Eq[l], cp[i] - cq[l]], 12))
+
     maps = {}
     for k, (i, l) in enumerate(cells):
-        key = tuple(np.round(np.r_[Ep[i] - Eq[l], cp[i] - cq[l]], 12))
-        maps.setdefault(key, []).append(k)
+        maps.setdefault(map_key(i, l), []).append(k)
     parent = list(range(len(cells)))
 
     def find(a):
@@ -415,42 +500,59 @@ def count_regions(f: TropicalRational, tol: float = 1e-9, max_lps: int = 20_000,
             a = parent[a]
         return a
 
-    d = Ep.shape[1]
+    def one_wall(i, l, i2, l2):
+        """The single tie hyperplane of two cells with equal maps, exactly (or by float rank), or None."""
+        if exact:
+            ws = []
+            if i != i2:
+                ws.append([XEp[i][r] - XEp[i2][r] for r in range(d)] + [Xcp[i] - Xcp[i2]])
+            if l != l2:
+                ws.append([XEq[l][r] - XEq[l2][r] for r in range(d)] + [Xcq[l] - Xcq[l2]])
+            a = ws[0]
+            for w in ws[1:]:  # proportional rows: every 2 x 2 minor vanishes
+                if any(a[u] * w[v] != a[v] * w[u] for u in range(d + 1) for v in range(u + 1, d + 1)):
+                    return None
+            return a
+        ws = []
+        if i != i2:
+            ws.append(np.r_[Ep[i] - Ep[i2], cp[i] - cp[i2]])
+        if l != l2:
+            ws.append(np.r_[Eq[l] - Eq[l2], cq[l] - cq[l2]])
+        return ws[0] if np.linalg.matrix_rank(np.array(ws), tol=1e-9) == 1 else None
+
     for group in maps.values():
         for a in range(len(group)):
             for b in range(a + 1, len(group)):
                 (i, l), (i2, l2) = cells[group[a]], cells[group[b]]
-                eqs, eqb = [], []
-                if i != i2:
-                    eqs.append(Ep[i] - Ep[i2])
-                    eqb.append(cp[i] - cp[i2])
-                if l != l2:
-                    eqs.append(Eq[l] - Eq[l2])
-                    eqb.append(cq[l] - cq[l2])
-                if np.linalg.matrix_rank(np.c_[np.array(eqs), np.array(eqb)], tol=1e-9) != 1:
-                    continue  # two different walls: they meet in codimension 2 at most
-                eqs, eqb = eqs[:1], eqb[:1]  # one wall (two rows would be equal up to rounding)
+                w = one_wall(i, l, i2, l2)
+                if w is None:
+                    continue  # two different walls: the cells meet in codimension 2 at most
+                wf = np.array([float(v) for v in w])
                 Ai, bi = rows(Ep, cp, i, skip=(i2,))
                 Al, bl = rows(Eq, cq, l, skip=(l2,))
-                t, _ = _lp_margin(np.r_[Ai, Al].reshape(-1, d), np.r_[bi, bl], np.array(eqs), np.array(eqb))
+                t, x, y, _ = _lp_margin(np.r_[Ai, Al].reshape(-1, d), np.r_[bi, bl], wf[None, :d], wf[d:])
                 if t > tol:
                     parent[find(group[a])] = find(group[b])
+                settle(t > tol, i, l, x, y, (w[:d], w[d]) if exact else None, (i2,), (l2,))
     linear = len({find(k) for k in range(len(cells))})
-    # decision boundary: cells where the affine map p - q vanishes on a (d-1)-dimensional piece
     bcells, pieces = 0, []
     for i, l in cells:
         g, g0 = Ep[i] - Eq[l], cp[i] - cq[l]
-        if not np.any(np.abs(g) > tol):
+        if exact:
+            gx = [XEp[i][r] - XEq[l][r] for r in range(d)]
+            if all(v == 0 for v in gx):
+                continue
+        elif not np.any(np.abs(g) > tol):
             continue
         Ai, bi = rows(Ep, cp, i)
         Al, bl = rows(Eq, cq, l)
-        t, x = _lp_margin(np.r_[Ai, Al].reshape(-1, d), np.r_[bi, bl], g[None], np.array([g0]))
+        t, x, y, _ = _lp_margin(np.r_[Ai, Al].reshape(-1, d), np.r_[bi, bl], g[None], np.array([g0]))
+        settle(t > tol, i, l, x, y, (gx, Xcp[i] - Xcq[l]) if exact else None)
         if t > tol:
             bcells += 1
             pieces.append({"p_monomial": int(i), "q_monomial": int(l), "normal": g.tolist(), "offset": float(g0),
                            "point": x.tolist()})
-    return TropicalRegionCount(count=len(cells), linear_count=linear, complete=True,
-                               certified=bool(f.p.exact and f.p.certified and f.q.certified),
+    return TropicalRegionCount(count=len(cells), linear_count=linear, complete=True, certified=bool(proven[0]),
                                counts_what="cells of the refinement of p and q (count); linear regions of f "
                                            "(linear_count)", domain="R^d", seconds=time.perf_counter() - t0,
                                regions_p=len(cp), regions_q=len(cq), cells=len(cells), boundary_cells=int(bcells),

@@ -272,21 +272,15 @@ def sampled_winners(E: np.ndarray, c: np.ndarray, n: int = 4096, seed: int = 0) 
 
 def _exact_support_solution(Eo, lam_float, target):
     """Exact convex weights on the support of a float LP solution with ``sum l E_o = target``, or None."""
-    from relulab.combinatorics.maxpool import _solve_exact
+    from relulab.tropical._lpcert import exact_combination
 
     J = [j for j, v in enumerate(lam_float) if v > 1e-12]
     if not J:
         return None
     d = Eo.shape[1]
-    rows = [[Eo[j, r] for j in J] for r in range(d)] + [[Fraction(1)] * len(J)]
-    rhs = list(target) + [Fraction(1)]
-    # normal equations: A^T A l = A^T b (the support is linearly independent for a basic solution)
-    AtA = [[sum(rows[r][a] * rows[r][b] for r in range(len(rows))) for b in range(len(J))] for a in range(len(J))]
-    Atb = [sum(rows[r][a] * rhs[r] for r in range(len(rows))) for a in range(len(J))]
-    sol = _solve_exact(AtA, Atb)
-    if sol is None or any(v < 0 for v in sol):
-        return None
-    if any(sum(rows[r][a] * sol[a] for a in range(len(J))) != rhs[r] for r in range(len(rows))):
+    cols = [[Eo[j, r] for r in range(d)] + [Fraction(1)] for j in J]
+    sol = exact_combination(cols, list(target) + [Fraction(1)], len(J))
+    if sol is None:
         return None
     lam = [Fraction(0)] * len(lam_float)
     for a, j in enumerate(J):

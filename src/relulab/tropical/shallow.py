@@ -27,8 +27,9 @@ Before the search, random networks adapted to the data (each unit's hyperplane t
 of the data, output offset between the network's values) are evaluated in one batch: every labelling
 they realize with a clear margin is certified by its witness; only the others need the search, which
 either finds a witness or refutes the labelling by exhausting its patterns. The answer is exact: every
-labelling in the result has a witness network (re-evaluated in float64 with a positive margin), every
-other one was refuted by LPs whose feasibility is never marginal (margins are scaled to 1).
+labelling in the result has a witness network (re-evaluated in float64 and in rational arithmetic),
+every other one was refuted by LPs (margins scaled to 1) each of whose "no" answers is re-proven by an
+exact Farkas certificate; a "no" that cannot be proven so leaves ``certified`` False.
 
 For ``m = 1`` the labellings are read off the activation sets of one unit (``sign(c + a relu(z))`` is
 constant or has one sign exactly on an activation set), which for points in general position gives
@@ -47,6 +48,7 @@ labellings of 5 points on a line with 3 units), so no closed form is claimed the
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 import math
 import time
 from dataclasses import dataclass
@@ -63,7 +65,10 @@ class ReLUClassifications(Result):
 
     ``labelings`` (count, n) in {-1, +1}; witnesses per labelling: ``weights`` (count, m, d), ``biases``
     (count, m), ``output_weights`` (count, m) in {-1, +1}, ``offsets`` (count,) - the network
-    ``c + sum_i a_i relu(w_i . x + b_i)`` realizes it; ``positive_units``: the fixed number of units with
+    ``c + sum_i a_i relu(w_i . x + b_i)`` realizes it (also checked in rational arithmetic); ``certified``:
+    every witness realizes its labelling in exact arithmetic and every LP that said "no" (activation sets,
+    pattern search) has an exact Farkas certificate against the data as given
+    (:mod:`relulab.tropical._lpcert`); ``positive_units``: the fixed number of units with
     output weight +1, or None for any output signs; ``by_search``: labellings settled by the pattern
     search (the rest had a sampled witness); ``refuted``: labellings proven unrealizable; ``lps``: LPs
     solved; ``cover``: Cover's count (the width-1 value) for points in general position, else None;
@@ -151,36 +156,37 @@ def _sample_witnesses(X, m, signs_list, samples, rng):
     return found
 
 
-def _dichotomies(X, deadline) -> tuple[dict, int]:
+def _dichotomies(X, deadline, Xex=None) -> tuple[dict, int, int]:
     """Activation sets of one ReLU unit on the data (bitmasks, bit j: active at point j): the sets ``S`` with
     ``w.x + b >= 1`` on ``S`` and ``<= 0`` off it for some ``(w, b)``, by a point-by-point search with
-    one LP per candidate prefix (a prefix with no halfspace cannot be completed). Returns
-    ({set: (w, b)}, LPs)."""
+    one LP per candidate prefix (a prefix with no halfspace cannot be completed). ``Xex``: the points
+    (homogeneous, exact rationals; an affine image of ``X``) against which every "no" is proven.
+    Returns ({set: (w, b)}, LPs, "no" answers left unproven)."""
+    from relulab.tropical._lpcert import decide
+
     n, d = X.shape
     Xh = np.c_[X, np.ones(n)]
-    lps = 0
+    lps = unproven = 0
     level = {0: None}
     for j in range(n):
         nxt = {}
         for mask in level:
             for bit in (0, 1):
                 m2 = mask | (bit << j)
-                rows = [(-Xh[i], -1.0) if (m2 >> i) & 1 else (Xh[i], 0.0) for i in range(j + 1)]
+                act = [(m2 >> i) & 1 for i in range(j + 1)]
+                A = np.array([-Xh[i] if a else Xh[i] for i, a in enumerate(act)])
+                b = np.array([-1.0 if a else 0.0 for a in act])
+                ex = None if Xex is None else [[-v for v in Xex[i]] if a else list(Xex[i]) for i, a in enumerate(act)]
                 lps += 1
-                sol = _feasible(np.array([r for r, _ in rows]), np.array([v for _, v in rows]))
+                sol, proven = decide(A, b, ex)
                 if sol is not None:
                     nxt[m2] = (sol[:d], float(sol[d]))
+                elif not proven:
+                    unproven += 1
         level = nxt
         if deadline is not None and time.perf_counter() > deadline:
             raise ResourceLimitError("time_limit reached while listing the activation sets of one unit")
-    return level, lps
-
-
-def _feasible(A, b):
-    from scipy.optimize import linprog
-
-    res = linprog(np.zeros(A.shape[1]), A_ub=A, b_ub=b, bounds=[(None, None)] * A.shape[1], method="highs")
-    return res.x if res.status == 0 else None
+    return level, lps, unproven
 
 
 class _Search:
@@ -189,40 +195,57 @@ class _Search:
     A unit's pattern column must be (a prefix of) one of its activation sets on the data: checked on
     bitmasks before any LP, so LPs only decide the coupling through the labels."""
 
-    def __init__(self, X, m, allowed, max_lps, deadline):
+    def __init__(self, X, m, allowed, max_lps, deadline, Xex=None):
         self.X, self.m = X, m
         self.n, self.d = X.shape
         self.D = self.d + 1
         self.nv = m * self.D + 1
         self.allowed = allowed  # allowed[j]: activation sets restricted to the first j points
         self.lps = 0
+        self.unproven = 0  # "no" answers without an exact certificate
+        self.Xex = Xex  # homogeneous points in exact rationals (an affine image of X), or None
         self.max_lps, self.deadline = max_lps, deadline
 
     def _rows(self, j, bits, y, a):
+        """Rows ``(r, v, r_exact)`` of ``r . theta <= v`` for point ``j`` (``r_exact`` against ``Xex``)."""
         xh = np.r_[self.X[j], 1.0]
+        xe = None if self.Xex is None else self.Xex[j]
+        zero = [Fraction(0)] * self.nv
         rows = []
         f = np.zeros(self.nv)
         f[-1] = 1.0
+        fe = list(zero)
+        fe[-1] = Fraction(1)
         for i in range(self.m):
             r = np.zeros(self.nv)
+            re = list(zero)
             sl = slice(i * self.D, (i + 1) * self.D)
+            sign = -1 if bits[i] else 1
+            r[sl] = sign * xh  # active: -(w.x + b) <= -1; inactive: w.x + b <= 0
+            if xe is not None:
+                re[i * self.D:(i + 1) * self.D] = [sign * v for v in xe]
             if bits[i]:
-                r[sl] = -xh  # -(w.x + b) <= -1
                 f[sl] += a[i] * xh
-                rows.append((r, -1.0))
-            else:
-                r[sl] = xh  # w.x + b <= 0
-                rows.append((r, 0.0))
-        rows.append((-y * f, -1.0))  # y f(x) >= 1
+                if xe is not None:
+                    for t, v in enumerate(xe):
+                        fe[i * self.D + t] += int(a[i]) * v
+            rows.append((r, -1.0 if bits[i] else 0.0, re))
+        rows.append((-y * f, -1.0, [-int(y) * v for v in fe]))  # y f(x) >= 1
         return rows
 
     def _lp(self, rows):
+        from relulab.tropical._lpcert import decide
+
         self.lps += 1
         if self.lps > self.max_lps:
             raise ResourceLimitError(f"more than max_lps={self.max_lps} LPs; raise the budget (or use fewer points)")
         if self.deadline is not None and time.perf_counter() > self.deadline:
             raise ResourceLimitError("time_limit reached before every labelling was decided")
-        return _feasible(np.array([r for r, _ in rows]), np.array([v for _, v in rows]))
+        theta, proven = decide(np.array([r for r, _, _ in rows]), np.array([v for _, v, _ in rows]),
+                               None if self.Xex is None else [e for _, _, e in rows])
+        if theta is None and not proven:
+            self.unproven += 1
+        return theta
 
     def find(self, y, p):
         """A parameter vector realizing ``y`` (labels of the first ``len(y)`` points) with ``p`` positive
@@ -267,11 +290,29 @@ def _in_hull(X, inside, test) -> bool:
     A = np.r_[P.T, np.ones((1, len(P)))]
     from scipy.optimize import linprog
 
+    from relulab.tropical.polynomial import _exact_support_solution
+
     for x in X[test]:
         res = linprog(np.zeros(len(P)), A_eq=A, b_eq=np.r_[x, 1.0], bounds=[(0, None)] * len(P), method="highs")
-        if res.status == 0:
+        # only a shortcut (it skips a sign split): taken only when exact convex weights confirm it
+        if res.status == 0 and _exact_support_solution(
+                np.vectorize(Fraction, otypes=[object])(P), res.x, [Fraction(v) for v in x]) is not None:
             return True
     return False
+
+
+def _witnesses_exact(X, L, W, B, A, C) -> bool:
+    """Every witness network gives every point its label, evaluated in rational arithmetic (the float64
+    parameters and data as the binary rationals they are)."""
+    Xe = [[Fraction(float(v)) for v in row] for row in X]
+    for lab, w, b, a, c in zip(L.tolist(), W.tolist(), B.tolist(), A.tolist(), C.tolist()):
+        for x, y in zip(Xe, lab):
+            f = Fraction(c) + sum((Fraction(ai) * max(Fraction(0), sum((Fraction(u) * v for u, v in zip(wi, x)),
+                                                                       Fraction(bi)))
+                                   for wi, bi, ai in zip(w, b, a)), Fraction(0))
+            if f * y <= 0:
+                return False
+    return True
 
 
 def _theta_to_net(theta, m, d, p):
@@ -335,9 +376,12 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
     for (lab, _p), w in sampled.items():
         for j in range(1, n + 1):
             prefix_wit.setdefault(lab[:j], w)
-    sets, lps0 = _dichotomies(Xo, deadline)
+    # exact homogeneous points (x, 1) of the ordered data: Xo is an affine image of them up to rounding,
+    # and every "no" is proven against these (the question is invariant under affine maps)
+    Xex = [[Fraction(float(v)) for v in row] + [Fraction(1)] for row in X[order]]
+    sets, lps0, unproven0 = _dichotomies(Xo, deadline, Xex)
     allowed = [{mk & ((1 << j) - 1) for mk in sets} for j in range(n + 1)]
-    search = _Search(Xo, m, allowed, max_lps, deadline)
+    search = _Search(Xo, m, allowed, max_lps, deadline, Xex)
     by_search = refuted = 0
     level: dict[tuple, tuple] = {(): None}
     if m == 1:
@@ -401,6 +445,7 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
         F = _net_values(X, Ws, Bs, As, Cs)
         if not np.all(np.sign(F) == L):
             raise AssertionError("internal inconsistency: a witness network does not realize its labelling")
+    exact_ok = _witnesses_exact(X, L, Ws, Bs, As, Cs)
     from relulab.tropical.fan import _general_position, cover_count
 
     gp = _general_position(X)
@@ -408,8 +453,8 @@ def relu_classifications(X, width: int, *, positive_units: int | None = None, sa
     if d == 1 and len(np.unique(X[:, 0])) == n and positive_units is None and m <= 2:
         line = 2 * sum(math.comb(n - 1, j) for j in range(min(m, n - 1) + 1))
     return ReLUClassifications(n, d, m, positive_units, len(labs), L, Ws, Bs, As, Cs, by_search, refuted,
-                               search.lps + lps0, cover_count(n, d) if gp else None, line, True, True,
-                               time.perf_counter() - t0)
+                               search.lps + lps0, cover_count(n, d) if gp else None, line, True,
+                               bool(exact_ok and unproven0 == 0 and search.unproven == 0), time.perf_counter() - t0)
 
 
 def milp_margin(X, labels, width: int, positive_units: int) -> float:

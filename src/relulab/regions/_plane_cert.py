@@ -1,0 +1,610 @@
+"""Certificates for the activation regions of a 2-D slice (filtered predicates at any scale).
+
+The float64 refinement of :mod:`relulab.regions.plane` returns convex polygons with activation
+patterns ``p_i`` and, per edge, the constraint it lies on (a side of the slice rectangle, or
+``g_w - g_k >= 0`` for a unit ``u`` with winner ``w = p_i[u]`` and another piece ``k``). Every
+constraint of ``p_i`` is affine in ``(s, t)`` once the winners of earlier max layers are fixed. The
+partition is the exact one (exact rational arithmetic on the float64 weights and slice) when, for
+every polygon:
+
+1. **The polygon is the region's closure.** With ``L_j`` the edge lines in order and the vertices
+   ``x_j = L_{j-1} x L_j`` (exact homogeneous intersection points): each consecutive pair turns left
+   (``W_j = a_{j-1} b_j - b_{j-1} a_j > 0``), and every constraint of ``p_i`` is ``>= 0`` at every
+   ``x_j``, and strictly positive unless it is one of the two lines through ``x_j`` (so every edge has
+   positive length and is travelled counter-clockwise). Then the closed curve through the ``x_j``
+   runs once or more around the boundary of ``conv{x_j}``, every boundary edge of ``conv{x_j}`` lies
+   on some ``L_j``, and ``conv{x_j} = {all constraints >= 0}`` is the closure of the region of
+   ``p_i``, which has positive area (constraints equal to zero as functions are ties, allowed when
+   ``k > w``, as in :meth:`PLNet.pattern`).
+2. **Across every edge lies a listed region.** On the open edge on ``g_w = g_k`` every other
+   constraint is strictly positive, so the region beyond it is ``p_i`` with ``u``'s winner ``k``
+   (later layers' inputs are continuous across it); that pattern must be one of the listed ones.
+
+The listed regions are distinct, so their closures are unions of cells of the exact partition,
+closed under crossing edges; the cells' adjacency through edges is connected (the rectangle minus
+finitely many vertices is), hence the list is every region.
+
+Decisions are filtered (Fortune and Van Wyk; Shewchuk): every node's affine maps
+``(value at (0, 0), d/ds, d/dt)`` carry a bound ``c M`` on their rounding error, ``M`` the maps of
+the network with absolute weights (Higham, *Accuracy and Stability of Numerical Algorithms*, Sec.
+3.1 and 3.5; the factors of :func:`relulab.regions._line_cert._error_factors`), and the vertices'
+homogeneous coordinates and every sign carry the propagated bound. A constraint is cleared for a
+whole polygon at once when it is positive on a box that provably holds the polygon's exact vertices;
+the rest are evaluated at each vertex. A polygon with a decision the bounds cannot settle is
+checked again in exact integer arithmetic (the network's exact tables of
+:func:`relulab.regions._exact.exact_tables`, residual networks included).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from relulab.core.layers import Add, MaxUnits, Reshape
+from relulab.regions._exact import U as _U
+from relulab.regions._exact import dyadic, exact_affine, exact_tables, gamma
+from relulab.regions._line_cert import CertOutcome, _error_factors
+
+__all__ = ["certify_partition"]
+
+_SAFE = 1.0 + 1e-6  # slack on every computed bound (the bounds themselves are rounded)
+_TINY = 1e-290  # absolute slack for underflow in the bounds' products
+_CHUNK = 1 << 23  # elements of one chunk's constraint tables
+_MAX_EXACT_ENTRIES = 2 * 10**7  # weight entries (Python-integer multiply-adds) the exact stage may spend
+_N_SIDES = 4
+
+
+def _layout(net, dev):
+    """Constraint columns: a two-piece layer has one per unit (the piece that loses), others one per
+    unit and piece (the winner's own slot is skipped); the rectangle's 4 sides come last.
+    Returns (per-layer columns per unit (L,), first column of each layer (L + 1,), two-piece (L,))."""
+    two = [m.index.shape[1] == 2 and bool(m.valid.all()) for m in net.max_units]
+    Kc = torch.tensor([1 if t else m.index.shape[1] for t, m in zip(two, net.max_units)], dtype=torch.long,
+                      device=dev)
+    U_of = torch.tensor([m.index.shape[0] for m in net.max_units], dtype=torch.long, device=dev)
+    L_cols = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), (U_of * Kc).cumsum(0)])
+    return Kc, L_cols, torch.tensor(two, dtype=torch.bool, device=dev)
+
+
+def _unit_of(cc, L_cols, Kc, two, offsets, pat_rows):
+    """Global unit and losing piece of constraint columns ``cc`` (cut edges) on rows ``pat_rows``."""
+    lay = torch.searchsorted(L_cols, cc, right=True) - 1
+    rem = cc - L_cols[lay]
+    uu = offsets[lay] + rem // Kc[lay]
+    w = pat_rows.gather(1, uu[:, None])[:, 0].long()
+    kk = torch.where(two[lay], 1 - w, rem % Kc[lay])
+    return uu, kk, w
+
+
+def _decode(E, ranges, L_cols, offsets, Kc, pat, ncol_units):
+    """Constraint column of each edge label (C, M), or -1 (padding), or -2 (a label that does not
+    fit the polygon's pattern). ``ranges``: (label base, layer, units, pieces, two-piece) per
+    chunk of the refinement."""
+    dev = E.device
+    col = torch.full_like(E, -1)
+    side = (E >= 0) & (E < _N_SIDES)
+    col = torch.where(side, ncol_units + E, col)
+    cut = E >= _N_SIDES
+    if not bool(cut.any()) or not ranges:
+        return col
+    base = torch.tensor([r[0] for r in ranges], dtype=torch.long, device=dev)
+    lay = torch.tensor([r[1] for r in ranges], dtype=torch.long, device=dev)
+    Us = torch.tensor([r[2] for r in ranges], dtype=torch.long, device=dev)
+    Ks = torch.tensor([r[3] for r in ranges], dtype=torch.long, device=dev)
+    two = torch.tensor([r[4] for r in ranges], dtype=torch.bool, device=dev)
+    p, j = cut.nonzero(as_tuple=True)
+    lab = E[p, j]
+    c = torch.searchsorted(base, lab, right=True) - 1
+    off = lab - base[c]
+    U_, K_ = Us[c], Ks[c]
+    tw = two[c]
+    u = torch.where(tw, off % U_, (off // (K_ * K_)) % U_)
+    pr = off % (K_ * K_)
+    k0 = torch.where(tw, torch.zeros_like(pr), pr // K_)
+    k1 = torch.where(tw, torch.ones_like(pr), pr % K_)
+    l = lay[c]
+    unit = offsets[l] + u
+    w = pat[p, unit].long()
+    other = torch.where(w == k0, k1, k0)
+    good = ((w == k0) | (w == k1)) & (k0 != k1)
+    cc = L_cols[l] + torch.where(tw, u, u * Kc[l] + other)
+    col[p, j] = torch.where(good, cc, torch.full_like(cc, -2))
+    return col
+
+
+def _error_bounds(net, M0, cfac, L_cols):
+    """Pattern-free bounds ``EM`` (3, ncol) on the rounding error of every constraint column before
+    its last subtraction (whose own error is ``2 u |H|``): node magnitudes ``N`` bound every value
+    the node takes under any pattern (``|L| N + |b|`` through affine maps, the largest piece
+    magnitude through max units), and a piece computed in float64 errs by at most ``c N``. Also
+    ``dead`` per max layer: pieces that are exactly zero under every pattern, (U, K)."""
+    dev, dt = M0.device, M0.dtype
+    vals = {0: M0}
+    EMs, dead = [], []
+    m = 0
+    for i, nd in enumerate(net.nodes[1:], 1):
+        lay = nd.layer
+        if isinstance(lay, Add):
+            vals[i] = vals[nd.inputs[0]] + vals[nd.inputs[1]]
+        elif isinstance(lay, MaxUnits):
+            N = vals[nd.inputs[0]]
+            Pm = lay.piece_magnitudes(N)  # (3, U, K)
+            U, K = lay.index.shape
+            two = K == 2 and int(L_cols[m + 1] - L_cols[m]) == U
+            top = Pm.amax(-1, keepdim=True)
+            em = cfac[i] * (Pm.sum(-1) if two else (top + Pm).reshape(3, U * K))
+            EMs.append(em)
+            dead.append(Pm.amax(0) == 0)
+            vals[i] = top[..., 0]
+            m += 1
+        elif isinstance(lay, Reshape):
+            vals[i] = vals[nd.inputs[0]]
+        else:
+            N = vals[nd.inputs[0]]
+            y = lay.abs_linear(N)
+            if lay.bias is not None:
+                y[0] += lay.abs_bias(y)
+            vals[i] = y
+    EMs.append(torch.zeros(3, _N_SIDES, dtype=dt, device=dev))
+    return torch.cat(EMs, 1), dead
+
+
+def _max_inputs_chunk(net, Z0, pats):
+    """Per max layer, its input's affine maps (3, C, n) on each polygon of the chunk (any DAG):
+    one forward pass of three columns under each polygon's pattern."""
+    vals = {0: Z0[:, None, :]}  # (3, B, n), B = 1 shared until the first max layer
+    last_use = {}
+    for i, nd in enumerate(net.nodes):
+        for j in nd.inputs:
+            last_use[j] = i
+    out = []
+    m = 0
+    C = pats.shape[0]
+    for i, nd in enumerate(net.nodes[1:], 1):
+        lay = nd.layer
+        if isinstance(lay, Add):
+            vals[i] = vals[nd.inputs[0]] + vals[nd.inputs[1]]
+        elif isinstance(lay, MaxUnits):
+            z = vals[nd.inputs[0]].expand(3, C, -1)
+            out.append(z)
+            w = pats[:, net.unit_offsets[m]:net.unit_offsets[m + 1]].long()
+            y, _, _ = lay.select(z.reshape(3 * C, -1), w.repeat(3, 1))
+            vals[i] = y.reshape(3, C, -1)
+            m += 1
+        elif isinstance(lay, Reshape):
+            vals[i] = vals[nd.inputs[0]]
+        else:
+            z = vals[nd.inputs[0]]
+            B = z.shape[1]
+            y = lay.linear(z.reshape(3 * B, -1)).reshape(3, B, -1)
+            if lay.bias is not None:
+                y[0] += lay.bias
+            vals[i] = y
+        for j in nd.inputs:
+            if last_use.get(j) == i:
+                vals.pop(j, None)
+    return out
+
+
+_GROUP_BYTES = 1 << 29  # memory the grouped maps of a chain network may take
+
+
+def _grouped_max_inputs(net, Z0, pat):
+    """For a chain network: per max layer, ``(gid, Z)`` with ``Z`` (G, 3, n) the layer's input maps
+    on each group of polygons sharing the earlier layers' winners and ``gid`` (P,) each polygon's
+    group, so each layer's affine maps cost one product per group, not per polygon. None when the
+    network is not a chain or the groups would not fit in memory."""
+    if not all(nd.inputs == (i - 1,) for i, nd in enumerate(net.nodes) if i > 0):
+        return None
+    dev = pat.device
+    P = pat.shape[0]
+    z = Z0[None]  # (G, 3, n)
+    gid = torch.zeros(P, dtype=torch.long, device=dev)
+    out, m, used = [], 0, 0
+    for nd in net.nodes[1:]:
+        lay = nd.layer
+        if isinstance(lay, MaxUnits):
+            used += z.numel() * z.element_size()
+            if used > _GROUP_BYTES:
+                return None
+            out.append((gid, z.transpose(0, 1).contiguous()))  # (3, G, n): chunks gather contiguous rows
+            w = pat[:, net.unit_offsets[m]:net.unit_offsets[m + 1]]
+            gid, first = _groups(gid, w)
+            G = first.numel()
+            parent = out[-1][0][first]  # each new group's group at the layer before
+            wf = w[first].long()
+            if lay.elementwise_units:  # piece k of unit j is coef[j, k] z_j: scale the parent's maps
+                z = z[parent] * lay.coef.gather(1, wf.T).T[:, None, :]
+            else:
+                y, _, _ = lay.select(z[parent].reshape(3 * G, -1), wf.repeat_interleave(3, 0))
+                z = y.reshape(G, 3, -1)
+            m += 1
+        elif not isinstance(lay, Reshape):
+            G = z.shape[0]
+            y = lay.linear(z.reshape(3 * G, -1)).reshape(G, 3, -1)
+            if lay.bias is not None:
+                y[:, 0] += lay.bias
+            z = y
+    return out
+
+
+def _row_hash(rows, hw, block: int = 64):
+    """``sum_j (rows[:, j] + 1) hw[j]`` in wrapping int64, a few columns at a time (no (P, n) int64
+    copy of the rows)."""
+    h = torch.zeros(rows.shape[0], dtype=torch.long, device=rows.device)
+    for j in range(0, rows.shape[1], block):
+        h += (rows[:, j:j + block].long() + 1).mul_(hw[j:j + block]).sum(1)
+    return h
+
+
+def _groups(gid, w):
+    """Exact groups of the rows ``(gid, w)``: each row's group (P,) and one row of each group (G,).
+    Rows are sorted by a hash and every row is compared with its group's first row (a collision
+    falls back to ``torch.unique``)."""
+    g = torch.Generator().manual_seed(777)
+    hw = torch.randint(-2**62, 2**62, (w.shape[1] + 1,), generator=g, dtype=torch.long).to(w.device)
+    h = _row_hash(w, hw[1:]) + gid * hw[0]
+    hs, order = torch.sort(h)
+    new = torch.ones_like(hs, dtype=torch.bool)
+    new[1:] = hs[1:] != hs[:-1]
+    run = new.long().cumsum(0) - 1
+    first = order[new]
+    lead = first[run]
+    if bool((gid[order] == gid[lead]).all()) and bool((w[order] == w[lead]).all()):
+        out = torch.empty_like(run)
+        out[order] = run
+        return out, first
+    key = torch.cat([gid[:, None].to(torch.int32), w.to(torch.int32)], 1)
+    uniq, inv = torch.unique(key, dim=0, return_inverse=True)
+    first = torch.full((uniq.shape[0],), -1, dtype=torch.long, device=w.device)
+    first.scatter_reduce_(0, inv, torch.arange(inv.numel(), device=w.device), "amin", include_self=False)
+    return inv, first
+
+
+def _constraints(net, zs, pats, dead, sides, L_cols):
+    """Constraints of every polygon of a chunk from its max layers' input maps ``zs``: ``H`` (3, C,
+    ncol) as ``(h(0, 0), dh/ds, dh/dt)`` for ``h = g_w - g_k``; ``skip`` (C, ncol): the winner's own
+    slot, invalid pieces, and ties that are exact zeros as functions with ``k > w``; ``bad`` (C,):
+    an exact zero tie with ``k < w`` (not the tie rule's winner). The rectangle's sides come last."""
+    dev = pats.device
+    C = pats.shape[0]
+    ncol = int(L_cols[-1]) + _N_SIDES
+    H = torch.empty(3, C, ncol, dtype=sides.dtype, device=dev)
+    skip = torch.zeros(C, ncol, dtype=torch.bool, device=dev)
+    H[:, :, -_N_SIDES:] = sides.T[:, None, :]
+    bad = torch.zeros(C, dtype=torch.bool, device=dev)
+    for m, (lay, z) in enumerate(zip(net.max_units, zs)):
+        w = pats[:, net.unit_offsets[m]:net.unit_offsets[m + 1]].long()  # (C, U)
+        U, K = lay.index.shape
+        cf = lay.coef
+        c_lo, c_hi = int(L_cols[m]), int(L_cols[m + 1])
+        dd = dead[m]
+        if K == 2 and c_hi - c_lo == U:  # two pieces: one constraint per unit, its sign by the winner
+            if lay.elementwise_units and bool((cf[:, 0] == 0).all()) and bool((cf[:, 1] == 1).all()):
+                # pieces 0 and z (ReLU): D = z exactly
+                D = z
+            elif lay.elementwise_units:
+                D = z * cf[:, 1] - z * cf[:, 0]
+            else:
+                D = z[:, :, lay.index[:, 1]] * cf[:, 1] - z[:, :, lay.index[:, 0]] * cf[:, 0]
+            H[:, :, c_lo:c_hi] = torch.where((w == 1)[None], D, -D)
+            both = dd.all(1)  # both pieces exactly zero: a tie everywhere
+            if bool(both.any()):
+                bad |= (both & (w == 1)).any(1)
+                skip[:, c_lo:c_hi] = both & (w == 0)
+        else:
+            P = (z[:, :, lay.index] * cf).masked_fill(~lay.valid, 0.0)  # (3, C, U, K)
+            Pw = P.gather(3, w[None, :, :, None].expand(3, C, U, 1))
+            H[:, :, c_lo:c_hi] = (Pw - P).reshape(3, C, U * K)
+            kk = torch.arange(K, device=dev)
+            zero_fn = dd.all(1)[None, :, None].expand(C, U, K)
+            inval = ~lay.valid[None].expand(C, U, K)
+            skip[:, c_lo:c_hi] = ((kk == w[..., None]) | inval | (zero_fn & (kk > w[..., None]))).reshape(C, U * K)
+            bad |= (zero_fn & (kk < w[..., None]) & ~inval).flatten(1).any(1)
+    return H, skip, bad
+
+
+def _homogeneous(L1, e1, L2, e2):
+    """Intersection points ``(X, Y, W)`` of lines given as ``(c, a, b)`` (``c + a s + b t``) with
+    error bounds, and bounds on the computed coordinates' errors."""
+    c1, a1, b1 = L1.unbind(-1)
+    c2, a2, b2 = L2.unbind(-1)
+    ec1, ea1, eb1 = e1.unbind(-1)
+    ec2, ea2, eb2 = e2.unbind(-1)
+
+    def det(p, ep, q, eq, r, er, s, es):  # p q - r s
+        v = p * q - r * s
+        err = (ep * (q.abs() + eq) + p.abs() * eq + er * (s.abs() + es) + r.abs() * es
+               + gamma(3) * ((p * q).abs() + (r * s).abs()))
+        return v, err
+
+    X, eX = det(b1, eb1, c2, ec2, c1, ec1, b2, eb2)
+    Y, eY = det(c1, ec1, a2, ea2, a1, ea1, c2, ec2)
+    W, eW = det(a1, ea1, b2, eb2, b1, eb1, a2, ea2)
+    return torch.stack([X, Y, W], -1), torch.stack([eX, eY, eW], -1) * _SAFE + _TINY
+
+
+def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) -> CertOutcome:
+    """Check a complete float partition (patterns ``pat`` (P, n_units), edge labels ``E`` (P, M)
+    with ``-1`` padding, label ``ranges`` from the refinement) against exact arithmetic; see the
+    module docstring. ``ok``: True (certified), False (some decision is wrong), None (undecided:
+    degenerate geometry, the exact stage over budget or past ``deadline``)."""
+    dev, dt = origin.device, origin.dtype
+    P = pat.shape[0]
+    if P == 0:
+        return CertOutcome(None, reason="no polygons")
+    s0, s1, t0, t1 = ext
+    sides = torch.tensor([[-t0, 0.0, 1.0], [s1, -1.0, 0.0], [t1, 0.0, -1.0], [-s0, 1.0, 0.0]], dtype=dt, device=dev)
+    pat = pat.to(dev)
+    for l, m in enumerate(net.max_units):  # every entry of every pattern a valid piece of its unit
+        w = pat[:, net.unit_offsets[l]:net.unit_offsets[l + 1]].long()
+        if bool((w < 0).any()) or bool((w >= m.index.shape[1]).any()):
+            return CertOutcome(False, reason="a pattern entry is not a piece of its unit")
+        if not bool(m.valid.all()) and not bool(m.valid[torch.arange(m.units, device=dev)[None], w].all()):
+            return CertOutcome(False, reason="a pattern entry is an invalid piece")
+    Kc, L_cols, two = _layout(net, dev)
+    ncol_u = int(L_cols[-1])
+    offsets = torch.tensor(net.unit_offsets, dtype=torch.long, device=dev)
+    n = (E >= 0).sum(1)
+    if bool((n < 3).any()):
+        return CertOutcome(False, reason="a polygon with fewer than 3 edges")
+    # distinct patterns, and lookup of neighbours by a hash verified row by row
+    g = torch.Generator().manual_seed(12345)
+    hw = torch.randint(-2**62, 2**62, (max(1, pat.shape[1]),), generator=g, dtype=torch.long).to(dev)
+    h = _row_hash(pat, hw)
+    hs, order = torch.sort(h)
+    if P > 1 and bool((hs[1:] == hs[:-1]).any()):
+        i = (hs[1:] == hs[:-1]).nonzero()[0, 0]
+        if torch.equal(pat[order[i]], pat[order[i + 1]]):
+            return CertOutcome(False, reason="two polygons with the same pattern")
+        return CertOutcome(None, reason="pattern hash collision")
+
+    Z0 = torch.stack([origin, u, v]).reshape(3, -1)
+    cfac = _error_factors(net)
+    EM, dead = _error_bounds(net, Z0.abs(), cfac, L_cols)
+    grouped = _grouped_max_inputs(net, Z0, pat)
+    ncol = ncol_u + _N_SIDES
+    Mx = E.shape[1]
+    csize = max(1, _CHUNK // (10 * ncol + 64 * Mx + 8 * pat.shape[1]))
+    filtered = 0
+    to_exact = []
+    g4 = gamma(4)
+    ar = torch.arange(Mx, device=dev)
+    for c0 in range(0, P, csize):
+        if deadline is not None and time.perf_counter() > deadline:
+            return CertOutcome(None, filtered, 0, reason="time_limit")
+        c1 = min(P, c0 + csize)
+        C = c1 - c0
+        pc = pat[c0:c1]
+        Ec = E[c0:c1]
+        nc = n[c0:c1]
+        if grouped is not None:
+            zs = [z.index_select(1, gid[c0:c1]) for gid, z in grouped]
+        else:
+            zs = _max_inputs_chunk(net, Z0, pc)
+        H, skip, badz = _constraints(net, zs, pc, dead, sides, L_cols)
+        del zs
+        if bool(badz.any()):
+            return CertOutcome(False, filtered, 0, reason="a tie of identical pieces broken to the higher index")
+        col = _decode(Ec, ranges, L_cols, offsets, Kc, pc, ncol_u)
+        valid = col >= 0
+        if bool(((col == -2) & (Ec >= 0)).any()):
+            return CertOutcome(False, filtered, 0, reason="an edge label that does not fit its polygon's pattern")
+        srt = torch.where(col >= 0, col, -1 - torch.arange(Mx, device=dev)[None]).sort(1).values
+        if bool((srt[:, 1:] == srt[:, :-1]).any()):  # a convex polygon has one edge per line
+            return CertOutcome(False, filtered, 0, reason="two edges of one polygon on the same constraint")
+        if bool(skip.gather(1, col.clamp(min=0))[valid].any()):
+            return CertOutcome(None, filtered, 0, reason="an edge on a tie of identical pieces (degenerate)")
+        prv = torch.where(ar[None] == 0, nc[:, None] - 1, ar[None] - 1)  # edge entering vertex j
+        colc = col.clamp(min=0)
+        rows = torch.arange(C, device=dev)[:, None]
+        Lj = H[:, rows, colc].permute(1, 2, 0)  # (C, M, 3)
+        eLj = (EM[:, colc] + 2 * _U * H[:, rows, colc].abs()).permute(1, 2, 0) * _SAFE
+        prc = colc.gather(1, prv)
+        Li = Lj.gather(1, prv[..., None].expand(C, Mx, 3))
+        eLi = eLj.gather(1, prv[..., None].expand(C, Mx, 3))
+        Xh, eX = _homogeneous(Li, eLi, Lj, eLj)  # vertex j = L_{j-1} x L_j
+        Wok = Xh[..., 2] > eX[..., 2]
+        if bool(((Xh[..., 2] < -eX[..., 2]) & valid).any()):
+            return CertOutcome(False, filtered, 0, reason="a polygon turns clockwise")
+        unsure = ((~Wok) & valid).any(1)
+        # boxes holding every exact vertex: corners of (X +- eX) / (W +- eW)
+        Wd = torch.where(Wok, Xh[..., 2], torch.ones_like(Xh[..., 2]))
+        eWd = torch.where(Wok, eX[..., 2], torch.zeros_like(eX[..., 2]))
+        lo_w, hi_w = Wd - eWd, Wd + eWd
+        vv = valid & Wok
+        box = []
+        for k in range(2):
+            x_lo, x_hi = Xh[..., k] - eX[..., k], Xh[..., k] + eX[..., k]
+            q = torch.stack([x_lo / lo_w, x_lo / hi_w, x_hi / lo_w, x_hi / hi_w], -1)
+            lo, hi = q.amin(-1), q.amax(-1)
+            slack = 4 * _U * torch.maximum(lo.abs(), hi.abs()) + _TINY
+            lo = torch.where(vv, lo - slack, torch.full_like(lo, math.inf)).amin(1)
+            hi = torch.where(vv, hi + slack, torch.full_like(hi, -math.inf)).amax(1)
+            mid = lo / 2 + hi / 2
+            box.append((mid, torch.maximum(hi - mid, mid - lo) * _SAFE))
+        (ms, rs), (mt, rt) = box
+        box_ok = torch.isfinite(ms) & torch.isfinite(mt) & torch.isfinite(rs) & torch.isfinite(rt) & ~unsure
+        ms0, mt0 = torch.where(box_ok, ms, 0.0), torch.where(box_ok, mt, 0.0)
+        rs0, rt0 = torch.where(box_ok, rs, 0.0), torch.where(box_ok, rt, 0.0)
+        # constraints positive on the whole box: h(m) against its error and its change over the box
+        # err = EM . (1, |m_s| + r_s, |m_t| + r_t) + |H| . (g + 2u, g|m_s| + r_s + 2u (|m_s| + r_s), ...)
+        S, T = (ms0.abs() + rs0)[:, None], (mt0.abs() + rt0)[:, None]
+        val = torch.addcmul(H[0], H[1], ms0[:, None]).addcmul_(H[2], mt0[:, None])
+        err = torch.addcmul(EM[0], EM[1], S).addcmul_(EM[2], T)  # (C, ncol) by broadcasting
+        A = H.abs()
+        err.add_(A[0], alpha=g4 + 2 * _U)
+        err.addcmul_(A[1], (g4 * ms0.abs() + rs0 + 2 * _U * S[:, 0])[:, None])
+        err.addcmul_(A[2], (g4 * mt0.abs() + rt0 + 2 * _U * T[:, 0])[:, None])
+        del A
+        clear = val > err.mul_(_SAFE).add_(_TINY)
+        near = ~clear & ~skip & box_ok[:, None]
+        del val, err, clear
+        q, cidx = near.nonzero(as_tuple=True)
+        # near constraints at every vertex of their polygon (homogeneous: W > 0 keeps the sign)
+        Hq = H[:, q, cidx].T  # (Q, 3)
+        eHq = (EM[:, cidx].T + 2 * _U * Hq.abs()) * _SAFE
+        Xq, eXq = Xh[q], eX[q]  # (Q, M, 3)
+        prod = Hq[:, None, [1, 2, 0]] * Xq
+        hv = prod.sum(-1)
+        ev = ((eHq[:, None, [1, 2, 0]] * (Xq.abs() + eXq)).sum(-1) + (Hq[:, None, [1, 2, 0]].abs() * eXq).sum(-1)
+              + g4 * prod.abs().sum(-1)) * _SAFE + _TINY
+        incident = (cidx[:, None] == colc[q]) | (cidx[:, None] == prc[q])
+        vq = valid[q] & ~incident
+        if bool(((hv < -ev) & vq).any()):
+            return CertOutcome(False, filtered, 0, reason="a constraint is negative at a vertex")
+        und = (vq & ~(hv > ev)).any(1)
+        unsure_poly = ~box_ok
+        if bool(und.any()):
+            unsure_poly[q[und]] = True
+        filtered += C * (ncol - 1) + int(vq.sum())
+        # neighbours across cut edges: the pattern with the edge's unit switched to the other piece
+        pp, jj = (valid & (col < ncol_u)).nonzero(as_tuple=True)
+        uu, kk, wv = _unit_of(col[pp, jj], L_cols, Kc, two, offsets, pc[pp])
+        hq = h[c0 + pp] + (kk - wv) * hw[uu]
+        idx = torch.searchsorted(hs, hq).clamp(max=P - 1)
+        cand = order[idx]
+        r = torch.arange(pp.numel(), device=dev)
+        nb = pat[cand]
+        ok_row = (hs[idx] == hq) & (nb[r, uu].long() == kk)
+        nb[r, uu] = pc[pp, uu]
+        ok_row &= (nb == pc[pp]).all(1)
+        if bool((~ok_row & ~unsure_poly[pp]).any()):
+            return CertOutcome(False, filtered, 0, reason="the region across an edge is not listed")
+        to_exact.extend((c0 + unsure_poly.nonzero()[:, 0]).tolist())
+    if not to_exact:
+        return CertOutcome(True, filtered, 0)
+    return _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, two, ncol_u, to_exact,
+                        h, hs, order, hw, filtered, deadline)
+
+
+def _exact_forward(net, tabs, Z, e, pattern):
+    """Exact pieces (U, K, 3) of every max layer under ``pattern`` for exact input maps ``Z / 2**e``
+    (rows: input features; columns: value at (0, 0), d/ds, d/dt): a list of ``(P, e)``."""
+    vals = {0: (Z, e)}
+    pat = [int(x) for x in pattern]
+    offs = net.unit_offsets
+    out = []
+    m = 0
+    for i, nd in enumerate(net.nodes[1:], 1):
+        tab = tabs[i]
+        kind = tab[0]
+        if kind == "add":
+            (Za, ea), (Zb, eb) = vals[nd.inputs[0]], vals[nd.inputs[1]]
+            E_ = max(ea, eb)
+            vals[i] = ((Za if ea == E_ else Za * (1 << (E_ - ea))) + (Zb if eb == E_ else Zb * (1 << (E_ - eb))), E_)
+        elif kind == "reshape":
+            vals[i] = vals[nd.inputs[0]]
+        elif kind == "affine":
+            Zi, ei = vals[nd.inputs[0]]
+            vals[i] = exact_affine(tab, Zi, ei)
+        else:
+            _, index, coef, ec, valid = tab
+            Zi, ei = vals[nd.inputs[0]]
+            Pc = Zi[index] * coef[..., None]
+            Pc[~valid] = 0
+            out.append((Pc, ei + ec))
+            U = index.shape[0]
+            w = np.array(pat[offs[m]:offs[m] + U], dtype=np.int64)
+            r = np.arange(U)
+            vals[i] = (Zi[index[r, w]] * coef[r, w][:, None], ei + ec)
+            m += 1
+    return out
+
+
+def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, two, ncol_u, polys, h, hs, order,
+                 hw, filtered, deadline) -> CertOutcome:
+    tabs = exact_tables(net)
+    if tabs is None:
+        return CertOutcome(None, filtered, 0, reason="the exact tables would be too large")
+    per = sum(t[1].size for t in tabs[1:] if t[0] == "affine") * 3 + 1
+    if per * len(polys) > _MAX_EXACT_ENTRIES:
+        return CertOutcome(None, filtered, 0, reason=f"{len(polys)} polygons for the exact stage: over its budget")
+    Z, e = dyadic(torch.stack([origin, u, v], 1))  # rows: input features
+    sides = []
+    for k, x in enumerate((ext[2], ext[1], ext[3], ext[0])):  # t >= t0, s <= s1, t <= t1, s >= s0
+        p, q = x.as_integer_ratio()
+        sides.append([(-p, 0, q), (p, -q, 0), (p, 0, -q), (-p, q, 0)][k])
+    dev = pat.device
+    P = pat.shape[0]
+    n_exact = 0
+    two_l = two.tolist()
+    offs = offsets.tolist()
+    for i in polys:
+        if deadline is not None and time.perf_counter() > deadline:
+            return CertOutcome(None, filtered, n_exact, reason="time_limit")
+        n_exact += 1
+        p_i = pat[i].cpu().tolist()
+        pieces = _exact_forward(net, tabs, Z, e, p_i)
+        # every constraint column as integers (c, a, b) (positive scaling keeps signs), None when skipped
+        cons = []
+        for l, (Pc, _) in enumerate(pieces):
+            Uu, K = Pc.shape[0], Pc.shape[1]
+            valid = net.max_units[l].valid.cpu().numpy()
+            for uu in range(Uu):
+                w = p_i[offs[l] + uu]
+                for k in ([1 - w] if two_l[l] else range(K)):
+                    if k == w or not valid[uu, k]:
+                        cons.append(None)
+                        continue
+                    hc = tuple(int(x) for x in (Pc[uu, w] - Pc[uu, k]))
+                    if hc == (0, 0, 0):
+                        if k < w:
+                            return CertOutcome(False, filtered, n_exact, reason="a tie broken to the higher index")
+                        cons.append(None)
+                        continue
+                    cons.append(hc)
+        cons.extend(sides)
+        col = _decode(E[i:i + 1], ranges, L_cols, offsets, Kc, pat[i:i + 1], ncol_u)[0]
+        m = int((E[i] >= 0).sum())
+        cols = col[:m].tolist()
+        if any(c < 0 for c in cols) or any(cons[c] is None for c in cols):
+            return CertOutcome(False, filtered, n_exact, reason="an edge on no constraint of its polygon")
+        if len(set(cols)) != m:
+            return CertOutcome(False, filtered, n_exact, reason="two edges of one polygon on the same constraint")
+        lines = [cons[c] for c in cols]
+        verts = []
+        for j in range(m):
+            (c1, a1, b1), (c2, a2, b2) = lines[j - 1], lines[j]
+            X, Y, W = b1 * c2 - c1 * b2, c1 * a2 - a1 * c2, a1 * b2 - b1 * a2
+            if W < 0:
+                return CertOutcome(False, filtered, n_exact, reason="a polygon turns clockwise")
+            if W == 0:
+                return CertOutcome(None, filtered, n_exact, reason="parallel consecutive edges (degenerate)")
+            verts.append((X, Y, W))
+        zeros = []
+        for j, (X, Y, W) in enumerate(verts):
+            zj = set()
+            for c, hc in enumerate(cons):
+                if hc is None or c == cols[j] or c == cols[j - 1]:
+                    continue
+                val = hc[1] * X + hc[2] * Y + hc[0] * W
+                if val < 0:
+                    return CertOutcome(False, filtered, n_exact, reason="a constraint is negative at a vertex")
+                if val == 0:
+                    if c == cols[(j + 1) % m]:
+                        return CertOutcome(None, filtered, n_exact, reason="an edge of zero length (degenerate)")
+                    zj.add(c)
+            zeros.append(zj)
+        for j in range(m):
+            if zeros[j] & zeros[(j + 1) % m] if m else False:
+                return CertOutcome(None, filtered, n_exact,
+                                   reason="two constraints along one edge (degenerate)")
+        # neighbours across this polygon's cut edges
+        for j in range(m):
+            c = cols[j]
+            if c >= ncol_u:
+                continue
+            uu_t, kk_t, _ = _unit_of(torch.tensor([c], device=dev), L_cols, Kc, two, offsets, pat[i:i + 1])
+            uu, kk = int(uu_t), int(kk_t)
+            q = h[i] + (kk - p_i[uu]) * hw[uu]
+            idx = int(torch.searchsorted(hs, q.reshape(1)).clamp(max=P - 1))
+            row = pat[order[idx]].clone()
+            ok = bool(hs[idx] == q) and int(row[uu]) == kk
+            row[uu] = p_i[uu]
+            if not (ok and torch.equal(row.to(dev), pat[i])):
+                return CertOutcome(False, filtered, n_exact, reason="the region across an edge is not listed")
+    return CertOutcome(True, filtered, n_exact)

@@ -1,0 +1,251 @@
+"""Tests of the filtered certificate of ``on_plane`` (``relulab.regions._plane_cert``).
+
+References, independent of the certificate: the exact rational refinement ``_exact_refine`` (pure
+Python integers on the float64 weights; its pattern set is the exact one), closed-form counts of
+line arrangements, and corrupted partitions that the certificate must reject. ``_exact_refine`` is
+switched off (monkeypatched to fail) wherever a test asserts that the filter alone certified.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from strategies import examples, random_module
+from torch import nn
+
+from relulab import DegenerateGeometryError, PLNet
+from relulab.regions import on_plane
+from relulab.regions import plane as plane_mod
+from relulab.regions._plane_cert import certify_partition
+
+
+def _mlp(widths, seed, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    layers = []
+    for i in range(len(widths) - 1):
+        lin = nn.Linear(widths[i], widths[i + 1]).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g, dtype=torch.float64) / widths[i] ** 0.5)
+            lin.bias.copy_(scale * torch.randn(lin.bias.shape, generator=g, dtype=torch.float64))
+        layers += [lin, nn.ReLU()]
+    return PLNet.from_torch(nn.Sequential(*layers[:-1]), (widths[0],))
+
+
+def _lines_net(W, b):
+    W = torch.as_tensor(W, dtype=torch.float64)
+    lin = nn.Linear(2, W.shape[0]).double()
+    with torch.no_grad():
+        lin.weight.copy_(W)
+        lin.bias.copy_(torch.as_tensor(b, dtype=torch.float64))
+    return PLNet.from_torch(nn.Sequential(lin, nn.ReLU(), nn.Linear(W.shape[0], 1).double()), (2,))
+
+
+def _exact(net, ext, o=None, u=None, v=None):
+    d = net.input_dim
+    o = torch.zeros(d, dtype=torch.float64) if o is None else o
+    u = torch.eye(d, dtype=torch.float64)[0] if u is None else u
+    v = torch.eye(d, dtype=torch.float64)[1] if v is None else v
+    return plane_mod._exact_refine(net, o, u, v, ext, None, torch.int8)
+
+
+def _rows(p):
+    return sorted(bytes(r) for r in p.to(torch.int16).cpu().numpy())
+
+
+def _fail(*a, **k):
+    raise AssertionError("the exact refinement ran: the filter did not certify")
+
+
+def _no_exact_refine(monkeypatch):
+    monkeypatch.setattr(plane_mod, "_exact_refine", _fail)
+
+
+def _float_partition(net, ext):
+    """The float refinement's raw output (patterns, edge labels, label ranges) for a 2-input net."""
+    import time
+
+    e = torch.eye(2, dtype=torch.float64)
+    z = torch.zeros(2, dtype=torch.float64)
+    rnet = plane_mod._restrict(net, z, e[0], e[1])
+    with torch.no_grad():
+        V, n, E, pat, complete, _, _, ranges = plane_mod._refine(
+            rnet, ext, 1e-12, plane_mod._Budget(None, None, time.perf_counter()), torch.int8)
+    assert complete
+    return (z, e[0], e[1]), pat, E, ranges
+
+
+# ----------------------------------------------------------------------------- filter alone
+@pytest.mark.parametrize("widths,seed,r", [([2, 40, 40, 1], 0, 2.0), ([2, 30, 30, 30, 1], 1, 1.5)])
+def test_filter_certifies_without_exact_refinement(widths, seed, r, monkeypatch):
+    net = _mlp(widths, seed)
+    ref = _exact(net, (-r, r, -r, r))[3]  # before the exact refinement is switched off
+    _no_exact_refine(monkeypatch)
+    res = on_plane(net, extent=r)
+    assert res.certified and res.complete
+    assert res.count * net.n_units > plane_mod._CERTIFY_WORK or widths[1] == 40
+    assert _rows(res.patterns) == _rows(ref)
+
+
+def test_big_net_is_certified_by_the_filter(monkeypatch):
+    # regions x units far above what the exact refinement is run for
+    net = _mlp([2, 60, 60, 60, 1], 3)
+    _no_exact_refine(monkeypatch)
+    res = on_plane(net, extent=2.0)
+    assert res.certified and res.count * net.n_units > 10 * plane_mod._CERTIFY_WORK
+    assert res.count == on_plane(net, extent=2.0, certify=False).count
+
+
+def test_slice_through_a_higher_dimensional_net(monkeypatch):
+    net = _mlp([7, 12, 12, 3], 5)
+    g = torch.Generator().manual_seed(2)
+    o, u, v = (torch.randn(7, generator=g, dtype=torch.float64) for _ in range(3))
+    ref = _exact(net, (-1.5, 1.5, -1.5, 1.5), o, u, v)[3]
+    _no_exact_refine(monkeypatch)
+    res = on_plane(net, o, u, v, extent=1.5)
+    assert res.certified and _rows(res.patterns) == _rows(ref)
+
+
+# ----------------------------------------------------------------------------- corrupted partitions
+def test_a_missing_polygon_is_caught():
+    net = _mlp([2, 10, 10, 1], 4)
+    args, pat, E, ranges = _float_partition(net, (-2.0, 2.0, -2.0, 2.0))
+    ext = (-2.0, 2.0, -2.0, 2.0)
+    assert certify_partition(net, *args, ext, pat, E, ranges).ok is True
+    for drop in (0, pat.shape[0] // 2, pat.shape[0] - 1):
+        keep = torch.arange(pat.shape[0]) != drop
+        out = certify_partition(net, *args, ext, pat[keep], E[keep], ranges)
+        assert out.ok is False and "across an edge" in out.reason
+
+
+def test_a_wrong_pattern_entry_is_caught():
+    net = _mlp([2, 10, 10, 1], 4)
+    ext = (-2.0, 2.0, -2.0, 2.0)
+    args, pat, E, ranges = _float_partition(net, ext)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        i = int(torch.randint(pat.shape[0], (1,), generator=g))
+        j = int(torch.randint(pat.shape[1], (1,), generator=g))
+        bad = pat.clone()
+        bad[i, j] = 1 - bad[i, j]
+        assert certify_partition(net, *args, ext, bad, E, ranges).ok is False
+
+
+def test_corrupted_edges_are_caught():
+    net = _mlp([2, 10, 10, 1], 4)
+    ext = (-2.0, 2.0, -2.0, 2.0)
+    args, pat, E, ranges = _float_partition(net, ext)
+    n = (E >= 0).sum(1)
+    i = int((n >= 4).nonzero()[0, 0])
+    for a, b in ((0, 2), (1, 0)):  # one line on two edges; two edges swapped (clockwise turn)
+        bad = E.clone()
+        if a == 0:
+            bad[i, 2] = bad[i, 0]
+        else:
+            bad[i, 0], bad[i, 1] = E[i, 1], E[i, 0]
+        assert certify_partition(net, *args, ext, pat, bad, ranges).ok is False
+
+
+def test_the_verdict_on_a_shifted_slice_is_the_exact_one():
+    # one slice's partition checked against shifted slices: a small shift keeps the combinatorics
+    # (the pattern set is still exact, and the certificate says so), a larger one does not
+    net = _mlp([2, 10, 10, 1], 4)
+    ext = (-2.0, 2.0, -2.0, 2.0)
+    (o, u, v), pat, E, ranges = _float_partition(net, ext)
+    verdicts = []
+    for sh in (1e-3, 1e-2, 0.05, 0.3):
+        o2 = o + torch.tensor([sh, 0.0], dtype=torch.float64)
+        same = _rows(_exact(net, ext, o2, u, v)[3]) == _rows(pat)
+        out = certify_partition(net, o2, u, v, ext, pat, E, ranges)
+        assert out.ok is same, sh
+        verdicts.append(same)
+    assert True in verdicts and False in verdicts
+
+
+# ----------------------------------------------------------------------------- near-degenerate
+@pytest.mark.parametrize("gap", [1e-10, 1e-13])
+def test_parallel_lines_a_hair_apart_are_certified_exactly(gap):
+    net = _lines_net([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], [0.0, -gap, 0.0])
+    res = on_plane(net, extent=1.0)
+    assert (res.count, res.certified) == (6, True)
+    assert _rows(res.patterns) == _rows(_exact(net, (-1.0, 1.0, -1.0, 1.0))[3])
+
+
+def test_a_wrong_float_partition_of_a_large_net_raises(monkeypatch):
+    # with a coarse rtol the float refinement merges a strip 1e-8 wide; the certificate catches it
+    # and the exact refinement gives the count; without the exact refinement (as for a large net)
+    # the verdict is an error, never a wrong count
+    net = _lines_net([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], [-0.3, -0.3 - 1e-8, 0.0])
+    assert on_plane(net, extent=1.0, certify=False, rtol=1e-5).count == 4  # merged
+    res = on_plane(net, extent=1.0, rtol=1e-5)
+    assert (res.count, res.certified) == (6, True)
+    monkeypatch.setattr(plane_mod, "_CERTIFY_WORK", 0)
+    with pytest.raises(DegenerateGeometryError, match="cannot decide"):
+        on_plane(net, extent=1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("width,r,off", [(1e-6, 1e5, 3e4), (1e-9, 1e3, 1.0), (1e-3, 1e9, 7e8)])
+def test_thin_slabs(width, r, off):
+    net = _lines_net([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, -1.0]], [-off, -(off + width), 0.0, 0.0])
+    res = on_plane(net, extent=r)
+    ref = _exact(net, (-r, r, -r, r))[3]
+    assert res.certified and _rows(res.patterns) == _rows(ref)
+
+
+@pytest.mark.parametrize("ext", [1e6, 1e12, 1e100, 1e300])
+def test_huge_extents_match_the_exact_refinement(ext, monkeypatch):
+    net = _mlp([2, 8, 8, 2], 1)
+    ref = _exact(net, (-1e3, 1e3, -1e3, 1e3))[3]  # every vertex lies within 1e3 (see test_plane)
+    res = on_plane(net, extent=ext)
+    assert res.certified and _rows(res.patterns) == _rows(ref)
+    if ext <= 1e12:  # the filter alone settles moderate extents
+        _no_exact_refine(monkeypatch)
+        assert on_plane(net, extent=ext).certified
+
+
+def test_concurrent_and_duplicate_lines():
+    # three lines through one point, one line twice (scaled), one opposite: exact degeneracies
+    W = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 2.0], [-1.0, -1.0], [1.0, -1.0]]
+    net = _lines_net(W, [0.0, 0.0, 0.0, 0.0, 0.0, 0.5])
+    res = on_plane(net, extent=2.0)
+    ref = _exact(net, (-2.0, 2.0, -2.0, 2.0))[3]
+    assert res.certified and _rows(res.patterns) == _rows(ref)
+
+
+# ----------------------------------------------------------------------------- random networks
+@settings(max_examples=examples(20), deadline=None)
+@given(random_module(families=("mlp",), max_depth=2, max_width=5), st.data())
+def test_random_chain_networks_match_the_exact_refinement(ms, data):
+    module, shape = ms
+    d = math.prod(shape)
+    assume(d >= 2)
+    net = PLNet.from_torch(module, shape)
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
+    o, u, v = (torch.randn(d, generator=g, dtype=torch.float64) for _ in range(3))
+    r = data.draw(st.sampled_from([0.5, 2.0, 1e4]))
+    ref = _exact(net, (-r, r, -r, r), o, u, v)[3]
+    # (bias-free layers can make exactly coincident boundaries: then the exact refinement decides)
+    res = on_plane(net, o, u, v, extent=r, max_regions=3000)
+    assume(res.complete)
+    assert res.certified
+    assert _rows(res.patterns) == _rows(ref)
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(random_module(families=("residual", "cnn1d"), max_depth=2, max_width=4), st.data())
+def test_random_residual_and_conv_networks_are_certified(ms, data):
+    # residual networks have no exact refinement: the certificate (with its exact stage) is all
+    module, shape = ms
+    d = math.prod(shape)
+    assume(d >= 2)
+    net = PLNet.from_torch(module, shape)
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
+    o, u, v = (torch.randn(d, generator=g, dtype=torch.float64) for _ in range(3))
+    res = on_plane(net, o, u, v, extent=1.5, max_regions=3000)
+    assume(res.complete)
+    assert res.certified
+    if plane_mod._segments(plane_mod._restrict(net, o, u, v)) is not None:
+        assert _rows(res.patterns) == _rows(_exact(net, (-1.5, 1.5, -1.5, 1.5), o, u, v)[3])

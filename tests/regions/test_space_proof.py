@@ -1,0 +1,246 @@
+"""The vertex engine's ``certified`` is a proof: counts on near-degenerate and huge inputs are either
+certified equal to an exact-arithmetic reference, or not certified (saying why), or raised.
+
+References (no code shared with the engines): the exact count of a line arrangement in R^2 from
+rational arithmetic on the float64 weights (Zaslavsky: ``1 + lines + sum over points (lines through
+it - 1)``, distinct lines and points found with ``fractions.Fraction``), hand counts, and the count of
+all of R^2 for boxes that contain every region.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction as Fr
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import relulab
+from relulab.core.errors import DegenerateGeometryError
+from relulab.regions import full_space
+from relulab.regions import space as space_mod
+
+
+def plnet(module, d):
+    return relulab.PLNet.from_torch(module, (d,))
+
+
+def one_layer(W, b, out=None):
+    W = torch.as_tensor(W, dtype=torch.float64)
+    lin = nn.Linear(W.shape[1], W.shape[0]).double()
+    head = nn.Linear(W.shape[0], 1).double()
+    with torch.no_grad():
+        lin.weight.copy_(W)
+        lin.bias.copy_(torch.as_tensor(b, dtype=torch.float64))
+        head.weight.copy_(torch.as_tensor(out if out is not None else [[1.0 + i for i in range(W.shape[0])]],
+                                          dtype=torch.float64))
+    return plnet(nn.Sequential(lin, nn.ReLU(), head), W.shape[1])
+
+
+def exact_line_regions(W, b) -> int:
+    """Regions of the arrangement of the lines ``w . x + b = 0`` in R^2, in exact rationals."""
+    lines = set()
+    for (w1, w2), c in zip(W, b):
+        w1, w2, c = Fr(w1), Fr(w2), Fr(c)
+        if w1 == 0 and w2 == 0:
+            continue  # no boundary (a constant pre-activation)
+        s = w1 if w1 != 0 else w2  # normalise: first nonzero coefficient 1
+        lines.add((w1 / s, w2 / s, c / s))
+    lines = list(lines)
+    points: dict = {}
+    for i in range(len(lines)):
+        for j in range(i + 1, len(lines)):
+            a1, b1, c1 = lines[i]
+            a2, b2, c2 = lines[j]
+            det = a1 * b2 - a2 * b1
+            if det == 0:
+                continue
+            p = ((b1 * c2 - b2 * c1) / det, (a2 * c1 - a1 * c2) / det)
+            points.setdefault(p, set()).update((i, j))
+    return 1 + len(lines) + sum(len(s) - 1 for s in points.values())
+
+
+def parallel_walls(gap):
+    return one_layer([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [0.0, -gap, 0.0], out=[[1.0, -2.0, 1.0]])
+
+
+@pytest.mark.parametrize("gap", [1e-6, 1e-10, 1e-12, 1e-14, 1e-300, 0.0])
+@pytest.mark.parametrize("box", [None, (-1.0, 1.0), (-1e5, 1e5)])
+def test_parallel_walls_are_certified_exactly_or_raised(gap, box):
+    """Two parallel lines ``gap`` apart and a crossing line: 6 regions (4 when they coincide). Before,
+    walls 1e-10 apart were counted without a proof; parallel walls were never certified."""
+    W, b = [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [0.0, -gap, 0.0]
+    truth = exact_line_regions(W, b)
+    assert truth == (6 if gap > 0 else 4)
+    try:
+        res = full_space(parallel_walls(gap), box=box)
+    except DegenerateGeometryError:
+        return
+    assert res.count == truth or not res.certified
+    if res.certified:
+        assert res.stats["certificate"].startswith("proven")
+    else:
+        assert res.stats["certificate"].startswith("not proven")
+    if box is None and gap != 1e-300:
+        assert res.certified and res.count == truth
+
+
+def test_huge_boxes_are_certified_equal_to_all_of_space_or_say_not():
+    """A 2-16-16-1 net whose regions all meet [-1e3, 1e3]^2: boxes of extent 1e6 .. 1e308 have exactly
+    the regions of R^2 (the proven count there); each box count is certified equal to it or says it
+    is not proven."""
+    net = plnet(relulab.build("mlp:2-16-16-1:relu", seed=0), 2)
+    full = full_space(net)
+    assert full.certified and full.complete and full.count > 500
+    assert full_space(net, box=(-1e3, 1e3)).count == full.count
+    proven = 0
+    for e in (6, 9, 12, 308):
+        try:
+            r = full_space(net, box=(-(10.0**e), 10.0**e))
+        except DegenerateGeometryError:
+            continue
+        assert r.count == full.count or not r.certified, e
+        proven += bool(r.certified)
+    assert proven >= 3
+
+
+def test_a_wrong_vertex_result_is_caught_not_certified(monkeypatch):
+    """If the vertex engine's combinatorics lose a region (as an estimated tolerance can), the proof
+    finds the missing pattern and raises; before, such a count was returned with certified=True."""
+    net = plnet(relulab.build("mlp:2-8-8-1:relu", seed=3), 2)
+    good = full_space(net)
+    assert good.certified
+    finish = space_mod._Engine.finish
+
+    def lossy(self, *a, **k):
+        res = finish(self, *a, **k)
+        res.patterns, res.interior_points = res.patterns[1:], res.interior_points[1:]
+        res.count -= 1
+        return res
+
+    monkeypatch.setattr(space_mod._Engine, "finish", lossy)
+    with pytest.raises(DegenerateGeometryError, match="proven enumeration"):
+        full_space(net)
+
+
+def test_certificate_budget_and_time_limit_say_not_proven(monkeypatch):
+    net = plnet(relulab.build("mlp:2-8-8-1:relu", seed=1), 2)
+    monkeypatch.setattr(space_mod, "PROOF_WORK", 10)
+    r = full_space(net)
+    assert r.complete and not r.certified and "proof budget" in r.stats["certificate"]
+    monkeypatch.undo()
+    r = full_space(net, max_regions=3)
+    assert not r.complete and not r.certified and "incomplete" in r.stats["certificate"]
+
+
+@st.composite
+def near_degenerate_lines(draw):
+    """Up to 7 lines with small dyadic coefficients, some parallel copies shifted by a tiny gap,
+    some repeated, some through a common point: every kind of near and exact degeneracy."""
+    n = draw(st.integers(2, 5))
+    coef = st.integers(-4, 4)
+    W = [[draw(coef) / 2, draw(coef) / 2] for _ in range(n)]
+    b = [draw(st.integers(-4, 4)) / 4 for _ in range(n)]
+    for _ in range(draw(st.integers(0, 2))):
+        i = draw(st.integers(0, n - 1))
+        gap = draw(st.sampled_from([0.0, 1e-15, 1e-12, 1e-10, 2.0**-40, 1e-6]))
+        W.append(list(W[i]))
+        b.append(b[i] + gap)
+    return W, b
+
+
+@settings(max_examples=25)
+@given(near_degenerate_lines(), st.sampled_from([None, (-2.0, 2.0), (-1e9, 1e9)]))
+def test_line_arrangements_certified_equal_to_exact_count(lines, box):
+    """One hidden layer in R^2: its regions are those of its line arrangement (generic output
+    weights). Each certified count equals the exact rational count; nothing else may claim a proof."""
+    W, b = lines
+    net = one_layer(W, b, out=[[1.0 + 0.37 * i for i in range(len(W))]])
+    truth = exact_line_regions(W, b)
+    try:
+        res = full_space(net, box=box)
+    except DegenerateGeometryError:
+        return
+    if box is None:
+        assert res.certified, res.stats.get("certificate")
+    if res.certified and box != (-2.0, 2.0):
+        # every intersection point and a point of every line lie within |x| <= 16, so the box of 1e9
+        # meets every region of R^2
+        assert res.count == truth, (W, b, res.stats)
+    if res.certified and box == (-2.0, 2.0):
+        assert res.count <= truth
+
+
+# ------------------------------------------------------------------ linear regions, settled exactly
+def exact_linear_count(net, patterns, edges) -> int:
+    """Linear regions from gradients computed in Fractions from the weights (a ReLU MLP): classes of
+    the facet graph restricted to pairs with exactly equal gradients."""
+    lins = [m for m in net.to_torch().modules() if isinstance(m, nn.Linear)]
+    Ws = [[[Fr(v) for v in row] for row in lin.weight.tolist()] for lin in lins]
+    widths = [len(W) for W in Ws[:-1]]
+
+    def grad(p):
+        rows = [list(r) for r in Ws[-1]]
+        off = sum(widths)
+        for layer in range(len(widths) - 1, -1, -1):
+            off -= widths[layer]
+            rows = [[v if p[off + i] == 1 else Fr(0) for i, v in enumerate(r)] for r in rows]
+            W = Ws[layer]
+            rows = [[sum(r[i] * W[i][j] for i in range(len(r))) for j in range(len(W[0]))] for r in rows]
+        return tuple(map(tuple, rows))
+
+    g = [grad(p) for p in patterns.tolist()]
+    parent = list(range(len(g)))
+
+    def find(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in edges.tolist():
+        if g[a] == g[b]:
+            parent[find(a)] = find(b)
+    return len({find(a) for a in range(len(g))})
+
+
+def dead_output_net(seed, d=3, dead=4, tiny=None):
+    torch.manual_seed(seed)
+    m = nn.Sequential(nn.Linear(d, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1)).double()
+    with torch.no_grad():
+        m[4].weight[0, :dead] = 0.0
+        if tiny is not None:
+            m[4].weight[0, dead] = tiny
+    return plnet(m, d)
+
+
+def test_dead_output_weights_give_a_certified_exact_linear_count():
+    """A 3-8-8-1 net with four dead output weights: identical maps computed through different
+    patterns differ by rounding, so the rounding bound cannot settle them (before: 722 regions,
+    298 linear regions, certified=False); exact Jacobians settle every one."""
+    net = dead_output_net(1)
+    res = full_space(net, neighbours=True)
+    assert res.complete and res.certified, res.stats.get("certificate")
+    exact = exact_linear_count(net, res.patterns, res.neighbours)
+    assert res.linear_count == exact < res.count
+
+
+def test_exact_budget_leaves_the_linear_count_uncertified(monkeypatch):
+    from relulab.regions import _jacobians
+
+    net = dead_output_net(1)
+    monkeypatch.setattr(_jacobians, "EXACT_WORK", 10)
+    monkeypatch.setattr(_jacobians.equal_gradients, "__defaults__", (10,))
+    res = full_space(net)
+    assert res.complete and not res.certified and "not settled" in res.stats["certificate"]
+
+
+@settings(max_examples=8)
+@given(st.integers(0, 10**6), st.integers(0, 7), st.sampled_from([None, 1e-12, 1e-300]))
+def test_linear_counts_certified_equal_to_exact_rationals(seed, dead, tiny):
+    net = dead_output_net(seed, d=2, dead=dead, tiny=tiny if dead < 8 else None)
+    res = full_space(net, neighbours=True)
+    if res.certified:
+        assert res.linear_count == exact_linear_count(net, res.patterns, res.neighbours)
