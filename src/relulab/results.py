@@ -5,18 +5,34 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 
-import numpy as np
-import torch
+
+def _array_kind(value) -> str | None:
+    """Which kind of array ``value`` is: "torch", "numpy", "numpy-scalar", or None for anything else.
+
+    Looked up in ``sys.modules`` rather than imported: such a value can only exist once its library
+    is loaded, and a result made of plain numbers should not pay torch's import time."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return "torch"
+    np = sys.modules.get("numpy")
+    if np is not None:
+        if isinstance(value, np.ndarray):
+            return "numpy"
+        if isinstance(value, np.generic):
+            return "numpy-scalar"
+    return None
 
 
 def to_plain(value):
     """Tensors, arrays, dataclasses, tuples and non-finite floats as JSON-ready Python data."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
+    kind = _array_kind(value)
+    if kind == "torch":
+        return to_plain(value.detach().cpu().tolist())
+    if kind == "numpy":
         return to_plain(value.tolist())
-    if isinstance(value, (np.generic,)):
+    if kind == "numpy-scalar":
         return to_plain(value.item())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -31,9 +47,10 @@ def to_plain(value):
 
 def _describe(value) -> str:
     """A few characters for one field: shapes for arrays, lengths for long containers."""
-    if isinstance(value, torch.Tensor):
+    kind = _array_kind(value)
+    if kind == "torch":
         return f"tensor{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
-    if isinstance(value, np.ndarray):
+    if kind == "numpy":
         return f"array{value.shape} {value.dtype}"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return f"{type(value).__name__}(...)"

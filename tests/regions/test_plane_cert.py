@@ -249,3 +249,41 @@ def test_random_residual_and_conv_networks_are_certified(ms, data):
     assert res.certified
     if plane_mod._segments(plane_mod._restrict(net, o, u, v)) is not None:
         assert _rows(res.patterns) == _rows(_exact(net, (-1.5, 1.5, -1.5, 1.5), o, u, v)[3])
+
+
+# ----------------------------------------------------------------------------- the exact stage
+@pytest.mark.parametrize("residual", [False, True])
+def test_exact_stage_alone(residual, monkeypatch):
+    # bounds inflated until float64 decides nothing: every polygon goes to exact integers
+    from relulab.regions import _plane_cert
+
+    if residual:
+        class Res(nn.Module):
+            def __init__(self):
+                super().__init__()
+                g = torch.Generator().manual_seed(3)
+                self.a = nn.Linear(2, 6).double()
+                self.b = nn.Linear(6, 6).double()
+                self.c = nn.Linear(6, 1).double()
+                with torch.no_grad():
+                    for m in (self.a, self.b, self.c):
+                        m.weight.copy_(torch.randn(m.weight.shape, generator=g, dtype=torch.float64))
+                        m.bias.copy_(torch.randn(m.bias.shape, generator=g, dtype=torch.float64))
+
+            def forward(self, x):
+                h = torch.relu(self.a(x))
+                return self.c(torch.relu(h + self.b(h)))
+
+        net = PLNet.from_torch(Res(), (2,))
+    else:
+        net = _mlp([2, 6, 6, 1], 3)
+    ext = (-2.0, 2.0, -2.0, 2.0)
+    args, pat, E, ranges = _float_partition(net, ext)  # residual: the refinement's forward-pass path
+    monkeypatch.setattr(_plane_cert, "_SAFE", 1e30)
+    out = certify_partition(net, *args, ext, pat, E, ranges)
+    assert out.ok is True and out.exact == pat.shape[0]
+    keep = torch.arange(pat.shape[0]) != pat.shape[0] // 2
+    assert certify_partition(net, *args, ext, pat[keep], E[keep], ranges).ok is False
+    bad = pat.clone()
+    bad[0, 0] = 1 - bad[0, 0]
+    assert certify_partition(net, *args, ext, bad, E, ranges).ok is False

@@ -66,6 +66,7 @@ def test_sublevel_sets_by_hand():
     got = {s["loss"]: s["components"] for s in r.sublevel}
     assert got == {1: [1, 1], 2: [5, 1], 3: [8]}
     assert not r.sublevel[0]["connected"] and r.sublevel[-1]["connected"]
+    assert all(s["components_certified"] and s["facet_components_certified"] for s in r.sublevel)
 
 
 def test_degenerate_data():

@@ -220,3 +220,18 @@ def test_region_count_certificates():
     assert _exact_witness(A, b, [0.5]) and not _exact_farkas(A, b, np.array([0.5, 0.5]))
     # on the wall x = 1/3 (projected exactly), 0 < x < 1 holds
     assert _exact_witness(A, b, [0.9], eq=([F(3)], F(-1)))
+
+
+def test_region_counts_per_output_of_a_vector_network():
+    # each output of a 2-output network against full_space of the network followed by e_o^T
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Linear(2, 3), Abs(), nn.Linear(3, 2))
+    net = PLNet.from_torch(body, (2,))
+    T = from_network(net, reduce=True, exact=True)
+    for o in range(2):
+        sel = nn.Linear(2, 1, bias=False)
+        with torch.no_grad():
+            sel.weight.copy_(torch.eye(2)[o:o + 1])
+        ref = regions.full_space(PLNet.from_torch(nn.Sequential(body, sel), (2,)))
+        c = count_regions(T.functions[o])
+        assert c.certified and c.linear_count == ref.linear_count

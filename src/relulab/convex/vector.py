@@ -203,9 +203,29 @@ def _neurons(Ms, S, A, q, rel):
     return Z[:, :q], Z[:, q:]
 
 
-def _polish(A, Y, beta, U, Aout, iters):
-    """L-BFGS on ``1/2 |relu(A U^T) Aout - Y|^2 + beta/2 (|U|^2 + |Aout|^2)`` from (U, Aout); the better of
-    the start and the end."""
+def _polish(A, Y, beta, U, Aout, iters, restarts: int = 4, seed: int = 0):
+    """L-BFGS on ``1/2 |relu(A U^T) Aout - Y|^2 + beta/2 (|U|^2 + |Aout|^2)`` from (U, Aout) and from
+    ``restarts`` copies moved by 1e-3 of their scale (rebuilt neurons sit on the kinks of their cells, where
+    the line search can stall at once); the best of the start and the ends."""
+    g = np.random.default_rng(seed)
+    best = (_value(A, Y, beta, U, Aout), U, Aout)
+    best = min(best, _run_lbfgs(A, Y, beta, U, Aout, iters), key=lambda t: t[0])
+    scale = 1e-3 * max(float(np.abs(U).max(initial=0.0)), float(np.abs(Aout).max(initial=0.0)), 1e-12)
+    for _ in range(restarts if len(U) else 0):
+        cand = _run_lbfgs(A, Y, beta, U + scale * g.normal(size=U.shape), Aout + scale * g.normal(size=Aout.shape),
+                          iters)
+        best = min(best, cand, key=lambda t: t[0])
+    return best[1], best[2]
+
+
+def _value(A, Y, beta, U, Aout):
+    """The objective at (U, Aout)."""
+    R = np.maximum(A @ U.T, 0) @ Aout - Y
+    return 0.5 * float((R * R).sum()) + 0.5 * beta * float((U * U).sum() + (Aout * Aout).sum())
+
+
+def _run_lbfgs(A, Y, beta, U, Aout, iters):
+    """One L-BFGS run; (objective, U, Aout) at its end."""
     At, Yt = torch.as_tensor(A), torch.as_tensor(Y)
     u = torch.tensor(U, requires_grad=True)
     a = torch.tensor(Aout, requires_grad=True)
@@ -214,8 +234,6 @@ def _polish(A, Y, beta, U, Aout, iters):
         r = torch.relu(At @ u.T) @ a - Yt
         return 0.5 * r.square().sum() + 0.5 * beta * (u.square().sum() + a.square().sum())
 
-    with torch.no_grad():
-        start = float(value())
     opt = torch.optim.LBFGS([u, a], max_iter=int(iters), tolerance_grad=1e-14, tolerance_change=1e-16,
                             history_size=50, line_search_fn="strong_wolfe")
 
@@ -227,11 +245,8 @@ def _polish(A, Y, beta, U, Aout, iters):
 
     if len(U):
         opt.step(closure)
-    with torch.no_grad():
-        end = float(value())
-    if not end < start:
-        return U, Aout
-    return u.detach().numpy().copy(), a.detach().numpy().copy()
+    Un, An = u.detach().numpy().copy(), a.detach().numpy().copy()
+    return _value(A, Y, beta, Un, An), Un, An
 
 
 def solve_vector(X, Y, beta: float, *, bias=True, bn: bool = False, loss: str = "sum", patterns: str = "auto",
@@ -287,9 +302,7 @@ def solve_vector(X, Y, beta: float, *, bias=True, bn: bool = False, loss: str = 
     best = None
     for rel in (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8):
         U, Aout = _neurons(Ms, S, A, q, rel)
-        H = A @ U.T
-        R = np.maximum(H, 0) @ Aout - Yn
-        val = 0.5 * float((R * R).sum()) + 0.5 * beta_eff * float((U * U).sum() + (Aout * Aout).sum())
+        val = _value(A, Yn, beta_eff, U, Aout)
         if best is None or val < best[0] - 1e-13 * abs(best[0]):
             best = (val, U, Aout)
     _, U, Aout = best

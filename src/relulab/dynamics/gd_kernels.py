@@ -230,6 +230,8 @@ class GDvsKernels(Result):
             ax.errorbar(ds, mean, yerr=se, fmt=mk, ms=4, label=lab)
         ax.axhline(1 - 2 / math.pi, color="k", ls=":", lw=0.8, label="constant predictor")
         ax.axhline(1 - 3 / math.pi, color="k", ls="--", lw=0.8, label="best degree <= 3 (kernel floor)")
+        if all(r[f"{k}_loss"] > 0 for r in self.rows for k in ("gd", "ntk", "rf")):
+            ax.set_yscale("log")  # the network's loss sits orders of magnitude below the kernels'
         ax.set_xlabel("input dimension d")
         ax.set_ylabel("d x population loss")
         ax.set_title(f"n = {self.settings.get('samples_factor')} d^2 samples (finite-size evidence)", fontsize=9)

@@ -20,9 +20,14 @@ halfspace dichotomies, ``2 sum_{k=0}^{d} C(n-1, k)`` for points in general posit
 cones (a subfan). Every cone contains the lineality space (parameters giving all monomials equal
 values on the data), so connectivity is taken modulo it: two closed cones are joined when they meet
 outside the lineality space (one LP per pair). Also reported: connectivity through shared facets only
-(cones differing at one point ``j`` whose tie cone at ``j`` has every other inequality strict). For
-linear classifiers (width 1) the sublevel sets are connected (Brandenburg-Loho-Montufar); for larger
-models they need not be, and ``components`` shows it case by case.
+(cones differing at one point ``j`` whose tie cone at ``j`` has every other inequality strict).
+``components`` shows the connectivity case by case. Note: in this sense even width 1 can give a
+disconnected sublevel set - four points on a line labelled ``+ - + -`` have loss <= 1 exactly for the
+dichotomies ``+ + + -`` and ``+ - - -``, whose closed cones meet only in the lineality space (a test
+checks it). Summaries of the paper (its text could not be consulted) say that linear classifiers have
+connected sublevel sets; that must rest on a different notion (for instance the union of the closed
+cones itself, which always contains the lineality space and is therefore always connected), so no such
+claim is made here.
 
 This is the parameter space of tropical rational functions with a fixed number of monomials per side
 (exponents and coefficients free), the space in which the paper places the ReLU networks as a
@@ -82,18 +87,24 @@ def _rows(Xh, assign: dict, K: int, D: int, tie: tuple | None = None):
     return A, -np.ones(len(A)), (np.array(eqA) if eqA else None)
 
 
-def _exact_rows(Xe, assign: dict, K: int, D: int) -> list:
-    """The rows of :func:`_rows` (no tie) in exact rationals, in the same order."""
-    out = []
+def _exact_rows(Xe, assign: dict, K: int, D: int, tie: tuple | None = None):
+    """The rows of :func:`_rows` in exact rationals, in the same order (with ``tie``: also its equality
+    rows, returned as ``(rows, equalities)``)."""
+    out, eqs = [], []
     for j, k in assign.items():
         for k2 in range(K):
-            if k2 == k:
+            if k2 == k or (tie is not None and j == tie[0] and k2 == tie[1]):
                 continue
             r = [0] * (K * D)
             r[k2 * D:(k2 + 1) * D] = Xe[j]
             r[k * D:(k + 1) * D] = [-v for v in Xe[j]]
             out.append(r)
-    return out
+        if tie is not None and j == tie[0]:
+            r = [0] * (K * D)
+            r[k * D:(k + 1) * D] = Xe[j]
+            r[tie[1] * D:(tie[1] + 1) * D] = [-v for v in Xe[j]]
+            eqs.append(r)
+    return (out, eqs) if tie is not None else out
 
 
 @dataclass(repr=False)
@@ -106,8 +117,10 @@ class ClassificationFan(Result):
     ``polytope_dim``, ``facets`` (None when not computed); ``cover``: Cover's count (width 1, points in
     general position) or None; ``sublevel``: for target labels, per loss level t the number of cones
     with loss <= t and the sizes of the connected components in the dual graph. ``certified``: every
-    partial assignment the enumeration dropped has an exact Farkas certificate (the kept ones have LP
-    witnesses); the facet count (qhull) and the sublevel connectivity (LPs) are float64 decisions.
+    partial assignment the enumeration dropped has an exact Farkas certificate and every labelling's
+    witness satisfies its strict inequalities in rational arithmetic; the facet count (qhull) is a
+    float64 decision; each ``sublevel`` entry says whether its connectivity answers were re-proven
+    exactly (``components_certified``, ``facet_components_certified``).
     """
 
     n: int
@@ -228,7 +241,11 @@ def classification_fan(X, width: int | tuple = 1, labels=None, *, facets: bool =
         assigns.append((assign, lab))
         if lab not in labs:
             A, b, _ = _rows(Xh, assign, K, D)
-            labs[lab] = _lp(A, b).reshape(K, D)
+            theta = _lp(A, b)
+            labs[lab] = theta.reshape(K, D)
+            th = [Fraction(float(v)) for v in theta]  # the witness, exactly: every inequality strict
+            if not all(sum((u * v for u, v in zip(r, th)), Fraction(0)) < 0 for r in _exact_rows(Xe, assign, K, D)):
+                unproven += 1
     labelings = np.array(sorted(labs), dtype=np.int64).reshape(-1, n)
     witnesses = np.array([labs[tuple(r)] for r in labelings.tolist()]).reshape(-1, K, D)
     # the activation polytope: sum of simplices conv{e_k (x) xh_j}
@@ -238,7 +255,7 @@ def classification_fan(X, width: int | tuple = 1, labels=None, *, facets: bool =
         nf = _activation_facets(Xh, K, mp, mq, partial)
     sub = []
     if y is not None:
-        sub = _sublevel(Xh, K, D, side, y, assigns)
+        sub = _sublevel(Xh, K, D, side, y, assigns, Xe=Xe)
     gp = _general_position(X)
     cov = cover_count(n, d) if (mp == 1 and mq == 1 and gp) else None
     return ClassificationFan(n, d, (mp, mq), len(labs), labelings, witnesses, verts, dimP, nf, cov, gp, sub,
@@ -273,16 +290,25 @@ def _activation_facets(Xh, K, mp, mq, partial) -> int | None:
     return len({tuple(np.round(e, 8)) for e in h.equations})
 
 
-def _closed_cones_meet(Xh, K, D, a, b) -> bool:
-    """Whether the closed cones of assignments ``a`` and ``b`` share a point outside the lineality space.
+def _closed_cones_meet(Xh, K, D, a, b, Xe=None) -> tuple[bool, bool]:
+    """Whether the closed cones of assignments ``a`` and ``b`` share a point outside the lineality space,
+    and whether that answer is proven exactly.
 
     On the intersection, ``g(theta) = sum_j sum_k <theta_{a_j} - theta_k, xh_j>`` is >= 0 and vanishes
     exactly on the lineality space (a point outside it has, at some data point, a winner strictly above
-    some monomial), so the cones meet outside it iff ``max g`` (capped at 1) is positive.
+    some monomial), so the cones meet outside it iff ``max g`` (capped at 1) is positive. Proofs (with
+    the exact points ``Xe``): "yes" by the LP point satisfying every inequality and ``g > 0`` in
+    rationals; "no" by ``g`` in the cone of the inequalities' normals (``g = sum y_i r_i``, ``y >= 0``,
+    re-solved exactly on the support of the LP's dual solution).
     """
+    from fractions import Fraction
+
     from scipy.optimize import linprog
 
-    rows, obj = [], np.zeros(K * D)
+    from relulab.tropical._lpcert import exact_combination, support
+
+    rows, erows, obj = [], [], np.zeros(K * D)
+    eobj = [Fraction(0)] * (K * D)
     for assign in (a, b):
         for j, kj in enumerate(assign):
             for k in range(K):
@@ -292,19 +318,38 @@ def _closed_cones_meet(Xh, K, D, a, b) -> bool:
                 r[k * D:(k + 1) * D] = Xh[j]
                 r[kj * D:(kj + 1) * D] -= Xh[j]
                 rows.append(r)  # <theta_k - theta_kj, xh_j> <= 0
+                if Xe is not None:
+                    er = [Fraction(0)] * (K * D)
+                    er[k * D:(k + 1) * D] = Xe[j]
+                    er[kj * D:(kj + 1) * D] = [-v for v in Xe[j]]
+                    erows.append(er)
                 if assign is a:
                     obj -= r
+                    if Xe is not None:
+                        eobj = [u - v for u, v in zip(eobj, erows[-1])]
     A = np.vstack(rows + [obj])
     bnd = np.r_[np.zeros(len(rows)), 1.0]
     res = linprog(-obj, A_ub=A, b_ub=bnd, bounds=[(None, None)] * (K * D), method="highs")
-    return res.status == 0 and -res.fun > 1e-9
+    meet = bool(res.status == 0 and -res.fun > 1e-9)
+    if Xe is None or res.status != 0:
+        return meet, False
+    if meet:
+        from relulab.tropical._lpcert import onto_tight_rows
+
+        th = onto_tight_rows(erows, res.x, np.array(rows))  # the optimum lies on faces: land on them exactly
+        dot = lambda u: sum((p * q for p, q in zip(u, th)), Fraction(0))  # noqa: E731
+        return True, all(dot(r) <= 0 for r in erows) and dot(eobj) > 0
+    y = -np.asarray(res.ineqlin.marginals)[:len(rows)]
+    J = support(y)
+    return False, bool(J) and exact_combination([erows[j] for j in J], eobj, len(J)) is not None
 
 
-def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int = 40) -> list:
+def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int = 40, Xe=None) -> list:
     """Cones with loss <= t and the connected components of their union, for every t.
 
     ``components``: connectivity of the union of the closed cones modulo the lineality space (cones
-    touching along any face count as connected; all pairs tested, one LP each);
+    touching along any face count as connected; all pairs tested, one LP each; ``components_certified``:
+    every one of those LP answers re-proven in rational arithmetic);
     ``facet_components``: connectivity through shared facets only (the dual graph). Above ``max_touch``
     cones the pairwise test is skipped: ``components`` is None and ``connected`` is True when a facet
     path joins all cones, else None (undecided).
@@ -328,7 +373,9 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int =
     index = {a: i for i, a in enumerate(full)}
     loss = np.array([int(sum(side[a[j]] != y[j] for j in range(n))) for a in full])
 
-    facet_edges = []
+    from relulab.tropical._lpcert import decide, witness_on_hyperplanes
+
+    facet_edges, facet_proven = [], True
     for a in full:
         for j in range(n):
             for k in range(K):
@@ -338,13 +385,27 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int =
                 if b not in index:
                     continue
                 A, bb, eq = _rows(Xh, dict(enumerate(a)), K, D, tie=(j, k))
-                if _lp(A, bb, eq, np.zeros(len(eq))) is not None:
+                if Xe is None:
+                    if _lp(A, bb, eq, np.zeros(len(eq))) is not None:
+                        facet_edges.append((index[a], index[b]))
+                    facet_proven = False
+                    continue
+                Aex, Eex = _exact_rows(Xe, dict(enumerate(a)), K, D, tie=(j, k))
+                theta, proven = decide(A, bb, Aex, eq, Eex)
+                if theta is not None:
                     facet_edges.append((index[a], index[b]))
+                    proven = witness_on_hyperplanes(Aex, bb, theta, Eex)
+                facet_proven &= proven
     # touching (one LP per pair of cones) only where the pairs are few; else facet paths only, which
     # prove connectedness but cannot prove its absence
     touch = len(full) <= max_touch
-    touch_edges = [(u, v) for u in range(len(full)) for v in range(u + 1, len(full))
-                   if _closed_cones_meet(Xh, K, D, full[u], full[v])] if touch else []
+    touch_edges, touch_proven = [], True
+    for u in range(len(full) if touch else 0):
+        for v in range(u + 1, len(full)):
+            met, proven = _closed_cones_meet(Xh, K, D, full[u], full[v], Xe)
+            touch_proven &= proven
+            if met:
+                touch_edges.append((u, v))
 
     def comps(edges, t):
         parent = list(range(len(full)))
@@ -370,6 +431,8 @@ def _sublevel(Xh, K, D, side, y, assigns, max_cones: int = 150, max_touch: int =
         c = comps(touch_edges, t) if touch else None
         conn = (len(c) <= 1) if touch else (True if len(f) <= 1 else None)
         out.append({"loss": t, "cones": int((loss <= t).sum()), "components": c, "connected": conn,
+                    "components_certified": bool(touch_proven) if touch else None,
+                    "facet_components_certified": bool(facet_proven),
                     "facet_components": f})
     return out
 
