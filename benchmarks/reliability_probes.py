@@ -216,6 +216,61 @@ def probes() -> list[Probe]:
                 # slab's second wall crosses y = 0 and x + y = 0 once each: 1 + 4 + 2 + 1 + 1 = 9 regions
                 return judged(regions.on_plane(net, extent=(-1e5, 1e5, -1e5, 1e5)), 9)
             """))
+    # ---- 2/3 strictly ("Done when"): a count is certified equal to an exact reference, or raised
+    for gap, want in ((1e-10, 6), (1e-13, 6), (0.0, 4)):
+        P.append(_py("3 degenerate geometry", f"full space parallel walls {gap:g}: certified exact or raised", thin + f"""
+            def probe():
+                r = full_space(thin_net({gap!r}))
+                return bool(getattr(r, "certified", False)) and r.count == {want}, \
+                    f"{{r.count}} regions (exact {want}), certified: {{getattr(r, 'certified', None)}}"
+            """))
+    P.append(_py("2 huge domains", "full space 2-16-16-1 boxes 1e6..1e308: certified exact or raised", """
+            def probe():
+                torch.manual_seed(0)
+                m = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1)).double()
+                net = relulab.PLNet.from_torch(m, (2,))
+                ref = full_space(net)
+                if not getattr(ref, "certified", False):
+                    return False, f"all of R^2: {ref.count} regions, not certified"
+                bad = []
+                for e in (6, 9, 12, 308):
+                    try:
+                        r = full_space(net, (-10.0 ** e, 10.0 ** e))
+                    except relulab.RelulabError:
+                        continue
+                    if not (getattr(r, "certified", False) and r.count == ref.count):
+                        bad.append(f"1e{e}: {r.count} certified={getattr(r, 'certified', None)}")
+                return not bad, f"R^2 {ref.count} (certified); " + ("; ".join(bad) or "every box certified equal")
+            """, timeout=240))
+    P.append(_py("3 degenerate geometry", "linear count with dead output weights: certified exact", """
+            def probe():
+                from fractions import Fraction as Fr
+                torch.manual_seed(1)
+                m = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1)).double()
+                with torch.no_grad():
+                    m[4].weight[0, :4] = 0.0
+                net = relulab.PLNet.from_torch(m, (3,))
+                r = full_space(net, neighbours=True)
+                W = [[[Fr(v) for v in row] for row in m[i].weight.tolist()] for i in (0, 2, 4)]
+                def grad(p):
+                    v = list(W[2][0])
+                    for layer, off in ((1, 8), (0, 0)):
+                        v = [x if p[off + i] == 1 else 0 for i, x in enumerate(v)]
+                        v = [sum(v[i] * W[layer][i][j] for i in range(len(v))) for j in range(len(W[layer][0]))]
+                    return tuple(v)
+                g = [grad(p) for p in r.patterns.tolist()]
+                lab = list(range(len(g)))
+                def find(a):
+                    while lab[a] != a:
+                        a = lab[a]
+                    return a
+                for a, b in r.neighbours.tolist():
+                    if g[a] == g[b]:
+                        lab[find(a)] = find(b)
+                exact = len({find(a) for a in range(len(g))})
+                ok = bool(getattr(r, "certified", False)) and r.linear_count == exact
+                return ok, f"{r.linear_count} linear regions (exact {exact}), certified: {getattr(r, 'certified', None)}"
+            """, timeout=240))
     # ---- 4. points on walls map to a region that contains them
     P.append(_py("4 region_of on walls", "integer-weight net, integer points", """
             def probe():

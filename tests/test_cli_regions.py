@@ -96,3 +96,22 @@ def test_bad_arguments_give_one_line(files, capsys, argv, needle):
 def test_plane_without_points_needs_two_inputs(files, capsys):
     code, _, err = run(["regions", str(files / "m3.safetensors"), "--plane"], capsys)
     assert code == 1 and "needs ORIGIN U V for a network with 3 inputs" in err
+
+
+@pytest.mark.parametrize("domain", [["--all"], ["--line", "-2,0", "3,1"], ["--plane"]])
+def test_certify_flag_reaches_every_engine(files, capsys, domain):
+    path = str(files / "m2.safetensors")
+    code, out, err = run(["regions", path, *domain, "--json"], capsys)
+    assert code == 0, err
+    proven = json.loads(out)
+    code, out, err = run(["regions", path, *domain, "--certify", "never", "--json"], capsys)
+    assert code == 0, err
+    skipped = json.loads(out)
+    assert proven["certified"] is True and skipped["certified"] is False
+    assert skipped["count"] == proven["count"]
+
+
+def test_certify_flag_is_refused_with_split(files, capsys):
+    code, out, err = run(["regions", str(files / "m2.safetensors"), "--all", "--split", "2", "--certify", "never"],
+                         capsys)
+    assert code != 0 and "--certify" in err and len(err.strip().splitlines()) == 1

@@ -65,3 +65,54 @@ def test_cone_budget_gives_none():
     a, b = torch.zeros(shape, dtype=torch.float64), torch.ones(shape, dtype=torch.float64)
     pattern = net.pattern(a[None])[0]
     assert exact_unit_pieces(net, a, b, pattern, 1, [0], max_entries=5) is None
+
+
+def test_lazy_cone_pieces_and_their_budget():
+    from relulab.regions._exact import ConePieces
+
+    make, shape = NETS["cnn"]
+    torch.manual_seed(0)
+    net = relulab.PLNet.from_torch(make().double().eval(), shape)
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.randn(shape, generator=g, dtype=torch.float64), torch.randn(shape, generator=g, dtype=torch.float64)
+    pattern = net.pattern(a[None])[0]
+    P, e = exact_pieces(net, exact_tables(net), a, b, pattern, 1)
+    spent = [0]
+    lazy = ConePieces(net, a, b, pattern, 1, spent, max_units=3)
+    for u in (0, 5, 0, 7):
+        # within one unit the differences of pieces are the same rationals up to one power of two
+        ref = [Fr(int(P[u, k, c]), 2**e) for k in range(2) for c in range(2)]
+        got = [int(lazy[u, k, c]) for k in range(2) for c in range(2)]
+        scale = next((Fr(x) / r for x, r in zip(got, ref) if r != 0), None)
+        assert scale is None or all(Fr(x) == r * scale for x, r in zip(got, ref))
+    assert spent == [3]
+    with pytest.raises(RuntimeError):
+        lazy[9, 0, 0]
+
+
+def test_rows_under_no_grad():
+    from relulab.regions._exact import affine_rows
+
+    lin = nn.Linear(3, 4).double()
+    net = relulab.PLNet.from_torch(nn.Sequential(lin, nn.ReLU()), (3,))
+    with torch.no_grad():
+        R = affine_rows(net.nodes[1].layer, [2, 0])
+    assert torch.equal(R, lin.weight.detach()[[2, 0]])
+
+
+def test_exact_witness_against_points_on_and_off_walls():
+    from relulab.regions._exact import exact_witness
+
+    lin = nn.Linear(2, 3).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+        lin.bias.copy_(torch.tensor([0.0, -2.0**-60, 0.0]))  # walls x = 0 and x = 2^-60
+    net = relulab.PLNet.from_torch(nn.Sequential(lin, nn.ReLU(), nn.Linear(3, 1).double()), (2,))
+    tabs = exact_tables(net)
+    # between the walls, on the second wall, and on the wall y = 0
+    inside = torch.tensor([2.0**-61, 0.5], dtype=torch.float64)
+    assert exact_witness(net, tabs, inside.numpy(), [1, 0, 1])
+    assert not exact_witness(net, tabs, inside.numpy(), [1, 1, 1])
+    on_wall = torch.tensor([2.0**-60, 0.5], dtype=torch.float64)
+    assert not exact_witness(net, tabs, on_wall.numpy(), [1, 0, 1]) and not exact_witness(net, tabs, on_wall.numpy(), [1, 1, 1])
+    assert not exact_witness(net, tabs, torch.tensor([1.0, 0.0], dtype=torch.float64).numpy(), [1, 1, 1])

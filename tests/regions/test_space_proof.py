@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import relulab
-from relulab.core.errors import DegenerateGeometryError
+from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.regions import full_space
 from relulab.regions import space as space_mod
 
@@ -89,8 +89,9 @@ def test_parallel_walls_are_certified_exactly_or_raised(gap, box):
 
 def test_huge_boxes_are_certified_equal_to_all_of_space_or_say_not():
     """A 2-16-16-1 net whose regions all meet [-1e3, 1e3]^2: boxes of extent 1e6 .. 1e308 have exactly
-    the regions of R^2 (the proven count there); each box count is certified equal to it or says it
-    is not proven."""
+    the regions of R^2 (the proven count there); each box count is certified equal to it (1e308: the
+    facet engine cannot prove that box, R^d's proven regions with exactly verified witnesses in the
+    box do)."""
     net = plnet(relulab.build("mlp:2-16-16-1:relu", seed=0), 2)
     full = full_space(net)
     assert full.certified and full.complete and full.count > 500
@@ -103,7 +104,7 @@ def test_huge_boxes_are_certified_equal_to_all_of_space_or_say_not():
             continue
         assert r.count == full.count or not r.certified, e
         proven += bool(r.certified)
-    assert proven >= 3
+    assert proven == 4
 
 
 def test_a_wrong_vertex_result_is_caught_not_certified(monkeypatch):
@@ -130,7 +131,14 @@ def test_certificate_budget_and_time_limit_say_not_proven(monkeypatch):
     monkeypatch.setattr(space_mod, "PROOF_WORK", 10)
     r = full_space(net)
     assert r.complete and not r.certified and "proof budget" in r.stats["certificate"]
+    forced = full_space(net, certify=True)
+    assert forced.certified and forced.stats["certificate"].startswith("proven")
+    assert forced.count == r.count
     monkeypatch.undo()
+    skipped = full_space(net, certify=False)
+    assert skipped.count == r.count and not skipped.certified and "certify=False" in skipped.stats["certificate"]
+    with pytest.raises(InvalidInputError, match="certify"):
+        full_space(net, certify="yes")
     r = full_space(net, max_regions=3)
     assert not r.complete and not r.certified and "incomplete" in r.stats["certificate"]
 
@@ -163,14 +171,29 @@ def test_line_arrangements_certified_equal_to_exact_count(lines, box):
         res = full_space(net, box=box)
     except DegenerateGeometryError:
         return
-    if box is None:
-        assert res.certified, res.stats.get("certificate")
+    if not res.certified:
+        # e.g. parallel lines 2e-15 apart: the facet engine cannot prove them; the result says so
+        assert res.stats["certificate"].startswith("not proven")
     if res.certified and box != (-2.0, 2.0):
         # every intersection point and a point of every line lie within |x| <= 16, so the box of 1e9
         # meets every region of R^2
         assert res.count == truth, (W, b, res.stats)
     if res.certified and box == (-2.0, 2.0):
         assert res.count <= truth
+
+
+def test_walls_1e12_apart_through_zero_rows_raise_degenerate_not_an_internal_error():
+    """Three copies of one line (one 1e-12 away) and two zero rows: the vertex engine's ambiguity
+    report once indexed a (vertices, units) table by its row alone and failed with a ValueError."""
+    W = [[0.0, 0.5], [0.0, 0.5], [0.0, 0.5], [0.0, 0.0], [0.0, 0.0], [0.0, 0.5]]
+    b = [0.0, 0.25, 0.25, 0.0, 0.0, 1e-12]
+    net = one_layer(W, b, out=[[1.0 + 0.37 * i for i in range(len(W))]])
+    try:
+        res = full_space(net)
+    except DegenerateGeometryError as e:
+        assert "from a vertex" in str(e) or "degenerate" in str(e)
+        return
+    assert not res.certified or res.count == exact_line_regions(W, b)
 
 
 # ------------------------------------------------------------------ linear regions, settled exactly
@@ -244,3 +267,32 @@ def test_linear_counts_certified_equal_to_exact_rationals(seed, dead, tiny):
     res = full_space(net, neighbours=True)
     if res.certified:
         assert res.linear_count == exact_linear_count(net, res.patterns, res.neighbours)
+
+
+def test_every_engine_says_what_its_certificate_is():
+    net = plnet(relulab.build("mlp:2-6-6-1:relu", seed=2), 2)
+    for method in ("vertex", "facet"):
+        r = full_space(net, method=method)
+        assert r.certified and r.stats["certificate"].startswith("proven"), method
+        r = full_space(net, method=method, max_regions=2)
+        assert not r.certified and r.stats["certificate"].startswith("not proven"), method
+
+
+def test_box_proven_through_all_of_space_only_when_it_meets_every_region(monkeypatch):
+    """Where the facet engine cannot prove a box, the box's count is proven through R^d only if
+    the box meets every region of R^d; a box that misses some stays unproven."""
+    net = plnet(relulab.build("mlp:2-8-8-1:relu", seed=0), 2)
+    real = space_mod._facet
+
+    def no_boxes(net_, box, *a):
+        if box is not None:
+            raise DegenerateGeometryError("(test) no proof for boxes")
+        return real(net_, box, *a)
+
+    monkeypatch.setattr(space_mod, "_facet", no_boxes)
+    full = full_space(net)
+    big = full_space(net, box=(-1e200, 1e200))
+    assert big.certified and big.count == full.count and "witness" in big.stats["certificate"]
+    small = full_space(net, box=(-0.01, 0.01))
+    assert small.count < full.count and not small.certified
+    assert "no proof for boxes" in small.stats["certificate"]

@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE", default=None, type=output_file(".parquet"),
                    help="--box/--all: write every region's pattern and interior point to this Parquet file "
                         "(streamed while they are found; needs the parquet extra)")
+    p.add_argument("--certify", choices=("auto", "always", "never"), default="auto",
+                   help="prove the result exact (auto: the engine's default within its work budget; always: "
+                        "whatever the size; never: skip the proof, certified=false)")
     p.add_argument("--full", action="store_true",
                    help="with --json: every region (patterns, witnesses, breakpoints), not only the summary")
     split_arguments(p)
@@ -68,13 +71,17 @@ def run(args, ctx: Context) -> Output:
         raise InvalidInputError("--out writes the regions of --box or --all; --line and --plane list theirs with --json --full")
     if args.out and (args.plot or args.audit or getattr(args, "split", None)):
         raise InvalidInputError("--out keeps no regions in memory: it cannot be combined with --plot, --audit or --split")
+    if args.certify != "auto" and getattr(args, "split", None):
+        raise InvalidInputError("--certify applies to a single enumeration; --split certifies its cells automatically")
     net = load_model(args).net
     shape = net.input_shape
     budgets = {"max_regions": args.max_regions, "time_limit": args.time_limit}
+    certify = {"auto": None, "always": True, "never": False}[args.certify]
     with ctx.progress("regions", "regions") as bar:
         if args.line:
             a, b = _segment(*(parse_point(s, f"--line {n}", shape, net) for s, n in zip(args.line, "AB")))
-            res = regions.on_line(net, a, b, **budgets, **ctx.engine_progress(regions.on_line, bar))
+            res = regions.on_line(net, a, b, **budgets, certify=certify,
+                                  **ctx.engine_progress(regions.on_line, bar))
         elif args.plane is not None:
             if len(args.plane) not in (0, 3):
                 raise InvalidInputError(f"--plane takes ORIGIN U V (three points) or nothing, got {len(args.plane)} values")
@@ -84,14 +91,15 @@ def run(args, ctx: Context) -> Output:
                 o = u = v = None
             else:
                 raise InvalidInputError(f"--plane needs ORIGIN U V for a network with {net.input_dim} inputs")
-            res = regions.on_plane(net, o, u, v, tuple(args.extent), **budgets,
+            res = regions.on_plane(net, o, u, v, tuple(args.extent), **budgets, certify=certify,
                                    **ctx.engine_progress(regions.on_plane, bar))
         else:
             box = None
             if args.box:
                 box = tuple(parse_point(s, f"--box {n}", shape, net).reshape(-1) for s, n in zip(args.box, ("LO", "HI")))
             res = split_regions(args, net, box, budgets, ctx, bar) or regions.full_space(
-                net, box, audit_samples=args.audit, **budgets, **ctx.engine_progress(regions.full_space, bar),
+                net, box, audit_samples=args.audit, **budgets, certify=certify,
+                **ctx.engine_progress(regions.full_space, bar),
                 **({"out": args.out} if args.out else {}))
     data = res.to_dict(summary=not args.full)
     data["input_dim"] = net.input_dim

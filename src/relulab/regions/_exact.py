@@ -325,7 +325,8 @@ def exact_map(net, tabs, pattern):
 def _push(net, tabs, Z0, e0, pattern, layer):
     """Push exact affine maps ``Z0 / 2**e0`` of the input (rows: input features) through the network
     with the winners of ``pattern``: the pieces of max layer ``layer`` (see :func:`exact_pieces`),
-    or for ``layer=None`` the output's maps; None when there is no such max layer."""
+    for ``layer="all"`` the list of every max layer's pieces, or for ``layer=None`` the output's
+    maps; None when there is no such max layer."""
     vals = {0: (Z0, e0)}
     pat = [int(x) for x in (pattern.tolist() if hasattr(pattern, "tolist") else pattern)]
     offs = net.unit_offsets
@@ -334,6 +335,7 @@ def _push(net, tabs, Z0, e0, pattern, layer):
         for j in nd.inputs:
             last_use[j] = i
     m = 0
+    every = [] if layer == "all" else None
     for i, nd in enumerate(net.nodes[1:], 1):
         tab = tabs[i]
         kind = tab[0]
@@ -349,10 +351,12 @@ def _push(net, tabs, Z0, e0, pattern, layer):
         else:
             _, index, coef, ec, valid = tab
             Z, ez = vals[nd.inputs[0]]
-            if m == layer:
+            if m == layer or every is not None:
                 P = Z[index] * coef[..., None]  # (U, K, columns)
                 P[~valid] = 0
-                return P, ez + ec
+                if every is None:
+                    return P, ez + ec
+                every.append((P, ez + ec))
             U = index.shape[0]
             w = np.array(pat[offs[m]:offs[m] + U], dtype=np.int64)
             r = np.arange(U)
@@ -361,7 +365,16 @@ def _push(net, tabs, Z0, e0, pattern, layer):
         for j in nd.inputs:
             if last_use.get(j) == i:
                 vals.pop(j, None)
+    if every is not None:
+        return every
     return vals[len(net.nodes) - 1] if layer is None else None
+
+
+def exact_layer_pieces(net, tabs, Z, e, pattern) -> list:
+    """Every max layer's exact pieces under ``pattern`` for exact input maps ``Z / 2**e`` (rows:
+    input features, any number of columns): a list of ``(P, e)`` as :func:`exact_pieces` gives for
+    one layer, from one pass through the network."""
+    return _push(net, tabs, Z, e, pattern, "all")
 
 
 # ---------------------------------------------------------------------------- sparse: one unit's cone
@@ -376,10 +389,11 @@ def affine_rows(layer, rows, chunk: int = 256):
     out = []
     for s in range(0, len(rows), chunk):
         r = torch.as_tensor(rows[s:s + chunk], dtype=torch.long, device=like.device)
-        z = torch.zeros(r.numel(), n_in, dtype=like.dtype, device=like.device, requires_grad=True)
         cot = torch.zeros(r.numel(), n_out, dtype=like.dtype, device=like.device)
         cot[torch.arange(r.numel(), device=like.device), r] = 1.0
-        (g,) = torch.autograd.grad(layer.linear(z), z, cot)
+        with torch.enable_grad():  # callers may run under no_grad
+            z = torch.zeros(r.numel(), n_in, dtype=like.dtype, device=like.device, requires_grad=True)
+            (g,) = torch.autograd.grad(layer.linear(z), z, cot)
         out.append(g.detach())
     return torch.cat(out) if out else torch.zeros(0, n_in, dtype=like.dtype, device=like.device)
 
@@ -489,3 +503,53 @@ def torch_index(rows, like):
     import torch
 
     return torch.as_tensor(rows, dtype=torch.long, device=like.device)
+
+
+class ConePieces:
+    """Exact pieces of max layer ``layer`` along ``a + t (b - a)`` under ``pattern``, computed unit by
+    unit on first use over the unit's dependency cone (:func:`exact_unit_pieces`):
+    ``P[u, k, c]`` as from :func:`exact_pieces`, except that the power of two is per unit (every
+    comparison of the line certificate stays within one unit, where it cancels). ``spent``: a
+    one-element list counting the units evaluated, shared between instances; past ``max_units``, or
+    for a cone of more than ``max_entries`` weight entries, ``over`` is raised."""
+
+    def __init__(self, net, a, b, pattern, layer: int, spent: list, max_units: int = 10**5,
+                 max_entries: float = 10**6, over=RuntimeError):
+        self.args = (net, a, b, pattern, layer)
+        self.spent, self.max_units, self.max_entries, self.over = spent, max_units, max_entries, over
+        self.units: dict = {}
+
+    def __getitem__(self, key):
+        u, k, c = key
+        u = int(u)
+        if u not in self.units:
+            self.spent[0] += 1
+            if self.spent[0] > self.max_units:
+                raise self.over
+            net, a, b, pattern, layer = self.args
+            r = exact_unit_pieces(net, a, b, pattern, layer, [u], max_entries=self.max_entries)
+            if r is None:
+                raise self.over
+            self.units[u] = r[0][0]
+        return self.units[u][k, c]
+
+
+def exact_witness(net, tabs, x, pattern) -> bool:
+    """Whether the float64 point ``x`` lies strictly inside the region of ``pattern``, decided in
+    exact arithmetic on the float64 weights: at every max unit the pattern's piece is strictly
+    larger than every other valid piece (so every nearby point has the same pattern).
+    ``tabs`` from :func:`exact_tables`."""
+    X, e = dyadic(x)
+    pat = [int(v) for v in (pattern.tolist() if hasattr(pattern, "tolist") else pattern)]
+    max_tabs = [t for t in tabs if t[0] == "max"]
+    offs = net.unit_offsets
+    for m, ((P, _), tab) in enumerate(zip(exact_layer_pieces(net, tabs, X.reshape(-1, 1), e, pat), max_tabs)):
+        P, valid = P[..., 0], tab[4]  # (U, K) values of every piece, over a common power of two
+        U = P.shape[0]
+        w = np.array(pat[offs[m]:offs[m] + U], dtype=np.int64)
+        best = P[np.arange(U), w]
+        for k in range(P.shape[1]):
+            other = valid[:, k] & (k != w)
+            if other.any() and not all(b > p for b, p in zip(best[other], P[other, k])):
+                return False
+    return True

@@ -40,12 +40,11 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import torch
 
 from relulab.core.layers import Add, MaxUnits, Reshape
 from relulab.regions._exact import U as _U
-from relulab.regions._exact import dyadic, exact_affine, exact_tables, gamma
+from relulab.regions._exact import dyadic, exact_layer_pieces, exact_tables, gamma
 from relulab.regions._line_cert import CertOutcome, _error_factors
 
 __all__ = ["certify_partition"]
@@ -481,40 +480,6 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
                         h, hs, order, hw, filtered, deadline)
 
 
-def _exact_forward(net, tabs, Z, e, pattern):
-    """Exact pieces (U, K, 3) of every max layer under ``pattern`` for exact input maps ``Z / 2**e``
-    (rows: input features; columns: value at (0, 0), d/ds, d/dt): a list of ``(P, e)``."""
-    vals = {0: (Z, e)}
-    pat = [int(x) for x in pattern]
-    offs = net.unit_offsets
-    out = []
-    m = 0
-    for i, nd in enumerate(net.nodes[1:], 1):
-        tab = tabs[i]
-        kind = tab[0]
-        if kind == "add":
-            (Za, ea), (Zb, eb) = vals[nd.inputs[0]], vals[nd.inputs[1]]
-            E_ = max(ea, eb)
-            vals[i] = ((Za if ea == E_ else Za * (1 << (E_ - ea))) + (Zb if eb == E_ else Zb * (1 << (E_ - eb))), E_)
-        elif kind == "reshape":
-            vals[i] = vals[nd.inputs[0]]
-        elif kind == "affine":
-            Zi, ei = vals[nd.inputs[0]]
-            vals[i] = exact_affine(tab, Zi, ei)
-        else:
-            _, index, coef, ec, valid = tab
-            Zi, ei = vals[nd.inputs[0]]
-            Pc = Zi[index] * coef[..., None]
-            Pc[~valid] = 0
-            out.append((Pc, ei + ec))
-            U = index.shape[0]
-            w = np.array(pat[offs[m]:offs[m] + U], dtype=np.int64)
-            r = np.arange(U)
-            vals[i] = (Zi[index[r, w]] * coef[r, w][:, None], ei + ec)
-            m += 1
-    return out
-
-
 def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, two, ncol_u, polys, h, hs, order,
                  hw, filtered, deadline) -> CertOutcome:
     tabs = exact_tables(net)
@@ -538,7 +503,7 @@ def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, tw
             return CertOutcome(None, filtered, n_exact, reason="time_limit")
         n_exact += 1
         p_i = pat[i].cpu().tolist()
-        pieces = _exact_forward(net, tabs, Z, e, p_i)
+        pieces = exact_layer_pieces(net, tabs, Z, e, p_i)
         # every constraint column as integers (c, a, b) (positive scaling keeps signs), None when skipped
         cons = []
         for l, (Pc, _) in enumerate(pieces):

@@ -86,7 +86,9 @@ merging them. Where the result would be inconsistent (a facet without a region a
 engine's own combinatorics prove nothing: its result is ``certified`` only when the facet engine's
 proven enumeration (filtered predicates: float64 under proven error bounds, else exact integer
 arithmetic on the float64 data) finds exactly the same patterns, within a work budget
-(``PROOF_WORK`` regions x units) and the time limit; a disagreement raises
+(``PROOF_WORK`` regions x units) and the time limit (a box the facet engine cannot prove, e.g.
+of extent 1e308, is proven through all of R^d when it meets every region there, each witness
+verified exactly); a disagreement raises
 :class:`DegenerateGeometryError`, an unfinished proof leaves the result uncertified with the reason
 in ``stats["certificate"]``.
 Every witness is checked (strict inequalities, and :meth:`PLNet.pattern` except at exact ties); a
@@ -715,10 +717,11 @@ class _Engine:
             self.near_zero += n
             amb = small & (g.abs() > AMBIGUOUS * tol)
             if bool(amb.any()):
-                i = int(amb.nonzero()[0, 0])
+                i = tuple(amb.nonzero()[0].tolist())  # g is a vector or (vertices, units)
                 raise DegenerateGeometryError(
                     f"a unit's boundary passes {float(g[i].abs()):.3g} from a vertex, within float64's "
-                    f"resolution of this cell (tolerance {float(tol[i]):.3g}) but not an exact "
+                    f"resolution of this cell (tolerance {float(torch.broadcast_to(tol, g.shape)[i]):.3g}) "
+                    "but not an exact "
                     "degeneracy: boundaries this close (e.g. parallel walls about 1e-12 apart relative "
                     "to the network's scale) cannot be separated reliably")
 
@@ -1467,7 +1470,7 @@ class _Engine:
 def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
               neighbours: bool = False, audit_samples: int = 0,
               memory_budget: float = DEFAULT_MEMORY, progress=None, method: str = "auto",
-              out=None) -> FullSpaceRegions:
+              out=None, certify: bool | None = None) -> FullSpaceRegions:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
     Exact layer-by-layer refinement of convex cells (no LP per region); all of R^d through an
@@ -1486,6 +1489,14 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     ``linear_count``, ``bounded``, ``touches_boundary`` and ``decision_boundary_pieces`` left None)
     or ``"auto"``: ``"facet"`` for ``FACET_MIN_D <= d <= FACET_MAX_D`` unless ``neighbours`` is
     asked for, ``"vertex"`` otherwise.
+
+    ``certify``: the facet engine proves every decision it makes, so its complete results are
+    ``certified``. The vertex engine decides vertex signs in float64 under an estimated tolerance;
+    its result is proven by running the facet engine on the same domain and requiring exactly the
+    same patterns (a disagreement raises :class:`DegenerateGeometryError`). ``None`` (default) runs
+    that proof up to ``PROOF_WORK`` regions x units (it costs several times the vertex engine's
+    own time at d <= 5); ``True`` runs it whatever the size (the time limit still bounds it);
+    ``False`` skips it and returns ``certified=False``. ``stats["certificate"]`` says which.
 
     ``out``: a Parquet file (needs the ``parquet`` extra, pyarrow) that receives every region's
     pattern and proven interior point (:mod:`relulab.regions.regions_file`; read it back with
@@ -1525,6 +1536,8 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
         out = check_output_path(out, "out", ".parquet")
     if method not in ("auto", "vertex", "facet"):
         raise InvalidInputError(f"method must be 'auto', 'vertex' or 'facet', got {method!r}")
+    if certify not in (None, True, False):
+        raise InvalidInputError(f"certify={certify!r}: expected None (automatic), True or False")
     auto = method == "auto"
     if auto:
         method = "facet" if FACET_MIN_D <= d <= FACET_MAX_D and not neighbours else "vertex"
@@ -1559,7 +1572,7 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     res.stats["method"] = "vertex"
     if fallback is not None:
         res.stats["facet_fallback"] = fallback
-    _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback)
+    _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback, certify)
     res._net = net
     res._rvec = eng.rvec
     if out is not None:
@@ -1578,7 +1591,8 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     return res
 
 
-def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_budget, t0, fallback) -> None:
+def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_budget, t0, fallback,
+           certify: bool | None = None) -> None:
     """Set ``res.certified`` of a vertex-engine result to a proof, or to False with the reason in
     ``res.stats["certificate"]``.
 
@@ -1599,11 +1613,16 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
         res.certified = False
         res.stats["certificate"] = f"not proven: the facet engine cannot settle this arrangement ({fallback})"
         return
+    if certify is False:
+        res.certified = False
+        res.stats["certificate"] = "not proven: certify=False skips the proof of the vertex engine's float64 decisions"
+        return
     n = max(1, net.n_units)
-    if res.count * n > PROOF_WORK:
+    if certify is None and res.count * n > PROOF_WORK:
         res.certified = False
         res.stats["certificate"] = (f"not proven: {res.count} regions x {n} units is over the proof budget "
-                                    f"{PROOF_WORK:.0e} (method='facet' enumerates with proofs)")
+                                    f"{PROOF_WORK:.0e} (certify=True proves it anyway; method='facet' "
+                                    f"enumerates with proofs)")
         return
     left = None if time_limit is None else float(time_limit) - (time.perf_counter() - t0)
     if left is not None and left <= 0:
@@ -1614,6 +1633,11 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
     try:
         ref = _facet(net, box, res.count + 1, left, memory_budget, None, 0, t1)
     except DegenerateGeometryError as e:
+        if box is not None and _box_as_space(res, net, memory_budget, left):
+            res.certified = not eng.linear_uncertain
+            res.stats["certificate"] = ("proven: every region of R^d (proven enumeration) has an exactly "
+                                        "verified witness in the box")
+            return
         res.certified = False
         res.stats["certificate"] = f"not proven: {e}"
         return
@@ -1630,6 +1654,29 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
     res.certified = not eng.linear_uncertain
     res.stats["certificate"] = ("proven: patterns equal to the facet engine's proven enumeration"
                                 + ("" if res.certified else "; an equality of adjacent gradients is not settled"))
+
+
+def _box_as_space(res: FullSpaceRegions, net, memory_budget, time_limit) -> bool:
+    """A box's count proven through all of R^d (for boxes too large for the facet engine's proofs,
+    e.g. 1e308): the regions a box meets are regions of R^d, so when the proven enumeration of R^d
+    has exactly the box result's patterns and every witness is exactly verified strictly inside its
+    region and inside the box, the box meets all of them."""
+    from relulab.regions._exact import exact_tables, exact_witness
+
+    try:
+        ref = _facet(net, None, res.count + 1, time_limit, memory_budget, None, 0, time.perf_counter())
+    except DegenerateGeometryError:
+        return False
+    if not ref.complete or not _same_rows(ref.patterns, res.patterns):
+        return False
+    lo, hi = res.box
+    x = res.interior_points.detach().cpu().to(torch.float64)
+    if not bool(((x > torch.tensor(lo, dtype=torch.float64)) & (x < torch.tensor(hi, dtype=torch.float64))).all()):
+        return False
+    tabs = exact_tables(net)
+    if tabs is None:
+        return False
+    return all(exact_witness(net, tabs, xi.numpy(), p) for xi, p in zip(x, res.patterns.cpu()))
 
 
 def _same_rows(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -1678,7 +1725,9 @@ def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_sam
         decision_boundary_pieces=None, complete=complete, domain="R^d" if box is None else "box",
         box=None if box is None else (box[0].tolist(), box[1].tolist()), neighbours=None, audit=audit,
         audit_samples=int(audit_samples), cells=int(cells), stopped_by=stopped,
-        stats=dict(eng.stats, length_scale=eng.R0, method="facet", charts=eng.charts.kind))
+        stats=dict(eng.stats, length_scale=eng.R0, method="facet", charts=eng.charts.kind,
+                   certificate="proven: every decision of the facet engine" if complete else
+                   f"not proven: incomplete (stopped by {stopped})"))
     res._net = net
     res._rvec = rvec
     if writer is not None:
