@@ -664,7 +664,7 @@ class LPEngine:
                 if rows is None:
                     rows, qrows = self._exact_rows(b, c, u, a)
                 ok = self._cert_cache[ckey] = self._exact_support(rows, qrows, sup_r, sup_q)
-                if len(self._cert_cache) > 200_000:
+                if len(self._cert_cache) > 20_000:
                     self._cert_cache.clear()
             else:
                 self.stats["exact_cached"] += 1

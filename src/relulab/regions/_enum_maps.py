@@ -273,7 +273,7 @@ class ExactX:
                     Z = np.stack([P[u, int(w[u])] for u in range(Uu)]) if Uu else Z[:0]
                     e = e + ec
         if key is not None:
-            if len(self.cache) > 4096:
+            if len(self.cache) > 256:
                 self.cache.clear()
             self.cache[key] = out
         return out
