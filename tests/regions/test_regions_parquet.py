@@ -112,3 +112,13 @@ def test_cli_out(tmp_path, capsys):
     code, out, err = run(["regions", str(tmp_path / "m.safetensors"), "--line", "0", "1", "--out",
                           str(tmp_path / "l.parquet")], capsys)
     assert code != 0 and err.startswith("relulab: error:") and "--out" in err
+
+
+def test_streamed_result_refuses_in_memory_queries_clearly(tmp_path):
+    net = mlp([2, 6, 1])
+    res = full_space(net, out=tmp_path / "r.parquet")
+    assert res.patterns is None
+    with pytest.raises(InvalidInputError, match="read_regions"):
+        res.region_of(torch.zeros(1, 2))
+    with pytest.raises(InvalidInputError, match="read_regions"):
+        res.plot()

@@ -208,6 +208,14 @@ class FullSpaceRegions(RegionResult):
     def unbounded_count(self) -> int | None:
         return None if self.bounded is None else int((~self.bounded).sum())
 
+    def _need_regions(self, what: str) -> None:
+        if self.patterns is None:
+            where = self.stats.get("out", {})
+            path = where.get("path") if isinstance(where, dict) else where
+            raise InvalidInputError(
+                f"{what} needs the regions in memory; this result streamed them to a file"
+                + (f" ({path})" if path else "") + ": read them back with relulab.regions.read_regions")
+
     def region_of(self, x) -> torch.Tensor:
         """Index of a region containing each point (flat (B, d) or shaped like the network's input).
 
@@ -216,6 +224,7 @@ class FullSpaceRegions(RegionResult):
         gets the lowest-indexed of them (values within the enumeration's rounding tolerance of a
         unit's maximum count as ties). -1 only for points in none of the listed regions (possible
         only when ``complete`` is False)."""
+        self._need_regions("region_of")
         net = self._net
         x = torch.as_tensor(x, dtype=net.dtype, device=net.device)
         flat = x.reshape(-1, net.input_dim)
@@ -235,6 +244,7 @@ class FullSpaceRegions(RegionResult):
         y0, y1; default the box, or a window around the witnesses), witnesses as dots."""
         import matplotlib.pyplot as plt
 
+        self._need_regions("plot")
         net = self._net
         if net.input_dim != 2:
             raise InvalidInputError(f"plot needs a network with 2 inputs, this one has {net.input_dim}")
