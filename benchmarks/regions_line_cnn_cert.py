@@ -4,9 +4,10 @@ large, against the certificate as it is, on the CNNs of benchmarks/regions_line.
 
     python benchmarks/regions_line_cnn_cert.py [--configs mnist-d1-w8 mnist-d2-w8] [--max-work 1e9]
 
-"cone" runs the same certificate (:func:`relulab.regions._line_cert.certify_segments`) with two
-substitutions made here, for measurement only: its exact stage takes pieces from ``ConePieces``
-when ``exact_tables`` gives up, and its work budget is ``--max-work`` instead of 1e8. Each segment
+"as is" is ``on_line``'s default, whose exact stage takes pieces from ``ConePieces`` when
+``exact_tables`` gives up. "cone" runs the same certificate
+(:func:`relulab.regions._line_cert.certify_segments`) with its work budget raised to ``--max-work``
+instead of 1e8 (made here for measurement only). Each segment
 joins two points drawn uniformly from [0, 1]^shape (seeded). Reported per configuration: intervals,
 certified, float decisions and exact decisions, the reason when undecided, and CPU seconds of the
 certificate alone, for both variants.

@@ -154,3 +154,45 @@ def test_progress_reports_regions_and_certification():
     found = [c for c in rec.calls if "covered" in c[2]]
     assert found and found[-1][0] == res.count and found[-1][2]["covered"] == pytest.approx(1.0)
     assert all(c[1] is None for c in rec.calls)
+
+
+def test_exact_stage_without_dense_tables_uses_each_units_cone(monkeypatch):
+    """When the dense exact tables are refused (as for large convolutions), the exact stage takes
+    each unit's pieces over its dependency cone: kinks 1e-13 apart are still settled exactly, and a
+    corrupted sequence is still rejected."""
+    import relulab.regions._line_cert as lc
+
+    monkeypatch.setattr(lc, "_MAX_TABLE", 0)
+    lin = nn.Linear(1, 4).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0], [1.0], [-1.0], [2.0]], dtype=torch.float64))
+        lin.bias.copy_(torch.tensor([0.0, -1e-13, 3e-13, 0.0], dtype=torch.float64))
+    net = PLNet.from_torch(nn.Sequential(lin, nn.ReLU(), nn.Linear(4, 1).double()), (1,))
+    a = torch.tensor([[-1.0]], dtype=torch.float64)
+    b = torch.tensor([[1.0]], dtype=torch.float64)
+    w, seg, t0, t1, deltas = walk_of(net, a, b)
+    out = certify_segments(net, a, b, seg, t0, t1, w.base, deltas)
+    assert out.ok is True and out.exact > 0, out
+    res = on_line(net, [-1.0], [1.0])
+    seg_e, P_e = exact_sequence(net, a, b)
+    assert res.certified and torch.equal(res.patterns.long(), P_e.long())
+    P = _dense_patterns(w.base, deltas, w.n_leaves)
+    Q = P.clone()
+    Q[1, 1] = 1 - Q[1, 1]
+    assert certify_segments(net, a, b, seg, t0, t1, Q[0], as_deltas(Q)).ok is not True
+
+
+def test_convolution_segment_certified_through_unit_cones(monkeypatch):
+    import relulab.regions._line_cert as lc
+
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(12, 2)).double()
+    net = PLNet.from_torch(cnn.eval(), (1, 6, 6))
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(1, 6, 6, generator=g, dtype=torch.float64)
+    b = torch.rand(1, 6, 6, generator=g, dtype=torch.float64)
+    dense = on_line(net, a, b)
+    monkeypatch.setattr(lc, "_MAX_TABLE", 0)
+    cone = on_line(net, a, b)
+    assert dense.certified and cone.certified
+    assert torch.equal(dense.patterns, cone.patterns)

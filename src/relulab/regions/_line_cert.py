@@ -42,7 +42,7 @@ import torch
 
 from relulab.core.layers import Add, MaxUnits
 from relulab.regions._exact import U as _U
-from relulab.regions._exact import exact_pieces, exact_tables, gamma
+from relulab.regions._exact import ConePieces, exact_pieces, exact_tables, gamma
 
 _SAFE = 1.0 + 1e-6  # slack on every computed bound (the bounds themselves are rounded)
 _MAX_EXACT_ENTRIES = 2 * 10**7  # weight entries (Python-integer multiply-adds) the exact stage may spend
@@ -340,12 +340,16 @@ def _exact_stage(net, a, b, seg, t0, interior, base, deltas, unit_layer, first_l
     from relulab.regions.line import _pattern_row
 
     tabs = exact_tables(net, max_entries=_MAX_TABLE)
-    if tabs is None:
-        return CertOutcome(None, filtered, 0, reason="the exact tables would be too large")
+    # dense tables too large (convolutions expanded): each unit's exact pieces over its own
+    # dependency cone instead, on first use. Their power of two is per unit, which cancels in every
+    # comparison below (a root -A/B of one unit, the sign of one unit's piece difference)
+    cone = tabs is None
+    spent = [0]
     budget = [0]
     cache: dict = {}
     # weight entries pushed through before each max layer (the exact stage's cost per evaluation)
-    upto = [sum(t[1].size for t in tabs[1:i] if t[0] == "affine") for i in net.max_layers]
+    upto = [0] * len(net.max_layers) if cone else \
+        [sum(t[1].size for t in tabs[1:i] if t[0] == "affine") for i in net.max_layers]
 
     def pieces(row: int, l: int):
         key = (row, l)
@@ -354,7 +358,9 @@ def _exact_stage(net, a, b, seg, t0, interior, base, deltas, unit_layer, first_l
             if budget[0] > _MAX_EXACT_ENTRIES:
                 raise _OverBudget
             s = int(seg[row])
-            cache[key] = exact_pieces(net, tabs, a[s], b[s], _pattern_row(base, deltas, row), l)
+            pattern = _pattern_row(base, deltas, row)
+            cache[key] = ((ConePieces(net, a[s], b[s], pattern, l, spent, over=_OverBudget), 0) if cone
+                          else exact_pieces(net, tabs, a[s], b[s], pattern, l))
         return cache[key]
 
     bps: dict = {}
