@@ -191,3 +191,18 @@ class Evaluator:
                 if last_use.get(j) == i:
                     vals.pop(j, None)
         return vals[len(net.nodes) - 1]
+
+
+def median_tie_distance(values: torch.Tensor, slopes: torch.Tensor, valid: torch.Tensor) -> float:
+    """Median distance from a point to the tie hyperplanes of one max layer: ``|v_k - v_0| /
+    |g_k - g_0|`` over valid pieces ``k >= 1`` of every unit, with ``values`` (U, K) and
+    ``slopes`` (U, K, d) the pieces' values and gradients there; 1 when there is none. Used only to
+    condition tolerances and LPs, so it is clamped to [1e-6, 1e6]."""
+    dv = (values[:, 1:] - values[:, :1]).abs()
+    dn = (slopes[:, 1:] - slopes[:, :1]).norm(dim=-1)
+    ok = valid[:, 1:] & (dn > 0)
+    dist = dv[ok] / dn[ok]
+    dist = dist[torch.isfinite(dist) & (dist > 0)]
+    if dist.numel() == 0:
+        return 1.0
+    return float(dist.median().clamp(1e-6, 1e6))

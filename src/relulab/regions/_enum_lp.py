@@ -53,6 +53,7 @@ import torch
 
 from relulab.core.errors import DegenerateGeometryError
 from relulab.progress import notify
+from relulab.regions._enum_eval import median_tie_distance
 from relulab.regions._enum_maps import (SAFETY, ExactX, MapEvaluator, dyadic_ints, frac_array, gamma, int_solve_den,
                                         other_rows, rows_of_layer)
 from relulab.regions._lp_batch import OPTIMAL, lp_batch
@@ -188,15 +189,7 @@ def length_scale(net, ev: MapEvaluator) -> float:
     pat = torch.zeros(1, net.n_units, dtype=torch.long, device=net.device)
     P, _ = ev.maps(Z, torch.zeros_like(Z), S, pat, 0)[0]
     P = P[0]
-    layer = net.max_units[0]
-    dv = (P[:, 1:, 0] - P[:, :1, 0]).abs()
-    dn = (P[:, 1:, 1:] - P[:, :1, 1:]).norm(dim=-1)
-    ok = layer.valid[:, 1:] & (dn > 0)
-    dist = dv[ok] / dn[ok]
-    dist = dist[torch.isfinite(dist) & (dist > 0)]
-    if dist.numel() == 0:
-        return 1.0
-    return float(dist.median().clamp(1e-6, 1e6))
+    return median_tie_distance(P[:, :, 0], P[:, :, 1:], net.max_units[0].valid)
 
 
 class _Stop(Exception):

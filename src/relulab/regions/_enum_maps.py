@@ -295,52 +295,15 @@ def dyadic_ints(t):
     return [int(x) for x in v], e
 
 
-def int_solve(M: list, rhs: list):
-    """Exact solution of ``M mu = rhs`` over the integers' fractions (fraction-free Gaussian
-    elimination, Bareiss 1968), free variables 0; None if inconsistent. Returns Fractions."""
-    A = [list(r) + [v] for r, v in zip(M, rhs)]
-    nr = len(A)
-    nc = len(A[0]) - 1 if A else 0
-    prev, r, piv = 1, 0, []
-    for c in range(nc):
-        p = next((i for i in range(r, nr) if A[i][c] != 0), None)
-        if p is None:
-            continue
-        A[r], A[p] = A[p], A[r]
-        pr = A[r]
-        for i in range(r + 1, nr):
-            ai = A[i]
-            f = ai[c]
-            row = []
-            for j in range(nc + 1):
-                num = pr[c] * ai[j] - f * pr[j]
-                q, rem = divmod(num, prev)
-                if rem:
-                    return _frac_solve(M, rhs)
-                row.append(q)
-            A[i] = row
-        prev = pr[c]
-        piv.append(c)
-        r += 1
-    for i in range(r, nr):
-        if A[i][nc] != 0:
-            return None
-    x = [Fraction(0)] * nc
-    for i in reversed(range(r)):
-        c = piv[i]
-        s = Fraction(A[i][nc]) - sum(A[i][j] * x[j] for j in piv[i + 1:])
-        x[c] = s / A[i][c]
-    return x
-
-
 def int_solve_den(M: list, rhs: list):
     """Exact solution of ``M mu = rhs`` (integer rows) as ``(nums, den)`` with ``mu = nums / den``,
     ``den != 0``, free variables 0; None if inconsistent. Fraction-free elimination (Bareiss 1968:
     every entry after step ``k`` is a ``k + 1`` minor, so each division by the previous pivot is
     exact) followed by back substitution scaled by the last pivot ``den`` (Cramer's rule makes
     ``den * mu`` integral, so those divisions are exact too). No rationals are formed, which is
-    several times faster than :func:`int_solve`; the result is re-checked against ``M`` and ``rhs``
-    in integers, and an inexact division (never expected) falls back to :func:`int_solve`."""
+    several times faster than elimination over Fractions; the result is re-checked against ``M``
+    and ``rhs`` in integers, and an inexact division (never expected) falls back to the
+    Gauss-Jordan elimination over Fractions of :func:`solve_nonneg`."""
     A = [list(r) + [v] for r, v in zip(M, rhs)]
     nr = len(A)
     nc = len(A[0]) - 1 if A else 0
@@ -383,7 +346,7 @@ def int_solve_den(M: list, rhs: list):
 
 
 def _fallback_den(M, rhs):
-    mu = int_solve(M, rhs)
+    mu = _frac_solve(M, rhs)
     if mu is None:
         return None
     import math as _m

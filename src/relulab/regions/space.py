@@ -133,7 +133,7 @@ from relulab.core.budgets import check_budget
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError, ResourceLimitError
 from relulab.core.plnet import PLNet
 from relulab.core.threads import threads_for
-from relulab.regions._enum_eval import Evaluator
+from relulab.regions._enum_eval import Evaluator, median_tie_distance
 from relulab.regions._enum_poly import bitmask, cut, popcount, segment_count, segment_or, unpack_bits
 from relulab.results import RegionResult
 
@@ -586,17 +586,8 @@ class _Engine:
         val, tan = self.ev.run(0, z, eye, torch.ones(1, dtype=self.dt, device=self.dev),
                                torch.zeros(1, d, dtype=self.dt, device=self.dev),
                                torch.zeros(1, 0, dtype=torch.long, device=self.dev))
-        layer = self.net.max_units[0]
-        v = val[0]  # (U, K)
-        t = tan[0].permute(1, 2, 0)  # (U, K, d)
-        dv = (v[:, 1:] - v[:, :1]).abs()
-        dn = (t[:, 1:] - t[:, :1]).norm(dim=-1)
-        ok = layer.valid[:, 1:] & (dn > 0)
-        dist = dv[ok] / dn[ok]
-        dist = dist[torch.isfinite(dist) & (dist > 0)]
-        if dist.numel() == 0:
-            return 1.0
-        return float(dist.median().clamp(1e-6, 1e6))
+        # values (U, K) and gradients (U, K, d) of the first layer's pieces at 0
+        return median_tie_distance(val[0], tan[0].permute(1, 2, 0), self.net.max_units[0].valid)
 
     def initial(self):
         """The pyramids ``P_k = conv(0, facet k of S)`` as batches of cells, a few pyramids at a time
