@@ -83,7 +83,6 @@ def main(argv=None) -> int:
     ap.add_argument("--max-work", type=float, default=1e9)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)
     print(f"{'config':<14}{'variant':<9}{'intervals':>10}{'certified':>10}{'float':>11}{'exact':>7}{'cert CPU s':>11}  why")
     for name in args.configs:
         make, shape = CONFIGS[name]
