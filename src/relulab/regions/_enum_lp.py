@@ -228,6 +228,7 @@ class LPEngine:
         self.per_word = 62 // self.bits
         self.words = max(1, -(-self.n_units // self.per_word))
         self.keys = torch.zeros(0, self.words, dtype=torch.long, device=self.dev)
+        self.hkeys = torch.zeros(0, dtype=torch.long, device=self.dev)
         self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
                       "exact_cached": 0}
         self._cert_cache = {}
@@ -316,7 +317,7 @@ class LPEngine:
         return {k: (torch.cat([p[k] for p in parts]) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
 
     def _out_bytes(self):
-        return sum(t.numel() * t.element_size() for t in self.out_pat + self.out_x) + self.keys.numel() * 8
+        return sum(t.numel() * t.element_size() for t in self.out_pat + self.out_x) + self.keys.numel() * 8 + self.hkeys.numel() * 8
 
     @staticmethod
     def _take(b, idx):
@@ -808,6 +809,39 @@ class LPEngine:
         shifts = self.bits * torch.arange(self.per_word, device=self.dev)
         return (p << shifts).sum(-1)
 
+    def _hash(self, keys):
+        """(C,) int64 hashes of keys (C, words): the key itself for one word; a mix of the words
+        (no overflow: every step stays below 2**61) otherwise. Equal hashes are compared word by word."""
+        h = keys[:, 0]
+        m = 1 << 40
+        for w in range(1, keys.shape[1]):
+            h = (h % m) * 1_000_003 + keys[:, w] % m
+        return h
+
+    def _seen(self, uk):
+        """Which of the distinct keys ``uk`` (C, words) are already kept: binary search of their hashes
+        in the sorted hashes of the kept keys, then an exact comparison of the words."""
+        R = self.keys.shape[0]
+        if R == 0:
+            return torch.zeros(uk.shape[0], dtype=torch.bool, device=self.dev)
+        h = self._hash(uk)
+        pos = torch.searchsorted(self.hkeys, h).clamp_max(R - 1)
+        hit = self.hkeys[pos] == h
+        same = hit & (self.keys[pos] == uk).all(1)
+        if self.words > 1 and bool((hit & ~same).any()):
+            # equal hashes of different keys (or several kept keys with one hash): settle exactly
+            both = torch.cat([self.keys, uk])
+            _, binv = torch.unique(both, dim=0, return_inverse=True)
+            return torch.isin(binv[R:], binv[:R])
+        return same
+
+    def _insert(self, keys):
+        """Keep new keys, sorted by hash (so that :meth:`_seen` is a binary search)."""
+        allk = torch.cat([self.keys, keys])
+        h = torch.cat([self.hkeys, self._hash(keys)])
+        h, order = torch.sort(h, stable=True)
+        self.keys, self.hkeys = allk[order], h
+
     def _add(self, pat, x):
         """Keep the cells' patterns not seen before (first occurrence, in order), with their
         witnesses, proven strictly inside (see :meth:`_verify`); a sink gets them at once."""
@@ -822,16 +856,14 @@ class LPEngine:
         else:
             keys = self._pack(pat)
             C = keys.shape[0]
-            uk, inv = torch.unique(keys, dim=0, return_inverse=True)
+            if self.words == 1:
+                uk, inv = torch.unique(keys[:, 0], return_inverse=True)
+                uk = uk[:, None]
+            else:
+                uk, inv = torch.unique(keys, dim=0, return_inverse=True)
             first = torch.full((uk.shape[0],), C, dtype=torch.long, device=self.dev)
             first.scatter_reduce_(0, inv, torch.arange(C, device=self.dev), "amin")
-            if self.keys.shape[0]:
-                both = torch.cat([self.keys, uk])
-                _, binv = torch.unique(both, dim=0, return_inverse=True)
-                old = binv[: self.keys.shape[0]]
-                new = ~torch.isin(binv[self.keys.shape[0]:], old)
-            else:
-                new = torch.ones(uk.shape[0], dtype=torch.bool, device=self.dev)
+            new = ~self._seen(uk)
             sel = torch.sort(first[new]).values  # in order of discovery
         if self.max_regions is not None:
             sel = sel[: max(0, self.max_regions - self.n_regions)]
@@ -839,7 +871,7 @@ class LPEngine:
             return
         p, xs = pat[sel], x[sel]
         self._verify(p.long(), xs)
-        self.keys = torch.cat([self.keys, keys[sel]])
+        self._insert(keys[sel])
         self.n_regions += int(sel.numel())
         if self.sink is not None:
             self.sink(p.long(), xs)
