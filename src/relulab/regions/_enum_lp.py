@@ -64,6 +64,11 @@ TAU_FEASIBLE = 1e-12
 CUBE_RATIO = 1e3
 # entries of the LP dictionaries solved at once
 LP_ENTRIES = 400_000
+# a point found without an LP is used only when it is at least this far (chart units) from every
+# constraint of the cell and of the piece's part; closer calls go to the LP
+RAY_MARGIN = 1e-7
+RAY_BOUNCES = 3
+USE_RAY = True
 
 
 class Charts:
@@ -230,7 +235,7 @@ class LPEngine:
         self.keys = torch.zeros(0, self.words, dtype=torch.long, device=self.dev)
         self.hkeys = torch.zeros(0, dtype=torch.long, device=self.dev)
         self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
-                      "exact_cached": 0}
+                      "exact_cached": 0, "ray_points": 0}
         self._cert_cache = {}
         budgeted = max_regions is not None or time_limit is not None
         self.cap = 8 if budgeted else 2048
@@ -418,6 +423,8 @@ class LPEngine:
         cand = layer.valid[None].expand(C, -1, -1) & (torch.arange(K, device=self.dev)[None, None] != win[:, :, None])
         cell, unit, piece = cand.nonzero(as_tuple=True)
         feas, _, _ = self._piece_lps(Rf, ERf, P, EP, b, cell, unit, piece, layer.valid, check=True)
+        self.stats["start_pos"] = self.stats.get("start_pos", 0) + int(feas.sum())
+        self.stats["start_neg"] = self.stats.get("start_neg", 0) + int((~feas).sum())
         cross = torch.zeros(C, Uu, dtype=torch.bool, device=self.dev)
         cross[cell[feas], unit[feas]] = True
         pat = b["pat"].clone()
@@ -465,6 +472,8 @@ class LPEngine:
         cand = validu & (torch.arange(K, device=self.dev)[None] != win[:, None])
         cell, piece = cand.nonzero(as_tuple=True)
         feas, tau, centre = self._piece_lps(R, ER, b["P"], b["EP"], b, cell, u[cell], piece, layer.valid, check=True)
+        self.stats["round_pos"] = self.stats.get("round_pos", 0) + int(feas.sum())
+        self.stats["round_neg"] = self.stats.get("round_neg", 0) + int((~feas).sum())
         split = torch.zeros(C, dtype=torch.bool, device=self.dev)
         split[cell[feas]] = True
         # the winner's part of a split cell keeps its witness unless that lies within 1e-7 (chart
@@ -577,17 +586,34 @@ class LPEngine:
         c = torch.zeros(N, d + 1, dtype=dt, device=dev)
         c[:, -1] = -1.0
         run = ~(excluded | dead)
-        ri = run.nonzero().squeeze(1)
+        # a point found by shooting a ray from the witness across the piece's boundary answers "yes"
+        # without an LP (it meets every constraint of the LP with room to spare)
+        act = torch.cat([rel, relq], 1)
+        hit, pt, ptau = self._ray_points(-A[..., :d], torch.cat([rhat, qhat], 1), act, y, qhat, gq / qn[..., None],
+                                         relq)
+        hit &= run & USE_RAY
+        self.stats["ray_points"] += int(hit.sum())
+        ri = (run & ~hit).nonzero().squeeze(1)
         z = torch.zeros(N, d + 1, dtype=dt, device=dev)
         lam = torch.zeros(N, A.shape[1], dtype=dt, device=dev)
         st = torch.full((N,), OPTIMAL, dtype=torch.long, device=dev)
         obj = torch.zeros(N, dtype=dt, device=dev)
         if ri.numel():
-            z_, obj_, lam_, st_ = lp_batch(A[ri], beta[ri], c[ri])
+            # rows that are no constraint (zero rows) leave the tableau: the active rows first, the
+            # batch cut to its largest active count; the multipliers go back to their rows
+            ar_ = act[ri]
+            order = torch.argsort((~ar_).to(torch.int8), dim=1, stable=True)[:, :max(1, int(ar_.sum(1).max()))]
+            Ac = A[ri].gather(1, order[:, :, None].expand(-1, -1, A.shape[2]))
+            bc = beta[ri].gather(1, order)
+            z_, obj_, lamc, st_ = lp_batch(Ac, bc, c[ri])
+            lam_ = torch.zeros(ri.numel(), A.shape[1], dtype=dt, device=dev)
+            lam_.scatter_(1, order, lamc * ar_.gather(1, order))
             z[ri], lam[ri], st[ri], obj[ri] = z_, lam_, st_, obj_
             self.stats["lps"] += int(ri.numel())
         tau = torch.where(run, tau0 + z[:, -1], torch.full_like(tau0, -math.inf))
         centre = y + z[:, :d]
+        tau = torch.where(hit, ptau, tau)
+        centre = torch.where(hit[:, None], pt, centre)
         feasible = run & (st == OPTIMAL) & (tau > TAU_FEASIBLE)
         if check:
             nf = (~feasible).nonzero().squeeze(1)
@@ -596,6 +622,61 @@ class LPEngine:
                 self._certify(nf, rows, erows, rn, rel, q, eq, qn, relq | deadrow, lam, excluded, cell, unit,
                               piece, b)
         return feasible, tau, centre
+
+    @staticmethod
+    def _ray_points(gh, vh, act, y, qhat, gqh, relq):
+        """Points where a piece wins inside a cell, by rays from the witness ``y`` (N, D): first along
+        the unit normal of the piece's most violated row ``p_a - p_b`` (``qhat`` its distances at
+        ``y``, ``gqh`` (N, K, D) unit normals, ``relq`` which count); when a constraint of the cell
+        blocks the ray first, along that normal made orthogonal to the blocking rows (a ray that
+        slides along them), up to ``RAY_BOUNCES`` times. ``gh`` (N, n, D) are all the LP's unit
+        normals, ``vh`` (N, n) the distances of ``y`` to them (rows ``act``). Along ``y + t v`` each
+        distance is ``vh + t (gh . v)``; the middle of the interval where all of them are at least
+        ``RAY_MARGIN`` is the point. Returns ``(hit, point, its smallest distance)``."""
+        N, D = y.shape
+        dev = y.device
+        if N == 0:
+            return torch.zeros(0, dtype=torch.bool, device=dev), y, y[:, 0]
+        inf = torch.full_like(vh, math.inf)
+        ar = torch.arange(N, device=dev)
+        b = torch.where(relq, qhat, torch.full_like(qhat, math.inf)).argmin(1)
+        g0 = gqh[ar, b]  # (N, D)
+        v = g0
+        basis = []
+        hit = torch.zeros(N, dtype=torch.bool, device=dev)
+        t_hit = torch.zeros(N, dtype=y.dtype, device=dev)
+        v_hit = torch.zeros_like(y)
+        need = RAY_MARGIN - vh  # t * sl >= need
+        for _ in range(RAY_BOUNCES + 1):
+            sl = (gh * v[:, None, :]).sum(-1)
+            lo = torch.where(act & (sl > 0), need / torch.where(sl > 0, sl, torch.ones_like(sl)), -inf).amax(1)
+            hib = torch.where(act & (sl < 0), need / torch.where(sl < 0, sl, torch.ones_like(sl)), inf)
+            hi, jb = hib.min(1)
+            # rows the ray runs parallel to: they hold along all of it or nowhere
+            flat_bad = (act & (sl.abs() <= 1e-12) & (vh < RAY_MARGIN)).any(1)
+            ok = (lo < hi) & torch.isfinite(lo) & torch.isfinite(hi) & ~flat_bad & ~hit
+            t_hit = torch.where(ok, 0.5 * (lo + hi), t_hit)
+            v_hit = torch.where(ok[:, None], v, v_hit)
+            hit |= ok
+            if bool(hit.all()):
+                break
+            # slide along the row that stopped the ray: the normal without its component along it
+            gb = gh[ar, jb]
+            for e in basis:
+                gb = gb - (gb * e).sum(1, keepdim=True) * e
+            gb = gb / gb.norm(dim=1, keepdim=True).clamp_min(1e-300)
+            basis.append(gb)
+            v = g0
+            for e in basis:
+                v = v - (v * e).sum(1, keepdim=True) * e
+            nv = v.norm(dim=1, keepdim=True)
+            v = torch.where(nv > 1e-6, v / nv.clamp_min(1e-300), torch.zeros_like(v))
+        hit &= relq.any(1)
+        pt = y + t_hit[:, None] * v_hit
+        # the distances at the point itself (not the interval's arithmetic) decide
+        dist = torch.where(act, vh + ((gh * (pt - y)[:, None, :]).sum(-1)), inf).amin(1)
+        hit &= dist >= 0.5 * RAY_MARGIN
+        return hit, pt, dist
 
     # ------------------------------------------------------------------ certificates
     def _certify(self, nf, rows, erows, rn, rel, q, eq, qn, relq, lam, excluded, cell, unit, piece, b):
