@@ -63,7 +63,7 @@ from relulab.regions._lp_batch import OPTIMAL, lp_batch
 TAU_FEASIBLE = 1e-12
 CUBE_RATIO = 1e3
 # entries of the LP dictionaries solved at once
-LP_ENTRIES = 400_000
+LP_ENTRIES = 1_000_000
 # a point found without an LP is used only when it is at least this far (chart units) from every
 # constraint of the cell and of the piece's part; closer calls go to the LP
 RAY_MARGIN = 1e-7
@@ -635,47 +635,50 @@ class LPEngine:
         ``RAY_MARGIN`` is the point. Returns ``(hit, point, its smallest distance)``."""
         N, D = y.shape
         dev = y.device
-        if N == 0:
-            return torch.zeros(0, dtype=torch.bool, device=dev), y, y[:, 0]
-        inf = torch.full_like(vh, math.inf)
-        ar = torch.arange(N, device=dev)
-        b = torch.where(relq, qhat, torch.full_like(qhat, math.inf)).argmin(1)
-        g0 = gqh[ar, b]  # (N, D)
-        v = g0
-        basis = []
         hit = torch.zeros(N, dtype=torch.bool, device=dev)
-        t_hit = torch.zeros(N, dtype=y.dtype, device=dev)
-        v_hit = torch.zeros_like(y)
-        need = RAY_MARGIN - vh  # t * sl >= need
-        for _ in range(RAY_BOUNCES + 1):
-            sl = (gh * v[:, None, :]).sum(-1)
-            lo = torch.where(act & (sl > 0), need / torch.where(sl > 0, sl, torch.ones_like(sl)), -inf).amax(1)
-            hib = torch.where(act & (sl < 0), need / torch.where(sl < 0, sl, torch.ones_like(sl)), inf)
-            hi, jb = hib.min(1)
-            # rows the ray runs parallel to: they hold along all of it or nowhere
-            flat_bad = (act & (sl.abs() <= 1e-12) & (vh < RAY_MARGIN)).any(1)
-            ok = (lo < hi) & torch.isfinite(lo) & torch.isfinite(hi) & ~flat_bad & ~hit
-            t_hit = torch.where(ok, 0.5 * (lo + hi), t_hit)
-            v_hit = torch.where(ok[:, None], v, v_hit)
-            hit |= ok
-            if bool(hit.all()):
+        pt = y.clone()
+        if N == 0:
+            return hit, pt, y[:, 0]
+        b = torch.where(relq, qhat, torch.full_like(qhat, math.inf)).argmin(1)
+        g0 = gqh[torch.arange(N, device=dev), b]  # (N, D)
+        live = relq.any(1).nonzero().squeeze(1)  # the rays still looking, and their data
+        G, V, A_, g0, v, Y = gh[live], vh[live], act[live], g0[live], g0[live], y[live]
+        basis = torch.zeros(live.numel(), 0, D, dtype=y.dtype, device=dev)
+        for it in range(RAY_BOUNCES + 1):
+            if live.numel() == 0:
                 break
-            # slide along the row that stopped the ray: the normal without its component along it
-            gb = gh[ar, jb]
-            for e in basis:
-                gb = gb - (gb * e).sum(1, keepdim=True) * e
+            inf = torch.full_like(V, math.inf)
+            sl = (G * v[:, None, :]).sum(-1)
+            need = RAY_MARGIN - V  # t * sl >= need
+            lo = torch.where(A_ & (sl > 0), need / torch.where(sl > 0, sl, torch.ones_like(sl)), -inf).amax(1)
+            hi, jb = torch.where(A_ & (sl < 0), need / torch.where(sl < 0, sl, torch.ones_like(sl)), inf).min(1)
+            # rows the ray runs parallel to hold along all of it or nowhere
+            flat_bad = (A_ & (sl.abs() <= 1e-12) & (V < RAY_MARGIN)).any(1)
+            ok = (lo < hi) & torch.isfinite(lo) & torch.isfinite(hi) & ~flat_bad
+            if bool(ok.any()):
+                k = ok.nonzero().squeeze(1)
+                p = Y[k] + (0.5 * (lo[k] + hi[k]))[:, None] * v[k]
+                # the distances at the point itself (not the interval's arithmetic) decide
+                dist = torch.where(A_[k], V[k] + (G[k] * (p - Y[k])[:, None, :]).sum(-1), inf[k]).amin(1)
+                good = dist >= 0.5 * RAY_MARGIN
+                hit[live[k[good]]] = True
+                pt[live[k[good]]] = p[good]
+            if it == RAY_BOUNCES:
+                break
+            # the others slide along the row that stopped them: the normal without its components
+            # along the blocking rows so far
+            r = (~ok).nonzero().squeeze(1)
+            live, G, V, A_, g0, Y, basis, jb = live[r], G[r], V[r], A_[r], g0[r], Y[r], basis[r], jb[r]
+            gb = G[torch.arange(r.numel(), device=dev), jb]
+            gb = gb - ((basis * gb[:, None, :]).sum(-1)[:, :, None] * basis).sum(1)
             gb = gb / gb.norm(dim=1, keepdim=True).clamp_min(1e-300)
-            basis.append(gb)
-            v = g0
-            for e in basis:
-                v = v - (v * e).sum(1, keepdim=True) * e
+            basis = torch.cat([basis, gb[:, None, :]], 1)
+            v = g0 - ((basis * g0[:, None, :]).sum(-1)[:, :, None] * basis).sum(1)
             nv = v.norm(dim=1, keepdim=True)
-            v = torch.where(nv > 1e-6, v / nv.clamp_min(1e-300), torch.zeros_like(v))
-        hit &= relq.any(1)
-        pt = y + t_hit[:, None] * v_hit
-        # the distances at the point itself (not the interval's arithmetic) decide
-        dist = torch.where(act, vh + ((gh * (pt - y)[:, None, :]).sum(-1)), inf).amin(1)
-        hit &= dist >= 0.5 * RAY_MARGIN
+            moving = nv[:, 0] > 1e-6
+            live, G, V, A_, g0, Y, basis = live[moving], G[moving], V[moving], A_[moving], g0[moving], Y[moving], basis[moving]
+            v = v[moving] / nv[moving]
+        dist = torch.where(act, vh + (gh * (pt - y)[:, None, :]).sum(-1), torch.full_like(vh, math.inf)).amin(1)
         return hit, pt, dist
 
     # ------------------------------------------------------------------ certificates
