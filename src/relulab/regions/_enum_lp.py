@@ -63,7 +63,7 @@ from relulab.regions._lp_batch import OPTIMAL, lp_batch
 TAU_FEASIBLE = 1e-12
 CUBE_RATIO = 1e3
 # entries of the LP dictionaries solved at once
-LP_ENTRIES = 1_000_000
+LP_ENTRIES = 400_000
 # a point found without an LP is used only when it is at least this far (chart units) from every
 # constraint of the cell and of the piece's part; closer calls go to the LP
 RAY_MARGIN = 1e-7
