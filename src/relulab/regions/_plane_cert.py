@@ -366,6 +366,7 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
     EM, dead = _error_bounds(net, Z0.abs(), cfac, L_cols)
     grouped = _grouped_max_inputs(net, Z0, pat)
     ctx = _Ctx(net, pat, ranges, L_cols, offsets, Kc, two, ncol_u, sides, EM, dead, h, hs, order, hw)
+    ctx.packed = _pack(pat)
     if grouped is not None:
         res = _grouped_pass(ctx, grouped, E, n, deadline)
     else:
@@ -473,6 +474,22 @@ def _vertex_signs(Hq, eHq, Xq, eXq, vq):
     return ((hv < -ev) & vq).any(1), (vq & ~(hv > ev)).any(1)
 
 
+def _pack(pat):
+    """The rows of a pattern matrix as int64 words (their bytes, zero-padded to whole words)."""
+    b = pat.contiguous().view(torch.uint8)
+    pad = (-b.shape[1]) % 8
+    if pad or b.shape[1] == 0:
+        b = torch.cat([b, b.new_zeros(b.shape[0], pad if b.shape[1] else 8)], 1)
+    return b.view(torch.int64)
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+# per entry size (bytes) and byte position in its word: a mask of the word's other bytes
+_KEEP = {isz: torch.tensor([_signed(((1 << 64) - 1) ^ (((1 << (8 * isz)) - 1) << (8 * p))) if p + isz <= 8 else 0
+                            for p in range(8)], dtype=torch.long) for isz in (1, 2, 4, 8)}
 def _neighbours_listed(ctx, c0, pc, col, valid):
     """Whether the pattern across each cut edge of polygons ``c0:`` is listed: (C,) per polygon
     (False when some edge's neighbour is missing)."""
@@ -484,10 +501,14 @@ def _neighbours_listed(ctx, c0, pc, col, valid):
     idx = torch.searchsorted(ctx.hs, hq).clamp(max=P - 1)
     cand = ctx.order[idx]
     r = torch.arange(pp.numel(), device=dev)
-    nb = ctx.pat[cand]
-    ok_row = (ctx.hs[idx] == hq) & (nb[r, uu].long() == kk)
-    nb[r, uu] = pc[pp, uu]
-    ok_row &= (nb == pc[pp]).all(1)
+    ok_row = (ctx.hs[idx] == hq) & (ctx.pat[cand, uu].long() == kk)
+    # the rows agree everywhere else: packed words equal, the unit's own bytes masked out
+    isz = ctx.pat.element_size()
+    word, pos = (uu * isz) // 8, (uu * isz) % 8
+    x = ctx.packed[cand] ^ ctx.packed[c0 + pp]
+    keep = _KEEP[isz].to(dev)[pos]
+    x[r, word] &= keep
+    ok_row &= (x == 0).all(1)
     good = torch.ones(col.shape[0], dtype=torch.bool, device=dev)
     good[pp[~ok_row]] = False
     return good
