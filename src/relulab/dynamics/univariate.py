@@ -20,6 +20,24 @@ tangent kernel K = J J^T of the network at initialization (exact for the lineari
 form); :func:`natural_cubic_spline` and :func:`linear_interpolant` are the two classical limits.
 :func:`compare_interpolants` measures sup and L2 distances on the data's hull and
 :func:`regime_diagram` sweeps the two scales and the width.
+
+Which regime a run is in follows from the flow of one unit. Its knot k_i = -b_i / a_i moves at
+
+    dk_i/dt = (c_i / (sqrt(m) a_i)) (1/n) sum_{j: unit active at x_j} r_j (1 + k_i x_j),  r = f(X) - y,
+
+so knots travel when the outer weight is large against the inner one, while the kernel (whose size
+sets how fast the residual is fitted) is of order s_a^2 + s_c^2 (derived here from the gradient
+flow; the paper's text was not available to us, only its abstract: the regimes "depend both on the
+relative magnitude of initialization of weights in different layers and the asymptotic behavior of
+initialization coefficients in the limit of large network widths"). Measured (``relulab dynamics
+univariate``): small s_a under s_c >= s_a, or both scales small, is adaptive (curvature mass at the
+data, the linear spline); s_a = 10 is lazy and sits on its kernel limit; the width moves the border
+(wider is lazier at fixed scales). A unit's knot stops where the bracket vanishes, which between two
+data points happens at k = -sum r_j / sum r_j x_j: on convex (or concave) stretches of data, where
+every convex interpolant has the same total curvature, knots settle there, off the data. Data of
+alternating curvature (:func:`alternating_data`) force each change of slope onto its data point, and
+there the adaptive regime's limit is the linear interpolant. Symmetric initialization
+(``symmetric=True``) starts from f_0 = 0 so that no random initial function is left in the result.
 """
 
 from __future__ import annotations

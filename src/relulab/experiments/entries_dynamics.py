@@ -132,7 +132,12 @@ def _summarize_mirror(rows: list[dict]) -> Summary:
                      f"movement <= {max((r['movement'] for r in scaled), default=float('nan')):.3g}; kernel limit "
                      f"more than twice as far as the own limit in {apart} of {len(scaled)}"),
                     ("runs that reached the loss tolerance", "-", f"{sum(r['converged'] for r in rows)} of {len(rows)}")],
-        verdict=None)
+        verdict=None if wmax == wmin else (
+            "yes (agrees: closer to the limit at the largest width in every setting"
+            + (", scaled potentials lazy and away from the kernel limit)" if scaled and apart == len(scaled) else ")")
+            if shrink == len(big) and (not scaled or apart == len(scaled)) else
+            f"partly (closer to the limit at the largest width in {shrink} of {len(big)} settings; scaled potentials "
+            f"away from the kernel limit in {apart} of {len(scaled)})"))
 
 
 @experiment(
@@ -208,7 +213,17 @@ def _summarize_benign(rows: list[dict]) -> Summary:
                  f"{len(low)} runs"))
     comp.append(("|W|_F alpha sqrt(m) / |w*| (approximate margin maximization)", "bounded by a constant (Theorem 3.1)",
                  f"{min(r['margin_factor'] for r in rows):.3g} to {max(r['margin_factor'] for r in rows):.3g}"))
-    return Summary(figures=[("test error against signal strength", draw)], comparison=comp, verdict=None)
+    interpolated = all(r["interpolated"] for r in rows)
+    if high and low and interpolated:
+        benign = max(r["network_error"] for r in high) < 0.05
+        harmful = min(r["network_error"] for r in low) >= 1 / 8
+        verdict = ("yes (agrees: every run interpolates; benign at gamma >= 1/k, test error >= 1/8 at gamma <= 1/d)"
+                   if benign and harmful else
+                   f"partly (benign at gamma >= 1/k: {'yes' if benign else 'no'}; harmful at gamma <= 1/d: "
+                   f"{'yes' if harmful else 'no'})")
+    else:
+        verdict = None
+    return Summary(figures=[("test error against signal strength", draw)], comparison=comp, verdict=verdict)
 
 
 @experiment(
@@ -262,6 +277,11 @@ def _summarize_gd_kernels(rows: list[dict]) -> Summary:
                 for d in {r["d"] for r in rows})
     comp.append(("dimensions where GD's loss is below a fifth of the NTK's", "all (the separation)",
                  f"{below} of {len({r['d'] for r in rows})}"))
+    if all(r.get("gd_reached_target") is not None for r in rows):
+        comp.append(("GD runs stopped by the training-loss target d x L_train <= E (not by the step cap); steps",
+                     "polynomial time",
+                     f"{sum(r['gd_reached_target'] for r in rows)} of {len(rows)}; steps "
+                     f"{min(r['gd_steps'] for r in rows)} to {max(r['gd_steps'] for r in rows)}"))
     return Summary(figures=[("d x loss against d", draw)], comparison=comp,
                    verdict="finite-size evidence only: small d, our training recipe (small-initialization full-batch "
                            "GD), not the paper's algorithm")
