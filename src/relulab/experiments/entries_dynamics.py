@@ -66,7 +66,7 @@ def _summarize(rows: list[dict]) -> Summary:
     claim="The initialization scales of the two layers select the implicit bias of gradient descent: a kernel "
           "regime converging to minimal-curvature interpolants (cubic splines) and an adaptive regime giving "
           "linear splines with knots at the data.",
-    full={"width": [100, 400, 1600], "inner_scale": [0.1, 1.0, 10.0], "outer_scale": [0.1, 1.0, 10.0]},
+    full={"width": [100, 400], "inner_scale": [0.1, 1.0, 10.0], "outer_scale": [0.1, 1.0, 10.0], "steps": [10000]},
     quick={"width": [100], "inner_scale": [0.1, 10.0], "outer_scale": [1.0, 10.0], "steps": [2000]},
     summarize=_summarize,
 )
@@ -293,7 +293,7 @@ def _summarize_gd_kernels(rows: list[dict]) -> Summary:
     paper="Li, Ma & Zhang, Learning over-parametrized two-layer ReLU neural networks beyond NTK (COLT 2020)",
     claim="GD on an over-parameterized two-layer ReLU network reaches population loss o(1/d) on a^T |W* x| "
           "(a >= 0) with Gaussian inputs, while kernel methods with polynomially many samples stay at Omega(1/d).",
-    full={"d": [6, 8, 12, 16], "seed": [0, 1]},
+    full={"d": [6, 8, 12, 16], "seed": [0], "steps": [20000], "train_target": [1e-4]},
     quick={"d": [6, 8], "steps": [1500], "train_target": [1e-3], "test_samples": [4000]},
     summarize=_summarize_gd_kernels,
 )
