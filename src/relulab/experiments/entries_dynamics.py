@@ -121,13 +121,14 @@ def _summarize_mirror(rows: list[dict]) -> Summary:
     big = [r for r in rows if r["width"] == wmax]
     small = {(r["potential"], r["scaled"], r["activation"]): r for r in rows if r["width"] == wmin}
     shrink = sum(r["sup_limit"] < small[(r["potential"], r["scaled"], r["activation"])]["sup_limit"] for r in big)
-    scaled = [r for r in big if r["scaled"]]
+    # quadratic potentials are scale-free (their scaled version is the unscaled one, the kernel regime)
+    scaled = [r for r in big if r["scaled"] and r["potential"] not in ("x^2", "quadratic")]
     apart = sum(r["sup_kernel"] > 2 * r["sup_limit"] for r in scaled)
     return Summary(
         figures=[("distance to the width limit against width", draw)],
         comparison=[("distance to the limit problem, widest vs narrowest", "decreases with width (Theorems)",
                      f"smaller at width {wmax} than at {wmin} in {shrink} of {len(big)} settings"),
-                    ("scaled potentials at the largest width: laziness and distance to the kernel limit",
+                    ("scaled non-quadratic potentials at the largest width: laziness and distance to the kernel limit",
                      "lazy training but not the kernel regime",
                      f"movement <= {max((r['movement'] for r in scaled), default=float('nan')):.3g}; kernel limit "
                      f"more than twice as far as the own limit in {apart} of {len(scaled)}"),
