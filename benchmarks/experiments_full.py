@@ -5,7 +5,8 @@ Each entry runs as ``relulab reproduce NAME --out DIR/NAME --json`` in a fresh p
 runs; torch picks its own threads). Its wall and CPU seconds (user + system of that process) and the
 load average at its end are stored in ``DIR/NAME/timing.json``, so the table can be rebuilt, and one
 entry rerun, without running the others again: an entry whose folder already holds a finished run is
-reused unless named with ``--rerun``. Entries run longer than ``--timeout`` seconds are stopped and
+reused unless named with ``--rerun``, and one that another run of this script is running is left to it
+(so two runs can share the folder). Entries run longer than ``--timeout`` seconds are stopped and
 reported as such. ``--skip-dynamics`` leaves out the training-dynamics entries (their module is
 ``relulab.experiments.entries_dynamics``), which take hours of CPU at full size. At the end
 ``relulab report DIR`` writes ``DIR/report.html``. Progress goes to stderr, the Markdown table to
@@ -34,9 +35,20 @@ from relulab.experiments import registry  # noqa: E402
 DYNAMICS_MODULE = "relulab.experiments.entries_dynamics"
 
 
+def running_elsewhere(folder: Path) -> bool:
+    """Whether another run of this script is running this entry now (two can share a folder)."""
+    try:
+        pid = int((folder / "running").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return pid != os.getpid()
+
+
 def run_entry(name: str, folder: Path, timeout: float) -> dict:
     """Run one entry's full grid in a fresh process; returns (and stores) its timing."""
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "running").write_text(str(os.getpid()))
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     with open(folder / "stdout.json", "w") as out, open(folder / "stderr.txt", "w") as err:
@@ -55,6 +67,7 @@ def run_entry(name: str, folder: Path, timeout: float) -> dict:
               "load": os.getloadavg(), "returncode": rc, "timed_out": timed_out,
               "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     (folder / "timing.json").write_text(json.dumps(timing))
+    (folder / "running").unlink()
     return timing
 
 
@@ -90,7 +103,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
         done = (out / name / "timing.json").is_file()
-        if args.table_only or (done and not args.rerun):
+        if args.table_only or (done and not args.rerun) or running_elsewhere(out / name):
             continue
         print(f"{name}: {cat[name].full_tasks} tasks ...", file=sys.stderr, flush=True)
         tm = run_entry(name, out / name, args.timeout)
