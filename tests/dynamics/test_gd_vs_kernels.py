@@ -66,6 +66,12 @@ def test_student_starts_even_and_stops_at_tolerance():
     assert steps == 0 and np.allclose(predict(z), predict(-z), rtol=0, atol=1e-15)
     _, loss, steps = train_student(x, y, width=5, steps=5000, rel_loss_tol=0.5)
     assert 0 < steps < 5000
+    # an absolute target: the run stops at the first step whose loss is at or below it
+    _, first, _ = train_student(x, y, width=5, steps=0)
+    target = 0.3 * first
+    _, loss, steps = train_student(x, y, width=5, steps=5000, loss_target=target)
+    _, before, _ = train_student(x, y, width=5, steps=steps - 1)
+    assert 0 < steps < 5000 and loss <= target < before
     r = abs_teacher(6, signs="random", seed=0)
     assert np.allclose(np.abs(r.a), 1 / 6) and (r.a < 0).any()
 
@@ -84,6 +90,8 @@ def test_student_reduces_training_loss_and_bad_input():
         train_student(x, y, width=2, lr=0.0)
     with pytest.raises(InvalidInputError, match="weight_decay"):
         train_student(x, y, width=2, weight_decay=-1.0)
+    with pytest.raises(InvalidInputError, match="loss_target"):
+        train_student(x, y, width=2, loss_target=float("nan"))
     with pytest.raises(InvalidInputError, match="signs"):
         abs_teacher(4, signs="negative")
     with pytest.raises(InvalidInputError, match="K must"):

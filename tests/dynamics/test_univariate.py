@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from relulab.core.errors import InvalidInputError
-from relulab.dynamics import (compare_interpolants, flow, gradient_descent, kernel_limit, knot_trajectory,
-                              linear_interpolant, mse_objective, natural_cubic_spline, regime_diagram, univariate_net)
+from relulab.dynamics import (UnivariateNet, alternating_data, compare_interpolants, flow, gradient_descent,
+                              kernel_limit, knot_mass_near_data, knot_trajectory, linear_interpolant, mse_objective,
+                              natural_cubic_spline, regime_diagram, univariate_net)
 
 X = np.array([-1.0, -0.55, -0.1, 0.3, 0.75, 1.0])
 Y = np.array([0.2, -0.5, 0.4, 0.1, -0.3, 0.5])
@@ -102,7 +103,8 @@ def test_regime_diagram_quick():
     r = regime_diagram(X, Y, widths=(30,), inner_scales=(0.1,), outer_scales=(1.0,), steps=300)
     (row,) = r.rows
     assert set(row) >= {"l2_cubic", "l2_linear", "l2_kernel", "movement", "knot_to_data"}
-    assert len(row["knot_to_data_path"]) == 11 and row["knot_to_data_path"][-1] == row["knot_to_data"]
+    assert len(row["knot_to_data_path"]) == 21 and row["knot_to_data_path"][-1] == row["knot_to_data"]
+    assert 0 <= row["mass_near_data"] <= 1 and 0 < row["mass_near_baseline"] < 1
     assert row["knot_path_steps"][0] == 0 and row["knot_path_steps"][-1] == row["steps"]
     assert row["final_loss"] >= 0 and np.isfinite(row["l2_cubic"])
     ax = r.plot()
@@ -116,6 +118,53 @@ def test_kernel_limit_matches_lazy_networks_better_as_width_grows():
     small, big = sorted(r.rows, key=lambda row: row["width"])
     assert big["movement"] < small["movement"]
     assert big["l2_kernel"] < 0.5 * small["l2_kernel"]
+
+
+def test_symmetric_init_is_the_zero_function():
+    net = univariate_net(40, inner_scale=3.0, outer_scale=2.0, symmetric=True, seed=5)
+    g = torch.linspace(-2, 2, 101, dtype=torch.float64)
+    # exactly cancelling pairs; only the summation order's rounding is left
+    assert float(net(g).detach().abs().max()) < 1e-13
+    assert torch.equal(net.a[:20], net.a[20:]) and torch.equal(net.c[:20], -net.c[20:])
+    assert float(univariate_net(40, inner_scale=3.0, outer_scale=2.0, seed=5)(g).detach().abs().max()) > 0.1
+    with pytest.raises(InvalidInputError, match="even"):
+        univariate_net(5, symmetric=True)
+
+
+def test_alternating_data_has_alternating_curvature():
+    for seed in range(5):
+        x, y = alternating_data(7, seed)
+        assert np.all(np.diff(x) > 0) and x[0] >= -1 and x[-1] <= 1
+        slopes = np.diff(y) / np.diff(x)
+        second = np.sign(np.diff(slopes))
+        assert np.all(second[1:] == -second[:-1]) and np.all(second != 0)
+    with pytest.raises(InvalidInputError, match="points"):
+        alternating_data(2)
+
+
+def test_knot_mass_near_data_against_a_dense_count():
+    x = np.array([-1.0, 0.0, 1.0])
+    # knots at -0.99 (near -1), 0.5 (far), 0.03 (near 0 for radius 0.02 * 2 = 0.04), 3.0 (outside the hull)
+    k = torch.tensor([-0.99, 0.5, 0.03, 3.0], dtype=torch.float64)
+    a = torch.tensor([1.0, -2.0, 0.5, 1.0], dtype=torch.float64)
+    c = torch.tensor([1.0, 1.0, 4.0, 9.0], dtype=torch.float64)
+    net = UnivariateNet(a, -a * k, c)
+    frac, base = knot_mass_near_data(net, x, 0.02)
+    jumps = np.abs(c.numpy() * a.numpy())  # the common 1/sqrt(m) cancels in the fraction
+    assert frac == pytest.approx((jumps[0] + jumps[2]) / jumps[:3].sum(), rel=1e-14)
+    g = np.linspace(-1, 1, 2_000_001)
+    assert base == pytest.approx(np.mean(np.abs(g[:, None] - x[None]).min(1) <= 0.04), abs=1e-5)
+
+
+def test_adaptive_and_kernel_regimes_on_alternating_data():
+    # small inner weights under larger outer weights: the units' knots travel to the data and the
+    # trained function is close to the linear interpolant; large inner weights: lazy, on the kernel limit
+    x, y = alternating_data(6, 0)
+    r = regime_diagram(x, y, widths=(100,), inner_scales=(0.1, 10.0), outer_scales=(1.0,), steps=5000)
+    adaptive, lazy = sorted(r.rows, key=lambda row: row["inner_scale"])
+    assert adaptive["mass_near_data"] > 0.95 > 3 * adaptive["mass_near_baseline"]
+    assert adaptive["l2_linear"] < 0.25 * min(adaptive["l2_kernel"], adaptive["l2_cubic"])
+    assert lazy["l2_kernel"] < 0.5 * lazy["l2_linear"] and lazy["mass_near_data"] < 0.5
 
 
 def test_bad_data():

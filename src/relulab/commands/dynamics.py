@@ -17,14 +17,19 @@ def add_parser(sub) -> None:
                                      "on 1-D data for each inner scale s_a, outer scale s_c and width, and measure "
                                      "its L2 distance (on the data's hull) to the natural cubic spline, the linear "
                                      "interpolant and its own kernel limit.")
-    u.add_argument("--points", type=int_arg(2, 200), default=6, metavar="N", help="number of data points (default 6)")
+    u.add_argument("--points", type=int_arg(3, 200), default=6, metavar="N", help="number of data points (default 6)")
+    u.add_argument("--data", choices=("alternating", "random"), default="alternating",
+                   help="alternating: evenly spaced x (jittered), values of alternating sign, whose least-curvature "
+                        "interpolant is the linear one (default); random: x ~ U(-1, 1), y ~ N(0, 1/4)")
+    u.add_argument("--init", choices=("symmetric", "plain"), default="symmetric",
+                   help="symmetric: units in pairs with opposite outer weights, f_0 = 0 (default); plain: f_0 random")
     u.add_argument("--widths", type=_SIZES, default="200", metavar="W,..", help="widths (default 200)")
     u.add_argument("--inner-scales", type=_POSITIVE, default="0.1,1,10", metavar="S,..", help="inner scales s_a")
     u.add_argument("--outer-scales", type=_POSITIVE, default="0.1,1,10", metavar="S,..", help="outer scales s_c")
     u.add_argument("--steps", type=int_arg(1, 10**7), default=20000, metavar="K", help="gradient steps (default 20000)")
     u.add_argument("--seed", type=int_arg(0, 2**31 - 1), default=0, metavar="S")
     u.add_argument("--time-limit", type=float_arg(above=0), default=None, metavar="SEC")
-    u.add_argument("--quick", action="store_true", help="width 30, scales 0.1 and 10, 500 steps")
+    u.add_argument("--quick", action="store_true", help="width 100, s_a in {0.1, 10}, s_c in {1, 10}, 2000 steps")
     u.add_argument("--plot", metavar="FILE", default=None, type=figure_file, help="write the regime diagram to FILE")
     json_flag(u)
     u.set_defaults(handler=run_univariate)
@@ -83,7 +88,10 @@ def add_parser(sub) -> None:
     g.add_argument("--seeds", type=int_arg(1, 20), default=1, metavar="S", help="teachers per dimension")
     g.add_argument("--samples-factor", type=float_arg(above=0), default=16.0, metavar="F",
                    help="n = F d^2 (default 16)")
-    g.add_argument("--steps", type=int_arg(1, 10**6), default=6000, metavar="K", help="gradient steps (default 6000)")
+    g.add_argument("--steps", type=int_arg(1, 10**6), default=6000, metavar="K",
+                   help="gradient steps (default 6000; the cap with --train-target)")
+    g.add_argument("--train-target", type=float_arg(above=0), default=None, metavar="E",
+                   help="stop GD once d x training loss <= E (the same fraction of the 1/d scale at every d)")
     g.add_argument("--width-factor", type=int_arg(1, 1000), default=4, metavar="W",
                    help="the network has W d pairs of ReLU units (default 4)")
     g.add_argument("--init-scale", type=float_arg(above=0), default=1e-2, metavar="S",
@@ -100,30 +108,33 @@ def add_parser(sub) -> None:
 
 
 def run_univariate(args, ctx: Context) -> Output:
-    import numpy as np
 
     from relulab.dynamics import regime_diagram
 
     if args.quick:
-        widths, sa, sc, steps = [30], [0.1, 10.0], [0.1, 10.0], 500
+        widths, sa, sc, steps = [100], [0.1, 10.0], [1.0, 10.0], 2000
     else:
         widths = args.widths
         sa = args.inner_scales
         sc = args.outer_scales
         steps = args.steps
-    rng = np.random.default_rng(args.seed)
-    x = np.sort(rng.uniform(-1, 1, args.points))
-    y = rng.normal(0, 0.5, args.points)
+    from relulab.core.errors import InvalidInputError
+    from relulab.dynamics import univariate_data
+
+    if args.init == "symmetric" and any(w % 2 for w in widths):
+        raise InvalidInputError(f"--widths: must be even with --init symmetric, got {widths}")
+    x, y = univariate_data(args.data, args.points, args.seed)
     with ctx.progress("training", "settings") as bar:
         r = regime_diagram(x, y, widths=widths, inner_scales=sa, outer_scales=sc, steps=steps, seed=args.seed,
-                           time_limit=args.time_limit, progress=bar)
+                           symmetric=args.init == "symmetric", time_limit=args.time_limit, progress=bar)
     data = r.to_dict()
     if args.plot:
         data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (5, 4))
-    lines = ["width  s_a      s_c      L2 cubic   L2 linear  L2 kernel  movement  closest"]
+    lines = ["width  s_a      s_c      L2 cubic   L2 linear  L2 kernel  mass near data (uniform)  loss      closest"]
     for row in r.rows:
         lines.append(f"{row['width']:<6d} {row['inner_scale']:<8g} {row['outer_scale']:<8g} {row['l2_cubic']:<10.3g} "
-                     f"{row['l2_linear']:<10.3g} {row['l2_kernel']:<10.3g} {row['movement']:<9.3g} {row['closest']}")
+                     f"{row['l2_linear']:<10.3g} {row['l2_kernel']:<10.3g} {row['mass_near_data']:.3f} "
+                     f"({row['mass_near_baseline']:.2f}){'':<13} {row['final_loss']:<9.2g} {row['closest']}")
     return Output(data, "\n".join(lines))
 
 
@@ -197,14 +208,14 @@ def run_gd_kernels(args, ctx: Context) -> Output:
     with ctx.progress("fitting", "settings") as bar:
         r = gd_vs_kernels(ds=ds, seeds=tuple(range(args.seeds)), samples_factor=args.samples_factor, steps=steps,
                           width_factor=args.width_factor, init_scale=args.init_scale, weight_decay=args.weight_decay,
-                          signs=args.signs, test_samples=tests, progress=bar)
+                          signs=args.signs, test_samples=tests, train_target=args.train_target, progress=bar)
     data = r.to_dict()
     if args.plot:
         data["plot"] = save_figure(lambda ax: r.plot(ax=ax), args.plot, (6, 4.5))
-    lines = ["d    seed  n      d*loss GD        d*loss NTK       d*loss RF        floor (1-3/pi)"]
+    lines = ["d    seed  n      d*loss GD        d*loss NTK       d*loss RF        floor (1-3/pi)  GD steps  d*train"]
     for row in r.rows:
         d = row["d"]
         lines.append(f"{d:<4d} {row['seed']:<5d} {row['n']:<6d} " + " ".join(
             f"{d * row[k + '_loss']:.4f}+-{d * row[k + '_se']:<7.1g}" for k in ("gd", "ntk", "rf"))
-            + f" {d * row['quadratic_loss']:.4f}")
+            + f" {d * row['quadratic_loss']:.4f}          {row['gd_steps']:<9d} {d * row['gd_train_loss']:.2g}")
     return Output(data, "\n".join(lines))

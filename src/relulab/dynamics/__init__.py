@@ -9,7 +9,7 @@ _EXPORTS = {
     "Potential": "flows", "potential": "flows", "FlowTrajectory": "flows", "flow": "flows",
     "gradient_descent": "flows", "mse_objective": "flows", "natural_gradient": "flows",
     "UnivariateNet": "univariate", "univariate_net": "univariate", "kernel_limit": "univariate",
-    "knot_trajectory": "univariate",
+    "knot_trajectory": "univariate", "alternating_data": "univariate", "univariate_data": "univariate", "knot_mass_near_data": "univariate",
     "natural_cubic_spline": "univariate", "linear_interpolant": "univariate", "compare_interpolants": "univariate",
     "Interpolants": "univariate", "regime_diagram": "univariate", "RegimeDiagram": "univariate",
     "ShallowNet": "mirror", "shallow_net": "mirror", "mirror_limit": "mirror", "MirrorLimit": "mirror",

@@ -135,7 +135,7 @@ def kernel_ridge(K: np.ndarray, y: np.ndarray, ridges=None):
 
 def train_student(x, y, *, width: int, steps: int = 6000, lr: float = 1.0, init_scale: float = 1e-2,
                   weight_decay: float = 0.0, symmetric: bool = True, seed: int = 0, rel_loss_tol: float = 0.0,
-                  time_limit: float | None = None):
+                  loss_target: float = 0.0, time_limit: float | None = None):
     r"""Full-batch gradient descent on L = 1/(2n) sum (f(x_i) - y_i)^2 for the two-layer ReLU network
 
         f(x) = c + sum_{j=1}^{M} a_j relu(<w_j, x>)      (standard parameterization, no biases),
@@ -147,8 +147,8 @@ def train_student(x, y, *, width: int, steps: int = 6000, lr: float = 1.0, init_
     first steps grow the units along the top directions of the data's second-moment structure
     before the higher-order terms align them with the teacher's rows - the staged behaviour Li, Ma
     and Zhang analyse. ``weight_decay`` adds (weight_decay / 2) |theta|^2 (not on c). Stops after
-    ``steps`` steps, at ``rel_loss_tol`` times the initial training loss, or after ``time_limit``
-    seconds. Returns (predict, final training loss, steps run)."""
+    ``steps`` steps, at ``rel_loss_tol`` times the initial training loss, at the training loss
+    ``loss_target``, or after ``time_limit`` seconds. Returns (predict, final training loss, steps run)."""
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise InvalidInputError(f"width must be an integer >= 1, got {width!r}")
     for name, v in (("lr", lr), ("init_scale", init_scale)):
@@ -158,6 +158,8 @@ def train_student(x, y, *, width: int, steps: int = 6000, lr: float = 1.0, init_
         raise InvalidInputError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise InvalidInputError(f"steps must be an integer >= 0, got {steps!r}")
+    if not (isinstance(loss_target, (int, float)) and math.isfinite(loss_target) and loss_target >= 0):
+        raise InvalidInputError(f"loss_target must be a finite number >= 0, got {loss_target!r}")
     X = torch.as_tensor(np.asarray(x, dtype=np.float64))
     Y = torch.as_tensor(np.asarray(y, dtype=np.float64)).reshape(-1)
     if X.ndim != 2 or X.shape[0] != Y.numel() or not (bool(torch.isfinite(X).all()) and bool(torch.isfinite(Y).all())):
@@ -185,7 +187,7 @@ def train_student(x, y, *, width: int, steps: int = 6000, lr: float = 1.0, init_
             raise InvalidInputError("gradient descent diverged: lower lr")
         if loss0 is None:
             loss0 = value
-        if value <= rel_loss_tol * loss0:
+        if value <= rel_loss_tol * loss0 or value <= loss_target:
             break
         gW, ga, gc = torch.autograd.grad(loss, (W, a, c))
         with torch.no_grad():
@@ -242,15 +244,25 @@ class GDvsKernels(Result):
 def gd_vs_kernels(*, ds=(6, 8, 12, 16), seeds=(0,), samples_factor: float = 16.0, width_factor: int = 4,
                   steps: int = 6000, lr: float = 1.0, init_scale: float = 1e-2, weight_decay: float = 0.0,
                   signs: str = "positive", features_factor: float = 2.0, test_samples: int = 20000,
-                  max_samples: int = 6000, time_limit: float | None = None, progress=None) -> GDvsKernels:
+                  max_samples: int = 6000, train_target: float | None = None, time_limit: float | None = None,
+                  progress=None) -> GDvsKernels:
     """For each d and seed: a teacher (:func:`abs_teacher`, k = d, ``signs``), n = samples_factor d^2
     training points, the three predictors and their population losses. The network is
-    :func:`train_student` with ``width_factor`` d pairs of units (2 ``width_factor`` d ReLUs),
-    ``steps`` full-batch steps of size ``lr`` from scale ``init_scale``."""
+    :func:`train_student` with ``width_factor`` d pairs of units (2 ``width_factor`` d ReLUs), at most
+    ``steps`` full-batch steps of size ``lr`` from scale ``init_scale``.
+
+    ``train_target`` is the stopping rule that makes dimensions comparable: GD stops as soon as
+    d x training loss <= ``train_target`` (the same fraction of the 1/d loss scale at every d), so
+    the population loss measures what the trained network generalizes, not how far a fixed step
+    budget got (``gd_reached_target`` says whether the step cap came first). Each row also records
+    the CPU seconds of the GD run (``gd_cpu_seconds``)."""
     from relulab.kernels import analytic_ntk
 
     if not ds or not seeds:
         raise InvalidInputError("ds and seeds must each hold at least one value")
+    if train_target is not None and not (isinstance(train_target, (int, float)) and math.isfinite(train_target)
+                                         and train_target > 0):
+        raise InvalidInputError(f"train_target must be a finite number > 0, got {train_target!r}")
     settings = [(int(d), int(s)) for d in ds for s in seeds]
     for d, _ in settings:
         if int(samples_factor * d * d) > max_samples:
@@ -283,12 +295,17 @@ def gd_vs_kernels(*, ds=(6, 8, 12, 16), seeds=(0,), samples_factor: float = 16.0
         rf = population_loss(lambda z, w_rf=w_rf, off_rf=off_rf: feats(z) @ w_rf + off_rf, teacher,
                              samples=test_samples)
         left = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - start))
+        cpu0 = time.process_time()
         predict, train_loss, done = train_student(x, y, width=width_factor * d, steps=steps, lr=lr,
                                                   init_scale=init_scale, weight_decay=weight_decay, seed=s,
+                                                  loss_target=0.0 if train_target is None else train_target / d,
                                                   time_limit=left)
+        gd_cpu = time.process_time() - cpu0
         gd = population_loss(predict, teacher, samples=test_samples)
         rows.append({"d": d, "seed": s, "n": n, "gd_loss": gd[0], "gd_se": gd[1], "gd_train_loss": train_loss,
-                     "gd_steps": done, "ntk_loss": ntk[0], "ntk_se": ntk[1], "ntk_ridge": lam, "rf_loss": rf[0],
+                     "gd_steps": done, "gd_cpu_seconds": gd_cpu,
+                     "gd_reached_target": None if train_target is None else bool(d * train_loss <= train_target),
+                     "ntk_loss": ntk[0], "ntk_se": ntk[1], "ntk_ridge": lam, "rf_loss": rf[0],
                      "rf_se": rf[1], "rf_ridge": lam_rf, "rf_features": nf, "constant_loss": teacher.constant_loss,
                      "quadratic_loss": teacher.quadratic_loss})
         if progress is not None:
@@ -296,4 +313,4 @@ def gd_vs_kernels(*, ds=(6, 8, 12, 16), seeds=(0,), samples_factor: float = 16.0
     return GDvsKernels(rows=rows, seconds=time.perf_counter() - start,
                        settings={"samples_factor": samples_factor, "width_factor": width_factor, "steps": steps,
                                  "lr": lr, "init_scale": init_scale, "weight_decay": weight_decay, "signs": signs,
-                                 "features_factor": features_factor, "test_samples": test_samples})
+                                 "train_target": train_target, "features_factor": features_factor, "test_samples": test_samples})
