@@ -226,6 +226,9 @@ class LPEngine:
         self.stopped_by = None
         self.sink = sink
         self.out_pat, self.out_x = [], []
+        self.out_nbytes = 0
+        # the layers' valid-piece masks as NumPy arrays (the exact steps index them per row)
+        self.valid_np = [m.valid.cpu().numpy() for m in self.layers]
         self.n_regions = 0
         self.n_cells_out = 0
         # regions are deduplicated as they are found, by their patterns packed into int64 words
@@ -331,7 +334,7 @@ class LPEngine:
         return {k: (torch.cat([p[k] for p in parts]) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
 
     def _out_bytes(self):
-        return sum(t.numel() * t.element_size() for t in self.out_pat + self.out_x) + self.keys.numel() * 8 + self.hkeys.numel() * 8
+        return self.out_nbytes + self.keys.numel() * 8 + self.hkeys.numel() * 8
 
     @staticmethod
     def _take(b, idx):
@@ -878,10 +881,9 @@ class LPEngine:
         for i in range(l + 1):
             if i == l and b["stage"] == "start":
                 break
-            layer = self.layers[i]
             Pm, e = maps[i]
             w = pat[self.net.layer_slice(i)]
-            valid = layer.valid.cpu().numpy()
+            valid = self.valid_np[i]
             Uu, K = valid.shape
             for uu in range(Uu):
                 for sl in range(K - 1):
@@ -892,7 +894,7 @@ class LPEngine:
                         rows.append(lambda Pm=Pm, e=e, uu=uu, kk=kk, w=int(w[uu]): self._exact_row_y(
                             Pm[uu, w] - Pm[uu, kk], e, k))
         Pl, el = maps[l]
-        valid = self.layers[l].valid.cpu().numpy()
+        valid = self.valid_np[l]
         qrows = [(lambda kk=kk: self._exact_row_y(Pl[u, a] - Pl[u, kk], el, k)) if valid[u, kk] and kk != a else None
                  for kk in range(valid.shape[1])]
         return rows, qrows
@@ -985,6 +987,7 @@ class LPEngine:
         else:
             self.out_pat.append(p.to(torch.int8))
             self.out_x.append(xs)
+            self.out_nbytes += self.out_pat[-1].numel() + xs.numel() * xs.element_size()
 
     def result(self):
         """``(patterns (R, n) long, witnesses (R, d), cells)``, witnesses verified (empty when a
@@ -1042,7 +1045,7 @@ class LPEngine:
         pn = p.cpu().numpy()
         maps = self._exact_maps().maps(Z, e, pn, self.L - 1)
         for i, (Pm, _) in enumerate(maps):
-            valid = self.layers[i].valid.cpu().numpy()
+            valid = self.valid_np[i]
             w = pn[self.net.layer_slice(i)]
             for u in range(valid.shape[0]):
                 for k in range(valid.shape[1]):
