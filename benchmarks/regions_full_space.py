@@ -33,7 +33,9 @@ The dimension sweep times relulab alone on one-hidden-layer networks d-m-1 with 
 whose Zaslavsky count sum_{i<=d} C(m, i) reaches ``--sweep-regions`` (so every d has about the same
 number of regions; every count is checked against the formula), d = 2..12, with both engines (the
 vertex engine only up to ``--vertex-max-d``), and plots microseconds per region against d
-(``--plot``, default benchmarks/regions_full_space_d.png).
+(``--plot``, default benchmarks/regions_full_space_d.png). Both engines run with their defaults, so the
+vertex engine's time includes its proof where ``full_space`` proves it by default (a facet-engine
+enumeration of the same network).
 """
 
 from __future__ import annotations
