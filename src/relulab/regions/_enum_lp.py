@@ -642,14 +642,22 @@ class LPEngine:
         tau = torch.where(run, tau0 + z[:, -1], torch.full_like(tau0, -math.inf))
         centre = y + z[:, :d]
         feasible = run & (st == OPTIMAL) & (tau > TAU_FEASIBLE)
+        lp_feasible = feasible.clone()
         if check:
             nf = (~feasible).nonzero().squeeze(1)
+            open_ = []
             if nf.numel():
                 lam[:, rows.shape[1]:] = torch.where(dead[:, None], deadrow.to(lam.dtype), lam[:, rows.shape[1]:])
-                self._certify(nf, rows, erows, rn, rel, q, eq, qn, relq | deadrow, lam, excluded | proven, cell, unit,
-                              piece, b)
-        # the rows tight at the Chebyshev centres (LP answers only)
-        pos = (lam > 1e-12) & feasible[:, None]
+                open_ = self._certify(nf, rows, erows, rn, rel, q, eq, qn, relq | deadrow, lam, excluded | proven,
+                                      cell, unit, piece, b)
+            for i in open_:
+                # neither multipliers nor their exact support settle it: an exact LP does
+                y = self._exact_interior(i, cell, unit, piece, b)
+                if y is not None:
+                    feasible[i] = True
+                    centre[i] = y
+        # the rows tight at the Chebyshev centres (float LP answers only)
+        pos = (lam > 1e-12) & lp_feasible[:, None]
         one = pos.sum(1) == d + 1
         simp = torch.full((N, d + 1), -1, dtype=torch.long, device=dev)
         if bool(one.any()):
@@ -708,12 +716,15 @@ class LPEngine:
         todo = nf[~ok]
         if todo.numel() == 0:
             self.stats["float_certificates"] += int(nf.numel())
-            return
+            return []
         good, lr, lq, rn_, qn_eff = self._float_proof(todo, rows, erows, rn, rel, q, eq, qn, relq, lam, b, cell)
         self.stats["float_certificates"] += int(good.sum()) + int(ok.sum())
+        open_ = []
         for t in (~good).nonzero().squeeze(1).tolist():
             i = int(todo[t])
-            self._certify_exact(i, lr[t], lq[t], rn_[t], qn_eff[t], cell, unit, piece, b)
+            if not self._certify_exact(i, lr[t], lq[t], rn_[t], qn_eff[t], cell, unit, piece, b):
+                open_.append(i)
+        return open_
 
     def _float_proof(self, todo, rows, erows, rn, rel, q, eq, qn, relq, lam, b, cell, full_lam=True):
         """For LPs ``todo`` with multipliers ``lam`` (of theirs when ``full_lam``, else one row per
@@ -753,8 +764,14 @@ class LPEngine:
         tried = set()
         pat = b["pat"][c].long().cpu().numpy()
         k = int(b["ch"][c])
-        for cut in (0.0, 1e-13, 1e-10, 1e-7):
-            sup_r = (lr > cut * top).nonzero().squeeze(1).tolist()
+        # the chart's own rows (the bias scale s >= 0 above all) are added last: two boundaries that
+        # are parallel in x meet on the outer facet, and a sliver between them is empty only by a
+        # multiple of s too small for the float multipliers to carry
+        nc = self.charts.rows.shape[1]
+        extra = [] if self.charts.cube else [self.d]
+        for cut, add in ((0.0, ()), (1e-13, ()), (1e-10, ()), (1e-7, ()), (0.0, extra), (1e-13, extra),
+                         (0.0, range(nc)), (1e-13, range(nc))):
+            sup_r = sorted(set((lr > cut * top).nonzero().squeeze(1).tolist()) | set(add))
             sup_q = (lq > cut * top).nonzero().squeeze(1).tolist()
             key = (tuple(sup_r), tuple(sup_q))
             if key in tried or not sup_q:
@@ -773,8 +790,49 @@ class LPEngine:
             else:
                 self.stats["exact_cached"] += 1
             if ok:
-                return
-        self._fail(l, u)
+                return True
+        return False
+
+    def _exact_interior(self, i, cell, unit, piece, b):
+        """Settle exactly whether piece ``piece[i]`` of unit ``unit[i]`` wins on an open part of cell
+        ``cell[i]``, where the LP's multipliers gave no certificate either way (a sliver thinner than
+        the float LP's threshold, or an empty part whose proof needs multipliers below float64's
+        resolution): the largest margin ``max t, every row >= t`` over the cell's exact rows (a row
+        identical to zero constrains nothing, except a lower identical piece, which wins instead)
+        is solved in rational arithmetic. Returns None (proven empty) or a float64 chart point proven
+        strictly inside that part; raises :class:`DegenerateGeometryError` when the part is open but
+        no float64 point lies inside it."""
+        from relulab.regions._exact import dyadic, exact_max_margin
+
+        self.stats["exact_lps"] = self.stats.get("exact_lps", 0) + 1
+        c, u, a = int(cell[i]), int(unit[i]), int(piece[i])
+        rows, qrows = self._exact_rows(b, c, u, a)
+        cons = []
+        for f in rows:
+            r = None if f is None else f()
+            if r is not None and any(r):
+                cons.append([int(v) for v in r])
+        for kk, f in enumerate(qrows):
+            r = None if f is None else f()
+            if r is None:
+                continue
+            if not any(r):
+                if kk < a:
+                    return None
+                continue
+            cons.append([int(v) for v in r])
+        bound = [Fraction(float(v)) for v in self.charts.ymax[int(b["ch"][c])].tolist()]
+        t, y = exact_max_margin(cons, bound)
+        if t <= 0:
+            return None
+        yf = torch.tensor([float(v) for v in y], dtype=torch.float64)
+        yi, e = dyadic(yf)
+        yi = [int(v) for v in yi]
+        if all((r[0] << e) + sum(x * v for x, v in zip(r[1:], yi)) > 0 for r in cons):
+            return yf.to(dtype=self.dt, device=self.dev)
+        raise DegenerateGeometryError(
+            f"unit {u} of max layer {b['l']} wins on a part of a cell that is open in exact arithmetic but "
+            "holds no float64 point (thinner than float64's resolution there): no witness can be given")
 
     def _row_key(self, pat, l, stage, j):
         """What row ``j`` of a cell's rows (in the order of :meth:`_exact_rows`) depends on: the chart
