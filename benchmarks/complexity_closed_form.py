@@ -21,7 +21,6 @@ from relulab.complexity import exact_lc_2d, gaussian, line_lc, local_complexity,
 
 
 def main():
-    torch.set_num_threads(1)
     print(f"{'net':<8}{'estimator':<34}{'sigma':>6}{'closed form':>14}{'estimate':>14}{'SE':>10}{'z':>7}{'s':>7}")
     for d in (5, 2):
         torch.manual_seed(0)

@@ -14,7 +14,7 @@ gives the mean exact count, the proxy's mean, its mean absolute error and the fr
 where it is exact, and the exact region count beside them (the proxy says nothing about regions:
 k crossing units make between k + 1 and O(k^2) regions in a 2-D slice).
 
-Times are CPU seconds of this process (one torch thread).
+Times are CPU seconds of this process (torch's default threads, as a user gets).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--points", type=int, default=100)
     a = p.parse_args()
-    torch.set_num_threads(1)
     print(f"{'network':<26}{'r':>5}{'regions/s':>11}{'regions':>9}{'crossing':>9}{'proxy':>8}{'MAE':>7}"
           f"{'exact':>7}")
     for name, (widths, radii) in CONFIGS.items():

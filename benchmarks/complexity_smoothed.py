@@ -12,7 +12,7 @@ accuracy": both are exact up to rounding). relulab carries ``r = rank(W_1) <= 25
 instead of 784 (every hidden gradient lies in the row space of the first layer) and skips the
 first layer's gradients (constant rows of W_1).
 
-Times are CPU seconds of this process (one torch thread unless --threads says otherwise; wall time
+Times are CPU seconds of this process (torch's default threads unless --threads says otherwise; wall time
 inflates on a shared machine), the best of --repeat runs each (default 1); float64 throughout.
 """
 
@@ -58,10 +58,11 @@ def main():
     p.add_argument("--points", type=int, default=1000)
     p.add_argument("--sigma", type=float, default=0.5)
     p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="pin torch to this many threads (default: torch's default, as a user gets)")
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
     model = model.double().to(a.device)
@@ -81,7 +82,7 @@ def main():
         return t_best, res
 
     print(f"smoothed LC, 784-256-256-10 ReLU MLP, {a.points} points, sigma {a.sigma}, device {a.device}, "
-          f"{a.threads} thread(s), {'wall' if a.device.startswith('cuda') else 'CPU'} seconds (best of {a.repeat})")
+          f"{torch.get_num_threads()} thread(s), {'wall' if a.device.startswith('cuda') else 'CPU'} seconds (best of {a.repeat})")
     print(f"{'method':<28}{'seconds':>10}{'points/s':>12}{'LC':>14}", flush=True)
     t_rl, res = timed(lambda: local_complexity(net, x, a.sigma))
     print(f"{'relulab local_complexity':<28}{t_rl:>10.3f}{a.points / t_rl:>12.0f}{res.value:>14.6g} +- {res.stderr:.3g}",

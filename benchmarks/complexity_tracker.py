@@ -17,14 +17,12 @@ import os
 import sys
 import tempfile
 
-import torch
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=3000)
     a = p.parse_args()
-    torch.set_num_threads(1)
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples", "grokking_digits.py")
     spec = importlib.util.spec_from_file_location("grokking_digits", path)
     ex = importlib.util.module_from_spec(spec)

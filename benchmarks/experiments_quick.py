@@ -9,7 +9,9 @@ entry's verdict: yes (it says it agrees), no (it says it does not), partly (it q
 agreement), or "not judged" (the entry states no verdict, e.g. a finite-size run that cannot decide
 an asymptotic claim). Progress goes to stderr, the Markdown table to stdout.
 
-    PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 python benchmarks/experiments_quick.py [--full] [NAME ...]
+    PYTHONPATH=$PWD/src python benchmarks/experiments_quick.py [NAME ...]
+
+The full versions: benchmarks/experiments_full.py.
 """
 
 from __future__ import annotations
@@ -42,37 +44,15 @@ def cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("names", nargs="*", help="entries (default: all)")
-    ap.add_argument("--full", action="store_true", help="the full grids instead of --quick")
-    args = ap.parse_args()
-    names = args.names or registry.names()
-    grid = "full" if args.full else "quick"
+def table_lines(entries, grid: str) -> list[str]:
+    """Markdown rows for ``(name, timing text, reproduction document or None, error or None)``: one row
+    per comparison the entry makes, the entry's name, timing and verdict on its first row."""
     lines = [f"| entry | {grid} s: wall / CPU (load) | paper's claim | our result | agree? |",
              "|---|---|---|---|---|"]
-    total_wall = total_cpu = 0.0
-    failed = []
-    for name in names:
-        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "relulab", "reproduce", name, "--json"] + ([] if args.full else ["--quick"]),
-                           capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
-        wall = time.perf_counter() - t
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-        load = os.getloadavg()[0]
-        total_wall, total_cpu = total_wall + wall, total_cpu + cpu
-        timing = f"{wall:.1f} / {cpu:.1f} ({load:.1f})"
-        if p.returncode != 0 and not p.stdout.strip():
-            err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
-            lines.append(f"| {name} | {timing} | - | FAILED: {cell(err)} | - |")
-            failed.append(name)
-            print(f"{name}: FAILED ({err})", file=sys.stderr, flush=True)
+    for name, timing, doc, error in entries:
+        if doc is None:
+            lines.append(f"| {name} | {timing} | - | FAILED: {cell(error)} | - |")
             continue
-        doc = json.loads(p.stdout)
-        if doc["failures"]:
-            failed.append(name)
         comp = doc["comparison"] or [{"quantity": "-", "paper": doc["claim"], "this_run": "-"}]
         for i, c in enumerate(comp):
             first = i == 0
@@ -81,9 +61,39 @@ def main():
                 result += f" ({len(doc['failures'])} of {doc['tasks']} tasks failed)"
             lines.append(f"| {name if first else ''} | {timing if first else ''} | {cell(c['quantity'])}: "
                          f"{cell(c['paper'])} | {result} | {cell(agree(doc['verdict'])) if first else ''} |")
+    return lines
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("names", nargs="*", help="entries (default: all)")
+    args = ap.parse_args()
+    names = args.names or registry.names()
+    entries, failed, total_wall, total_cpu = [], [], 0.0, 0.0
+    for name in names:
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "relulab", "reproduce", name, "--json", "--quick"],
+                           capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        load = os.getloadavg()[0]
+        total_wall, total_cpu = total_wall + wall, total_cpu + cpu
+        timing = f"{wall:.1f} / {cpu:.1f} ({load:.1f})"
+        if p.returncode != 0 and not p.stdout.strip():
+            err = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"
+            entries.append((name, timing, None, err))
+            failed.append(name)
+            print(f"{name}: FAILED ({err})", file=sys.stderr, flush=True)
+            continue
+        doc = json.loads(p.stdout)
+        if doc["failures"]:
+            failed.append(name)
+        entries.append((name, timing, doc, None))
         print(f"{name}: {doc['tasks']} tasks, {timing}, verdict {doc['verdict']!r}", file=sys.stderr, flush=True)
-    print("\n".join(lines))
-    print(f"\n{len(names)} entries, {grid} grids: {total_wall:.0f} s wall, {total_cpu:.0f} CPU s in all; "
+    print("\n".join(table_lines(entries, "quick")))
+    print(f"\n{len(names)} entries, quick grids: {total_wall:.0f} s wall, {total_cpu:.0f} CPU s in all; "
           f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"{len(failed)} with failures{': ' + ', '.join(failed) if failed else ''}")
     return 1 if failed else 0

@@ -8,7 +8,7 @@ seeds 0, 1, ... (the first global and the first spurious minimum reached, at mos
 seeds, with its isotropy group); then ``polish_critical_point`` (Levenberg-Marquardt with the exact Hessian) is timed from
 W* + r E, E with i.i.d. N(0, 1 / d) entries, r = 1e-2, 1e-4, 1e-6 (``--repeats`` draws each; the
 median wall time is reported with the Newton iterations and the final gradient norm, target 1e-12).
-One torch thread.
+Torch's default threads (what a user gets).
 
 Part 2, families: ``find_critical_points`` with ``--starts`` random starts (seed 0, N(0, 1/d)
 entries) for each d in ``--dims``, over ``--workers`` processes (default: every core), target
@@ -31,7 +31,6 @@ import torch
 def polish_timings(d, repeats, max_seeds):
     from relulab.landscape import TeacherStudent, find_critical_point, isotropy_group, polish_critical_point
 
-    torch.set_num_threads(1)
     problem = TeacherStudent.identity(d)
     targets = {}
     for seed in range(max_seeds):

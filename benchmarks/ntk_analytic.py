@@ -14,7 +14,7 @@ parameterization. Each row runs in its own subprocess:
 
 Measured: wall and CPU seconds of the call; memory as the growth of the subprocess's maximum
 resident set size over its value before the call, next to the 2 n^2 x 8 bytes of the two outputs.
-One torch thread unless --threads.
+Torch's default threads (what a user gets) unless --threads.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def naive_relu(X, depth, weight_var, bias_var):
 
 
 def worker(kind, n, threads):
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
     from relulab.kernels import analytic_ntk
     from relulab.kernels.analytic import _maxout_table
 
@@ -88,7 +89,7 @@ def main():
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--naive-n", type=int, default=4000, help="size of the naive comparison (0: skip)")
     ap.add_argument("--activations", nargs="+", default=["relu", "leaky_relu", "maxout"])
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="pin torch to this many threads (default 0: torch's default, as a user gets)")
     ap.add_argument("--timeout", type=int, default=1800)
     ap.add_argument("--worker", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -99,7 +100,7 @@ def main():
     rows = [(f"relulab:{act}", a.n) for act in a.activations]
     if a.naive_n:
         rows += [("relulab:relu", a.naive_n), ("naive:relu", a.naive_n)]
-    print(f"analytic NNGP + NTK, depth {SETTINGS['depth']}, d0 = 16, float64, {a.threads} thread(s), "
+    print(f"analytic NNGP + NTK, depth {SETTINGS['depth']}, d0 = 16, float64, {a.threads or torch.get_num_threads()} thread(s), "
           f"load average {os.getloadavg()[0]:.1f}")
     header = f"{'n':>6} {'method':<20} {'wall s':>8} {'cpu s':>8} {'RSS growth MB':>14} {'outputs MB':>11}  note"
     print(header)

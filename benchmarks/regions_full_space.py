@@ -19,7 +19,8 @@ vertex engine for d <= 4 with boundedness, linear regions and decision boundary;
 for d >= 5 with patterns and proven witnesses) in a fresh subprocess, which also gives its peak
 resident memory (``ru_maxrss``; the interpreter with torch loaded is reported too). Both sides run
 in the same invocation on the same machine, one after the other. Reported: both counts, wall-clock and
-CPU seconds (relucent's include its worker processes), regions per second and the speed ratio (wall
+CPU seconds (relucent's include its worker processes, the finished ones and, when it is stopped
+at its time limit, the still-running ones, read from /proc), regions per second and the speed ratio (wall
 and CPU). relulab's time is the median of ``--repeats`` runs; relucent runs once (minutes per
 network); on networks deeper than two hidden layers it is stopped after ``--peer-time-limit`` seconds
 (a full search takes hours there), its count is then a lower bound (``<=`` in the table: every region it
@@ -67,12 +68,36 @@ from relucent_peer import build, count_regions, finish
 from safetensors.torch import save_file
 model = build({widths!r}, {seed!r})
 save_file({{k: v.contiguous() for k, v in model.state_dict().items()}}, {out!r})
-def cpu():  # this process and its finished worker processes (relucent's search uses a pool)
+import os
+def live_descendants_cpu():  # CPU of the still-running worker processes (and what they reaped), from /proc
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        procs = {{}}
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    with open(f"/proc/{{p}}/stat") as f:
+                        rest = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                procs[int(p)] = (int(rest[1]), sum(int(v) for v in rest[11:15]))
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+    kids = {{}}
+    for pid, (pp, _) in procs.items():
+        kids.setdefault(pp, []).append(pid)
+    total, todo = 0, list(kids.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        total += procs[pid][1]
+        todo += kids.get(pid, [])
+    return total / tick
+def cpu():  # the whole process tree: this process, its finished workers and its live ones
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime + live_descendants_cpu()
 c0 = cpu()
 count, secs, complete = count_regions(model, {limit!r})
-cpu = cpu() - c0  # an unfinished search's live workers are not counted: a lower bound then
+cpu = cpu() - c0
 print(json.dumps({{"count": count, "seconds": secs, "cpu_seconds": cpu, "complete": complete}}))
 finish()
 """

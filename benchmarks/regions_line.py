@@ -20,7 +20,7 @@ arithmetic where float64 cannot decide; over its work budget it says False); ``u
 same walk with ``certify=False``, for the certificate's cost. MLP rows: 784-256-256-10, the
 2-200-200-200-1 net of the plane benchmark, and a wide 1-20000-1 net.
 
-Times are CPU seconds of this process (one torch thread unless --threads says otherwise; wall
+Times are CPU seconds of this process (torch's default threads unless --threads says otherwise; wall
 time inflates on a shared machine), rates are activation regions per CPU second.
 """
 
@@ -114,10 +114,11 @@ def main():
     ap.add_argument("--segments", type=int, default=100)
     ap.add_argument("--baseline-segments", type=int, default=2)
     ap.add_argument("--samples", type=int, default=2**14, help="baseline samples per segment")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="pin torch to this many threads (default: torch's default, as a user gets)")
     ap.add_argument("--only", default="", help="comma-separated config names: " + ", ".join(CONFIGS))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     names = [n for n in args.only.split(",") if n] or list(CONFIGS)
     rows = []
     for name in names:
@@ -159,7 +160,7 @@ def main():
     cells = [[fmt.get(c, "{}").format(r[c]) for c in cols] for r in rows]
     widths = [max(len(c), *(len(x[i]) for x in cells)) for i, c in enumerate(cols)]
     print()
-    print(f"on_line: {args.segments} segments per network, {args.threads} thread(s); baseline: "
+    print(f"on_line: {args.segments} segments per network, {torch.get_num_threads()} thread(s); baseline: "
           f"{args.samples} samples + bisection on {min(args.baseline_segments, args.segments)} segments")
     print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
     for x in cells:

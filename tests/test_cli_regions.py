@@ -109,9 +109,3 @@ def test_certify_flag_reaches_every_engine(files, capsys, domain):
     skipped = json.loads(out)
     assert proven["certified"] is True and skipped["certified"] is False
     assert skipped["count"] == proven["count"]
-
-
-def test_certify_flag_is_refused_with_split(files, capsys):
-    code, out, err = run(["regions", str(files / "m2.safetensors"), "--all", "--split", "2", "--certify", "never"],
-                         capsys)
-    assert code != 0 and "--certify" in err and len(err.strip().splitlines()) == 1

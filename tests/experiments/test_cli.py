@@ -86,6 +86,18 @@ def test_regions_split_matches_the_single_run(capsys, tmp_path, model_file, doma
     assert code == 0 and "activation regions" in out and f"{ref.count:,}" in out
 
 
+def test_regions_split_certify_is_each_cells_proof(capsys, model_file):
+    """--certify with --split: "never" skips every cell's proof (not certified), "always" proves them."""
+    got = {}
+    for mode in ("never", "always"):
+        code, out, err = run(capsys, "regions", str(model_file), "--all", "--split", "4", "--workers", "1",
+                             "--certify", mode, "--json")
+        assert code == 0, err
+        got[mode] = json.loads(out)
+    assert got["never"]["certified"] is False and got["always"]["certified"] is True
+    assert got["never"]["count"] == got["always"]["count"]
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--line", "0", "1", "--split", "4"], "--split applies to --box and --all only"),
     (["--all", "--workers", "2"], "--workers only apply with --split K"),

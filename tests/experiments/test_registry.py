@@ -49,6 +49,11 @@ def test_quick_entry_is_a_tidy_table_with_a_comparison(name):
     keys = list(points[0])
     assert {tuple(r[k] for k in keys) for r in doc["rows"]} == {tuple(p[k] for k in keys) for p in points}
     assert doc["comparison"] and all(c["paper"] and c["this_run"] for c in doc["comparison"])
+    if name == "tseran-montufar-maxout-training":
+        # the quick run must train, not sit at chance (0.1 on ten classes): every network with the
+        # paper's initialization learns
+        accs = [r["test_accuracy"] for r in doc["rows"] if r["init"] == "maxout"]
+        assert min(accs) > 0.5, accs
 
 
 def test_entry_values_agree_with_direct_engine_calls():

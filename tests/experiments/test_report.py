@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+
+from pathlib import Path
 
 import pytest
 
@@ -96,3 +99,22 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     assert err.startswith("relulab: error: report:") and "holds no results" in err and err.count("\n") == 1
     assert main(["report", str(tmp_path / "missing")]) == 1
     assert "is not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.environ.get("RELULAB_REPORT_DIR"),
+                    reason="set RELULAB_REPORT_DIR to a results folder to check its report in Chromium")
+def test_report_of_a_given_folder_renders_in_chromium(tmp_path, capsys):
+    """The report of a real results folder (e.g. every entry's full run, benchmarks/experiments_full.py):
+    one section per result, every figure decoded by the browser, no console errors."""
+    folder = Path(os.environ["RELULAB_REPORT_DIR"])
+    page = tmp_path / "report.html"
+    assert main(["report", str(folder), "--output", str(page)]) == 0
+    capsys.readouterr()
+    text = page.read_text()
+    results = [p for p in folder.iterdir() if (p / "reproduction.json").is_file() or (p / "sweep.json").is_file()]
+    assert text.count("<h2>") >= len(results) > 0
+    seen, log = browse(page, tmp_path)
+    assert seen["images"] == text.count("<img") > 0 and seen["broken"] == 0, seen
+    assert seen["errors"] == []
+    assert not re.search(r"CONSOLE.*(Uncaught|Error)", log)
+    print(f"{len(results)} results, {seen['images']} figures rendered")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from relulab import regions
-from relulab.core.errors import DegenerateGeometryError
+from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.plnet import PLNet
 from relulab.experiments.split import split_full_space
 
@@ -104,15 +104,75 @@ def test_a_boundary_inside_a_wall_is_refused():
         split_full_space(net, box=(-1.0, 1.0), walls=[[0.5], [0.0]], workers=1)
 
 
+def _same_as_single(s, ref, certificate=True):
+    """``certificate=False``: all of R^d at d >= 3, where the cone cells' own proofs fail (the facet
+    engine cannot settle the cone network's degenerate first layers) and the merged result is then
+    not certified, as it says."""
+    assert s.complete and ref.complete
+    assert (s.count, s.linear_count) == (ref.count, ref.linear_count)
+    assert s.certified == ref.certified if certificate else s.certified in (ref.certified, False)
+    assert same_patterns(s, ref)
+    if ref.domain == "R^d":  # the same regions bounded, region by region
+        assert s.unbounded_count == ref.unbounded_count > 0
+        flags = lambda r: dict(zip(map(tuple, r.patterns.tolist()), r.bounded.tolist()))  # noqa: E731
+        assert flags(s) == flags(ref)
+
+
 def test_local_pool_and_ray_agree(ray_local):
+    """full_space(split=...) on the local pool and on a real local Ray instance: the single run's
+    count, bounded/unbounded split, linear count and certificate."""
     net = mlp(3, [6, 5], seed=7)
-    ref = full_space(net)
-    a = split_full_space(net, cells=6, workers=2)
-    b = split_full_space(net, cells=6, ray=True)
-    assert a.executor == "local" and b.executor == "ray"
-    for s in (a, b):
-        assert (s.count, s.linear_count, s.unbounded_count) == (ref.count, ref.linear_count, ref.unbounded_count)
-        assert same_patterns(s, ref)
+    ref = full_space(net, method="vertex")
+    a = full_space(net, split=6, workers=2)
+    b = full_space(net, split=6, ray=True)
+    c = split_full_space(net, cells=6, ray=True)
+    assert a.executor == "local" and b.executor == "ray" and c.executor == "ray"
+    for s in (a, b, c):
+        _same_as_single(s, ref, certificate=False)
+    box = (torch.full((3,), -2.0), torch.full((3,), 1.0))
+    ref = full_space(net, box, method="vertex")
+    assert ref.certified, "the reference must be proven for the comparison of certificates to mean something"
+    _same_as_single(full_space(net, box, split=5, ray=True), ref)
+    _same_as_single(full_space(net, box, split=5, workers=2), ref)
+
+
+@pytest.mark.parametrize("box", [None, (-2.0, 1.5)])
+def test_full_space_split_option_equals_the_single_run(box):
+    net = mlp(2, [6, 5], seed=11)
+    ref = full_space(net, box, method="vertex")
+    s = full_space(net, box, split=5, workers=1)
+    assert ref.certified and s.cells >= 5 and s.pieces > s.count and s.executor == "in-process"
+    _same_as_single(s, ref)
+    # the proof is each cell's: skipped, the merged result says so; forced, it is certified
+    never = full_space(net, box, split=5, workers=1, certify=False)
+    assert never.count == ref.count and never.certified is False
+    assert full_space(net, box, split=5, workers=1, certify=True).certified is True
+
+
+def test_full_space_split_local_pool():
+    net = mlp(4, [5, 4], seed=2)
+    box = (torch.full((4,), -2.0), torch.full((4,), 2.0))
+    ref = full_space(net, box, method="vertex")
+    s = full_space(net, box, workers=2)  # workers alone splits, into 4 cells per worker
+    assert s.executor == "local" and s.cells >= 8
+    _same_as_single(s, ref)
+    # all of R^d at d = 4: same regions; the cone cells' own proofs can fail here (the facet engine
+    # cannot settle the cone network's coordinate units), and then the merged result says so
+    ref = full_space(net, method="vertex")
+    _same_as_single(full_space(net, split=8, workers=2), ref, certificate=False)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"neighbours": True}, "neighbours=True"), ({"audit_samples": 10}, "audit_samples"),
+    ({"method": "facet"}, "method='facet'"), ({"out": "r.parquet"}, "out"),
+    ({"memory_budget": 1e6}, "memory_budget"), ({"ray": "  "}, "ray must be"), ({"ray": 3}, "ray must be"),
+    ({"certify": "yes"}, "certify must be"), ({"split": 0}, "cells must be"), ({"workers": 0}, "workers must be"),
+])
+def test_full_space_split_refuses_what_it_cannot_give(kw, match):
+    net = mlp(2, [3], seed=0)
+    kw = {"split": 2, **kw}
+    with pytest.raises(InvalidInputError, match=match):
+        full_space(net, **kw)
 
 
 # ------------------------------------------------------------------ linear regions, decided exactly

@@ -1107,9 +1107,12 @@ def test_lanczos_memory_budget_caps_the_basis_or_refuses():
         spectral_density(A, 2, 80, memory_budget=10 * 1000 * 8)
 
 
-def test_engines_choose_one_thread_for_small_work_and_restore_the_callers_setting():
+def test_engines_choose_one_thread_for_small_work_and_restore_the_callers_setting(monkeypatch):
     """Small networks run their products on one torch thread (threads_for); large ones on the
-    caller's setting, which is restored afterwards."""
+    caller's setting, which is restored afterwards, unless the machine is busy."""
+    import relulab.core.threads as threads
+
+    monkeypatch.setattr(threads, "machine_busy", lambda: False)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -1133,5 +1136,9 @@ def test_engines_choose_one_thread_for_small_work_and_restore_the_callers_settin
         assert big.work >= 1 << 16
         hessian_trace(big, queries=3, method="hutchinson")
         assert set(seen) == {2} and torch.get_num_threads() == 2
+        seen.clear()
+        monkeypatch.setattr(threads, "machine_busy", lambda: True)
+        hessian_trace(big, queries=3, method="hutchinson")
+        assert set(seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

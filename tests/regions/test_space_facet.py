@@ -300,3 +300,36 @@ def test_exact_reference_helper_is_exact():
     # float64 gets wrong: (1e16 + 1) - 1e16 - 1 == 0 exactly
     num, _ = exact_product_sum([[1e16], [1.0], [-1e16], [-1.0]])
     assert num == 0
+
+
+# ------------------------------------------------------------------- dedup and LP-free answers
+def test_multiword_keys_and_hash_collisions_keep_every_region(monkeypatch):
+    """Over 62 units the patterns take several int64 words; with every hash equal (all collide)
+    the exact word comparison alone must still keep each region once."""
+    import relulab.regions._enum_lp as E
+
+    net = plnet(mlp([2, 32, 32, 1], seed=3), 2)
+    assert net.n_units > 62
+    ref = full_space(net, method="vertex", certify=False)
+    res = full_space(net, method="facet")
+    assert res.complete and pattern_set(res.patterns) == pattern_set(ref.patterns)
+    assert res.count == ref.count == len(pattern_set(res.patterns))
+    monkeypatch.setattr(E.LPEngine, "_hash", lambda self, keys: torch.zeros(keys.shape[0], dtype=torch.long))
+    again = full_space(net, method="facet")
+    assert again.count == res.count and pattern_set(again.patterns) == pattern_set(res.patterns)
+    check_witnesses(net, again)
+
+
+def test_ray_points_answer_like_the_lps(monkeypatch):
+    """Decisions answered by a ray point (no LP) give the same regions as the LPs alone, with proven
+    witnesses; the rays do answer some of them."""
+    import relulab.regions._enum_lp as E
+
+    net = plnet(mlp([5, 6, 4, 1], seed=5), 5)
+    res = full_space(net, method="facet")
+    assert res.stats["ray_points"] > 0
+    monkeypatch.setattr(E, "USE_RAY", False)
+    ref = full_space(net, method="facet")
+    assert ref.stats["ray_points"] == 0 and ref.stats["lps"] > res.stats["lps"]
+    assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
+    check_witnesses(net, res)

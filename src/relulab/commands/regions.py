@@ -71,8 +71,6 @@ def run(args, ctx: Context) -> Output:
         raise InvalidInputError("--out writes the regions of --box or --all; --line and --plane list theirs with --json --full")
     if args.out and (args.plot or args.audit or getattr(args, "split", None)):
         raise InvalidInputError("--out keeps no regions in memory: it cannot be combined with --plot, --audit or --split")
-    if args.certify != "auto" and getattr(args, "split", None):
-        raise InvalidInputError("--certify applies to a single enumeration; --split certifies its cells automatically")
     net = load_model(args).net
     shape = net.input_shape
     budgets = {"max_regions": args.max_regions, "time_limit": args.time_limit}

@@ -145,10 +145,20 @@ def _summarize_rank(rows: list[dict]) -> Summary:
         ax.legend(fontsize=8)
 
     below = [r["fraction"] for r in rows if r["params_over_n"] < 1]
-    above = [r["fraction"] for r in rows if r["params_over_n"] >= 4]
+    # one-dimensional data is the paper's separate case (its theorem for d = 1 is about the regions
+    # the data realize); by volume the transition comes later there, so it is shown, not judged
+    above = [r["fraction"] for r in rows if r["params_over_n"] >= 4 and r["d"] >= 2]
     comparison = [("full-rank fraction with m(d+1) < n", "0 (impossible)",
                    f"max {max(below):.3f}" if below else "no such point"),
-                  ("full-rank fraction with m(d+1) >= 4n", "close to 1", f"min {min(above):.3f}" if above else "no such point")]
+                  ("full-rank fraction with m(d+1) >= 4n, d >= 2", "close to 1",
+                   f"min {min(above):.3f}" if above else "no such point")]
+    one = [r for r in rows if r["d"] == 1]
+    if one:
+        last = [max((r for r in one if r["n"] == n), key=lambda r: r["m"]) for n in sorted({r["n"] for r in one})]
+        comparison.append(("d = 1: full-rank fraction at the largest width, by n",
+                           "not judged (the paper treats d = 1 separately)",
+                           ", ".join(f"n = {r['n']}, m(d+1)/n = {r['params_over_n']:.3g}: {r['fraction']:.3f}"
+                                     for r in last)))
     verdict = None
     if below and above:
         ok = max(below) == 0 and min(above) > 0.8
@@ -366,35 +376,51 @@ class MaxoutTrainingConfig:
     init: str = "maxout"
     optimizer: str = "sgd"
     k: int = 5
-    depth: int = 10
+    depth: int = 12
     width: int = 32
-    epochs: int = 10
-    lr: float = 0.01
+    channels: int = 8
+    epochs: int = 15
+    lr: float = 0.02
+    batch: int = 32
     seed: int = 0
     arch: str = "mlp"
 
 
 def _summarize_training(rows: list[dict]) -> Summary:
+    keys = sorted({(r["arch"], r["depth"], r["optimizer"]) for r in rows})
+    acc = {}
+    for key in keys:
+        for init in ("maxout", "he"):
+            a = [r["test_accuracy"] for r in rows if (r["arch"], r["depth"], r["optimizer"]) == key and r["init"] == init]
+            if a:
+                acc[key + (init,)] = (float(np.mean(a)), len(a))
+
     def draw(ax):
-        labels = [f"{r['arch']}\n{r['optimizer']}\n{r['init']}" for r in rows]
-        ax.bar(range(len(rows)), [r["test_accuracy"] for r in rows],
-               color=["C0" if r["init"] == "maxout" else "C1" for r in rows])
-        ax.set_xticks(range(len(rows)), labels, fontsize=7)
-        ax.set_ylabel("test accuracy (digits)")
+        for j, init in enumerate(("maxout", "he")):
+            xs = [i + 0.4 * j for i, key in enumerate(keys) if key + (init,) in acc]
+            ys = [acc[key + (init,)][0] for key in keys if key + (init,) in acc]
+            ax.bar(xs, ys, width=0.4, color=f"C{j}", label=f"{init} init")
+        ax.set_xticks([i + 0.2 for i in range(len(keys))], [f"{a}\nL={d}\n{o}" for a, d, o in keys], fontsize=7)
+        ax.axhline(0.1, color="grey", lw=0.8, ls=":")
+        ax.set_ylabel("test accuracy (digits; chance 0.1)")
+        ax.legend(fontsize=7)
 
     comp, wins, total = [], 0, 0
-    for arch, opt in sorted({(r["arch"], r["optimizer"]) for r in rows}):
-        sub = [r for r in rows if r["optimizer"] == opt and r["arch"] == arch]
-        acc = {init: float(np.mean([r["test_accuracy"] for r in sub if r["init"] == init]))
-               for init in ("maxout", "he") if any(r["init"] == init for r in sub)}
-        if len(acc) == 2:
+    for key in keys:
+        if key + ("maxout",) in acc and key + ("he",) in acc:
+            (m, n), (h, _) = acc[key + ("maxout",)], acc[key + ("he",)]
             total += 1
-            wins += acc["maxout"] >= acc["he"]
-            comp.append((f"test accuracy, {arch} with {opt}: maxout init / He init", "maxout init better (deep nets)",
-                         f"{acc['maxout']:.3f} / {acc['he']:.3f}"))
-    verdict = None if not total else (f"agrees for {wins} of {total} (architecture, optimizer) pairs" if wins
-                                      else "does not agree")
-    return Summary(figures=[("test accuracy by optimizer and initialization", draw)], comparison=comp,
+            wins += m >= h
+            comp.append((f"test accuracy, {key[0]} depth {key[1]} with {key[2]} (mean of {n}): maxout init / He init",
+                         "maxout init better (deep nets)", f"{m:.3f} / {h:.3f}"))
+    diverged = sum(1 for r in rows if not math.isfinite(r["train_loss"]))
+    comp.append(("runs whose training loss became infinite or NaN (maxout / He init)", "He init: exploding gradients",
+                 f"{sum(1 for r in rows if r['init'] == 'maxout' and not math.isfinite(r['train_loss']))} / "
+                 f"{sum(1 for r in rows if r['init'] == 'he' and not math.isfinite(r['train_loss']))} of {len(rows)}"
+                 if diverged else f"none of {len(rows)}"))
+    verdict = None if not total else (f"agrees for {wins} of {total} (architecture, depth, optimizer) settings"
+                                      if wins < total else "agrees") if wins else "does not agree"
+    return Summary(figures=[("mean test accuracy by setting and initialization", draw)], comparison=comp,
                    verdict=verdict)
 
 
@@ -405,34 +431,46 @@ def _summarize_training(rows: list[dict]) -> Summary:
           "Initialization (ICML 2023)",
     claim="Deep maxout networks initialized with c = 1/M_K train well with SGD and Adam, while with He "
           "initialization they train slowly or not at all; the paper shows this on MNIST-type data with MLPs and CNNs.",
-    full={"arch": ["mlp", "cnn"], "init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [10, 20],
-          "seed": [0, 1, 2], "epochs": [30]},
+    full={"arch": ["mlp", "cnn"], "init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [6, 12],
+          "seed": [0, 1, 2], "epochs": [15]},
     quick={"arch": ["mlp", "cnn"], "init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [6],
-           "width": [6], "epochs": [1]},
+           "width": [16], "channels": [6], "epochs": [3]},
     summarize=_summarize_training,
     requires=("sklearn",),
 )
 def tseran_montufar_maxout_training(cfg: MaxoutTrainingConfig) -> list[dict]:
     """A depth-``depth`` maxout network (rank ``k``) on scikit-learn's 8x8 digits (1797 images; 70/30
-    split, features scaled to [0, 1]): ``arch = "mlp"``, fully connected maxout layers of ``width``
-    units; ``"cnn"``, 3x3 convolutions (padding 1) of ``width * k`` channels each followed by a maxout
-    over groups of ``k`` channels, a 2x2 max-pool after the first of them, then a linear
-    read-out. Initialized by :func:`relulab.init.maxout_` (paper's c, or c = 2 for "he"), trained
-    ``epochs`` epochs with minibatches of 64 by SGD (momentum 0.9) or Adam (lr / 10)."""
+    split; pixels standardized with the training split's mean and standard deviation): ``arch =
+    "mlp"``, fully connected maxout layers of ``width`` units; ``"cnn"``, 3x3 convolutions (padding
+    1) of ``channels * k`` channels each followed by a maxout over groups of ``k`` channels, 2x2
+    max-pools after layers ``depth // 3`` and ``2 depth // 3`` (8x8 -> 4x4 -> 2x2, as VGG's blocks),
+    then a linear read-out. Initialized by :func:`relulab.init.maxout_`: ``"maxout"`` is the paper's
+    c = 1/M_K (1/M_{4K} in front of a max-pool, the paper's max-pooling initialization), ``"he"`` is
+    c = 2 everywhere; zero biases; read-out c = 1, as in the paper. Trained ``epochs`` epochs with
+    minibatches of ``batch`` (the paper's 32) by SGD with Nesterov momentum 0.9 at ``lr`` or by Adam
+    at ``lr / 10`` (the paper's optimizers; the paper's rate is 1e-3 for both, over hundreds of
+    epochs: here 2e-2 and 2e-3 make 15 epochs enough). Standardizing the pixels (the paper rescales
+    them to [0, 1]) speeds up training of both initializations; it does not change the scale
+    argument, which is about the layers after the first."""
     from sklearn.datasets import load_digits
 
     from relulab.core.errors import InvalidInputError
+    from relulab.core.threads import threads_for
     from relulab.init import maxout_
     from relulab.nn import GroupMax, Maxout
 
     if cfg.init not in ("maxout", "he") or cfg.optimizer not in ("sgd", "adam") or cfg.arch not in ("mlp", "cnn"):
         raise InvalidInputError("init must be 'maxout' or 'he', optimizer 'sgd' or 'adam' and arch 'mlp' or 'cnn'")
+    if min(cfg.k, cfg.depth, cfg.width, cfg.channels, cfg.epochs, cfg.batch) < 1 or not cfg.lr > 0:
+        raise InvalidInputError("k, depth, width, channels, epochs and batch must be positive integers and lr > 0")
     X, y = load_digits(return_X_y=True)
     g = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(len(y), generator=g)
-    X = torch.as_tensor(X, dtype=torch.float32)[perm] / 16.0
+    X = torch.as_tensor(X, dtype=torch.float32)[perm]
     y = torch.as_tensor(y)[perm]
     ntr = int(0.7 * len(y))
+    mean, std = X[:ntr].mean(0), X[:ntr].std(0)
+    X = (X - mean) / torch.where(std > 0, std, torch.ones_like(std))  # constant border pixels stay 0
     torch.manual_seed(cfg.seed)
     layers, fan = [], X.shape[1]
     if cfg.arch == "mlp":
@@ -443,32 +481,36 @@ def tseran_montufar_maxout_training(cfg: MaxoutTrainingConfig) -> list[dict]:
     else:
         X = X.reshape(-1, 1, 8, 8)
         ch, side = 1, 8
+        pools = {cfg.depth // 3, 2 * cfg.depth // 3}
         for i in range(cfg.depth):
-            layers += [torch.nn.Conv2d(ch, cfg.width * cfg.k, 3, padding=1), GroupMax(cfg.k)]
-            ch = cfg.width
-            if i == 0:
+            layers += [torch.nn.Conv2d(ch, cfg.channels * cfg.k, 3, padding=1), GroupMax(cfg.k)]
+            ch = cfg.channels
+            if i in pools and side > 1:
                 layers.append(torch.nn.MaxPool2d(2))
                 side //= 2
         layers += [torch.nn.Flatten(), torch.nn.Linear(ch * side * side, 10)]
     net = torch.nn.Sequential(*layers)
     maxout_(net, c=None if cfg.init == "maxout" else 2.0, generator=g)
-    opt = (torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9) if cfg.optimizer == "sgd"
+    opt = (torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True) if cfg.optimizer == "sgd"
            else torch.optim.Adam(net.parameters(), lr=cfg.lr / 10))
     lossf = torch.nn.CrossEntropyLoss()
     losses = []
-    for _ in range(cfg.epochs):
-        order = torch.randperm(ntr, generator=g)
-        total = 0.0
-        for s in range(0, ntr, 64):
-            idx = order[s:s + 64]
-            opt.zero_grad()
-            loss = lossf(net(X[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        losses.append(total / ntr)
-    with torch.no_grad():
-        acc = float((net(X[ntr:]).argmax(1) == y[ntr:]).float().mean())
+    # a typical layer's output (the CNN's middle block): small, so one thread (several threads made
+    # the CNN 17x slower in CPU time on a busy two-core machine)
+    with threads_for(cfg.batch * (cfg.width * cfg.k if cfg.arch == "mlp" else cfg.channels * cfg.k * 16)):
+        for _ in range(cfg.epochs):
+            order = torch.randperm(ntr, generator=g)
+            total = 0.0
+            for s in range(0, ntr, cfg.batch):
+                idx = order[s:s + cfg.batch]
+                opt.zero_grad()
+                loss = lossf(net(X[idx]), y[idx])
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            losses.append(total / ntr)
+        with torch.no_grad():
+            acc = float((net(X[ntr:]).argmax(1) == y[ntr:]).float().mean())
     final = losses[-1]
     return [{"train_loss": final if math.isfinite(final) else float("nan"), "test_accuracy": acc,
              "first_epoch_loss": losses[0]}]

@@ -61,7 +61,7 @@ from relulab.regions._jacobians import equal_gradients
 from relulab.regions._jacobians import gradients_with_bounds as _gradients
 from relulab.results import RegionResult
 
-__all__ = ["split_full_space", "SplitEnumeration", "box_cells", "balanced_cells", "cone_cells"]
+__all__ = ["split_full_space", "full_space_split", "SplitEnumeration", "box_cells", "balanced_cells", "cone_cells"]
 
 
 @dataclass(kw_only=True)
@@ -259,12 +259,12 @@ def _cone_net(net: PLNet, G: np.ndarray, c: np.ndarray) -> PLNet:
     return PLNet.from_torch(torch.nn.Sequential(*layers, net.to_torch()), (d,))
 
 
-def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None) -> dict:
+def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None, certify=None) -> dict:
     """Enumerate one cell; returns its region pieces in the coordinates of ``net``, with each
     piece's gradients and their rounding bounds (:func:`_gradients`: properties of the region, so
     any piece's witness gives them), after checking that no network boundary on a piece touching
     the cell's walls lies in one of ``walls`` (:func:`_wall_check`). Both run here, in parallel,
-    rather than in the merge."""
+    rather than in the merge. ``certify``: the cell's own proof (:func:`relulab.regions.full_space`)."""
     from relulab import regions
 
     fn = regions.full_space
@@ -272,14 +272,15 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None) -> 
     kind = cell[0]
     if kind == "box":
         r = fn(net, box=(torch.as_tensor(cell[1]), torch.as_tensor(cell[2])), neighbours=True,
-               time_limit=time_limit, max_regions=max_regions)
+               time_limit=time_limit, max_regions=max_regions, certify=certify)
         keep = torch.ones(r.count, dtype=torch.bool)
         pats, xs, bounded = r.patterns, r.interior_points, None
         touch = r.touches_boundary.clone()
     else:
         G, c = cell[1], cell[2]
         d = net.input_dim
-        r = fn(_cone_net(net, G, c), neighbours=True, time_limit=time_limit, max_regions=max_regions)
+        r = fn(_cone_net(net, G, c), neighbours=True, time_limit=time_limit, max_regions=max_regions,
+               certify=certify)
         keep = (r.patterns[:, :d] == 1).all(1)
         pats = r.patterns[:, d:]
         xs = r.interior_points @ torch.as_tensor(G, dtype=r.interior_points.dtype).T + torch.as_tensor(c)
@@ -394,7 +395,8 @@ def _merge(parts: list[dict], rd: bool, net):
 
 
 # ------------------------------------------------------------------ driver
-def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progress, ray_timeout=None, walls=None):
+def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progress, ray_timeout=None, walls=None,
+               certify=None):
     n = len(cells)
     if ray:
         from relulab.experiments.sweep import connect_ray
@@ -402,7 +404,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
         rr = connect_ray(address, workers, ray_timeout)
         ref = rr.put(net)
         remote = rr.remote(num_cpus=1)(_worker_cell_task)
-        refs = [remote.remote(ref, c, time_limit, max_regions, walls) for c in cells]
+        refs = [remote.remote(ref, c, time_limit, max_regions, walls, certify) for c in cells]
         pending = list(refs)
         while pending:
             _, pending = rr.wait(pending, num_returns=1)
@@ -411,7 +413,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
     if workers == 1:
         out = []
         for c in cells:
-            out.append(_cell_task(net, c, time_limit, max_regions, walls))
+            out.append(_cell_task(net, c, time_limit, max_regions, walls, certify))
             notify(progress, len(out), n, stage="cells")
         return out, 1
     import multiprocessing as mp
@@ -423,7 +425,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     out = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        for r in pool.map(_pool_task, [(net, c, time_limit, max_regions, walls) for c in cells]):
+        for r in pool.map(_pool_task, [(net, c, time_limit, max_regions, walls, certify) for c in cells]):
             out.append(r)
             notify(progress, len(out), n, stage="cells")
     return out, workers
@@ -432,7 +434,8 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
 def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers: int | None = None, ray: bool = False,
                      address: str | None = None, ray_timeout: float | None = None, seed: int = 0, walls=None, centre=None,
                      time_limit: float | None = None, max_regions: int | None = None,
-                     check_walls: bool = True, balance: bool = True, progress=None) -> SplitEnumeration:
+                     check_walls: bool = True, balance: bool = True, certify: bool | None = None,
+                     progress=None) -> SplitEnumeration:
     """Activation regions of ``net`` over ``box = (lo, hi)`` or all of R^d (``box=None``), enumerated
     in ``cells`` independent cells on ``workers`` local processes (1: in this process) or on Ray
     (``ray=True``; ``address`` joins a cluster, ``ray_timeout`` bounds a local start: see
@@ -443,6 +446,10 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
     the engine may refuse) fix the cells; otherwise they are drawn from ``seed`` (box: with
     ``balance``, :func:`balanced_cells`, else the grid of :func:`box_cells`).
     ``time_limit``/``max_regions`` apply per cell; any cell stopped early makes the result incomplete (and ``linear_count`` None).
+    ``certify`` is each cell's proof, as in :func:`relulab.regions.full_space` (``None``: up to its
+    work limit; ``True``: always; ``False``: never, and the result is not ``certified``): the merge is
+    exact (patterns; equal gradients settled in rational arithmetic), so the split result is certified
+    exactly when every cell is and every gradient equality was settled.
     ``progress(done, total, stage="cells")`` is called as cells finish."""
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet, got {type(net).__name__}")
@@ -486,7 +493,7 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
         wall_list = list({(tuple(np.round(n * np.sign(n[np.argmax(abs(n))]), 12)), round(t * np.sign(
             n[np.argmax(abs(n))]), 12)): (n, t) for n, t in wall_list}.values())
     parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress, ray_timeout,
-                             wall_list if check_walls else None)
+                             wall_list if check_walls else None, certify)
     t1, c1 = time.perf_counter(), time.process_time()
     patterns, xw, bounded, count, linear, linear_certain = _merge(parts, box is None, net)
     complete = all(p["complete"] for p in parts)
@@ -503,3 +510,31 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
         box=None if box is None else (lo.tolist(), hi.tolist()))
     res._net = net
     return res
+
+
+def full_space_split(net: PLNet, box, split, workers, ray, *, max_regions, time_limit, neighbours, audit_samples,
+                     memory_budget, progress, method, out, certify) -> SplitEnumeration:
+    """:func:`relulab.regions.full_space` with ``split`` / ``workers`` / ``ray``: its arguments checked
+    and handed to :func:`split_full_space` (``split`` cells, default ``4 * workers``; ``ray=True``: a
+    local Ray instance, ``ray="HOST:PORT"``: that cluster). The options that a merge of cells does not
+    give (the neighbour graph, an audit, a streamed Parquet file, a chosen engine, another memory
+    budget) are refused rather than ignored."""
+    from relulab.regions.space import DEFAULT_MEMORY
+
+    refused = [what for what, used in (("neighbours=True", neighbours), ("audit_samples", audit_samples),
+                                       ("out", out is not None), (f"method={method!r}", method != "auto"),
+                                       ("memory_budget", memory_budget != DEFAULT_MEMORY)) if used]
+    if refused:
+        raise InvalidInputError(f"{', '.join(refused)} cannot be combined with split, workers or ray (each cell "
+                                "runs the default engine; enumerate in one process for these)")
+    if not (ray is None or isinstance(ray, bool) or (isinstance(ray, str) and ray.strip())):
+        raise InvalidInputError(f"ray must be True (a local Ray instance), a cluster address 'HOST:PORT' or "
+                                f"None, got {ray!r}")
+    if certify not in (None, True, False):
+        raise InvalidInputError(f"certify must be None, True or False, got {certify!r}")
+    for what, v in (("split (cells must be", split), ("workers (workers must be", workers)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise InvalidInputError(f"{what} a positive integer), got {v!r}")
+    return split_full_space(net, box, cells=split, workers=workers, ray=bool(ray),
+                            address=ray.strip() if isinstance(ray, str) else None, time_limit=time_limit,
+                            max_regions=max_regions, certify=certify, progress=progress)

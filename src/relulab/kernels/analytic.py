@@ -479,7 +479,9 @@ def analytic_ntk(x1, x2=None, *, depth: int, activation: str = "relu", slope: fl
         # about 2^16 entries per block keeps a layer's temporaries in cache on a CPU
         block_size = 256 if x1.device.type == "cpu" else 4096
     b = max(1, int(block_size))
-    with torch.no_grad():
+    from relulab.core.threads import threads_for
+
+    with torch.no_grad(), threads_for(b * b):
         for i0 in range(0, n1, b):
             i1 = min(n1, i0 + b)
             for j0 in range(i0 if sym else 0, n2, b):

@@ -64,6 +64,11 @@ TAU_FEASIBLE = 1e-12
 CUBE_RATIO = 1e3
 # entries of the LP dictionaries solved at once
 LP_ENTRIES = 400_000
+# a point found without an LP is used only when it is at least this far (chart units) from every
+# constraint of the cell and of the piece's part; closer calls go to the LP
+RAY_MARGIN = 1e-7
+RAY_BOUNCES = 3
+USE_RAY = True
 
 
 class Charts:
@@ -228,8 +233,9 @@ class LPEngine:
         self.per_word = 62 // self.bits
         self.words = max(1, -(-self.n_units // self.per_word))
         self.keys = torch.zeros(0, self.words, dtype=torch.long, device=self.dev)
+        self.hkeys = torch.zeros(0, dtype=torch.long, device=self.dev)
         self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
-                      "exact_cached": 0}
+                      "exact_cached": 0, "ray_points": 0}
         self._cert_cache = {}
         budgeted = max_regions is not None or time_limit is not None
         self.cap = 8 if budgeted else 2048
@@ -316,7 +322,7 @@ class LPEngine:
         return {k: (torch.cat([p[k] for p in parts]) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
 
     def _out_bytes(self):
-        return sum(t.numel() * t.element_size() for t in self.out_pat + self.out_x) + self.keys.numel() * 8
+        return sum(t.numel() * t.element_size() for t in self.out_pat + self.out_x) + self.keys.numel() * 8 + self.hkeys.numel() * 8
 
     @staticmethod
     def _take(b, idx):
@@ -417,6 +423,8 @@ class LPEngine:
         cand = layer.valid[None].expand(C, -1, -1) & (torch.arange(K, device=self.dev)[None, None] != win[:, :, None])
         cell, unit, piece = cand.nonzero(as_tuple=True)
         feas, _, _ = self._piece_lps(Rf, ERf, P, EP, b, cell, unit, piece, layer.valid, check=True)
+        self.stats["start_pos"] = self.stats.get("start_pos", 0) + int(feas.sum())
+        self.stats["start_neg"] = self.stats.get("start_neg", 0) + int((~feas).sum())
         cross = torch.zeros(C, Uu, dtype=torch.bool, device=self.dev)
         cross[cell[feas], unit[feas]] = True
         pat = b["pat"].clone()
@@ -464,6 +472,8 @@ class LPEngine:
         cand = validu & (torch.arange(K, device=self.dev)[None] != win[:, None])
         cell, piece = cand.nonzero(as_tuple=True)
         feas, tau, centre = self._piece_lps(R, ER, b["P"], b["EP"], b, cell, u[cell], piece, layer.valid, check=True)
+        self.stats["round_pos"] = self.stats.get("round_pos", 0) + int(feas.sum())
+        self.stats["round_neg"] = self.stats.get("round_neg", 0) + int((~feas).sum())
         split = torch.zeros(C, dtype=torch.bool, device=self.dev)
         split[cell[feas]] = True
         # the winner's part of a split cell keeps its witness unless that lies within 1e-7 (chart
@@ -576,17 +586,34 @@ class LPEngine:
         c = torch.zeros(N, d + 1, dtype=dt, device=dev)
         c[:, -1] = -1.0
         run = ~(excluded | dead)
-        ri = run.nonzero().squeeze(1)
+        # a point found by shooting a ray from the witness across the piece's boundary answers "yes"
+        # without an LP (it meets every constraint of the LP with room to spare)
+        act = torch.cat([rel, relq], 1)
+        hit, pt, ptau = self._ray_points(-A[..., :d], torch.cat([rhat, qhat], 1), act, y, qhat, gq / qn[..., None],
+                                         relq)
+        hit &= run & USE_RAY
+        self.stats["ray_points"] += int(hit.sum())
+        ri = (run & ~hit).nonzero().squeeze(1)
         z = torch.zeros(N, d + 1, dtype=dt, device=dev)
         lam = torch.zeros(N, A.shape[1], dtype=dt, device=dev)
         st = torch.full((N,), OPTIMAL, dtype=torch.long, device=dev)
         obj = torch.zeros(N, dtype=dt, device=dev)
         if ri.numel():
-            z_, obj_, lam_, st_ = lp_batch(A[ri], beta[ri], c[ri])
+            # rows that are no constraint (zero rows) leave the tableau: the active rows first, the
+            # batch cut to its largest active count; the multipliers go back to their rows
+            ar_ = act[ri]
+            order = torch.argsort((~ar_).to(torch.int8), dim=1, stable=True)[:, :max(1, int(ar_.sum(1).max()))]
+            Ac = A[ri].gather(1, order[:, :, None].expand(-1, -1, A.shape[2]))
+            bc = beta[ri].gather(1, order)
+            z_, obj_, lamc, st_ = lp_batch(Ac, bc, c[ri])
+            lam_ = torch.zeros(ri.numel(), A.shape[1], dtype=dt, device=dev)
+            lam_.scatter_(1, order, lamc * ar_.gather(1, order))
             z[ri], lam[ri], st[ri], obj[ri] = z_, lam_, st_, obj_
             self.stats["lps"] += int(ri.numel())
         tau = torch.where(run, tau0 + z[:, -1], torch.full_like(tau0, -math.inf))
         centre = y + z[:, :d]
+        tau = torch.where(hit, ptau, tau)
+        centre = torch.where(hit[:, None], pt, centre)
         feasible = run & (st == OPTIMAL) & (tau > TAU_FEASIBLE)
         if check:
             nf = (~feasible).nonzero().squeeze(1)
@@ -595,6 +622,64 @@ class LPEngine:
                 self._certify(nf, rows, erows, rn, rel, q, eq, qn, relq | deadrow, lam, excluded, cell, unit,
                               piece, b)
         return feasible, tau, centre
+
+    @staticmethod
+    def _ray_points(gh, vh, act, y, qhat, gqh, relq):
+        """Points where a piece wins inside a cell, by rays from the witness ``y`` (N, D): first along
+        the unit normal of the piece's most violated row ``p_a - p_b`` (``qhat`` its distances at
+        ``y``, ``gqh`` (N, K, D) unit normals, ``relq`` which count); when a constraint of the cell
+        blocks the ray first, along that normal made orthogonal to the blocking rows (a ray that
+        slides along them), up to ``RAY_BOUNCES`` times. ``gh`` (N, n, D) are all the LP's unit
+        normals, ``vh`` (N, n) the distances of ``y`` to them (rows ``act``). Along ``y + t v`` each
+        distance is ``vh + t (gh . v)``; the middle of the interval where all of them are at least
+        ``RAY_MARGIN`` is the point. Returns ``(hit, point, its smallest distance)``."""
+        N, D = y.shape
+        dev = y.device
+        hit = torch.zeros(N, dtype=torch.bool, device=dev)
+        pt = y.clone()
+        if N == 0:
+            return hit, pt, y[:, 0]
+        b = torch.where(relq, qhat, torch.full_like(qhat, math.inf)).argmin(1)
+        g0 = gqh[torch.arange(N, device=dev), b]  # (N, D)
+        live = relq.any(1).nonzero().squeeze(1)  # the rays still looking, and their data
+        G, V, A_, g0, v, Y = gh[live], vh[live], act[live], g0[live], g0[live], y[live]
+        basis = torch.zeros(live.numel(), 0, D, dtype=y.dtype, device=dev)
+        for it in range(RAY_BOUNCES + 1):
+            if live.numel() == 0:
+                break
+            inf = torch.full_like(V, math.inf)
+            sl = (G * v[:, None, :]).sum(-1)
+            need = RAY_MARGIN - V  # t * sl >= need
+            lo = torch.where(A_ & (sl > 0), need / torch.where(sl > 0, sl, torch.ones_like(sl)), -inf).amax(1)
+            hi, jb = torch.where(A_ & (sl < 0), need / torch.where(sl < 0, sl, torch.ones_like(sl)), inf).min(1)
+            # rows the ray runs parallel to hold along all of it or nowhere
+            flat_bad = (A_ & (sl.abs() <= 1e-12) & (V < RAY_MARGIN)).any(1)
+            ok = (lo < hi) & torch.isfinite(lo) & torch.isfinite(hi) & ~flat_bad
+            if bool(ok.any()):
+                k = ok.nonzero().squeeze(1)
+                p = Y[k] + (0.5 * (lo[k] + hi[k]))[:, None] * v[k]
+                # the distances at the point itself (not the interval's arithmetic) decide
+                dist = torch.where(A_[k], V[k] + (G[k] * (p - Y[k])[:, None, :]).sum(-1), inf[k]).amin(1)
+                good = dist >= 0.5 * RAY_MARGIN
+                hit[live[k[good]]] = True
+                pt[live[k[good]]] = p[good]
+            if it == RAY_BOUNCES:
+                break
+            # the others slide along the row that stopped them: the normal without its components
+            # along the blocking rows so far
+            r = (~ok).nonzero().squeeze(1)
+            live, G, V, A_, g0, Y, basis, jb = live[r], G[r], V[r], A_[r], g0[r], Y[r], basis[r], jb[r]
+            gb = G[torch.arange(r.numel(), device=dev), jb]
+            gb = gb - ((basis * gb[:, None, :]).sum(-1)[:, :, None] * basis).sum(1)
+            gb = gb / gb.norm(dim=1, keepdim=True).clamp_min(1e-300)
+            basis = torch.cat([basis, gb[:, None, :]], 1)
+            v = g0 - ((basis * g0[:, None, :]).sum(-1)[:, :, None] * basis).sum(1)
+            nv = v.norm(dim=1, keepdim=True)
+            moving = nv[:, 0] > 1e-6
+            live, G, V, A_, g0, Y, basis = live[moving], G[moving], V[moving], A_[moving], g0[moving], Y[moving], basis[moving]
+            v = v[moving] / nv[moving]
+        dist = torch.where(act, vh + (gh * (pt - y)[:, None, :]).sum(-1), torch.full_like(vh, math.inf)).amin(1)
+        return hit, pt, dist
 
     # ------------------------------------------------------------------ certificates
     def _certify(self, nf, rows, erows, rn, rel, q, eq, qn, relq, lam, excluded, cell, unit, piece, b):
@@ -808,6 +893,39 @@ class LPEngine:
         shifts = self.bits * torch.arange(self.per_word, device=self.dev)
         return (p << shifts).sum(-1)
 
+    def _hash(self, keys):
+        """(C,) int64 hashes of keys (C, words): the key itself for one word; a mix of the words
+        (no overflow: every step stays below 2**61) otherwise. Equal hashes are compared word by word."""
+        h = keys[:, 0]
+        m = 1 << 40
+        for w in range(1, keys.shape[1]):
+            h = (h % m) * 1_000_003 + keys[:, w] % m
+        return h
+
+    def _seen(self, uk):
+        """Which of the distinct keys ``uk`` (C, words) are already kept: binary search of their hashes
+        in the sorted hashes of the kept keys, then an exact comparison of the words."""
+        R = self.keys.shape[0]
+        if R == 0:
+            return torch.zeros(uk.shape[0], dtype=torch.bool, device=self.dev)
+        h = self._hash(uk)
+        pos = torch.searchsorted(self.hkeys, h).clamp_max(R - 1)
+        hit = self.hkeys[pos] == h
+        same = hit & (self.keys[pos] == uk).all(1)
+        if self.words > 1 and bool((hit & ~same).any()):
+            # equal hashes of different keys (or several kept keys with one hash): settle exactly
+            both = torch.cat([self.keys, uk])
+            _, binv = torch.unique(both, dim=0, return_inverse=True)
+            return torch.isin(binv[R:], binv[:R])
+        return same
+
+    def _insert(self, keys):
+        """Keep new keys, sorted by hash (so that :meth:`_seen` is a binary search)."""
+        allk = torch.cat([self.keys, keys])
+        h = torch.cat([self.hkeys, self._hash(keys)])
+        h, order = torch.sort(h, stable=True)
+        self.keys, self.hkeys = allk[order], h
+
     def _add(self, pat, x):
         """Keep the cells' patterns not seen before (first occurrence, in order), with their
         witnesses, proven strictly inside (see :meth:`_verify`); a sink gets them at once."""
@@ -822,16 +940,14 @@ class LPEngine:
         else:
             keys = self._pack(pat)
             C = keys.shape[0]
-            uk, inv = torch.unique(keys, dim=0, return_inverse=True)
+            if self.words == 1:
+                uk, inv = torch.unique(keys[:, 0], return_inverse=True)
+                uk = uk[:, None]
+            else:
+                uk, inv = torch.unique(keys, dim=0, return_inverse=True)
             first = torch.full((uk.shape[0],), C, dtype=torch.long, device=self.dev)
             first.scatter_reduce_(0, inv, torch.arange(C, device=self.dev), "amin")
-            if self.keys.shape[0]:
-                both = torch.cat([self.keys, uk])
-                _, binv = torch.unique(both, dim=0, return_inverse=True)
-                old = binv[: self.keys.shape[0]]
-                new = ~torch.isin(binv[self.keys.shape[0]:], old)
-            else:
-                new = torch.ones(uk.shape[0], dtype=torch.bool, device=self.dev)
+            new = ~self._seen(uk)
             sel = torch.sort(first[new]).values  # in order of discovery
         if self.max_regions is not None:
             sel = sel[: max(0, self.max_regions - self.n_regions)]
@@ -839,7 +955,7 @@ class LPEngine:
             return
         p, xs = pat[sel], x[sel]
         self._verify(p.long(), xs)
-        self.keys = torch.cat([self.keys, keys[sel]])
+        self._insert(keys[sel])
         self.n_regions += int(sel.numel())
         if self.sink is not None:
             self.sink(p.long(), xs)

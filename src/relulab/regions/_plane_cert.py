@@ -365,13 +365,167 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
     cfac = _error_factors(net)
     EM, dead = _error_bounds(net, Z0.abs(), cfac, L_cols)
     grouped = _grouped_max_inputs(net, Z0, pat)
-    ncol = ncol_u + _N_SIDES
+    ctx = _Ctx(net, pat, ranges, L_cols, offsets, Kc, two, ncol_u, sides, EM, dead, h, hs, order, hw)
+    ctx.packed = _pack(pat)
+    if grouped is not None:
+        res = _grouped_pass(ctx, grouped, E, n, deadline)
+    else:
+        res = _chunked_pass(ctx, Z0, E, n, deadline)
+    if isinstance(res, CertOutcome):
+        return res
+    filtered, to_exact = res
+    if not to_exact:
+        return CertOutcome(True, filtered, 0)
+    return _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, two, ncol_u, to_exact,
+                        h, hs, order, hw, filtered, deadline)
+
+
+class _Ctx:
+    """What every stage of the filtered certificate reads."""
+
+    def __init__(self, net, pat, ranges, L_cols, offsets, Kc, two, ncol_u, sides, EM, dead, h, hs, order, hw):
+        self.net, self.pat, self.ranges, self.L_cols, self.offsets = net, pat, ranges, L_cols, offsets
+        self.Kc, self.two, self.ncol_u, self.sides, self.EM, self.dead = Kc, two, ncol_u, sides, EM, dead
+        self.h, self.hs, self.order, self.hw = h, hs, order, hw
+        self.ncol = ncol_u + _N_SIDES
+
+
+def _edge_columns(ctx, c0, c1, Ec):
+    """Constraint columns of the edges of polygons ``c0:c1`` (C, M), or an outcome when the labels
+    cannot be those of a partition."""
+    Mx = Ec.shape[1]
+    dev = Ec.device
+    pc = ctx.pat[c0:c1]
+    col = _decode(Ec, ctx.ranges, ctx.L_cols, ctx.offsets, ctx.Kc, pc, ctx.ncol_u)
+    if bool(((col == -2) & (Ec >= 0)).any()):
+        return CertOutcome(False, 0, 0, reason="an edge label that does not fit its polygon's pattern")
+    srt = torch.where(col >= 0, col, -1 - torch.arange(Mx, device=dev)[None]).sort(1).values
+    if bool((srt[:, 1:] == srt[:, :-1]).any()):  # a convex polygon has one edge per line
+        return CertOutcome(False, 0, 0, reason="two edges of one polygon on the same constraint")
+    return col
+
+
+def _vertex_boxes(Lj, eLj, valid, nc):
+    """Exact vertices ``x_j = L_{j-1} x L_j`` of each polygon (homogeneous, with error bounds) and a
+    box per polygon that provably holds them. Returns a dict, or an outcome (a clockwise turn)."""
+    C, Mx = valid.shape
+    dev = valid.device
+    ar = torch.arange(Mx, device=dev)
+    prv = torch.where(ar[None] == 0, nc[:, None] - 1, ar[None] - 1)  # edge entering vertex j
+    Li = Lj.gather(1, prv[..., None].expand(C, Mx, 3))
+    eLi = eLj.gather(1, prv[..., None].expand(C, Mx, 3))
+    Xh, eX = _homogeneous(Li, eLi, Lj, eLj)
+    Wok = Xh[..., 2] > eX[..., 2]
+    if bool(((Xh[..., 2] < -eX[..., 2]) & valid).any()):
+        return CertOutcome(False, 0, 0, reason="a polygon turns clockwise")
+    unsure = ((~Wok) & valid).any(1)
+    # boxes holding every exact vertex: corners of (X +- eX) / (W +- eW)
+    Wd = torch.where(Wok, Xh[..., 2], torch.ones_like(Xh[..., 2]))
+    eWd = torch.where(Wok, eX[..., 2], torch.zeros_like(eX[..., 2]))
+    lo_w, hi_w = Wd - eWd, Wd + eWd
+    vv = valid & Wok
+    out = {"Xh": Xh, "eX": eX, "prv": prv}
+    box = []
+    for k in range(2):
+        x_lo, x_hi = Xh[..., k] - eX[..., k], Xh[..., k] + eX[..., k]
+        q = torch.stack([x_lo / lo_w, x_lo / hi_w, x_hi / lo_w, x_hi / hi_w], -1)
+        lo, hi = q.amin(-1), q.amax(-1)
+        slack = 4 * _U * torch.maximum(lo.abs(), hi.abs()) + _TINY
+        lo = torch.where(vv, lo - slack, torch.full_like(lo, math.inf)).amin(1)
+        hi = torch.where(vv, hi + slack, torch.full_like(hi, -math.inf)).amax(1)
+        box.append((lo, hi))
+    (lo_s, hi_s), (lo_t, hi_t) = box
+    ms, rs = _mid_radius(lo_s, hi_s)
+    mt, rt = _mid_radius(lo_t, hi_t)
+    ok = torch.isfinite(ms) & torch.isfinite(mt) & torch.isfinite(rs) & torch.isfinite(rt) & ~unsure
+    out.update(ok=ok, box=torch.stack([torch.where(ok, x, 0.0) for x in (ms, rs, mt, rt)], 1),
+               lohi=torch.stack([torch.where(ok, lo_s, -math.inf), torch.where(ok, hi_s, math.inf),
+                                 torch.where(ok, lo_t, -math.inf), torch.where(ok, hi_t, math.inf)], 1))
+    return out
+
+
+def _mid_radius(lo, hi):
+    mid = lo / 2 + hi / 2
+    return mid, torch.maximum(hi - mid, mid - lo) * _SAFE
+
+
+def _box_clear(H0, H1, H2, E0, E1, E2, ms, rs, mt, rt):
+    """Value of ``h = H0 + H1 s + H2 t`` at the box centre and a bound on the error of that value
+    plus the change of ``h`` over the box (the box is ``[ms +- rs] x [mt +- rt]``); all broadcast.
+    ``h > bound`` proves ``h > 0`` on the whole box (exactly), ``h < -bound`` proves ``h < 0``.
+    err = EM . (1, |m_s| + r_s, |m_t| + r_t) + |H| . (g + 2u, g|m_s| + r_s + 2u (|m_s| + r_s), ...)."""
+    g4 = gamma(4)
+    S, T = ms.abs() + rs, mt.abs() + rt
+    val = torch.addcmul(torch.addcmul(H0, H1, ms), H2, mt)
+    err = torch.addcmul(torch.addcmul(E0, E1, S), E2, T)
+    err.add_(H0.abs(), alpha=g4 + 2 * _U)
+    err.addcmul_(H1.abs(), g4 * ms.abs() + rs + 2 * _U * S)
+    err.addcmul_(H2.abs(), g4 * mt.abs() + rt + 2 * _U * T)
+    return val, err.mul_(_SAFE).add_(_TINY)
+
+
+def _vertex_signs(Hq, eHq, Xq, eXq, vq):
+    """Constraints (Q, 3) at their polygons' exact vertices (Q, M, 3) (homogeneous, W > 0 keeps the
+    sign): (some proven negative (Q,), some undecided (Q,)) over the vertices ``vq`` (Q, M)."""
+    prod = Hq[:, None, [1, 2, 0]] * Xq
+    hv = prod.sum(-1)
+    ev = ((eHq[:, None, [1, 2, 0]] * (Xq.abs() + eXq)).sum(-1) + (Hq[:, None, [1, 2, 0]].abs() * eXq).sum(-1)
+          + gamma(4) * prod.abs().sum(-1)) * _SAFE + _TINY
+    return ((hv < -ev) & vq).any(1), (vq & ~(hv > ev)).any(1)
+
+
+def _pack(pat):
+    """The rows of a pattern matrix as int64 words (their bytes, zero-padded to whole words)."""
+    b = pat.contiguous().view(torch.uint8)
+    pad = (-b.shape[1]) % 8
+    if pad or b.shape[1] == 0:
+        b = torch.cat([b, b.new_zeros(b.shape[0], pad if b.shape[1] else 8)], 1)
+    return b.view(torch.int64)
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+# per entry size (bytes) and byte position in its word: a mask of the word's other bytes
+_KEEP = {isz: torch.tensor([_signed(((1 << 64) - 1) ^ (((1 << (8 * isz)) - 1) << (8 * p))) if p + isz <= 8 else 0
+                            for p in range(8)], dtype=torch.long) for isz in (1, 2, 4, 8)}
+def _neighbours_listed(ctx, c0, pc, col, valid):
+    """Whether the pattern across each cut edge of polygons ``c0:`` is listed: (C,) per polygon
+    (False when some edge's neighbour is missing)."""
+    dev = col.device
+    P = ctx.pat.shape[0]
+    pp, jj = (valid & (col < ctx.ncol_u)).nonzero(as_tuple=True)
+    uu, kk, wv = _unit_of(col[pp, jj], ctx.L_cols, ctx.Kc, ctx.two, ctx.offsets, pc[pp])
+    hq = ctx.h[c0 + pp] + (kk - wv) * ctx.hw[uu]
+    idx = torch.searchsorted(ctx.hs, hq).clamp(max=P - 1)
+    cand = ctx.order[idx]
+    r = torch.arange(pp.numel(), device=dev)
+    ok_row = (ctx.hs[idx] == hq) & (ctx.pat[cand, uu].long() == kk)
+    # the rows agree everywhere else: packed words equal, the unit's own bytes masked out
+    isz = ctx.pat.element_size()
+    word, pos = (uu * isz) // 8, (uu * isz) % 8
+    x = ctx.packed[cand] ^ ctx.packed[c0 + pp]
+    keep = _KEEP[isz].to(dev)[pos]
+    x[r, word] &= keep
+    ok_row &= (x == 0).all(1)
+    good = torch.ones(col.shape[0], dtype=torch.bool, device=dev)
+    good[pp[~ok_row]] = False
+    return good
+
+
+def _chunked_pass(ctx, Z0, E, n, deadline):
+    """Certificate for any network: every constraint of every polygon from a forward pass of its
+    pattern, tested on the polygon's box, the rest at its vertices. Returns (filtered decisions,
+    polygons for the exact stage) or an outcome."""
+    net, pat = ctx.net, ctx.pat
+    dev = pat.device
+    P = pat.shape[0]
+    ncol = ctx.ncol
     Mx = E.shape[1]
     csize = max(1, _CHUNK // (10 * ncol + 64 * Mx + 8 * pat.shape[1]))
     filtered = 0
     to_exact = []
-    g4 = gamma(4)
-    ar = torch.arange(Mx, device=dev)
     for c0 in range(0, P, csize):
         if deadline is not None and time.perf_counter() > deadline:
             return CertOutcome(None, filtered, 0, reason="time_limit")
@@ -379,105 +533,267 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None) 
         C = c1 - c0
         pc = pat[c0:c1]
         Ec = E[c0:c1]
-        nc = n[c0:c1]
-        if grouped is not None:
-            zs = [z.index_select(1, gid[c0:c1]) for gid, z in grouped]
-        else:
-            zs = _max_inputs_chunk(net, Z0, pc)
-        H, skip, badz = _constraints(net, zs, pc, dead, sides, L_cols)
+        zs = _max_inputs_chunk(net, Z0, pc)
+        H, skip, badz = _constraints(net, zs, pc, ctx.dead, ctx.sides, ctx.L_cols)
         del zs
         if bool(badz.any()):
             return CertOutcome(False, filtered, 0, reason="a tie of identical pieces broken to the higher index")
-        col = _decode(Ec, ranges, L_cols, offsets, Kc, pc, ncol_u)
+        col = _edge_columns(ctx, c0, c1, Ec)
+        if isinstance(col, CertOutcome):
+            return CertOutcome(col.ok, filtered, 0, reason=col.reason)
         valid = col >= 0
-        if bool(((col == -2) & (Ec >= 0)).any()):
-            return CertOutcome(False, filtered, 0, reason="an edge label that does not fit its polygon's pattern")
-        srt = torch.where(col >= 0, col, -1 - torch.arange(Mx, device=dev)[None]).sort(1).values
-        if bool((srt[:, 1:] == srt[:, :-1]).any()):  # a convex polygon has one edge per line
-            return CertOutcome(False, filtered, 0, reason="two edges of one polygon on the same constraint")
         if bool(skip.gather(1, col.clamp(min=0))[valid].any()):
             return CertOutcome(None, filtered, 0, reason="an edge on a tie of identical pieces (degenerate)")
-        prv = torch.where(ar[None] == 0, nc[:, None] - 1, ar[None] - 1)  # edge entering vertex j
         colc = col.clamp(min=0)
         rows = torch.arange(C, device=dev)[:, None]
         Lj = H[:, rows, colc].permute(1, 2, 0)  # (C, M, 3)
-        eLj = (EM[:, colc] + 2 * _U * H[:, rows, colc].abs()).permute(1, 2, 0) * _SAFE
-        prc = colc.gather(1, prv)
-        Li = Lj.gather(1, prv[..., None].expand(C, Mx, 3))
-        eLi = eLj.gather(1, prv[..., None].expand(C, Mx, 3))
-        Xh, eX = _homogeneous(Li, eLi, Lj, eLj)  # vertex j = L_{j-1} x L_j
-        Wok = Xh[..., 2] > eX[..., 2]
-        if bool(((Xh[..., 2] < -eX[..., 2]) & valid).any()):
-            return CertOutcome(False, filtered, 0, reason="a polygon turns clockwise")
-        unsure = ((~Wok) & valid).any(1)
-        # boxes holding every exact vertex: corners of (X +- eX) / (W +- eW)
-        Wd = torch.where(Wok, Xh[..., 2], torch.ones_like(Xh[..., 2]))
-        eWd = torch.where(Wok, eX[..., 2], torch.zeros_like(eX[..., 2]))
-        lo_w, hi_w = Wd - eWd, Wd + eWd
-        vv = valid & Wok
-        box = []
-        for k in range(2):
-            x_lo, x_hi = Xh[..., k] - eX[..., k], Xh[..., k] + eX[..., k]
-            q = torch.stack([x_lo / lo_w, x_lo / hi_w, x_hi / lo_w, x_hi / hi_w], -1)
-            lo, hi = q.amin(-1), q.amax(-1)
-            slack = 4 * _U * torch.maximum(lo.abs(), hi.abs()) + _TINY
-            lo = torch.where(vv, lo - slack, torch.full_like(lo, math.inf)).amin(1)
-            hi = torch.where(vv, hi + slack, torch.full_like(hi, -math.inf)).amax(1)
-            mid = lo / 2 + hi / 2
-            box.append((mid, torch.maximum(hi - mid, mid - lo) * _SAFE))
-        (ms, rs), (mt, rt) = box
-        box_ok = torch.isfinite(ms) & torch.isfinite(mt) & torch.isfinite(rs) & torch.isfinite(rt) & ~unsure
-        ms0, mt0 = torch.where(box_ok, ms, 0.0), torch.where(box_ok, mt, 0.0)
-        rs0, rt0 = torch.where(box_ok, rs, 0.0), torch.where(box_ok, rt, 0.0)
-        # constraints positive on the whole box: h(m) against its error and its change over the box
-        # err = EM . (1, |m_s| + r_s, |m_t| + r_t) + |H| . (g + 2u, g|m_s| + r_s + 2u (|m_s| + r_s), ...)
-        S, T = (ms0.abs() + rs0)[:, None], (mt0.abs() + rt0)[:, None]
-        val = torch.addcmul(H[0], H[1], ms0[:, None]).addcmul_(H[2], mt0[:, None])
-        err = torch.addcmul(EM[0], EM[1], S).addcmul_(EM[2], T)  # (C, ncol) by broadcasting
-        A = H.abs()
-        err.add_(A[0], alpha=g4 + 2 * _U)
-        err.addcmul_(A[1], (g4 * ms0.abs() + rs0 + 2 * _U * S[:, 0])[:, None])
-        err.addcmul_(A[2], (g4 * mt0.abs() + rt0 + 2 * _U * T[:, 0])[:, None])
-        del A
-        clear = val > err.mul_(_SAFE).add_(_TINY)
-        near = ~clear & ~skip & box_ok[:, None]
-        del val, err, clear
+        eLj = (ctx.EM[:, colc] + 2 * _U * H[:, rows, colc].abs()).permute(1, 2, 0) * _SAFE
+        vb = _vertex_boxes(Lj, eLj, valid, n[c0:c1])
+        if isinstance(vb, CertOutcome):
+            return CertOutcome(False, filtered, 0, reason=vb.reason)
+        ms, rs, mt, rt = (vb["box"][:, k, None] for k in range(4))
+        val, err = _box_clear(H[0], H[1], H[2], ctx.EM[0], ctx.EM[1], ctx.EM[2], ms, rs, mt, rt)
+        near = ~(val > err) & ~skip & vb["ok"][:, None]
+        del val, err
         q, cidx = near.nonzero(as_tuple=True)
-        # near constraints at every vertex of their polygon (homogeneous: W > 0 keeps the sign)
         Hq = H[:, q, cidx].T  # (Q, 3)
-        eHq = (EM[:, cidx].T + 2 * _U * Hq.abs()) * _SAFE
-        Xq, eXq = Xh[q], eX[q]  # (Q, M, 3)
-        prod = Hq[:, None, [1, 2, 0]] * Xq
-        hv = prod.sum(-1)
-        ev = ((eHq[:, None, [1, 2, 0]] * (Xq.abs() + eXq)).sum(-1) + (Hq[:, None, [1, 2, 0]].abs() * eXq).sum(-1)
-              + g4 * prod.abs().sum(-1)) * _SAFE + _TINY
+        eHq = (ctx.EM[:, cidx].T + 2 * _U * Hq.abs()) * _SAFE
+        prc = colc.gather(1, vb["prv"])
         incident = (cidx[:, None] == colc[q]) | (cidx[:, None] == prc[q])
         vq = valid[q] & ~incident
-        if bool(((hv < -ev) & vq).any()):
+        neg, und = _vertex_signs(Hq, eHq, vb["Xh"][q], vb["eX"][q], vq)
+        if bool(neg.any()):
             return CertOutcome(False, filtered, 0, reason="a constraint is negative at a vertex")
-        und = (vq & ~(hv > ev)).any(1)
-        unsure_poly = ~box_ok
+        unsure_poly = ~vb["ok"]
         if bool(und.any()):
             unsure_poly[q[und]] = True
         filtered += C * (ncol - 1) + int(vq.sum())
-        # neighbours across cut edges: the pattern with the edge's unit switched to the other piece
-        pp, jj = (valid & (col < ncol_u)).nonzero(as_tuple=True)
-        uu, kk, wv = _unit_of(col[pp, jj], L_cols, Kc, two, offsets, pc[pp])
-        hq = h[c0 + pp] + (kk - wv) * hw[uu]
-        idx = torch.searchsorted(hs, hq).clamp(max=P - 1)
-        cand = order[idx]
-        r = torch.arange(pp.numel(), device=dev)
-        nb = pat[cand]
-        ok_row = (hs[idx] == hq) & (nb[r, uu].long() == kk)
-        nb[r, uu] = pc[pp, uu]
-        ok_row &= (nb == pc[pp]).all(1)
-        if bool((~ok_row & ~unsure_poly[pp]).any()):
+        good = _neighbours_listed(ctx, c0, pc, col, valid)
+        if bool((~good & ~unsure_poly).any()):
             return CertOutcome(False, filtered, 0, reason="the region across an edge is not listed")
         to_exact.extend((c0 + unsure_poly.nonzero()[:, 0]).tolist())
-    if not to_exact:
-        return CertOutcome(True, filtered, 0)
-    return _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, two, ncol_u, to_exact,
-                        h, hs, order, hw, filtered, deadline)
+    return filtered, to_exact
+
+
+def _pair_constraints(ctx, grouped, pp, cc):
+    """Constraint columns ``cc`` of polygons ``pp`` (Q,) from the grouped maps: ``H`` (Q, 3) as
+    ``(h(0, 0), dh/ds, dh/dt)`` (the same operations as :func:`_constraints`), ``skip`` (Q,)."""
+    net, pat = ctx.net, ctx.pat
+    Q = pp.numel()
+    H = ctx.sides.new_zeros(Q, 3)
+    skip = torch.zeros(Q, dtype=torch.bool, device=pp.device)
+    side = cc >= ctx.ncol_u
+    if bool(side.any()):
+        H[side] = ctx.sides[cc[side] - ctx.ncol_u]
+    lay = torch.searchsorted(ctx.L_cols, cc, right=True) - 1
+    for m, (lyr, (gid, z)) in enumerate(zip(net.max_units, grouped)):
+        sel = (lay == m).nonzero(as_tuple=True)[0]
+        if not sel.numel():
+            continue
+        p, rem = pp[sel], cc[sel] - int(ctx.L_cols[m])
+        g = gid[p]
+        U, K = lyr.index.shape
+        cf = lyr.coef
+        zero_fn = ctx.dead[m].all(1)
+        if bool(ctx.two[m]):
+            j = rem
+            w = pat[p, net.unit_offsets[m] + j].long()
+            D = z[:, g, lyr.index[j, 1]] * cf[j, 1] - z[:, g, lyr.index[j, 0]] * cf[j, 0]  # (3, S)
+            H[sel] = torch.where((w == 1)[None], D, -D).T
+            skip[sel] = zero_fn[j] & (w == 0)
+        else:
+            j, k = rem // K, rem % K
+            w = pat[p, net.unit_offsets[m] + j].long()
+            Pk = (z[:, g, lyr.index[j, k]] * cf[j, k]).masked_fill(~lyr.valid[j, k][None], 0.0)
+            Pw = z[:, g, lyr.index[j, w]] * cf[j, w]
+            H[sel] = (Pw - Pk).T
+            skip[sel] = (k == w) | ~lyr.valid[j, k] | (zero_fn[j] & (k > w))
+    return H, skip
+
+
+def _bad_ties(ctx):
+    """Whether some polygon's pattern breaks an exact tie (a unit whose pieces are all exactly
+    zero) to a higher index than the lowest valid piece (:meth:`PLNet.pattern` takes the lowest)."""
+    for m, lyr in enumerate(ctx.net.max_units):
+        zero_fn = ctx.dead[m].all(1)
+        if not bool(zero_fn.any()):
+            continue
+        w = ctx.pat[:, ctx.net.unit_offsets[m]:ctx.net.unit_offsets[m + 1]].long()
+        first = lyr.valid.long().argmax(1)  # lowest valid piece
+        if bool((zero_fn[None] & (w > first[None])).any()):
+            return True
+    return False
+
+
+def _union_boxes(gid, lohi):
+    """Per group of polygons, the box ``[ms +- rs] x [mt +- rt]`` holding all their boxes (``lohi``
+    (P, 4): s_lo, s_hi, t_lo, t_hi, infinite for a polygon without a box) and whether it is finite."""
+    G = int(gid.max()) + 1
+    dev, dt = lohi.device, lohi.dtype
+    ext = []
+    for k, (fill, how) in enumerate(((math.inf, "amin"), (-math.inf, "amax"), (math.inf, "amin"),
+                                     (-math.inf, "amax"))):
+        ext.append(torch.full((G,), fill, dtype=dt, device=dev).scatter_reduce(0, gid, lohi[:, k], how))
+    ms, rs = _mid_radius(ext[0], ext[1])
+    mt, rt = _mid_radius(ext[2], ext[3])
+    ok = torch.isfinite(ms) & torch.isfinite(rs) & torch.isfinite(mt) & torch.isfinite(rt)
+    return (*(torch.where(ok, x, 0.0) for x in (ms, rs, mt, rt)), ok)
+
+
+_GROUP_TEST = 1 << 18  # groups x units per block of the group tests
+
+
+def _grouped_pass(ctx, grouped, E, n, deadline):
+    """Certificate for chain networks, constraints tested on groups first.
+
+    A two-piece unit's constraint is the same affine function on every polygon that shares the
+    winners of the earlier layers (a group, :func:`_grouped_max_inputs`) and its own winner. It is
+    tested once per group on a box holding the exact vertices of all the group's polygons (the
+    union of their boxes): ``D > bound`` there clears it for every polygon of the group whose
+    winner is piece 1, ``D < -bound`` for those with piece 0. Only the rest (the polygon's own
+    edges, lines through or near it, units with more pieces, the rectangle's sides) are tested per
+    polygon, on its box and then at its vertices. Returns (filtered decisions, polygons for the
+    exact stage) or an outcome."""
+    net, pat = ctx.net, ctx.pat
+    dev = pat.device
+    P = pat.shape[0]
+    Mx = E.shape[1]
+    if _bad_ties(ctx):
+        return CertOutcome(False, 0, 0, reason="a tie of identical pieces broken to the higher index")
+    # pass 1: edge lines, exact vertices and boxes of every polygon
+    csize = max(1, _CHUNK // (64 * Mx))
+    keep = {k: [] for k in ("Xh", "eX", "prv", "ok", "box", "lohi", "col")}
+    for c0 in range(0, P, csize):
+        if deadline is not None and time.perf_counter() > deadline:
+            return CertOutcome(None, 0, 0, reason="time_limit")
+        c1 = min(P, c0 + csize)
+        col = _edge_columns(ctx, c0, c1, E[c0:c1])
+        if isinstance(col, CertOutcome):
+            return col
+        valid = col >= 0
+        pp, jj = valid.nonzero(as_tuple=True)
+        H, skip = _pair_constraints(ctx, grouped, c0 + pp, col[pp, jj])
+        if bool(skip.any()):
+            return CertOutcome(None, 0, 0, reason="an edge on a tie of identical pieces (degenerate)")
+        C = c1 - c0
+        Lj = H.new_zeros(C, Mx, 3)
+        eLj = H.new_zeros(C, Mx, 3)
+        Lj[pp, jj] = H
+        eLj[pp, jj] = (ctx.EM[:, col[pp, jj]].T + 2 * _U * H.abs()) * _SAFE
+        vb = _vertex_boxes(Lj, eLj, valid, n[c0:c1])
+        if isinstance(vb, CertOutcome):
+            return vb
+        vb["col"] = col
+        for k in keep:
+            keep[k].append(vb[k])
+    st = {k: torch.cat(v) for k, v in keep.items()}
+    ok_all, box, lohi, colc = st["ok"], st["box"], st["lohi"], st["col"].clamp(min=0)
+    valid_all = st["col"] >= 0
+    prc_all = colc.gather(1, st["prv"])
+    # pass 2: per two-piece layer l, each unit's sign on the union box of each group of level l
+    # (polygons sharing the winners of layers < l): +1, -1 or 0; then the constraints that test
+    # leaves undecided for a group of level l + 1 (whose layer-l winners are fixed as well), on
+    # that group's union box
+    signs, second = {}, {}
+    levels = [g for g, _ in grouped]
+    boxes = [_union_boxes(gid, lohi) for gid in levels]
+    for m, (lyr, (gid, z)) in enumerate(zip(net.max_units, grouped)):
+        if not bool(ctx.two[m]):
+            continue
+        G, U = z.shape[1], lyr.units
+        gms, grs, gmt, grt, gok = boxes[m]
+        c_lo = int(ctx.L_cols[m])
+        Em = ctx.EM[:, c_lo:c_lo + U]
+        cf = lyr.coef
+        i0, i1 = lyr.index[:, 0], lyr.index[:, 1]
+        sg = torch.zeros(G, U, dtype=torch.int8, device=dev)
+        step = max(1, _GROUP_TEST // max(1, U))
+        for a in range(0, G, step):
+            b = min(G, a + step)
+            za = z[:, a:b]
+            D = za[..., i1] * cf[:, 1] - za[..., i0] * cf[:, 0]  # (3, B, U)
+            bx = [x[a:b, None] for x in (gms, grs, gmt, grt)]
+            val, err = _box_clear(D[0], D[1], D[2], Em[0], Em[1], Em[2], *bx)
+            ok = gok[a:b, None]
+            sg[a:b] = ((val > err) & ok).to(torch.int8) - ((val < -err) & ok).to(torch.int8)
+        signs[m] = (gid, sg)
+        if m + 1 >= len(levels):
+            continue
+        gid2 = levels[m + 1]
+        G2 = int(gid2.max()) + 1
+        first = torch.zeros(G2, dtype=torch.long, device=dev).scatter_(0, gid2, torch.arange(P, device=dev))
+        par = gid[first]  # each level-(l + 1) group's group at level l
+        cleared = torch.zeros(G2, U, dtype=torch.bool, device=dev)
+        step = max(1, _GROUP_TEST // max(1, U))
+        for a in range(0, G2, step):
+            b = min(G2, a + step)
+            w = pat[first[a:b], net.unit_offsets[m]:net.unit_offsets[m + 1]]
+            gq, j = (sg[par[a:b]] != (2 * w - 1)).nonzero(as_tuple=True)
+            gq = gq + a
+            pq = par[gq]
+            D = z[:, pq, i1[j]] * cf[j, 1] - z[:, pq, i0[j]] * cf[j, 0]  # (3, Q)
+            wq = pat[first[gq], net.unit_offsets[m] + j]
+            H = torch.where((wq == 1)[None], D, -D)
+            g2ms, g2rs, g2mt, g2rt, g2ok = (x[gq] for x in boxes[m + 1])
+            val, err = _box_clear(H[0], H[1], H[2], Em[0, j], Em[1, j], Em[2, j], g2ms, g2rs, g2mt, g2rt)
+            cleared[gq, j] = (val > err) & g2ok
+        second[m] = (gid2, cleared)
+    # pass 3: the remaining constraints of every polygon, on its box and then at its vertices
+    filtered = 0
+    to_exact = []
+    ncol = ctx.ncol
+    csize = max(1, _CHUNK // (4 * ncol + 64 * Mx + 8 * pat.shape[1]))
+    for c0 in range(0, P, csize):
+        if deadline is not None and time.perf_counter() > deadline:
+            return CertOutcome(None, filtered, 0, reason="time_limit")
+        c1 = min(P, c0 + csize)
+        C = c1 - c0
+        pc = pat[c0:c1]
+        parts_p, parts_c = [], []
+        for m, lyr in enumerate(net.max_units):
+            c_lo, c_hi = int(ctx.L_cols[m]), int(ctx.L_cols[m + 1])
+            if m in signs:
+                gid, sg = signs[m]
+                w = pc[:, net.unit_offsets[m]:net.unit_offsets[m + 1]]
+                near = sg[gid[c0:c1]] != (2 * w - 1)  # not cleared by the group tests
+                if m in second:
+                    gid2, cleared = second[m]
+                    near &= ~cleared[gid2[c0:c1]]
+                p_, j_ = near.nonzero(as_tuple=True)
+                parts_p.append(p_)
+                parts_c.append(c_lo + j_)
+            else:
+                parts_p.append(torch.arange(C, device=dev).repeat_interleave(c_hi - c_lo))
+                parts_c.append(torch.arange(c_lo, c_hi, device=dev).repeat(C))
+        parts_p.append(torch.arange(C, device=dev).repeat_interleave(_N_SIDES))
+        parts_c.append(torch.arange(ctx.ncol_u, ncol, device=dev).repeat(C))
+        q, cidx = torch.cat(parts_p), torch.cat(parts_c)
+        okc = ok_all[c0:c1]
+        sel = okc[q]
+        q, cidx = q[sel], cidx[sel]
+        Hq, skip = _pair_constraints(ctx, grouped, c0 + q, cidx)
+        bx = box[c0:c1][q]
+        Ec_ = ctx.EM[:, cidx]
+        val, err = _box_clear(Hq[:, 0], Hq[:, 1], Hq[:, 2], Ec_[0], Ec_[1], Ec_[2], bx[:, 0], bx[:, 1], bx[:, 2],
+                              bx[:, 3])
+        sel = ~(val > err) & ~skip
+        q, cidx, Hq = q[sel], cidx[sel], Hq[sel]
+        eHq = (ctx.EM[:, cidx].T + 2 * _U * Hq.abs()) * _SAFE
+        gq = c0 + q
+        incident = (cidx[:, None] == colc[gq]) | (cidx[:, None] == prc_all[gq])
+        vq = valid_all[gq] & ~incident
+        neg, und = _vertex_signs(Hq, eHq, st["Xh"][gq], st["eX"][gq], vq)
+        if bool(neg.any()):
+            return CertOutcome(False, filtered, 0, reason="a constraint is negative at a vertex")
+        unsure_poly = ~okc
+        if bool(und.any()):
+            unsure_poly[q[und]] = True
+        filtered += C * (ncol - 1) + int(vq.sum())
+        good = _neighbours_listed(ctx, c0, pc, st["col"][c0:c1], valid_all[c0:c1])
+        if bool((~good & ~unsure_poly).any()):
+            return CertOutcome(False, filtered, 0, reason="the region across an edge is not listed")
+        to_exact.extend((c0 + unsure_poly.nonzero()[:, 0]).tolist())
+    return filtered, to_exact
 
 
 def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, two, ncol_u, polys, h, hs, order,

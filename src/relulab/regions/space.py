@@ -1475,7 +1475,8 @@ class _Engine:
 def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_limit: float | None = None,
               neighbours: bool = False, audit_samples: int = 0,
               memory_budget: float = DEFAULT_MEMORY, progress=None, method: str = "auto",
-              out=None, certify: bool | None = None) -> FullSpaceRegions:
+              out=None, certify: bool | None = None, split: int | None = None, workers: int | None = None,
+              ray: bool | str | None = None) -> FullSpaceRegions:
     """All activation regions of ``net`` over all of R^d (``box=None``) or over ``box = (lo, hi)``.
 
     Exact layer-by-layer refinement of convex cells (no LP per region); all of R^d through an
@@ -1510,7 +1511,20 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     ``out`` (written under a temporary name, then renamed) when the call returns; its metadata
     says whether the enumeration was complete. The returned result then has ``patterns`` and
     ``interior_points`` None (everything else as usual; region indices are the file's rows).
+
+    ``split`` / ``workers`` / ``ray``: one count over many workers. The domain is cut into about
+    ``split`` independent cells (a grid of sub-boxes, or cones around a point for R^d), run on
+    ``workers`` local processes or on Ray (``ray=True``: a local instance; ``ray="HOST:PORT"``: a
+    cluster) and merged exactly by activation pattern, with the same count, bounded/unbounded split,
+    linear-region count and ``certify`` proof (per cell) as one process; the result is a
+    :class:`relulab.experiments.split.SplitEnumeration` (see :func:`relulab.experiments.split_full_space`).
     """
+    if split is not None or workers is not None or ray:
+        from relulab.experiments.split import full_space_split
+
+        return full_space_split(net, box, split, workers, ray, max_regions=max_regions, time_limit=time_limit,
+                                neighbours=neighbours, audit_samples=audit_samples, memory_budget=memory_budget,
+                                progress=progress, method=method, out=out, certify=certify)
     if not isinstance(net, PLNet):
         raise InvalidInputError(f"net must be a relulab.PLNet (use PLNet.from_torch), got {type(net).__name__}")
     d = net.input_dim
