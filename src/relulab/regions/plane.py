@@ -611,12 +611,13 @@ def _affine_maps(layers, Z):
     """Push affine maps of (s, t) through affine layers: Z (C, w, 3) = (value at the slice centre,
     d/ds, d/dt) of every feature. The three columns go through each layer as one batch (3C rows)."""
     C = Z.shape[0]
-    z = Z.permute(2, 0, 1).reshape(3 * C, -1)
+    z = Z.permute(2, 0, 1).reshape(3 * C, -1)  # free when Z is a view of (3, C, w) memory
     for lay in layers:
         z = lay.linear(z)
         if lay.bias is not None:
             z[:C] += lay.bias
-    return z.reshape(3, C, -1).permute(1, 2, 0).contiguous()
+    # a (C, w, 3) view of (3, C, w) memory: each column's values are contiguous for the next layer
+    return z.reshape(3, C, -1).permute(1, 2, 0)
 
 
 def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=None):
@@ -652,6 +653,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
         sl = rnet.layer_slice(l)
         U, K = layer.units, layer.index.shape[1]
         two = K == 2 and bool(layer.valid.all())
+        relu = two and bool((layer.coef[:, 0] == 0).all()) and bool((layer.coef[:, 1] == 1).all())
         P0 = V.shape[0]
         csize = max(1, _CHUNK // (U * K * 3 + 4 * wmax + 4 * V.shape[1]))
         for c0 in range(0, P0, csize):
@@ -663,7 +665,20 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 raise _Stop
             ref = _means(Vp[..., :2], np_)
             cen = centre.expand(A0, 2)
-            if Z is not None:
+            fast = Z is not None and two and layer.elementwise_units
+            if fast:
+                # two pieces c0 z, c1 z of feature j: D = c1 z - c0 z straight from the maps (the same
+                # float operations as through the pieces' table, which is never built)
+                Zc = Z[c0:c1]
+                c_0, c_1 = layer.coef[None, :, 0, None], layer.coef[None, :, 1, None]
+                if relu:
+                    D, Dabs = Zc, Zc.abs()
+                else:
+                    D0, D1 = Zc * c_0, Zc * c_1
+                    D, Dabs = D1 - D0, D1.abs() + D0.abs()
+                    del D0, D1
+                coef = None
+            elif Z is not None:
                 Zc = Z[c0:c1]
                 if layer.elementwise_units:  # piece k of unit j reads feature j: no gather
                     coef = Zc[:, :, None, :] * layer.coef[None, :, :, None]  # (A0, U, K, 3)
@@ -684,8 +699,9 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             crossing = torch.zeros(A0, U, dtype=torch.bool, device=dev)
             lp = torch.full((A0, U), -1, dtype=pdtype, device=dev)
             if two:
-                D = coef[:, :, 1] - coef[:, :, 0]  # (A0, U, 3)
-                Dabs = coef[:, :, 1].abs() + coef[:, :, 0].abs()  # bounds the rounding of D
+                if not fast:
+                    D = coef[:, :, 1] - coef[:, :, 0]  # (A0, U, 3)
+                    Dabs = coef[:, :, 1].abs() + coef[:, :, 0].abs()  # bounds the rounding of D
                 # a unit cannot cross a polygon whose circumscribed disc (about its vertex mean)
                 # it misses by more than the largest vertex tolerance; only the others are tested
                 # at the vertices
@@ -699,7 +715,8 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 reach = off.abs() + ref.abs() + 2 * rho[:, None]
                 tmax = torch.addcmul(torch.addcmul(Dabs[..., 0], Dabs[..., 1], reach[:, :1]), Dabs[..., 2],
                                      reach[:, 1:]).mul_(rtol)
-                sure = dref.abs() > torch.hypot(D[..., 1], D[..., 2]) * rho[:, None] + tmax
+                # |ds D| + |dt D| >= the gradient's length: a disc of radius rho is inside its reach
+                sure = dref.abs() > (Dabs[..., 1] + Dabs[..., 2]) * rho[:, None] + tmax
                 if not bool(torch.isfinite(dref).all() & torch.isfinite(tmax).all()):
                     raise _Overflow
                 lp = torch.where(sure, (dref > 0).to(pdtype), lp)
@@ -799,7 +816,9 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             if segs is not None:
                 # each piece's winners give the layer's output maps; push them to the next max layer
                 if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
-                    Y = Zc.index_select(0, pd) * layer.coef.gather(1, ld.long().T).T[..., None]
+                    # written straight into the (3, C, U) layout the next layer's product reads
+                    Y = Zc.permute(2, 0, 1).index_select(1, pd)
+                    Y = Y.mul_(layer.coef.gather(1, ld.long().T).T[None]).permute(1, 2, 0)
                 else:
                     Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
                 Znext = _affine_maps(segs[l + 1], Y)
