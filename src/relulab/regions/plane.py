@@ -628,7 +628,9 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
     the affine maps (in (s, t)) of the next max layer's input, pushed through one affine segment per
     layer (each layer's maps cost one layer's work); otherwise the pieces come from a forward pass
     (:meth:`PLNet.trace`) with the polygon's pattern. Returns polygons, lengths, edge labels,
-    patterns, completeness, per-layer counts, and (chain networks) output maps at the slice centre.
+    patterns, completeness, per-layer counts, (chain networks) output maps at the slice centre, and
+    for a complete partition each polygon's ancestors (P, L): the index of the polygon it lay in when
+    layer l began (polygons sharing it share the winners of the layers before l).
     """
     dev, dt = rnet.device, rnet.dtype
     s0, s1, t0, t1 = ext
@@ -638,14 +640,14 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
     segs = _segments(rnet)
     widths = [2] + [int(torch.tensor(nd.layer.out_shape).prod()) for nd in rnet.nodes[1:]]
     wmax = max(widths)
-    state = {"label": _N_EXTENT_EDGES, "live": 1, "done": 0}
+    state = {"label": _N_EXTENT_EDGES, "live": 1, "done": 0, "ids": [0] * L}
     outs, partial = [], []
     ranges = []  # (label base, layer, units, pieces, two-piece) of each chunk: edges' constraints
     layer_counts = [0] * L
 
-    def process(l, V, n, E, pat, Z):
+    def process(l, V, n, E, pat, Z, anc):
         if l == L:
-            outs.append((V, n, E, pat, Z))
+            outs.append((V, n, E, pat, Z, anc))
             state["done"] += V.shape[0]
             notify(progress, state["done"], None, regions=state["done"])
             return
@@ -655,6 +657,8 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
         two = K == 2 and bool(layer.valid.all())
         relu = two and bool((layer.coef[:, 0] == 0).all()) and bool((layer.coef[:, 1] == 1).all())
         P0 = V.shape[0]
+        base = state["ids"][l]  # this call's polygons are ancestors base .. base + P0 - 1 of layer l
+        state["ids"][l] += P0
         csize = max(1, _CHUNK // (U * K * 3 + 4 * wmax + 4 * V.shape[1]))
         for c0 in range(0, P0, csize):
             c1 = min(P0, c0 + csize)
@@ -824,7 +828,8 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 Znext = _affine_maps(segs[l + 1], Y)
             del coef, W
             try:
-                process(l + 1, Vd, nd, Ed, full, Znext)
+                process(l + 1, Vd, nd, Ed, full, Znext,
+                        torch.cat([anc[c0:c1][pd], (base + c0 + pd)[:, None]], 1))
             except _Stop:
                 partial.append((V[c1:], n[c1:], E[c1:], pat[c1:]))
                 raise
@@ -839,17 +844,19 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
     if segs is not None:
         Z = _affine_maps(segs[0], torch.stack([centre, eye2[0], eye2[1]], -1)[None])
     try:
-        process(0, V, n, E, pat, Z)
+        process(0, V, n, E, pat, Z, torch.zeros(1, 0, dtype=torch.long, device=dev))
         complete = True
     except _Stop:
         complete = False
     parts = [o[:4] for o in outs] + partial
     V, n, E, pat = _shrink(_cat_polys(parts))
     V = V[..., :2].contiguous()
-    maps = None
+    maps = tree = None
     if complete and segs is not None and L:
         maps = (torch.cat([o[4] for o in outs]), centre)
-    return V, n, E, pat, complete, layer_counts, maps, ranges
+    if complete:
+        tree = torch.cat([o[5] for o in outs]) if outs else None
+    return V, n, E, pat, complete, layer_counts, maps, ranges, tree
 
 
 def _cells(V, n, E, coef, valid, ref, absc, rtol, lab_base):
@@ -1393,7 +1400,7 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     with torch.no_grad(), threads_for(per_op):
         ranges = []
         try:
-            V, n, E, pat, complete, layer_counts, outmaps, ranges = _refine(rnet, ext, float(rtol), budget, pdtype,
+            V, n, E, pat, complete, layer_counts, outmaps, ranges, tree = _refine(rnet, ext, float(rtol), budget, pdtype,
                                                                             progress)
             overflow = not bool(torch.isfinite(V).all())
         except _Overflow:
@@ -1407,7 +1414,7 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
             from relulab.regions._plane_cert import certify_partition
 
             notify(progress, int(V.shape[0]), None, regions=int(V.shape[0]), stage="certifying")
-            outcome = certify_partition(net, origin, u, v, ext, pat, E, ranges, deadline=deadline)
+            outcome = certify_partition(net, origin, u, v, ext, pat, E, ranges, deadline=deadline, tree=tree)
             certified = outcome.ok is True
         small = int(V.shape[0]) * max(1, net.n_units) <= _CERTIFY_WORK if not overflow else True
         want = overflow or (certify is True and not certified) or (
