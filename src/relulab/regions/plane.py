@@ -1344,7 +1344,7 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     region (its edge lines' exact intersection points satisfy every constraint of the pattern) and
     the region across each of its edges is shown to be listed; every sign is decided in float64
     under a proven rounding bound, and a polygon whose signs the bound cannot settle is checked in
-    exact integer arithmetic. It costs about as much again as the refinement (1.4x its CPU time on
+    exact integer arithmetic. It costs about as much again as the refinement (1.3x its CPU time on
     a 2-200-200-200-1 net with 102,237 regions).
     When the certificate finds the float partition wrong (regions thinner than ``rtol`` merged)
     or cannot decide (exactly degenerate geometry: three lines through a point on an edge,
