@@ -2,7 +2,7 @@
 ``method="facet"`` (cells by their inequalities, certified), on the same networks in one process,
 and all of R^d against a large box for a pure max-pool network.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/regions_engines.py [--nets 8,12,1:0 6,8,8,2:0 7,8,8,2:0]
+    .venv/bin/python benchmarks/regions_engines.py [--nets 8,12,1:0 6,8,8,2:0 7,8,8,2:0]
         [--no-maxpool] [--time-limit 300]
 
 Networks are ``nn.Sequential`` MLPs (ReLU after every hidden layer, linear output) built after

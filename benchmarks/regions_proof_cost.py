@@ -3,9 +3,11 @@ R^d, ``method="auto"``) on the same networks in two checkouts, side by side in o
 
     python benchmarks/regions_proof_cost.py --before /path/to/other/checkout   # this checkout = after
 
-Each network runs in a fresh subprocess per checkout (its ``src`` first on ``PYTHONPATH``), on one
-torch thread, ``--repeats`` times (median CPU seconds). Reported: count, linear count, certified and
-the certificate's reason (after), CPU seconds before and after, and their ratio. Networks
+Each network runs in a fresh subprocess per checkout (its ``src`` first on ``PYTHONPATH``), with the
+threads torch picks (the defaults a user gets), ``--repeats`` times (median CPU seconds). Reported:
+count, linear count, certified and the certificate's reason (after), CPU seconds before and after,
+their ratio, and the after checkout's CPU seconds without the proof (``certify=False``): the last
+column is the proof's overhead, proven / unproven, in the same checkout. Networks
 (``widths:seed``, uniform weights in +-1/sqrt(fan-in) as in benchmarks/regions_full_space.py): the
 d <= 5 networks of that benchmark's table (the vertex engine's range) and the reliability issue's
 2-16-16-1, a 2-64-64-1 and a 3-8-8-1 with four dead output weights.
@@ -41,17 +43,18 @@ if len(parts) > 2:
         m[-1].weight[0, :4] = 0.0
 net = relulab.PLNet.from_torch(m, (widths[0],))
 t = time.process_time()
-r = full_space(net)
+r = full_space(net, certify=False if sys.argv[3] == "off" else None)
 cpu = time.process_time() - t
 print(json.dumps({"count": r.count, "linear": r.linear_count, "certified": bool(r.certified),
                   "why": str(r.stats.get("certificate", "")), "cpu": cpu, "method": r.stats.get("method"),
-                  "src": relulab.__file__}))
+                  "linear_certified": getattr(r, "linear_certified", None), "src": relulab.__file__}))
 """
 
 
-def run(src: Path, spec: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-c", CODE, spec, str(ROOT / "benchmarks")], capture_output=True, text=True, env=env)
+def run(src: Path, spec: str, certify: str = "default") -> dict:
+    env = dict(os.environ, PYTHONPATH=str(src))
+    p = subprocess.run([sys.executable, "-c", CODE, spec, str(ROOT / "benchmarks"), certify], capture_output=True,
+                       text=True, env=env)
     if p.returncode != 0:
         return {"error": (p.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -64,17 +67,20 @@ def main(argv=None) -> int:
     ap.add_argument("--nets", nargs="*", default=NETS)
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args(argv)
-    print(f"{'network':<18}{'count':>7}{'linear':>7}  {'cert before':>11} {'cert after':>10} {'CPU s before':>13}"
-          f"{'CPU s after':>12}{'ratio':>7}  certificate (after)")
+    print(f"{'network':<18}{'count':>7}{'linear':>7}  {'cert before':>11} {'cert after':>10} {'lin. cert':>9} "
+          f"{'CPU s before':>13}{'CPU s after':>12}{'ratio':>7}{'unproven':>9}{'overhead':>9}  certificate (after)")
     for spec in args.nets:
         b = [run(args.before / "src", spec) for _ in range(args.repeats)]
         a = [run(args.after / "src", spec) for _ in range(args.repeats)]
+        o = [run(args.after / "src", spec, "off") for _ in range(args.repeats)]
         if "error" in b[0] or "error" in a[0]:
             print(f"{spec:<18} error: {b[0].get('error', '')} | {a[0].get('error', '')}")
             continue
         cb, ca = statistics.median(x["cpu"] for x in b), statistics.median(x["cpu"] for x in a)
+        co = statistics.median(x["cpu"] for x in o) if "error" not in o[0] else float("nan")
         print(f"{spec:<18}{a[0]['count']:>7}{a[0]['linear'] or 0:>7}  {str(b[0]['certified']):>11} "
-              f"{str(a[0]['certified']):>10} {cb:>13.2f}{ca:>12.2f}{ca / cb:>7.1f}  {a[0]['why'][:70]}", flush=True)
+              f"{str(a[0]['certified']):>10} {str(a[0].get('linear_certified')):>9} {cb:>13.2f}{ca:>12.2f}{ca / cb:>7.1f}"
+              f"{co:>9.2f}{ca / co:>9.1f}  {a[0]['why'][:70]}", flush=True)
         assert Path(b[0]["src"]).resolve().is_relative_to((args.before / "src").resolve()), b[0]["src"]
         if a[0]["count"] != b[0]["count"]:
             print(f"  counts differ: before {b[0]['count']}, after {a[0]['count']}")

@@ -224,6 +224,28 @@ def probes() -> list[Probe]:
                 return bool(getattr(r, "certified", False)) and r.count == {want}, \
                     f"{{r.count}} regions (exact {want}), certified: {{getattr(r, 'certified', None)}}"
             """))
+    # walls off the origin: they meet on the compactification's outer facet, where the sliver between
+    # them is thinner than the facet engine's float LPs resolve (exact reference: 6 regions)
+    for gap in (1e-15, 2e-15, 1e-13):
+        P.append(_py("3 degenerate geometry", f"full space walls y=-0.5, y=-0.5-{gap:g}: certified exact or raised", f"""
+            def probe():
+                m = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)).double()
+                with torch.no_grad():
+                    m[0].weight.copy_(torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]))
+                    m[0].bias.copy_(torch.tensor([0.5, 0.5 + {gap!r}, 0.0]))
+                    m[2].weight.copy_(torch.tensor([[1.0, 1.37, 1.74]]))
+                r = full_space(relulab.PLNet.from_torch(m, (2,)))
+                return bool(getattr(r, "certified", False)) and r.count == 6, \
+                    f"{{r.count}} regions (exact 6), certified: {{getattr(r, 'certified', None)}}"
+            """))
+    P.append(_py("3 degenerate geometry", "linear count of 2-8-8-1: adjacency proven (linear_certified)", """
+            def probe():
+                torch.manual_seed(3)
+                m = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1)).double()
+                r = full_space(relulab.PLNet.from_torch(m, (2,)))
+                return bool(getattr(r, "linear_certified", False)), \
+                    f"{r.linear_count} linear regions, linear_certified: {getattr(r, 'linear_certified', None)}"
+            """))
     P.append(_py("2 huge domains", "full space 2-16-16-1 boxes 1e6..1e308: certified exact or raised", """
             def probe():
                 torch.manual_seed(0)

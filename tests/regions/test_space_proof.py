@@ -122,18 +122,49 @@ def test_a_wrong_vertex_result_is_caught_not_certified(monkeypatch):
         return res
 
     monkeypatch.setattr(space_mod._Engine, "finish", lossy)
+    with pytest.raises(DegenerateGeometryError, match="proven"):
+        full_space(net, method="vertex")
+    # the default falls back to the proven facet engine: the right count, proven
+    res = full_space(net)
+    assert res.certified and res.count == good.count and "proven" in res.stats["vertex_fallback"]
+    # the same with the proof from exact vertices out of reach: the facet engine's enumeration catches it
+    monkeypatch.setattr(space_mod._Engine, "emit", _emit_without_cells)
     with pytest.raises(DegenerateGeometryError, match="proven enumeration"):
-        full_space(net)
+        full_space(net, method="vertex")
+    with pytest.raises(DegenerateGeometryError):
+        full_space(net, neighbours=True)  # the facet engine has no neighbour graph to fall back on
+
+
+_emit = space_mod._Engine.emit
+
+
+_decided = space_mod._Engine._decided
+
+
+def _decided_near_zero(self, g, tol):
+    self.near_zero += 1  # as if a sign had been taken for an exact zero
+    return _decided(self, g, tol)
+
+
+def _emit_without_cells(self, b):
+    self.cells = None  # the proof from the engine's own cells is not available
+    return _emit(self, b)
 
 
 def test_certificate_budget_and_time_limit_say_not_proven(monkeypatch):
     net = plnet(relulab.build("mlp:2-8-8-1:relu", seed=1), 2)
     monkeypatch.setattr(space_mod, "PROOF_WORK", 10)
+    assert full_space(net).certified  # the proof from exact vertices has no budget but memory
+    monkeypatch.setattr(space_mod._Engine, "emit", _emit_without_cells)
     r = full_space(net)
     assert r.complete and not r.certified and "proof budget" in r.stats["certificate"]
     forced = full_space(net, certify=True)
     assert forced.certified and forced.stats["certificate"].startswith("proven")
     assert forced.count == r.count
+    # a near-degenerate input over the budget raises instead (naming the budget)
+    monkeypatch.setattr(space_mod._Engine, "_decided", _decided_near_zero)
+    with pytest.raises(DegenerateGeometryError, match="PROOF_WORK"):
+        full_space(net)
     monkeypatch.undo()
     skipped = full_space(net, certify=False)
     assert skipped.count == r.count and not skipped.certified and "certify=False" in skipped.stats["certificate"]
@@ -171,15 +202,35 @@ def test_line_arrangements_certified_equal_to_exact_count(lines, box):
         res = full_space(net, box=box)
     except DegenerateGeometryError:
         return
-    if not res.certified:
-        # e.g. parallel lines 2e-15 apart: the facet engine cannot prove them; the result says so
-        assert res.stats["certificate"].startswith("not proven")
+    # a complete count on a near-degenerate input is proven, or raised: never returned unproven
+    assert res.complete and res.certified, res.stats
     if res.certified and box != (-2.0, 2.0):
         # every intersection point and a point of every line lie within |x| <= 16, so the box of 1e9
         # meets every region of R^2
         assert res.count == truth, (W, b, res.stats)
     if res.certified and box == (-2.0, 2.0):
         assert res.count <= truth
+
+
+@pytest.mark.parametrize("gap", [1e-15, 2e-15, 1e-14, 1e-13, 1e-12])
+@pytest.mark.parametrize("offset", [0.5, -0.5, 0.25])
+def test_parallel_walls_off_the_origin_are_proven_exactly(gap, offset):
+    """Lines ``y = -offset`` and ``y = -offset - gap`` and a crossing line: 6 regions. The vertex engine
+    merges the sliver (4) and, 1e-12 apart, raises; the facet engine's multipliers cannot prove
+    the sliver empty or not (the two walls meet on the compactification's outer facet). Before, the
+    result was 4 with certified=False (or raised); now the exact LP settles it and the facet
+    engine's proven count is returned."""
+    W, b = [[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], [offset, offset + gap, 0.0]
+    truth = exact_line_regions(W, b)
+    assert truth == 6
+    net = one_layer(W, b, out=[[1.0 + 0.37 * i for i in range(3)]])
+    res = full_space(net)
+    assert res.certified and res.complete and res.count == truth, res.stats
+    assert res.stats["method"] == "facet" and "vertex_fallback" in res.stats
+    assert res.stats.get("exact_lps", 0) > 0
+    assert full_space(net, method="facet").count == truth
+    with pytest.raises(DegenerateGeometryError):
+        full_space(net, method="vertex")  # named explicitly: its proof refutes it, no fallback
 
 
 def test_walls_1e12_apart_through_zero_rows_raise_degenerate_not_an_internal_error():
@@ -298,11 +349,76 @@ def test_box_proven_through_all_of_space_only_when_it_meets_every_region(monkeyp
     assert "no proof for boxes" in small.stats["certificate"]
 
 
-def test_linear_count_says_its_adjacency_is_not_proven():
+def test_linear_count_says_whether_its_adjacency_is_proven():
     net = plnet(relulab.build("mlp:2-8-8-1:relu", seed=1), 2)
     r = full_space(net)
     assert r.certified and r.linear_count is not None
-    assert r.linear_certified is False and "share a facet" in r.stats["linear_certificate"]
-    assert r.to_dict(summary=True)["linear_certified"] is False
+    assert r.linear_certified is True and r.stats["linear_certificate"].startswith("proven")
+    assert r.to_dict(summary=True)["linear_certified"] is True
     facet = full_space(net, method="facet")
     assert facet.linear_count is None and facet.linear_certified is None
+    # proven by the facet engine's enumeration instead (a box): patterns proven, adjacency not
+    b = full_space(net, box=(-1.0, 1.0))
+    assert b.certified and b.linear_certified is False and "share a facet" in b.stats["linear_certificate"]
+
+
+# ------------------------------------------------------------------ the proof from exact vertices
+@pytest.mark.parametrize("spec,d,seed", [("mlp:2-4-4-1:relu", 2, 21), ("mlp:2-8-8-1:relu", 2, 3),
+                                         ("mlp:3-8-8-1:relu", 3, 1)])
+def test_vertex_proof_equals_the_facet_engine_and_lp_adjacency(spec, d, seed):
+    """Generic nets are proven from the vertex engine's own cells (no second enumeration): the same
+    patterns as the facet engine's proven enumeration, and the proven adjacency equals the LP
+    reference (pairs whose closures share a (d-1)-dimensional set), so linear counts are certified."""
+    from test_full_space import lp_neighbours
+
+    net = plnet(relulab.build(spec, seed=seed), d)
+    r = full_space(net, neighbours=True)
+    assert r.certified and r.stats["certificate"].startswith("proven: every cell's vertices"), r.stats
+    assert r.linear_certified
+    ref = full_space(net, method="facet")
+    assert ref.count == r.count and space_mod._same_rows(ref.patterns, r.patterns)
+    if r.count <= 40:
+        assert {tuple(e) for e in r.neighbours.tolist()} == lp_neighbours(net, r.patterns)
+
+
+def _cells(net):
+    eng = space_mod._Engine(net, None, None, None, True)
+    with torch.no_grad():
+        eng.run()
+        eng.finish(False, 0)
+    return eng
+
+
+def test_vertex_proof_rejects_corrupted_cells():
+    """The proof checks what it is given: a missing cell, a vertex far from where its tight rows meet,
+    a missing vertex, a wrong pattern or a wrong incidence bit is not proven (the engine's result
+    then goes to the facet engine). A float vertex a little off is no error: the proof is about the
+    exact point its tight rows define."""
+    from relulab.regions._vertex_cert import NotProven, prove_cells
+
+    net = plnet(relulab.build("mlp:2-8-8-1:relu", seed=3), 2)
+    eng = _cells(net)
+    cells = list(eng.cells)
+    assert prove_cells(eng, cells).shape[1] == 2
+
+    def changed(i, **kw):
+        X, cid, inc, pat, pyr, tie = cells[i]
+        parts = dict(X=X, cid=cid, inc=inc, pat=pat, pyr=pyr, tie=tie)
+        parts.update(kw)
+        return cells[:i] + [tuple(parts[k] for k in ("X", "cid", "inc", "pat", "pyr", "tie"))] + cells[i + 1:]
+
+    X, cid, inc, pat, pyr, tie = cells[0]
+    C = pat.shape[0]
+    last = cid != C - 1  # drop the batch's last cell
+    bad = [
+        changed(0, X=X[last], cid=cid[last], inc=inc[last], pat=pat[:-1], pyr=pyr[:-1], tie=tie[:-1]),
+        changed(0, X=X + torch.where(torch.arange(X.shape[0])[:, None] == 3, 10.0, 0.0)),
+        changed(0, X=X[1:], cid=cid[1:], inc=inc[1:]),
+        changed(0, inc=torch.cat([inc[:1] ^ 2, inc[1:]])),
+    ]
+    p2 = pat.clone()
+    p2[0, -1] = 1 - p2[0, -1]
+    bad.append(changed(0, pat=p2))
+    for cs in bad:
+        with pytest.raises(NotProven):
+            prove_cells(eng, cs)

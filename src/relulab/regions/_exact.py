@@ -553,3 +553,73 @@ def exact_witness(net, tabs, x, pattern) -> bool:
             if other.any() and not all(b > p for b, p in zip(best[other], P[other, k])):
                 return False
     return True
+
+
+def exact_max_margin(rows, bound, max_pivots: int = 10_000):
+    """``max t`` subject to ``c_j + g_j . y >= t`` for every row ``[c_j, g_j...]`` (integers or
+    Fractions), ``|y_i| <= bound_i`` and ``t <= 1``, solved exactly: ``(t*, y*)`` as Fractions.
+    ``t* > 0`` proves the open set ``{y : every row > 0}`` non-empty (``y*`` lies in it);
+    ``t* <= 0`` proves it empty (a point in it would make ``t = min_j row_j > 0`` feasible).
+
+    Primal simplex on a dense rational tableau with Bland's rule (which cannot cycle; Bland, "New
+    finite pivoting rules for the simplex method", Math. Oper. Res. 1977). Variables are shifted to
+    be non-negative (``w = y + bound``, ``t' = t + T0`` with ``T0`` making the origin feasible), so
+    the slack basis starts the search. Meant for the few small LPs float64 cannot settle."""
+    from fractions import Fraction as F
+
+    rows = [[F(v) for v in r] for r in rows]
+    # each row scaled by a power of two to gradient entries in [1/2, 1): the margin t is then a
+    # distance up to a factor 2 sqrt(d) (unscaled rows of very different sizes would put the optimum
+    # as far as possible from the small rows' walls and a hair from the big rows')
+    for r in rows:
+        top = max((abs(v) for v in r[1:]), default=F(0)) or abs(r[0])
+        if top:
+            sh = top.numerator.bit_length() - top.denominator.bit_length() + 1
+            f = F(1, 1 << sh) if sh >= 0 else F(1 << -sh)
+            r[:] = [v * f for v in r]
+    M = [F(b) for b in bound]
+    d = len(M)
+    # constraints  -g.w + t' <= c - g.M + T0  (i.e. c + g.y >= t);  w_i <= 2 M_i;  t' <= 1 + T0
+    base = [r[0] - sum(g * m for g, m in zip(r[1:], M)) for r in rows]
+    T0 = max([F(0)] + [-v for v in base]) + 1
+    A = [[-g for g in r[1:]] + [F(1)] for r in rows]
+    b = [v + T0 for v in base]
+    for i in range(d):
+        A.append([F(1) if j == i else F(0) for j in range(d)] + [F(0)])
+        b.append(2 * M[i])
+    A.append([F(0)] * d + [F(1)])
+    b.append(1 + T0)
+    m, n = len(A), d + 1
+    # tableau: rows [A | I | b], objective: maximize t' (column d)
+    T = [A[i] + [F(1) if j == i else F(0) for j in range(m)] + [b[i]] for i in range(m)]
+    z = [F(0)] * d + [F(-1)] + [F(0)] * m + [F(0)]  # reduced costs of "minimize -t'"
+    basis = [n + i for i in range(m)]
+    for _ in range(max_pivots):
+        enter = next((j for j in range(n + m) if z[j] < 0), None)  # Bland: lowest index
+        if enter is None:
+            break
+        best, leave = None, None
+        for i in range(m):
+            a = T[i][enter]
+            if a > 0:
+                r = T[i][-1] / a
+                if best is None or r < best or (r == best and basis[i] < basis[leave]):
+                    best, leave = r, i
+        if leave is None:
+            raise ArithmeticError("unbounded exact LP")  # cannot happen: every variable is bounded
+        piv = T[leave][enter]
+        T[leave] = [v / piv for v in T[leave]]
+        for i in range(m):
+            if i != leave and T[i][enter] != 0:
+                f = T[i][enter]
+                T[i] = [v - f * w for v, w in zip(T[i], T[leave])]
+        if z[enter] != 0:
+            f = z[enter]
+            z = [v - f * w for v, w in zip(z, T[leave])]
+        basis[leave] = enter
+    else:
+        raise ArithmeticError("exact LP: pivot budget spent")
+    x = [F(0)] * (n + m)
+    for i, j in enumerate(basis):
+        x[j] = T[i][-1]
+    return x[d] - T0, [x[i] - M[i] for i in range(d)]

@@ -83,14 +83,22 @@ neither an exact zero nor resolvable: two boundaries closer than float64 separat
 (e.g. parallel walls about 1e-12 apart), and :class:`DegenerateGeometryError` is raised instead of
 merging them. Where the result would be inconsistent (a facet without a region across it)
 :class:`DegenerateGeometryError` is raised too. These tolerances are estimates, so the vertex
-engine's own combinatorics prove nothing: its result is ``certified`` only when the facet engine's
-proven enumeration (filtered predicates: float64 under proven error bounds, else exact integer
-arithmetic on the float64 data) finds exactly the same patterns, within a work budget
-(``PROOF_WORK`` regions x units) and the time limit (a box the facet engine cannot prove, e.g.
-of extent 1e308, is proven through all of R^d when it meets every region there, each witness
-verified exactly); a disagreement raises
-:class:`DegenerateGeometryError`, an unfinished proof leaves the result uncertified with the reason
-in ``stats["certificate"]``.
+engine's own combinatorics prove nothing. Its result over R^d is proven from its own cells
+(:mod:`relulab.regions._vertex_cert`): every vertex is the exact solution of its ``d`` tight rows,
+located by a verified bound and checked against every other row of its cell in float64 under
+proven error bounds; every edge of every cell has both ends listed (so every cell is exactly the
+convex hull of its vertices), and across every facet the cell with the neighbouring pattern is
+listed (so the cells cover the compactified space). That also proves the neighbour graph behind
+``linear_count``. Where these float64 filters cannot decide (non-simple vertices, ties, a sign
+within its bound) and for boxes, the result is ``certified`` only when the facet engine's proven
+enumeration (filtered predicates, exact integer arithmetic and exact LPs on the float64 data)
+finds exactly the same patterns, within a work budget (``PROOF_WORK`` regions x units) and the time
+limit (a box the facet engine cannot prove, e.g. of extent 1e308, is proven through all of R^d when
+it meets every region there, each witness verified exactly). A disagreement, or any
+:class:`DegenerateGeometryError` of the vertex engine, hands the count to the facet engine
+(``method="auto"`` without ``neighbours``; otherwise it is raised); a near-degenerate result over
+the budget raises; an unfinished proof leaves the result uncertified with the reason in
+``stats["certificate"]``.
 Every witness is checked (strict inequalities, and :meth:`PLNet.pattern` except at exact ties); a
 failure triggers an LP (Chebyshev centre) certificate, and if that fails too,
 :class:`DegenerateGeometryError` is raised rather than a count returned.
@@ -155,8 +163,9 @@ AMBIGUOUS = 1e-2
 # cheap; far above, every cell's d + 1 chart rows cost O(d^2) memory
 FACET_MIN_D = 6
 FACET_MAX_D = 64
-# regions x units up to which a vertex-engine result is proven by the facet engine (about 15 CPU s
-# on one core; above it the result says it is not proven)
+# regions x units up to which a vertex-engine result that its own cells cannot prove is proven by the
+# facet engine (about 15 CPU s on one core; above it the result says it is not proven, or raises when
+# the vertex engine took signs for exact zeros)
 PROOF_WORK = 1_000_000
 
 
@@ -169,12 +178,13 @@ class FullSpaceRegions(RegionResult):
     activation regions with equal affine maps merged); ``complete`` (False when a budget stopped
     the search: every listed region is then genuine, but some may be missing) and ``stopped_by``;
     ``certified``: the count and patterns are proven (facet engine: its own decisions are proven;
-    vertex engine: the facet engine's proven enumeration finds exactly its patterns, see
-    ``_prove``), and so are the gradient equalities behind ``linear_count``;
-    ``stats["certificate"]`` says which, or why not; ``domain`` ("R^d" or "box"); ``seconds``.
-    ``linear_certified``: whether ``linear_count`` is proven. It is not yet, even when ``certified``:
-    which regions share a facet is read off the vertex engine's float64 vertices, and that
-    adjacency is not re-proven (``stats["linear_certificate"]`` says so); None without a linear count.
+    vertex engine: its cells' exact vertices, edges and facets, or the facet engine's proven
+    enumeration finding exactly its patterns, see ``_prove``), and so are the gradient equalities
+    behind ``linear_count``; ``stats["certificate"]`` says which, or why not; ``domain`` ("R^d" or
+    "box"); ``seconds``. ``linear_certified``: whether ``linear_count`` is proven: its adjacency (which
+    regions share a facet) is proven by the exact facets of the vertex engine's cells (R^d, when
+    the float64 filters settle every vertex) and its gradient equalities exactly
+    (``stats["linear_certificate"]`` says why not otherwise); None without a linear count.
 
     ``patterns`` (count, n_units) long; ``interior_points`` (count, d): a point strictly inside
     each region (inside the box too in box mode) whose pattern is the region's;
@@ -571,6 +581,10 @@ class _Engine:
         self.stopped_by = None
         self.progress = None
         self.near_zero = 0  # sign decisions at vertices taken as exact zeros (uncertified)
+        # the emitted cells, kept for the proof from exact vertices (R^d only; None: not kept)
+        self.cells = [] if box is None else None
+        self.cell_bytes = 0
+        self.cell_rid = self.all_edges = self.proven_edges = None
         self.linear_uncertain = False  # an equality of adjacent gradients inside their rounding bounds
         g = torch.Generator().manual_seed(0x5EED)
         self.rvec = torch.randint(-(2**62), 2**62, (max(1, net.n_units),), generator=g, dtype=torch.int64).to(self.dev)
@@ -991,6 +1005,11 @@ class _Engine:
         o["s"].append(s)
         o["touch"].append(touch)
         o["db"].append(self._decision(b, c, h0, dh0, s, ds))
+        if self.cells is not None:
+            self.cell_bytes += b.X.numel() * 8 + b.inc.numel() * 8 + b.pat.numel() * 2
+            # kept within a quarter of the memory budget; beyond, the proof falls back to the facet engine
+            self.cells = self.cells + [(b.X, b.cid, b.inc, b.pat, b.pyr, b.tie)] \
+                if self.cell_bytes < self.memory_budget / 4 else None
         if self.want_graph:
             self._facets(b)
         self.n_cells += C
@@ -1188,6 +1207,7 @@ class _Engine:
             pat, x, s = torch.cat(o["pat"]), torch.cat(o["x"]), torch.cat(o["s"])
             touch, db = torch.cat(o["touch"]), torch.cat(o["db"])
         regions, rid = self._dedupe(pat)
+        self.cell_rid = rid
         R = regions.shape[0]
         # witness: per region the cell whose centroid is closest to the origin in compact terms
         order = torch.argsort(-s, stable=True)
@@ -1209,6 +1229,7 @@ class _Engine:
         dbr = torch.zeros(R, db.shape[1], dtype=torch.long, device=dev).index_add_(0, rid, db.long()) > 0
         db_pieces = int(dbr.sum())
         edges = self._edges(patterns, rid, pat) if self.want_graph else None
+        self.all_edges = edges
         linear = self._linear_count(R, xw, edges, patterns) if edges is not None else None
         if keep is not None:
             # a truncated list: derived counts would refer to a set of regions nobody asked for
@@ -1498,11 +1519,15 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
 
     ``certify``: the facet engine proves every decision it makes, so its complete results are
     ``certified``. The vertex engine decides vertex signs in float64 under an estimated tolerance;
-    its result is proven by running the facet engine on the same domain and requiring exactly the
-    same patterns (a disagreement raises :class:`DegenerateGeometryError`). ``None`` (default) runs
-    that proof up to ``PROOF_WORK`` regions x units (it costs several times the vertex engine's
-    own time at d <= 5); ``True`` runs it whatever the size (the time limit still bounds it);
-    ``False`` skips it and returns ``certified=False``. ``stats["certificate"]`` says which.
+    its result over R^d is proven from its own cells (exact vertices under float64 filters, edges,
+    facets; a few times the enumeration's own CPU time) and otherwise by running the facet engine on
+    the same domain and requiring exactly the same patterns. With ``method="auto"`` (and no
+    ``neighbours``) a refuted or degenerate vertex-engine result is replaced by the facet engine's
+    proven one (``stats["vertex_fallback"]`` says why); otherwise :class:`DegenerateGeometryError`
+    is raised. ``None`` (default) runs the facet-engine proof up to ``PROOF_WORK`` regions x units
+    (a near-degenerate result above it raises, naming the budget); ``True`` runs it whatever the
+    size (the time limit still bounds it); ``False`` skips every proof and returns
+    ``certified=False``. ``stats["certificate"]`` says which.
 
     ``out``: a Parquet file (needs the ``parquet`` extra, pyarrow) that receives every region's
     pattern and proven interior point (:mod:`relulab.regions.regions_file`; read it back with
@@ -1585,18 +1610,43 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     # typical operation: a batch's vertices times the layer width; small work runs on one thread,
     # which is as fast on an idle machine and many times faster on a busy one
     width = max([m.units for m in net.max_units] + [1])
-    with torch.no_grad(), threads_for((d + 1) ** 2 * d * width):
-        eng.run()
-        res = eng.finish(neighbours, int(audit_samples))
-    res.stats["method"] = "vertex"
-    if fallback is not None:
-        res.stats["facet_fallback"] = fallback
-    _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback, certify)
+    try:
+        with torch.no_grad(), threads_for((d + 1) ** 2 * d * width):
+            eng.run()
+            res = eng.finish(neighbours, int(audit_samples))
+        res.stats["method"] = "vertex"
+        if fallback is not None:
+            res.stats["facet_fallback"] = fallback
+        _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback, certify)
+    except DegenerateGeometryError as e:
+        if isinstance(e, _OverProofBudget):
+            raise
+        # the vertex engine's float64 vertices cannot separate this arrangement (its ambiguity band,
+        # an inconsistency, or a count its proof refutes): the facet engine, whose every decision is
+        # proven (exactly where float64 cannot), gives the count instead; without it (neighbours
+        # asked, the vertex engine named, or the facet engine failed already) the error stands
+        if not auto or neighbours or fallback is not None:
+            raise
+        left = None if time_limit is None else float(time_limit) - (time.perf_counter() - t0)
+        if left is not None and left <= 0:
+            raise
+        res = _facet(net, box, max_regions, left, memory_budget, progress, int(audit_samples), t0, out)
+        res.stats["vertex_fallback"] = str(e)
+        res.seconds = time.perf_counter() - t0
+        return res
     if res.linear_count is not None:
-        res.linear_certified = False
-        res.stats["linear_certificate"] = (
-            "not proven: the gradient equalities are" + (" proven" if not eng.linear_uncertain else " not all settled")
-            + ", but which regions share a facet comes from the vertex engine's float64 vertices")
+        # both edge lists are sorted and without repeats (unique pair keys)
+        adj = eng.proven_edges is not None and eng.all_edges is not None and \
+            torch.equal(eng.proven_edges.cpu(), eng.all_edges.cpu())
+        res.linear_certified = bool(res.certified and adj and not eng.linear_uncertain)
+        if res.linear_certified:
+            res.stats["linear_certificate"] = ("proven: which regions share a facet (the cells' exact facets) and "
+                                               "their gradient equalities")
+        else:
+            res.stats["linear_certificate"] = (
+                "not proven: the gradient equalities are" + (" proven" if not eng.linear_uncertain else " not all settled")
+                + ", but which regions share a facet comes from the vertex engine's float64 vertices"
+                + ("" if eng.proven_edges is None else " (the exact facets give another adjacency)"))
     res._net = net
     res._rvec = eng.rvec
     if out is not None:
@@ -1613,6 +1663,11 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
         res.patterns = res.interior_points = None
     res.seconds = time.perf_counter() - t0
     return res
+
+
+class _OverProofBudget(DegenerateGeometryError):
+    """A near-degenerate result whose proof is over the budget: raised, not replaced by another engine's
+    unbudgeted enumeration."""
 
 
 def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_budget, t0, fallback,
@@ -1641,19 +1696,52 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
         res.certified = False
         res.stats["certificate"] = "not proven: certify=False skips the proof of the vertex engine's float64 decisions"
         return
-    n = max(1, net.n_units)
-    if certify is None and res.count * n > PROOF_WORK:
-        res.certified = False
-        res.stats["certificate"] = (f"not proven: {res.count} regions x {n} units is over the proof budget "
-                                    f"{PROOF_WORK:.0e} (certify=True proves it anyway; method='facet' "
-                                    f"enumerates with proofs)")
-        return
     left = None if time_limit is None else float(time_limit) - (time.perf_counter() - t0)
     if left is not None and left <= 0:
         res.certified = False
         res.stats["certificate"] = "not proven: the time limit was spent on the enumeration"
         return
     t1 = time.perf_counter()
+    if eng.cells is not None:
+        from relulab.regions._vertex_cert import NotProven, prove_cells
+
+        try:
+            with torch.no_grad():
+                eng.proven_edges = prove_cells(eng, eng.cells)
+                cellpat = torch.cat([c[3] for c in eng.cells]).long()
+            # the result must be exactly the proven cells' distinct patterns
+            rid = eng.cell_rid
+            if res.patterns is None or res.patterns.shape[0] != res.count or rid is None or \
+                    rid.shape[0] != cellpat.shape[0] or \
+                    torch.bincount(rid, minlength=res.count).shape[0] != res.count or \
+                    not bool((torch.bincount(rid, minlength=res.count) > 0).all()) or \
+                    not torch.equal(res.patterns.long()[rid], cellpat):
+                raise DegenerateGeometryError(
+                    "the vertex engine's regions differ from the distinct patterns of its proven cells")
+        except NotProven as e:
+            res.stats["vertex_proof"] = f"not settled in float64 ({e}); proven by the facet engine instead"
+        else:
+            res.stats["proof_seconds"] = time.perf_counter() - t1
+            res.certified = not eng.linear_uncertain
+            res.stats["certificate"] = (
+                "proven: every cell's vertices (exact, filtered float64), edges and facets, and the cell "
+                "across every facet" + ("" if res.certified else "; an equality of adjacent gradients is not settled"))
+            return
+        finally:
+            eng.cells = None
+    n = max(1, net.n_units)
+    if certify is None and res.count * n > PROOF_WORK and eng.near_zero:
+        raise _OverProofBudget(
+            f"{eng.near_zero} of the vertex engine's sign decisions were within float64's tolerance of zero "
+            f"(a near-degenerate arrangement), and its proof ({res.count} regions x {n} units) is over the proof "
+            f"budget PROOF_WORK = {PROOF_WORK:.0e}: an unproven count is not returned. certify=True proves it "
+            "whatever the size (or raise relulab.regions.space.PROOF_WORK); method='facet' enumerates with proofs")
+    if certify is None and res.count * n > PROOF_WORK:
+        res.certified = False
+        res.stats["certificate"] = (f"not proven: {res.count} regions x {n} units is over the proof budget "
+                                    f"{PROOF_WORK:.0e} (certify=True proves it anyway; method='facet' "
+                                    f"enumerates with proofs)")
+        return
     try:
         ref = _facet(net, box, res.count + 1, left, memory_budget, None, 0, t1)
     except DegenerateGeometryError as e:
@@ -1662,6 +1750,8 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
             res.stats["certificate"] = ("proven: every region of R^d (proven enumeration) has an exactly "
                                         "verified witness in the box")
             return
+        # e.g. a part of a cell thinner than float64's resolution in the facet engine's charts (exact
+        # ties, walls of the compactification nearly parallel to a boundary): the count stands unproven
         res.certified = False
         res.stats["certificate"] = f"not proven: {e}"
         return
