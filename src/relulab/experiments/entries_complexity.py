@@ -44,7 +44,7 @@ def _summarize_lc(rows: list[dict]) -> Summary:
     claim="Local complexity LC_sigma, the density of neuron boundaries near the data (smoothed by bias noise "
           "sigma), is an expectation over the data; for one hidden layer and Gaussian inputs it equals "
           "sum_k |w_k| N(b_k; 0, sigma^2 + |w_k|^2).",
-    full={"d": [2, 5, 10], "width": [10, 50, 200], "sigma": [0.0, 0.1, 0.5], "seed": [0, 1, 2], "n": [20000]},
+    full={"d": [2, 5, 10], "width": [10, 50, 200], "sigma": [0.05, 0.1, 0.5], "seed": [0, 1, 2], "n": [20000]},
     quick={"d": [2, 5], "width": [10, 40], "sigma": [0.1]},
     summarize=_summarize_lc,
 )
