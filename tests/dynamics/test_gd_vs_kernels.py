@@ -96,3 +96,19 @@ def test_student_reduces_training_loss_and_bad_input():
         abs_teacher(4, signs="negative")
     with pytest.raises(InvalidInputError, match="K must"):
         kernel_ridge(np.ones((2, 3)), np.ones(2))
+
+
+def test_stopping_rule_holds_the_training_loss_at_the_target():
+    # d x training loss <= target at every d, so the rows compare dimensions at the same fraction of
+    # the 1/d loss scale; a cap below what the target needs is reported, not hidden
+    from relulab.dynamics import gd_vs_kernels
+
+    r = gd_vs_kernels(ds=(3, 4), samples_factor=8.0, steps=20000, train_target=3e-3, test_samples=500)
+    for row in r.rows:
+        assert row["gd_reached_target"] and row["d"] * row["gd_train_loss"] <= 3e-3
+        assert 0 < row["gd_steps"] < 20000 and row["gd_cpu_seconds"] >= 0
+    capped = gd_vs_kernels(ds=(3,), samples_factor=8.0, steps=2, train_target=1e-9, test_samples=200)
+    assert capped.rows[0]["gd_reached_target"] is False and capped.rows[0]["gd_steps"] == 2
+    assert gd_vs_kernels(ds=(3,), samples_factor=8.0, steps=2, test_samples=200).rows[0]["gd_reached_target"] is None
+    with pytest.raises(InvalidInputError, match="train_target"):
+        gd_vs_kernels(ds=(3,), train_target=0.0)

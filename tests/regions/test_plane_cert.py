@@ -72,7 +72,7 @@ def _float_partition(net, ext):
     z = torch.zeros(2, dtype=torch.float64)
     rnet = plane_mod._restrict(net, z, e[0], e[1])
     with torch.no_grad():
-        V, n, E, pat, complete, _, _, ranges = plane_mod._refine(
+        V, n, E, pat, complete, _, _, ranges, _ = plane_mod._refine(
             rnet, ext, 1e-12, plane_mod._Budget(None, None, time.perf_counter()), torch.int8)
     assert complete
     return (z, e[0], e[1]), pat, E, ranges
@@ -132,6 +132,34 @@ def test_a_wrong_pattern_entry_is_caught():
         bad = pat.clone()
         bad[i, j] = 1 - bad[i, j]
         assert certify_partition(net, *args, ext, bad, E, ranges).ok is False
+
+
+def test_groups_proposed_by_the_refinement_are_checked():
+    # the refinement's ancestors only propose the groups of polygons sharing earlier winners: a
+    # wrong proposal is detected (and the groups found by hashing instead), never trusted
+    import time
+
+    from relulab.regions import _plane_cert
+
+    net = _mlp([2, 10, 10, 10, 1], 5)
+    ext = (-2.0, 2.0, -2.0, 2.0)
+    e = torch.eye(2, dtype=torch.float64)
+    z = torch.zeros(2, dtype=torch.float64)
+    with torch.no_grad():
+        _, _, E, pat, complete, _, _, ranges, tree = plane_mod._refine(
+            plane_mod._restrict(net, z, e[0], e[1]), ext, 1e-12, plane_mod._Budget(None, None, time.perf_counter()),
+            torch.int8)
+    assert complete and tree.shape == (pat.shape[0], 3)
+    args = (z, e[0], e[1])
+    w0 = pat[:, :10]
+    assert _plane_cert._tree_groups(torch.zeros_like(tree[:, 0]), w0, tree[:, 1]) is not None
+    wrong = torch.zeros_like(tree[:, 1])  # every polygon in one group: their layer-1 winners differ
+    assert _plane_cert._tree_groups(torch.zeros_like(tree[:, 0]), w0, wrong) is None
+    for t in (tree, wrong[:, None].expand(-1, 3), tree.flip(0)):
+        assert certify_partition(net, *args, ext, pat, E, ranges, tree=t).ok is True
+        bad = pat.clone()
+        bad[3, 25] = 1 - bad[3, 25]
+        assert certify_partition(net, *args, ext, bad, E, ranges, tree=t).ok is False
 
 
 def test_corrupted_edges_are_caught():

@@ -320,16 +320,16 @@ def test_multiword_keys_and_hash_collisions_keep_every_region(monkeypatch):
     check_witnesses(net, again)
 
 
-def test_ray_points_answer_like_the_lps(monkeypatch):
-    """Decisions answered by a ray point (no LP) give the same regions as the LPs alone, with proven
-    witnesses; the rays do answer some of them."""
+def test_simplex_answers_like_the_lps(monkeypatch):
+    """"No" answers proven from a cell's enclosing simplex (no LP) give the same regions as the LPs
+    alone, with proven witnesses; the simplices do answer some of them."""
     import relulab.regions._enum_lp as E
 
     net = plnet(mlp([5, 6, 4, 1], seed=5), 5)
     res = full_space(net, method="facet")
-    assert res.stats["ray_points"] > 0
-    monkeypatch.setattr(E, "USE_RAY", False)
+    assert res.stats["simplex_no"] > 0
+    monkeypatch.setattr(E, "USE_SIMPLEX", False)
     ref = full_space(net, method="facet")
-    assert ref.stats["ray_points"] == 0 and ref.stats["lps"] > res.stats["lps"]
+    assert ref.stats["simplex_no"] == 0 and ref.stats["lps"] > res.stats["lps"]
     assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
     check_witnesses(net, res)

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from relulab.core.errors import InvalidInputError, ResourceLimitError
+from relulab.core.threads import threads_for
 from relulab.results import Result
 
 __all__ = ["Potential", "potential", "FlowTrajectory", "flow", "gradient_descent", "mse_objective",
@@ -265,28 +266,40 @@ class _Model:
                 p.copy_(theta[i:i + p.numel()].reshape(p.shape))
                 i += p.numel()
 
-    def loss_grad(self, theta: torch.Tensor):
-        self.set(theta)
+    def loss_grads(self):
+        """Loss and per-parameter gradients at the model's current parameters."""
         for p in self.params:
             p.grad = None
         loss = self.objective(self.model)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise InvalidInputError("objective must return a scalar tensor")
-        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        g = torch.cat([(gr if gr is not None else torch.zeros_like(p)).reshape(-1)
-                       for gr, p in zip(grads, self.params)])
+        grads = [gr.detach() if gr is not None else torch.zeros_like(p)
+                 for gr, p in zip(torch.autograd.grad(loss, self.params, allow_unused=True), self.params)]
         self.evaluations += 1
         value = float(loss.detach())
-        if not (math.isfinite(value) and bool(torch.isfinite(g).all())):
+        # a sum is non-finite when any entry is (or, rarely, when finite entries overflow it: then
+        # the entries themselves are checked); one pass and no mask, unlike isfinite(g).all()
+        if not (math.isfinite(value) and all(math.isfinite(float(gr.sum())) or bool(torch.isfinite(gr).all())
+                                             for gr in grads)):
             raise InvalidInputError("the loss or its gradient became non-finite along the trajectory "
                                     "(a step size or time too large, or non-finite data)")
-        return value, g.detach()
+        return value, grads
+
+    def loss_grad(self, theta: torch.Tensor):
+        self.set(theta)
+        value, grads = self.loss_grads()
+        return value, torch.cat([gr.reshape(-1) for gr in grads])
 
     def outputs(self, grid):
         if grid is None:
             return None
         with torch.no_grad():
             return self.model(grid.to(self.dtype)).detach().reshape(grid.shape[0], -1).clone()
+
+
+def _work(m: _Model) -> int:
+    # elements touched by a typical operation of a step: the parameter updates and gradients
+    return sum(p.numel() for p in m.params)
 
 
 def _times(times) -> np.ndarray:
@@ -372,26 +385,27 @@ def flow(model: torch.nn.Module, objective, times, *, potential: str | Potential
         rec_o.append(m.outputs(grid_t))
         return loss, float(g.norm())
 
-    y = theta0.cpu().numpy().astype(np.float64)
-    loss, gn = record(float(t[0]), theta0)
-    for i in range(1, len(t)):
-        if (loss_tol is not None and loss <= loss_tol) or (grad_tol is not None and gn <= grad_tol):
-            stopped = "converged"
-            break
-        if time_limit is not None and time.perf_counter() - start > time_limit:
-            stopped = "time_limit"
-            break
-        try:
-            sol = solve_ivp(rhs, (t[i - 1], t[i]), y, method=method, rtol=rtol, atol=atol)
-        except _Stop as s:
-            stopped = s.reason
-            break
-        if not sol.success:
-            raise InvalidInputError(f"the ODE solver failed between t = {t[i - 1]:g} and {t[i]:g}: {sol.message}")
-        y = sol.y[:, -1]
-        loss, gn = record(float(t[i]), torch.from_numpy(y).to(m.dtype).to(m.device))
-        if progress is not None:
-            progress(i, len(t) - 1, loss=loss)
+    with threads_for(_work(m)):
+        y = theta0.cpu().numpy().astype(np.float64)
+        loss, gn = record(float(t[0]), theta0)
+        for i in range(1, len(t)):
+            if (loss_tol is not None and loss <= loss_tol) or (grad_tol is not None and gn <= grad_tol):
+                stopped = "converged"
+                break
+            if time_limit is not None and time.perf_counter() - start > time_limit:
+                stopped = "time_limit"
+                break
+            try:
+                sol = solve_ivp(rhs, (t[i - 1], t[i]), y, method=method, rtol=rtol, atol=atol)
+            except _Stop as s:
+                stopped = s.reason
+                break
+            if not sol.success:
+                raise InvalidInputError(f"the ODE solver failed between t = {t[i - 1]:g} and {t[i]:g}: {sol.message}")
+            y = sol.y[:, -1]
+            loss, gn = record(float(t[i]), torch.from_numpy(y).to(m.dtype).to(m.device))
+            if progress is not None:
+                progress(i, len(t) - 1, loss=loss)
     m.set(rec_p[-1])
     return _trajectory(kind, method, m, rec_t, rec_p, rec_l, rec_g, rec_o, grid_t, theta0, len(rec_t) == len(t),
                        stopped, start)
@@ -444,24 +458,37 @@ def gradient_descent(model: torch.nn.Module, objective, lr: float, steps: int, *
     start = time.perf_counter()
     rec_t, rec_p, rec_l, rec_g, rec_o = [], [], [], [], []
     stopped = None
-    for k in range(steps + 1):
-        loss, g = m.loss_grad(theta)
-        converged = loss_tol is not None and loss <= loss_tol
-        last = k == steps or converged or (time_limit is not None and time.perf_counter() - start > time_limit)
-        if k % record_every == 0 or last:
-            rec_t.append(k * lr)
-            rec_p.append(theta.clone())
-            rec_l.append(loss)
-            rec_g.append(float(g.norm()))
-            rec_o.append(m.outputs(grid_t))
-            if progress is not None:
-                progress(k, steps, loss=loss)
-        if last:
-            if k < steps:
-                stopped = "converged" if converged else "time_limit"
-            break
-        theta = theta - lr * g if pot is None else _mirror_step(pot, theta, theta0, g, lr)
-    m.set(theta)
+    # plain GD updates the parameters in place, as a hand-written loop does; the flat vector is
+    # built only for the recorded states (mirror steps need it at every step)
+    with torch.no_grad(), threads_for(_work(m)):
+        for k in range(steps + 1):
+            with torch.enable_grad():
+                if pot is None:
+                    loss, grads = m.loss_grads()
+                else:
+                    loss, g = m.loss_grad(theta)
+            converged = loss_tol is not None and loss <= loss_tol
+            last = k == steps or converged or (time_limit is not None and time.perf_counter() - start > time_limit)
+            if k % record_every == 0 or last:
+                rec_t.append(k * lr)
+                rec_p.append(m.get() if pot is None else theta.clone())
+                rec_l.append(loss)
+                rec_g.append(math.sqrt(sum(float(gr.square().sum()) for gr in grads)) if pot is None
+                             else float(g.norm()))
+                rec_o.append(m.outputs(grid_t))
+                if progress is not None:
+                    progress(k, steps, loss=loss)
+            if last:
+                if k < steps:
+                    stopped = "converged" if converged else "time_limit"
+                break
+            if pot is None:
+                for p, gr in zip(m.params, grads):
+                    p.sub_(gr, alpha=lr)
+            else:
+                theta = _mirror_step(pot, theta, theta0, g, lr)
+    if pot is not None:
+        m.set(theta)
     return _trajectory("gd" if pot is None else f"mirror descent ({pot.name})", "gd", m, rec_t, rec_p, rec_l, rec_g,
                        rec_o, grid_t, theta0, stopped is None, stopped, start)
 

@@ -434,7 +434,7 @@ def _summarize_training(rows: list[dict]) -> Summary:
     full={"arch": ["mlp", "cnn"], "init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [6, 12],
           "seed": [0, 1, 2], "epochs": [15]},
     quick={"arch": ["mlp", "cnn"], "init": ["maxout", "he"], "optimizer": ["sgd", "adam"], "depth": [6],
-           "width": [16], "channels": [6], "epochs": [3]},
+           "width": [16], "channels": [6], "epochs": [4], "batch": [64]},
     summarize=_summarize_training,
     requires=("sklearn",),
 )

@@ -35,7 +35,14 @@ Certificates (nothing rests on a tolerance):
   cell without crossing it, identical pieces), the multipliers' support is re-solved exactly and
   checked in rational arithmetic; if that fails too, :class:`DegenerateGeometryError` is raised.
 
-Every other step (the simplex, the choice of witnesses) is a float64 heuristic whose outcome is
+Before any LP, a "no" is tried from the cell's enclosing simplex: ``d + 1`` of its rows whose
+intersection is a bounded simplex containing it (the pyramid itself for the charts' cells; for a
+cell made by an LP, the rows tight at its Chebyshev centre, whose multipliers positively span 0; a
+sub-cell keeps its parent's). Writing ``p_a - p_b`` in the basis of those rows gives its largest value
+on the simplex and, when that is negative, multipliers of the same certificate with ``F`` a negative
+constant, checked in float64 as above. Only the decisions it does not prove go to an LP.
+
+Every other step (the simplex method, the choice of witnesses) is a float64 heuristic whose outcome is
 certified as above, so ``certified`` is True for every complete result this engine returns.
 
 Charts: all of R^d is covered by the ``d + 1`` compactification pyramids of ``space.py`` (bounded,
@@ -64,11 +71,7 @@ TAU_FEASIBLE = 1e-12
 CUBE_RATIO = 1e3
 # entries of the LP dictionaries solved at once
 LP_ENTRIES = 400_000
-# a point found without an LP is used only when it is at least this far (chart units) from every
-# constraint of the cell and of the piece's part; closer calls go to the LP
-RAY_MARGIN = 1e-7
-RAY_BOUNCES = 3
-USE_RAY = True
+USE_SIMPLEX = True
 
 
 class Charts:
@@ -223,6 +226,9 @@ class LPEngine:
         self.stopped_by = None
         self.sink = sink
         self.out_pat, self.out_x = [], []
+        self.out_nbytes = 0
+        # the layers' valid-piece masks as NumPy arrays (the exact steps index them per row)
+        self.valid_np = [m.valid.cpu().numpy() for m in self.layers]
         self.n_regions = 0
         self.n_cells_out = 0
         # regions are deduplicated as they are found, by their patterns packed into int64 words
@@ -235,7 +241,7 @@ class LPEngine:
         self.keys = torch.zeros(0, self.words, dtype=torch.long, device=self.dev)
         self.hkeys = torch.zeros(0, dtype=torch.long, device=self.dev)
         self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
-                      "exact_cached": 0, "ray_points": 0}
+                      "exact_cached": 0, "simplex_no": 0}
         self._cert_cache = {}
         budgeted = max_regions is not None or time_limit is not None
         self.cap = 8 if budgeted else 2048
@@ -252,7 +258,13 @@ class LPEngine:
         ch = self.charts
         C = ch.n
         pat = torch.full((C, self.n_units), -1, dtype=torch.int8, device=self.dev)
-        start = {"pat": pat, "y": ch.w0.clone(), "ch": torch.arange(C, device=self.dev), "l": 0, "stage": "start"}
+        # a simplex around every cell (row indices, -1: none known): a pyramid is one (its d cone rows
+        # and s >= 0 are the first d + 1 chart rows); a child inherits its parent's or gets its own
+        sx = torch.arange(self.d + 1, device=self.dev).expand(C, -1).clone()
+        if ch.cube:
+            sx.fill_(-1)
+        start = {"pat": pat, "y": ch.w0.clone(), "ch": torch.arange(C, device=self.dev), "l": 0, "stage": "start",
+                 "sx": sx}
         stack = [start]
         b = None
         try:
@@ -322,7 +334,7 @@ class LPEngine:
         return {k: (torch.cat([p[k] for p in parts]) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
 
     def _out_bytes(self):
-        return sum(t.numel() * t.element_size() for t in self.out_pat + self.out_x) + self.keys.numel() * 8 + self.hkeys.numel() * 8
+        return self.out_nbytes + self.keys.numel() * 8 + self.hkeys.numel() * 8
 
     @staticmethod
     def _take(b, idx):
@@ -422,9 +434,7 @@ class LPEngine:
         # LPs: every (cell, unit, other valid piece)
         cand = layer.valid[None].expand(C, -1, -1) & (torch.arange(K, device=self.dev)[None, None] != win[:, :, None])
         cell, unit, piece = cand.nonzero(as_tuple=True)
-        feas, _, _ = self._piece_lps(Rf, ERf, P, EP, b, cell, unit, piece, layer.valid, check=True)
-        self.stats["start_pos"] = self.stats.get("start_pos", 0) + int(feas.sum())
-        self.stats["start_neg"] = self.stats.get("start_neg", 0) + int((~feas).sum())
+        feas, _, _, _ = self._piece_lps(Rf, ERf, P, EP, b, cell, unit, piece, layer.valid, check=True)
         cross = torch.zeros(C, Uu, dtype=torch.bool, device=self.dev)
         cross[cell[feas], unit[feas]] = True
         pat = b["pat"].clone()
@@ -433,7 +443,7 @@ class LPEngine:
         lp[~cross] = win[~cross].to(torch.int8)
         pat[:, sl] = lp
         nb = {"pat": pat, "y": b["y"], "ch": b["ch"], "l": l, "stage": "round", "Rf": Rf, "ERf": ERf, "P": P,
-              "EP": EP, "cross": cross}
+              "EP": EP, "cross": cross, "sx": b["sx"]}
         return self._advance(nb)
 
     def _advance(self, b):
@@ -442,7 +452,8 @@ class LPEngine:
         out = []
         done = (~left).nonzero().squeeze(1)
         if done.numel():
-            nb = {"pat": b["pat"][done], "y": b["y"][done], "ch": b["ch"][done], "l": b["l"] + 1, "stage": "start"}
+            nb = {"pat": b["pat"][done], "y": b["y"][done], "ch": b["ch"][done], "l": b["l"] + 1, "stage": "start",
+                  "sx": b["sx"][done]}
             out.append(nb)
         keep = left.nonzero().squeeze(1)
         if keep.numel():
@@ -471,15 +482,17 @@ class LPEngine:
         validu = layer.valid[u]  # (C, K)
         cand = validu & (torch.arange(K, device=self.dev)[None] != win[:, None])
         cell, piece = cand.nonzero(as_tuple=True)
-        feas, tau, centre = self._piece_lps(R, ER, b["P"], b["EP"], b, cell, u[cell], piece, layer.valid, check=True)
-        self.stats["round_pos"] = self.stats.get("round_pos", 0) + int(feas.sum())
-        self.stats["round_neg"] = self.stats.get("round_neg", 0) + int((~feas).sum())
+        feas, tau, centre, simp = self._piece_lps(R, ER, b["P"], b["EP"], b, cell, u[cell], piece, layer.valid,
+                                                  check=True)
+        nrf = b["Rf"].shape[1]
+        simp = self._simplex_rows(simp, R.shape[1], nrf, u[cell], piece, K, b["sx"][cell])
         split = torch.zeros(C, dtype=torch.bool, device=self.dev)
         split[cell[feas]] = True
         # the winner's part of a split cell keeps its witness unless that lies within 1e-7 (chart
         # units) of the new boundary; then it is re-centred (Chebyshev centre of that part)
         sc = split.nonzero().squeeze(1)
         wy = b["y"].clone()
+        wsx = b["sx"].clone()
         if sc.numel():
             Pw = b["P"][sc, u[sc]]  # (S, K, m1)
             ws = win[sc]
@@ -490,7 +503,9 @@ class LPEngine:
             other = validu[sc] & (torch.arange(K, device=self.dev)[None] != ws[:, None]) & (nrm > 0)
             dist = torch.where(other, val / nrm.clamp_min(1e-300), torch.full_like(val, math.inf)).amin(1)
             rc = sc[dist < 1e-7]
-            wf, _, wcentre = self._piece_lps(R, ER, b["P"], b["EP"], b, rc, u[rc], win[rc], layer.valid, check=False)
+            wf, _, wcentre, wsimp = self._piece_lps(R, ER, b["P"], b["EP"], b, rc, u[rc], win[rc], layer.valid,
+                                                    check=False)
+            wsx[rc] = self._simplex_rows(wsimp, R.shape[1], nrf, u[rc], win[rc], K, b["sx"][rc])
             if not bool(wf.all()):
                 raise DegenerateGeometryError("a cell's witness lies on a boundary float64 cannot separate it "
                                               "from; the arrangement is too degenerate here")
@@ -499,10 +514,12 @@ class LPEngine:
         ccell = torch.cat([cell[feas], sc, (~split).nonzero().squeeze(1)])
         cpiece = torch.cat([piece[feas], win[sc], win[~split]])
         cy = torch.cat([centre[feas], wy[sc], b["y"][~split]])
+        csx = torch.cat([simp[feas], wsx[sc], b["sx"][~split]])
         order = torch.argsort(ccell, stable=True)
-        ccell, cpiece, cy = ccell[order], cpiece[order], cy[order]
+        ccell, cpiece, cy, csx = ccell[order], cpiece[order], cy[order], csx[order]
         nb = self._take(b, ccell)
         nb["y"] = cy
+        nb["sx"] = csx
         uu = u[ccell]
         col = self.net.unit_offsets[l] + uu
         nb["pat"] = nb["pat"].clone()
@@ -521,20 +538,33 @@ class LPEngine:
         d = self.d
         if N == 0:
             e = torch.zeros(0, dtype=torch.bool, device=self.dev)
-            return e, torch.zeros(0, dtype=self.dt, device=self.dev), torch.zeros(0, d, dtype=self.dt, device=self.dev)
+            return (e, torch.zeros(0, dtype=self.dt, device=self.dev), torch.zeros(0, d, dtype=self.dt, device=self.dev),
+                    torch.zeros(0, d + 1, dtype=torch.long, device=self.dev))
         nr = R.shape[1]
         K = P.shape[2]
         step = max(1, LP_ENTRIES // ((nr + K) * (d + 2)))
-        feas, taus, cents = [], [], []
+        out = []
         for s in range(0, N, step):
             sl = slice(s, min(N, s + step))
-            f, t, c = self._piece_lps_chunk(R, ER, P, EP, b, cell[sl], unit[sl], piece[sl], valid, check)
-            feas.append(f)
-            taus.append(t)
-            cents.append(c)
-        return torch.cat(feas), torch.cat(taus), torch.cat(cents)
+            out.append(self._piece_lps_chunk(R, ER, P, EP, b, cell[sl], unit[sl], piece[sl], valid, check))
+        return tuple(torch.cat(t) for t in zip(*out))
+
+    def _simplex_rows(self, simp, nr, nrf, unit, piece, K, parent):
+        """The children's simplices as row indices of their cells: LP rows ``< nr`` are the cell's
+        own; row ``nr + b`` (``p_a - p_b``, the new piece ``a``) becomes the child's row of unit
+        ``unit``'s slot for ``b``. Where the LP gave none, the parent's (it contains the child)."""
+        if simp.numel() == 0:
+            return parent.clone()
+        bq = simp - nr
+        slot = nrf + unit[:, None] * (K - 1) + bq - (bq > piece[:, None]).long()
+        rows = torch.where(simp >= nr, slot, simp)
+        have = (simp >= 0).all(1, keepdim=True)
+        return torch.where(have, rows, parent)
 
     def _piece_lps_chunk(self, R, ER, P, EP, b, cell, unit, piece, valid, check):
+        """See :meth:`_piece_lps`; also returns, per LP that found the piece's part, the indices of
+        the ``d + 1`` rows tight at its Chebyshev centre (a simplex containing that part; -1 when
+        there are not exactly ``d + 1``)."""
         d = self.d
         dev, dt = self.dev, self.dt
         N = cell.numel()
@@ -586,14 +616,13 @@ class LPEngine:
         c = torch.zeros(N, d + 1, dtype=dt, device=dev)
         c[:, -1] = -1.0
         run = ~(excluded | dead)
-        # a point found by shooting a ray from the witness across the piece's boundary answers "yes"
-        # without an LP (it meets every constraint of the LP with room to spare)
-        act = torch.cat([rel, relq], 1)
-        hit, pt, ptau = self._ray_points(-A[..., :d], torch.cat([rhat, qhat], 1), act, y, qhat, gq / qn[..., None],
-                                         relq)
-        hit &= run & USE_RAY
-        self.stats["ray_points"] += int(hit.sum())
-        ri = (run & ~hit).nonzero().squeeze(1)
+        # "no" answers proven by the cell's simplex alone (no LP): the piece loses to some piece on
+        # the whole simplex, hence on the cell
+        proven = torch.zeros(N, dtype=torch.bool, device=dev)
+        if check and USE_SIMPLEX:
+            proven = self._simplex_no(rows, erows, rn, rel, q, eq, qn, relq, b, cell, run)
+            run &= ~proven
+        ri = run.nonzero().squeeze(1)
         z = torch.zeros(N, d + 1, dtype=dt, device=dev)
         lam = torch.zeros(N, A.shape[1], dtype=dt, device=dev)
         st = torch.full((N,), OPTIMAL, dtype=torch.long, device=dev)
@@ -601,7 +630,7 @@ class LPEngine:
         if ri.numel():
             # rows that are no constraint (zero rows) leave the tableau: the active rows first, the
             # batch cut to its largest active count; the multipliers go back to their rows
-            ar_ = act[ri]
+            ar_ = torch.cat([rel, relq], 1)[ri]
             order = torch.argsort((~ar_).to(torch.int8), dim=1, stable=True)[:, :max(1, int(ar_.sum(1).max()))]
             Ac = A[ri].gather(1, order[:, :, None].expand(-1, -1, A.shape[2]))
             bc = beta[ri].gather(1, order)
@@ -612,14 +641,12 @@ class LPEngine:
             self.stats["lps"] += int(ri.numel())
         tau = torch.where(run, tau0 + z[:, -1], torch.full_like(tau0, -math.inf))
         centre = y + z[:, :d]
-        tau = torch.where(hit, ptau, tau)
-        centre = torch.where(hit[:, None], pt, centre)
         feasible = run & (st == OPTIMAL) & (tau > TAU_FEASIBLE)
         if check:
             nf = (~feasible).nonzero().squeeze(1)
             if nf.numel():
                 lam[:, rows.shape[1]:] = torch.where(dead[:, None], deadrow.to(lam.dtype), lam[:, rows.shape[1]:])
-                open_ = self._certify(nf, rows, erows, rn, rel, q, eq, qn, relq | deadrow, lam, excluded, cell,
+                open_ = self._certify(nf, rows, erows, rn, rel, q, eq, qn, relq | deadrow, lam, excluded | proven, cell,
                                       unit, piece, b)
                 for i in open_:
                     # neither multipliers nor their exact support settle it: an exact LP does
@@ -627,79 +654,85 @@ class LPEngine:
                     if y is not None:
                         feasible[i] = True
                         centre[i] = y
-        return feasible, tau, centre
+                        lam[i] = 0.0  # its multipliers are the refuted LP's: no simplex from them
+        # the rows tight at the Chebyshev centres (LP answers only)
+        pos = (lam > 1e-12) & feasible[:, None]
+        one = pos.sum(1) == d + 1
+        simp = torch.full((N, d + 1), -1, dtype=torch.long, device=dev)
+        if bool(one.any()):
+            simp[one] = torch.sort(torch.where(pos[one], torch.arange(pos.shape[1], device=dev)[None],
+                                               torch.full_like(pos[one], 1 << 30, dtype=torch.long)), 1).values[:, :d + 1]
+        return feasible, tau, centre, simp
 
-    @staticmethod
-    def _ray_points(gh, vh, act, y, qhat, gqh, relq):
-        """Points where a piece wins inside a cell, by rays from the witness ``y`` (N, D): first along
-        the unit normal of the piece's most violated row ``p_a - p_b`` (``qhat`` its distances at
-        ``y``, ``gqh`` (N, K, D) unit normals, ``relq`` which count); when a constraint of the cell
-        blocks the ray first, along that normal made orthogonal to the blocking rows (a ray that
-        slides along them), up to ``RAY_BOUNCES`` times. ``gh`` (N, n, D) are all the LP's unit
-        normals, ``vh`` (N, n) the distances of ``y`` to them (rows ``act``). Along ``y + t v`` each
-        distance is ``vh + t (gh . v)``; the middle of the interval where all of them are at least
-        ``RAY_MARGIN`` is the point. Returns ``(hit, point, its smallest distance)``."""
-        N, D = y.shape
-        dev = y.device
-        hit = torch.zeros(N, dtype=torch.bool, device=dev)
-        pt = y.clone()
-        if N == 0:
-            return hit, pt, y[:, 0]
-        b = torch.where(relq, qhat, torch.full_like(qhat, math.inf)).argmin(1)
-        g0 = gqh[torch.arange(N, device=dev), b]  # (N, D)
-        live = relq.any(1).nonzero().squeeze(1)  # the rays still looking, and their data
-        G, V, A_, g0, v, Y = gh[live], vh[live], act[live], g0[live], g0[live], y[live]
-        basis = torch.zeros(live.numel(), 0, D, dtype=y.dtype, device=dev)
-        for it in range(RAY_BOUNCES + 1):
-            if live.numel() == 0:
-                break
-            inf = torch.full_like(V, math.inf)
-            sl = (G * v[:, None, :]).sum(-1)
-            need = RAY_MARGIN - V  # t * sl >= need
-            lo = torch.where(A_ & (sl > 0), need / torch.where(sl > 0, sl, torch.ones_like(sl)), -inf).amax(1)
-            hi, jb = torch.where(A_ & (sl < 0), need / torch.where(sl < 0, sl, torch.ones_like(sl)), inf).min(1)
-            # rows the ray runs parallel to hold along all of it or nowhere
-            flat_bad = (A_ & (sl.abs() <= 1e-12) & (V < RAY_MARGIN)).any(1)
-            ok = (lo < hi) & torch.isfinite(lo) & torch.isfinite(hi) & ~flat_bad
-            if bool(ok.any()):
-                k = ok.nonzero().squeeze(1)
-                p = Y[k] + (0.5 * (lo[k] + hi[k]))[:, None] * v[k]
-                # the distances at the point itself (not the interval's arithmetic) decide
-                dist = torch.where(A_[k], V[k] + (G[k] * (p - Y[k])[:, None, :]).sum(-1), inf[k]).amin(1)
-                good = dist >= 0.5 * RAY_MARGIN
-                hit[live[k[good]]] = True
-                pt[live[k[good]]] = p[good]
-            if it == RAY_BOUNCES:
-                break
-            # the others slide along the row that stopped them: the normal without its components
-            # along the blocking rows so far
-            r = (~ok).nonzero().squeeze(1)
-            live, G, V, A_, g0, Y, basis, jb = live[r], G[r], V[r], A_[r], g0[r], Y[r], basis[r], jb[r]
-            gb = G[torch.arange(r.numel(), device=dev), jb]
-            gb = gb - ((basis * gb[:, None, :]).sum(-1)[:, :, None] * basis).sum(1)
-            gb = gb / gb.norm(dim=1, keepdim=True).clamp_min(1e-300)
-            basis = torch.cat([basis, gb[:, None, :]], 1)
-            v = g0 - ((basis * g0[:, None, :]).sum(-1)[:, :, None] * basis).sum(1)
-            nv = v.norm(dim=1, keepdim=True)
-            moving = nv[:, 0] > 1e-6
-            live, G, V, A_, g0, Y, basis = live[moving], G[moving], V[moving], A_[moving], g0[moving], Y[moving], basis[moving]
-            v = v[moving] / nv[moving]
-        dist = torch.where(act, vh + (gh * (pt - y)[:, None, :]).sum(-1), torch.full_like(vh, math.inf)).amin(1)
-        return hit, pt, dist
+    def _simplex_no(self, rows, erows, rn, rel, q, eq, qn, relq, b, cell, run):
+        """Which LPs are answered "no" by their cell's simplex ``S = {r_i >= 0, i in sx}`` (``d + 1``
+        of the cell's rows). Writing the constant 1 and each row ``q_b = p_a - p_b`` in the basis of
+        the simplex rows, ``1 = sum beta_i r_i`` (all ``beta_i > 0`` for a bounded simplex) and
+        ``q_b = sum gamma_i r_i``, the largest value of ``q_b`` on ``S`` is
+        ``m = max_i gamma_i / beta_i``; when it is negative, ``F = q_b + sum (m beta_i - gamma_i) r_i``
+        is the constant ``m`` with non-negative multipliers: the certificate of the module docstring,
+        checked in float64 with error bounds like every other (those it does not prove go to the LP)."""
+        d = self.d
+        N = cell.numel()
+        proven = torch.zeros(N, dtype=torch.bool, device=self.dev)
+        sx = b["sx"][cell]
+        hv = (run & (sx >= 0).all(1)).nonzero().squeeze(1)
+        if hv.numel() == 0:
+            return proven
+        idx = sx[hv]
+        nr = rows.shape[1]
+        rh = rows[hv] / rn[hv][..., None]
+        M = rh.gather(1, idx[:, :, None].expand(-1, -1, d + 1))  # (H, d+1, d+1): rows [c, g]
+        qh = q[hv] / qn[hv][..., None]  # (H, K, d+1)
+        e0 = torch.zeros(hv.numel(), d + 1, 1, dtype=self.dt, device=self.dev)
+        e0[:, 0] = 1.0
+        sol, info = torch.linalg.solve_ex(M.transpose(1, 2), torch.cat([e0, qh.transpose(1, 2)], 2))
+        beta, gam = sol[:, :, 0], sol[:, :, 1:]
+        okb = (info == 0) & (beta > 0).all(1) & rel[hv].gather(1, idx).all(1) & torch.isfinite(sol).flatten(1).all(1)
+        m = (gam / beta.clamp_min(1e-300)[:, :, None]).amax(1)  # (H, K)
+        m = torch.where(relq[hv], m, torch.full_like(m, math.inf))
+        best, bq = m.min(1)
+        cand = okb & (best < 0)
+        if not bool(cand.any()):
+            return proven
+        c = cand.nonzero().squeeze(1)
+        ar = torch.arange(c.numel(), device=self.dev)
+        lam_r = (best[c, None] * beta[c] - gam[c][ar, :, bq[c]]).clamp_min(0.0)
+        lam = torch.zeros(c.numel(), nr + q.shape[1], dtype=self.dt, device=self.dev)
+        lam.scatter_(1, idx[c], lam_r)
+        lam[ar, nr + bq[c]] = 1.0
+        sel = hv[c]
+        good = self._float_proof(sel, rows, erows, rn, rel, q, eq, qn, relq, lam, b, cell, full_lam=False)[0]
+        proven[sel[good]] = True
+        self.stats["simplex_no"] += int(good.sum())
+        return proven
 
     # ------------------------------------------------------------------ certificates
     def _certify(self, nf, rows, erows, rn, rel, q, eq, qn, relq, lam, excluded, cell, unit, piece, b):
         """Prove, for LPs ``nf``, that the piece wins on no open part of the cell (see the module
         docstring); float64 with error bounds first, exact rational arithmetic for the rest."""
-        nr = rows.shape[1]
         ok = excluded[nf].clone()  # excluded by an exactly identical lower piece: proven
         todo = nf[~ok]
         if todo.numel() == 0:
             self.stats["float_certificates"] += int(nf.numel())
             return []
+        good, lr, lq, rn_, qn_eff = self._float_proof(todo, rows, erows, rn, rel, q, eq, qn, relq, lam, b, cell)
+        self.stats["float_certificates"] += int(good.sum()) + int(ok.sum())
+        open_ = []
+        for t in (~good).nonzero().squeeze(1).tolist():
+            i = int(todo[t])
+            if not self._certify_exact(i, lr[t], lq[t], rn_[t], qn_eff[t], cell, unit, piece, b):
+                open_.append(i)
+        return open_
+
+    def _float_proof(self, todo, rows, erows, rn, rel, q, eq, qn, relq, lam, b, cell, full_lam=True):
+        """For LPs ``todo`` with multipliers ``lam`` (of theirs when ``full_lam``, else one row per
+        entry of ``todo``): is ``F = sum lam_i r_i + sum nu_b q_b <= 0`` on the chart's bounding box,
+        proven in float64 with error bounds? Returns ``(good, lr, lq, rn, qn)``."""
+        nr = rows.shape[1]
         r_, er_, rn_, rel_ = rows[todo], erows[todo], rn[todo], rel[todo]
         q_, eq_, qn_, relq_ = q[todo], eq[todo], qn[todo], relq[todo]
-        lam_ = lam[todo]
+        lam_ = lam[todo] if full_lam else lam
         lr = lam_[:, :nr] * rel_
         lq = lam_[:, nr:] * relq_
         qn_eff = qn_
@@ -715,13 +748,7 @@ class LPEngine:
         ub = F[:, 0] + EF[:, 0] + ((F[:, 1:].abs() + EF[:, 1:]) * ymax).sum(1)
         ub = ub * (1 + 1e-12) + 0.0
         good = (ub <= 0) & (lq.sum(1) > 0) & torch.isfinite(ub)
-        self.stats["float_certificates"] += int(good.sum()) + int(ok.sum())
-        open_ = []
-        for t in (~good).nonzero().squeeze(1).tolist():
-            i = int(todo[t])
-            if not self._certify_exact(i, lr[t], lq[t], rn_[t], qn_eff[t], cell, unit, piece, b):
-                open_.append(i)
-        return open_
+        return good, lr, lq, rn_, qn_eff
 
     def _certify_exact(self, i, lr, lq, rn, qn, cell, unit, piece, b):
         """The support of the float multipliers, re-solved and checked in rational arithmetic. At a
@@ -911,10 +938,9 @@ class LPEngine:
         for i in range(l + 1):
             if i == l and b["stage"] == "start":
                 break
-            layer = self.layers[i]
             Pm, e = maps[i]
             w = pat[self.net.layer_slice(i)]
-            valid = layer.valid.cpu().numpy()
+            valid = self.valid_np[i]
             Uu, K = valid.shape
             for uu in range(Uu):
                 for sl in range(K - 1):
@@ -925,7 +951,7 @@ class LPEngine:
                         rows.append(lambda Pm=Pm, e=e, uu=uu, kk=kk, w=int(w[uu]): self._exact_row_y(
                             Pm[uu, w] - Pm[uu, kk], e, k))
         Pl, el = maps[l]
-        valid = self.layers[l].valid.cpu().numpy()
+        valid = self.valid_np[l]
         qrows = [(lambda kk=kk: self._exact_row_y(Pl[u, a] - Pl[u, kk], el, k)) if valid[u, kk] and kk != a else None
                  for kk in range(valid.shape[1])]
         return rows, qrows
@@ -1018,6 +1044,7 @@ class LPEngine:
         else:
             self.out_pat.append(p.to(torch.int8))
             self.out_x.append(xs)
+            self.out_nbytes += self.out_pat[-1].numel() + xs.numel() * xs.element_size()
 
     def result(self):
         """``(patterns (R, n) long, witnesses (R, d), cells)``, witnesses verified (empty when a
@@ -1075,7 +1102,7 @@ class LPEngine:
         pn = p.cpu().numpy()
         maps = self._exact_maps().maps(Z, e, pn, self.L - 1)
         for i, (Pm, _) in enumerate(maps):
-            valid = self.layers[i].valid.cpu().numpy()
+            valid = self.valid_np[i]
             w = pn[self.net.layer_slice(i)]
             for u in range(valid.shape[0]):
                 for k in range(valid.shape[1]):

@@ -273,8 +273,8 @@ class ExactX:
                     Z = np.stack([P[u, int(w[u])] for u in range(Uu)]) if Uu else Z[:0]
                     e = e + ec
         if key is not None:
-            if len(self.cache) > 256:
-                self.cache.clear()
+            if len(self.cache) >= 256:
+                self.cache.pop(next(iter(self.cache)))  # the oldest entry
             self.cache[key] = out
         return out
 
