@@ -232,7 +232,7 @@ def probes() -> list[Probe]:
                 m = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)).double()
                 with torch.no_grad():
                     m[0].weight.copy_(torch.tensor([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]]))
-                    m[0].bias.copy_(torch.tensor([0.5, 0.5 + {gap!r}, 0.0]))
+                    m[0].bias.copy_(torch.tensor([0.5, 0.5 + {gap!r}, 0.0], dtype=torch.float64))
                     m[2].weight.copy_(torch.tensor([[1.0, 1.37, 1.74]]))
                 r = full_space(relulab.PLNet.from_torch(m, (2,)))
                 return bool(getattr(r, "certified", False)) and r.count == 6, \

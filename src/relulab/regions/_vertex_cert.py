@@ -70,6 +70,8 @@ def prove_cells(eng, cells) -> torch.Tensor:
     ``i < j``; raises :class:`NotProven` with the reason where the filters cannot decide."""
     if eng.box is not None or not eng.compact:
         raise NotProven("boxes are proven by the facet engine")
+    if eng.net.n_units == 0 or not eng.net.max_units:
+        raise NotProven("no units: one region, proven by the facet engine")
     d, dev, dt = eng.d, eng.dev, eng.dt
     net = eng.net
     Xs, cids, incs, pats, pyrs = [], [], [], [], []

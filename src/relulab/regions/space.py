@@ -1705,8 +1705,10 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
     if eng.cells is not None:
         from relulab.regions._vertex_cert import NotProven, prove_cells
 
+        width = max([m.units for m in net.max_units] + [1])
         try:
-            with torch.no_grad():
+            # the same thread choice as the enumeration's (small operations on one thread)
+            with torch.no_grad(), threads_for((eng.d + 1) ** 2 * eng.d * width):
                 eng.proven_edges = prove_cells(eng, eng.cells)
                 cellpat = torch.cat([c[3] for c in eng.cells]).long()
             # the result must be exactly the proven cells' distinct patterns
