@@ -22,7 +22,7 @@ import torch
 
 from relulab import regions
 from relulab.core.plnet import PLNet
-from relulab.experiments.split import split_full_space
+from relulab.regions.split import split_full_space
 
 
 def mlp(d, widths, seed):

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -34,3 +35,21 @@ settings.register_profile("default", **_COMMON)
 settings.register_profile("ci", derandomize=True, **_COMMON)
 settings.register_profile("thorough", **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# a real local Ray instance (2 CPUs), started once for the tests that need one and stopped at the end
+_RAY_SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # workers import relulab from the same sources as the tests
+    os.environ["PYTHONPATH"] = _RAY_SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
+    from relulab.experiments.sweep import connect_ray
+
+    # the library's own start-up (retried: a loaded CI machine can need more than Ray's 30 s)
+    connect_ray(workers=2, ray_timeout=300)
+    yield ray
+    ray.shutdown()

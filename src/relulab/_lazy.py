@@ -22,13 +22,15 @@ def _available(package: str, submodule: str) -> bool:
         return False
 
 
-def exports(package: str, table: dict[str, str], optional: tuple[str, ...] = ()) -> tuple[
+def exports(package: str, table: dict[str, str], optional: tuple[str, ...] = (),
+            moved: dict[str, str] | None = None) -> tuple[
         Callable[[str], object], Callable[[], list[str]], list[str]]:
     """``(__getattr__, __dir__, __all__)`` for ``package`` from ``table``.
 
     ``table[name]`` is the submodule (relative to ``package``) that defines ``name``; an entry that
     maps a name to itself (``"regions": "regions"``) is the submodule itself. Entries whose submodule is listed in ``optional`` are exported only when that
-    submodule exists.
+    submodule exists. ``moved[name]`` is where a name that no longer lives here went (its
+    look-up raises an AttributeError that says so).
     """
 
     def present() -> list[str]:
@@ -36,6 +38,8 @@ def exports(package: str, table: dict[str, str], optional: tuple[str, ...] = ())
 
     def __getattr__(name: str):
         sub = table.get(name)
+        if sub is None and moved and name in moved:
+            raise AttributeError(f"{package}.{name} is now {moved[name]}")
         if sub is None or (sub in optional and not _available(package, sub)):
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module = importlib.import_module(f"{package}.{sub}")

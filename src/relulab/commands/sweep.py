@@ -84,12 +84,12 @@ def check_split_flags(args) -> None:
 
 
 def split_regions(args, net, box, budgets: dict, ctx: Context, bar):
-    """``--split``: the box or R^d count over cells (:func:`relulab.experiments.split_full_space`,
+    """``--split``: the box or R^d count over cells (:func:`relulab.regions.split_full_space`,
     what ``relulab.regions.full_space(split=...)`` runs; ``--certify`` is each cell's proof), or None
     without ``--split``."""
     if args.split is None:
         return None
-    from relulab.experiments.split import split_full_space
+    from relulab.regions.split import split_full_space
 
     certify = {"auto": None, "always": True, "never": False}[getattr(args, "certify", "auto")]
     return split_full_space(net, box, cells=args.split, **executor_options(args), **budgets, certify=certify,

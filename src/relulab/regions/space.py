@@ -1542,10 +1542,10 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     ``workers`` local processes or on Ray (``ray=True``: a local instance; ``ray="HOST:PORT"``: a
     cluster) and merged exactly by activation pattern, with the same count, bounded/unbounded split,
     linear-region count and ``certify`` proof (per cell) as one process; the result is a
-    :class:`relulab.experiments.split.SplitEnumeration` (see :func:`relulab.experiments.split_full_space`).
+    :class:`relulab.regions.SplitEnumeration` (see :func:`relulab.regions.split_full_space`).
     """
     if split is not None or workers is not None or ray:
-        from relulab.experiments.split import full_space_split
+        from relulab.regions.split import full_space_split
 
         return full_space_split(net, box, split, workers, ray, max_regions=max_regions, time_limit=time_limit,
                                 neighbours=neighbours, audit_samples=audit_samples, memory_budget=memory_budget,

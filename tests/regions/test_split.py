@@ -9,7 +9,7 @@ import torch
 from relulab import regions
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.plnet import PLNet
-from relulab.experiments.split import split_full_space
+from relulab.regions.split import split_full_space
 
 full_space = regions.full_space
 
@@ -86,7 +86,7 @@ def test_walls_through_a_vertex():
     net = mlp(2, [6, 5], seed=4)
     v = _vertex(net)
     # a cone wall (the ray from the apex along a generator) through the vertex v
-    from relulab.experiments.split import cone_cells
+    from relulab.regions.split import cone_cells
 
     g = cone_cells(2, 12, seed=0)[0][:, 0]
     ref, s = check(net, cells=12, workers=1, seed=0, centre=torch.as_tensor(v - 0.7 * g))
@@ -263,7 +263,7 @@ def test_negative_piece_coefficients_settle_equalities_exactly(monkeypatch):
 
 
 def test_balanced_cells_tile_the_box_and_the_grid_gives_the_same_count():
-    from relulab.experiments.split import balanced_cells
+    from relulab.regions.split import balanced_cells
 
     net = mlp(3, [8, 6], seed=11)
     lo, hi = np.array([-2.0, -1.0, -3.0]), np.array([2.0, 1.5, 1.0])
@@ -277,3 +277,12 @@ def test_balanced_cells_tile_the_box_and_the_grid_gives_the_same_count():
     grid = split_full_space(net, box=(torch.as_tensor(lo), torch.as_tensor(hi)), cells=6, workers=1, balance=False)
     ref, bal = check(net, box=(torch.as_tensor(lo), torch.as_tensor(hi)), cells=6, workers=1)
     assert (grid.count, grid.linear_count) == (ref.count, ref.linear_count) and same_patterns(grid, ref)
+
+
+def test_split_lives_with_the_region_engines():
+    import relulab.experiments
+    import relulab.regions
+
+    assert relulab.regions.split_full_space is split_full_space
+    with pytest.raises(AttributeError, match="now relulab.regions.split_full_space"):
+        relulab.experiments.split_full_space  # noqa: B018
