@@ -64,12 +64,15 @@ def _no_exact_refine(monkeypatch):
     monkeypatch.setattr(plane_mod, "_exact_refine", _fail)
 
 
-def _float_partition(net, ext):
-    """The float refinement's raw output (patterns, edge labels, label ranges) for a 2-input net."""
+def _float_partition(net, ext, o=None, u=None, v=None):
+    """The float refinement's raw output (patterns, edge labels, label ranges); the slice defaults to
+    the plane of a 2-input net."""
     import time
 
     e = torch.eye(2, dtype=torch.float64)
-    z = torch.zeros(2, dtype=torch.float64)
+    z = torch.zeros(2, dtype=torch.float64) if o is None else o
+    if u is not None:
+        e = torch.stack([u, v])
     rnet = plane_mod._restrict(net, z, e[0], e[1])
     with torch.no_grad():
         V, n, E, pat, complete, _, _, ranges, _ = plane_mod._refine(
@@ -277,6 +280,46 @@ def test_random_residual_and_conv_networks_are_certified(ms, data):
     assert res.certified
     if plane_mod._segments(plane_mod._restrict(net, o, u, v)) is not None:
         assert _rows(res.patterns) == _rows(_exact(net, (-1.5, 1.5, -1.5, 1.5), o, u, v)[3])
+
+
+def _tied_pool_net():
+    """Conv1d + BatchNorm + ReLU, a padded Conv1d + BatchNorm + LeakyReLU(0.9), a dilated MaxPool1d.
+    Where the three ReLUs at one position are off, the padded convolution's feature there is its
+    bias, exactly as at the padded positions: a max-pool unit reading both has two pieces that are
+    the same function on such a polygon (a tie, won by the lower index), and across the ReLU's edge
+    the tie breaks the other way, so the neighbour differs from the polygon in several units."""
+    from strategies import _init
+
+    m = nn.Sequential(nn.Conv1d(3, 3, 1, groups=3), nn.BatchNorm1d(3), nn.ReLU(), nn.Conv1d(3, 3, 1, padding=2),
+                      nn.BatchNorm1d(3), nn.LeakyReLU(0.9), nn.MaxPool1d(3, stride=3, dilation=2), nn.Flatten())
+    net = PLNet.from_torch(_init(m, torch.Generator().manual_seed(1176975), False), (3, 7))
+    g = torch.Generator().manual_seed(0)
+    return net, [torch.randn(21, generator=g, dtype=torch.float64) for _ in range(3)]
+
+
+def test_ties_that_break_across_an_edge(monkeypatch):
+    # the regions across an edge whose polygon holds a tie are found layer by layer (the exact
+    # stage); a float partition that is right is certified, one missing such a neighbour is not
+    net, (o, u, v) = _tied_pool_net()
+    ext = (-1.5, 1.5, -1.5, 1.5)
+    ref = _exact(net, ext, o, u, v)[3]
+    args, pat, E, ranges = _float_partition(net, ext, o, u, v)
+    assert _rows(pat) == _rows(ref)
+    assert certify_partition(net, *args, ext, pat, E, ranges).ok is True
+    res = on_plane(net, o, u, v, extent=1.5)
+    assert res.certified and _rows(res.patterns) == _rows(ref)
+    assert res.count * net.n_units > plane_mod._CERTIFY_WORK  # the exact refinement is not run by default
+    # neighbours that differ in more than the unit of the edge between them
+    ip, im = res.adjacency.unbind(1)
+    many = ((res.patterns[ip] != res.patterns[im]).sum(1) > 1).nonzero()[:, 0]
+    assert many.numel()
+    index = {bytes(r): i for i, r in enumerate(pat.to(torch.int16).numpy())}
+    for k in many[:3].tolist():
+        for drop in (int(ip[k]), int(im[k])):
+            j = index[bytes(res.patterns[drop].to(torch.int16).numpy())]
+            keep = torch.arange(pat.shape[0]) != j
+            out = certify_partition(net, *args, ext, pat[keep], E[keep], ranges)
+            assert out.ok is False and "across an edge" in out.reason
 
 
 # ----------------------------------------------------------------------------- the exact stage

@@ -19,6 +19,11 @@ every polygon:
 2. **Across every edge lies a listed region.** On the open edge on ``g_w = g_k`` every other
    constraint is strictly positive, so the region beyond it is ``p_i`` with ``u``'s winner ``k``
    (later layers' inputs are continuous across it); that pattern must be one of the listed ones.
+   Where some other constraint is zero on the whole edge (a tie: two pieces that are the same
+   function on the polygon, or a second line along the edge), those units choose again just across
+   the edge, layer by layer, in exact arithmetic (:func:`_exact_neighbour`): a tie between the
+   max-pool inputs of a padded convolution, for example, can break the other way once an earlier
+   ReLU turns on.
 
 The listed regions are distinct, so their closures are unions of cells of the exact partition,
 closed under crossing edges; the cells' adjacency through edges is connected (the rectangle minus
@@ -844,14 +849,16 @@ def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, tw
         n_exact += 1
         p_i = pat[i].cpu().tolist()
         pieces = exact_layer_pieces(net, tabs, Z, e, p_i)
-        # every constraint column as integers (c, a, b) (positive scaling keeps signs), None when skipped
-        cons = []
+        # every constraint column as integers (c, a, b) (positive scaling keeps signs), None when skipped;
+        # ties: columns whose two pieces are the same function on this polygon (zero everywhere)
+        cons, slot, ties = [], [], set()
         for l, (Pc, _) in enumerate(pieces):
             Uu, K = Pc.shape[0], Pc.shape[1]
             valid = net.max_units[l].valid.cpu().numpy()
             for uu in range(Uu):
                 w = p_i[offs[l] + uu]
                 for k in ([1 - w] if two_l[l] else range(K)):
+                    slot.append((l, uu, k))
                     if k == w or not valid[uu, k]:
                         cons.append(None)
                         continue
@@ -859,6 +866,7 @@ def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, tw
                     if hc == (0, 0, 0):
                         if k < w:
                             return CertOutcome(False, filtered, n_exact, reason="a tie broken to the higher index")
+                        ties.add(len(cons))
                         cons.append(None)
                         continue
                     cons.append(hc)
@@ -894,22 +902,76 @@ def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, tw
                         return CertOutcome(None, filtered, n_exact, reason="an edge of zero length (degenerate)")
                     zj.add(c)
             zeros.append(zj)
-        for j in range(m):
-            if zeros[j] & zeros[(j + 1) % m] if m else False:
-                return CertOutcome(None, filtered, n_exact,
-                                   reason="two constraints along one edge (degenerate)")
         # neighbours across this polygon's cut edges
         for j in range(m):
             c = cols[j]
             if c >= ncol_u:
                 continue
-            uu_t, kk_t, _ = _unit_of(torch.tensor([c], device=dev), L_cols, Kc, two, offsets, pat[i:i + 1])
-            uu, kk = int(uu_t), int(kk_t)
-            q = h[i] + (kk - p_i[uu]) * hw[uu]
-            idx = int(torch.searchsorted(hs, q.reshape(1)).clamp(max=P - 1))
-            row = pat[order[idx]].clone()
-            ok = bool(hs[idx] == q) and int(row[uu]) == kk
-            row[uu] = p_i[uu]
-            if not (ok and torch.equal(row.to(dev), pat[i])):
+            along = zeros[j] & zeros[(j + 1) % m]  # other constraints zero on the whole edge
+            if any(t >= ncol_u for t in along):
+                continue  # the edge lies on a side of the slice: nothing across it
+            if along or any(slot[t][0] > slot[c][0] for t in ties):
+                q = _exact_neighbour(net, tabs, Z, e, p_i, pieces, slot, offs, two_l, ties | along | {c},
+                                     lines[j], verts[j], verts[(j + 1) % m])
+                if q is None:
+                    return CertOutcome(None, filtered, n_exact,
+                                       reason="the region across an edge with ties is undecided (degenerate)")
+            else:
+                _, uu, kk = slot[c]
+                q = list(p_i)
+                q[offs[slot[c][0]] + uu] = kk
+            diff = [x for x in range(len(p_i)) if q[x] != p_i[x]]
+            if not diff:
+                return CertOutcome(False, filtered, n_exact, reason="an edge between two parts of one region")
+            d_t = torch.tensor(diff, device=dev)
+            q_t = torch.tensor(q, dtype=pat.dtype, device=dev)
+            hq = h[i] + ((q_t[d_t].long() - pat[i, d_t].long()) * hw[d_t]).sum()
+            idx = int(torch.searchsorted(hs, hq.reshape(1)).clamp(max=P - 1))
+            if not (bool(hs[idx] == hq) and torch.equal(pat[order[idx]], q_t)):
                 return CertOutcome(False, filtered, n_exact, reason="the region across an edge is not listed")
     return CertOutcome(True, filtered, n_exact)
+
+
+def _exact_neighbour(net, tabs, Z, e, p_i, pieces, slot, offs, two_l, vanish, line, x0, x1):
+    """The activation pattern just across an edge of polygon ``p_i`` (exact integers), or None when
+    the argument below does not hold.
+
+    ``vanish``: the constraint columns that are zero on the whole edge (the edge's own, those of
+    other lines through both its ends, and ties: pieces equal as functions on the polygon). Every
+    other constraint is positive on the open edge, so just across it its unit keeps its winner (the
+    network's values are continuous). A unit with vanishing constraints picks among the winner and
+    those pieces, which are equal along the edge under the patterns of both sides (layer by layer:
+    the earlier layers' winners across are known by then, and both sides' maps agree on the edge);
+    their differences are affine and zero on the edge's line, so just across it the piece that
+    grows fastest along the outward normal ``-(a, b)`` of the edge's line ``c + a s + b t >= 0``
+    wins, the lowest index among pieces that are then the same function (as in
+    :meth:`PLNet.pattern`). The equalities along the edge are checked, not assumed."""
+    _, a, b = line
+    comp = {}
+    for c in vanish:
+        l, uu, k = slot[c]
+        comp.setdefault((l, uu), set()).add(k)
+    q = list(p_i)
+    cur = pieces
+    changed = False
+    for l in range(len(pieces)):
+        units = sorted(uu for (ll, uu) in comp if ll == l)
+        if not units:
+            continue
+        if changed:  # an earlier layer's winner changed: this layer's pieces under the new pattern
+            cur = exact_layer_pieces(net, tabs, Z, e, q)
+        Pc = cur[l][0]
+        for uu in units:
+            w = q[offs[l] + uu]
+            ks = sorted(comp[(l, uu)] | {w})
+            for k in ks:  # equal to the winner at both ends of the edge
+                dk = [int(x) for x in (Pc[uu, k] - Pc[uu, w])]
+                if any(dk[0] * W + dk[1] * X + dk[2] * Y != 0 for X, Y, W in (x0, x1)):
+                    return None
+            der = {k: -(int(Pc[uu, k][1]) * a + int(Pc[uu, k][2]) * b) for k in ks}
+            top = max(der.values())
+            win = min(k for k in ks if der[k] == top)
+            if win != w:
+                q[offs[l] + uu] = win
+                changed = True
+    return q
