@@ -592,6 +592,40 @@ def test_forward_pass_path_agrees_with_map_propagation(kind, monkeypatch):
     check_partition(net, b)
 
 
+@pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(-0.3), rnn.Abs])
+def test_children_maps_from_their_parents_agree_with_the_full_product(act, monkeypatch):
+    # every child's maps as its parent's product plus its own units' terms, against one product per
+    # child (the same sums in another order: equal to rounding)
+    from relulab.regions import plane
+
+    net = PLNet.from_torch(mlp([2, 12, 12, 12, 3], act=act, seed=8), (2,))
+    monkeypatch.setattr(plane, "_LOW_RANK", False)
+    a = on_plane(net, extent=2.0)
+    monkeypatch.setattr(plane, "_LOW_RANK", True)
+    monkeypatch.setattr(plane, "_low_rank_pays", lambda *args: True)
+    b = on_plane(net, extent=2.0)
+    assert a.certified and b.certified
+    assert (a.count, a.linear_count, a.boundary_pieces, a.layer_counts) == (
+        b.count, b.linear_count, b.boundary_pieces, b.layer_counts)
+    ka = sorted(bytes(r) for r in a.patterns.to(torch.int16).numpy())
+    kb = sorted(bytes(r) for r in b.patterns.to(torch.int16).numpy())
+    assert ka == kb
+    calls = []
+    orig = plane._children_maps
+    monkeypatch.setattr(plane, "_children_maps", lambda *args: calls.append(1) or orig(*args))
+    on_plane(net, extent=2.0)
+    assert calls  # the path under test ran
+
+    def order(p):
+        rows = [bytes(r) for r in p.to(torch.int16).numpy()]
+        return torch.tensor(sorted(range(len(rows)), key=rows.__getitem__))
+
+    oa, ob = order(a.patterns), order(b.patterns)
+    scale = float(a.maps.abs().max())
+    assert torch.allclose(a.maps[oa], b.maps[ob], rtol=0, atol=1e-12 * scale)
+    check_partition(net, b)
+
+
 # ----------------------------------------------------------------------------- certified counts
 def _random_mlp(widths, seed):
     g = torch.Generator().manual_seed(seed)

@@ -57,6 +57,7 @@ __all__ = ["on_plane", "PlanePartition"]
 _N_EXTENT_EDGES = 4  # edge labels 0..3: bottom, right, top, left side of the slice rectangle
 _BLOCK = 1 << 22  # elements per temporary tensor in chunked passes
 _CHUNK = 1 << 24  # elements of the per-polygon tables of one chunk of polygons refined together
+_LOW_RANK = True  # children's maps from their parent's and their own units' terms (chain networks)
 
 
 # ====================================================================== result
@@ -620,6 +621,35 @@ def _affine_maps(layers, Z):
     return z.reshape(3, C, -1).permute(1, 2, 0)
 
 
+def _single_dense(layers):
+    """The one Dense layer of an affine segment, or None (several layers, a convolution, ...)."""
+    return layers[0] if len(layers) == 1 and isinstance(layers[0], Dense) else None
+
+
+def _low_rank_pays(pairs: int, parents: int, children: int, units: int) -> bool:
+    """Whether children's maps from their parents' plus corrections beat one product per child: the
+    corrections (index_add) cost several multiply-adds of a matrix product per element."""
+    return 8 * pairs + parents * units < children * units
+
+
+def _children_maps(base, parent, q, j, y, weight_t):
+    """Maps of child rows from their parents' maps and low-rank corrections.
+
+    ``base`` (3, A, w): ``L (c_b * z) + b`` per parent, the next layer applied to the parent's
+    features with the coefficient of every unit that varies among its children set to 0;
+    ``parent`` (C,) each child's parent; pairs ``(q, j)`` (Q,): child ``q`` has the nonzero term
+    ``y`` (Q, 3) from varying unit ``j``. Returns (3, C, w): ``sum_pairs L[:, j] y + base[parent]``,
+    the corrections summed first (each child's map is then a sum of the same products as
+    ``L (c * z) + b`` with its own coefficients, in another order: the same rounding-error bound)."""
+    C = parent.numel()
+    out = base.new_zeros(3, C, base.shape[2])
+    step = max(1, _BLOCK // max(1, 3 * base.shape[2]))
+    for a in range(0, q.numel(), step):
+        jb = j[a:a + step]
+        out.index_add_(1, q[a:a + step], y[a:a + step].T[:, :, None] * weight_t[jb][None])
+    return out.add_(base.index_select(1, parent))
+
+
 def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=None):
     """Refine the slice rectangle through every max layer.
 
@@ -819,13 +849,27 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             Znext = None
             if segs is not None:
                 # each piece's winners give the layer's output maps; push them to the next max layer
-                if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
-                    # written straight into the (3, C, U) layout the next layer's product reads
-                    Y = Zc.permute(2, 0, 1).index_select(1, pd)
-                    Y = Y.mul_(layer.coef.gather(1, ld.long().T).T[None]).permute(1, 2, 0)
+                dense = _single_dense(segs[l + 1])
+                low = Z is not None and two and layer.elementwise_units and dense is not None and _LOW_RANK
+                if low and _low_rank_pays(int(crossing[pd].sum()), A0, pd.numel(), U):
+                    # children differ from their parent only in the units that crossed it: one product
+                    # per parent with those units' terms zeroed, plus each child's own terms
+                    cz = layer.coef.to(Zc.dtype)
+                    cb = torch.where(crossing, 0.0, cz.gather(1, lp.clamp(min=0).long().T).T)  # (A0, U)
+                    Yb = (Zc.permute(2, 0, 1) * cb[None]).permute(1, 2, 0)
+                    Zb = _affine_maps([dense], Yb).permute(2, 0, 1)  # (3, A0, w) memory
+                    cw = cz.gather(1, ld.long().T).T  # (C, U) each child's coefficients
+                    q, j = (crossing[pd] & (cw != 0)).nonzero(as_tuple=True)
+                    y = Zc[pd[q], j] * cw[q, j][:, None]  # (Q, 3)
+                    Znext = _children_maps(Zb, pd, q, j, y, dense.weight.T.contiguous()).permute(1, 2, 0)
                 else:
-                    Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
-                Znext = _affine_maps(segs[l + 1], Y)
+                    if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
+                        # written straight into the (3, C, U) layout the next layer's product reads
+                        Y = Zc.permute(2, 0, 1).index_select(1, pd)
+                        Y = Y.mul_(layer.coef.gather(1, ld.long().T).T[None]).permute(1, 2, 0)
+                    else:
+                        Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
+                    Znext = _affine_maps(segs[l + 1], Y)
             del coef, W
             try:
                 process(l + 1, Vd, nd, Ed, full, Znext,
