@@ -358,3 +358,18 @@ def test_exact_stage_alone(residual, monkeypatch):
     bad = pat.clone()
     bad[0, 0] = 1 - bad[0, 0]
     assert certify_partition(net, *args, ext, bad, E, ranges).ok is False
+
+
+@pytest.mark.parametrize("dtype,top", [(torch.int8, 127), (torch.int16, 3000), (torch.int32, 2**30)])
+def test_pattern_hash_is_the_linear_form_of_its_weights(dtype, top):
+    # h = sum_j row_j hw[j] (mod 2**64), against int64 arithmetic entry by entry
+    from relulab.regions._plane_cert import _pattern_hash
+
+    g = torch.Generator().manual_seed(1)
+    for n in (0, 1, 63, 64, 65, 700):
+        p = torch.randint(0, top + 1, (40, n), generator=g).to(dtype)
+        h, hw = _pattern_hash(p)
+        ref = (p.long() * hw[:n]).sum(1) if n else torch.zeros(40, dtype=torch.long)
+        assert torch.equal(h, ref)
+        if n:
+            assert torch.unique(h).numel() == torch.unique(p, dim=0).shape[0]

@@ -77,12 +77,12 @@ def _layout(net, dev):
     return Kc, L_cols, torch.tensor(two, dtype=torch.bool, device=dev)
 
 
-def _unit_of(cc, L_cols, Kc, two, offsets, pat_rows):
-    """Global unit and losing piece of constraint columns ``cc`` (cut edges) on rows ``pat_rows``."""
+def _unit_of(cc, L_cols, Kc, two, offsets, pat, rows):
+    """Global unit and losing piece of constraint columns ``cc`` (cut edges) on rows ``rows`` of ``pat``."""
     lay = torch.searchsorted(L_cols, cc, right=True) - 1
     rem = cc - L_cols[lay]
     uu = offsets[lay] + rem // Kc[lay]
-    w = pat_rows.gather(1, uu[:, None])[:, 0].long()
+    w = pat[rows, uu].long()
     kk = torch.where(two[lay], 1 - w, rem % Kc[lay])
     return uu, kk, w
 
@@ -380,9 +380,8 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None, 
     if bool((n < 3).any()):
         return CertOutcome(False, reason="a polygon with fewer than 3 edges")
     # distinct patterns, and lookup of neighbours by a hash verified row by row
-    g = torch.Generator().manual_seed(12345)
-    hw = torch.randint(-2**62, 2**62, (max(1, pat.shape[1]),), generator=g, dtype=torch.long).to(dev)
-    h = _row_hash(pat, hw)
+    packed = _pack(pat)
+    h, hw = _pattern_hash(pat)
     hs, order = torch.sort(h)
     if P > 1 and bool((hs[1:] == hs[:-1]).any()):
         i = (hs[1:] == hs[:-1]).nonzero()[0, 0]
@@ -395,7 +394,8 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None, 
     EM, dead = _error_bounds(net, Z0.abs(), cfac, L_cols)
     grouped = _grouped_max_inputs(net, Z0, pat, tree=tree)
     ctx = _Ctx(net, pat, ranges, L_cols, offsets, Kc, two, ncol_u, sides, EM, dead, h, hs, order, hw)
-    ctx.packed = _pack(pat)
+    ctx.packed = packed
+    ctx.levels = None if grouped is None else [g for g, _ in grouped]
     if grouped is not None:
         res = _grouped_pass(ctx, grouped, E, n, deadline)
     else:
@@ -512,6 +512,34 @@ def _pack(pat):
     return b.view(torch.int64)
 
 
+def _pattern_hash(pat, block: int = 1 << 21):
+    """A random linear hash of pattern rows (non-negative entries): ``h = sum_j row_j hw[j]`` in
+    wrapping int64, so changing entry ``j`` by ``d`` changes ``h`` by ``d hw[j]``. With
+    ``hw = R C`` (mod 2**64) for random integers ``R`` (n, 3) of ``b`` bits and random odd ``C`` (3,),
+    ``h = (row R) C``: ``row R`` is a float64 product that is exact (every partial sum is an integer
+    below ``n max(row) 2**b <= 2**52``), so most of the work is one thin matrix product."""
+    P, n = pat.shape
+    dev = pat.device
+    g = torch.Generator().manual_seed(12345)
+    top = int(pat.max()) if pat.numel() else 0
+    bits = min(30, 52 - math.ceil(math.log2(max(1, n) * max(1, top) + 1)))
+    C = torch.randint(-2**62, 2**62, (3,), generator=g, dtype=torch.long).to(dev) | 1
+    if bits < 16:  # huge entries: int64 multiply-adds, a few columns at a time
+        hw = torch.randint(-2**62, 2**62, (max(1, n),), generator=g, dtype=torch.long).to(dev)
+        h = torch.zeros(P, dtype=torch.long, device=dev)
+        for j in range(0, n, 64):
+            h += pat[:, j:j + 64].long().mul_(hw[j:j + 64]).sum(1)
+        return h, hw
+    R = torch.randint(0, 2**bits, (max(1, n), 3), generator=g, dtype=torch.long).to(dev)
+    hw = (R * C).sum(1)
+    Rf = R[:n].double()
+    h = torch.empty(P, dtype=torch.long, device=dev)
+    step = max(1, block // max(1, n))
+    for a in range(0, P, step):
+        h[a:a + step] = ((pat[a:a + step].double() @ Rf).long() * C).sum(1)
+    return h, hw
+
+
 def _signed(x: int) -> int:
     return x - (1 << 64) if x >= 1 << 63 else x
 
@@ -525,19 +553,32 @@ def _neighbours_listed(ctx, c0, pc, col, valid):
     dev = col.device
     P = ctx.pat.shape[0]
     pp, jj = (valid & (col < ctx.ncol_u)).nonzero(as_tuple=True)
-    uu, kk, wv = _unit_of(col[pp, jj], ctx.L_cols, ctx.Kc, ctx.two, ctx.offsets, pc[pp])
+    uu, kk, wv = _unit_of(col[pp, jj], ctx.L_cols, ctx.Kc, ctx.two, ctx.offsets, pc, pp)
     hq = ctx.h[c0 + pp] + (kk - wv) * ctx.hw[uu]
     idx = torch.searchsorted(ctx.hs, hq).clamp(max=P - 1)
     cand = ctx.order[idx]
     r = torch.arange(pp.numel(), device=dev)
     ok_row = (ctx.hs[idx] == hq) & (ctx.pat[cand, uu].long() == kk)
-    # the rows agree everywhere else: packed words equal, the unit's own bytes masked out
+    # the rows agree everywhere else: packed words equal, the unit's own bytes masked out. Rows in
+    # one group of the unit's layer (chain networks: checked to share every earlier layer's winners)
+    # are compared from the layer's first word on
     isz = ctx.pat.element_size()
     word, pos = (uu * isz) // 8, (uu * isz) % 8
-    x = ctx.packed[cand] ^ ctx.packed[c0 + pp]
     keep = _KEEP[isz].to(dev)[pos]
-    x[r, word] &= keep
-    ok_row &= (x == 0).all(1)
+    if ctx.levels is None:
+        parts = [(r, 0)]
+    else:
+        lay = torch.searchsorted(ctx.offsets, uu, right=True) - 1
+        parts = []
+        for m, gid in enumerate(ctx.levels):
+            sel = (lay == m).nonzero(as_tuple=True)[0]
+            if sel.numel():
+                ok_row[sel] &= gid[cand[sel]] == gid[c0 + pp[sel]]
+                parts.append((sel, (int(ctx.offsets[m]) * isz) // 8))
+    for sel, ws in parts:
+        x = ctx.packed[cand[sel], ws:] ^ ctx.packed[c0 + pp[sel], ws:]
+        x[torch.arange(sel.numel(), device=dev), word[sel] - ws] &= keep[sel]
+        ok_row[sel] &= (x == 0).all(1)
     good = torch.ones(col.shape[0], dtype=torch.bool, device=dev)
     good[pp[~ok_row]] = False
     return good
@@ -627,7 +668,7 @@ def _pair_constraints(ctx, grouped, pp, cc):
         if bool(ctx.two[m]):
             j = rem
             w = pat[p, net.unit_offsets[m] + j].long()
-            D = z[:, g, lyr.index[j, 1]] * cf[j, 1] - z[:, g, lyr.index[j, 0]] * cf[j, 0]  # (3, S)
+            D = _two_piece_pairs(lyr, z, g, j)  # (3, S)
             H[sel] = torch.where((w == 1)[None], D, -D).T
             skip[sel] = zero_fn[j] & (w == 0)
         else:
@@ -638,6 +679,31 @@ def _pair_constraints(ctx, grouped, pp, cc):
             H[sel] = (Pw - Pk).T
             skip[sel] = (k == w) | ~lyr.valid[j, k] | (zero_fn[j] & (k > w))
     return H, skip
+
+
+def _relu_like(lyr) -> bool:
+    return lyr.elementwise_units and bool((lyr.coef[:, 0] == 0).all()) and bool((lyr.coef[:, 1] == 1).all())
+
+
+def _two_piece_block(lyr, z):
+    """``D = g_1 - g_0`` of every unit of a two-piece layer from its input maps ``z`` (3, B, n):
+    ``c_1 z_i1 - c_0 z_i0``; for ReLU ``1 z - 0 z``, which is ``z`` exactly."""
+    cf = lyr.coef
+    if _relu_like(lyr):
+        return z
+    if lyr.elementwise_units:
+        return z * cf[:, 1] - z * cf[:, 0]
+    return z[..., lyr.index[:, 1]] * cf[:, 1] - z[..., lyr.index[:, 0]] * cf[:, 0]
+
+
+def _two_piece_pairs(lyr, z, g, j):
+    """``D`` (3, Q) of units ``j`` on groups ``g`` (Q,), the same float operations as
+    :func:`_two_piece_block`."""
+    cf = lyr.coef
+    if _relu_like(lyr):
+        return z[:, g, j]
+    i1, i0 = (j, j) if lyr.elementwise_units else (lyr.index[j, 1], lyr.index[j, 0])
+    return z[:, g, i1] * cf[j, 1] - z[:, g, i0] * cf[j, 0]
 
 
 def _bad_ties(ctx):
@@ -733,14 +799,11 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
         gms, grs, gmt, grt, gok = boxes[m]
         c_lo = int(ctx.L_cols[m])
         Em = ctx.EM[:, c_lo:c_lo + U]
-        cf = lyr.coef
-        i0, i1 = lyr.index[:, 0], lyr.index[:, 1]
         sg = torch.zeros(G, U, dtype=torch.int8, device=dev)
         step = max(1, _GROUP_TEST // max(1, U))
         for a in range(0, G, step):
             b = min(G, a + step)
-            za = z[:, a:b]
-            D = za[..., i1] * cf[:, 1] - za[..., i0] * cf[:, 0]  # (3, B, U)
+            D = _two_piece_block(lyr, z[:, a:b])  # (3, B, U)
             bx = [x[a:b, None] for x in (gms, grs, gmt, grt)]
             val, err = _box_clear(D[0], D[1], D[2], Em[0], Em[1], Em[2], *bx)
             ok = gok[a:b, None]
@@ -760,7 +823,7 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
             gq, j = (sg[par[a:b]] != (2 * w - 1)).nonzero(as_tuple=True)
             gq = gq + a
             pq = par[gq]
-            D = z[:, pq, i1[j]] * cf[j, 1] - z[:, pq, i0[j]] * cf[j, 0]  # (3, Q)
+            D = _two_piece_pairs(lyr, z, pq, j)  # (3, Q)
             wq = pat[first[gq], net.unit_offsets[m] + j]
             H = torch.where((wq == 1)[None], D, -D)
             g2ms, g2rs, g2mt, g2rt, g2ok = (x[gq] for x in boxes[m + 1])
