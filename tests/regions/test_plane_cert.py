@@ -373,3 +373,37 @@ def test_pattern_hash_is_the_linear_form_of_its_weights(dtype, top):
         assert torch.equal(h, ref)
         if n:
             assert torch.unique(h).numel() == torch.unique(p, dim=0).shape[0]
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(0.2)])
+def test_grouped_maps_from_parents_agree_with_one_product_per_group(act, monkeypatch):
+    # the certificate's maps of each group as its parent's product plus its own units' terms, against
+    # one product per group (the same sums in another order: equal to rounding, same groups)
+    from relulab.regions import _plane_cert
+
+    g = torch.Generator().manual_seed(5)
+    layers = []
+    for a, b in [(2, 16), (16, 16), (16, 16), (16, 2)]:
+        lin = nn.Linear(a, b).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=torch.float64) / a ** 0.5)
+            lin.bias.copy_(torch.randn(b, generator=g, dtype=torch.float64))
+        layers += [lin, act()]
+    net = PLNet.from_torch(nn.Sequential(*layers[:-1]), (2,))
+    ext = (-2.0, 2.0, -2.0, 2.0)
+    args, pat, E, ranges = _float_partition(net, ext)
+    Z0 = torch.stack(list(args)).reshape(3, -1)
+    monkeypatch.setattr(plane_mod, "_LOW_RANK", False)
+    direct = _plane_cert._grouped_max_inputs(net, Z0, pat)
+    monkeypatch.setattr(plane_mod, "_LOW_RANK", True)
+    monkeypatch.setattr(plane_mod, "_low_rank_pays", lambda *a: True)
+    calls = []
+    orig = _plane_cert._children_group_maps
+    monkeypatch.setattr(_plane_cert, "_children_group_maps", lambda *a: calls.append(1) or orig(*a))
+    low = _plane_cert._grouped_max_inputs(net, Z0, pat)
+    assert len(calls) == 2  # both layers that feed another max layer
+    assert len(direct) == len(low) == 3
+    for (ga, za), (gb, zb) in zip(direct, low):
+        assert torch.equal(ga, gb)
+        assert torch.allclose(za, zb, rtol=0, atol=1e-14 * float(za.abs().max()))
+    assert certify_partition(net, *args, ext, pat, E, ranges).ok is True

@@ -52,6 +52,7 @@ import time
 import torch
 
 from relulab.core.layers import Add, MaxUnits, Reshape
+from relulab.regions import plane as _plane
 from relulab.regions._exact import U as _U
 from relulab.regions._exact import dyadic, exact_layer_pieces, exact_tables, gamma
 from relulab.regions._line_cert import CertOutcome, _error_factors
@@ -214,8 +215,12 @@ def _grouped_max_inputs(net, Z0, pat, tree=None):
     gid = torch.zeros(P, dtype=torch.long, device=dev)
     out, m, used = [], 0, 0
     L = len(net.max_units)
-    for nd in net.nodes[1:]:
+    nodes = net.nodes
+    done = -1  # a Dense node already applied with the max layer before it
+    for i, nd in enumerate(nodes[1:], 1):
         lay = nd.layer
+        if i == done:
+            continue
         if isinstance(lay, MaxUnits):
             used += z.numel() * z.element_size()
             if used > _GROUP_BYTES:
@@ -229,8 +234,15 @@ def _grouped_max_inputs(net, Z0, pat, tree=None):
             G = first.numel()
             parent = out[-1][0][first]  # each new group's group at the layer before
             wf = w[first].long()
-            if lay.elementwise_units:  # piece k of unit j is coef[j, k] z_j: scale the parent's maps
-                z = z[parent] * lay.coef.gather(1, wf.T).T[:, None, :]
+            dense = _next_dense(nodes, i)
+            low = None
+            if dense is not None and lay.index.shape[1] == 2 and lay.elementwise_units and _plane._LOW_RANK:
+                low = _children_group_maps(lay, dense, z, parent, wf)
+            if low is not None:
+                z = low
+                done = i + 1
+            elif lay.elementwise_units:  # piece k of unit j is coef[j, k] z_j: scale the parent's maps
+                z = z[parent] * _plane._winner_coef(lay, wf)[:, None, :]
             else:
                 y, _, _ = lay.select(z[parent].reshape(3 * G, -1), wf.repeat_interleave(3, 0))
                 z = y.reshape(G, 3, -1)
@@ -242,6 +254,41 @@ def _grouped_max_inputs(net, Z0, pat, tree=None):
                 y[:, 0] += lay.bias
             z = y
     return out
+
+
+def _next_dense(nodes, i):
+    """The Dense layer that alone joins max layer ``i`` to the next max layer, or None."""
+    if i + 2 < len(nodes) and isinstance(nodes[i + 2].layer, MaxUnits):
+        return _plane._single_dense([nodes[i + 1].layer])
+    return None
+
+
+def _children_group_maps(lay, dense, z, parent, wf):
+    """The next max layer's input maps (G2, 3, w) (a view of (3, G2, w) memory) of the groups with
+    winners ``wf`` (G2, U) of the two-piece layer ``lay`` and group ``parent`` (G2,) at its level,
+    from the level's maps ``z`` (G1, 3, n): one product per parent with the units that vary among
+    its groups zeroed, plus each group's own terms of those units (:func:`plane._children_maps`:
+    the same products summed in another order, within the same error bound). None where one
+    product per group is cheaper."""
+    G1, U = z.shape[0], lay.units
+    dev = z.device
+    cz = lay.coef.to(z.dtype)
+    first = torch.zeros(G1, dtype=torch.long, device=dev).scatter_(0, parent, torch.arange(parent.numel(), device=dev))
+    ref = wf[first]  # (G1, U) the winners of one child of each parent
+    varies = torch.zeros(G1, U, dtype=torch.int32, device=dev).index_add_(
+        0, parent, (wf != ref[parent]).to(torch.int32)) > 0
+    own = varies[parent]
+    if not _plane._low_rank_pays(int(own.sum()), G1, parent.numel(), U):
+        return None
+    cb = torch.where(varies, 0.0, torch.where(ref == 1, cz[:, 1], cz[:, 0]))  # (G1, U)
+    zb = z.transpose(0, 1) * cb[None]  # (3, G1, n)
+    base = dense.linear(zb.reshape(3 * G1, -1)).reshape(3, G1, -1)
+    if dense.bias is not None:
+        base[0] += dense.bias
+    cw = torch.where(wf == 1, cz[:, 1], cz[:, 0])  # (G2, U)
+    q, j = (own & (cw != 0)).nonzero(as_tuple=True)
+    y = z[parent[q], :, j] * cw[q, j][:, None]  # (Q, 3)
+    return _plane._children_maps(base, parent, q, j, y, dense.weight.T.contiguous()).transpose(0, 1)
 
 
 def _tree_groups(gid, w, proposed):

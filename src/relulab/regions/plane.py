@@ -626,6 +626,14 @@ def _single_dense(layers):
     return layers[0] if len(layers) == 1 and isinstance(layers[0], Dense) else None
 
 
+def _winner_coef(layer, w):
+    """The coefficient ``coef[j, w[:, j]]`` of each row's winner (rows, U) of an elementwise layer."""
+    c = layer.coef
+    if c.shape[1] == 2:
+        return torch.where(w == 1, c[:, 1], c[:, 0])
+    return c.gather(1, w.long().T.contiguous()).T
+
+
 def _low_rank_pays(pairs: int, parents: int, children: int, units: int) -> bool:
     """Whether children's maps from their parents' plus corrections beat one product per child: the
     corrections (index_add) cost several multiply-adds of a matrix product per element."""
@@ -638,16 +646,20 @@ def _children_maps(base, parent, q, j, y, weight_t):
     ``base`` (3, A, w): ``L (c_b * z) + b`` per parent, the next layer applied to the parent's
     features with the coefficient of every unit that varies among its children set to 0;
     ``parent`` (C,) each child's parent; pairs ``(q, j)`` (Q,): child ``q`` has the nonzero term
-    ``y`` (Q, 3) from varying unit ``j``. Returns (3, C, w): ``sum_pairs L[:, j] y + base[parent]``,
+    ``y`` (Q, 3) from varying unit ``j`` (sorted by child). Returns (3, C, w):
+    ``sum_pairs L[:, j] y + base[parent]``,
     the corrections summed first (each child's map is then a sum of the same products as
     ``L (c * z) + b`` with its own coefficients, in another order: the same rounding-error bound)."""
-    C = parent.numel()
-    out = base.new_zeros(3, C, base.shape[2])
+    out = base.index_select(1, parent)
+    if not q.numel():
+        return out
+    kids, inv = torch.unique_consecutive(q, return_inverse=True)  # q is sorted (nonzero's row order)
+    corr = base.new_zeros(3, kids.numel(), base.shape[2])
     step = max(1, _BLOCK // max(1, 3 * base.shape[2]))
     for a in range(0, q.numel(), step):
         jb = j[a:a + step]
-        out.index_add_(1, q[a:a + step], y[a:a + step].T[:, :, None] * weight_t[jb][None])
-    return out.add_(base.index_select(1, parent))
+        corr.index_add_(1, inv[a:a + step], y[a:a + step].T[:, :, None] * weight_t[jb][None])
+    return out.index_add_(1, kids, corr)
 
 
 def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=None):
@@ -855,10 +867,10 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                     # children differ from their parent only in the units that crossed it: one product
                     # per parent with those units' terms zeroed, plus each child's own terms
                     cz = layer.coef.to(Zc.dtype)
-                    cb = torch.where(crossing, 0.0, cz.gather(1, lp.clamp(min=0).long().T).T)  # (A0, U)
+                    cb = torch.where(crossing, 0.0, torch.where(lp == 1, cz[:, 1], cz[:, 0]))  # (A0, U)
                     Yb = (Zc.permute(2, 0, 1) * cb[None]).permute(1, 2, 0)
                     Zb = _affine_maps([dense], Yb).permute(2, 0, 1)  # (3, A0, w) memory
-                    cw = cz.gather(1, ld.long().T).T  # (C, U) each child's coefficients
+                    cw = torch.where(ld == 1, cz[:, 1], cz[:, 0])  # (C, U) each child's coefficients
                     q, j = (crossing[pd] & (cw != 0)).nonzero(as_tuple=True)
                     y = Zc[pd[q], j] * cw[q, j][:, None]  # (Q, 3)
                     Znext = _children_maps(Zb, pd, q, j, y, dense.weight.T.contiguous()).permute(1, 2, 0)
@@ -866,7 +878,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                     if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
                         # written straight into the (3, C, U) layout the next layer's product reads
                         Y = Zc.permute(2, 0, 1).index_select(1, pd)
-                        Y = Y.mul_(layer.coef.gather(1, ld.long().T).T[None]).permute(1, 2, 0)
+                        Y = Y.mul_(_winner_coef(layer, ld)[None]).permute(1, 2, 0)
                     else:
                         Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
                     Znext = _affine_maps(segs[l + 1], Y)
