@@ -500,7 +500,9 @@ def _vertex_boxes(Lj, eLj, valid, nc):
     eWd = torch.where(Wok, eX[..., 2], torch.zeros_like(eX[..., 2]))
     lo_w, hi_w = Wd - eWd, Wd + eWd
     vv = valid & Wok
-    out = {"Xh": Xh, "eX": eX, "prv": prv}
+    vm = valid[..., None]
+    out = {"Xh": Xh, "eX": eX, "prv": prv, "xmax": torch.where(vm, Xh.abs(), 0.0).amax(1),
+           "emax": torch.where(vm, eX, 0.0).amax(1)}
     box = []
     for k in range(2):
         x_lo, x_hi = Xh[..., k] - eX[..., k], Xh[..., k] + eX[..., k]
@@ -548,6 +550,31 @@ def _vertex_signs(Hq, eHq, Xq, eXq, vq):
     ev = ((eHq[:, None, [1, 2, 0]] * (Xq.abs() + eXq)).sum(-1) + (Hq[:, None, [1, 2, 0]].abs() * eXq).sum(-1)
           + gamma(4) * prod.abs().sum(-1)) * _SAFE + _TINY
     return ((hv < -ev) & vq).any(1), (vq & ~(hv > ev)).any(1)
+
+
+def _vertex_signs_bounded(Hq, eHq, Xh, eX, gq, vq, xmax, emax):
+    """:func:`_vertex_signs` for constraints ``Hq`` (Q, 3) of polygons ``gq`` (Q,) with vertices
+    ``Xh[gq]``, first under one error bound per pair from the polygon's largest ``|X|`` and error
+    ``xmax``, ``emax`` (Q, 3) (each term of the per-vertex bound is at most its counterpart here),
+    then, for pairs that bound leaves undecided, under the per-vertex bounds."""
+    Xq = Xh[gq]
+    X, Y, W = Xq[..., 0], Xq[..., 1], Xq[..., 2]
+    h0, h1, h2 = (Hq[:, k, None] for k in range(3))
+    hv = torch.addcmul(torch.addcmul(h1 * X, h2, Y), h0, W)  # (Q, M)
+    aH = Hq.abs()
+    g4 = gamma(4)
+    # columns of xmax / emax are (X, Y, W), of Hq (c, a, b): a pairs with X, b with Y, c with W
+    xm, em = xmax[:, [2, 0, 1]], emax[:, [2, 0, 1]]
+    ev = ((eHq * (xm + em)).sum(1) + (aH * em).sum(1) + g4 * (aH * xm).sum(1)) * _SAFE + _TINY
+    ev = ev[:, None]
+    neg = ((hv < -ev) & vq).any(1)
+    und = (vq & ~(hv > ev)).any(1)
+    if bool(und.any()):
+        r = und.nonzero(as_tuple=True)[0]
+        neg_r, und_r = _vertex_signs(Hq[r], eHq[r], Xq[r], eX[gq[r]], vq[r])
+        neg[r] |= neg_r
+        und[r] = und_r
+    return neg, und
 
 
 def _pack(pat):
@@ -804,7 +831,7 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
         return CertOutcome(False, 0, 0, reason="a tie of identical pieces broken to the higher index")
     # pass 1: edge lines, exact vertices and boxes of every polygon
     csize = max(1, _CHUNK // (64 * Mx))
-    keep = {k: [] for k in ("Xh", "eX", "prv", "ok", "box", "lohi", "col")}
+    keep = {k: [] for k in ("Xh", "eX", "prv", "ok", "box", "lohi", "col", "xmax", "emax")}
     for c0 in range(0, P, csize):
         if deadline is not None and time.perf_counter() > deadline:
             return CertOutcome(None, 0, 0, reason="time_limit")
@@ -921,7 +948,7 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
         gq = c0 + q
         incident = (cidx[:, None] == colc[gq]) | (cidx[:, None] == prc_all[gq])
         vq = valid_all[gq] & ~incident
-        neg, und = _vertex_signs(Hq, eHq, st["Xh"][gq], st["eX"][gq], vq)
+        neg, und = _vertex_signs_bounded(Hq, eHq, st["Xh"], st["eX"], gq, vq, st["xmax"][gq], st["emax"][gq])
         if bool(neg.any()):
             return CertOutcome(False, filtered, 0, reason="a constraint is negative at a vertex")
         unsure_poly = ~okc
