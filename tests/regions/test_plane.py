@@ -626,6 +626,28 @@ def test_children_maps_from_their_parents_agree_with_the_full_product(act, monke
     check_partition(net, b)
 
 
+@pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(0.5)])
+def test_lines_tested_on_discs_several_at_a_time_give_the_same_partition(act, monkeypatch):
+    # the disc tests of a polygon's next lines in one round make the same decisions in the same
+    # order as one line per round: identical polygons (listed in another order)
+    from relulab.regions import plane
+
+    net = PLNet.from_torch(mlp([2, 30, 10, 2], act=act, seed=3), (2,))
+    monkeypatch.setattr(plane, "_DISC_AHEAD", 1)
+    a = on_plane(net, extent=3.0)
+    monkeypatch.setattr(plane, "_DISC_AHEAD", 7)
+    b = on_plane(net, extent=3.0)
+    assert a.certified and b.certified
+    assert a.layer_counts == b.layer_counts and a.count == b.count
+
+    def by_pattern(r):
+        return {bytes(p): r.polygon(i) for i, p in enumerate(r.patterns.to(torch.int16).numpy())}
+
+    pa, pb = by_pattern(a), by_pattern(b)
+    assert pa.keys() == pb.keys()
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
 # ----------------------------------------------------------------------------- certified counts
 def _random_mlp(widths, seed):
     g = torch.Generator().manual_seed(seed)

@@ -58,6 +58,7 @@ _N_EXTENT_EDGES = 4  # edge labels 0..3: bottom, right, top, left side of the sl
 _BLOCK = 1 << 22  # elements per temporary tensor in chunked passes
 _CHUNK = 1 << 24  # elements of the per-polygon tables of one chunk of polygons refined together
 _LOW_RANK = True  # children's maps from their parent's and their own units' terms (chain networks)
+_DISC_AHEAD = 16  # lines per polygon and round tested on its disc
 
 
 # ====================================================================== result
@@ -409,6 +410,17 @@ class _Work:
         self.ptr = torch.zeros_like(self.n)
         self.alive = torch.ones_like(self.n, dtype=torch.bool)
 
+    def discs(self, ref, rho, idx=None):
+        """Set the circumscribed discs of polygons ``idx`` (all when None)."""
+        if idx is None:
+            self.ref, self.rho = ref.clone(), rho.clone()
+            return
+        if self.ref.shape[0] < self.V.shape[0]:
+            grow = self.V.shape[0] - self.ref.shape[0]
+            self.ref = torch.cat([self.ref, self.ref.new_zeros(grow, 2)])
+            self.rho = torch.cat([self.rho, self.rho.new_zeros(grow)])
+        self.ref[idx], self.rho[idx] = ref, rho
+
     def cols(self, M):
         if M > self.V.shape[1]:
             self.V, self.E = _pad_cols(self.V, self.E, M)
@@ -574,6 +586,37 @@ class _Budget:
             self.stopped_by = "time_limit"
             return True
         return False
+
+
+def _disc_sides(D, Dabs, ref, rho, centre, rtol):
+    """Which side of its line ``D`` (local form about ``centre``) each polygon lies on, decided from
+    its circumscribed disc (vertex mean ``ref``, radius ``rho``) where that is sure: the line misses
+    the disc by more than the largest tolerance of the vertex test. ``D``, ``Dabs`` (..., 3), ``ref``
+    (A, 2), ``rho`` (A,) with A the leading size of ``D``. Returns (value at ref, sure)."""
+    off = ref - centre
+    if D.dim() == 3:
+        off, rho_ = off[:, None], rho[:, None]
+        ra = ref[:, None]
+    else:
+        rho_, ra = rho, ref
+    # (sums over the two slice coordinates written out: reductions over a dimension of size 2 are slow)
+    dref = torch.addcmul(torch.addcmul(D[..., 0], D[..., 1], off[..., 0]), D[..., 2], off[..., 1])
+    # bounds |s - c_s| + |s| (and for t) over the polygon's vertices
+    reach = off.abs() + ra.abs() + 2 * rho_[..., None]
+    tmax = torch.addcmul(torch.addcmul(Dabs[..., 0], Dabs[..., 1], reach[..., 0]), Dabs[..., 2],
+                         reach[..., 1]).mul_(rtol)
+    # |ds D| + |dt D| >= the gradient's length: a disc of radius rho is inside its reach
+    sure = dref.abs() > (Dabs[..., 1] + Dabs[..., 2]) * rho_ + tmax
+    if not bool(torch.isfinite(dref).all() & torch.isfinite(tmax).all()):
+        raise _Overflow
+    return dref, sure
+
+
+def _discs(V, n):
+    """Vertex means (A, 2) and the radius (A,) of the disc about them holding every vertex."""
+    ref = _means(V[..., :2], n)
+    rel = V[..., :2] - ref[:, None]
+    return ref, torch.hypot(rel[..., 0], rel[..., 1]).amax(1)
 
 
 def _layer_coefs(rnet: PLNet, l: int, ref, pat, eye2):
@@ -751,20 +794,8 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 # a unit cannot cross a polygon whose circumscribed disc (about its vertex mean)
                 # it misses by more than the largest vertex tolerance; only the others are tested
                 # at the vertices
-                rel = Vp[..., :2] - ref[:, None]
-                rho = torch.hypot(rel[..., 0], rel[..., 1]).amax(1)
-                off = ref - centre
-                # (sums over the two slice coordinates written out: reductions over a dimension of
-                # size 2 are slow)
-                dref = torch.addcmul(torch.addcmul(D[..., 0], D[..., 1], off[:, :1]), D[..., 2], off[:, 1:])
-                # bounds |s - c_s| + |s| (and for t) over the polygon's vertices: (A0, 2)
-                reach = off.abs() + ref.abs() + 2 * rho[:, None]
-                tmax = torch.addcmul(torch.addcmul(Dabs[..., 0], Dabs[..., 1], reach[:, :1]), Dabs[..., 2],
-                                     reach[:, 1:]).mul_(rtol)
-                # |ds D| + |dt D| >= the gradient's length: a disc of radius rho is inside its reach
-                sure = dref.abs() > (Dabs[..., 1] + Dabs[..., 2]) * rho[:, None] + tmax
-                if not bool(torch.isfinite(dref).all() & torch.isfinite(tmax).all()):
-                    raise _Overflow
+                ref, rho = _discs(Vp, np_)
+                dref, sure = _disc_sides(D, Dabs, ref, rho, centre, rtol)
                 lp = torch.where(sure, (dref > 0).to(pdtype), lp)
                 q, w = (~sure).nonzero(as_tuple=True)
                 sub = max(1, _BLOCK // max(1, Vp.shape[1]))
@@ -798,6 +829,8 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 start = ncand.cumsum(0) - ncand
                 cand[r, torch.arange(r.numel(), device=dev) - start[r]] = uu
             W = _Work(Vp, np_, Ep, lp, torch.arange(A0, device=dev))
+            if two:
+                W.discs(*_discs(Vp, np_))
             act = (ncand > 0).nonzero(as_tuple=True)[0]
             while act.numel():
                 if budget.exceeded(state["live"]):
@@ -807,22 +840,45 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                     partial.extend([(Vd, nd, Ed, full), (V[c1:], n[c1:], E[c1:], pat[c1:])])
                     raise _Stop
                 pw, qw = W.par[act], W.ptr[act]
-                unit = cand[pw, qw]
-                Mw = int(W.n[act].max())
-                Vw, nw, Ew = W.V[act, :Mw], W.n[act], W.E[act, :Mw]
-                W.ptr[act] = qw + 1
-                ca = centre.expand(act.numel(), 2)
                 new_idx = act[:0]
+                todo = act
                 if two:
+                    # most polygons lie on one side of most of their next lines: decided from their
+                    # discs, a few lines at a time, up to the first line the disc leaves open (the
+                    # same decisions, in the same order, as one line per round)
+                    B = min(_DISC_AHEAD, cand.shape[1])
+                    ks = qw[:, None] + torch.arange(B, device=dev)
+                    inb = ks < ncand[pw][:, None]
+                    units = cand[pw[:, None], ks.clamp(max=cand.shape[1] - 1)]
+                    dref, sure = _disc_sides(D[pw[:, None], units], Dabs[pw[:, None], units], W.ref[act], W.rho[act],
+                                             centre, rtol)
+                    sure &= inb
+                    open_ = ~sure
+                    nsure = torch.where(open_.any(1), open_.to(torch.int8).argmax(1), B)
+                    r, b = (sure & (torch.arange(B, device=dev) < nsure[:, None])).nonzero(as_tuple=True)
+                    W.lp[act[r], units[r, b]] = (dref[r, b] > 0).to(pdtype)
+                    qn = qw + nsure
+                    at = nsure.clamp(max=B - 1)
+                    has = (nsure < B) & inb.gather(1, at[:, None])[:, 0]  # an open line to test
+                    W.ptr[act] = qn + has.to(qn.dtype)
+                    rest = has.nonzero(as_tuple=True)[0]
+                    todo, pw, qw, unit = act[rest], pw[rest], qn[rest], units[rest, at[rest]]
+                else:
+                    unit = cand[pw, qw]
+                    W.ptr[act] = qw + 1
+                Mw = int(W.n[todo].max()) if todo.numel() else 0
+                Vw, nw, Ew = W.V[todo, :Mw], W.n[todo], W.E[todo, :Mw]
+                ca = centre.expand(todo.numel(), 2)
+                if two and todo.numel():
                     d = _eval_affine(D[pw, unit], ca, Vw)
                     tl = _vtol(Dabs[pw, unit], ca, Vw, rtol)  # (A, M)
                     mx, mn = d.amax(1), d.amin(1)
                     split = (d > tl).any(1) & (d < -tl).any(1)
                     ns = ~split
-                    W.lp[act[ns], unit[ns]] = (mn[ns] > -mx[ns]).to(pdtype)
+                    W.lp[todo[ns], unit[ns]] = (mn[ns] > -mx[ns]).to(pdtype)
                     if bool(split.any()):
                         sp = split.nonzero(as_tuple=True)[0]
-                        ia, us = act[sp], unit[sp]
+                        ia, us = todo[sp], unit[sp]
                         lab = lbase + pw[sp] * U + us
                         cl = _global_line(D[pw[sp], us], ca[sp])
                         (Vp1, n1, E1, _), (Vm1, m1, F1, _) = _cut(Vw[sp], nw[sp], Ew[sp], d[sp], tl[sp], lab, cl,
@@ -832,8 +888,10 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                         W.lp[ia, us] = 1
                         W.put(ia, Vp1, n1, E1)
                         new_idx = W.append(Vm1, m1, F1, l0, pw[sp], qw[sp] + 1)
+                        W.discs(*_discs(Vp1, n1), ia)
+                        W.discs(*_discs(Vm1, m1), new_idx)
                         state["live"] += int(sp.numel())
-                else:
+                elif not two:
                     cf = coef[pw, unit]  # (A, K, 3)
                     vd = valid[pw, unit]  # (A, K)
                     ab = cabs[pw, unit]  # (A, 3)
