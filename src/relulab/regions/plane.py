@@ -1223,8 +1223,7 @@ def _adjacency(V, n, E, len_tol):
     ev_x = torch.cat([hi, lo])
     ev_t = torch.cat([torch.zeros(Ne, dtype=torch.long, device=dev), torch.ones(Ne, dtype=torch.long, device=dev)])
     ev_e = torch.cat([ids, ids])
-    o = torch.argsort(ev_t, stable=True)
-    o = o[torch.argsort(ev_x[o], stable=True)]
+    o = torch.argsort(ev_x, stable=True)  # the ends come first in ev_*: they stay before equal starts
     o = o[torch.argsort(ev_g[o], stable=True)]
     ev_g, ev_x, ev_t, ev_e = ev_g[o], ev_x[o], ev_t[o], ev_e[o]
     k = torch.arange(2 * Ne, device=dev)
