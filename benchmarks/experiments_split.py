@@ -8,7 +8,7 @@ times of runs made minutes apart see different loads; CPU times do not). Checks 
 and prints both linear counts (the single process's fixed gradient tolerance can merge regions
 whose maps differ slightly; the split decides equality under a rounding bound).
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/experiments_split.py [--width 170] [--depth 3] [--cells 16] [--grid]
+    PYTHONPATH=src python benchmarks/experiments_split.py [--width 170] [--depth 3] [--cells 16] [--grid]
 """
 
 from __future__ import annotations
