@@ -62,7 +62,6 @@ def main():
     ap.add_argument("--rd", action="store_true", help="all of R^d (cones) instead of a box")
     ap.add_argument("--grid", action="store_true", help="box: a grid of cells instead of region-balanced cells")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     net = mlp(args.dim, [args.width] * args.depth, 0)
     box = None if args.rd else (-args.half_side, args.half_side)
     fn = regions.full_space
