@@ -35,11 +35,15 @@ the network with absolute weights (Higham, *Accuracy and Stability of Numerical 
 3.1 and 3.5; the factors of :func:`relulab.regions._line_cert._error_factors`), and the vertices'
 homogeneous coordinates and every sign carry the propagated bound. A constraint is cleared for a
 whole polygon at once when it is positive on a box that provably holds the polygon's exact vertices;
-the rest are evaluated at each vertex. For chain networks a two-piece unit's constraint is first
+the rest are evaluated at each vertex (under one bound per pair from the polygon's largest
+coordinates, then per vertex where that leaves a sign open). For chain networks a two-piece unit's constraint is first
 tested once for a whole group of polygons that share it (the same winners of the earlier layers,
 and of its own layer), on the union of their boxes: on 2-200-200-200-1 (102,237 polygons, 604
 constraints each) this leaves 2.0 million of the 62 million (polygon, constraint) pairs to the
-per-polygon tests. A polygon with a decision the bounds cannot settle is
+per-polygon tests. The groups' maps are computed once per group, from the parent group's product
+with the units that vary among its groups zeroed plus each group's own terms of those units (the
+same products summed in another order: the same error bound). A polygon with a decision the bounds
+cannot settle is
 checked again in exact integer arithmetic (the network's exact tables of
 :func:`relulab.regions._exact.exact_tables`, residual networks included).
 """

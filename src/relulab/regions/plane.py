@@ -13,13 +13,17 @@ upper envelope of its pieces: a two-piece unit (ReLU, leaky ReLU, abs) cuts alon
 half-planes and keeps the cells with area. Polygons are cut together (padded vertex arrays,
 vectorized Sutherland-Hodgman clipping) in rounds: each round every polygon is cut by its next
 candidate unit (a unit that crossed its layer-``l`` ancestor; the others are decided once for the
-ancestor, most by a disc test). Chunks of polygons go depth first through the layers, so memory
-stays bounded.
+ancestor, most by a disc test). Within a round a polygon first decides its next few two-piece lines
+on its circumscribed disc and is cut by the first line the disc leaves open (in a line arrangement
+most lines miss most cells). Chunks of polygons go depth first through the layers, so memory stays
+bounded.
 
 The pieces' affine maps: the slice map ``(s, t) -> origin + s u + t v`` is folded into the first
 affine layer; for chain networks every polygon then carries the affine maps of the next max layer's
 input, and the winners of layer l give those of layer l + 1 through one affine segment (the output
-maps come out the same way). Networks with residual additions get them from a forward pass with
+maps come out the same way). Where one dense layer joins two two-piece layers, a polygon's maps are
+its ancestor's product with the units that crossed the ancestor zeroed, plus the polygon's own terms
+of those units (a low-rank correction: a few units cross each ancestor). Networks with residual additions get them from a forward pass with
 tangents along ``u`` and ``v`` at an interior point under the polygon's pattern (:meth:`PLNet.trace`).
 
 Tolerance (scale-aware): for the pieces of a unit on a polygon, in the form
@@ -1457,7 +1461,7 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     region (its edge lines' exact intersection points satisfy every constraint of the pattern) and
     the region across each of its edges is shown to be listed; every sign is decided in float64
     under a proven rounding bound, and a polygon whose signs the bound cannot settle is checked in
-    exact integer arithmetic. It costs about as much again as the refinement (1.3x its CPU time on
+    exact integer arithmetic. It costs about as much again as the refinement (1.1x its CPU time on
     a 2-200-200-200-1 net with 102,237 regions).
     When the certificate finds the float partition wrong (regions thinner than ``rtol`` merged)
     or cannot decide (exactly degenerate geometry: three lines through a point on an edge,
