@@ -291,3 +291,18 @@ def test_local_complexity_configurations_draw_independent_samples():
         corr = float((X[:, :k] * Y[:, :k]).mean())
         assert abs(corr) < 6 / (3000 * k) ** 0.5 and not torch.equal(X[:, :k], Y[:, :k])
     assert abs(float(X.mean())) < 0.1 and abs(float(X.var()) - 1) < 0.1
+
+
+def test_maxout_expected_counts_each_sample_of_networks_once():
+    """With and without the box, a (k, width, seeds, seed) configuration samples the same networks: its
+    line measurement is one sample in the comparison, not two."""
+    from relulab.experiments.entries_combinatorics import MaxoutExpectedConfig, tseran_montufar_maxout_expected
+    from relulab.experiments.entries_combinatorics import _summarize_expected as summarize
+
+    rows = []
+    for box in (False, True):
+        cfg = MaxoutExpectedConfig(k=2, width=3, seeds=6, seed=0, box=box)
+        rows += [{**dataclasses.asdict(cfg), **r} for r in tseran_montufar_maxout_expected(cfg)]
+    assert rows[0]["line_mean"] == rows[1]["line_mean"]  # the same networks
+    text = summarize(rows).comparison[0][2]
+    assert text.endswith("of 1 distinct samples of networks"), text
