@@ -63,7 +63,7 @@ from relulab.progress import notify
 from relulab.regions._enum_eval import median_tie_distance
 from relulab.regions._enum_maps import (SAFETY, ExactX, MapEvaluator, dyadic_ints, frac_array, gamma, int_solve_den,
                                         other_rows, rows_of_layer)
-from relulab.regions._lp_batch import OPTIMAL, lp_batch
+from relulab.regions._lp_batch import OPTIMAL, lp_batch, lp_batch_dual
 
 # a piece wins on an open part of a cell when the Chebyshev radius of that part exceeds this (in
 # chart coordinates of size about 1); smaller radii are decided by the certificates instead
@@ -72,6 +72,8 @@ CUBE_RATIO = 1e3
 # entries of the LP dictionaries solved at once
 LP_ENTRIES = 400_000
 USE_SIMPLEX = True
+# start LPs from the cell's simplex rows by the dual simplex (see LPEngine._solve)
+USE_DUAL = True
 
 
 class Charts:
@@ -631,10 +633,12 @@ class LPEngine:
             # rows that are no constraint (zero rows) leave the tableau: the active rows first, the
             # batch cut to its largest active count; the multipliers go back to their rows
             ar_ = torch.cat([rel, relq], 1)[ri]
-            order = torch.argsort((~ar_).to(torch.int8), dim=1, stable=True)[:, :max(1, int(ar_.sum(1).max()))]
+            perm = torch.argsort((~ar_).to(torch.int8), dim=1, stable=True)
+            kept = max(1, int(ar_.sum(1).max()))
+            order = perm[:, :kept]
             Ac = A[ri].gather(1, order[:, :, None].expand(-1, -1, A.shape[2]))
             bc = beta[ri].gather(1, order)
-            z_, obj_, lamc, st_ = lp_batch(Ac, bc, c[ri])
+            z_, obj_, lamc, st_ = self._solve(Ac, bc, c[ri], perm, kept, b["sx"][cell[ri]], ar_)
             lam_ = torch.zeros(ri.numel(), A.shape[1], dtype=dt, device=dev)
             lam_.scatter_(1, order, lamc * ar_.gather(1, order))
             z[ri], lam[ri], st[ri], obj[ri] = z_, lam_, st_, obj_
@@ -664,6 +668,29 @@ class LPEngine:
             simp[one] = torch.sort(torch.where(pos[one], torch.arange(pos.shape[1], device=dev)[None],
                                                torch.full_like(pos[one], 1 << 30, dtype=torch.long)), 1).values[:, :d + 1]
         return feasible, tau, centre, simp
+
+    def _solve(self, A, beta, c, perm, kept, sx, active):
+        """The Chebyshev LPs (rows ``A`` in the order ``perm`` of the full rows, the first ``kept``).
+        Where the cell's simplex rows ``sx`` are all active they are a dual feasible start (their
+        multipliers positively span 0), so the dual simplex starts there and usually needs a few
+        pivots; the others, and any it does not finish, go to the primal method."""
+        N = A.shape[0]
+        st = torch.full((N,), -1, dtype=torch.long, device=self.dev)
+        z = torch.zeros(N, A.shape[2], dtype=self.dt, device=self.dev)
+        obj = torch.zeros(N, dtype=self.dt, device=self.dev)
+        lam = torch.zeros(N, A.shape[1], dtype=self.dt, device=self.dev)
+        if USE_DUAL:
+            inv = torch.argsort(perm, 1)
+            pos = inv.gather(1, sx.clamp_min(0))
+            warm = (sx >= 0).all(1) & (pos < kept).all(1) & active.gather(1, sx.clamp_min(0)).all(1)
+            wi = warm.nonzero().squeeze(1)
+            if wi.numel():
+                z[wi], obj[wi], lam[wi], st[wi] = lp_batch_dual(A[wi], beta[wi], c[wi], pos[wi])
+                self.stats["dual_lps"] = self.stats.get("dual_lps", 0) + int((st[wi] == OPTIMAL).sum())
+        rest = (st != OPTIMAL).nonzero().squeeze(1)
+        if rest.numel():
+            z[rest], obj[rest], lam[rest], st[rest] = lp_batch(A[rest], beta[rest], c[rest])
+        return z, obj, lam, st
 
     def _simplex_no(self, rows, erows, rn, rel, q, eq, qn, relq, b, cell, run):
         """Which LPs are answered "no" by their cell's simplex ``S = {r_i >= 0, i in sx}`` (``d + 1``
