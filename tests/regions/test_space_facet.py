@@ -371,3 +371,30 @@ def test_simplex_answers_like_the_lps(monkeypatch):
     assert ref.stats["simplex_no"] == 0 and ref.stats["lps"] > res.stats["lps"]
     assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
     check_witnesses(net, res)
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky", "abs", "negleaky"])
+def test_sign_answers_like_the_lps(monkeypatch, act):
+    """"No" answers proven by exact weight signs (a unit's pre-activation a non-positive combination
+    of the previous layer's rows and the constant, no LP) give the same regions as the LPs alone."""
+    import relulab.regions._enum_lp as E
+    from relulab import nn as rnn
+
+    acts = {"relu": nn.ReLU, "leaky": lambda: nn.LeakyReLU(0.1), "abs": rnn.Abs, "negleaky": lambda: nn.LeakyReLU(-0.5)}
+    module = mlp([3, 5, 4, 1], seed=21, act=acts[act])
+    with torch.no_grad():
+        # make some second-layer units sign-definite on many cells
+        module[2].weight[:2] = -module[2].weight[:2].abs()
+        module[2].bias[:2] = -module[2].bias[:2].abs()
+        module[2].weight[2] = module[2].weight[2].abs()
+        module[2].bias[2] = module[2].bias[2].abs() + 0.1
+    net = plnet(module, 3)
+    res = full_space(net, method="facet")
+    assert res.certified
+    if act == "relu":
+        assert res.stats["sign_no"] > 0
+    monkeypatch.setattr(E, "USE_SIGNS", False)
+    ref = full_space(net, method="facet")
+    assert ref.stats["sign_no"] == 0 and ref.certified
+    assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
+    check_witnesses(net, res)
