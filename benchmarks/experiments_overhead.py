@@ -6,7 +6,7 @@ hits both alike; each line is one sweep of ``--tasks`` fresh tasks (one Parquet 
 summary gives the median of each. Ray's start-up (retried within ``--ray-timeout``) and the warm-up
 of its workers are timed apart, not charged to the tasks.
 
-    PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 python benchmarks/experiments_overhead.py [--tasks 1000] [--rounds 2] [--no-ray]
+    PYTHONPATH=$PWD/src python benchmarks/experiments_overhead.py [--tasks 1000] [--rounds 2] [--no-ray]
 """
 
 from __future__ import annotations
