@@ -264,12 +264,8 @@ class ExactX:
                 else:
                     l += 1
                     _, idx, cf, ec, valid = tab
-                    Uu, K = idx.shape
-                    P = np.empty((Uu, K, Z.shape[1]), dtype=object)
-                    for u in range(Uu):
-                        for k in range(K):
-                            if valid[u, k]:
-                                P[u, k] = Z[idx[u, k]] * cf[u, k]
+                    Uu = idx.shape[0]
+                    P = _pieces(Z, idx, cf, valid)
                     out.append((P, e + ec))
                     if l == upto:
                         break
@@ -302,13 +298,7 @@ class ExactX:
                 aff, (_, idx, cf, ec, valid) = self._segs[l]
                 for tab in aff:
                     Z, e = exact_affine(tab, Z, e)
-                Uu, K = idx.shape
-                P = np.empty((Uu, K, Z.shape[1]), dtype=object)
-                for u in range(Uu):
-                    for k in range(K):
-                        if valid[u, k]:
-                            P[u, k] = Z[idx[u, k]] * cf[u, k]
-                hit = (P, e + ec)
+                hit = (_pieces(Z, idx, cf, valid), e + ec)
                 if len(self.lcache) >= 1024:
                     self.lcache.pop(next(iter(self.lcache)))  # the oldest entry
                 self.lcache[lk] = hit
@@ -320,6 +310,17 @@ class ExactX:
             Uu = P.shape[0]
             Z = np.stack([P[u, int(w[u])] for u in range(Uu)]) if Uu else Z[:0]
         return out
+
+
+def _pieces(Z, idx, cf, valid):
+    """Exact piece maps (U, K, m1) of a max layer (integer coefficients; None for invalid pieces)."""
+    Uu, K = idx.shape
+    P = np.empty((Uu, K, Z.shape[1]), dtype=object)
+    for u in range(Uu):
+        for k in range(K):
+            if valid[u, k]:
+                P[u, k] = Z[idx[u, k]] * cf[u, k]
+    return P
 
 
 def frac_vec(v, e) -> list:
