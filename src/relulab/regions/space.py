@@ -1721,7 +1721,7 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
                 raise DegenerateGeometryError(
                     "the vertex engine's regions differ from the distinct patterns of its proven cells")
         except NotProven as e:
-            res.stats["vertex_proof"] = f"not settled in float64 ({e}); proven by the facet engine instead"
+            res.stats["vertex_proof"] = f"not proven from its own cells ({e}); proven by the facet engine instead"
         else:
             res.stats["proof_seconds"] = time.perf_counter() - t1
             res.certified = not eng.linear_uncertain
