@@ -314,7 +314,7 @@ def test_ties_that_break_across_an_edge(monkeypatch):
     many = ((res.patterns[ip] != res.patterns[im]).sum(1) > 1).nonzero()[:, 0]
     assert many.numel()
     index = {bytes(r): i for i, r in enumerate(pat.to(torch.int16).numpy())}
-    for k in many[:3].tolist():
+    for k in many[:1].tolist():
         for drop in (int(ip[k]), int(im[k])):
             j = index[bytes(res.patterns[drop].to(torch.int16).numpy())]
             keep = torch.arange(pat.shape[0]) != j
