@@ -48,7 +48,7 @@ def main():
     print(f"{n} tiny tasks, in process (no files): {base:.2f} s ({1e3 * base / n:.3f} ms/task)", flush=True)
     ray = None
     if not args.no_ray:
-        from relulab.experiments.sweep import connect_ray
+        from relulab.core.executors import connect_ray
 
         t = time.perf_counter()
         ray = connect_ray(workers=w, ray_timeout=args.ray_timeout)
