@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--checkout", type=Path, default=ROOT)
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
-    env = dict(os.environ, PYTHONPATH=str((args.checkout / "src").resolve()), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=str((args.checkout / "src").resolve()))
     print(f"relulab at {args.checkout}")
     for flag in ("--version", "--help"):
         times = []

@@ -6,7 +6,7 @@ hits both alike; each line is one sweep of ``--tasks`` fresh tasks (one Parquet 
 summary gives the median of each. Ray's start-up (retried within ``--ray-timeout``) and the warm-up
 of its workers are timed apart, not charged to the tasks.
 
-    PYTHONPATH=$PWD/src OMP_NUM_THREADS=1 python benchmarks/experiments_overhead.py [--tasks 1000] [--rounds 2] [--no-ray]
+    PYTHONPATH=$PWD/src python benchmarks/experiments_overhead.py [--tasks 1000] [--rounds 2] [--no-ray]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main():
     print(f"{n} tiny tasks, in process (no files): {base:.2f} s ({1e3 * base / n:.3f} ms/task)", flush=True)
     ray = None
     if not args.no_ray:
-        from relulab.experiments.sweep import connect_ray
+        from relulab.core.executors import connect_ray
 
         t = time.perf_counter()
         ray = connect_ray(workers=w, ray_timeout=args.ray_timeout)

@@ -2,7 +2,7 @@
 mid-sweep and let the driver carry on. Prints finished files and rows before and after, and checks
 that no configuration appears twice.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/experiments_resume.py [--tasks 40] [--sleep 0.2]
+    PYTHONPATH=src python benchmarks/experiments_resume.py [--tasks 40] [--sleep 0.2]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ times of runs made minutes apart see different loads; CPU times do not). Checks 
 and prints both linear counts (the single process's fixed gradient tolerance can merge regions
 whose maps differ slightly; the split decides equality under a rounding bound).
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/experiments_split.py [--width 170] [--depth 3] [--cells 16] [--grid]
+    PYTHONPATH=src python benchmarks/experiments_split.py [--width 170] [--depth 3] [--cells 16] [--grid]
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ def main():
     ap.add_argument("--rd", action="store_true", help="all of R^d (cones) instead of a box")
     ap.add_argument("--grid", action="store_true", help="box: a grid of cells instead of region-balanced cells")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     net = mlp(args.dim, [args.width] * args.depth, 0)
     box = None if args.rd else (-args.half_side, args.half_side)
     fn = regions.full_space

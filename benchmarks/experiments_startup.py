@@ -2,7 +2,7 @@
 (e.g. before and after a change), interleaved, each a fresh process; prints wall and CPU seconds
 (user + system of the process and its children) and the load average beside each.
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/experiments_startup.py --before /path/to/old/src [--rounds 3]
+    PYTHONPATH=src python benchmarks/experiments_startup.py --before /path/to/old/src [--rounds 3]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def timed(src: str, argv: list[str]) -> tuple[float, float, int]:
-    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": src}
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "relulab", *argv], env=env, capture_output=True, text=True)

@@ -6,13 +6,14 @@ and all of R^d against a large box for a pure max-pool network.
         [--no-maxpool] [--time-limit 300]
 
 Networks are ``nn.Sequential`` MLPs (ReLU after every hidden layer, linear output) built after
-``torch.manual_seed(seed)``. Prints count, complete, certified and seconds per engine; the counts
+``torch.manual_seed(seed)``. Prints count, complete, certified, wall and CPU seconds per engine, with the load average; the counts
 must agree.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -32,9 +33,9 @@ def mlp(widths, seed):
 
 
 def timed(net, **kw):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     r = full_space(net, **kw)
-    return r, time.perf_counter() - t
+    return r, time.perf_counter() - t, time.process_time() - c
 
 
 def main():
@@ -44,24 +45,25 @@ def main():
     ap.add_argument("--no-maxpool", action="store_true", help="skip the max-pool R^d vs box rows")
     ap.add_argument("--time-limit", type=float, default=300.0, help="per run (default 300 s)")
     args = ap.parse_args()
-    print("| net | engine | regions | complete | certified | seconds |")
-    print("|---|---|---|---|---|---|")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores, torch threads {torch.get_num_threads()}")
+    print("| net | engine | regions | complete | certified | wall s | CPU s |")
+    print("|---|---|---|---|---|---|---|")
     for spec in args.nets:
         w, seed = spec.split(":")
         widths = [int(v) for v in w.split(",")]
         net = relulab.PLNet.from_torch(mlp(widths, int(seed)), (widths[0],))
         for method in ("vertex", "facet"):
-            r, s = timed(net, method=method, time_limit=args.time_limit)
-            print(f"| {w}:{seed} | {method} | {r.count} | {r.complete} | {r.certified} | {s:.1f} |", flush=True)
+            r, s, cpu = timed(net, method=method, time_limit=args.time_limit)
+            print(f"| {w}:{seed} | {method} | {r.count} | {r.complete} | {r.certified} | {s:.1f} | {cpu:.1f} |", flush=True)
     if not args.no_maxpool:
         pool = nn.Sequential(nn.Unflatten(1, (1, 8)), nn.MaxPool1d(3, stride=1), nn.Flatten(), nn.Linear(6, 1))
         net = relulab.PLNet.from_torch(pool.double(), (8,))
         for method in ("facet", "vertex"):
             for box in ((-1e3, 1e3), None):
-                r, s = timed(net, method=method, box=box, time_limit=args.time_limit)
+                r, s, cpu = timed(net, method=method, box=box, time_limit=args.time_limit)
                 where = "all of R^8" if box is None else "box 1e3"
                 print(f"| maxpool1d(3) over 8, {where} | {method} | {r.count} | {r.complete} | {r.certified} "
-                      f"| {s:.1f} |", flush=True)
+                      f"| {s:.1f} | {cpu:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

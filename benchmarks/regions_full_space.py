@@ -189,6 +189,15 @@ def random_mlp(widths, seed: int, last_relu: bool = True) -> nn.Module:
     return nn.Sequential(*layers).eval()
 
 
+def _loadavg() -> str:
+    """The 1, 5 and 15 minute load averages (wall times on a shared machine depend on them)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
 def zaslavsky(m: int, d: int) -> int:
     return sum(math.comb(m, i) for i in range(min(m, d) + 1))
 
@@ -218,12 +227,14 @@ def peer_table(args):
             "ratio_wall": (mine["count"] / wall) / (peer["count"] / peer["seconds"]),
             "ratio_cpu": (mine["count"] / cpu) / (peer["count"] / max(peer["cpu_seconds"], 1e-9)),
             "relulab_peak_rss_kb": mine["peak_kb"], "relulab_base_rss_kb": mine["base_kb"], "kb_per_region": kb,
+            "load_average": _loadavg(),
         }
         rows.append(row)
         print(f"{str(widths):<16}{seed:>5}{row['relucent_regions']:>10}{row['relulab_regions']:>9}"
               f"{('yes' if peer['complete'] else '<=') if row['identical'] else 'NO':>6}{row['relucent_seconds']:>12.2f}"
               f"{wall:>11.3f}{row['relucent_regions_per_s']:>14.1f}{row['relulab_regions_per_s']:>13.0f}"
-              f"{row['ratio_wall']:>12.1f}{row['ratio_cpu']:>11.1f}{kb:>11.2f}  {mine['method']}", flush=True)
+              f"{row['ratio_wall']:>12.1f}{row['ratio_cpu']:>11.1f}{kb:>11.2f}  {mine['method']}"
+              f"  (load {row['load_average']})", flush=True)
     return rows
 
 

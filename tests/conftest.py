@@ -47,7 +47,7 @@ def ray_local():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # workers import relulab from the same sources as the tests
     os.environ["PYTHONPATH"] = _RAY_SRC + os.pathsep + os.environ.get("PYTHONPATH", "")
-    from relulab.experiments.sweep import connect_ray
+    from relulab.core.executors import connect_ray
 
     # the library's own start-up (retried: a loaded CI machine can need more than Ray's 30 s)
     connect_ray(workers=2, ray_timeout=300)

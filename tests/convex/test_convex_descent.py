@@ -54,3 +54,39 @@ def test_gd_bad_input():
             gd_runs(X, y, 0.1, **kw)
     with pytest.raises(InvalidInputError, match="beta"):
         gd_runs(X, y, 0.0, width=2)
+
+
+def test_batch_normalized_gradient_matches_autograd():
+    from relulab.convex.descent import _bn_grads
+
+    g = torch.Generator().manual_seed(1)
+    n = 7
+    A = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    Y = torch.randn(n, generator=g, dtype=torch.float64)
+    W, gamma, alpha, a = (torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+                          for shape in ((4, 5, 3), (4, 5), (4, 5), (4, 5)))
+    Zc = A @ W.transpose(1, 2)
+    Zc = Zc - Zc.mean(1, keepdim=True)
+    N = torch.linalg.vector_norm(Zc, dim=1, keepdim=True)
+    Zh = Zc / N
+    H = gamma[:, None, :] * Zh + alpha[:, None, :] / n ** 0.5
+    act = torch.relu(H)
+    r = (act @ a[:, :, None])[:, :, 0] - Y
+    obj = 0.5 * 0.3 * r.square().sum(1) + 0.5 * 0.7 * (gamma.square() + alpha.square() + a.square()).sum(1)
+    auto = torch.autograd.grad(obj.sum(), (W, gamma, alpha, a))
+    mine = _bn_grads(A, W.detach(), gamma.detach(), alpha.detach(), a.detach(), Zh.detach(), N.detach(),
+                     H.detach(), act.detach(), r.detach(), 0.3, 0.7)
+    for x, y in zip(auto, mine):
+        assert torch.allclose(x, y, atol=1e-12)
+
+
+def test_diverging_runs_end_infinite_and_leave_the_others_alone():
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(6, 2)), rng.normal(size=6)
+    calm = gd_runs(X, y, 0.1, width=4, runs=6, steps=200, seed=3)
+    # a step far beyond the curvature sends runs to infinity: they are dropped and end at inf (never NaN)
+    wild = gd_runs(X, y, 0.1, width=4, runs=6, steps=200, seed=3, lr=calm.lr * 40)
+    assert np.isfinite(calm.objectives).all()
+    assert np.isinf(wild.objectives).any()
+    assert (np.isinf(wild.history[-1]) == np.isinf(wild.objectives)).all()
+    assert not np.isnan(wild.history).any()

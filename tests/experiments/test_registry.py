@@ -271,3 +271,38 @@ def test_literal_reader():
     for bad in ("SIZES", "f(1)", "[1] * 3", "{**d}", "-'a'", "range(n)"):
         with pytest.raises(registry._NotStatic):
             lit(bad)
+
+
+def test_local_complexity_configurations_draw_independent_samples():
+    """Each configuration of the local-complexity entry has its own data stream: configurations that
+    share seed and d (and hence used to share a sample) get different points; the same one, the same."""
+    import torch
+
+    from relulab.experiments.entries_complexity import LocalComplexityConfig, _lc_data
+
+    base = LocalComplexityConfig(d=5, width=50, sigma=0.5, seed=1, n=3000)
+    X = _lc_data(base)
+    assert torch.equal(X, _lc_data(LocalComplexityConfig(d=5, width=50, sigma=0.5, seed=1, n=3000)))
+    for other in (dataclasses.replace(base, width=200), dataclasses.replace(base, sigma=0.1),
+                  dataclasses.replace(base, d=2), dataclasses.replace(base, seed=2)):
+        Y = _lc_data(other)
+        k = min(X.shape[1], Y.shape[1])
+        # independent N(0, 1) samples: the correlation of matched coordinates is ~N(0, 1/sqrt(n k))
+        corr = float((X[:, :k] * Y[:, :k]).mean())
+        assert abs(corr) < 6 / (3000 * k) ** 0.5 and not torch.equal(X[:, :k], Y[:, :k])
+    assert abs(float(X.mean())) < 0.1 and abs(float(X.var()) - 1) < 0.1
+
+
+def test_maxout_expected_counts_each_sample_of_networks_once():
+    """With and without the box, a (k, width, seeds, seed) configuration samples the same networks: its
+    line measurement is one sample in the comparison, not two."""
+    from relulab.experiments.entries_combinatorics import MaxoutExpectedConfig, tseran_montufar_maxout_expected
+    from relulab.experiments.entries_combinatorics import _summarize_expected as summarize
+
+    rows = []
+    for box in (False, True):
+        cfg = MaxoutExpectedConfig(k=2, width=3, seeds=6, seed=0, box=box)
+        rows += [{**dataclasses.asdict(cfg), **r} for r in tseran_montufar_maxout_expected(cfg)]
+    assert rows[0]["line_mean"] == rows[1]["line_mean"]  # the same networks
+    text = summarize(rows).comparison[0][2]
+    assert text.endswith("of 1 distinct samples of networks"), text

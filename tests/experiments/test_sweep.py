@@ -176,7 +176,7 @@ def test_missing_extras_are_named(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ Ray start-up budget
 def test_ray_start_is_retried_until_the_budget_is_spent():
-    from relulab.experiments.sweep import _retry_start
+    from relulab.core.executors import _retry_start
 
     now = [0.0]
     calls, stops = [], []

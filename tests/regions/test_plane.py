@@ -592,6 +592,62 @@ def test_forward_pass_path_agrees_with_map_propagation(kind, monkeypatch):
     check_partition(net, b)
 
 
+@pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(-0.3), rnn.Abs])
+def test_children_maps_from_their_parents_agree_with_the_full_product(act, monkeypatch):
+    # every child's maps as its parent's product plus its own units' terms, against one product per
+    # child (the same sums in another order: equal to rounding)
+    from relulab.regions import plane
+
+    net = PLNet.from_torch(mlp([2, 12, 12, 12, 3], act=act, seed=8), (2,))
+    monkeypatch.setattr(plane, "_LOW_RANK", False)
+    a = on_plane(net, extent=2.0)
+    monkeypatch.setattr(plane, "_LOW_RANK", True)
+    monkeypatch.setattr(plane, "_low_rank_pays", lambda *args: True)
+    b = on_plane(net, extent=2.0)
+    assert a.certified and b.certified
+    assert (a.count, a.linear_count, a.boundary_pieces, a.layer_counts) == (
+        b.count, b.linear_count, b.boundary_pieces, b.layer_counts)
+    ka = sorted(bytes(r) for r in a.patterns.to(torch.int16).numpy())
+    kb = sorted(bytes(r) for r in b.patterns.to(torch.int16).numpy())
+    assert ka == kb
+    calls = []
+    orig = plane._children_maps
+    monkeypatch.setattr(plane, "_children_maps", lambda *args: calls.append(1) or orig(*args))
+    on_plane(net, extent=2.0)
+    assert calls  # the path under test ran
+
+    def order(p):
+        rows = [bytes(r) for r in p.to(torch.int16).numpy()]
+        return torch.tensor(sorted(range(len(rows)), key=rows.__getitem__))
+
+    oa, ob = order(a.patterns), order(b.patterns)
+    scale = float(a.maps.abs().max())
+    assert torch.allclose(a.maps[oa], b.maps[ob], rtol=0, atol=1e-12 * scale)
+    check_partition(net, b)
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(0.5)])
+def test_lines_tested_on_discs_several_at_a_time_give_the_same_partition(act, monkeypatch):
+    # the disc tests of a polygon's next lines in one round make the same decisions in the same
+    # order as one line per round: identical polygons (listed in another order)
+    from relulab.regions import plane
+
+    net = PLNet.from_torch(mlp([2, 30, 10, 2], act=act, seed=3), (2,))
+    monkeypatch.setattr(plane, "_DISC_AHEAD", 1)
+    a = on_plane(net, extent=3.0)
+    monkeypatch.setattr(plane, "_DISC_AHEAD", 7)
+    b = on_plane(net, extent=3.0)
+    assert a.certified and b.certified
+    assert a.layer_counts == b.layer_counts and a.count == b.count
+
+    def by_pattern(r):
+        return {bytes(p): r.polygon(i) for i, p in enumerate(r.patterns.to(torch.int16).numpy())}
+
+    pa, pb = by_pattern(a), by_pattern(b)
+    assert pa.keys() == pb.keys()
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
 # ----------------------------------------------------------------------------- certified counts
 def _random_mlp(widths, seed):
     g = torch.Generator().manual_seed(seed)

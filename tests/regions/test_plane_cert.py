@@ -64,12 +64,15 @@ def _no_exact_refine(monkeypatch):
     monkeypatch.setattr(plane_mod, "_exact_refine", _fail)
 
 
-def _float_partition(net, ext):
-    """The float refinement's raw output (patterns, edge labels, label ranges) for a 2-input net."""
+def _float_partition(net, ext, o=None, u=None, v=None):
+    """The float refinement's raw output (patterns, edge labels, label ranges); the slice defaults to
+    the plane of a 2-input net."""
     import time
 
     e = torch.eye(2, dtype=torch.float64)
-    z = torch.zeros(2, dtype=torch.float64)
+    z = torch.zeros(2, dtype=torch.float64) if o is None else o
+    if u is not None:
+        e = torch.stack([u, v])
     rnet = plane_mod._restrict(net, z, e[0], e[1])
     with torch.no_grad():
         V, n, E, pat, complete, _, _, ranges, _ = plane_mod._refine(
@@ -279,6 +282,46 @@ def test_random_residual_and_conv_networks_are_certified(ms, data):
         assert _rows(res.patterns) == _rows(_exact(net, (-1.5, 1.5, -1.5, 1.5), o, u, v)[3])
 
 
+def _tied_pool_net():
+    """Conv1d + BatchNorm + ReLU, a padded Conv1d + BatchNorm + LeakyReLU(0.9), a dilated MaxPool1d.
+    Where the three ReLUs at one position are off, the padded convolution's feature there is its
+    bias, exactly as at the padded positions: a max-pool unit reading both has two pieces that are
+    the same function on such a polygon (a tie, won by the lower index), and across the ReLU's edge
+    the tie breaks the other way, so the neighbour differs from the polygon in several units."""
+    from strategies import _init
+
+    m = nn.Sequential(nn.Conv1d(3, 3, 1, groups=3), nn.BatchNorm1d(3), nn.ReLU(), nn.Conv1d(3, 3, 1, padding=2),
+                      nn.BatchNorm1d(3), nn.LeakyReLU(0.9), nn.MaxPool1d(3, stride=3, dilation=2), nn.Flatten())
+    net = PLNet.from_torch(_init(m, torch.Generator().manual_seed(1176975), False), (3, 7))
+    g = torch.Generator().manual_seed(0)
+    return net, [torch.randn(21, generator=g, dtype=torch.float64) for _ in range(3)]
+
+
+def test_ties_that_break_across_an_edge(monkeypatch):
+    # the regions across an edge whose polygon holds a tie are found layer by layer (the exact
+    # stage); a float partition that is right is certified, one missing such a neighbour is not
+    net, (o, u, v) = _tied_pool_net()
+    ext = (-1.5, 1.5, -1.5, 1.5)
+    ref = _exact(net, ext, o, u, v)[3]
+    args, pat, E, ranges = _float_partition(net, ext, o, u, v)
+    assert _rows(pat) == _rows(ref)
+    assert certify_partition(net, *args, ext, pat, E, ranges).ok is True
+    res = on_plane(net, o, u, v, extent=1.5)
+    assert res.certified and _rows(res.patterns) == _rows(ref)
+    assert res.count * net.n_units > plane_mod._CERTIFY_WORK  # the exact refinement is not run by default
+    # neighbours that differ in more than the unit of the edge between them
+    ip, im = res.adjacency.unbind(1)
+    many = ((res.patterns[ip] != res.patterns[im]).sum(1) > 1).nonzero()[:, 0]
+    assert many.numel()
+    index = {bytes(r): i for i, r in enumerate(pat.to(torch.int16).numpy())}
+    for k in many[:3].tolist():
+        for drop in (int(ip[k]), int(im[k])):
+            j = index[bytes(res.patterns[drop].to(torch.int16).numpy())]
+            keep = torch.arange(pat.shape[0]) != j
+            out = certify_partition(net, *args, ext, pat[keep], E[keep], ranges)
+            assert out.ok is False and "across an edge" in out.reason
+
+
 # ----------------------------------------------------------------------------- the exact stage
 @pytest.mark.parametrize("residual", [False, True])
 def test_exact_stage_alone(residual, monkeypatch):
@@ -315,3 +358,52 @@ def test_exact_stage_alone(residual, monkeypatch):
     bad = pat.clone()
     bad[0, 0] = 1 - bad[0, 0]
     assert certify_partition(net, *args, ext, bad, E, ranges).ok is False
+
+
+@pytest.mark.parametrize("dtype,top", [(torch.int8, 127), (torch.int16, 3000), (torch.int32, 2**30)])
+def test_pattern_hash_is_the_linear_form_of_its_weights(dtype, top):
+    # h = sum_j row_j hw[j] (mod 2**64), against int64 arithmetic entry by entry
+    from relulab.regions._plane_cert import _pattern_hash
+
+    g = torch.Generator().manual_seed(1)
+    for n in (0, 1, 63, 64, 65, 700):
+        p = torch.randint(0, top + 1, (40, n), generator=g).to(dtype)
+        h, hw = _pattern_hash(p)
+        ref = (p.long() * hw[:n]).sum(1) if n else torch.zeros(40, dtype=torch.long)
+        assert torch.equal(h, ref)
+        if n:
+            assert torch.unique(h).numel() == torch.unique(p, dim=0).shape[0]
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(0.2)])
+def test_grouped_maps_from_parents_agree_with_one_product_per_group(act, monkeypatch):
+    # the certificate's maps of each group as its parent's product plus its own units' terms, against
+    # one product per group (the same sums in another order: equal to rounding, same groups)
+    from relulab.regions import _plane_cert
+
+    g = torch.Generator().manual_seed(5)
+    layers = []
+    for a, b in [(2, 16), (16, 16), (16, 16), (16, 2)]:
+        lin = nn.Linear(a, b).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=torch.float64) / a ** 0.5)
+            lin.bias.copy_(torch.randn(b, generator=g, dtype=torch.float64))
+        layers += [lin, act()]
+    net = PLNet.from_torch(nn.Sequential(*layers[:-1]), (2,))
+    ext = (-2.0, 2.0, -2.0, 2.0)
+    args, pat, E, ranges = _float_partition(net, ext)
+    Z0 = torch.stack(list(args)).reshape(3, -1)
+    monkeypatch.setattr(plane_mod, "_LOW_RANK", False)
+    direct = _plane_cert._grouped_max_inputs(net, Z0, pat)
+    monkeypatch.setattr(plane_mod, "_LOW_RANK", True)
+    monkeypatch.setattr(plane_mod, "_low_rank_pays", lambda *a: True)
+    calls = []
+    orig = _plane_cert._children_group_maps
+    monkeypatch.setattr(_plane_cert, "_children_group_maps", lambda *a: calls.append(1) or orig(*a))
+    low = _plane_cert._grouped_max_inputs(net, Z0, pat)
+    assert len(calls) == 2  # both layers that feed another max layer
+    assert len(direct) == len(low) == 3
+    for (ga, za), (gb, zb) in zip(direct, low):
+        assert torch.equal(ga, gb)
+        assert torch.allclose(za, zb, rtol=0, atol=1e-14 * float(za.abs().max()))
+    assert certify_partition(net, *args, ext, pat, E, ranges).ok is True

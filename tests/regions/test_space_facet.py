@@ -22,7 +22,7 @@ import relulab
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.regions import full_space
 from relulab.regions._exact import exact_product_sum
-from relulab.regions._lp_batch import OPTIMAL, lp_batch
+from relulab.regions._lp_batch import OPTIMAL, lp_batch, lp_batch_dual
 
 
 def mlp(widths, seed=0, act=nn.ReLU, bias=True):
@@ -127,6 +127,44 @@ def test_lp_batch_matches_highs_and_its_multipliers_certify():
         assert (lam[i] >= 0).all()
         assert torch.allclose(c[i], -(lam[i] @ A[i]), atol=1e-9)
         assert abs(float(obj[i] + lam[i] @ beta[i])) <= 1e-9
+
+
+@pytest.mark.parametrize("d,n", [(2, 7), (4, 14), (8, 22)])
+def test_lp_batch_dual_from_a_simplex_basis_matches_highs(d, n):
+    # Chebyshev LPs of random polytopes inside a simplex: the simplex rows are a dual feasible start
+    g = torch.Generator().manual_seed(d)
+    B = 120
+    from relulab.regions.space import _simplex_normals
+
+    a = _simplex_normals(d, torch.float64, "cpu")
+    gr = torch.randn(B, n, d, generator=g, dtype=torch.float64)
+    gr[:, :d + 1] = -a
+    gr = gr / gr.norm(dim=-1, keepdim=True)
+    A = torch.cat([-gr, torch.ones(B, n, 1, dtype=torch.float64)], 2)
+    beta = torch.rand(B, n, generator=g, dtype=torch.float64)
+    beta[:, :d + 1] += 1.0
+    perm = torch.argsort(torch.rand(B, n, generator=g), 1)
+    A, beta = A.gather(1, perm[:, :, None].expand(-1, -1, d + 1)), beta.gather(1, perm)
+    basis = torch.argsort(perm, 1)[:, :d + 1]
+    c = torch.zeros(B, d + 1, dtype=torch.float64)
+    c[:, -1] = -1.0
+    z, obj, lam, st = lp_batch_dual(A, beta, c, basis)
+    assert bool((st == OPTIMAL).all())
+    for i in range(B):
+        res = linprog(c[i].numpy(), A_ub=A[i].numpy(), b_ub=beta[i].numpy(), bounds=[(None, None)] * (d + 1),
+                      method="highs")
+        assert res.status == 0
+        assert abs(res.fun - float(obj[i])) <= 1e-8 * (1 + abs(res.fun))
+        assert (A[i] @ z[i] - beta[i]).max() <= 1e-9
+        assert (lam[i] >= 0).all()
+        assert torch.allclose(c[i], -(lam[i] @ A[i]), atol=1e-9)
+        assert abs(float(obj[i] + lam[i] @ beta[i])) <= 1e-9
+    # a start basis that is not dual feasible (its multipliers do not span 0) is refused, not solved wrongly
+    bad = basis.clone()
+    bad[:, 0] = torch.argsort(perm, 1)[:, d + 1]
+    z2, obj2, lam2, st2 = lp_batch_dual(A, beta, c, bad)
+    ok = st2 == OPTIMAL
+    assert torch.allclose(obj2[ok], obj[ok], atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------- counts
@@ -331,5 +369,32 @@ def test_simplex_answers_like_the_lps(monkeypatch):
     monkeypatch.setattr(E, "USE_SIMPLEX", False)
     ref = full_space(net, method="facet")
     assert ref.stats["simplex_no"] == 0 and ref.stats["lps"] > res.stats["lps"]
+    assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
+    check_witnesses(net, res)
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky", "abs", "negleaky"])
+def test_sign_answers_like_the_lps(monkeypatch, act):
+    """"No" answers proven by exact weight signs (a unit's pre-activation a non-positive combination
+    of the previous layer's rows and the constant, no LP) give the same regions as the LPs alone."""
+    import relulab.regions._enum_lp as E
+    from relulab import nn as rnn
+
+    acts = {"relu": nn.ReLU, "leaky": lambda: nn.LeakyReLU(0.1), "abs": rnn.Abs, "negleaky": lambda: nn.LeakyReLU(-0.5)}
+    module = mlp([3, 5, 4, 1], seed=21, act=acts[act])
+    with torch.no_grad():
+        # make some second-layer units sign-definite on many cells
+        module[2].weight[:2] = -module[2].weight[:2].abs()
+        module[2].bias[:2] = -module[2].bias[:2].abs()
+        module[2].weight[2] = module[2].weight[2].abs()
+        module[2].bias[2] = module[2].bias[2].abs() + 0.1
+    net = plnet(module, 3)
+    res = full_space(net, method="facet")
+    assert res.certified
+    if act == "relu":
+        assert res.stats["sign_no"] > 0
+    monkeypatch.setattr(E, "USE_SIGNS", False)
+    ref = full_space(net, method="facet")
+    assert ref.stats["sign_no"] == 0 and ref.certified
     assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
     check_witnesses(net, res)

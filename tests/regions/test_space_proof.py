@@ -426,6 +426,17 @@ def test_vertex_proof_rejects_corrupted_cells():
             prove_cells(eng, cs)
 
 
+def test_vertex_proof_over_the_memory_budget_goes_to_the_facet_engine():
+    """The vertex proof's tensors grow with the number of cell vertices (millions for an 8-12-1 net);
+    it checks its size against ``memory_budget`` before allocating and leaves the proof to the facet
+    engine (which keeps to the budget) instead of exhausting memory."""
+    net = plnet(relulab.build("mlp:3-8-8-1:relu", seed=0), 3)
+    ref = full_space(net, method="facet")
+    r = full_space(net, method="vertex", memory_budget=4e6)
+    assert "memory_budget" in r.stats["vertex_proof"], r.stats
+    assert r.certified and r.count == ref.count and space_mod._same_rows(ref.patterns, r.patterns)
+
+
 # ------------------------------------------------------------------ valid nets the proof once could not settle
 def _linear(W, b):
     W = torch.as_tensor(W, dtype=torch.float64)

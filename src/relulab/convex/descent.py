@@ -21,6 +21,7 @@ import torch
 
 from relulab.convex.program import ConvexSolution, _check_inputs, _features, solve
 from relulab.core.errors import InvalidInputError
+from relulab.core.threads import threads_for
 from relulab.results import Result
 
 __all__ = ["gd_runs", "GDRuns", "compare_gd", "GDComparison"]
@@ -54,6 +55,10 @@ class GDRuns(Result):
         return ax
 
 
+# steps between the checks for runs that overflowed
+_CHECK = 64
+
+
 def _positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
@@ -68,6 +73,23 @@ def _plain_grads(A, U, a, H, act, r, s, beta, pen):
     ga = s * (act.transpose(1, 2) @ r[:, :, None])[:, :, 0] + beta * a
     back = s * r[:, :, None] * a[:, None, :] * (H > 0)
     return back.transpose(1, 2) @ A + beta * U * pen, ga
+
+
+def _bn_grads(A, W, gamma, alpha, a, Zh, N, H, act, r, s, beta):
+    """Gradients in (W, gamma, alpha, a) of the batch-normalized objective ``s/2 |relu(H) a - y|^2 +
+    beta/2 (|gamma|^2 + |alpha|^2 + |a|^2)`` with ``H = gamma Zh + alpha / sqrt(n)``, ``Zh = Zc / N`` the
+    normalized centred pre-activations (``Zc = P A W^T``, ``P = I - 11^T/n``, ``N = |Zc|`` per neuron), given
+    that forward pass. The normalization's derivative is ``(I - Zh Zh^T) / N`` and the centring's is ``P``
+    (both symmetric), so ``dW = (P (I - Zh Zh^T) gamma G / N)^T A`` with ``G = dobj/dH``."""
+    n = A.shape[0]
+    ga = s * (act.transpose(1, 2) @ r[:, :, None])[:, :, 0] + beta * a
+    G = s * r[:, :, None] * a[:, None, :] * (H > 0)
+    dgamma = (G * Zh).sum(1) + beta * gamma
+    dalpha = G.sum(1) / math.sqrt(n) + beta * alpha
+    dZh = G * gamma[:, None, :]
+    dZc = (dZh - Zh * (dZh * Zh).sum(1, keepdim=True)) / N
+    dZ = dZc - dZc.mean(1, keepdim=True)
+    return dZ.transpose(1, 2) @ A, dgamma, dalpha, ga
 
 
 def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000, lr: float | None = None,
@@ -110,47 +132,62 @@ def gd_runs(X, y, beta: float, *, width: int, runs: int = 32, steps: int = 2000,
     else:
         params = [torch.randn(runs, width, q, generator=g, dtype=dtype) * init_scale / math.sqrt(q),
                   torch.randn(runs, width, generator=g, dtype=dtype) * init_scale / math.sqrt(width)]
-    for p in params:
-        p.requires_grad_(bn)
+    root_n = math.sqrt(n)
 
-    def objectives():
+    def forward(P):
         if bn:
-            W, gamma, alpha, a = params
-            Z = torch.einsum("nd,rmd->rnm", A, W)
-            Zc = Z - Z.mean(dim=1, keepdim=True)
-            H = gamma[:, None, :] * Zc / torch.linalg.vector_norm(Zc, dim=1, keepdim=True).clamp_min(1e-150) \
-                + alpha[:, None, :] / math.sqrt(n)
+            W, gamma, alpha, a = P
+            Zc = A @ W.transpose(1, 2)  # (runs, n, m)
+            Zc = Zc - Zc.mean(dim=1, keepdim=True)
+            N = torch.linalg.vector_norm(Zc, dim=1, keepdim=True).clamp_min(1e-150)
+            Zh = Zc / N
+            H = gamma[:, None, :] * Zh + alpha[:, None, :] / root_n
             penalty = gamma.square().sum(1) + alpha.square().sum(1) + a.square().sum(1)
+            extra = (Zh, N)
         else:
-            U, a = params
+            U, a = P
             H = A @ U.transpose(1, 2)  # (runs, n, m)
             penalty = (U * pen).square().sum((1, 2)) + a.square().sum(1)
+            extra = ()
         act = torch.relu(H)
         r = (act @ a[:, :, None])[:, :, 0] - Y
         if F.free:
             r = r - r.mean(dim=1, keepdim=True)
-        return 0.5 * s * r.square().sum(1) + 0.5 * beta * penalty, (H, act, r)
+        return 0.5 * s * r.square().sum(1) + 0.5 * beta * penalty, H, act, r, extra
 
     marks = np.unique(np.round(np.geomspace(1, steps + 1, record)).astype(int) - 1)
-    history = []
-    for step in range(steps + 1):
-        obj, (H, act, r) = objectives()
-        if step in marks:
-            history.append(obj.detach().clone())
-        if step == steps:
-            break
-        if bn:
-            grads = torch.autograd.grad(obj.sum(), params)
-        else:
-            # the plain network's gradient written out: one batched product per layer
-            grads = _plain_grads(A, *params, H, act, r, s, beta, pen)
-        with torch.no_grad():
+    is_mark = np.zeros(steps + 1, dtype=bool)
+    is_mark[marks] = True
+    final = np.full(runs, np.inf)
+    history = np.full((len(marks), runs), np.inf)
+    live = np.arange(runs)
+    row = 0
+    # a run whose objective is no longer finite is dropped from the batch (its gradient is not finite
+    # either, so it never comes back) and keeps ``inf``; the others go on unchanged. Checked every
+    # ``_CHECK`` steps (a run that overflows in between only carries non-finite numbers until then)
+    with torch.no_grad(), threads_for(runs * n * width):
+        for step in range(steps + 1):
+            obj, H, act, r, extra = forward(params)
+            check = is_mark[step] or step == steps or step % _CHECK == 0
+            if check and not bool((ok := torch.isfinite(obj)).all()):
+                live, params = live[ok.numpy()], [p[ok] for p in params]
+                if len(live) == 0:
+                    break
+                obj, H, act, r, extra = obj[ok], H[ok], act[ok], r[ok], tuple(e[ok] for e in extra)
+            if is_mark[step]:
+                history[row, live] = obj.numpy()
+                row += 1
+            if step == steps:
+                final[live] = obj.numpy()
+                break
+            # the gradients written out: a few batched products per layer
+            if bn:
+                grads = _bn_grads(A, *params, *extra, H, act, r, s, beta)
+            else:
+                grads = _plain_grads(A, *params, H, act, r, s, beta, pen)
             for p, gr in zip(params, grads):
                 p -= lr * gr
-    final = obj.detach().numpy().copy()
-    final[~np.isfinite(final)] = np.inf
-    hist = torch.stack(history).numpy()
-    return GDRuns(objectives=final, history=hist, checkpoints=marks, width=width, steps=steps, lr=float(lr),
+    return GDRuns(objectives=final, history=history, checkpoints=marks, width=width, steps=steps, lr=float(lr),
                   init_scale=float(init_scale), bn=bn, seconds=time.perf_counter() - t0)
 
 

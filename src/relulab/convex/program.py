@@ -80,6 +80,7 @@ import torch
 
 from relulab.convex.patterns import arrangement_patterns, pattern_bound, sample_patterns
 from relulab.core.errors import InvalidInputError, UnsupportedLayerError
+from relulab.core.threads import threads_for
 from relulab.results import Result
 
 __all__ = ["solve", "ConvexSolution", "certify", "Certificate", "objective", "dual_bound", "features",
@@ -270,12 +271,13 @@ def _cone_bounds(A: np.ndarray, S: np.ndarray, lam: np.ndarray, iters: int = 300
     L = float(np.linalg.norm(A, 2)) ** 2 or 1.0
     mu = torch.zeros(G.shape[0], A.shape[0], dtype=torch.float64)
     y_, t = mu.clone(), 1.0
-    for _ in range(iters):
-        grad = Ss * ((G + (Ss * y_) @ At) @ At.T)
-        new = (y_ - grad / L).clamp_min(0)
-        t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
-        y_ = new + ((t - 1) / t_new) * (new - mu)
-        mu, t = new, t_new
+    with threads_for(mu.numel()):  # hundreds of small products: one thread unless they are large
+        for _ in range(iters):
+            grad = Ss * ((G + (Ss * y_) @ At) @ At.T)
+            new = (y_ - grad / L).clamp_min(0)
+            t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+            y_ = new + ((t - 1) / t_new) * (new - mu)
+            mu, t = new, t_new
     norm = cost if cost is not None else (lambda h: torch.linalg.vector_norm(h, dim=1))
     ub = norm(G + (Ss * mu) @ At)
     ub = torch.minimum(ub, norm(G))  # mu = 0 is also valid

@@ -10,8 +10,9 @@ _EXPORTS = {
     "PLNet": "plnet", "Trace": "plnet",
     "RelulabError": "errors", "UnsupportedLayerError": "errors", "DegenerateGeometryError": "errors",
     "InvalidInputError": "errors", "ModelFileError": "errors", "ResourceLimitError": "errors",
+    "MissingExtraError": "extras",
     # submodules
-    "convert": "convert", "errors": "errors", "files": "files", "io": "io", "layers": "layers", "limits": "limits",
+    "convert": "convert", "errors": "errors", "executors": "executors", "extras": "extras", "files": "files", "io": "io", "layers": "layers", "limits": "limits",
     "plnet": "plnet", "recognize": "recognize", "threads": "threads",
 }
 

@@ -10,12 +10,13 @@ _EXPORTS = {
     "experiment": "registry", "Experiment": "registry", "Summary": "registry", "get": "registry",
     "names": "registry", "expand_grid": "registry", "ENTRY_MODULES": "registry",
     "reproduce": "reproduction", "listing": "reproduction",
-    "load_spec": "sweep", "run_sweep": "sweep", "connect_ray": "sweep", "summarize": "sweep", "SweepResult": "sweep",
+    "load_spec": "sweep", "run_sweep": "sweep", "summarize": "sweep", "SweepResult": "sweep",
     "build_report": "report", "write_report": "report",
     "MissingExtraError": "extras",
 }
 
 _MOVED = {"split_full_space": "relulab.regions.split_full_space",
-          "SplitEnumeration": "relulab.regions.SplitEnumeration"}
+          "SplitEnumeration": "relulab.regions.SplitEnumeration",
+          "connect_ray": "relulab.core.executors.connect_ray"}
 
 __getattr__, __dir__, __all__ = _exports(__name__, _EXPORTS, moved=_MOVED)

@@ -57,9 +57,7 @@ def _summarize(rows: list[dict]) -> Summary:
     claim="Weight-decay-regularized two-layer ReLU networks (also with batch normalization) are exactly convex "
           "group-lasso programs over the data's activation patterns: the optimum is certified by a zero duality "
           "gap, no gradient-descent run goes below it, and the best runs reach it when GD does not stall.",
-    # full: 16 GD runs of 3000 steps per problem (with the defaults, 32 of 5000, the grid was unfinished
-    # after 594 CPU s; this one too after 12 CPU minutes on a busy two-core machine)
-    full={"n": [8, 16, 24], "d": [1, 2], "bn": [False, True], "seed": [0, 1, 2], "runs": [16], "steps": [3000]},
+    full={"n": [8, 16, 24], "d": [1, 2], "bn": [False, True], "seed": [0, 1, 2], "runs": [32], "steps": [5000]},
     quick={"n": [6], "d": [2], "bn": [False, True], "runs": [8], "steps": [300]},
     summarize=_summarize,
     requires=("cvxpy",),

@@ -1,24 +1,6 @@
-"""Optional extras, imported lazily with an error that names the extra to install."""
+"""Optional extras: the error and the import helper live in :mod:`relulab.core.extras` (engines
+outside the experiments use them too); their names stay importable from here."""
 
-from __future__ import annotations
+from relulab.core.extras import EXTRAS, MissingExtraError, require
 
-import importlib
-
-from relulab.core.errors import RelulabError
-
-EXTRAS = {"pyarrow": "parquet", "ray": "ray", "cvxpy": "convex"}
-
-
-class MissingExtraError(RelulabError, ImportError):
-    """An optional dependency is not installed; the message names the extra that provides it."""
-
-
-def require(module: str, what: str):
-    """Import ``module`` (e.g. ``"pyarrow.parquet"``) or raise :class:`MissingExtraError` saying that
-    ``what`` needs the extra providing it."""
-    top = module.split(".")[0]
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        extra = EXTRAS.get(top, top)
-        raise MissingExtraError(f"{what} needs the optional package {top!r}: pip install 'relulab[{extra}]'") from None
+__all__ = ["EXTRAS", "MissingExtraError", "require"]

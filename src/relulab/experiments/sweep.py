@@ -24,18 +24,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relulab.core.errors import InvalidInputError, RelulabError
+from relulab.core.errors import InvalidInputError
+from relulab.core.executors import check_address, connect_ray, pool_context, process_pool, require_ray, start_timeout
+from relulab.core.extras import require
 from relulab.core.files import atomic_write
 from relulab.experiments import registry, store
-from relulab.experiments.extras import require
 
-__all__ = ["SweepSpec", "SweepResult", "load_spec", "run_sweep", "summarize", "connect_ray"]
+__all__ = ["SweepSpec", "SweepResult", "load_spec", "run_sweep", "summarize"]
 
 # a task whose worker died this many times is recorded as failed instead of run again
 MAX_CRASHES = 2
@@ -107,21 +107,6 @@ def _check_folder(out) -> Path:
     return out
 
 
-def _check_address(address: str) -> None:
-    """A cluster address must answer on its port before anything starts (Ray would otherwise retry
-    for a long time)."""
-    if address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise InvalidInputError(f"--ray {address!r}: expected HOST:PORT (e.g. 10.0.0.5:6379), 'auto' or nothing")
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as e:
-        raise InvalidInputError(f"--ray {address!r}: the cluster does not answer ({e.strerror or e})") from None
-
-
 @dataclass
 class SweepResult:
     folder: str
@@ -177,30 +162,13 @@ def _run_one(name: str, params: dict):
         return False, f"{type(e).__name__}: {e}", time.perf_counter() - t0
 
 
-def _worker_init() -> None:
-    # tasks run one per core: torch's own threads would oversubscribe
-    import torch
-
-    torch.set_num_threads(1)
-    if sys.platform.startswith("linux"):
-        # a worker dies with its driver (no orphans computing for nobody after kill -9 of the driver)
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6").prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-        except OSError:
-            pass
-
-
 def _pool_run(tasks: list, workers: int, record) -> None:
     """Run ``tasks`` [(tid, name, params)] on a process pool, calling ``record(tid, params, ok, value,
     seconds)``; a broken pool (a worker killed) is replaced and its in-flight tasks resubmitted."""
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    if ctx.get_start_method() == "fork":
+    if pool_context().get_start_method() == "fork":
         # forked workers share the driver's modules: import the entries and torch once here rather than
         # in every worker (listing and checking the spec did not import them)
         import torch  # noqa: F401
@@ -210,7 +178,7 @@ def _pool_run(tasks: list, workers: int, record) -> None:
     crashes: dict[str, int] = {}
     todo = list(tasks)
     while todo:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+        pool = process_pool(workers)
         futs = {}
         it = iter(todo)
         todo = []
@@ -258,90 +226,6 @@ def _pool_run(tasks: list, workers: int, record) -> None:
             todo.extend(it)
 
 
-# a local Ray instance gets this long to start (Ray itself gives its raylet a fixed 30 s, which a
-# loaded machine can exceed, so start-up is retried until this budget is spent)
-RAY_START_TIMEOUT = 180.0
-
-
-def _start_timeout(timeout) -> float:
-    """The start-up budget: ``timeout``, else ``RELULAB_RAY_START_TIMEOUT``, else the default."""
-    where = "ray_timeout"
-    if timeout is None:
-        env = os.environ.get("RELULAB_RAY_START_TIMEOUT")
-        if not env:
-            return RAY_START_TIMEOUT
-        where = "RELULAB_RAY_START_TIMEOUT"
-        try:
-            timeout = float(env)
-        except ValueError:
-            raise InvalidInputError(f"{where} must be a number of seconds, got {env!r}") from None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
-        raise InvalidInputError(f"{where} must be a positive number of seconds, got {timeout!r}")
-    return float(timeout)
-
-
-def _retry_start(start, stop, timeout: float, clock=time.monotonic, sleep=time.sleep):
-    """Call ``start()`` until it succeeds or ``timeout`` seconds have passed since the first call (an
-    attempt begun in time runs to its end); ``stop()`` cleans up after each failure. Returns the
-    number of attempts, or raises ``TimeoutError`` carrying the attempts and the last error."""
-    t0 = clock()
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            start()
-            return attempts
-        except Exception as e:  # Ray raises plain exceptions for start-up failures
-            stop()
-            last = e
-        if clock() - t0 >= timeout:
-            err = TimeoutError(f"{attempts} attempt(s) in {clock() - t0:.0f} s; last: "
-                               f"{(str(last).splitlines() or [type(last).__name__])[0]}")
-            err.attempts = attempts
-            raise err from None
-        sleep(min(2.0, max(0.0, timeout - (clock() - t0))))
-
-
-def connect_ray(address: str | None = None, workers: int | None = None, ray_timeout: float | None = None):
-    """The ``ray`` module, initialized: join the cluster at ``address`` (``"auto"``: the one this
-    machine runs, or ``RAY_ADDRESS``), or start a local instance with ``workers`` CPUs (every core by
-    default). A local start is retried until ``ray_timeout`` seconds (default
-    :data:`RAY_START_TIMEOUT`, or ``RELULAB_RAY_START_TIMEOUT``) have passed; then, or when a cluster
-    does not let us join, one :class:`RelulabError` says what failed and what to do."""
-    ray = require("ray", "--ray")
-    if ray.is_initialized():
-        return ray
-    timeout = _start_timeout(ray_timeout)
-    if address:
-        _check_address(address)
-    kw = dict(address=address or None, num_cpus=None if address else workers, include_dashboard=False,
-              logging_level="ERROR", log_to_driver=False)
-    if address:
-        try:
-            ray.init(**kw)
-        except Exception as e:
-            ray.shutdown()
-            raise RelulabError(f"--ray: could not join the Ray cluster at {address!r}: "
-                               f"{(str(e).splitlines() or [type(e).__name__])[0]}") from None
-        return ray
-    # Ray waits for its GCS port for RAY_gcs_server_port_wait_time_s (default 30): give it the budget too
-    env_key = "RAY_gcs_server_port_wait_time_s"
-    saved = os.environ.get(env_key)
-    if saved is None:
-        os.environ[env_key] = str(max(30, int(timeout)))
-    try:
-        _retry_start(lambda: ray.init(**kw), ray.shutdown, timeout)
-    except TimeoutError as e:
-        raise RelulabError(
-            f"--ray: a local Ray instance did not start within {timeout:.0f} s ({e}); on a busy machine give it "
-            "longer (--ray-timeout SECONDS, or RELULAB_RAY_START_TIMEOUT), or start Ray yourself "
-            "('ray start --head --num-cpus N') and pass --ray auto") from None
-    finally:
-        if saved is None:
-            os.environ.pop(env_key, None)
-    return ray
-
-
 def _ray_run(tasks: list, address: str | None, workers: int | None, record, ray_timeout=None) -> int:
     ray = connect_ray(address, workers, ray_timeout)
     remote = ray.remote(num_cpus=1, max_retries=MAX_CRASHES)(_run_one)
@@ -373,17 +257,17 @@ def run_sweep(spec, out, *, workers: int | None = None, ray: bool = False, addre
               ray_timeout: float | None = None, progress: bool = True, stream=None) -> SweepResult:
     """Run (or resume) ``spec`` into folder ``out``; see the module docstring. ``workers``: local
     processes (default: every core) or, with ``ray=True``, the CPUs of a local Ray instance
-    started here (retried for ``ray_timeout`` seconds, see :func:`connect_ray`); ``address``: join
+    started here (retried for ``ray_timeout`` seconds, see :func:`relulab.core.executors.connect_ray`); ``address``: join
     that Ray cluster instead."""
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise InvalidInputError(f"workers must be a positive integer, got {workers!r}")
     store._pq("relulab sweep")  # the parquet extra, before anything runs
     if ray:
-        require("ray", "--ray")
-        _start_timeout(ray_timeout)
+        require_ray()
+        start_timeout(ray_timeout)
         if address:
-            _check_address(address)
+            check_address(address)
     out = _check_folder(out)
     manifest = out / "sweep.json"
     if manifest.exists():

@@ -66,11 +66,12 @@ import numpy as np
 import torch
 
 from relulab.core.errors import DegenerateGeometryError
+from relulab.core.layers import Dense
 from relulab.progress import notify
 from relulab.regions._enum_eval import median_tie_distance
 from relulab.regions._enum_maps import (SAFETY, ExactX, MapEvaluator, dyadic_ints, frac_array, gamma, int_solve_den,
                                         other_rows, rows_of_layer)
-from relulab.regions._lp_batch import OPTIMAL, lp_batch
+from relulab.regions._lp_batch import OPTIMAL, lp_batch, lp_batch_dual
 
 # a piece wins on an open part of a cell when the Chebyshev radius of that part exceeds this (in
 # chart coordinates of size about 1); smaller radii are decided by the certificates instead
@@ -79,6 +80,10 @@ CUBE_RATIO = 1e3
 # entries of the LP dictionaries solved at once
 LP_ENTRIES = 400_000
 USE_SIMPLEX = True
+# start LPs from the cell's simplex rows by the dual simplex (see LPEngine._solve)
+USE_DUAL = True
+# decide by exact signs where the layers allow it (see LPEngine._sign_no)
+USE_SIGNS = True
 
 
 class Charts:
@@ -299,8 +304,9 @@ class LPEngine:
         self.keys = torch.zeros(0, self.words, dtype=torch.long, device=self.dev)
         self.hkeys = torch.zeros(0, dtype=torch.long, device=self.dev)
         self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
-                      "exact_cached": 0, "simplex_no": 0}
+                      "exact_cached": 0, "simplex_no": 0, "sign_no": 0}
         self._cert_cache = {}
+        self._signs = [self._sign_tables(l) for l in range(self.L)]
         budgeted = max_regions is not None or time_limit is not None
         self.cap = 8 if budgeted else 2048
         self.cap_max = 2048
@@ -586,6 +592,64 @@ class LPEngine:
         self.stats["cells"] += int(ccell.numel()) - C
         return self._advance(nb)
 
+    # ------------------------------------------------------------------ sign certificates
+    def _sign_tables(self, l):
+        """Exact sign tables for :meth:`_sign_no` at max layer ``l``, or None where they do not apply:
+        layers ``l - 1`` and ``l`` of two-piece elementwise units (ReLU, leaky ReLU, abs) joined by
+        one dense layer and nothing else."""
+        if l == 0:
+            return None
+        net = self.net
+        i0, i1 = net.max_layers[l - 1], net.max_layers[l]
+        if i1 != i0 + 2:
+            return None
+        mid, top = net.nodes[i0 + 1], net.nodes[i1]
+        if not isinstance(mid.layer, Dense) or tuple(mid.inputs) != (i0,) or tuple(top.inputs) != (i0 + 1,):
+            return None
+        lo, hi = self.layers[l - 1], self.layers[l]
+        for m in (lo, hi):
+            if m.valid.shape[1] != 2 or not m.elementwise_units:
+                return None
+        cl, ch = lo.coef.to(self.dt), hi.coef.to(self.dt)
+        # unit j of layer l - 1 with winner w: output c_w z_j, row (c_w - c_o) z_j, so the output is
+        # the row times c_w / (c_w - c_o), of sign sign(c_w) sign(c_w - c_o) (0: no output; a zero
+        # row with an output cannot be written so: the tables do not apply to such a unit)
+        rho = torch.stack([cl[:, 0] - cl[:, 1], cl[:, 1] - cl[:, 0]], 1)
+        out = torch.sign(cl) * torch.sign(rho)
+        bad = (rho == 0) & (cl != 0)
+        W, b = mid.layer.dense()
+        return {"out": out.to(torch.int8), "bad": bad, "W": torch.sign(W.to(self.dt)).to(torch.int8),
+                "b": torch.sign(b.to(self.dt)).to(torch.int8),
+                "kappa": torch.sign(torch.stack([ch[:, 0] - ch[:, 1], ch[:, 1] - ch[:, 0]], 1)).to(torch.int8)}
+
+    def _sign_no(self, b, cell, unit, piece):
+        """Decisions "piece ``a`` of unit ``u`` wins on no open part of the cell" proven by signs alone.
+
+        With layers ``l - 1`` and ``l`` as in :meth:`_sign_tables`, the exact identity
+        ``p_a - p_b = kappa h_u``, ``h_u = sum_j W_uj o_j + b_u`` with ``kappa = c_a - c_b`` and every
+        output ``o_j`` of layer ``l - 1`` a constant multiple of that unit's region row ``r_j`` (>= 0 on
+        the cell) writes ``p_a - p_b = sum_j k_j r_j + kappa b_u``, where each ``k_j`` has the exact
+        sign ``sign(kappa) sign(W_uj) sign(o_j / r_j)``. When every ``k_j <= 0`` and ``kappa b_u <= 0``,
+        ``p_a <= p_b`` on the whole cell, so ``a`` never wins there (a tie goes to the lower piece:
+        for ``a < b`` the constant must be negative). This is the certificate of the module docstring
+        with exact multipliers; it settles the boundaries that touch a cell only at infinity (the
+        directions where every active row of layer ``l - 1`` vanishes), which float64 multipliers
+        cannot prove, without an LP or rational arithmetic."""
+        l = b["l"]
+        tab = self._signs[l]
+        N = cell.numel()
+        if tab is None or N == 0:
+            return torch.zeros(N, dtype=torch.bool, device=self.dev)
+        w = b["pat"][cell][:, self.net.layer_slice(l - 1)].long()  # (N, U') winners of layer l - 1
+        ar = torch.arange(w.shape[1], device=self.dev)[None]
+        so = tab["out"][ar, w]  # (N, U')
+        usable = ~tab["bad"][ar, w].any(1)
+        ka = tab["kappa"][unit, piece]  # (N,)
+        kj = ka[:, None] * tab["W"][unit] * so
+        kc = ka * tab["b"][unit]
+        other = 1 - piece
+        return usable & (ka != 0) & (kj <= 0).all(1) & (kc <= 0) & ((piece > other) | (kc < 0))
+
     # ------------------------------------------------------------------ LPs
     def _piece_lps(self, R, ER, P, EP, b, cell, unit, piece, valid, check: bool):
         """For LP t: does piece ``piece[t]`` of unit ``unit[t]`` win on an open part of cell
@@ -676,9 +740,14 @@ class LPEngine:
         # "no" answers proven by the cell's simplex alone (no LP): the piece loses to some piece on
         # the whole simplex, hence on the cell
         proven = torch.zeros(N, dtype=torch.bool, device=dev)
-        if check and USE_SIMPLEX:
-            proven = self._simplex_no(rows, erows, rn, rel, q, eq, qn, relq, b, cell, run)
+        if check and USE_SIGNS:
+            proven = self._sign_no(b, cell, unit, piece) & run
+            self.stats["sign_no"] += int(proven.sum())
             run &= ~proven
+        if check and USE_SIMPLEX:
+            sx_no = self._simplex_no(rows, erows, rn, rel, q, eq, qn, relq, b, cell, run)
+            proven |= sx_no
+            run &= ~sx_no
         ri = run.nonzero().squeeze(1)
         z = torch.zeros(N, d + 1, dtype=dt, device=dev)
         lam = torch.zeros(N, A.shape[1], dtype=dt, device=dev)
@@ -688,10 +757,12 @@ class LPEngine:
             # rows that are no constraint (zero rows) leave the tableau: the active rows first, the
             # batch cut to its largest active count; the multipliers go back to their rows
             ar_ = torch.cat([rel, relq], 1)[ri]
-            order = torch.argsort((~ar_).to(torch.int8), dim=1, stable=True)[:, :max(1, int(ar_.sum(1).max()))]
+            perm = torch.argsort((~ar_).to(torch.int8), dim=1, stable=True)
+            kept = max(1, int(ar_.sum(1).max()))
+            order = perm[:, :kept]
             Ac = A[ri].gather(1, order[:, :, None].expand(-1, -1, A.shape[2]))
             bc = beta[ri].gather(1, order)
-            z_, obj_, lamc, st_ = lp_batch(Ac, bc, c[ri])
+            z_, obj_, lamc, st_ = self._solve(Ac, bc, c[ri], perm, kept, b["sx"][cell[ri]], ar_)
             lam_ = torch.zeros(ri.numel(), A.shape[1], dtype=dt, device=dev)
             lam_.scatter_(1, order, lamc * ar_.gather(1, order))
             z[ri], lam[ri], st[ri], obj[ri] = z_, lam_, st_, obj_
@@ -725,6 +796,29 @@ class LPEngine:
             simp[one] = torch.sort(torch.where(pos[one], torch.arange(pos.shape[1], device=dev)[None],
                                                torch.full_like(pos[one], 1 << 30, dtype=torch.long)), 1).values[:, :d + 1]
         return feasible, tau, centre, simp
+
+    def _solve(self, A, beta, c, perm, kept, sx, active):
+        """The Chebyshev LPs (rows ``A`` in the order ``perm`` of the full rows, the first ``kept``).
+        Where the cell's simplex rows ``sx`` are all active they are a dual feasible start (their
+        multipliers positively span 0), so the dual simplex starts there and usually needs a few
+        pivots; the others, and any it does not finish, go to the primal method."""
+        N = A.shape[0]
+        st = torch.full((N,), -1, dtype=torch.long, device=self.dev)
+        z = torch.zeros(N, A.shape[2], dtype=self.dt, device=self.dev)
+        obj = torch.zeros(N, dtype=self.dt, device=self.dev)
+        lam = torch.zeros(N, A.shape[1], dtype=self.dt, device=self.dev)
+        if USE_DUAL:
+            inv = torch.argsort(perm, 1)
+            pos = inv.gather(1, sx.clamp_min(0))
+            warm = (sx >= 0).all(1) & (pos < kept).all(1) & active.gather(1, sx.clamp_min(0)).all(1)
+            wi = warm.nonzero().squeeze(1)
+            if wi.numel():
+                z[wi], obj[wi], lam[wi], st[wi] = lp_batch_dual(A[wi], beta[wi], c[wi], pos[wi])
+                self.stats["dual_lps"] = self.stats.get("dual_lps", 0) + int((st[wi] == OPTIMAL).sum())
+        rest = (st != OPTIMAL).nonzero().squeeze(1)
+        if rest.numel():
+            z[rest], obj[rest], lam[rest], st[rest] = lp_batch(A[rest], beta[rest], c[rest])
+        return z, obj, lam, st
 
     def _simplex_no(self, rows, erows, rn, rel, q, eq, qn, relq, b, cell, run):
         """Which LPs are answered "no" by their cell's simplex ``S = {r_i >= 0, i in sx}`` (``d + 1``
@@ -781,9 +875,16 @@ class LPEngine:
         good, lr, lq, rn_, qn_eff = self._float_proof(todo, rows, erows, rn, rel, q, eq, qn, relq, lam, b, cell)
         self.stats["float_certificates"] += int(good.sum()) + int(ok.sum())
         open_ = []
-        for t in (~good).nonzero().squeeze(1).tolist():
-            i = int(todo[t])
-            if not self._certify_exact(i, lr[t], lq[t], rn_[t], qn_eff[t], cell, unit, piece, b):
+        bad = (~good).nonzero().squeeze(1)
+        if bad.numel() == 0:
+            return open_
+        # the exact steps work on Python and NumPy values: one conversion for all of them
+        ti = todo[bad]
+        ci = cell[ti]
+        info = zip(ti.tolist(), ci.tolist(), unit[ti].tolist(), piece[ti].tolist(), b["ch"][ci].tolist(),
+                   b["pat"][ci].long().cpu().numpy(), lr[bad].cpu().numpy(), lq[bad].cpu().numpy())
+        for i, c, u, a, k, pat, lr_, lq_ in info:
+            if not self._certify_exact(c, u, a, k, pat, lr_, lq_, b):
                 open_.append(i)
         return open_
 
@@ -812,39 +913,37 @@ class LPEngine:
         good = (ub <= 0) & (lq.sum(1) > 0) & torch.isfinite(ub)
         return good, lr, lq, rn_, qn_eff
 
-    def _certify_exact(self, i, lr, lq, rn, qn, cell, unit, piece, b):
-        """The support of the float multipliers, re-solved and checked in rational arithmetic. At a
-        degenerate optimum the float support may carry multipliers that are rounding noise (their
-        exact values are 0); supports without the smallest ones are tried too."""
+    def _certify_exact(self, c, u, a, k, pat, lr, lq, b):
+        """The support of the float multipliers ``lr``, ``lq`` (NumPy) of the decision "piece ``a`` of
+        unit ``u`` wins on no open part of cell ``c``" (chart ``k``, pattern ``pat``), re-solved and
+        checked in rational arithmetic. At a degenerate optimum the float support may carry
+        multipliers that are rounding noise (their exact values are 0); supports without the
+        smallest ones are tried too."""
         self.stats["exact_certificates"] += 1
-        c = int(cell[i])
-        u, a = int(unit[i]), int(piece[i])
         l = b["l"]
         rows = None
-        top = float(torch.cat([lr, lq]).max()) if lr.numel() + lq.numel() else 0.0
+        top = float(max(lr.max(initial=0.0), lq.max(initial=0.0)))
         tried = set()
-        pat = b["pat"][c].long().cpu().numpy()
-        k = int(b["ch"][c])
         # the chart's own rows (the bias scale s >= 0 above all) are added last: two boundaries that
         # are parallel in x meet on the outer facet, and a sliver between them is empty only by a
         # multiple of s too small for the float multipliers to carry
         nc = self.charts.rows.shape[1]
         extra = [] if self.charts.cube else [self.d]
+        prefix = pat[:self.net.unit_offsets[l]].tobytes()
         for cut, add in ((0.0, ()), (1e-13, ()), (1e-10, ()), (1e-7, ()), (0.0, extra), (1e-13, extra),
                          (0.0, range(nc)), (1e-13, range(nc))):
-            sup_r = sorted(set((lr > cut * top).nonzero().squeeze(1).tolist()) | set(add))
-            sup_q = (lq > cut * top).nonzero().squeeze(1).tolist()
+            sup_r = sorted(set(np.flatnonzero(lr > cut * top).tolist()) | set(add))
+            sup_q = np.flatnonzero(lq > cut * top).tolist()
             key = (tuple(sup_r), tuple(sup_q))
             if key in tried or not sup_q:
                 continue
             tried.add(key)
             # the same exact rows recur in the sub-cells of one cell: a verdict is a function of them
-            ckey = (k, l, u, a, pat[:self.net.unit_offsets[l]].tobytes(),
-                    tuple(self._row_key(pat, l, b["stage"], j) for j in sup_r), tuple(sup_q))
+            ckey = (k, l, u, a, prefix, tuple(self._row_key(pat, l, b["stage"], j) for j in sup_r), tuple(sup_q))
             ok = self._cert_cache.get(ckey)
             if ok is None:
                 if rows is None:
-                    rows, qrows = self._exact_rows(b, c, u, a)
+                    rows, qrows = self._exact_rows(b, c, u, a, k, pat)
                 ok = self._cert_cache[ckey] = self._exact_support(rows, qrows, sup_r, sup_q)
                 if len(self._cert_cache) > 20_000:
                     self._cert_cache.clear()
@@ -1053,13 +1152,14 @@ class LPEngine:
         grad = [(r0 * x << ea) - (B * y << er) for x, y in zip(Al, A_)]
         return [B << (er + ea)] + grad
 
-    def _exact_rows(self, b, c, u, a):
+    def _exact_rows(self, b, c, u, a, k=None, pat=None):
         """Exact rows of cell ``c`` in the order of the float rows (None for zero rows), and the
         rows ``p_a - p_b`` of unit u; rows are computed lazily (callables)."""
         l = b["l"]
-        k = int(b["ch"][c])
+        if k is None:
+            k = int(b["ch"][c])
+            pat = b["pat"][c].long().cpu().numpy()
         crow = self._exact_chart(k)[0]
-        pat = b["pat"][c].long().cpu().numpy()
         d = self.d
         one = [0] + [0] * d
         Z = np.array([[0] + [1 if i == j else 0 for j in range(d)] for i in range(d)], dtype=object)

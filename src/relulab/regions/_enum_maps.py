@@ -244,7 +244,11 @@ class ExactX:
     def maps(self, Z, e, pat, upto: int, key=None):
         """``Z`` (d, m1) object array of ints, the input's maps times ``2**e``; ``pat`` winners (ints).
         Returns per layer ``0..upto`` ``(P, e_l)``: P (U, K, m1) object (None for invalid pieces), the
-        piece maps times ``2**e_l`` (``e_l`` None: P holds Fractions)."""
+        piece maps times ``2**e_l`` (``e_l`` None: P holds Fractions). With ``key`` (the same input
+        ``Z, e`` at every call) each layer's maps are cached by the winners of the layers before it,
+        which they alone depend on."""
+        if key is not None and self.tabs is not None:
+            return self._layer_maps(Z, e, pat, upto)
         if key is not None and key in self.cache:
             return self.cache[key]
         if self.tabs is None:
@@ -260,12 +264,8 @@ class ExactX:
                 else:
                     l += 1
                     _, idx, cf, ec, valid = tab
-                    Uu, K = idx.shape
-                    P = np.empty((Uu, K, Z.shape[1]), dtype=object)
-                    for u in range(Uu):
-                        for k in range(K):
-                            if valid[u, k]:
-                                P[u, k] = Z[idx[u, k]] * cf[u, k]
+                    Uu = idx.shape[0]
+                    P = _pieces(Z, idx, cf, valid)
                     out.append((P, e + ec))
                     if l == upto:
                         break
@@ -277,6 +277,50 @@ class ExactX:
                 self.cache.pop(next(iter(self.cache)))  # the oldest entry
             self.cache[key] = out
         return out
+
+
+    def _layer_maps(self, Z, e, pat, upto):
+        if not hasattr(self, "_segs"):
+            # the affine tables before each max layer, and that layer's table
+            self._segs, cur = [], []
+            for tab in self.tabs:
+                if tab[0] == "affine":
+                    cur.append(tab)
+                else:
+                    self._segs.append((cur, tab))
+                    cur = []
+            self.lcache = {}
+        out = []
+        for l in range(upto + 1):
+            lk = (l, pat[:self.net.unit_offsets[l]].tobytes())
+            hit = self.lcache.get(lk)
+            if hit is None:
+                aff, (_, idx, cf, ec, valid) = self._segs[l]
+                for tab in aff:
+                    Z, e = exact_affine(tab, Z, e)
+                hit = (_pieces(Z, idx, cf, valid), e + ec)
+                if len(self.lcache) >= 1024:
+                    self.lcache.pop(next(iter(self.lcache)))  # the oldest entry
+                self.lcache[lk] = hit
+            out.append(hit)
+            if l == upto:
+                break
+            P, e = hit
+            w = pat[self.net.layer_slice(l)]
+            Uu = P.shape[0]
+            Z = np.stack([P[u, int(w[u])] for u in range(Uu)]) if Uu else Z[:0]
+        return out
+
+
+def _pieces(Z, idx, cf, valid):
+    """Exact piece maps (U, K, m1) of a max layer (integer coefficients; None for invalid pieces)."""
+    Uu, K = idx.shape
+    P = np.empty((Uu, K, Z.shape[1]), dtype=object)
+    for u in range(Uu):
+        for k in range(K):
+            if valid[u, k]:
+                P[u, k] = Z[idx[u, k]] * cf[u, k]
+    return P
 
 
 def frac_vec(v, e) -> list:

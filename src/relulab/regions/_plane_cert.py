@@ -19,6 +19,11 @@ every polygon:
 2. **Across every edge lies a listed region.** On the open edge on ``g_w = g_k`` every other
    constraint is strictly positive, so the region beyond it is ``p_i`` with ``u``'s winner ``k``
    (later layers' inputs are continuous across it); that pattern must be one of the listed ones.
+   Where some other constraint is zero on the whole edge (a tie: two pieces that are the same
+   function on the polygon, or a second line along the edge), those units choose again just across
+   the edge, layer by layer, in exact arithmetic (:func:`_exact_neighbour`): a tie between the
+   max-pool inputs of a padded convolution, for example, can break the other way once an earlier
+   ReLU turns on.
 
 The listed regions are distinct, so their closures are unions of cells of the exact partition,
 closed under crossing edges; the cells' adjacency through edges is connected (the rectangle minus
@@ -30,11 +35,15 @@ the network with absolute weights (Higham, *Accuracy and Stability of Numerical 
 3.1 and 3.5; the factors of :func:`relulab.regions._line_cert._error_factors`), and the vertices'
 homogeneous coordinates and every sign carry the propagated bound. A constraint is cleared for a
 whole polygon at once when it is positive on a box that provably holds the polygon's exact vertices;
-the rest are evaluated at each vertex. For chain networks a two-piece unit's constraint is first
+the rest are evaluated at each vertex (under one bound per pair from the polygon's largest
+coordinates, then per vertex where that leaves a sign open). For chain networks a two-piece unit's constraint is first
 tested once for a whole group of polygons that share it (the same winners of the earlier layers,
 and of its own layer), on the union of their boxes: on 2-200-200-200-1 (102,237 polygons, 604
 constraints each) this leaves 2.0 million of the 62 million (polygon, constraint) pairs to the
-per-polygon tests. A polygon with a decision the bounds cannot settle is
+per-polygon tests. The groups' maps are computed once per group, from the parent group's product
+with the units that vary among its groups zeroed plus each group's own terms of those units (the
+same products summed in another order: the same error bound). A polygon with a decision the bounds
+cannot settle is
 checked again in exact integer arithmetic (the network's exact tables of
 :func:`relulab.regions._exact.exact_tables`, residual networks included).
 """
@@ -47,6 +56,7 @@ import time
 import torch
 
 from relulab.core.layers import Add, MaxUnits, Reshape
+from relulab.regions import plane as _plane
 from relulab.regions._exact import U as _U
 from relulab.regions._exact import dyadic, exact_layer_pieces, exact_tables, gamma
 from relulab.regions._line_cert import CertOutcome, _error_factors
@@ -72,12 +82,12 @@ def _layout(net, dev):
     return Kc, L_cols, torch.tensor(two, dtype=torch.bool, device=dev)
 
 
-def _unit_of(cc, L_cols, Kc, two, offsets, pat_rows):
-    """Global unit and losing piece of constraint columns ``cc`` (cut edges) on rows ``pat_rows``."""
+def _unit_of(cc, L_cols, Kc, two, offsets, pat, rows):
+    """Global unit and losing piece of constraint columns ``cc`` (cut edges) on rows ``rows`` of ``pat``."""
     lay = torch.searchsorted(L_cols, cc, right=True) - 1
     rem = cc - L_cols[lay]
     uu = offsets[lay] + rem // Kc[lay]
-    w = pat_rows.gather(1, uu[:, None])[:, 0].long()
+    w = pat[rows, uu].long()
     kk = torch.where(two[lay], 1 - w, rem % Kc[lay])
     return uu, kk, w
 
@@ -209,8 +219,12 @@ def _grouped_max_inputs(net, Z0, pat, tree=None):
     gid = torch.zeros(P, dtype=torch.long, device=dev)
     out, m, used = [], 0, 0
     L = len(net.max_units)
-    for nd in net.nodes[1:]:
+    nodes = net.nodes
+    done = -1  # a Dense node already applied with the max layer before it
+    for i, nd in enumerate(nodes[1:], 1):
         lay = nd.layer
+        if i == done:
+            continue
         if isinstance(lay, MaxUnits):
             used += z.numel() * z.element_size()
             if used > _GROUP_BYTES:
@@ -224,8 +238,15 @@ def _grouped_max_inputs(net, Z0, pat, tree=None):
             G = first.numel()
             parent = out[-1][0][first]  # each new group's group at the layer before
             wf = w[first].long()
-            if lay.elementwise_units:  # piece k of unit j is coef[j, k] z_j: scale the parent's maps
-                z = z[parent] * lay.coef.gather(1, wf.T).T[:, None, :]
+            dense = _next_dense(nodes, i)
+            low = None
+            if dense is not None and lay.index.shape[1] == 2 and lay.elementwise_units and _plane._LOW_RANK:
+                low = _children_group_maps(lay, dense, z, parent, wf)
+            if low is not None:
+                z = low
+                done = i + 1
+            elif lay.elementwise_units:  # piece k of unit j is coef[j, k] z_j: scale the parent's maps
+                z = z[parent] * _plane._winner_coef(lay, wf)[:, None, :]
             else:
                 y, _, _ = lay.select(z[parent].reshape(3 * G, -1), wf.repeat_interleave(3, 0))
                 z = y.reshape(G, 3, -1)
@@ -237,6 +258,41 @@ def _grouped_max_inputs(net, Z0, pat, tree=None):
                 y[:, 0] += lay.bias
             z = y
     return out
+
+
+def _next_dense(nodes, i):
+    """The Dense layer that alone joins max layer ``i`` to the next max layer, or None."""
+    if i + 2 < len(nodes) and isinstance(nodes[i + 2].layer, MaxUnits):
+        return _plane._single_dense([nodes[i + 1].layer])
+    return None
+
+
+def _children_group_maps(lay, dense, z, parent, wf):
+    """The next max layer's input maps (G2, 3, w) (a view of (3, G2, w) memory) of the groups with
+    winners ``wf`` (G2, U) of the two-piece layer ``lay`` and group ``parent`` (G2,) at its level,
+    from the level's maps ``z`` (G1, 3, n): one product per parent with the units that vary among
+    its groups zeroed, plus each group's own terms of those units (:func:`plane._children_maps`:
+    the same products summed in another order, within the same error bound). None where one
+    product per group is cheaper."""
+    G1, U = z.shape[0], lay.units
+    dev = z.device
+    cz = lay.coef.to(z.dtype)
+    first = torch.zeros(G1, dtype=torch.long, device=dev).scatter_(0, parent, torch.arange(parent.numel(), device=dev))
+    ref = wf[first]  # (G1, U) the winners of one child of each parent
+    varies = torch.zeros(G1, U, dtype=torch.int32, device=dev).index_add_(
+        0, parent, (wf != ref[parent]).to(torch.int32)) > 0
+    own = varies[parent]
+    if not _plane._low_rank_pays(int(own.sum()), G1, parent.numel(), U):
+        return None
+    cb = torch.where(varies, 0.0, torch.where(ref == 1, cz[:, 1], cz[:, 0]))  # (G1, U)
+    zb = z.transpose(0, 1) * cb[None]  # (3, G1, n)
+    base = dense.linear(zb.reshape(3 * G1, -1)).reshape(3, G1, -1)
+    if dense.bias is not None:
+        base[0] += dense.bias
+    cw = torch.where(wf == 1, cz[:, 1], cz[:, 0])  # (G2, U)
+    q, j = (own & (cw != 0)).nonzero(as_tuple=True)
+    y = z[parent[q], :, j] * cw[q, j][:, None]  # (Q, 3)
+    return _plane._children_maps(base, parent, q, j, y, dense.weight.T.contiguous()).transpose(0, 1)
 
 
 def _tree_groups(gid, w, proposed):
@@ -375,9 +431,8 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None, 
     if bool((n < 3).any()):
         return CertOutcome(False, reason="a polygon with fewer than 3 edges")
     # distinct patterns, and lookup of neighbours by a hash verified row by row
-    g = torch.Generator().manual_seed(12345)
-    hw = torch.randint(-2**62, 2**62, (max(1, pat.shape[1]),), generator=g, dtype=torch.long).to(dev)
-    h = _row_hash(pat, hw)
+    packed = _pack(pat)
+    h, hw = _pattern_hash(pat)
     hs, order = torch.sort(h)
     if P > 1 and bool((hs[1:] == hs[:-1]).any()):
         i = (hs[1:] == hs[:-1]).nonzero()[0, 0]
@@ -390,7 +445,8 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None, 
     EM, dead = _error_bounds(net, Z0.abs(), cfac, L_cols)
     grouped = _grouped_max_inputs(net, Z0, pat, tree=tree)
     ctx = _Ctx(net, pat, ranges, L_cols, offsets, Kc, two, ncol_u, sides, EM, dead, h, hs, order, hw)
-    ctx.packed = _pack(pat)
+    ctx.packed = packed
+    ctx.levels = None if grouped is None else [g for g, _ in grouped]
     if grouped is not None:
         res = _grouped_pass(ctx, grouped, E, n, deadline)
     else:
@@ -448,7 +504,9 @@ def _vertex_boxes(Lj, eLj, valid, nc):
     eWd = torch.where(Wok, eX[..., 2], torch.zeros_like(eX[..., 2]))
     lo_w, hi_w = Wd - eWd, Wd + eWd
     vv = valid & Wok
-    out = {"Xh": Xh, "eX": eX, "prv": prv}
+    vm = valid[..., None]
+    out = {"Xh": Xh, "eX": eX, "prv": prv, "xmax": torch.where(vm, Xh.abs(), 0.0).amax(1),
+           "emax": torch.where(vm, eX, 0.0).amax(1)}
     box = []
     for k in range(2):
         x_lo, x_hi = Xh[..., k] - eX[..., k], Xh[..., k] + eX[..., k]
@@ -498,6 +556,31 @@ def _vertex_signs(Hq, eHq, Xq, eXq, vq):
     return ((hv < -ev) & vq).any(1), (vq & ~(hv > ev)).any(1)
 
 
+def _vertex_signs_bounded(Hq, eHq, Xh, eX, gq, vq, xmax, emax):
+    """:func:`_vertex_signs` for constraints ``Hq`` (Q, 3) of polygons ``gq`` (Q,) with vertices
+    ``Xh[gq]``, first under one error bound per pair from the polygon's largest ``|X|`` and error
+    ``xmax``, ``emax`` (Q, 3) (each term of the per-vertex bound is at most its counterpart here),
+    then, for pairs that bound leaves undecided, under the per-vertex bounds."""
+    Xq = Xh[gq]
+    X, Y, W = Xq[..., 0], Xq[..., 1], Xq[..., 2]
+    h0, h1, h2 = (Hq[:, k, None] for k in range(3))
+    hv = torch.addcmul(torch.addcmul(h1 * X, h2, Y), h0, W)  # (Q, M)
+    aH = Hq.abs()
+    g4 = gamma(4)
+    # columns of xmax / emax are (X, Y, W), of Hq (c, a, b): a pairs with X, b with Y, c with W
+    xm, em = xmax[:, [2, 0, 1]], emax[:, [2, 0, 1]]
+    ev = ((eHq * (xm + em)).sum(1) + (aH * em).sum(1) + g4 * (aH * xm).sum(1)) * _SAFE + _TINY
+    ev = ev[:, None]
+    neg = ((hv < -ev) & vq).any(1)
+    und = (vq & ~(hv > ev)).any(1)
+    if bool(und.any()):
+        r = und.nonzero(as_tuple=True)[0]
+        neg_r, und_r = _vertex_signs(Hq[r], eHq[r], Xq[r], eX[gq[r]], vq[r])
+        neg[r] |= neg_r
+        und[r] = und_r
+    return neg, und
+
+
 def _pack(pat):
     """The rows of a pattern matrix as int64 words (their bytes, zero-padded to whole words)."""
     b = pat.contiguous().view(torch.uint8)
@@ -505,6 +588,34 @@ def _pack(pat):
     if pad or b.shape[1] == 0:
         b = torch.cat([b, b.new_zeros(b.shape[0], pad if b.shape[1] else 8)], 1)
     return b.view(torch.int64)
+
+
+def _pattern_hash(pat, block: int = 1 << 21):
+    """A random linear hash of pattern rows (non-negative entries): ``h = sum_j row_j hw[j]`` in
+    wrapping int64, so changing entry ``j`` by ``d`` changes ``h`` by ``d hw[j]``. With
+    ``hw = R C`` (mod 2**64) for random integers ``R`` (n, 3) of ``b`` bits and random odd ``C`` (3,),
+    ``h = (row R) C``: ``row R`` is a float64 product that is exact (every partial sum is an integer
+    below ``n max(row) 2**b <= 2**52``), so most of the work is one thin matrix product."""
+    P, n = pat.shape
+    dev = pat.device
+    g = torch.Generator().manual_seed(12345)
+    top = int(pat.max()) if pat.numel() else 0
+    bits = min(30, 52 - math.ceil(math.log2(max(1, n) * max(1, top) + 1)))
+    C = torch.randint(-2**62, 2**62, (3,), generator=g, dtype=torch.long).to(dev) | 1
+    if bits < 16:  # huge entries: int64 multiply-adds, a few columns at a time
+        hw = torch.randint(-2**62, 2**62, (max(1, n),), generator=g, dtype=torch.long).to(dev)
+        h = torch.zeros(P, dtype=torch.long, device=dev)
+        for j in range(0, n, 64):
+            h += pat[:, j:j + 64].long().mul_(hw[j:j + 64]).sum(1)
+        return h, hw
+    R = torch.randint(0, 2**bits, (max(1, n), 3), generator=g, dtype=torch.long).to(dev)
+    hw = (R * C).sum(1)
+    Rf = R[:n].double()
+    h = torch.empty(P, dtype=torch.long, device=dev)
+    step = max(1, block // max(1, n))
+    for a in range(0, P, step):
+        h[a:a + step] = ((pat[a:a + step].double() @ Rf).long() * C).sum(1)
+    return h, hw
 
 
 def _signed(x: int) -> int:
@@ -520,19 +631,32 @@ def _neighbours_listed(ctx, c0, pc, col, valid):
     dev = col.device
     P = ctx.pat.shape[0]
     pp, jj = (valid & (col < ctx.ncol_u)).nonzero(as_tuple=True)
-    uu, kk, wv = _unit_of(col[pp, jj], ctx.L_cols, ctx.Kc, ctx.two, ctx.offsets, pc[pp])
+    uu, kk, wv = _unit_of(col[pp, jj], ctx.L_cols, ctx.Kc, ctx.two, ctx.offsets, pc, pp)
     hq = ctx.h[c0 + pp] + (kk - wv) * ctx.hw[uu]
     idx = torch.searchsorted(ctx.hs, hq).clamp(max=P - 1)
     cand = ctx.order[idx]
     r = torch.arange(pp.numel(), device=dev)
     ok_row = (ctx.hs[idx] == hq) & (ctx.pat[cand, uu].long() == kk)
-    # the rows agree everywhere else: packed words equal, the unit's own bytes masked out
+    # the rows agree everywhere else: packed words equal, the unit's own bytes masked out. Rows in
+    # one group of the unit's layer (chain networks: checked to share every earlier layer's winners)
+    # are compared from the layer's first word on
     isz = ctx.pat.element_size()
     word, pos = (uu * isz) // 8, (uu * isz) % 8
-    x = ctx.packed[cand] ^ ctx.packed[c0 + pp]
     keep = _KEEP[isz].to(dev)[pos]
-    x[r, word] &= keep
-    ok_row &= (x == 0).all(1)
+    if ctx.levels is None:
+        parts = [(r, 0)]
+    else:
+        lay = torch.searchsorted(ctx.offsets, uu, right=True) - 1
+        parts = []
+        for m, gid in enumerate(ctx.levels):
+            sel = (lay == m).nonzero(as_tuple=True)[0]
+            if sel.numel():
+                ok_row[sel] &= gid[cand[sel]] == gid[c0 + pp[sel]]
+                parts.append((sel, (int(ctx.offsets[m]) * isz) // 8))
+    for sel, ws in parts:
+        x = ctx.packed[cand[sel], ws:] ^ ctx.packed[c0 + pp[sel], ws:]
+        x[torch.arange(sel.numel(), device=dev), word[sel] - ws] &= keep[sel]
+        ok_row[sel] &= (x == 0).all(1)
     good = torch.ones(col.shape[0], dtype=torch.bool, device=dev)
     good[pp[~ok_row]] = False
     return good
@@ -622,7 +746,7 @@ def _pair_constraints(ctx, grouped, pp, cc):
         if bool(ctx.two[m]):
             j = rem
             w = pat[p, net.unit_offsets[m] + j].long()
-            D = z[:, g, lyr.index[j, 1]] * cf[j, 1] - z[:, g, lyr.index[j, 0]] * cf[j, 0]  # (3, S)
+            D = _two_piece_pairs(lyr, z, g, j)  # (3, S)
             H[sel] = torch.where((w == 1)[None], D, -D).T
             skip[sel] = zero_fn[j] & (w == 0)
         else:
@@ -633,6 +757,31 @@ def _pair_constraints(ctx, grouped, pp, cc):
             H[sel] = (Pw - Pk).T
             skip[sel] = (k == w) | ~lyr.valid[j, k] | (zero_fn[j] & (k > w))
     return H, skip
+
+
+def _relu_like(lyr) -> bool:
+    return lyr.elementwise_units and bool((lyr.coef[:, 0] == 0).all()) and bool((lyr.coef[:, 1] == 1).all())
+
+
+def _two_piece_block(lyr, z):
+    """``D = g_1 - g_0`` of every unit of a two-piece layer from its input maps ``z`` (3, B, n):
+    ``c_1 z_i1 - c_0 z_i0``; for ReLU ``1 z - 0 z``, which is ``z`` exactly."""
+    cf = lyr.coef
+    if _relu_like(lyr):
+        return z
+    if lyr.elementwise_units:
+        return z * cf[:, 1] - z * cf[:, 0]
+    return z[..., lyr.index[:, 1]] * cf[:, 1] - z[..., lyr.index[:, 0]] * cf[:, 0]
+
+
+def _two_piece_pairs(lyr, z, g, j):
+    """``D`` (3, Q) of units ``j`` on groups ``g`` (Q,), the same float operations as
+    :func:`_two_piece_block`."""
+    cf = lyr.coef
+    if _relu_like(lyr):
+        return z[:, g, j]
+    i1, i0 = (j, j) if lyr.elementwise_units else (lyr.index[j, 1], lyr.index[j, 0])
+    return z[:, g, i1] * cf[j, 1] - z[:, g, i0] * cf[j, 0]
 
 
 def _bad_ties(ctx):
@@ -686,7 +835,7 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
         return CertOutcome(False, 0, 0, reason="a tie of identical pieces broken to the higher index")
     # pass 1: edge lines, exact vertices and boxes of every polygon
     csize = max(1, _CHUNK // (64 * Mx))
-    keep = {k: [] for k in ("Xh", "eX", "prv", "ok", "box", "lohi", "col")}
+    keep = {k: [] for k in ("Xh", "eX", "prv", "ok", "box", "lohi", "col", "xmax", "emax")}
     for c0 in range(0, P, csize):
         if deadline is not None and time.perf_counter() > deadline:
             return CertOutcome(None, 0, 0, reason="time_limit")
@@ -728,14 +877,11 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
         gms, grs, gmt, grt, gok = boxes[m]
         c_lo = int(ctx.L_cols[m])
         Em = ctx.EM[:, c_lo:c_lo + U]
-        cf = lyr.coef
-        i0, i1 = lyr.index[:, 0], lyr.index[:, 1]
         sg = torch.zeros(G, U, dtype=torch.int8, device=dev)
         step = max(1, _GROUP_TEST // max(1, U))
         for a in range(0, G, step):
             b = min(G, a + step)
-            za = z[:, a:b]
-            D = za[..., i1] * cf[:, 1] - za[..., i0] * cf[:, 0]  # (3, B, U)
+            D = _two_piece_block(lyr, z[:, a:b])  # (3, B, U)
             bx = [x[a:b, None] for x in (gms, grs, gmt, grt)]
             val, err = _box_clear(D[0], D[1], D[2], Em[0], Em[1], Em[2], *bx)
             ok = gok[a:b, None]
@@ -755,7 +901,7 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
             gq, j = (sg[par[a:b]] != (2 * w - 1)).nonzero(as_tuple=True)
             gq = gq + a
             pq = par[gq]
-            D = z[:, pq, i1[j]] * cf[j, 1] - z[:, pq, i0[j]] * cf[j, 0]  # (3, Q)
+            D = _two_piece_pairs(lyr, z, pq, j)  # (3, Q)
             wq = pat[first[gq], net.unit_offsets[m] + j]
             H = torch.where((wq == 1)[None], D, -D)
             g2ms, g2rs, g2mt, g2rt, g2ok = (x[gq] for x in boxes[m + 1])
@@ -806,7 +952,7 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
         gq = c0 + q
         incident = (cidx[:, None] == colc[gq]) | (cidx[:, None] == prc_all[gq])
         vq = valid_all[gq] & ~incident
-        neg, und = _vertex_signs(Hq, eHq, st["Xh"][gq], st["eX"][gq], vq)
+        neg, und = _vertex_signs_bounded(Hq, eHq, st["Xh"], st["eX"], gq, vq, st["xmax"][gq], st["emax"][gq])
         if bool(neg.any()):
             return CertOutcome(False, filtered, 0, reason="a constraint is negative at a vertex")
         unsure_poly = ~okc
@@ -844,14 +990,16 @@ def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, tw
         n_exact += 1
         p_i = pat[i].cpu().tolist()
         pieces = exact_layer_pieces(net, tabs, Z, e, p_i)
-        # every constraint column as integers (c, a, b) (positive scaling keeps signs), None when skipped
-        cons = []
+        # every constraint column as integers (c, a, b) (positive scaling keeps signs), None when skipped;
+        # ties: columns whose two pieces are the same function on this polygon (zero everywhere)
+        cons, slot, ties = [], [], set()
         for l, (Pc, _) in enumerate(pieces):
             Uu, K = Pc.shape[0], Pc.shape[1]
             valid = net.max_units[l].valid.cpu().numpy()
             for uu in range(Uu):
                 w = p_i[offs[l] + uu]
                 for k in ([1 - w] if two_l[l] else range(K)):
+                    slot.append((l, uu, k))
                     if k == w or not valid[uu, k]:
                         cons.append(None)
                         continue
@@ -859,6 +1007,7 @@ def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, tw
                     if hc == (0, 0, 0):
                         if k < w:
                             return CertOutcome(False, filtered, n_exact, reason="a tie broken to the higher index")
+                        ties.add(len(cons))
                         cons.append(None)
                         continue
                     cons.append(hc)
@@ -894,22 +1043,76 @@ def _exact_stage(net, origin, u, v, ext, pat, E, ranges, L_cols, offsets, Kc, tw
                         return CertOutcome(None, filtered, n_exact, reason="an edge of zero length (degenerate)")
                     zj.add(c)
             zeros.append(zj)
-        for j in range(m):
-            if zeros[j] & zeros[(j + 1) % m] if m else False:
-                return CertOutcome(None, filtered, n_exact,
-                                   reason="two constraints along one edge (degenerate)")
         # neighbours across this polygon's cut edges
         for j in range(m):
             c = cols[j]
             if c >= ncol_u:
                 continue
-            uu_t, kk_t, _ = _unit_of(torch.tensor([c], device=dev), L_cols, Kc, two, offsets, pat[i:i + 1])
-            uu, kk = int(uu_t), int(kk_t)
-            q = h[i] + (kk - p_i[uu]) * hw[uu]
-            idx = int(torch.searchsorted(hs, q.reshape(1)).clamp(max=P - 1))
-            row = pat[order[idx]].clone()
-            ok = bool(hs[idx] == q) and int(row[uu]) == kk
-            row[uu] = p_i[uu]
-            if not (ok and torch.equal(row.to(dev), pat[i])):
+            along = zeros[j] & zeros[(j + 1) % m]  # other constraints zero on the whole edge
+            if any(t >= ncol_u for t in along):
+                continue  # the edge lies on a side of the slice: nothing across it
+            if along or any(slot[t][0] > slot[c][0] for t in ties):
+                q = _exact_neighbour(net, tabs, Z, e, p_i, pieces, slot, offs, two_l, ties | along | {c},
+                                     lines[j], verts[j], verts[(j + 1) % m])
+                if q is None:
+                    return CertOutcome(None, filtered, n_exact,
+                                       reason="the region across an edge with ties is undecided (degenerate)")
+            else:
+                _, uu, kk = slot[c]
+                q = list(p_i)
+                q[offs[slot[c][0]] + uu] = kk
+            diff = [x for x in range(len(p_i)) if q[x] != p_i[x]]
+            if not diff:
+                return CertOutcome(False, filtered, n_exact, reason="an edge between two parts of one region")
+            d_t = torch.tensor(diff, device=dev)
+            q_t = torch.tensor(q, dtype=pat.dtype, device=dev)
+            hq = h[i] + ((q_t[d_t].long() - pat[i, d_t].long()) * hw[d_t]).sum()
+            idx = int(torch.searchsorted(hs, hq.reshape(1)).clamp(max=P - 1))
+            if not (bool(hs[idx] == hq) and torch.equal(pat[order[idx]], q_t)):
                 return CertOutcome(False, filtered, n_exact, reason="the region across an edge is not listed")
     return CertOutcome(True, filtered, n_exact)
+
+
+def _exact_neighbour(net, tabs, Z, e, p_i, pieces, slot, offs, two_l, vanish, line, x0, x1):
+    """The activation pattern just across an edge of polygon ``p_i`` (exact integers), or None when
+    the argument below does not hold.
+
+    ``vanish``: the constraint columns that are zero on the whole edge (the edge's own, those of
+    other lines through both its ends, and ties: pieces equal as functions on the polygon). Every
+    other constraint is positive on the open edge, so just across it its unit keeps its winner (the
+    network's values are continuous). A unit with vanishing constraints picks among the winner and
+    those pieces, which are equal along the edge under the patterns of both sides (layer by layer:
+    the earlier layers' winners across are known by then, and both sides' maps agree on the edge);
+    their differences are affine and zero on the edge's line, so just across it the piece that
+    grows fastest along the outward normal ``-(a, b)`` of the edge's line ``c + a s + b t >= 0``
+    wins, the lowest index among pieces that are then the same function (as in
+    :meth:`PLNet.pattern`). The equalities along the edge are checked, not assumed."""
+    _, a, b = line
+    comp = {}
+    for c in vanish:
+        l, uu, k = slot[c]
+        comp.setdefault((l, uu), set()).add(k)
+    q = list(p_i)
+    cur = pieces
+    changed = False
+    for l in range(len(pieces)):
+        units = sorted(uu for (ll, uu) in comp if ll == l)
+        if not units:
+            continue
+        if changed:  # an earlier layer's winner changed: this layer's pieces under the new pattern
+            cur = exact_layer_pieces(net, tabs, Z, e, q)
+        Pc = cur[l][0]
+        for uu in units:
+            w = q[offs[l] + uu]
+            ks = sorted(comp[(l, uu)] | {w})
+            for k in ks:  # equal to the winner at both ends of the edge
+                dk = [int(x) for x in (Pc[uu, k] - Pc[uu, w])]
+                if any(dk[0] * W + dk[1] * X + dk[2] * Y != 0 for X, Y, W in (x0, x1)):
+                    return None
+            der = {k: -(int(Pc[uu, k][1]) * a + int(Pc[uu, k][2]) * b) for k in ks}
+            top = max(der.values())
+            win = min(k for k in ks if der[k] == top)
+            if win != w:
+                q[offs[l] + uu] = win
+                changed = True
+    return q

@@ -95,13 +95,19 @@ def prove_cells(eng, cells) -> torch.Tensor:
     u = eng.units
     A = eng.A
     m1 = d + 1
+    Kmax = max(int(m.valid.shape[1]) for m in net.max_units) if net.max_units else 1
+    # the largest tensors below: every cell's unit rows with their error bounds (and their copies as
+    # one row list), and every vertex's d tight rows with their inverses and error terms
+    need = 8 * (5 * C * (max(n, 1) * Kmax + m1) * m1 + 8 * NV * d * m1)
+    if need > eng.memory_budget:
+        raise NotProven(f"the proof needs about {need / 2**30:.3g} GiB for {NV} vertices of {C} cells, over "
+                        f"memory_budget={eng.memory_budget / 2**30:.3g} GiB")
 
     # ------------------------------------------------------------ rows of every cell (chart coordinates)
     Z = torch.zeros(C, d, m1, dtype=dt, device=dev)
     Z[:, :, 1:] = eng.R0 * torch.eye(d, dtype=dt, device=dev)
     S = torch.cat([torch.ones(C, 1, dtype=dt, device=dev), -A[pyr]], 1)  # s = 1 - a_k . y, exact
     L = len(net.max_units)
-    Kmax = max(int(m.valid.shape[1]) for m in net.max_units) if L else 1
     R = torch.zeros(C, max(n, 1), Kmax, m1, dtype=dt, device=dev)
     ER = torch.zeros_like(R)
     RM = torch.zeros(C, max(n, 1), Kmax, dtype=torch.bool, device=dev)

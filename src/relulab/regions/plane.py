@@ -13,13 +13,17 @@ upper envelope of its pieces: a two-piece unit (ReLU, leaky ReLU, abs) cuts alon
 half-planes and keeps the cells with area. Polygons are cut together (padded vertex arrays,
 vectorized Sutherland-Hodgman clipping) in rounds: each round every polygon is cut by its next
 candidate unit (a unit that crossed its layer-``l`` ancestor; the others are decided once for the
-ancestor, most by a disc test). Chunks of polygons go depth first through the layers, so memory
-stays bounded.
+ancestor, most by a disc test). Within a round a polygon first decides its next few two-piece lines
+on its circumscribed disc and is cut by the first line the disc leaves open (in a line arrangement
+most lines miss most cells). Chunks of polygons go depth first through the layers, so memory stays
+bounded.
 
 The pieces' affine maps: the slice map ``(s, t) -> origin + s u + t v`` is folded into the first
 affine layer; for chain networks every polygon then carries the affine maps of the next max layer's
 input, and the winners of layer l give those of layer l + 1 through one affine segment (the output
-maps come out the same way). Networks with residual additions get them from a forward pass with
+maps come out the same way). Where one dense layer joins two two-piece layers, a polygon's maps are
+its ancestor's product with the units that crossed the ancestor zeroed, plus the polygon's own terms
+of those units (a low-rank correction: a few units cross each ancestor). Networks with residual additions get them from a forward pass with
 tangents along ``u`` and ``v`` at an interior point under the polygon's pattern (:meth:`PLNet.trace`).
 
 Tolerance (scale-aware): for the pieces of a unit on a polygon, in the form
@@ -57,6 +61,8 @@ __all__ = ["on_plane", "PlanePartition"]
 _N_EXTENT_EDGES = 4  # edge labels 0..3: bottom, right, top, left side of the slice rectangle
 _BLOCK = 1 << 22  # elements per temporary tensor in chunked passes
 _CHUNK = 1 << 24  # elements of the per-polygon tables of one chunk of polygons refined together
+_LOW_RANK = True  # children's maps from their parent's and their own units' terms (chain networks)
+_DISC_AHEAD = 16  # lines per polygon and round tested on its disc
 
 
 # ====================================================================== result
@@ -408,6 +414,17 @@ class _Work:
         self.ptr = torch.zeros_like(self.n)
         self.alive = torch.ones_like(self.n, dtype=torch.bool)
 
+    def discs(self, ref, rho, idx=None):
+        """Set the circumscribed discs of polygons ``idx`` (all when None)."""
+        if idx is None:
+            self.ref, self.rho = ref.clone(), rho.clone()
+            return
+        if self.ref.shape[0] < self.V.shape[0]:
+            grow = self.V.shape[0] - self.ref.shape[0]
+            self.ref = torch.cat([self.ref, self.ref.new_zeros(grow, 2)])
+            self.rho = torch.cat([self.rho, self.rho.new_zeros(grow)])
+        self.ref[idx], self.rho[idx] = ref, rho
+
     def cols(self, M):
         if M > self.V.shape[1]:
             self.V, self.E = _pad_cols(self.V, self.E, M)
@@ -575,6 +592,37 @@ class _Budget:
         return False
 
 
+def _disc_sides(D, Dabs, ref, rho, centre, rtol):
+    """Which side of its line ``D`` (local form about ``centre``) each polygon lies on, decided from
+    its circumscribed disc (vertex mean ``ref``, radius ``rho``) where that is sure: the line misses
+    the disc by more than the largest tolerance of the vertex test. ``D``, ``Dabs`` (..., 3), ``ref``
+    (A, 2), ``rho`` (A,) with A the leading size of ``D``. Returns (value at ref, sure)."""
+    off = ref - centre
+    if D.dim() == 3:
+        off, rho_ = off[:, None], rho[:, None]
+        ra = ref[:, None]
+    else:
+        rho_, ra = rho, ref
+    # (sums over the two slice coordinates written out: reductions over a dimension of size 2 are slow)
+    dref = torch.addcmul(torch.addcmul(D[..., 0], D[..., 1], off[..., 0]), D[..., 2], off[..., 1])
+    # bounds |s - c_s| + |s| (and for t) over the polygon's vertices
+    reach = off.abs() + ra.abs() + 2 * rho_[..., None]
+    tmax = torch.addcmul(torch.addcmul(Dabs[..., 0], Dabs[..., 1], reach[..., 0]), Dabs[..., 2],
+                         reach[..., 1]).mul_(rtol)
+    # |ds D| + |dt D| >= the gradient's length: a disc of radius rho is inside its reach
+    sure = dref.abs() > (Dabs[..., 1] + Dabs[..., 2]) * rho_ + tmax
+    if not bool(torch.isfinite(dref).all() & torch.isfinite(tmax).all()):
+        raise _Overflow
+    return dref, sure
+
+
+def _discs(V, n):
+    """Vertex means (A, 2) and the radius (A,) of the disc about them holding every vertex."""
+    ref = _means(V[..., :2], n)
+    rel = V[..., :2] - ref[:, None]
+    return ref, torch.hypot(rel[..., 0], rel[..., 1]).amax(1)
+
+
 def _layer_coefs(rnet: PLNet, l: int, ref, pat, eye2):
     """Pieces of max layer l on each polygon, as local affine functions (P, U, K, 3) at ``ref``."""
     forced = pat.long().clone()
@@ -618,6 +666,47 @@ def _affine_maps(layers, Z):
             z[:C] += lay.bias
     # a (C, w, 3) view of (3, C, w) memory: each column's values are contiguous for the next layer
     return z.reshape(3, C, -1).permute(1, 2, 0)
+
+
+def _single_dense(layers):
+    """The one Dense layer of an affine segment, or None (several layers, a convolution, ...)."""
+    return layers[0] if len(layers) == 1 and isinstance(layers[0], Dense) else None
+
+
+def _winner_coef(layer, w):
+    """The coefficient ``coef[j, w[:, j]]`` of each row's winner (rows, U) of an elementwise layer."""
+    c = layer.coef
+    if c.shape[1] == 2:
+        return torch.where(w == 1, c[:, 1], c[:, 0])
+    return c.gather(1, w.long().T.contiguous()).T
+
+
+def _low_rank_pays(pairs: int, parents: int, children: int, units: int) -> bool:
+    """Whether children's maps from their parents' plus corrections beat one product per child: the
+    corrections (index_add) cost several multiply-adds of a matrix product per element."""
+    return 8 * pairs + parents * units < children * units
+
+
+def _children_maps(base, parent, q, j, y, weight_t):
+    """Maps of child rows from their parents' maps and low-rank corrections.
+
+    ``base`` (3, A, w): ``L (c_b * z) + b`` per parent, the next layer applied to the parent's
+    features with the coefficient of every unit that varies among its children set to 0;
+    ``parent`` (C,) each child's parent; pairs ``(q, j)`` (Q,): child ``q`` has the nonzero term
+    ``y`` (Q, 3) from varying unit ``j`` (sorted by child). Returns (3, C, w):
+    ``sum_pairs L[:, j] y + base[parent]``,
+    the corrections summed first (each child's map is then a sum of the same products as
+    ``L (c * z) + b`` with its own coefficients, in another order: the same rounding-error bound)."""
+    out = base.index_select(1, parent)
+    if not q.numel():
+        return out
+    kids, inv = torch.unique_consecutive(q, return_inverse=True)  # q is sorted (nonzero's row order)
+    corr = base.new_zeros(3, kids.numel(), base.shape[2])
+    step = max(1, _BLOCK // max(1, 3 * base.shape[2]))
+    for a in range(0, q.numel(), step):
+        jb = j[a:a + step]
+        corr.index_add_(1, inv[a:a + step], y[a:a + step].T[:, :, None] * weight_t[jb][None])
+    return out.index_add_(1, kids, corr)
 
 
 def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=None):
@@ -709,20 +798,8 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 # a unit cannot cross a polygon whose circumscribed disc (about its vertex mean)
                 # it misses by more than the largest vertex tolerance; only the others are tested
                 # at the vertices
-                rel = Vp[..., :2] - ref[:, None]
-                rho = torch.hypot(rel[..., 0], rel[..., 1]).amax(1)
-                off = ref - centre
-                # (sums over the two slice coordinates written out: reductions over a dimension of
-                # size 2 are slow)
-                dref = torch.addcmul(torch.addcmul(D[..., 0], D[..., 1], off[:, :1]), D[..., 2], off[:, 1:])
-                # bounds |s - c_s| + |s| (and for t) over the polygon's vertices: (A0, 2)
-                reach = off.abs() + ref.abs() + 2 * rho[:, None]
-                tmax = torch.addcmul(torch.addcmul(Dabs[..., 0], Dabs[..., 1], reach[:, :1]), Dabs[..., 2],
-                                     reach[:, 1:]).mul_(rtol)
-                # |ds D| + |dt D| >= the gradient's length: a disc of radius rho is inside its reach
-                sure = dref.abs() > (Dabs[..., 1] + Dabs[..., 2]) * rho[:, None] + tmax
-                if not bool(torch.isfinite(dref).all() & torch.isfinite(tmax).all()):
-                    raise _Overflow
+                ref, rho = _discs(Vp, np_)
+                dref, sure = _disc_sides(D, Dabs, ref, rho, centre, rtol)
                 lp = torch.where(sure, (dref > 0).to(pdtype), lp)
                 q, w = (~sure).nonzero(as_tuple=True)
                 sub = max(1, _BLOCK // max(1, Vp.shape[1]))
@@ -756,6 +833,8 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 start = ncand.cumsum(0) - ncand
                 cand[r, torch.arange(r.numel(), device=dev) - start[r]] = uu
             W = _Work(Vp, np_, Ep, lp, torch.arange(A0, device=dev))
+            if two:
+                W.discs(*_discs(Vp, np_))
             act = (ncand > 0).nonzero(as_tuple=True)[0]
             while act.numel():
                 if budget.exceeded(state["live"]):
@@ -765,22 +844,45 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                     partial.extend([(Vd, nd, Ed, full), (V[c1:], n[c1:], E[c1:], pat[c1:])])
                     raise _Stop
                 pw, qw = W.par[act], W.ptr[act]
-                unit = cand[pw, qw]
-                Mw = int(W.n[act].max())
-                Vw, nw, Ew = W.V[act, :Mw], W.n[act], W.E[act, :Mw]
-                W.ptr[act] = qw + 1
-                ca = centre.expand(act.numel(), 2)
                 new_idx = act[:0]
+                todo = act
                 if two:
+                    # most polygons lie on one side of most of their next lines: decided from their
+                    # discs, a few lines at a time, up to the first line the disc leaves open (the
+                    # same decisions, in the same order, as one line per round)
+                    B = min(_DISC_AHEAD, cand.shape[1])
+                    ks = qw[:, None] + torch.arange(B, device=dev)
+                    inb = ks < ncand[pw][:, None]
+                    units = cand[pw[:, None], ks.clamp(max=cand.shape[1] - 1)]
+                    dref, sure = _disc_sides(D[pw[:, None], units], Dabs[pw[:, None], units], W.ref[act], W.rho[act],
+                                             centre, rtol)
+                    sure &= inb
+                    open_ = ~sure
+                    nsure = torch.where(open_.any(1), open_.to(torch.int8).argmax(1), B)
+                    r, b = (sure & (torch.arange(B, device=dev) < nsure[:, None])).nonzero(as_tuple=True)
+                    W.lp[act[r], units[r, b]] = (dref[r, b] > 0).to(pdtype)
+                    qn = qw + nsure
+                    at = nsure.clamp(max=B - 1)
+                    has = (nsure < B) & inb.gather(1, at[:, None])[:, 0]  # an open line to test
+                    W.ptr[act] = qn + has.to(qn.dtype)
+                    rest = has.nonzero(as_tuple=True)[0]
+                    todo, pw, qw, unit = act[rest], pw[rest], qn[rest], units[rest, at[rest]]
+                else:
+                    unit = cand[pw, qw]
+                    W.ptr[act] = qw + 1
+                Mw = int(W.n[todo].max()) if todo.numel() else 0
+                Vw, nw, Ew = W.V[todo, :Mw], W.n[todo], W.E[todo, :Mw]
+                ca = centre.expand(todo.numel(), 2)
+                if two and todo.numel():
                     d = _eval_affine(D[pw, unit], ca, Vw)
                     tl = _vtol(Dabs[pw, unit], ca, Vw, rtol)  # (A, M)
                     mx, mn = d.amax(1), d.amin(1)
                     split = (d > tl).any(1) & (d < -tl).any(1)
                     ns = ~split
-                    W.lp[act[ns], unit[ns]] = (mn[ns] > -mx[ns]).to(pdtype)
+                    W.lp[todo[ns], unit[ns]] = (mn[ns] > -mx[ns]).to(pdtype)
                     if bool(split.any()):
                         sp = split.nonzero(as_tuple=True)[0]
-                        ia, us = act[sp], unit[sp]
+                        ia, us = todo[sp], unit[sp]
                         lab = lbase + pw[sp] * U + us
                         cl = _global_line(D[pw[sp], us], ca[sp])
                         (Vp1, n1, E1, _), (Vm1, m1, F1, _) = _cut(Vw[sp], nw[sp], Ew[sp], d[sp], tl[sp], lab, cl,
@@ -790,8 +892,10 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                         W.lp[ia, us] = 1
                         W.put(ia, Vp1, n1, E1)
                         new_idx = W.append(Vm1, m1, F1, l0, pw[sp], qw[sp] + 1)
+                        W.discs(*_discs(Vp1, n1), ia)
+                        W.discs(*_discs(Vm1, m1), new_idx)
                         state["live"] += int(sp.numel())
-                else:
+                elif not two:
                     cf = coef[pw, unit]  # (A, K, 3)
                     vd = valid[pw, unit]  # (A, K)
                     ab = cabs[pw, unit]  # (A, 3)
@@ -819,13 +923,27 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             Znext = None
             if segs is not None:
                 # each piece's winners give the layer's output maps; push them to the next max layer
-                if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
-                    # written straight into the (3, C, U) layout the next layer's product reads
-                    Y = Zc.permute(2, 0, 1).index_select(1, pd)
-                    Y = Y.mul_(layer.coef.gather(1, ld.long().T).T[None]).permute(1, 2, 0)
+                dense = _single_dense(segs[l + 1])
+                low = Z is not None and two and layer.elementwise_units and dense is not None and _LOW_RANK
+                if low and _low_rank_pays(int(crossing[pd].sum()), A0, pd.numel(), U):
+                    # children differ from their parent only in the units that crossed it: one product
+                    # per parent with those units' terms zeroed, plus each child's own terms
+                    cz = layer.coef.to(Zc.dtype)
+                    cb = torch.where(crossing, 0.0, torch.where(lp == 1, cz[:, 1], cz[:, 0]))  # (A0, U)
+                    Yb = (Zc.permute(2, 0, 1) * cb[None]).permute(1, 2, 0)
+                    Zb = _affine_maps([dense], Yb).permute(2, 0, 1)  # (3, A0, w) memory
+                    cw = torch.where(ld == 1, cz[:, 1], cz[:, 0])  # (C, U) each child's coefficients
+                    q, j = (crossing[pd] & (cw != 0)).nonzero(as_tuple=True)
+                    y = Zc[pd[q], j] * cw[q, j][:, None]  # (Q, 3)
+                    Znext = _children_maps(Zb, pd, q, j, y, dense.weight.T.contiguous()).permute(1, 2, 0)
                 else:
-                    Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
-                Znext = _affine_maps(segs[l + 1], Y)
+                    if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
+                        # written straight into the (3, C, U) layout the next layer's product reads
+                        Y = Zc.permute(2, 0, 1).index_select(1, pd)
+                        Y = Y.mul_(_winner_coef(layer, ld)[None]).permute(1, 2, 0)
+                    else:
+                        Y = coef[pd[:, None], torch.arange(U, device=dev)[None], ld.long()]  # (C, U, 3)
+                    Znext = _affine_maps(segs[l + 1], Y)
             del coef, W
             try:
                 process(l + 1, Vd, nd, Ed, full, Znext,
@@ -1109,8 +1227,7 @@ def _adjacency(V, n, E, len_tol):
     ev_x = torch.cat([hi, lo])
     ev_t = torch.cat([torch.zeros(Ne, dtype=torch.long, device=dev), torch.ones(Ne, dtype=torch.long, device=dev)])
     ev_e = torch.cat([ids, ids])
-    o = torch.argsort(ev_t, stable=True)
-    o = o[torch.argsort(ev_x[o], stable=True)]
+    o = torch.argsort(ev_x, stable=True)  # the ends come first in ev_*: they stay before equal starts
     o = o[torch.argsort(ev_g[o], stable=True)]
     ev_g, ev_x, ev_t, ev_e = ev_g[o], ev_x[o], ev_t[o], ev_e[o]
     k = torch.arange(2 * Ne, device=dev)
@@ -1344,7 +1461,7 @@ def on_plane(net: PLNet, origin=None, u=None, v=None, extent=(-1, 1, -1, 1), *, 
     region (its edge lines' exact intersection points satisfy every constraint of the pattern) and
     the region across each of its edges is shown to be listed; every sign is decided in float64
     under a proven rounding bound, and a polygon whose signs the bound cannot settle is checked in
-    exact integer arithmetic. It costs about as much again as the refinement (1.3x its CPU time on
+    exact integer arithmetic. It costs about as much again as the refinement (1.1x its CPU time on
     a 2-200-200-200-1 net with 102,237 regions).
     When the certificate finds the float partition wrong (regions thinner than ``rtol`` merged)
     or cannot decide (exactly degenerate geometry: three lines through a point on an edge,

@@ -1701,7 +1701,7 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
             if fallback is not None:
                 _unproven(res, f"the facet engine cannot settle this arrangement ({fallback}) and the "
                                f"vertex engine's own proof fails ({e})")
-            res.stats["vertex_proof"] = f"not settled in float64 ({e}); proven by the facet engine instead"
+            res.stats["vertex_proof"] = f"not proven from its own cells ({e}); proven by the facet engine instead"
         else:
             res.stats["proof_seconds"] = time.perf_counter() - t1
             res.certified = not eng.linear_uncertain

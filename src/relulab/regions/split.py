@@ -390,7 +390,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
                certify=None):
     n = len(cells)
     if ray:
-        from relulab.experiments.sweep import connect_ray
+        from relulab.core.executors import connect_ray
 
         rr = connect_ray(address, workers, ray_timeout)
         ref = rr.put(net)
@@ -411,7 +411,7 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
     import sys
     from concurrent.futures import ProcessPoolExecutor
 
-    from relulab.experiments.sweep import _worker_init
+    from relulab.core.executors import worker_init as _worker_init
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     out = []
