@@ -196,3 +196,91 @@ def test_convolution_segment_certified_through_unit_cones(monkeypatch):
     cone = on_line(net, a, b)
     assert dense.certified and cone.certified
     assert torch.equal(dense.patterns, cone.patterns)
+
+
+def _tied_pool_line_net(seed):
+    """Conv1d -> ReLU -> padded Conv1d -> MaxPool1d over all 3 positions: where the first ReLUs are
+    all off every position of the padded convolution equals its bias, so the pool's pieces are tied
+    (the lowest index wins); the tie breaks where a ReLU turns on, at the same breakpoint."""
+    g = torch.Generator().manual_seed(seed)
+    m = nn.Sequential(nn.Conv1d(1, 2, 2), nn.ReLU(), nn.Conv1d(2, 1, 3, padding=1), nn.MaxPool1d(3),
+                      nn.Flatten(), nn.Linear(1, 1)).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+        m[0].bias.copy_(-m[0].bias.abs() - 0.5)  # all ReLUs off about x = 0
+    return PLNet.from_torch(m.eval(), (1, 4))
+
+
+@pytest.mark.parametrize("cone", [False, True])
+def test_ties_that_break_at_a_breakpoint(cone, monkeypatch):
+    # several units change at one breakpoint (a ReLU and the max-pool whose tie it breaks, both
+    # ways along the segment): the certificate checks every interval's winners, not one flip per
+    # breakpoint; reference: exact rational patterns at 1200 points and at the intervals' midpoints
+    from fractions import Fraction
+
+    import relulab.regions._line_cert as lc
+
+    if cone:
+        monkeypatch.setattr(lc, "_MAX_TABLE", 0)
+    net = _tied_pool_line_net(0)
+    pool = net.unit_offsets[1]
+    g = torch.Generator().manual_seed(100)
+    b = 3 * torch.randn(1, 4, generator=g, dtype=torch.float64)
+    a = -b
+    res = on_line(net, a[0], b[0])
+    n = 1200
+    S = exact_patterns(net, a[0], b[0], [Fraction(3 * i + 1, 3 * n) for i in range(n)])
+    S = S[torch.cat([torch.ones(1, dtype=torch.bool), (S[1:] != S[:-1]).any(1)])]
+    assert res.certified and res.count == S.shape[0] == 5 and torch.equal(res.patterns.long(), S)
+    ends = [0.0] + res.breakpoints.tolist() + [1.0]
+    mids = [(Fraction(x) + Fraction(y)) / 2 for x, y in zip(ends[:-1], ends[1:])]
+    assert torch.equal(exact_patterns(net, a[0], b[0], mids), S)
+    w, seg, t0, t1, deltas = walk_of(net, a, b)
+    assert certify_segments(net, a, b, seg, t0, t1, w.base, deltas).ok is True
+    P = _dense_patterns(w.base, deltas, w.n_leaves).long()
+    assert torch.equal(P, S)
+    both = ((P[1:] != P[:-1]).sum(1) > 1).nonzero()[:, 0] + 1
+    assert both.numel() == 2 and bool((P[both, pool] != P[both - 1, pool]).all())
+    tied = (P[:, :pool] == 0).all(1).nonzero()[:, 0]  # all ReLUs off: the pool's pieces are one
+    assert tied.numel() == 1 and P[tied, pool] == 0
+    wrong = []
+    for r in both.tolist():
+        for row, src in ((r, r - 1), (r - 1, r)):  # the pool's tie broken too late, or too early
+            Q = P.clone()
+            Q[row, pool] = P[src, pool]
+            wrong.append(Q)
+    for k in range(1, 3):  # a higher-index piece of the tie
+        Q = P.clone()
+        Q[tied, pool] = k
+        wrong.append(Q)
+    for Q in wrong:
+        assert certify_segments(net, a, b, seg, t0, t1, Q[0], as_deltas(Q)).ok is False
+
+
+@pytest.mark.parametrize("c", [(1.0, 2.0), (2.0, 1.0), (1.0, 1.0)])
+def test_identical_pool_pieces_and_their_break(c):
+    # max(c0 h + 1/4, c1 h + 1/4), h = relu(x) on [-1, 1]: one function up to x = 0 (piece 0 wins),
+    # then the steeper piece wins (the lower index if the same); a wrong choice on either side is
+    # rejected
+    m = nn.Sequential(nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 2), nn.Unflatten(1, (1, 2)), nn.MaxPool1d(2),
+                      nn.Flatten()).double()
+    with torch.no_grad():
+        m[0].weight.fill_(1.0)
+        m[0].bias.fill_(0.0)
+        m[2].weight.copy_(torch.tensor([[c[0]], [c[1]]], dtype=torch.float64))
+        m[2].bias.fill_(0.25)
+    net = PLNet.from_torch(m.eval(), (1,))
+    a = torch.tensor([[-1.0]], dtype=torch.float64)
+    b = torch.tensor([[1.0]], dtype=torch.float64)
+    after = 1 if c[1] > c[0] else 0
+    res = on_line(net, a[0], b[0])
+    assert res.certified and res.count == 2 and res.breakpoints.tolist() == [0.5]
+    assert res.patterns.tolist() == [[0, 0], [1, after]]
+    w, seg, t0, t1, deltas = walk_of(net, a, b)
+    assert certify_segments(net, a, b, seg, t0, t1, w.base, deltas).ok is True
+    P = _dense_patterns(w.base, deltas, w.n_leaves).long()
+    for row in (0, 1):
+        Q = P.clone()
+        Q[row, 1] = 1 - Q[row, 1]
+        assert certify_segments(net, a, b, seg, t0, t1, Q[0], as_deltas(Q)).ok is False, (row, Q)

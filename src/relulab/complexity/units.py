@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from relulab.core.errors import InvalidInputError, ResourceLimitError, UnsupportedLayerError
+from relulab.core.threads import threads_for
 from relulab.core.layers import Add, Affine, MaxUnits, numel
 from relulab.results import Result
 
@@ -219,7 +220,8 @@ def unit_gradients(net, x, *, gradients: bool = True, features: bool = False, ou
     chunk = max(1, int(memory // per_row))
     parts = []
     groups = [None] if Q is None else [Q[None, g:g + group] for g in range(0, m, group)]
-    with torch.no_grad():
+    # small operations, or a busy machine, run on one thread (core.threads)
+    with torch.no_grad(), threads_for(min(n, chunk) * (group + 2) * widest):
         for s in range(0, n, chunk):
             xb = X[s:s + chunk]
             acc = None

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
+from relulab.core.threads import threads_for
 from relulab.results import Result
 
 __all__ = ["TeacherStudent", "gaussian_relu_kernel", "CriticalPoint", "CriticalPointFamily",
@@ -503,10 +504,17 @@ def _polish(problem: TeacherStudent, W, active, gtol, max_iter, deadline):
     return W, L, gn, lam, Q, iters, stalled | bad
 
 
-def _run_batch(problem: TeacherStudent, W0, *, target, gtol, switch_gtol, max_flow_iters, max_newton_iters,
-               max_escapes, deadline, flow=True, starts=None):
+def _run_batch(problem: TeacherStudent, W0, **kw):
     """Flow, polish, and (target "minima") escape saddles along the most negative eigenvector; returns
-    one plain dict per batch entry."""
+    one plain dict per batch entry. The Hessians are (kd x kd) per entry: small operations, or any on a
+    busy machine, run on one thread (core.threads)."""
+    B, k, d = W0.shape
+    with threads_for(B * (k * d) ** 2):
+        return _run_batch_threads(problem, W0, **kw)
+
+
+def _run_batch_threads(problem: TeacherStudent, W0, *, target, gtol, switch_gtol, max_flow_iters,
+                       max_newton_iters, max_escapes, deadline, flow=True, starts=None):
     B, k, d = W0.shape
     W = W0.clone()
     dev = W.device

@@ -19,6 +19,12 @@ difference is certainly positive on the whole window ``[tau - delta, tau + delta
 (|h'| + E') delta > 0``. Consecutive windows must be disjoint, so the exact intervals keep their
 order and none is empty.
 
+No interval's pattern is derived from its neighbour's: several units may change at one breakpoint
+(a ReLU and every later unit whose pieces it separates, e.g. a max-pool over a padded convolution
+whose features all equal the bias while the ReLUs before it are off, a tie that breaks either way
+where one turns on), and each interval's winners are checked on their own. Only the breakpoint's
+position comes from the first changed layer, whose changing units must then share one root.
+
 Error bounds (Higham, *Accuracy and Stability of Numerical Algorithms*, Sec. 3.1 and 3.5): every
 node carries ``N``, a bound on its magnitude over the segment under the pattern (``|a|, |b|`` at the
 input, ``|L| N + |b|`` through affine maps, ``|coef| N`` through the winning piece); if the computed

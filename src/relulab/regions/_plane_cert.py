@@ -205,12 +205,13 @@ def _max_inputs_chunk(net, Z0, pats):
 _GROUP_BYTES = 1 << 29  # memory the grouped maps of a chain network may take
 
 
-def _grouped_max_inputs(net, Z0, pat, tree=None):
+def _grouped_max_inputs(net, Z0, pat, tree=None, packed=None):
     """For a chain network: per max layer, ``(gid, Z)`` with ``Z`` (G, 3, n) the layer's input maps
     on each group of polygons sharing the earlier layers' winners and ``gid`` (P,) each polygon's
     group, so each layer's affine maps cost one product per group, not per polygon. None when the
     network is not a chain or the groups would not fit in memory. ``tree`` (P, L), when given,
-    proposes the groups (the refinement's ancestors); they are checked, never trusted."""
+    proposes the groups (the refinement's ancestors); they are checked, never trusted (on the rows
+    packed into int64 words, ``packed`` from :func:`_pack`, when given)."""
     if not all(nd.inputs == (i - 1,) for i, nd in enumerate(net.nodes) if i > 0):
         return None
     dev = pat.device
@@ -233,11 +234,14 @@ def _grouped_max_inputs(net, Z0, pat, tree=None):
             if m == L - 1:
                 return out  # the output maps are not needed
             w = pat[:, net.unit_offsets[m]:net.unit_offsets[m + 1]]
-            found = _tree_groups(gid, w, tree[:, m + 1]) if tree is not None else None
+            words = None
+            if packed is not None and tree is not None:
+                words = _layer_words(packed, net.unit_offsets[m], net.unit_offsets[m + 1], pat.element_size())
+            found = _tree_groups(gid, w, tree[:, m + 1], words) if tree is not None else None
             gid, first = found if found is not None else _groups(gid, w)
             G = first.numel()
             parent = out[-1][0][first]  # each new group's group at the layer before
-            wf = w[first].long()
+            wf = w[first]
             dense = _next_dense(nodes, i)
             low = None
             if dense is not None and lay.index.shape[1] == 2 and lay.elementwise_units and _plane._LOW_RANK:
@@ -248,7 +252,7 @@ def _grouped_max_inputs(net, Z0, pat, tree=None):
             elif lay.elementwise_units:  # piece k of unit j is coef[j, k] z_j: scale the parent's maps
                 z = z[parent] * _plane._winner_coef(lay, wf)[:, None, :]
             else:
-                y, _, _ = lay.select(z[parent].reshape(3 * G, -1), wf.repeat_interleave(3, 0))
+                y, _, _ = lay.select(z[parent].reshape(3 * G, -1), wf.long().repeat_interleave(3, 0))
                 z = y.reshape(G, 3, -1)
             m += 1
         elif not isinstance(lay, Reshape):
@@ -295,18 +299,34 @@ def _children_group_maps(lay, dense, z, parent, wf):
     return _plane._children_maps(base, parent, q, j, y, dense.weight.T.contiguous()).transpose(0, 1)
 
 
-def _tree_groups(gid, w, proposed):
+def _tree_groups(gid, w, proposed, words=None):
     """The groups of rows ``(gid, w)`` from proposed group ids (P,), if they are exact: every row of
-    a proposed group equals its first row. Returns (group (P,), one row per group (G,)) or None."""
+    a proposed group equals its first row. ``words`` (P, k), when given, holds the entries of ``w``
+    packed into int64 words (other entries masked to zero) and is compared instead. Returns (group
+    (P,), one row per group (G,)) or None."""
     if proposed.shape[0] != gid.shape[0]:
         return None
     uniq, inv = torch.unique(proposed, return_inverse=True)
     first = torch.zeros(uniq.numel(), dtype=torch.long, device=gid.device).scatter_(
         0, inv, torch.arange(inv.numel(), device=gid.device))
     lead = first[inv]
-    if bool((gid[lead] == gid).all()) and bool((w[lead] == w).all()):
+    rows = w if words is None else words
+    if bool((gid[lead] == gid).all()) and bool((rows[lead] == rows).all()):
         return inv, first
     return None
+
+
+def _layer_words(packed, a: int, b: int, isz: int):
+    """The packed words (P, k) holding entries ``a .. b - 1`` of each row (entry size ``isz`` bytes),
+    the bytes of other entries in the first and last word masked to zero."""
+    lo, hi = a * isz, b * isz
+    ws, we = lo // 8, -(-hi // 8)
+    x = packed[:, ws:we].clone()
+    if x.shape[1]:
+        x[:, 0] &= _signed(((1 << 64) - 1) ^ ((1 << (8 * (lo % 8))) - 1))
+        if hi % 8:
+            x[:, -1] &= _signed((1 << (8 * (hi % 8))) - 1)
+    return x
 
 
 def _row_hash(rows, hw, block: int = 64):
@@ -443,7 +463,7 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None, 
     Z0 = torch.stack([origin, u, v]).reshape(3, -1)
     cfac = _error_factors(net)
     EM, dead = _error_bounds(net, Z0.abs(), cfac, L_cols)
-    grouped = _grouped_max_inputs(net, Z0, pat, tree=tree)
+    grouped = _grouped_max_inputs(net, Z0, pat, tree=tree, packed=packed)
     ctx = _Ctx(net, pat, ranges, L_cols, offsets, Kc, two, ncol_u, sides, EM, dead, h, hs, order, hw)
     ctx.packed = packed
     ctx.levels = None if grouped is None else [g for g, _ in grouped]
