@@ -238,6 +238,42 @@ def probes() -> list[Probe]:
                 return bool(getattr(r, "certified", False)) and r.count == 6, \
                     f"{{r.count}} regions (exact 6), certified: {{getattr(r, 'certified', None)}}"
             """))
+    # axis-parallel walls (inputs read one at a time, max-pooling) against the facet engine's pyramids
+    P.append(_py("3 degenerate geometry", "full space slabs x1 = -0.5, 0.3, 0.5 in R^3: certified exact", """
+            def probe():
+                l1, l2, l3 = nn.Linear(3, 3).double(), nn.Linear(3, 2).double(), nn.Linear(2, 1).double()
+                with torch.no_grad():
+                    l1.weight.copy_(torch.tensor([[1.0, 0, 0], [-1.0, 0, 0], [2.0, 0, 0]]))
+                    l1.bias.copy_(torch.tensor([0.5, 0.3, -1.0]))
+                    l2.weight.copy_(torch.tensor([[1.0, 1, -1], [1.0, -2, 1]]))
+                    l2.bias.copy_(torch.tensor([-0.2, 0.1]))
+                r = full_space(relulab.PLNet.from_torch(nn.Sequential(l1, nn.ReLU(), l2, nn.ReLU(), l3), (3,)))
+                return bool(getattr(r, "certified", False)) and r.count == 6, \
+                    f"{r.count} regions (LP reference 6), certified: {getattr(r, 'certified', None)}"
+            """))
+    # near-parallel walls 1e-12 and 1e-15 apart among others (exact reference: 18 regions)
+    P.append(_py("3 degenerate geometry", "full space 7 lines, two pairs 1e-15 apart: certified exact or raised", """
+            def probe():
+                W = [[-2.0, -1.5], [1.5, -2.0], [-2.0, -2.0], [-1.5, -1.0], [2.0, 2.0], [1.5, -2.0], [2.0, 2.0]]
+                m = nn.Sequential(nn.Linear(2, 7), nn.ReLU(), nn.Linear(7, 1)).double()
+                with torch.no_grad():
+                    m[0].weight.copy_(torch.tensor(W, dtype=torch.float64))
+                    m[0].bias.copy_(torch.tensor([0.25, 1.0, 0.0, 0.25, 0.75, 1.0, 0.750000000000001], dtype=torch.float64))
+                    m[2].weight.copy_(torch.tensor([[1.0 + 0.37 * i for i in range(7)]], dtype=torch.float64))
+                r = full_space(relulab.PLNet.from_torch(m, (2,)))
+                return bool(getattr(r, "certified", False)) and r.count == 18, \
+                    f"{r.count} regions (exact 18), certified: {getattr(r, 'certified', None)}"
+            """))
+    P.append(_py("3 degenerate geometry", "full space split over R^3: certified like one process", """
+            def probe():
+                m = relulab.build("mlp:3-6-5-1:relu", seed=7)
+                net = relulab.PLNet.from_torch(m, (3,))
+                one = full_space(net)
+                s = full_space(net, split=6, workers=1)
+                same = (s.count, s.linear_count, s.unbounded_count) == (one.count, one.linear_count, one.unbounded_count)
+                return same and one.certified and s.certified, \
+                    f"{s.count} regions certified {s.certified} (one process: {one.count}, certified {one.certified})"
+            """))
     P.append(_py("3 degenerate geometry", "linear count of 2-8-8-1: adjacency proven (linear_certified)", """
             def probe():
                 torch.manual_seed(3)

@@ -43,6 +43,8 @@ def check(net, box=None, **kw):
     assert s.count == ref.count
     assert same_patterns(s, ref)
     assert s.linear_count == ref.linear_count
+    # each cell's proof (cone networks included) stands where the single run's does
+    assert s.certified == ref.certified, [c for c in s.cell_certificates if "proven" != c[:6]]
     if box is None:
         assert s.unbounded_count == ref.unbounded_count
     # every witness really lies in its region
@@ -53,7 +55,10 @@ def check(net, box=None, **kw):
 @pytest.mark.parametrize("d, widths, cells", [(2, [7, 6], 10), (3, [6, 5], 8), (4, [6, 4], 6), (5, [4, 2], 6),
                                               (6, [3, 2], 7)])
 def test_all_of_rd_many_cells(d, widths, cells):
+    """d = 2..6: count, linear count, unbounded count and certificate as the single run (before, the
+    cone cells' proofs failed at d >= 3 and the merged result said certified=False)."""
     ref, s = check(mlp(d, widths, seed=d), cells=cells, workers=1, seed=d)
+    assert ref.certified and s.certified
     assert s.pieces > s.count, "regions crossing walls must occur (else the merge is untested)"
     assert ref.unbounded_count > 0
 
@@ -90,27 +95,34 @@ def test_walls_through_a_vertex():
 
     g = cone_cells(2, 12, seed=0)[0][:, 0]
     ref, s = check(net, cells=12, workers=1, seed=0, centre=torch.as_tensor(v - 0.7 * g))
+    assert ref.certified and s.certified and s.unbounded_count > 0
     lo, hi = v - 1.3, v + 1.7
     check(net, box=(torch.as_tensor(lo), torch.as_tensor(hi)), walls=[[v[0]], [v[1]]], workers=1)
 
 
-def test_a_boundary_inside_a_wall_is_refused():
+def test_a_boundary_inside_a_wall_moves_the_walls(monkeypatch):
+    """A network boundary inside a cut could hide an adjacency: the cuts are moved (and the result
+    equals the single run); when they cannot be moved enough times, it is refused."""
+    from relulab.regions import split as split_mod
+
     lin = torch.nn.Linear(2, 3, dtype=torch.float64)
     with torch.no_grad():
         lin.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.3, -1.0]]))
         lin.bias.copy_(torch.tensor([-0.5, 0.1, 0.2]))
     net = PLNet.from_torch(torch.nn.Sequential(lin, torch.nn.ReLU(), torch.nn.Linear(3, 1).double()), (2,))
+    ref, s = check(net, box=(-1.0, 1.0), walls=[[0.5], [0.0]], workers=1)
+    assert len(s.apex_moves) == 1 and "lies in cell wall" in s.apex_moves[0]
+    monkeypatch.setattr(split_mod, "CENTRE_TRIES", 0)
     with pytest.raises(DegenerateGeometryError, match="lies in cell wall"):
         split_full_space(net, box=(-1.0, 1.0), walls=[[0.5], [0.0]], workers=1)
 
 
-def _same_as_single(s, ref, certificate=True):
-    """``certificate=False``: all of R^d at d >= 3, where the cone cells' own proofs fail (the facet
-    engine cannot settle the cone network's degenerate first layers) and the merged result is then
-    not certified, as it says."""
+def _same_as_single(s, ref):
+    """The same count, linear count, certificate, patterns and (R^d) bounded flags as the single run.
+    (Before, all of R^d at d >= 3 came back ``certified=False``: the cone cells' proofs failed.)"""
     assert s.complete and ref.complete
     assert (s.count, s.linear_count) == (ref.count, ref.linear_count)
-    assert s.certified == ref.certified if certificate else s.certified in (ref.certified, False)
+    assert s.certified == ref.certified
     assert same_patterns(s, ref)
     if ref.domain == "R^d":  # the same regions bounded, region by region
         assert s.unbounded_count == ref.unbounded_count > 0
@@ -128,7 +140,7 @@ def test_local_pool_and_ray_agree(ray_local):
     c = split_full_space(net, cells=6, ray=True)
     assert a.executor == "local" and b.executor == "ray" and c.executor == "ray"
     for s in (a, b, c):
-        _same_as_single(s, ref, certificate=False)
+        _same_as_single(s, ref)
     box = (torch.full((3,), -2.0), torch.full((3,), 1.0))
     ref = full_space(net, box, method="vertex")
     assert ref.certified, "the reference must be proven for the comparison of certificates to mean something"
@@ -156,10 +168,10 @@ def test_full_space_split_local_pool():
     s = full_space(net, box, workers=2)  # workers alone splits, into 4 cells per worker
     assert s.executor == "local" and s.cells >= 8
     _same_as_single(s, ref)
-    # all of R^d at d = 4: same regions; the cone cells' own proofs can fail here (the facet engine
-    # cannot settle the cone network's coordinate units), and then the merged result says so
+    # all of R^d at d = 4: the same regions, and proven like the single run
     ref = full_space(net, method="vertex")
-    _same_as_single(full_space(net, split=8, workers=2), ref, certificate=False)
+    assert ref.certified
+    _same_as_single(full_space(net, split=8, workers=2), ref)
 
 
 @pytest.mark.parametrize("kw, match", [

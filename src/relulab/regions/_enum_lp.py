@@ -25,8 +25,15 @@ Certificates (nothing rests on a tolerance):
 
 * every reported region's witness is checked to lie strictly inside it: the forced-winner rows at
   the witness must be positive beyond their proven float64 error bound, or are decided in exact
-  rational arithmetic (:class:`._enum_maps.ExactMaps`); a failure raises
-  :class:`DegenerateGeometryError`. So every listed pattern is a full-dimensional region.
+  rational arithmetic (:class:`._enum_maps.ExactMaps`). A witness that the chart-to-input rounding
+  put on a wall of a region a few units in the last place thick is replaced by a float64 point
+  found from the region's exact largest-margin LP and checked the same way; where none is found,
+  :class:`DegenerateGeometryError` is raised. So every listed pattern is a full-dimensional region.
+* every "yes" (a piece wins on an open part of a cell) is a point proven inside that part: the float
+  LP's centre, with every row positive beyond its error bound or, failing that, in rational
+  arithmetic; otherwise the exact largest-margin LP (:func:`._exact.exact_max_margin`) proves the
+  part empty or gives a float64 point inside it (or raises when the part holds none). The float
+  simplex's tolerance can otherwise report a part between walls 1e-12 apart as open.
 * completeness rests on the "no open part where ``a`` wins" decisions. Each one is proven by the
   LP's dual multipliers ``lam, nu >= 0`` (``sum nu > 0``): the affine function
   ``F = sum lam_i r_i + sum nu_b (p_a - p_b)`` is positive wherever ``a`` strictly wins inside the
@@ -107,9 +114,7 @@ class Charts:
             self.ymax = torch.maximum(lo.abs(), hi.abs())[None] * (1 + 1e-12)
         else:
             self.kind = "pyramids"
-            from relulab.regions.space import _simplex_normals
-
-            A = self.A = _simplex_normals(d, dt, dev)
+            A = self.A = _chart_normals(d, dt, dev)
             K = d + 1
             if box is None:
                 # the apex: a fixed generic point near 0, not the origin, through which whole families
@@ -190,6 +195,27 @@ class Charts:
         return Z, S, rows
 
 
+def _chart_normals(d, dt, dev) -> torch.Tensor:
+    """The pyramids' normals: a regular simplex's (:func:`relulab.regions.space._simplex_normals`)
+    turned by a fixed, seeded random rotation.
+
+    The SVD gives normals aligned with the coordinate axes up to rounding (at d = 3, ``a_0`` is
+    ``-e_2`` plus entries of 1e-17). A cone generator ``-a_j`` that is a hair off a network wall's
+    direction (axis-parallel walls of max-pooling, convolutions, inputs read one at a time) meets
+    the wall ~1e16 length scales out, leaving a part of the pyramid that is open in exact arithmetic
+    but thinner than float64's resolution in chart coordinates: no witness can be given there, and
+    the enumeration would have to raise on a valid network. Turned generically, no generator is
+    within rounding of such a direction (exact coincidences, which the engine's identities and
+    exact certificates handle, remain exact)."""
+    from relulab.regions.space import _simplex_normals
+
+    A = _simplex_normals(d, torch.float64, "cpu")
+    g = torch.Generator().manual_seed(0xC4A27)
+    Q, Rq = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    Q = Q * torch.sign(torch.diagonal(Rq))[None]
+    return (A @ Q).to(dtype=dt, device=dev)
+
+
 def length_scale(net, ev: MapEvaluator) -> float:
     """Median distance from 0 to the first max layer's tie hyperplanes (conditioning only)."""
     if not net.max_units:
@@ -203,6 +229,38 @@ def length_scale(net, ev: MapEvaluator) -> float:
     P, _ = ev.maps(Z, torch.zeros_like(Z), S, pat, 0)[0]
     P = P[0]
     return median_tie_distance(P[:, :, 0], P[:, :, 1:], net.max_units[0].valid)
+
+
+def _float_point_in(rows, y):
+    """A float64 point where every row ``c + g . x`` (Fractions) is positive, near the exact point
+    ``y`` inside them, or None. Rounding every coordinate of ``y`` can leave a region thinner than a
+    few units in the last place; instead all coordinates but one are rounded and the free one is
+    taken inside the exact interval the rows leave it (each coordinate in turn)."""
+    d = len(y)
+    for free in reversed(range(d)):
+        fixed = [Fraction(float(v)) for v in y]
+        lo, hi = None, None
+        ok = True
+        for r in rows:
+            c = r[0] + sum(g * v for j, (g, v) in enumerate(zip(r[1:], fixed)) if j != free)
+            g = r[1 + free]
+            if g == 0:
+                ok = c > 0
+            elif g > 0:
+                lo = -c / g if lo is None else max(lo, -c / g)
+            else:
+                hi = c / -g if hi is None else min(hi, c / -g)
+            if not ok:
+                break
+        if not ok or (lo is not None and hi is not None and lo >= hi):
+            continue
+        m = y[free] if lo is None or hi is None else (lo + hi) / 2
+        cand = float(m)
+        for v in (cand, math.nextafter(cand, math.inf), math.nextafter(cand, -math.inf)):
+            if (lo is None or Fraction(v) > lo) and (hi is None or Fraction(v) < hi):
+                fixed[free] = Fraction(v)
+                return [float(f) for f in fixed]
+    return None
 
 
 class _Stop(Exception):
@@ -512,10 +570,9 @@ class LPEngine:
             wf, _, wcentre, wsimp = self._piece_lps(R, ER, b["P"], b["EP"], b, rc, u[rc], win[rc], layer.valid,
                                                     check=False)
             wsx[rc] = self._simplex_rows(wsimp, R.shape[1], nrf, u[rc], win[rc], K, b["sx"][rc])
-            if not bool(wf.all()):
-                raise DegenerateGeometryError("a cell's witness lies on a boundary float64 cannot separate it "
-                                              "from; the arrangement is too degenerate here")
+            wf = self._winner_part(wf, wcentre, rc, u, win, b)
             wy[rc] = wcentre
+            sc = torch.cat([sc[~torch.isin(sc, rc)], rc[wf]]).sort().values
         # children: (cell, piece, witness)
         ccell = torch.cat([cell[feas], sc, (~split).nonzero().squeeze(1)])
         cpiece = torch.cat([piece[feas], win[sc], win[~split]])
@@ -727,6 +784,10 @@ class LPEngine:
                 if y is not None:
                     feasible[i] = True
                     centre[i] = y
+        if bool(lp_feasible.any()):
+            # every "yes" is a centre proven inside: in float64 under error bounds, else exactly
+            sure = self._inside_float(rows, erows, rel, q, eq, vq, centre)
+            self._settle_thin(lp_feasible & ~sure, feasible, centre, cell, unit, piece, b)
         # the rows tight at the Chebyshev centres (float LP answers only)
         pos = (lam > 1e-12) & lp_feasible[:, None]
         one = pos.sum(1) == d + 1
@@ -892,6 +953,71 @@ class LPEngine:
                 return True
         return False
 
+    def _winner_part(self, wf, wcentre, rc, u, win, b):
+        """Whether the part of each split cell ``rc`` where its witness's winner wins is open, where
+        the float LP found no ball in it (``wf`` False; the witness sits on or within rounding of the
+        new boundary): settled by the exact LP, which gives a proven point (into ``wcentre``) or
+        proves the part empty (the float winner at the witness was a rounding artefact: the other
+        pieces' parts, found by their own LPs, make up the cell)."""
+        if bool(wf.all()):
+            return wf
+        wf = wf.clone()
+        for t in (~wf).nonzero().squeeze(1).tolist():
+            y = self._exact_interior(t, rc, u[rc], win[rc], b)
+            if y is not None:
+                wf[t] = True
+                wcentre[t] = y
+        return wf
+
+    @staticmethod
+    def _inside_float(rows, erows, rel, q, eq, vq, y):
+        """(N,) whether every row of the cell (``rel``) and every row ``p_a - p_b`` (``vq``) is
+        positive at the points ``y`` beyond its proven error (coefficient errors plus the rounding of
+        the evaluation, Higham's bound); False means only "not proven in float64"."""
+        d = y.shape[1]
+        yy = torch.cat([torch.ones_like(y[:, :1]), y], 1)[:, None, :]  # (N, 1, d + 1)
+        out = []
+        for r, er, m in ((rows, erows, rel), (q, eq, vq)):
+            v = (r * yy).sum(-1)
+            bound = ((er * yy.abs()).sum(-1) + gamma(d + 2) * (r * yy).abs().sum(-1)) * SAFETY
+            out.append(((v > bound) | ~m).all(1))
+        return out[0] & out[1]
+
+    def _settle_thin(self, thin, feasible, centre, cell, unit, piece, b):
+        """The float LP's "yes" answers whose centre float64 cannot prove inside (mask ``thin``),
+        settled exactly in place: the centre is kept when it is strictly inside the part in rational
+        arithmetic; otherwise the exact LP (:meth:`_exact_interior`) gives a proven point or proves
+        the part empty (the float simplex's tolerance let a part between walls a hair apart look
+        open)."""
+        for i in thin.nonzero().squeeze(1).tolist():
+            if self._exact_inside(i, cell, unit, piece, b, centre[i]):
+                continue
+            self.stats["thin_lps"] = self.stats.get("thin_lps", 0) + 1
+            y = self._exact_interior(i, cell, unit, piece, b)
+            if y is None:
+                feasible[i] = False
+            else:
+                centre[i] = y
+
+    def _exact_inside(self, i, cell, unit, piece, b, y) -> bool:
+        """Whether the chart point ``y`` lies strictly inside the part of cell ``cell[i]`` where piece
+        ``piece[i]`` of unit ``unit[i]`` wins, in rational arithmetic."""
+        from relulab.regions._exact import dyadic
+
+        c, u, a = int(cell[i]), int(unit[i]), int(piece[i])
+        rows, qrows = self._exact_rows(b, c, u, a)
+        yi, e = dyadic(y)
+        yi = [int(v) for v in yi]
+        for kk, f in enumerate(rows + qrows):
+            r = None if f is None else f()
+            if r is None or not any(r):
+                if r is not None and kk >= len(rows) and kk - len(rows) < a:
+                    return False  # identical to a lower piece, which wins instead
+                continue
+            if (int(r[0]) << e) + sum(int(x) * v for x, v in zip(r[1:], yi)) <= 0:
+                return False
+        return True
+
     def _exact_interior(self, i, cell, unit, piece, b):
         """Settle exactly whether piece ``piece[i]`` of unit ``unit[i]`` wins on an open part of cell
         ``cell[i]``, where the LP's multipliers gave no certificate either way (a sliver thinner than
@@ -929,6 +1055,11 @@ class LPEngine:
         yi = [int(v) for v in yi]
         if all((r[0] << e) + sum(x * v for x, v in zip(r[1:], yi)) > 0 for r in cons):
             return yf.to(dtype=self.dt, device=self.dev)
+        # a part a few units in the last place thick: all coordinates but one rounded, the last
+        # chosen inside the exact interval left to it
+        pt = _float_point_in([[Fraction(v) for v in r] for r in cons], y)
+        if pt is not None:
+            return torch.tensor(pt, dtype=self.dt, device=self.dev)
         raise DegenerateGeometryError(
             f"unit {u} of max layer {b['l']} wins on a part of a cell that is open in exact arithmetic but "
             "holds no float64 point (thinner than float64's resolution there): no witness can be given")
@@ -1157,16 +1288,16 @@ class LPEngine:
         return torch.cat(self.out_pat).long(), torch.cat(self.out_x), self.n_cells_out
 
     def _verify(self, pat, x, chunk: int = 4096, exact: bool = True):
-        """Every witness strictly inside its region (proven; see the module docstring). With
-        ``exact=False``: a mask of the witnesses float64 proves, nothing raised."""
+        """Every witness strictly inside its region (proven; see the module docstring). A witness that
+        float64 rounding put on or across a wall of a thin region is replaced by one proven inside
+        (:meth:`_verify_exact`), in place. With ``exact=False``: a mask of the witnesses float64
+        proves, nothing raised or replaced."""
         d = self.d
         m1 = d + 1
         box = self.box
-        if box is not None and exact:
+        inside = None
+        if box is not None:
             inside = ((x > box[0]) & (x < box[1])).all(1)
-            if not bool(inside.all()):
-                raise DegenerateGeometryError("a region's witness rounds onto the box's boundary; the region is too "
-                                              "thin for float64 there")
         eye = torch.eye(d, dtype=self.dt, device=self.dev)
         masks = []
         for s in range(0, pat.shape[0], chunk):
@@ -1176,7 +1307,7 @@ class LPEngine:
             S = torch.zeros(C, m1, dtype=self.dt, device=self.dev)
             S[:, 0] = 1
             maps = self.ev.maps(Z, torch.zeros_like(Z), S, p, self.L - 1)
-            good = torch.ones(C, dtype=torch.bool, device=self.dev)
+            good = torch.ones(C, dtype=torch.bool, device=self.dev) if inside is None else inside[s:s + chunk].clone()
             for i, (P, EP) in enumerate(maps):
                 w = p[:, self.net.layer_slice(i)]
                 r, er, mask = rows_of_layer(P, EP, w, self.layers[i].valid)
@@ -1190,19 +1321,75 @@ class LPEngine:
             if not exact:
                 continue
             for t in (~good).nonzero().squeeze(1).tolist():
-                self._verify_exact(p[t], xs[t])
+                xs[t] = self._verify_exact(p[t], xs[t])
         return torch.cat(masks) if masks else torch.zeros(0, dtype=torch.bool, device=self.dev)
 
     def _verify_exact(self, p, x):
-        from relulab.regions._exact import dyadic
+        """The witness ``x`` of pattern ``p``, or a float64 point replacing it, proven strictly inside
+        the region (and the box) in exact rational arithmetic on the float64 data; raises
+        :class:`DegenerateGeometryError` when no float64 point is found inside.
+
+        A witness is a chart point mapped to the input space in float64, so in a region thinner than
+        that rounding (parallel walls 1e-15 apart at distance 0.5 hold a few float64 points between
+        them) it can land on or beyond a wall. The region's exact rows, as affine functions of the
+        offset ``z = x' - x`` from the witness, then give the largest margin ``max t, every row >= t``
+        over a box (:func:`relulab.regions._exact.exact_max_margin`): around ``x`` (radius ``2^-30``
+        and ``2^-10`` times ``max(|x|, R0)``), then around the origin, where float64 is finest
+        (radius ``R0 8^j``, growing), until a box holds part of the region; its optimum, rounded to
+        float64, is checked like any witness."""
+        from relulab.regions._exact import exact_max_margin
 
         self.stats["exact_witnesses"] += 1
+        rows, bad = self._exact_witness_rows(p, x)
+        if not bad:
+            return x
+        if rows is None:
+            raise DegenerateGeometryError(
+                f"the witness of region {p.cpu().tolist()} is not strictly inside it in exact arithmetic "
+                f"(unit {bad[0][1]} of max layer {bad[0][0]}), and the region is not open there")
+        x0 = [Fraction(v) for v in x.tolist()]
+        # the rows as functions of the point x' itself (z = x' - x)
+        rows = [[r[0] - sum(g * v for g, v in zip(r[1:], x0))] + r[1:] for r in rows]
+        scale = max(float(x.abs().max()), float(self.R0))
+        origin = [Fraction(0)] * self.d
+        # boxes around the witness, then around the origin (where float64 is finest), growing
+        tries = [(x0, scale * 2.0**-30), (x0, scale * 2.0**-10)]
+        tries += [(origin, float(self.R0) * 8.0**j) for j in range(-6, 13)]
+        for centre, rad in tries:
+            shifted = [[r[0] + sum(g * v for g, v in zip(r[1:], centre))] + r[1:] for r in rows]
+            try:
+                t, z = exact_max_margin(shifted, [Fraction(rad)] * self.d)
+            except ArithmeticError:  # its pivot budget
+                break
+            if t <= 0:
+                continue
+            pt = _float_point_in(rows, [c + zi for c, zi in zip(centre, z)])
+            if pt is None:
+                continue
+            x2 = torch.tensor(pt, dtype=x.dtype, device=x.device)
+            if not self._exact_witness_rows(p, x2)[1]:
+                self.stats["repaired_witnesses"] = self.stats.get("repaired_witnesses", 0) + 1
+                return x2
+        i, u = bad[0]
+        raise DegenerateGeometryError(
+            f"the witness of region {p.cpu().tolist()} is not strictly inside it in exact arithmetic "
+            f"(unit {u} of max layer {i}) and no float64 point near it is: the region is too thin for float64")
+
+    def _exact_witness_rows(self, p, x):
+        """``(rows, bad)`` for pattern ``p`` at ``x``: the region's rows (and the box's) as exact
+        affine functions ``[c, g...]`` of the offset from ``x`` (c: the value at ``x``), without rows
+        that are no constraint (a piece identical to a higher one); ``bad``: ``(layer, unit)`` of the
+        rows not strictly positive at ``x`` ((-1, -1) for the box), empty when ``x`` is proven inside.
+        ``rows`` is None when some row is a non-positive constant (the region is empty there)."""
+        from relulab.regions._exact import dyadic
+
         d = self.d
         xi, e = dyadic(x)
         Z = np.array([[xi[i]] + [(1 << e) if i == j else 0 for j in range(d)] for i in range(d)], dtype=object)
         pn = p.cpu().numpy()
         maps = self._exact_maps().maps(Z, e, pn, self.L - 1)
-        for i, (Pm, _) in enumerate(maps):
+        rows, bad, empty = [], [], False
+        for i, (Pm, el) in enumerate(maps):
             valid = self.valid_np[i]
             w = pn[self.net.layer_slice(i)]
             for u in range(valid.shape[0]):
@@ -1210,10 +1397,24 @@ class LPEngine:
                     if not valid[u, k] or k == w[u]:
                         continue
                     r = Pm[u, w[u]] - Pm[u, k]
-                    if r[0] > 0:
+                    flat = all(v == 0 for v in r[1:])
+                    if flat and r[0] == 0 and k > w[u]:
                         continue
-                    if k > w[u] and all(v == 0 for v in r):
-                        continue
-                    raise DegenerateGeometryError(
-                        f"the witness of region {pn.tolist()} is not strictly inside it in exact arithmetic "
-                        f"(unit {u} of max layer {i}); the region is too thin for float64")
+                    if r[0] <= 0:
+                        bad.append((i, u))
+                        empty |= flat
+                    rows.append((r, el))
+        box_rows = []
+        if self.box is not None:
+            xf = [Fraction(v) for v in x.tolist()]
+            for j, (lo, hi) in enumerate(zip(self.box[0].tolist(), self.box[1].tolist())):
+                unit = [Fraction(int(i == j)) for i in range(d)]
+                for r in ([xf[j] - Fraction(lo)] + unit, [Fraction(hi) - xf[j]] + [-v for v in unit]):
+                    if r[0] <= 0:
+                        bad.append((-1, -1))
+                    box_rows.append(r)
+        if not bad or empty:
+            return (None if empty else rows), bad
+        # as Fractions only when needed (the margin LP)
+        rows = [[Fraction(v) for v in r] if el is None else [Fraction(int(v), 1 << el) for v in r] for r, el in rows]
+        return rows + box_rows, bad

@@ -97,8 +97,9 @@ limit (a box the facet engine cannot prove, e.g. of extent 1e308, is proven thro
 it meets every region there, each witness verified exactly). A disagreement, or any
 :class:`DegenerateGeometryError` of the vertex engine, hands the count to the facet engine
 (``method="auto"`` without ``neighbours``; otherwise it is raised); a near-degenerate result over
-the budget raises; an unfinished proof leaves the result uncertified with the reason in
-``stats["certificate"]``.
+the budget raises; a count that neither proof settles (the facet engine raises on it too) is raised,
+not returned (``certify=False`` returns it unproven); a proof stopped by a budget leaves the result
+uncertified with the reason in ``stats["certificate"]``.
 Every witness is checked (strict inequalities, and :meth:`PLNet.pattern` except at exact ties); a
 failure triggers an LP (Chebyshev centre) certificate, and if that fails too,
 :class:`DegenerateGeometryError` is raised rather than a count returned.
@@ -252,36 +253,10 @@ class FullSpaceRegions(RegionResult):
     def plot(self, ax=None, extent=None, resolution: int = 300, seed: int = 0):
         """Two-dimensional inputs: the regions in random colours on a grid over ``extent`` (x0, x1,
         y0, y1; default the box, or a window around the witnesses), witnesses as dots."""
-        import matplotlib.pyplot as plt
+        from relulab.regions._plot import plot_regions
 
         self._need_regions("plot")
-        net = self._net
-        if net.input_dim != 2:
-            raise InvalidInputError(f"plot needs a network with 2 inputs, this one has {net.input_dim}")
-        if extent is None:
-            if self.box is not None:
-                (x0, y0), (x1, y1) = self.box
-            else:
-                pts = self.interior_points
-                q = pts.abs().quantile(0.9, dim=0) if pts.shape[0] else torch.ones(2)
-                x1, y1 = (1.5 * q + 1e-9).tolist()
-                x0, y0 = -x1, -y1
-            extent = (x0, x1, y0, y1)
-        x0, x1, y0, y1 = extent
-        gx, gy = torch.meshgrid(torch.linspace(x0, x1, resolution), torch.linspace(y0, y1, resolution), indexing="xy")
-        idx = self.region_of(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).reshape(resolution, resolution)
-        rng = np.random.default_rng(seed)
-        colours = rng.random((max(1, self.count), 3)) * 0.7 + 0.3
-        img = np.where(idx.numpy()[..., None] >= 0, colours[idx.clamp_min(0).numpy()], 1.0)
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 5))
-        ax.imshow(img, origin="lower", extent=extent, interpolation="nearest")
-        pts = self.interior_points.cpu()
-        inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
-        ax.plot(pts[inside, 0], pts[inside, 1], "k.", ms=2)
-        where = "a box" if self.domain == "box" else "R^2 (window)"
-        ax.set_title(f"{self.count} activation regions over {where}")
-        return ax
+        return plot_regions(self, self.region_of, ax, extent, resolution, seed)
 
 
 # ---------------------------------------------------------------------------------------- lookups
@@ -1527,7 +1502,8 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     is raised. ``None`` (default) runs the facet-engine proof up to ``PROOF_WORK`` regions x units
     (a near-degenerate result above it raises, naming the budget); ``True`` runs it whatever the
     size (the time limit still bounds it); ``False`` skips every proof and returns
-    ``certified=False``. ``stats["certificate"]`` says which.
+    ``certified=False``. ``stats["certificate"]`` says which. A complete count that no proof settles
+    raises :class:`DegenerateGeometryError` (unless ``certify=False``).
 
     ``out``: a Parquet file (needs the ``parquet`` extra, pyarrow) that receives every region's
     pattern and proven interior point (:mod:`relulab.regions.regions_file`; read it back with
@@ -1619,7 +1595,7 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
             res.stats["facet_fallback"] = fallback
         _prove(res, eng, net, box, time_limit, memory_budget, t0, fallback, certify)
     except DegenerateGeometryError as e:
-        if isinstance(e, _OverProofBudget):
+        if isinstance(e, (_OverProofBudget, _Unproven)):
             raise
         # the vertex engine's float64 vertices cannot separate this arrangement (its ambiguity band,
         # an inconsistency, or a count its proof refutes): the facet engine, whose every decision is
@@ -1670,6 +1646,10 @@ class _OverProofBudget(DegenerateGeometryError):
     unbudgeted enumeration."""
 
 
+class _Unproven(DegenerateGeometryError):
+    """A count neither proof settles (the facet engine's proof raised already): raised as is."""
+
+
 def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_budget, t0, fallback,
            certify: bool | None = None) -> None:
     """Set ``res.certified`` of a vertex-engine result to a proof, or to False with the reason in
@@ -1681,16 +1661,13 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
     witness interior): when it finds exactly the vertex engine's patterns, the count and patterns
     are proven. It runs with ``max_regions = count + 1``, so a vertex result that misses regions is
     caught without enumerating further; a disagreement raises :class:`DegenerateGeometryError`
-    (a count known to be wrong is never returned). Work is bounded: above ``PROOF_WORK``
+    (a count known to be wrong is never returned), and so does a count neither proof settles (a
+    count not known to be right is not returned either). Work is bounded: above ``PROOF_WORK``
     regions x units, or when the time limit is spent, the result stays uncertified and says so.
     ``linear_count`` is certified only when its gradient equalities are proven too."""
     if not res.complete:
         res.certified = False
         res.stats["certificate"] = f"not proven: incomplete (stopped by {res.stopped_by})"
-        return
-    if fallback is not None:
-        res.certified = False
-        res.stats["certificate"] = f"not proven: the facet engine cannot settle this arrangement ({fallback})"
         return
     if certify is False:
         res.certified = False
@@ -1721,6 +1698,9 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
                 raise DegenerateGeometryError(
                     "the vertex engine's regions differ from the distinct patterns of its proven cells")
         except NotProven as e:
+            if fallback is not None:
+                _unproven(res, f"the facet engine cannot settle this arrangement ({fallback}) and the "
+                               f"vertex engine's own proof fails ({e})")
             res.stats["vertex_proof"] = f"not proven from its own cells ({e}); proven by the facet engine instead"
         else:
             res.stats["proof_seconds"] = time.perf_counter() - t1
@@ -1731,6 +1711,8 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
             return
         finally:
             eng.cells = None
+    if fallback is not None:
+        _unproven(res, f"the facet engine cannot settle this arrangement ({fallback})")
     n = max(1, net.n_units)
     if certify is None and res.count * n > PROOF_WORK and eng.near_zero:
         raise _OverProofBudget(
@@ -1752,11 +1734,8 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
             res.stats["certificate"] = ("proven: every region of R^d (proven enumeration) has an exactly "
                                         "verified witness in the box")
             return
-        # e.g. a part of a cell thinner than float64's resolution in the facet engine's charts (exact
-        # ties, walls of the compactification nearly parallel to a boundary): the count stands unproven
-        res.certified = False
-        res.stats["certificate"] = f"not proven: {e}"
-        return
+        # e.g. walls closer than float64 resolves where they meet: the count cannot be proven
+        _unproven(res, str(e))
     res.stats["proof_seconds"] = time.perf_counter() - t1
     if ref.count > res.count or (ref.complete and not _same_rows(ref.patterns, res.patterns)):
         raise DegenerateGeometryError(
@@ -1770,6 +1749,14 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
     res.certified = not eng.linear_uncertain
     res.stats["certificate"] = ("proven: patterns equal to the facet engine's proven enumeration"
                                 + ("" if res.certified else "; an equality of adjacent gradients is not settled"))
+
+
+def _unproven(res: FullSpaceRegions, why: str) -> None:
+    """A complete count that neither proof settles is raised, never returned unproven (certify=False
+    skips the proofs and returns it, saying so)."""
+    raise _Unproven(
+        f"the vertex engine counted {res.count} regions, but the count cannot be proven: {why}. "
+        "certify=False returns it unproven")
 
 
 def _box_as_space(res: FullSpaceRegions, net, memory_budget, time_limit) -> bool:

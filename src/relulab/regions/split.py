@@ -61,6 +61,10 @@ from relulab.regions._jacobians import equal_gradients
 from relulab.regions._jacobians import gradients_with_bounds as _gradients
 from relulab.results import RegionResult
 
+# apexes tried for the cones over all of R^d (the given or seeded one, then moved ones) when a cell
+# cannot be settled at the first
+CENTRE_TRIES = 2
+
 __all__ = ["split_full_space", "full_space_split", "SplitEnumeration", "box_cells", "balanced_cells", "cone_cells"]
 
 
@@ -72,7 +76,9 @@ class SplitEnumeration(RegionResult):
     number of cells; ``pieces``: region pieces the cells found before merging (>= count: the excess is
     regions crossing walls); ``cell_seconds``: each cell's enumeration time, ``cell_cpu_seconds`` its
     CPU time (steadier than wall time on a shared machine); ``merge_seconds`` / ``merge_cpu_seconds``:
-    the merge; ``executor`` and ``workers`` that ran the cells."""
+    the merge; ``executor`` and ``workers`` that ran the cells; ``cell_certificates``: each cell's
+    proof, or why it has none (``stats["certificate"]`` of :func:`relulab.regions.full_space`);
+    ``apex_moves``: why the cones over R^d were redrawn around a moved apex (empty when they were not)."""
 
     patterns: torch.Tensor
     interior_points: torch.Tensor
@@ -86,6 +92,8 @@ class SplitEnumeration(RegionResult):
     box: tuple | None = None
     cell_cpu_seconds: list = field(default_factory=list)
     merge_cpu_seconds: float = 0.0
+    cell_certificates: list = field(default_factory=list)
+    apex_moves: list = field(default_factory=list)
 
     _summary_fields = ("count", "linear_count", "complete", "certified", "domain", "box", "cells", "pieces",
                        "seconds", "merge_seconds", "executor", "workers")
@@ -100,36 +108,18 @@ class SplitEnumeration(RegionResult):
     def plot(self, ax=None, extent=None, resolution: int = 300, seed: int = 0):
         """Two inputs: the regions in random colours on a grid over ``extent`` (x0, x1, y0, y1;
         default the box, or a window around the witnesses); grid points on a wall stay white."""
-        import matplotlib.pyplot as plt
+        from relulab.regions._plot import plot_regions
 
-        net = self._net
-        if net.input_dim != 2:
-            raise InvalidInputError(f"plot needs a network with 2 inputs, this one has {net.input_dim}")
-        if extent is None:
-            if self.box is not None:
-                (x0, y0), (x1, y1) = self.box
-            else:
-                q = self.interior_points.abs().quantile(0.9, dim=0) if self.count else torch.ones(2)
-                x1, y1 = (1.5 * q + 1e-9).tolist()
-                x0, y0 = -x1, -y1
-            extent = (x0, x1, y0, y1)
-        x0, x1, y0, y1 = extent
-        gx, gy = torch.meshgrid(torch.linspace(x0, x1, resolution, dtype=torch.float64),
-                                torch.linspace(y0, y1, resolution, dtype=torch.float64), indexing="xy")
-        grid = net.pattern(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).long()
-        # region of each grid point by pattern (a point on a wall has a tie pattern listed nowhere)
+        return plot_regions(self, self._grid_regions, ax, extent, resolution, seed, witnesses=False,
+                            suffix=f", {self.cells} cells")
+
+    def _grid_regions(self, pts: torch.Tensor) -> torch.Tensor:
+        """Region of each point by its pattern (-1 for a tie pattern, listed nowhere)."""
+        grid = self._net.pattern(pts.to(self._net.dtype)).long()
         _, inv = torch.unique(torch.cat([self.patterns, grid]), dim=0, return_inverse=True)
         region = torch.full((int(inv.max()) + 1,), -1, dtype=torch.long)
         region[inv[: self.count]] = torch.arange(self.count)
-        idx = region[inv[self.count:]].reshape(resolution, resolution).numpy()
-        colours = np.random.default_rng(seed).random((max(1, self.count), 3)) * 0.7 + 0.3
-        img = np.where(idx[..., None] >= 0, colours[np.maximum(idx, 0)], 1.0)
-        if ax is None:
-            _, ax = plt.subplots(figsize=(5, 5))
-        ax.imshow(img, origin="lower", extent=extent, interpolation="nearest")
-        where = "a box" if self.domain == "box" else "R^2 (window)"
-        ax.set_title(f"{self.count} activation regions over {where}, {self.cells} cells")
-        return ax
+        return region[inv[self.count:]]
 
 
 # ------------------------------------------------------------------ cells
@@ -302,6 +292,7 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None, cer
     return {"patterns": pats.to(torch.int8), "points": xs, "grad": grad, "err": err,
             "bounded": None if bounded is None else bounded[keep], "edges": new[e],
             "complete": bool(r.complete), "certified": bool(r.certified), "stopped_by": r.stopped_by,
+            "certificate": str(r.stats.get("certificate", "")),
             "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
@@ -431,6 +422,51 @@ def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progr
     return out, workers
 
 
+def _box_tasks(boxes, lo):
+    """The cells of the sub-boxes and every cut's whole hyperplane (a superset of the walls: a safe
+    check)."""
+    d = lo.size
+    wall_list = []
+    for i in range(d):
+        for v in sorted({float(a[i]) for a, _ in boxes} - {float(lo[i])}):
+            wall_list.append((np.eye(d)[i], v))
+    return [("box", a, b) for a, b in boxes], wall_list
+
+
+def _moved_cuts(boxes, lo, hi, rng):
+    """The same sub-boxes with every interior cut moved by up to 1e-3 of the box's side (each cut
+    value consistently in every box that has it, order kept): the tiling stays a tiling."""
+    out = [(a.copy(), b.copy()) for a, b in boxes]
+    for i in range(lo.size):
+        cuts = sorted({float(a[i]) for a, _ in boxes} - {float(lo[i])})
+        if not cuts:
+            continue
+        gaps = np.diff([float(lo[i])] + cuts + [float(hi[i])])
+        step = np.minimum(1e-3 * (hi[i] - lo[i]), 0.25 * np.minimum(gaps[:-1], gaps[1:]))
+        new = dict(zip(cuts, np.asarray(cuts) + rng.uniform(-1.0, 1.0, len(cuts)) * step))
+        for a, b in out:
+            a[i] = new.get(float(a[i]), a[i])
+            b[i] = new.get(float(b[i]), b[i])
+    return out
+
+
+def _cone_tasks(cones, c):
+    """The cells of the cones ``cones`` around the apex ``c`` and every facet hyperplane of every cone
+    (spanned by d - 1 generators, through ``c``; as (unit normal, offset), without repeats)."""
+    d = c.size
+    tasks = [("cone", G, c) for G in cones]
+    wall_list = []
+    for G in cones:  # each facet hyperplane of each cone: spanned by d-1 generators, through c
+        for k in range(d):
+            Gk = np.delete(G, k, axis=1)
+            n = np.linalg.svd(Gk.T)[2][-1] if d > 1 else np.ones(1)
+            n = n / np.linalg.norm(n)
+            wall_list.append((n, float(n @ c)))
+    wall_list = list({(tuple(np.round(n * np.sign(n[np.argmax(abs(n))]), 12)), round(t * np.sign(
+        n[np.argmax(abs(n))]), 12)): (n, t) for n, t in wall_list}.values())
+    return tasks, wall_list
+
+
 def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers: int | None = None, ray: bool = False,
                      address: str | None = None, ray_timeout: float | None = None, seed: int = 0, walls=None, centre=None,
                      time_limit: float | None = None, max_regions: int | None = None,
@@ -442,9 +478,12 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
     :func:`relulab.experiments.sweep.connect_ray`), merged exactly (module docstring). The count,
     ``linear_count`` and (R^d) the bounded/unbounded split equal those of the single-process
     enumeration. ``walls`` (box mode: per-axis cut positions) or ``centre`` (R^d: the apex of the
-    cones, best not a vertex of the arrangement, where the cone networks are degenerate enough that
-    the engine may refuse) fix the cells; otherwise they are drawn from ``seed`` (box: with
-    ``balance``, :func:`balanced_cells`, else the grid of :func:`box_cells`).
+    cones; best not a vertex of the arrangement) fix the cells; otherwise they are drawn from ``seed`` (box: with
+    ``balance``, :func:`balanced_cells`, else the grid of :func:`box_cells`). Over R^d, a cell that
+    cannot be settled (a cone wall within rounding of a vertex of the arrangement leaves pieces thinner
+    than float64, or a boundary in a wall) makes the cones be redrawn around a moved apex, up to
+    ``CENTRE_TRIES`` times (``apex_moves`` says why); the regions do not depend on the apex. Boxes
+    likewise move their cuts (by up to 1e-3 of the box's side).
     ``time_limit``/``max_regions`` apply per cell; any cell stopped early makes the result incomplete (and ``linear_count`` None).
     ``certify`` is each cell's proof, as in :func:`relulab.regions.full_space` (``None``: up to its
     work limit; ``True``: always; ``False``: never, and the result is not ``certified``): the merge is
@@ -469,11 +508,7 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
             raise InvalidInputError("box needs finite bounds with lo < hi in every coordinate")
         boxes = (balanced_cells(net, lo, hi, cells, seed) if balance and walls is None and cells > 1
                  else box_cells(lo, hi, cells, seed, walls))
-        tasks = [("box", a, b) for a, b in boxes]
-        wall_list = []
-        for i in range(d):  # every cut's whole hyperplane (a superset of the walls: a safe check)
-            for v in sorted({float(a[i]) for a, _ in boxes} - {float(lo[i])}):
-                wall_list.append((np.eye(d)[i], v))
+        tasks, wall_list = _box_tasks(boxes, lo)
     else:
         # the apex should not be a vertex of the arrangement (bias-free first layers meet at 0): a
         # seeded point near 0 by default; the cone walls may pass through vertices
@@ -482,18 +517,28 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
         if c.size != d or not np.isfinite(c).all():
             raise InvalidInputError(f"centre must be {d} finite numbers")
         cones = cone_cells(d, cells, seed)
-        tasks = [("cone", G, c) for G in cones]
-        wall_list = []
-        for G in cones:  # each facet hyperplane of each cone: spanned by d-1 generators, through c
-            for k in range(d):
-                Gk = np.delete(G, k, axis=1)
-                n = np.linalg.svd(Gk.T)[2][-1] if d > 1 else np.ones(1)
-                n = n / np.linalg.norm(n)
-                wall_list.append((n, float(n @ c)))
-        wall_list = list({(tuple(np.round(n * np.sign(n[np.argmax(abs(n))]), 12)), round(t * np.sign(
-            n[np.argmax(abs(n))]), 12)): (n, t) for n, t in wall_list}.values())
-    parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress, ray_timeout,
-                             wall_list if check_walls else None, certify)
+        tasks, wall_list = _cone_tasks(cones, c)
+    moved = []
+    for attempt in range(CENTRE_TRIES + 1):
+        try:
+            parts, used = _run_cells(net, tasks, workers, ray, address, time_limit, max_regions, progress,
+                                     ray_timeout, wall_list if check_walls else None, certify)
+            break
+        except DegenerateGeometryError as e:
+            # a cone wall within rounding of a vertex of the arrangement (or along a boundary) makes a
+            # cell's pieces thinner than float64 or hides an adjacency; the regions do not depend on
+            # the apex, so the cones are redrawn around a moved one
+            if attempt == CENTRE_TRIES:
+                raise
+            moved.append(str(e))
+            rng = np.random.default_rng([seed, 2, attempt])
+            if box is not None:
+                boxes = _moved_cuts(boxes, lo, hi, rng)
+                tasks, wall_list = _box_tasks(boxes, lo)
+            else:
+                c = c + rng.standard_normal(d) * 1e-2 * (1.0 + np.abs(c).max())
+                tasks, wall_list = _cone_tasks(cones, c)
+
     t1, c1 = time.perf_counter(), time.process_time()
     patterns, xw, bounded, count, linear, linear_certain = _merge(parts, box is None, net)
     complete = all(p["complete"] for p in parts)
@@ -506,7 +551,8 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
         patterns=patterns, interior_points=xw, bounded=bounded, cells=len(tasks),
         pieces=int(sum(p["patterns"].shape[0] for p in parts)), cell_seconds=[p["seconds"] for p in parts],
         merge_seconds=t2 - t1, merge_cpu_seconds=time.process_time() - c1,
-        cell_cpu_seconds=[p["cpu_seconds"] for p in parts], executor="ray" if ray else ("local" if used > 1 else "in-process"), workers=used,
+        cell_cpu_seconds=[p["cpu_seconds"] for p in parts], cell_certificates=[p["certificate"] for p in parts], apex_moves=moved,
+        executor="ray" if ray else ("local" if used > 1 else "in-process"), workers=used,
         box=None if box is None else (lo.tolist(), hi.tolist()))
     res._net = net
     return res
