@@ -94,7 +94,7 @@ def main(argv=None):
     if args.json:
         print(json.dumps(out, indent=1))
         return
-    print("\n== polishing to |grad| <= 1e-12 (median of repeats, one thread) ==")
+    print("\n== polishing to |grad| <= 1e-12 (median of repeats, threads chosen by the engine) ==")
     print(f"{'d':>3} {'target':<17} {'isotropy':<18} {'loss':>12} {'perturb':>8} {'median s':>9} {'iters':>6} {'|grad|':>10} {'dist':>9}")
     for r in out["polish"]:
         loss = 0.0 if abs(r["loss"]) < 5e-11 else r["loss"]

@@ -475,7 +475,7 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
     """Activation regions of ``net`` over ``box = (lo, hi)`` or all of R^d (``box=None``), enumerated
     in ``cells`` independent cells on ``workers`` local processes (1: in this process) or on Ray
     (``ray=True``; ``address`` joins a cluster, ``ray_timeout`` bounds a local start: see
-    :func:`relulab.experiments.sweep.connect_ray`), merged exactly (module docstring). The count,
+    :func:`relulab.core.executors.connect_ray`), merged exactly (module docstring). The count,
     ``linear_count`` and (R^d) the bounded/unbounded split equal those of the single-process
     enumeration. ``walls`` (box mode: per-axis cut positions) or ``centre`` (R^d: the apex of the
     cones; best not a vertex of the arrangement) fix the cells; otherwise they are drawn from ``seed`` (box: with
