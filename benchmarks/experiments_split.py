@@ -71,7 +71,7 @@ def main():
     t_single, c_single = time.perf_counter() - t, cpu() - c
     print(f"net {args.dim}-{'-'.join([str(args.width)] * args.depth)}-1, domain "
           f"{'R^d' if box is None else f'box [-{args.half_side}, {args.half_side}]^{args.dim}'}: "
-          f"{ref.count} regions, {ref.linear_count} linear; single process {t_single:.1f} s ({c_single:.1f} CPU s; {load()})", flush=True)
+          f"{ref.count} regions, {ref.linear_count} linear, certified {ref.certified}; single process {t_single:.1f} s ({c_single:.1f} CPU s; {load()})", flush=True)
     for workers in (1, 2):
         c = cpu()
         s = split_full_space(net, box=box, cells=args.cells, workers=workers, balance=not args.grid)
