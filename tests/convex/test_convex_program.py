@@ -177,7 +177,7 @@ def test_bad_input():
 def test_missing_extra_names_it(monkeypatch):
     import importlib
 
-    from relulab.experiments.extras import MissingExtraError
+    from relulab.core.extras import MissingExtraError
 
     real = importlib.import_module
 

@@ -155,7 +155,7 @@ def test_ray_killed_worker_and_failures(tmp_path, ray_local):
 
 
 def test_missing_extras_are_named(tmp_path, monkeypatch):
-    from relulab.experiments.extras import MissingExtraError
+    from relulab.core.extras import MissingExtraError
 
     s = spec(tmp_path, 'experiment = "calibration"\n[parameters]\nindex = [1]\n')
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed

@@ -533,12 +533,12 @@ class ConvexSolution(Result):
 
 
 def _cvxpy(solver: str):
-    from relulab.experiments.extras import require
+    from relulab.core.extras import require
 
     cp = require("cvxpy", "relulab.convex")
     name = {"clarabel": "CLARABEL", "scs": "SCS"}[solver]
     if name not in cp.installed_solvers():
-        from relulab.experiments.extras import MissingExtraError
+        from relulab.core.extras import MissingExtraError
 
         raise MissingExtraError(f"relulab.convex with solver={solver!r} needs the solver package {solver!r}: "
                                 "pip install 'relulab[convex]'")

@@ -1,5 +1,5 @@
-"""Optional extras: the error and the import helper live in :mod:`relulab.core.extras` (engines
-outside the experiments use them too); their names stay importable from here."""
+"""The public name ``relulab.experiments.MissingExtraError`` (code that catches it keeps working); the
+error and the import helper live in :mod:`relulab.core.extras`, where relulab itself imports them."""
 
 from relulab.core.extras import EXTRAS, MissingExtraError, require
 

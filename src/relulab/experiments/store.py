@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from relulab.core.files import atomic_save, atomic_write
-from relulab.experiments.extras import require
+from relulab.core.extras import require
 
 __all__ = ["task_id", "write_rows", "write_failure", "finished", "failures", "read_table", "merge", "row_count"]
 

@@ -30,7 +30,7 @@ FORMAT = "relulab-regions-1"
 
 
 def _pa(what: str):
-    from relulab.experiments.extras import require
+    from relulab.core.extras import require
 
     pa = require("pyarrow", what)
     return pa, require("pyarrow.parquet", what)
