@@ -398,3 +398,70 @@ def test_sign_answers_like_the_lps(monkeypatch, act):
     assert ref.stats["sign_no"] == 0 and ref.certified
     assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
     check_witnesses(net, res)
+
+
+def test_identity_solver_exact_on_identities_and_near_identities():
+    """The input-space identity test accepts exactly the vectors that a nonnegative combination of
+    the rows cancels: an identity, not a near-identity one unit off in the constant, not one that
+    needs a negative multiplier (reference: the identity built from known multipliers)."""
+    import relulab.regions._enum_lp as E
+
+    eng = E.LPEngine.__new__(E.LPEngine)
+    eng.d = 3
+    big = 1 << 120
+    r1, r2, r3 = [big + 7, 3, -5 * big, 11], [-2, big, 9, -big], [5, 5, big // 3, 1]
+    q = [-(a + 2 * b + 3 * c) for a, b, c in zip(r1, r2, r3)]
+    assert eng._solve_identity([r1, r2, r3], [q])
+    assert eng._solve_identity([r1, r2, r3, [1, 0, 0, 0]], [q])
+    near = [q[0] + 1] + q[1:]  # F = 1 identically: not an identity (p_a - p_b > p_b - p_b somewhere)
+    assert not eng._solve_identity([r1, r2, r3], [near])
+    neg = [-(a - 2 * b + 3 * c) for a, b, c in zip(r1, r2, r3)]  # needs lam_2 = -2
+    assert not eng._solve_identity([r1, r2, r3], [neg])
+    # the constant row s absorbs a negative constant only: q + s = 0 needs q = -1
+    assert eng._solve_identity([[1, 0, 0, 0]], [[-1, 0, 0, 0]])
+    assert not eng._solve_identity([[1, 0, 0, 0]], [[1, 0, 0, 0]])
+
+
+def test_identity_answers_are_proven_by_the_exact_lp(monkeypatch):
+    """Every "no" proven by an input-space identity is confirmed by the exact largest-margin LP in
+    rational arithmetic (no identity involved), on a deep net where the identities occur; and the
+    identity test refuses every decision whose part is open (a "yes" of the LPs), given all the
+    cell's rows. Counts equal those of the chart certificates alone and of brute force."""
+    import relulab.regions._enum_lp as E
+
+    checked = {"no": 0, "yes": 0, "all": 0}
+    orig_id = E.LPEngine._identity_x
+    orig_chunk = E.LPEngine._piece_lps_chunk
+
+    def identity_x(self, u, a, pat, lr, lq, b):
+        ok = orig_id(self, u, a, pat, lr, lq, b)
+        if ok and checked["no"] < 40:
+            c = int(np.flatnonzero((b["pat"].long().cpu().numpy() == pat).all(1))[0])
+            t = torch.tensor
+            assert self._exact_interior(0, t([c]), t([u]), t([a]), b) is None
+            checked["no"] += 1
+        checked["all"] += ok
+        return ok
+
+    def chunk(self, R, ER, P, EP, b, cell, unit, piece, valid, check):
+        out = orig_chunk(self, R, ER, P, EP, b, cell, unit, piece, valid, check)
+        pats = b["pat"].long().cpu().numpy()
+        for i in out[0].nonzero().squeeze(1).tolist()[:20]:
+            K = P.shape[2]
+            assert not orig_id(self, int(unit[i]), int(piece[i]), pats[int(cell[i])], np.ones(R.shape[1]),
+                               np.ones(K), b)
+            checked["yes"] += 1
+        return out
+
+    monkeypatch.setattr(E.LPEngine, "_identity_x", identity_x)
+    monkeypatch.setattr(E.LPEngine, "_piece_lps_chunk", chunk)
+    net = plnet(mlp([3, 4, 4, 3, 1], seed=1), 3)
+    res = full_space(net, method="facet")
+    assert res.complete and res.certified
+    assert checked["no"] > 0 and checked["yes"] > 0 and res.stats["identities"] == checked["all"]
+    monkeypatch.setattr(E.LPEngine, "_piece_lps_chunk", orig_chunk)
+    monkeypatch.setattr(E, "USE_IDENTITY", False)
+    ref = full_space(net, method="facet")
+    assert ref.stats["identities"] == 0 and ref.certified
+    assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
+    check_witnesses(net, res)

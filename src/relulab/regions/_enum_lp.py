@@ -84,6 +84,8 @@ USE_SIMPLEX = True
 USE_DUAL = True
 # decide by exact signs where the layers allow it (see LPEngine._sign_no)
 USE_SIGNS = True
+# prove a "no" first by an exact identity in the input space (see LPEngine._identity_x)
+USE_IDENTITY = True
 
 
 class Charts:
@@ -304,9 +306,10 @@ class LPEngine:
         self.keys = torch.zeros(0, self.words, dtype=torch.long, device=self.dev)
         self.hkeys = torch.zeros(0, dtype=torch.long, device=self.dev)
         self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
-                      "exact_cached": 0, "simplex_no": 0, "sign_no": 0}
+                      "exact_cached": 0, "simplex_no": 0, "sign_no": 0, "identities": 0}
         self._cert_cache = {}
         self._signs = [self._sign_tables(l) for l in range(self.L)]
+        self._zid = np.array([[0] + [1 if i == j else 0 for j in range(d)] for i in range(d)], dtype=object)
         budgeted = max_regions is not None or time_limit is not None
         self.cap = 8 if budgeted else 2048
         self.cap_max = 2048
@@ -920,6 +923,9 @@ class LPEngine:
         multipliers that are rounding noise (their exact values are 0); supports without the
         smallest ones are tried too."""
         self.stats["exact_certificates"] += 1
+        if USE_IDENTITY and self._identity_x(u, a, pat, lr, lq, b):
+            self.stats["identities"] += 1
+            return True
         l = b["l"]
         rows = None
         top = float(max(lr.max(initial=0.0), lq.max(initial=0.0)))
@@ -952,6 +958,92 @@ class LPEngine:
             if ok:
                 return True
         return False
+
+    def _identity_x(self, u, a, pat, lr, lq, b) -> bool:
+        """The certificate of a "no" as an exact identity in the input space: nonnegative
+        multipliers on the network rows of the float support (chart rows other than the bias scale
+        ``s`` left out) and on ``s``, with ``sum lam_i r_i + lam_s + sum nu_b (p_a - p_b) = 0``
+        identically in ``x`` and ``sum nu_b = 1``. Every chart row is its function of ``x`` times
+        ``s > 0`` (``s`` itself is ``s`` times 1), so this is the chart identity ``F = 0`` without the
+        chart: the rows are the exact maps of ``x`` (dyadic integers, each column scaled by its own
+        positive power of two), smaller than their chart forms, and no chart row but ``s`` enters
+        the elimination. The boundaries that touch a cell only at infinity or along a face where
+        earlier units bend give exactly such identities; anything else (``F`` a negative constant,
+        or a support that needs a cone row) is left to the chart's certificate."""
+        l = b["l"]
+        nc = self.charts.rows.shape[1]
+        top = float(max(lr.max(initial=0.0), lq.max(initial=0.0)))
+        sup_q = np.flatnonzero(lq > 0).tolist()
+        if not sup_q:
+            return False
+        off = self.net.unit_offsets[l]
+        maps = self._exact_maps().maps(self._zid, 0, pat, l, key=(pat[:off].tobytes(), l))
+        Pl, el = maps[l]
+        if el is None:
+            return False
+        valid_l = self.valid_np[l]
+        qcols = []
+        for kk in sup_q:
+            if not valid_l[u, kk] or kk == a:
+                return False
+            qc = Pl[u, a] - Pl[u, kk]
+            if not any(qc):
+                return False  # identical pieces: the lowest-index rule, not an identity, decides
+            qcols.append(qc)
+        d = self.d
+        for cut in (0.0, 1e-10):
+            sup = np.flatnonzero(lr > cut * top).tolist()
+            cols = []
+            for j in sup:
+                if j < nc:
+                    if self.charts.cube or j != d:
+                        break  # a cone or box row: the chart's certificate decides
+                    cols.append([1] + [0] * d)
+                    continue
+                loc = self._row_loc(pat, l, b["stage"], j - nc)
+                if loc is None:
+                    break
+                i, uu, kk, w = loc
+                Pm = maps[i][0]
+                cols.append(Pm[uu, w] - Pm[uu, kk])
+            else:
+                if self._solve_identity(cols, qcols):
+                    return True
+        return False
+
+    def _row_loc(self, pat, l, stage, j):
+        """``(layer, unit, other piece, winner)`` of network row ``j`` of a cell (in the order of
+        :meth:`_cell_rows`), or None for a zero row."""
+        for i in range(l + 1):
+            if i == l and stage == "start":
+                break
+            Uu, K = self.valid_np[i].shape
+            n = Uu * (K - 1)
+            if j < n:
+                uu, sl = divmod(j, K - 1)
+                w = int(pat[self.net.unit_offsets[i] + uu])
+                kk = sl + int(sl >= w)
+                if w < 0 or not self.valid_np[i][uu, kk]:
+                    return None
+                return i, uu, kk, w
+            j -= n
+        return None
+
+    def _solve_identity(self, cols, qcols) -> bool:
+        """Whether nonnegative ``lam`` (on ``cols``) and ``nu`` (on ``qcols``, summing to 1) make
+        ``sum lam_i col_i + sum nu_b qcol_b`` the zero vector, in integers (one elimination)."""
+        allc = [[int(v) for v in c] for c in cols + qcols]
+        allc = [[v >> t for v in c] for c in allc
+                for t in [min(((v & -v).bit_length() - 1 for v in c if v), default=0)]]
+        n = len(allc)
+        M = [[c[k] for c in allc] for k in range(self.d + 1)]
+        M.append([0] * len(cols) + [1] * len(qcols))
+        sol = int_solve_den(M, [0] * (self.d + 1) + [1])
+        if sol is None:
+            return False
+        nums, den = sol
+        sg = 1 if den > 0 else -1
+        return len(nums) == n and all(v * sg >= 0 for v in nums)
 
     def _winner_part(self, wf, wcentre, rc, u, win, b):
         """Whether the part of each split cell ``rc`` where its witness's winner wins is open, where
