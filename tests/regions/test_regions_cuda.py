@@ -6,29 +6,18 @@ identical; the result tensors live on the network's device.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
-from torch import nn
-
 import relulab
 from relulab.regions import full_space, on_line, on_plane
+
+from test_full_space import mlp
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def _net(widths, seed, device):
-    g = torch.Generator().manual_seed(seed)
-    layers = []
-    for i in range(len(widths) - 1):
-        lin = nn.Linear(widths[i], widths[i + 1]).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g, dtype=torch.float64) / math.sqrt(widths[i]))
-            lin.bias.copy_(torch.randn(lin.bias.shape, generator=g, dtype=torch.float64))
-        layers += [lin, nn.ReLU()]
-    net = relulab.PLNet.from_torch(nn.Sequential(*layers[:-1]), (widths[0],))
-    return net.to(device)
+    return relulab.PLNet.from_torch(mlp(widths, seed=seed), (widths[0],)).to(device)
 
 
 def _rows(t):
