@@ -526,3 +526,34 @@ def test_identity_answers_are_proven_by_the_exact_lp(monkeypatch):
     assert ref.stats["identities"] == 0 and ref.certified
     assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
     check_witnesses(net, res)
+
+
+def test_identities_shared_across_charts_are_proven_by_the_exact_lp(monkeypatch):
+    """A "no" proven by an input-space identity in one chart's cell of a region answers the same
+    decision in the region's cells of the other charts (no LP): each such answer is confirmed by the
+    exact largest-margin LP of that cell, and the regions equal those found without sharing and by
+    brute force. A time limit keeps the batches small, so that the charts' cells come one after
+    another."""
+    import relulab.regions._enum_lp as E
+
+    checked = {"n": 0}
+    orig = E.LPEngine._known_no
+
+    def known_no(self, b, cell, unit, piece):
+        hit = orig(self, b, cell, unit, piece)
+        for i in hit.nonzero().squeeze(1).tolist():
+            if checked["n"] < 40:
+                assert self._exact_interior(i, cell, unit, piece, b) is None
+            checked["n"] += 1
+        return hit
+
+    monkeypatch.setattr(E.LPEngine, "_known_no", known_no)
+    net = plnet(mlp([3, 4, 4, 3, 1], seed=1), 3)
+    res = full_space(net, method="facet", time_limit=1e4)
+    assert res.complete and res.certified
+    assert res.stats["shared_no"] > 0 and checked["n"] >= res.stats["shared_no"]
+    monkeypatch.setattr(E, "USE_SHARED_NO", False)
+    ref = full_space(net, method="facet", time_limit=1e4)
+    assert ref.stats["shared_no"] == 0 and ref.certified and ref.stats["lps"] > res.stats["lps"]
+    assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
+    check_witnesses(net, res)

@@ -86,6 +86,10 @@ USE_DUAL = True
 USE_SIGNS = True
 # prove a "no" first by an exact identity in the input space (see LPEngine._identity_system)
 USE_IDENTITY = True
+# reuse such identities in the region's cells of other charts (see LPEngine._known_no)
+USE_SHARED_NO = True
+# decisions kept for that (their keys hold the region's pattern; the set is emptied when full)
+SHARED_NO_MAX = 100_000
 
 
 class Charts:
@@ -306,9 +310,11 @@ class LPEngine:
         self.keys = torch.zeros(0, self.words, dtype=torch.long, device=self.dev)
         self.hkeys = torch.zeros(0, dtype=torch.long, device=self.dev)
         self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
-                      "exact_cached": 0, "simplex_no": 0, "sign_no": 0, "identities": 0}
+                      "exact_cached": 0, "simplex_no": 0, "sign_no": 0, "identities": 0,
+                      "shared_no": 0}
         self._cert_cache = {}
         self._signs = [self._sign_tables(l) for l in range(self.L)]
+        self._shared_no = set()
         self._zid = np.array([[0] + [1 if i == j else 0 for j in range(d)] for i in range(d)], dtype=object)
         budgeted = max_regions is not None or time_limit is not None
         self.cap = 8 if budgeted else 2048
@@ -653,6 +659,17 @@ class LPEngine:
         other = 1 - piece
         return usable & (ka != 0) & (kj <= 0).all(1) & (kc <= 0) & ((piece > other) | (kc < 0))
 
+    def _known_no(self, b, cell, unit, piece):
+        """Start-stage decisions already proven "no" by an input-space identity in another cell of
+        the same region of layers ``< l`` (another chart): see :meth:`_identity_system`. Such an
+        identity ``p_a - p_b + sum lam_i r_i + lam_s = 0`` uses only rows of those layers and the
+        constant, so ``p_a <= p_b`` on the whole region, hence on every cell of it."""
+        off = self.net.unit_offsets[b["l"]]
+        pre = b["pat"][cell][:, :off].to(torch.int8).cpu().numpy()
+        known = self._shared_no
+        hit = [(u, a, p.tobytes()) in known for u, a, p in zip(unit.tolist(), piece.tolist(), pre)]
+        return torch.tensor(hit, dtype=torch.bool, device=self.dev)
+
     # ------------------------------------------------------------------ LPs
     def _piece_lps(self, R, ER, P, EP, b, cell, unit, piece, valid, check: bool):
         """For LP t: does piece ``piece[t]`` of unit ``unit[t]`` win on an open part of cell
@@ -747,6 +764,11 @@ class LPEngine:
             proven = self._sign_no(b, cell, unit, piece) & run
             self.stats["sign_no"] += int(proven.sum())
             run &= ~proven
+        if check and USE_SHARED_NO and b["stage"] == "start" and self._shared_no:
+            sh_no = self._known_no(b, cell, unit, piece) & run
+            self.stats["shared_no"] += int(sh_no.sum())
+            proven |= sh_no
+            run &= ~sh_no
         if check and USE_SIMPLEX:
             sx_no = self._simplex_no(rows, erows, rn, rel, q, eq, qn, relq, b, cell, run)
             proven |= sx_no
@@ -892,6 +914,15 @@ class LPEngine:
             systems = [self._identity_system(u, a, pat, lr_, lq_, b) for _, _, u, a, _, pat, lr_, lq_ in info]
             done = solve_identities(systems, self.d)
             self.stats["identities"] += sum(done)
+            if USE_SHARED_NO and b["stage"] == "start":
+                # an identity over the rows of layers < l holds on the whole region of those layers:
+                # the same decision in the region's cells of other charts is proven by it
+                if len(self._shared_no) > SHARED_NO_MAX:
+                    self._shared_no.clear()
+                off = self.net.unit_offsets[b["l"]]
+                for (_, _, u, a, _, pat, _, _), ok in zip(info, done):
+                    if ok:
+                        self._shared_no.add((u, a, pat[:off].astype(np.int8).tobytes()))
         for (i, c, u, a, k, pat, lr_, lq_), ok in zip(info, done):
             if not ok and not self._certify_exact(c, u, a, k, pat, lr_, lq_, b):
                 open_.append(i)
