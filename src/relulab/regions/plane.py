@@ -616,6 +616,42 @@ def _disc_sides(D, Dabs, ref, rho, centre, rtol):
     return dref, sure
 
 
+def _line_rows(Zc, coef, relu):
+    """``rows(p, u)``: the tie lines ``D = c1 z - c0 z`` of two-piece units ``u`` on polygons ``p``
+    (local form, from the maps ``Zc`` (A, U, 3)) and ``|c1 z| + |c0 z|`` (bounds D's rounding)."""
+    def rows(p, u):
+        z = Zc[p, u]
+        if relu:
+            return z, z.abs()
+        d0, d1 = z * coef[u, 0][..., None], z * coef[u, 1][..., None]
+        return d1 - d0, d1.abs() + d0.abs()
+    return rows
+
+
+def _disc_sides_maps(Zc, coef, relu, ref, rho, centre, rtol):
+    """:func:`_disc_sides` for every two-piece unit of every polygon at once, from the maps ``Zc``
+    (A, U, 3) (a view of (3, A, U) memory): with ``x = (1, ref - centre)`` and
+    ``b = (rtol, rho + rtol reach_s, rho + rtol reach_t)`` (per polygon), the value at ``ref`` is
+    ``(c1 - c0) (z . x)`` and the test's bound is ``(|c0| + |c1|) (|z| . b)`` (two batched products:
+    one pass over the maps each, instead of a dozen elementwise passes). It bounds the other form's
+    terms: ``|c1 z - c0 z| <= |c1 z| + |c0 z| = (|c0| + |c1|) |z|``; the factor ``1 + 1e-9`` covers
+    the rounding of the bound itself. A filter only: pairs it leaves are tested at the vertices."""
+    off = ref - centre
+    x = torch.stack([torch.ones_like(off[:, 0]), off[:, 0], off[:, 1]], 1)[:, None]  # (A, 1, 3)
+    zt = Zc.permute(0, 2, 1)  # (A, 3, U)
+    dref = torch.bmm(x, zt)[:, 0]  # (A, U)
+    reach = off.abs() + ref.abs() + 2 * rho[:, None]
+    b = torch.stack([torch.full_like(rho, rtol), rho + rtol * reach[:, 0], rho + rtol * reach[:, 1]], 1)
+    bound = torch.bmm(b[:, None].mul_(1 + 1e-9), zt.abs())[:, 0]
+    if not relu:
+        dref.mul_(coef[:, 1] - coef[:, 0])
+        bound.mul_(coef[:, 0].abs() + coef[:, 1].abs())
+    sure = dref.abs() > bound
+    if not bool(torch.isfinite(dref.abs().amax() + bound.amax())):
+        raise _Overflow
+    return dref, sure
+
+
 def _discs(V, n):
     """Vertex means (A, 2) and the radius (A,) of the disc about them holding every vertex."""
     ref = _means(V[..., :2], n)
@@ -760,16 +796,10 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             cen = centre.expand(A0, 2)
             fast = Z is not None and two and layer.elementwise_units
             if fast:
-                # two pieces c0 z, c1 z of feature j: D = c1 z - c0 z straight from the maps (the same
-                # float operations as through the pieces' table, which is never built)
+                # two pieces c0 z, c1 z of feature j: D = c1 z - c0 z straight from the maps, formed for
+                # the (polygon, unit) pairs that need it only (the same float operations as through
+                # the pieces' table, which is never built)
                 Zc = Z[c0:c1]
-                c_0, c_1 = layer.coef[None, :, 0, None], layer.coef[None, :, 1, None]
-                if relu:
-                    D, Dabs = Zc, Zc.abs()
-                else:
-                    D0, D1 = Zc * c_0, Zc * c_1
-                    D, Dabs = D1 - D0, D1.abs() + D0.abs()
-                    del D0, D1
                 coef = None
             elif Z is not None:
                 Zc = Z[c0:c1]
@@ -792,21 +822,30 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             crossing = torch.zeros(A0, U, dtype=torch.bool, device=dev)
             lp = torch.full((A0, U), -1, dtype=pdtype, device=dev)
             if two:
-                if not fast:
+                if fast:
+                    rows = _line_rows(Zc, layer.coef, relu)
+                else:
                     D = coef[:, :, 1] - coef[:, :, 0]  # (A0, U, 3)
                     Dabs = coef[:, :, 1].abs() + coef[:, :, 0].abs()  # bounds the rounding of D
+
+                    def rows(p, u, D=D, Dabs=Dabs):
+                        return D[p, u], Dabs[p, u]
                 # a unit cannot cross a polygon whose circumscribed disc (about its vertex mean)
                 # it misses by more than the largest vertex tolerance; only the others are tested
                 # at the vertices
                 ref, rho = _discs(Vp, np_)
-                dref, sure = _disc_sides(D, Dabs, ref, rho, centre, rtol)
+                if fast:
+                    dref, sure = _disc_sides_maps(Zc, layer.coef, relu, ref, rho, centre, rtol)
+                else:
+                    dref, sure = _disc_sides(D, Dabs, ref, rho, centre, rtol)
                 lp = torch.where(sure, (dref > 0).to(pdtype), lp)
                 q, w = (~sure).nonzero(as_tuple=True)
                 sub = max(1, _BLOCK // max(1, Vp.shape[1]))
                 for a in range(0, q.numel(), sub):
                     qa, wa = q[a:a + sub], w[a:a + sub]
-                    dv = _eval_affine(D[qa, wa], cen[qa], Vp[qa])  # (Q, M)
-                    tv = _vtol(Dabs[qa, wa], cen[qa], Vp[qa], rtol)
+                    Dq, Dq_abs = rows(qa, wa)
+                    dv = _eval_affine(Dq, cen[qa], Vp[qa])  # (Q, M)
+                    tv = _vtol(Dq_abs, cen[qa], Vp[qa], rtol)
                     mx, mn = dv.amax(1), dv.amin(1)
                     cr = (dv > tv).any(1) & (dv < -tv).any(1)
                     crossing[qa, wa] = cr
@@ -854,8 +893,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                     ks = qw[:, None] + torch.arange(B, device=dev)
                     inb = ks < ncand[pw][:, None]
                     units = cand[pw[:, None], ks.clamp(max=cand.shape[1] - 1)]
-                    dref, sure = _disc_sides(D[pw[:, None], units], Dabs[pw[:, None], units], W.ref[act], W.rho[act],
-                                             centre, rtol)
+                    dref, sure = _disc_sides(*rows(pw[:, None], units), W.ref[act], W.rho[act], centre, rtol)
                     sure &= inb
                     open_ = ~sure
                     nsure = torch.where(open_.any(1), open_.to(torch.int8).argmax(1), B)
@@ -874,8 +912,9 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 Vw, nw, Ew = W.V[todo, :Mw], W.n[todo], W.E[todo, :Mw]
                 ca = centre.expand(todo.numel(), 2)
                 if two and todo.numel():
-                    d = _eval_affine(D[pw, unit], ca, Vw)
-                    tl = _vtol(Dabs[pw, unit], ca, Vw, rtol)  # (A, M)
+                    Du, Du_abs = rows(pw, unit)
+                    d = _eval_affine(Du, ca, Vw)
+                    tl = _vtol(Du_abs, ca, Vw, rtol)  # (A, M)
                     mx, mn = d.amax(1), d.amin(1)
                     split = (d > tl).any(1) & (d < -tl).any(1)
                     ns = ~split
@@ -884,7 +923,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                         sp = split.nonzero(as_tuple=True)[0]
                         ia, us = todo[sp], unit[sp]
                         lab = lbase + pw[sp] * U + us
-                        cl = _global_line(D[pw[sp], us], ca[sp])
+                        cl = _global_line(Du[sp], ca[sp])
                         (Vp1, n1, E1, _), (Vm1, m1, F1, _) = _cut(Vw[sp], nw[sp], Ew[sp], d[sp], tl[sp], lab, cl,
                                                                  sides=(1, -1))
                         l0 = W.lp[ia].clone()
