@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -719,7 +720,8 @@ def _winner_coef(layer, w):
 
 def _low_rank_pays(pairs: int, parents: int, children: int, units: int) -> bool:
     """Whether children's maps from their parents' plus corrections beat one product per child: the
-    corrections (index_add) cost several multiply-adds of a matrix product per element."""
+    corrections (a sparse product and the gather of the parents' rows) cost several multiply-adds of a
+    matrix product per element."""
     return 8 * pairs + parents * units < children * units
 
 
@@ -729,20 +731,24 @@ def _children_maps(base, parent, q, j, y, weight_t):
     ``base`` (3, A, w): ``L (c_b * z) + b`` per parent, the next layer applied to the parent's
     features with the coefficient of every unit that varies among its children set to 0;
     ``parent`` (C,) each child's parent; pairs ``(q, j)`` (Q,): child ``q`` has the nonzero term
-    ``y`` (Q, 3) from varying unit ``j`` (sorted by child). Returns (3, C, w):
-    ``sum_pairs L[:, j] y + base[parent]``,
-    the corrections summed first (each child's map is then a sum of the same products as
-    ``L (c * z) + b`` with its own coefficients, in another order: the same rounding-error bound)."""
+    ``y`` (Q, 3) from varying unit ``j`` (sorted by child, then unit). Returns (3, C, w):
+    ``base[parent] + S L^T`` with ``S`` (3C, U) the sparse matrix of the terms ``y`` (one sparse
+    product: each term costs one row of ``L^T``, and no (Q, w) temporaries are built). Each child's
+    map is a sum of the same products as ``L (c * z) + b`` with its own coefficients, in another
+    order: the same rounding-error bound."""
+    C = parent.numel()
     out = base.index_select(1, parent)
     if not q.numel():
         return out
-    kids, inv = torch.unique_consecutive(q, return_inverse=True)  # q is sorted (nonzero's row order)
-    corr = base.new_zeros(3, kids.numel(), base.shape[2])
-    step = max(1, _BLOCK // max(1, 3 * base.shape[2]))
-    for a in range(0, q.numel(), step):
-        jb = j[a:a + step]
-        corr.index_add_(1, inv[a:a + step], y[a:a + step].T[:, :, None] * weight_t[jb][None])
-    return out.index_add_(1, kids, corr)
+    Q = q.numel()
+    start = torch.zeros(C + 1, dtype=torch.long, device=q.device)
+    start[1:] = torch.bincount(q, minlength=C).cumsum(0)
+    crow = torch.cat([start[:-1], start[:-1] + Q, start + 2 * Q])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse")
+        S = torch.sparse_csr_tensor(crow, j.repeat(3), y.T.reshape(-1), (3 * C, weight_t.shape[0]))
+        flat = out.view(3 * C, -1)
+        return torch.addmm(flat, S, weight_t).view(3, C, -1)
 
 
 def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=None):
