@@ -365,29 +365,30 @@ def _cut(V, n, E, d, tol, new_label, cutline, sides=(1,)):
     inside = ((Xl >= torch.minimum(P, Pn) - slack) & (Xl <= torch.maximum(P, Pn) + slack)).all(-1)
     X = torch.where((cross & (det != 0) & inside)[..., None], Xl, X)
     lines = V[..., 2:]
-    cut = cutline[:, None, :].expand(A, M, 3)
-    rows = torch.arange(A, device=V.device)[:, None].expand(A, 2 * M)
+    cut = cutline[:, None, :]
     out = []
     for side in sides:
         ss, sn = (s, s_n) if side > 0 else (-s, -s_n)
         keep = valid & (ss >= 0)
         leaves = sn < 0  # the boundary walks on along the cut after this vertex / crossing
-        lab_p = torch.where(leaves & ~cross, new_label[:, None], E)
-        lab_x = torch.where(leaves, new_label[:, None], E)
-        line_p = torch.where((leaves & ~cross)[..., None], cut, lines)
-        line_x = torch.where(leaves[..., None], cut, lines)
-        pts = torch.stack([torch.cat([P, line_p], -1), torch.cat([X, line_x], -1)], 2).reshape(A, 2 * M, 5)
+        # candidates in boundary order: vertex i (slot 2i), then its edge's crossing (slot 2i + 1)
+        pts = V.new_empty(A, M, 2, 5)
+        pts[:, :, 0, :2] = P
+        pts[:, :, 1, :2] = X
+        pts[:, :, 0, 2:] = torch.where((leaves & ~cross)[..., None], cut, lines)
+        pts[:, :, 1, 2:] = torch.where(leaves[..., None], cut, lines)
+        labs = torch.stack([torch.where(leaves & ~cross, new_label[:, None], E),
+                            torch.where(leaves, new_label[:, None], E)], 2).reshape(A, 2 * M)
         emit = torch.stack([keep, cross], 2).reshape(A, 2 * M)
-        labs = torch.stack([lab_p, lab_x], 2).reshape(A, 2 * M)
-        n2 = emit.sum(1)
+        # output slot k reads the (k+1)-th emitted candidate; slots past the end repeat the last one
+        cs = emit.long().cumsum(1)
+        n2 = cs[:, -1] if M else cs.new_zeros(A)
         M2 = int(n2.max()) if A else 0
-        pos = emit.long().cumsum(1) - 1
-        V2 = V.new_zeros(A, M2, V.shape[2])
-        E2 = E.new_full((A, M2), -1)
-        r, q = rows[emit], pos[emit]
-        V2[r, q] = pts[emit]
-        E2[r, q] = labs[emit]
-        out.append((_pad_repeat(V2, n2), n2, E2, (valid & (ss > 0)).any(1)))
+        k = torch.minimum(torch.arange(1, M2 + 1, device=V.device)[None], n2[:, None].clamp(min=1))
+        src = torch.searchsorted(cs, k).clamp(max=max(2 * M - 1, 0))
+        V2 = pts.reshape(A, 2 * M, 5).gather(1, src[..., None].expand(A, M2, 5))
+        E2 = torch.where(torch.arange(M2, device=V.device)[None] < n2[:, None], labs.gather(1, src), -1)
+        out.append((V2, n2, E2, (valid & (ss > 0)).any(1)))
     return out
 
 
@@ -962,24 +963,32 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 act = torch.cat([act, new_idx])
                 act = act[W.alive[act] & (W.ptr[act] < ncand[W.par[act]])]
             Vd, nd, Ed, ld, pd = W.result()
-            full = patp[pd].clone()
-            full[:, sl] = ld
+            # the parents' winners of earlier layers, this layer's, and -1 (undecided) after it
+            full = torch.cat([patp[:, :sl.start][pd], ld, ld.new_full((ld.shape[0], rnet.n_units - sl.stop), -1)], 1)
             layer_counts[l] += Vd.shape[0]
             Znext = None
             if segs is not None:
                 # each piece's winners give the layer's output maps; push them to the next max layer
                 dense = _single_dense(segs[l + 1])
                 low = Z is not None and two and layer.elementwise_units and dense is not None and _LOW_RANK
-                if low and _low_rank_pays(int(crossing[pd].sum()), A0, pd.numel(), U):
+                kids = ncand[pd]  # units that crossed each child's parent
+                if low and _low_rank_pays(int(kids.sum()), A0, pd.numel(), U):
                     # children differ from their parent only in the units that crossed it: one product
                     # per parent with those units' terms zeroed, plus each child's own terms
                     cz = layer.coef.to(Zc.dtype)
-                    cb = torch.where(crossing, 0.0, torch.where(lp == 1, cz[:, 1], cz[:, 0]))  # (A0, U)
+                    if relu:  # lp is -1 exactly where the unit crosses
+                        cb = (lp == 1).to(Zc.dtype)
+                    else:
+                        cb = torch.where(crossing, 0.0, torch.where(lp == 1, cz[:, 1], cz[:, 0]))  # (A0, U)
                     Yb = (Zc.permute(2, 0, 1) * cb[None]).permute(1, 2, 0)
                     Zb = _affine_maps([dense], Yb).permute(2, 0, 1)  # (3, A0, w) memory
-                    cw = torch.where(ld == 1, cz[:, 1], cz[:, 0])  # (C, U) each child's coefficients
-                    q, j = (crossing[pd] & (cw != 0)).nonzero(as_tuple=True)
-                    y = Zc[pd[q], j] * cw[q, j][:, None]  # (Q, 3)
+                    # (child, crossing unit) pairs from the parents' candidate lists, by child then unit
+                    q = torch.repeat_interleave(torch.arange(pd.numel(), device=dev), kids)
+                    j = cand[pd][torch.arange(cand.shape[1], device=dev)[None] < kids[:, None]]
+                    cw = torch.where(ld[q, j] == 1, cz[j, 1], cz[j, 0])  # each child's coefficients
+                    nz = (cw != 0).nonzero(as_tuple=True)[0]
+                    q, j, cw = q[nz], j[nz], cw[nz]
+                    y = Zc[pd[q], j] * cw[:, None]  # (Q, 3)
                     Znext = _children_maps(Zb, pd, q, j, y, dense.weight.T.contiguous()).permute(1, 2, 0)
                 else:
                     if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
