@@ -288,14 +288,19 @@ def _children_group_maps(lay, dense, z, parent, wf):
     own = varies[parent]
     if not _plane._low_rank_pays(int(own.sum()), G1, parent.numel(), U):
         return None
-    cb = torch.where(varies, 0.0, torch.where(ref == 1, cz[:, 1], cz[:, 0]))  # (G1, U)
+    if _relu_like(lay):  # coefficients 0 and 1: the winners are the coefficients
+        cb = (~varies & (ref == 1)).to(z.dtype)
+    else:
+        cb = torch.where(varies, 0.0, torch.where(ref == 1, cz[:, 1], cz[:, 0]))  # (G1, U)
     zb = z.transpose(0, 1) * cb[None]  # (3, G1, n)
     base = dense.linear(zb.reshape(3 * G1, -1)).reshape(3, G1, -1)
     if dense.bias is not None:
         base[0] += dense.bias
-    cw = torch.where(wf == 1, cz[:, 1], cz[:, 0])  # (G2, U)
-    q, j = (own & (cw != 0)).nonzero(as_tuple=True)
-    y = z[parent[q], :, j] * cw[q, j][:, None]  # (Q, 3)
+    q, j = own.nonzero(as_tuple=True)
+    cw = torch.where(wf[q, j] == 1, cz[j, 1], cz[j, 0])  # each group's coefficients of its own units
+    nz = (cw != 0).nonzero(as_tuple=True)[0]
+    q, j, cw = q[nz], j[nz], cw[nz]
+    y = z[parent[q], :, j] * cw[:, None]  # (Q, 3)
     return _plane._children_maps(base, parent, q, j, y, dense.weight.T.contiguous()).transpose(0, 1)
 
 
