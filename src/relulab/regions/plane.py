@@ -459,7 +459,8 @@ class _Work:
 
     def result(self):
         keep = self.alive[: self.N].nonzero(as_tuple=True)[0]
-        return _shrink((self.V[keep], self.n[keep], self.E[keep], self.lp[keep], self.par[keep]))
+        # index_select: row gathers of small integer tables are many times faster than indexing
+        return _shrink(tuple(x.index_select(0, keep) for x in (self.V, self.n, self.E, self.lp, self.par)))
 
 
 def _cat_polys(parts):
@@ -885,7 +886,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             while act.numel():
                 if budget.exceeded(state["live"]):
                     Vd, nd, Ed, ld, pd = W.result()
-                    full = patp[pd].clone()
+                    full = patp.index_select(0, pd)
                     full[:, sl] = ld
                     partial.extend([(Vd, nd, Ed, full), (V[c1:], n[c1:], E[c1:], pat[c1:])])
                     raise _Stop
@@ -933,7 +934,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                         cl = _global_line(Du[sp], ca[sp])
                         (Vp1, n1, E1, _), (Vm1, m1, F1, _) = _cut(Vw[sp], nw[sp], Ew[sp], d[sp], tl[sp], lab, cl,
                                                                  sides=(1, -1))
-                        l0 = W.lp[ia].clone()
+                        l0 = W.lp.index_select(0, ia)
                         l0[torch.arange(ia.numel(), device=dev), us] = 0
                         W.lp[ia, us] = 1
                         W.put(ia, Vp1, n1, E1)
@@ -955,7 +956,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                         cidx, cV, cn, cE, ck = _cells(Vw[ci], nw[ci], Ew[ci], cf[ci], vd[ci], ca[ci], ab[ci], rtol,
                                                       kbase)
                         src = act[ci][cidx]
-                        lc = W.lp[src].clone()
+                        lc = W.lp.index_select(0, src)
                         lc[torch.arange(cidx.numel(), device=dev), unit[ci][cidx]] = ck.to(pdtype)
                         W.alive[act[ci]] = False
                         new_idx = W.append(cV, cn, cE, lc, W.par[src], W.ptr[src])
@@ -963,8 +964,8 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 act = torch.cat([act, new_idx])
                 act = act[W.alive[act] & (W.ptr[act] < ncand[W.par[act]])]
             Vd, nd, Ed, ld, pd = W.result()
-            # the parents' winners of earlier layers, this layer's, and -1 (undecided) after it
-            full = torch.cat([patp[:, :sl.start][pd], ld, ld.new_full((ld.shape[0], rnet.n_units - sl.stop), -1)], 1)
+            full = patp.index_select(0, pd)  # the parents' rows: -1 (undecided) from this layer on
+            full[:, sl] = ld
             layer_counts[l] += Vd.shape[0]
             Znext = None
             if segs is not None:
