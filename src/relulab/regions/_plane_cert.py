@@ -250,7 +250,7 @@ def _grouped_max_inputs(net, Z0, pat, tree=None, packed=None):
                 z = low
                 done = i + 1
             elif lay.elementwise_units:  # piece k of unit j is coef[j, k] z_j: scale the parent's maps
-                z = z[parent] * _plane._winner_coef(lay, wf)[:, None, :]
+                z = z.index_select(0, parent) * _plane._winner_coef(lay, wf)[:, None, :]
             else:
                 y, _, _ = lay.select(z[parent].reshape(3 * G, -1), wf.long().repeat_interleave(3, 0))
                 z = y.reshape(G, 3, -1)
@@ -927,7 +927,7 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
         for a in range(0, G2, step):
             b = min(G2, a + step)
             w = pat[:, net.unit_offsets[m]:net.unit_offsets[m + 1]].index_select(0, first[a:b])
-            gq, j = (sg[par[a:b]] != (2 * w - 1)).nonzero(as_tuple=True)
+            gq, j = (sg.index_select(0, par[a:b]) != (2 * w - 1)).nonzero(as_tuple=True)
             gq = gq + a
             pq = par[gq]
             D = _two_piece_pairs(lyr, z, pq, j)  # (3, Q)
