@@ -84,12 +84,13 @@ neither an exact zero nor resolvable: two boundaries closer than float64 separat
 merging them. Where the result would be inconsistent (a facet without a region across it)
 :class:`DegenerateGeometryError` is raised too. These tolerances are estimates, so the vertex
 engine's own combinatorics prove nothing. Its result over R^d is proven from its own cells
-(:mod:`relulab.regions._vertex_cert`): every vertex is the exact solution of its ``d`` tight rows,
+(:mod:`relulab.regions._vertex_cert`): every vertex is the exact solution of ``d`` of its tight rows
+(the others of a non-simple vertex at infinity vanish there by a lemma on ReLU chains),
 located by a verified bound and checked against every other row of its cell in float64 under
 proven error bounds; every edge of every cell has both ends listed (so every cell is exactly the
 convex hull of its vertices), and across every facet the cell with the neighbouring pattern is
 listed (so the cells cover the compactified space). That also proves the neighbour graph behind
-``linear_count``. Where these float64 filters cannot decide (non-simple vertices, ties, a sign
+``linear_count``. Where these float64 filters cannot decide (non-simple vertices off that lemma, ties, a sign
 within its bound) and for boxes, the result is ``certified`` only when the facet engine's proven
 enumeration (filtered predicates, exact integer arithmetic and exact LPs on the float64 data)
 finds exactly the same patterns, within a work budget (``PROOF_WORK`` regions x units) and the time
