@@ -60,9 +60,9 @@ from __future__ import annotations
 
 import torch
 
-from relulab.core.layers import Add
 from relulab.regions._enum_maps import SAFETY, MapEvaluator, gamma, rows_of_layer
 from relulab.regions._enum_poly import bitmask, popcount, unpack_bits
+from relulab.regions._jacobians import active_units, elementwise_chain
 
 # vertices whose rows are evaluated at once (memory: chunk x rows x (d + 1) floats, a few times)
 CHUNK = 8192
@@ -117,7 +117,7 @@ def prove_cells(eng, cells) -> torch.Tensor:
     if need > eng.memory_budget:
         raise NotProven(f"the proof needs about {need / 2**30:.3g} GiB for {NV} vertices of {C} cells, over "
                         f"memory_budget={eng.memory_budget / 2**30:.3g} GiB")
-    chain = _chain(net)
+    chain = elementwise_chain(net)
     flat = _flat_units(net, pat) if chain else torch.zeros(C, n, dtype=torch.bool, device=dev)
 
     # ------------------------------------------------------------ rows of every cell (chart coordinates)
@@ -334,28 +334,10 @@ def prove_cells(eng, cells) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------- non-simple vertices
-def _chain(net) -> bool:
-    """Whether every node reads the node before it (affine maps and max layers in a chain, no sums)
-    and every max unit is elementwise with two pieces ``c_0 z_j, c_1 z_j`` (ReLU, leaky ReLU, abs):
-    the setting of the lemma in :func:`_basis_rows`."""
-    if not net.max_units:
-        return False
-    for i, node in enumerate(net.nodes[1:], start=1):
-        if isinstance(node.layer, Add) or list(node.inputs) != [i - 1]:
-            return False
-    return all(m.elementwise_units and int(m.valid.shape[1]) == 2 for m in net.max_units)
-
-
-def _active(net, pat) -> torch.Tensor:
-    """(C, n): whether each unit's winning piece has a nonzero coefficient (``c_w z_j`` not zero)."""
-    coef = torch.cat([m.coef for m in net.max_units])  # (n, 2)
-    return coef[torch.arange(coef.shape[0], device=pat.device)[None], pat.long()] != 0
-
-
 def _flat_units(net, pat) -> torch.Tensor:
     """(C, n): units after a layer whose every winner is the zero piece. Their pre-activations are
     ``beta s`` exactly (no x-dependence), so their rows are multiples of the outer facet's ``s``."""
-    act = _active(net, pat)
+    act = active_units(net, pat)
     C, n = pat.shape
     flat = torch.zeros(C, n, dtype=torch.bool, device=pat.device)
     dead = torch.zeros(C, dtype=torch.bool, device=pat.device)
@@ -370,9 +352,9 @@ def _basis_rows(net, u, inc, pat, d: int, chain: bool) -> torch.Tensor:
     """The ``d`` rows that define each non-simple vertex exactly, (N, d) bit ids, and the proof that
     its other tight rows vanish there.
 
-    Lemma (a chain of affine maps and two-piece elementwise units, see :func:`_chain`). Let ``v*``
-    lie on the outer facet (``s = 0``) and let ``l0`` be a max layer whose every unit with a nonzero
-    winning coefficient ("active") has its row tight at ``v*``. Then every row of every later layer
+    Lemma (a chain of affine maps and two-piece elementwise units, see
+    :func:`relulab.regions._jacobians.elementwise_chain`). Let ``v*`` lie on the outer facet
+    (``s = 0``) and let ``l0`` be a max layer whose every unit with a nonzero winning coefficient ("active") has its row tight at ``v*``. Then every row of every later layer
     vanishes at ``v*``. At ``s = 0`` each compactified piece is the bias-free network at ``R0 y``
     with the cell's winners forced; an active unit's row ``(c_w - c_b) z_j`` is zero there, so
     ``z_j = 0`` and its output ``c_w z_j`` is 0; an inactive unit outputs ``0 z_j = 0``. The next
@@ -390,7 +372,7 @@ def _basis_rows(net, u, inc, pat, d: int, chain: bool) -> torch.Tensor:
     B = unpack_bits(inc)[:, :nb]
     if not bool(B[:, 0].all()):
         raise NotProven("a vertex off the outer facet is not simple")
-    act = _active(net, pat)
+    act = active_units(net, pat)
     tight = B[:, u.base]  # (N, n): two-piece units have one bit each
     L = len(net.max_units)
     closed = torch.stack([~(act[:, net.layer_slice(l)] & ~tight[:, net.layer_slice(l)]).any(1) for l in range(L)], 1)
@@ -483,8 +465,16 @@ def _tangent_cones(cid, inc, nsv, C: int, d: int) -> torch.Tensor:
         sel = torch.argsort((~maximal).to(torch.int8), dim=1, stable=True)[:, :rmax]
         rv = torch.arange(rmax, device=dev)[None] < nR[:, None]  # (m, rmax)
         Zr = torch.where(rv[..., None], Z.gather(1, sel[..., None].expand(m, rmax, W)), 0)
-        G = unpack_bits(Zr.reshape(-1, W)).view(m, rmax, nb).transpose(1, 2) & rv[:, None, :]  # (m, nb, rmax)
+        # the rows of T(v), padded: G[v, t, r] says whether row t of T(v) vanishes along ray r
+        Tv = unpack_bits(inc[v])  # (m, nb)
+        tcount = Tv.sum(1)
+        tmax = int(tcount.max())
+        tb = torch.argsort((~Tv).to(torch.int8), dim=1, stable=True)[:, :tmax]  # bit ids, T(v) first
+        tv = torch.arange(tmax, device=dev)[None] < tcount[:, None]
+        word = Zr.gather(2, (tb // 64)[:, None, :].expand(m, rmax, tmax))  # (m, rmax, tmax)
+        G = (((word >> (tb % 64)[:, None, :]) & 1) != 0).transpose(1, 2) & rv[:, None, :] & tv[..., None]
         nG = G.sum(-1)
+        eye_t = torch.eye(tmax, dtype=torch.bool, device=dev)[None]
         if d in (3, 4):
             if bool((nG == nR[:, None]).any()):
                 raise NotProven(why)  # a row vanishing on every ray: cone(R) is not full-dimensional
@@ -493,36 +483,36 @@ def _tangent_cones(cid, inc, nsv, C: int, d: int) -> torch.Tensor:
                 raise NotProven(why)
             Gf = G.to(torch.float32)
             same = (G[:, :, None, :] == G[:, None, :, :]).all(-1) & S[:, :, None] & S[:, None, :]
-            if bool((same & ~torch.eye(nb, dtype=torch.bool, device=dev)[None]).any()):
+            if bool((same & ~eye_t).any()):
                 raise NotProven(why)  # two rows on one facet
             if d == 3:
                 deg = (G & S[..., None]).sum(1)
                 if not bool(((deg == 2) | ~rv).all()):
                     raise NotProven(why)
             else:
-                common = Gf @ Gf.transpose(1, 2)  # (m, nb, nb) rays in G_j & G_j'
-                P2 = (common == 2) & S[:, :, None] & S[:, None, :] & \
-                    ~torch.eye(nb, dtype=torch.bool, device=dev)[None]
+                common = Gf @ Gf.transpose(1, 2)  # (m, tmax, tmax) rays in G_j & G_j'
+                P2 = ((common == 2) & S[:, :, None] & S[:, None, :] & ~eye_t).to(torch.float32)
                 # H[j, r, r'] = number of j' with P2[j, j'] holding both r and r'
-                H = torch.einsum("mjk,mkr,mks->mjrs", P2.to(torch.float32), Gf, Gf)
+                pairs = (Gf[:, :, :, None] * Gf[:, :, None, :]).reshape(m, tmax, rmax * rmax)
+                H = torch.bmm(P2, pairs).view(m, tmax, rmax, rmax)
                 E = (H > 0) & G[:, :, :, None] & G[:, :, None, :] & \
                     ~torch.eye(rmax, dtype=torch.bool, device=dev)[None, None]
-                deg = E.sum(-1)  # (m, nb, rmax)
+                deg = E.sum(-1)  # (m, tmax, rmax)
                 if not bool(((deg == 2) | ~(G & S[..., None])).all()):
                     raise NotProven(why)
-            J = S
+            Jt = S
         else:
-            if not bool((nR == d).all()):
+            if not bool((nR == d).all()) or bool((G.all(-1) & tv).any()):
                 raise NotProven(why)
-            J = torch.zeros(m, nb, dtype=torch.bool, device=dev)
+            Jt = torch.zeros(m, tmax, dtype=torch.bool, device=dev)
             for i in range(d):
                 # rows vanishing on every ray but r_i, and not on r_i
-                on = (G | (torch.arange(rmax, device=dev) == i)[None, None, :]).all(-1) & ~G[:, :, i]
+                on = (G | (torch.arange(rmax, device=dev) == i)[None, None, :]).all(-1) & ~G[:, :, i] & tv
                 if not bool((on.sum(1) == 1).all()):
                     raise NotProven(why)
-                if bool((G.all(-1)).any()):
-                    raise NotProven(why)
-                J |= on
+                Jt |= on
+        J = torch.zeros(m, nb, dtype=torch.bool, device=dev)
+        J.scatter_(1, tb, Jt & tv)
         Jw = J.view(m, W, 64).long()
         out[s0:s0 + m] = (Jw * weights).sum(-1)
     return out
