@@ -157,3 +157,31 @@ def test_simplicial_tangent_cone_in_five_dimensions():
     inc = torch.cat([inc[:1] | _bits([9]), inc[1:]])  # a redundant row tight at the apex only
     J = _tangent_cones(cid, inc, nsv, 1, 5)
     assert int(J[0, 0]) == int(_bits([1, 2, 3, 4, 5])[0])
+
+
+# ------------------------------------------------------------------ regions constant by their patterns
+def test_constant_regions_have_exactly_zero_gradients(monkeypatch):
+    """Regions where a whole layer's winners are zero pieces are constant: their exact (rational)
+    Jacobians are zero, and the linear count that skips their exact maps equals the one that computes
+    every equality in exact arithmetic."""
+    from relulab.regions import _jacobians
+    from relulab.regions._exact import exact_map, exact_tables
+
+    net = relu_net([3, 5, 5, 2], 2)
+    r = full_space(net)
+    flat = _jacobians.constant_regions(net, r.patterns)
+    assert 0 < int(flat.sum()) < r.count
+    tabs = exact_tables(net)
+    for k in flat.nonzero().squeeze(1).tolist():
+        M, _ = exact_map(net, tabs, r.patterns[k])
+        assert (M[:, 1:] == 0).all()
+    monkeypatch.setattr(_jacobians, "constant_regions", lambda net, pat: torch.zeros(pat.shape[0], dtype=torch.bool))
+    slow = full_space(net)
+    assert slow.linear_certified and r.linear_certified and slow.linear_count == r.linear_count
+    # not a chain of elementwise two-piece units: nothing is claimed
+    leaky = relulab.PLNet.from_torch(nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.0), nn.Linear(4, 2)).double(), (3,))
+    assert _jacobians.elementwise_chain(leaky)
+    mp = relulab.PLNet.from_torch(nn.Sequential(nn.Linear(3, 4), nn.Unflatten(1, (1, 4)), nn.MaxPool1d(2),
+                                                nn.Flatten(), nn.Linear(2, 1)).double(), (3,))
+    assert not _jacobians.elementwise_chain(mp)
+    assert not bool(_jacobians.constant_regions(mp, torch.zeros(3, mp.n_units, dtype=torch.long)).any())

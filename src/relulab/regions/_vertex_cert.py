@@ -453,12 +453,17 @@ def _tangent_cones(cid, inc, nsv, C: int, d: int) -> torch.Tensor:
         cand = torch.where(valid, first[cid[v]][:, None] + ar[None], 0)
         valid &= cand != v[:, None]
         Z = torch.where(valid[..., None], inc[cand] & inc[v][:, None, :], 0)  # (m, kmax, W)
+        # an edge's zero set has rank d - 1, so at least d - 1 rows: only those candidates are kept
+        valid &= popcount(Z) >= d - 1
+        k2 = int(valid.sum(1).max())
+        keep = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)[:, :k2]
+        Z, valid = Z.gather(1, keep[..., None].expand(m, k2, W)), valid.gather(1, keep)
         a, b = Z[:, :, None, :], Z[:, None, :, :]
         sub = ((a & ~b) == 0).all(-1) & valid[:, None, :] & valid[:, :, None]  # a within b
         eq = sub & sub.transpose(1, 2)
         inside = sub & ~eq
         maximal = valid & ~inside.any(2)
-        if bool((eq & maximal[:, :, None] & ~torch.eye(kmax, dtype=torch.bool, device=dev)[None]).any()):
+        if bool((eq & maximal[:, :, None] & ~torch.eye(k2, dtype=torch.bool, device=dev)[None]).any()):
             raise NotProven(why)
         nR = maximal.sum(1)
         rmax = int(nR.max())
