@@ -30,19 +30,29 @@ def main():
     if ex.load_digits is None:
         print("needs scikit-learn (pip install 'relulab[examples]')")
         sys.exit(0)
+    import time
+
+    import torch
+
+    load0 = os.getloadavg()[0]
+    c0 = time.process_time()
     plain = ex.main(a.steps, track=False)["seconds"]
+    plain_cpu = time.process_time() - c0
     with tempfile.TemporaryDirectory() as d:
         import contextlib
         import io
 
+        c0 = time.process_time()
         with contextlib.redirect_stdout(io.StringIO()):
             res = ex.main(a.steps, out=d)
+        tracked_cpu = time.process_time() - c0
     n = len({r["step"] for r in res["rows"]})
-    print(f"digits example, {a.steps} steps, 1 torch thread")
-    print(f"training without tracker {plain:.1f} s; with tracker {res['seconds']:.1f} s "
-          f"({n} measurements incl. the final one)")
+    print(f"digits example, {a.steps} steps, {torch.get_num_threads()} torch thread(s) (torch default), "
+          f"load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+    print(f"training without tracker {plain:.1f} s ({plain_cpu:.1f} CPU s); with tracker {res['seconds']:.1f} s "
+          f"({tracked_cpu:.1f} CPU s, {n} measurements incl. the final one)")
     print(f"tracker's own account: {100 * res['overhead']:.1f}% of training time; wall-clock ratio - 1: "
-          f"{100 * (res['seconds'] / plain - 1):.1f}%")
+          f"{100 * (res['seconds'] / plain - 1):.1f}%; CPU ratio - 1: {100 * (tracked_cpu / plain_cpu - 1):.1f}%")
 
 
 if __name__ == "__main__":

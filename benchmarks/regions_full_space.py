@@ -30,8 +30,9 @@ operations; ``--threads N`` pins torch), relucent with its default worker pool. 
 CPU-bound processes for the whole run (stopped at the end), to measure under load.
 
 The dimension sweep times relulab alone on one-hidden-layer networks d-m-1 with m the smallest width
-whose Zaslavsky count sum_{i<=d} C(m, i) reaches ``--sweep-regions`` (so every d has about the same
-number of regions; every count is checked against the formula), d = 2..12, with both engines (the
+above d whose Zaslavsky count sum_{i<=d} C(m, i) reaches ``--sweep-regions`` (so every d has about the
+same number of regions, and bounded ones: with m <= d the arrangement is a product of half-spaces; every
+count is checked against the formula), d = 2..12, with both engines (the
 vertex engine only up to ``--vertex-max-d``), and plots microseconds per region against d
 (``--plot``, default benchmarks/regions_full_space_d.png). Both engines run with their defaults, so the
 vertex engine's time includes its proof where ``full_space`` proves it by default (a facet-engine
@@ -241,13 +242,13 @@ def peer_table(args):
 def dimension_sweep(args):
     out = []
     print()
-    print(f"time per region vs d: one hidden layer d-m-1, m the smallest width with >= {args.sweep_regions} "
+    print(f"time per region vs d: one hidden layer d-m-1, m the smallest width above d with >= {args.sweep_regions} "
           "regions (Zaslavsky), all of R^d")
     hdr = f"{'d':>3}{'m':>4}{'regions':>9}{'engine':>8}{'seconds':>10}{'cpu s':>8}{'us/region':>11}{'cpu us/region':>15}  check"
     print(hdr)
     print("-" * len(hdr))
     for d in range(2, 13):
-        m = 1
+        m = d + 1
         while zaslavsky(m, d) < args.sweep_regions:
             m += 1
         net = relulab.PLNet.from_torch(random_mlp([d, m, 1], 0, last_relu=False), (d,))

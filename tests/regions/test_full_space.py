@@ -241,6 +241,16 @@ def test_zaslavsky_higher_dimensions(d, n):
     assert full_space(net).count == res.count  # the default engine (facet from d = 6)
 
 
+@pytest.mark.parametrize("d,n", [(10, 12), (12, 13)])
+def test_zaslavsky_up_to_dimension_twelve(d, n):
+    # the default (facet) engine over all of R^d, certified, where vertex enumeration is hopeless
+    net = plnet(mlp([d, n, 1], seed=d * n), d)
+    res = full_space(net)
+    assert res.complete and res.certified
+    assert res.count == zaslavsky(n, d)[0]
+    check_witnesses(net, res)
+
+
 def test_linear_regions_ignore_a_unit_the_output_does_not_read():
     d, n = 3, 6
     module = mlp([d, n, 2], seed=3)
