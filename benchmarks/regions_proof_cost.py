@@ -9,7 +9,7 @@ count, linear count, certified and the certificate's reason (after), CPU seconds
 their ratio, and the after checkout's CPU seconds without the proof (``certify=False``): the last
 column is the proof's overhead, proven / unproven, in the same checkout. Networks
 (``widths:seed``, uniform weights in +-1/sqrt(fan-in) as in benchmarks/regions_full_space.py): the
-d <= 5 networks of that benchmark's table (the vertex engine's range) and the reliability issue's
+d <= 5 networks of that benchmark's table (d = 5 now runs the facet engine by default) and the reliability issue's
 2-16-16-1, a 2-64-64-1 and a 3-8-8-1 with four dead output weights.
 """
 

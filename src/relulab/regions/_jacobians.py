@@ -53,6 +53,39 @@ def gradients_with_bounds(net: PLNet, xw: torch.Tensor, patterns: torch.Tensor):
     return A, 2 * (K * u / (1 - K * u)) * P.abs()
 
 
+def elementwise_chain(net: PLNet) -> bool:
+    """Whether every node reads the node before it (affine maps and max layers in a chain, no sums)
+    and every max unit is elementwise with two pieces ``c_0 z_j, c_1 z_j`` (ReLU, leaky ReLU, abs)."""
+    from relulab.core.layers import Add
+
+    if not net.max_units:
+        return False
+    for i, node in enumerate(net.nodes[1:], start=1):
+        if isinstance(node.layer, Add) or list(node.inputs) != [i - 1]:
+            return False
+    return all(m.elementwise_units and int(m.valid.shape[1]) == 2 for m in net.max_units)
+
+
+def active_units(net: PLNet, pat: torch.Tensor) -> torch.Tensor:
+    """(R, n) for an :func:`elementwise_chain`: whether each unit's winning piece has a nonzero
+    coefficient (its output ``c_w z_j`` is not identically zero)."""
+    coef = torch.cat([m.coef for m in net.max_units]).to(pat.device)  # (n, 2)
+    return coef[torch.arange(coef.shape[0], device=pat.device)[None], pat.long()] != 0
+
+
+def constant_regions(net: PLNet, pat: torch.Tensor) -> torch.Tensor:
+    """(R,) bool: regions on which the network is constant for a structural reason, exactly: in an
+    :func:`elementwise_chain`, a max layer whose every winner is a zero piece outputs 0 on the whole
+    region, so everything after it is constant (all False for other networks)."""
+    if not elementwise_chain(net) or pat.shape[0] == 0:
+        return torch.zeros(pat.shape[0], dtype=torch.bool, device=pat.device)
+    act = active_units(net, pat)
+    dead = torch.zeros(pat.shape[0], dtype=torch.bool, device=pat.device)
+    for l in range(len(net.max_units)):
+        dead |= ~act[:, net.layer_slice(l)].any(1)
+    return dead
+
+
 # Python-integer multiply-adds the exact settling of undecided equalities may spend (a few seconds)
 EXACT_WORK = 3 * 10**7
 
@@ -65,7 +98,8 @@ def equal_gradients(net: PLNet, patterns: torch.Tensor, A: torch.Tensor, err, pa
     ``A``, ``err``: the float64 gradients and their rounding bounds from :func:`gradients_with_bounds`.
     Gradients differing by more than the bound differ exactly. A difference inside the bound (even a
     float64 zero: two rounded values can agree while the exact ones differ), and every pair when there
-    is no bound, is settled exactly, from the Jacobians of the two regions' patterns in rational
+    is no bound, is settled exactly: two regions on which the network is constant by their patterns
+    (:func:`constant_regions`) have equal (zero) gradients; other pairs from the Jacobians of the two regions' patterns in rational
     arithmetic on the float64 weights (:func:`relulab.regions._exact.exact_map`). When that would exceed ``budget`` Python-integer multiply-adds, or the network's
     dense weights are too large for exact tables, the float64 answer stands (within the bound:
     equal) and the second value is False."""
@@ -79,6 +113,12 @@ def equal_gradients(net: PLNet, patterns: torch.Tensor, A: torch.Tensor, err, pa
     else:
         same = (diff <= err[i] + err[j]).all(1)
         todo = same
+    if bool(todo.any()):
+        # both regions constant by the pattern: equal (zero) gradients, no arithmetic needed
+        flat = constant_regions(net, patterns.to(A.device) if patterns.device != A.device else patterns)
+        both = todo & flat[i] & flat[j]
+        same = same | both
+        todo = todo & ~both
     if not bool(todo.any()):
         return same, True
     ti, tj = i[todo].cpu(), j[todo].cpu()

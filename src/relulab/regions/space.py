@@ -1,10 +1,10 @@
 """Every activation region of a ``PLNet`` over all of R^d or over a box, exactly.
 
 Two engines share the compactification below. The vertex engine (this module; ``method="vertex"``,
-the default for d <= 5) keeps cells by their vertices and also yields the neighbour graph,
+the default for d <= 4) keeps cells by their vertices and also yields the neighbour graph,
 boundedness, linear regions and decision-boundary pieces; its vertex counts grow exponentially with
 d. The facet engine (:mod:`relulab.regions._enum_lp`; ``method="facet"``, the default for
-6 <= d <= 64) keeps cells by their inequalities and an interior witness, decides every split with
+5 <= d <= 64) keeps cells by their inequalities and an interior witness, decides every split with
 batched simplex LPs (work per region polynomial in d), proves every "does not split" decision from
 the LP's multipliers (float64 with proven error bounds, else exact integer arithmetic) and every
 witness interior, and raises :class:`DegenerateGeometryError` where neither settles a decision
@@ -84,12 +84,13 @@ neither an exact zero nor resolvable: two boundaries closer than float64 separat
 merging them. Where the result would be inconsistent (a facet without a region across it)
 :class:`DegenerateGeometryError` is raised too. These tolerances are estimates, so the vertex
 engine's own combinatorics prove nothing. Its result over R^d is proven from its own cells
-(:mod:`relulab.regions._vertex_cert`): every vertex is the exact solution of its ``d`` tight rows,
+(:mod:`relulab.regions._vertex_cert`): every vertex is the exact solution of ``d`` of its tight rows
+(the others of a non-simple vertex at infinity vanish there by a lemma on ReLU chains),
 located by a verified bound and checked against every other row of its cell in float64 under
 proven error bounds; every edge of every cell has both ends listed (so every cell is exactly the
 convex hull of its vertices), and across every facet the cell with the neighbouring pattern is
 listed (so the cells cover the compactified space). That also proves the neighbour graph behind
-``linear_count``. Where these float64 filters cannot decide (non-simple vertices, ties, a sign
+``linear_count``. Where these float64 filters cannot decide (non-simple vertices off that lemma, ties, a sign
 within its bound) and for boxes, the result is ``certified`` only when the facet engine's proven
 enumeration (filtered predicates, exact integer arithmetic and exact LPs on the float64 data)
 finds exactly the same patterns, within a work budget (``PROOF_WORK`` regions x units) and the time
@@ -161,8 +162,10 @@ CUBE_RATIO = 1e3
 # to be resolved: the enumeration raises instead of guessing
 AMBIGUOUS = 1e-2
 # input dimensions where method="auto" picks the facet (LP) engine: below, vertex cells are few and
-# cheap; far above, every cell's d + 1 chart rows cost O(d^2) memory
-FACET_MIN_D = 6
+# cheap; far above, every cell's d + 1 chart rows cost O(d^2) memory. Certified counts on relucent's
+# networks, CPU s in one process: d = 4 (4-10-10-2) vertex engine with its own proof 2.3, facet 3.9;
+# d = 5 (5-10-10-2) vertex 14.3 (31 vertices per cell; its proof alone 16 s), facet 7.9
+FACET_MIN_D = 5
 FACET_MAX_D = 64
 # regions x units up to which a vertex-engine result that its own cells cannot prove is proven by the
 # facet engine (about 15 CPU s on one core; above it the result says it is not proven, or raises when
