@@ -170,8 +170,14 @@ def prove_cells(eng, cells) -> torch.Tensor:
     if bool(((other < 0) & ~is_dom).any()):
         raise NotProven("a tight pair of pieces does not hold the winner")
     other = other.clamp_min(0)
-    Trow = torch.where(is_dom[..., None], CR[vc, T.clamp_max(K1 - 1)], R[vc, q, other])  # (NV, d, m1)
-    Terr = torch.where(is_dom[..., None], CE[vc, T.clamp_max(K1 - 1)], ER[vc, q, other])
+    # every cell's rows as one list (the domain's K1, then unit q's piece k at K1 + q Kmax + k), gathered
+    # flat
+    rows = torch.cat([CR, R.reshape(C, -1, m1)], 1)  # (C, nr, m1)
+    erows = torch.cat([CE, ER.reshape(C, -1, m1)], 1)
+    nr = rows.shape[1]
+    ti = (vc * nr + torch.where(is_dom, T, K1 + q * Kmax + other)).reshape(-1)
+    Trow = rows.reshape(-1, m1).index_select(0, ti).view(NV, d, m1)
+    Terr = erows.reshape(-1, m1).index_select(0, ti).view(NV, d, m1)
 
     # ------------------------------------------------------------ exact vertices: |v* - v| <= delta
     Ag, Ac = Trow[..., 1:], Trow[..., 0]
@@ -199,8 +205,6 @@ def prove_cells(eng, cells) -> torch.Tensor:
     # first per cell, on a box around the cell holding every v* (centre c, half-widths rho + delta):
     # rows positive on that box need nothing more; the few others (the cell's facets and rows that
     # pass close) are checked at every vertex of the cell
-    rows = torch.cat([CR, R.reshape(C, -1, m1)], 1)  # (C, nr, m1)
-    erows = torch.cat([CE, ER.reshape(C, -1, m1)], 1)
     rbit = torch.cat([torch.arange(K1, device=dev)[None].expand(C, -1), rowbit.reshape(C, -1)], 1)
     cnt = torch.bincount(cid, minlength=C)
     centre = torch.zeros(C, d, dtype=dt, device=dev).index_add_(0, cid, X) / cnt[:, None].to(dt)
