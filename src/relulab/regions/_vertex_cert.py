@@ -66,6 +66,8 @@ from relulab.regions._jacobians import active_units, elementwise_chain
 
 # vertices whose rows are evaluated at once (memory: chunk x rows x (d + 1) floats, a few times)
 CHUNK = 8192
+# vertices whose exactness is checked together (whole cells; the check's memory is a few kB per vertex)
+VERTEX_GROUP = 1 << 14
 
 
 class NotProven(Exception):
@@ -81,7 +83,7 @@ def prove_cells(eng, cells) -> torch.Tensor:
         raise NotProven("boxes are proven by the facet engine")
     if eng.net.n_units == 0 or not eng.net.max_units:
         raise NotProven("no units: one region, proven by the facet engine")
-    d, dev, dt = eng.d, eng.dev, eng.dt
+    d, dev = eng.d, eng.dev
     net = eng.net
     Xs, cids, incs, pats, pyrs = [], [], [], [], []
     off = 0
@@ -102,7 +104,6 @@ def prove_cells(eng, cells) -> torch.Tensor:
     if bool((cid[1:] < cid[:-1]).any()):
         raise NotProven("the vertices are not grouped by cell")
     u = eng.units
-    A = eng.A
     m1 = d + 1
     K1 = d + 1
     pc = popcount(inc)
@@ -113,13 +114,123 @@ def prove_cells(eng, cells) -> torch.Tensor:
     Kmax = max(int(m.valid.shape[1]) for m in net.max_units) if net.max_units else 1
     # the largest tensors below: every cell's unit rows with their error bounds (and their copies as
     # one row list), and every vertex's d tight rows with their inverses and error terms
-    need = 8 * (5 * C * (max(n, 1) * Kmax + m1) * m1 + 8 * NV * d * m1)
+    # (the exactness checks run on groups of about VERTEX_GROUP vertices; a group's cells count fully)
+    Cg, NVg = min(C, max(1, C * VERTEX_GROUP // NV)), min(NV, VERTEX_GROUP)
+    need = 8 * (5 * Cg * (max(n, 1) * Kmax + m1) * m1 + 8 * NVg * d * m1) + 64 * NV
     if need > eng.memory_budget:
         raise NotProven(f"the proof needs about {need / 2**30:.3g} GiB for {NV} vertices of {C} cells, over "
                         f"memory_budget={eng.memory_budget / 2**30:.3g} GiB")
     chain = elementwise_chain(net)
     flat = _flat_units(net, pat) if chain else torch.zeros(C, n, dtype=torch.bool, device=dev)
 
+    # ------------------------------------------------------------ the d rows that define every vertex
+    Tb = torch.empty(NV, d, dtype=torch.long, device=dev)
+    sidx = simple.nonzero().squeeze(1)
+    Tb[sidx] = unpack_bits(inc[sidx]).nonzero()[:, 1].reshape(-1, d)  # sorted by vertex then bit
+    if nsv.numel():
+        Tb[nsv] = _basis_rows(net, u, inc[nsv], pat[cid[nsv]], d, chain)
+
+    if eng.n_dom != K1:
+        raise NotProven("unexpected domain bits")
+    # the vertices' exactness is checked a group of whole cells at a time (memory bounded by the group)
+    cnt = torch.bincount(cid, minlength=C)
+    end = torch.cumsum(cnt, 0)
+    cuts = torch.unique(torch.searchsorted(end, torch.arange(1, NV // VERTEX_GROUP + 1, device=dev) * VERTEX_GROUP,
+                                           right=True).clamp_max(C))
+    bounds = [0] + [int(c) for c in cuts.tolist() if 0 < int(c) < C] + [C]
+    for c0, c1 in zip(bounds[:-1], bounds[1:]):
+        v0, v1 = int(end[c0 - 1]) if c0 else 0, int(end[c1 - 1])
+        _check_vertices(eng, X[v0:v1], cid[v0:v1] - c0, inc[v0:v1], pat[c0:c1], pyr[c0:c1], Tb[v0:v1], flat[c0:c1],
+                        Kmax)
+
+    # ------------------------------------------------------------ no vertex listed twice in a cell
+    Wd = inc.shape[1]
+    g = torch.Generator().manual_seed(0xED6E)
+    rk = torch.randint(-(2**62), 2**62, (Wd + 1,), generator=g, dtype=torch.int64).to(dev)
+    vkeys = torch.cat([cid[:, None], inc], 1)
+    hv = torch.sort((vkeys * rk).sum(1)).values
+    if bool((hv[1:] == hv[:-1]).any()):
+        raise NotProven("a vertex is listed twice in a cell (or a hash collision)")
+
+    # ------------------------------------------------------------ edges of simple vertices
+    # at a simple vertex the edge leaving row i keeps T - {i} tight; its other end is a listed vertex
+    # whose tight set holds T - {i}: a simple one has the same key, a non-simple one contains it
+    NS = sidx.numel()
+    Ts = Tb[sidx]
+    drop = bitmask(Ts.reshape(-1), Wd).view(NS, d, Wd)
+    keys = torch.cat([cid[sidx][:, None, None].expand(NS, d, 1), inc[sidx][:, None, :] & ~drop], 2).reshape(NS * d, Wd + 1)
+    h, order = torch.sort((keys * rk).sum(1))
+    keys = keys[order]
+    same = h[1:] == h[:-1]
+    if bool((same & (keys[1:] != keys[:-1]).any(1)).any()):
+        raise NotProven("a hash collision among edge keys")  # never seen; the proof then runs otherwise
+    _, inv, counts = torch.unique_consecutive(h, return_inverse=True, return_counts=True)
+    if bool((counts > 2).any()):
+        raise NotProven("three listed vertices on one edge")
+    lone = counts[inv] == 1
+    if bool(lone.any()):
+        if not nsv.numel() or not bool(_contained(keys[lone], cid, inc, nsv).all()):
+            raise NotProven("a vertex's edge has no listed other end")
+
+    # ------------------------------------------------------------ edges of non-simple vertices
+    # the tangent cone of every non-simple vertex is proven simplicial, spanned by listed neighbours;
+    # its facet rows J (one per facet) are the vertex's facets
+    fcell = [cid[sidx][:, None].expand(NS, d).reshape(-1)]
+    fbit = [Ts.reshape(-1)]
+    if nsv.numel():
+        J = _tangent_cones(cid, inc, nsv, C, d)
+        jb = unpack_bits(J).nonzero()
+        fcell.append(cid[nsv][jb[:, 0]])
+        fbit.append(jb[:, 1])
+
+    # ------------------------------------------------------------ facets: the cell across is listed
+    fk = torch.unique(torch.cat(fcell) * (u.n_ids + 1) + torch.cat(fbit))
+    fc, fb = fk // (u.n_ids + 1), fk % (u.n_ids + 1)
+    g = torch.Generator().manual_seed(0xFACE7)
+    rv = torch.randint(-(2**62), 2**62, (n + 1,), generator=g, dtype=torch.int64).to(dev)
+    full = torch.cat([pat, pyr[:, None]], 1)
+    hs = (full * rv).sum(1)
+    index = torch.sort(hs)
+    from relulab.regions.space import _lookup
+
+    unit_f = fb >= K1
+    wall_f = (fb >= 1) & (fb < K1)
+    # across a wall: the same pattern in the neighbouring pyramid
+    wc, wb = fc[wall_f], fb[wall_f]
+    qw = full[wc].clone()
+    jw = (wb - 1) + ((wb - 1) >= pyr[wc]).long()
+    qw[:, -1] = jw
+    hw = hs[wc] + (jw - pyr[wc]) * rv[-1]
+    if bool((_lookup(index, full, hw, qw) < 0).any()):
+        raise NotProven("no cell across a pyramid wall")
+    # across a unit row: that unit's winner changes to the other piece
+    uc, ub = fc[unit_f], fb[unit_f]
+    qu = u.bit_unit[ub]
+    wq = pat[uc, qu]
+    au, bu = u.bit_a[ub], u.bit_b[ub]
+    new = torch.where(au == wq, bu, au)
+    qf = full[uc].clone()
+    qf[torch.arange(uc.numel(), device=dev), qu] = new
+    hf = hs[uc] + (new - wq) * rv[qu]
+    across = _lookup(index, full, hf, qf)
+    if bool((across < 0).any()):
+        raise NotProven("no cell across a facet")
+    rid = eng.cell_rid
+    e = torch.stack([rid[uc], rid[across]], 1)
+    e = torch.sort(e, dim=1).values
+    e = e[e[:, 0] != e[:, 1]]
+    Rn = int(rid.max()) + 1 if rid.numel() else 0
+    key = torch.unique(e[:, 0] * Rn + e[:, 1])
+    return torch.stack([key // Rn, key % Rn], 1)
+
+
+def _check_vertices(eng, X, cid, inc, pat, pyr, Tb, flat, Kmax: int) -> None:
+    """Checks 1 of the module docstring on a group of whole cells (``cid`` from 0): every vertex's
+    exact position from its ``d`` basis rows ``Tb`` lies within the proven bound of its float one, and
+    every row of its cell not tight there is positive at it (rows constant in x excepted at s = 0)."""
+    d, dev, dt, net, u, A = eng.d, eng.dev, eng.dt, eng.net, eng.units, eng.A
+    C, NV, n = pat.shape[0], X.shape[0], net.n_units
+    m1 = K1 = d + 1
     # ------------------------------------------------------------ rows of every cell (chart coordinates)
     Z = torch.zeros(C, d, m1, dtype=dt, device=dev)
     Z[:, :, 1:] = eng.R0 * torch.eye(d, dtype=dt, device=dev)
@@ -149,15 +260,6 @@ def prove_cells(eng, cells) -> torch.Tensor:
     CR = torch.cat([S[:, None, :], torch.cat([torch.zeros(C, d, 1, dtype=dt, device=dev), walls], 2)], 1)
     CE = torch.cat([torch.zeros(C, 1, m1, dtype=dt, device=dev),
                     torch.cat([torch.zeros(C, d, 1, dtype=dt, device=dev), gamma(1) * walls.abs() * SAFETY], 2)], 1)
-    if eng.n_dom != K1:
-        raise NotProven("unexpected domain bits")
-
-    # ------------------------------------------------------------ the d rows that define every vertex
-    Tb = torch.empty(NV, d, dtype=torch.long, device=dev)
-    sidx = simple.nonzero().squeeze(1)
-    Tb[sidx] = unpack_bits(inc[sidx]).nonzero()[:, 1].reshape(-1, d)  # sorted by vertex then bit
-    if nsv.numel():
-        Tb[nsv] = _basis_rows(net, u, inc[nsv], pat[cid[nsv]], d, chain)
 
     # ------------------------------------------------------------ those rows of every vertex
     T = Tb
@@ -256,85 +358,6 @@ def prove_cells(eng, cells) -> torch.Tensor:
                 if not bool((tight | at_inf).all()):
                     raise NotProven("a vertex's sign is within float64's error bound")
 
-    # ------------------------------------------------------------ no vertex listed twice in a cell
-    Wd = inc.shape[1]
-    g = torch.Generator().manual_seed(0xED6E)
-    rk = torch.randint(-(2**62), 2**62, (Wd + 1,), generator=g, dtype=torch.int64).to(dev)
-    vkeys = torch.cat([cid[:, None], inc], 1)
-    hv = torch.sort((vkeys * rk).sum(1)).values
-    if bool((hv[1:] == hv[:-1]).any()):
-        raise NotProven("a vertex is listed twice in a cell (or a hash collision)")
-
-    # ------------------------------------------------------------ edges of simple vertices
-    # at a simple vertex the edge leaving row i keeps T - {i} tight; its other end is a listed vertex
-    # whose tight set holds T - {i}: a simple one has the same key, a non-simple one contains it
-    NS = sidx.numel()
-    Ts = Tb[sidx]
-    drop = bitmask(Ts.reshape(-1), Wd).view(NS, d, Wd)
-    keys = torch.cat([cid[sidx][:, None, None].expand(NS, d, 1), inc[sidx][:, None, :] & ~drop], 2).reshape(NS * d, Wd + 1)
-    h, order = torch.sort((keys * rk).sum(1))
-    keys = keys[order]
-    same = h[1:] == h[:-1]
-    if bool((same & (keys[1:] != keys[:-1]).any(1)).any()):
-        raise NotProven("a hash collision among edge keys")  # never seen; the proof then runs otherwise
-    _, inv, counts = torch.unique_consecutive(h, return_inverse=True, return_counts=True)
-    if bool((counts > 2).any()):
-        raise NotProven("three listed vertices on one edge")
-    lone = counts[inv] == 1
-    if bool(lone.any()):
-        if not nsv.numel() or not bool(_contained(keys[lone], cid, inc, nsv).all()):
-            raise NotProven("a vertex's edge has no listed other end")
-
-    # ------------------------------------------------------------ edges of non-simple vertices
-    # the tangent cone of every non-simple vertex is proven simplicial, spanned by listed neighbours;
-    # its facet rows J (one per facet) are the vertex's facets
-    fcell = [cid[sidx][:, None].expand(NS, d).reshape(-1)]
-    fbit = [Ts.reshape(-1)]
-    if nsv.numel():
-        J = _tangent_cones(cid, inc, nsv, C, d)
-        jb = unpack_bits(J).nonzero()
-        fcell.append(cid[nsv][jb[:, 0]])
-        fbit.append(jb[:, 1])
-
-    # ------------------------------------------------------------ facets: the cell across is listed
-    fk = torch.unique(torch.cat(fcell) * (u.n_ids + 1) + torch.cat(fbit))
-    fc, fb = fk // (u.n_ids + 1), fk % (u.n_ids + 1)
-    g = torch.Generator().manual_seed(0xFACE7)
-    rv = torch.randint(-(2**62), 2**62, (n + 1,), generator=g, dtype=torch.int64).to(dev)
-    full = torch.cat([pat, pyr[:, None]], 1)
-    hs = (full * rv).sum(1)
-    index = torch.sort(hs)
-    from relulab.regions.space import _lookup
-
-    unit_f = fb >= K1
-    wall_f = (fb >= 1) & (fb < K1)
-    # across a wall: the same pattern in the neighbouring pyramid
-    wc, wb = fc[wall_f], fb[wall_f]
-    qw = full[wc].clone()
-    jw = (wb - 1) + ((wb - 1) >= pyr[wc]).long()
-    qw[:, -1] = jw
-    hw = hs[wc] + (jw - pyr[wc]) * rv[-1]
-    if bool((_lookup(index, full, hw, qw) < 0).any()):
-        raise NotProven("no cell across a pyramid wall")
-    # across a unit row: that unit's winner changes to the other piece
-    uc, ub = fc[unit_f], fb[unit_f]
-    qu = u.bit_unit[ub]
-    wq = pat[uc, qu]
-    au, bu = u.bit_a[ub], u.bit_b[ub]
-    new = torch.where(au == wq, bu, au)
-    qf = full[uc].clone()
-    qf[torch.arange(uc.numel(), device=dev), qu] = new
-    hf = hs[uc] + (new - wq) * rv[qu]
-    across = _lookup(index, full, hf, qf)
-    if bool((across < 0).any()):
-        raise NotProven("no cell across a facet")
-    rid = eng.cell_rid
-    e = torch.stack([rid[uc], rid[across]], 1)
-    e = torch.sort(e, dim=1).values
-    e = e[e[:, 0] != e[:, 1]]
-    Rn = int(rid.max()) + 1 if rid.numel() else 0
-    key = torch.unique(e[:, 0] * Rn + e[:, 1])
-    return torch.stack([key // Rn, key % Rn], 1)
 
 
 # ---------------------------------------------------------------------------------------- non-simple vertices
