@@ -398,3 +398,131 @@ def test_sign_answers_like_the_lps(monkeypatch, act):
     assert ref.stats["sign_no"] == 0 and ref.certified
     assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
     check_witnesses(net, res)
+
+
+def test_identity_solver_exact_on_identities_and_near_identities():
+    """The input-space identity test accepts exactly the vectors that a nonnegative combination of
+    the rows cancels: an identity, not a near-identity one unit off in the constant, not one that
+    needs a negative multiplier (reference: the identity built from known multipliers)."""
+    from relulab.regions._enum_lp import solve_identities
+
+    big = 1 << 120
+    r1, r2, r3 = [big + 7, 3, -5 * big, 11], [-2, big, 9, -big], [5, 5, big // 3, 1]
+    q = [-(a + 2 * b + 3 * c) for a, b, c in zip(r1, r2, r3)]
+    near = [q[0] + 1] + q[1:]  # F = 1 identically: not an identity (p_a - p_b > p_b - p_b somewhere)
+    neg = [-(a - 2 * b + 3 * c) for a, b, c in zip(r1, r2, r3)]  # needs lam_2 = -2
+    s = [1, 0, 0, 0]
+    q1 = [-2 * a + b for a, b in zip(r1, r3)]  # q1 + q2 = -3 r1: nu = (1/2, 1/2), lam = 3/2
+    q2 = [-a - b for a, b in zip(r1, r3)]
+    cases = [([r1, r2, r3], [q], True), ([r1, r2, r3, s], [q], True), ([r1, r2, r3], [near], False),
+             ([r1, r2, r3, s], [near], False), ([r1, r2, r3], [neg], False), ([s], [[-1, 0, 0, 0]], True),
+             ([s], [[1, 0, 0, 0]], False), ([r1, r2, r3, s], [[v - 5 for v in q]], False), None,
+             ([r1], [q1, q2], True), ([r1, r2, r3], [q, near], False)]
+    want = [c[2] if c else False for c in cases]
+    assert solve_identities([c[:2] if c else None for c in cases], 3) == want
+    # random identities and near-identities (one unit off) against Gauss-Jordan over Fractions
+    g = np.random.default_rng(3)
+    systems, want = [], []
+    while len(systems) < 80:
+        n = int(g.integers(1, 5))
+        rows = [[int(v) << int(g.integers(0, 90)) for v in g.integers(-9, 10, 4)] for _ in range(n)]
+        lam = [int(v) for v in g.integers(1, 7, n)]
+        q = [-sum(l_ * r[k] for l_, r in zip(lam, rows)) for k in range(4)]
+        if len(systems) % 2:
+            q[int(g.integers(0, 4))] += 1
+        ref = _fraction_combination(rows, [-v for v in q])
+        if ref == "dependent":
+            continue
+        systems.append((rows, [q]))
+        want.append(ref is not None and all(v >= 0 for v in ref))
+    got = solve_identities(systems, 3)
+    assert got == want and 20 <= sum(want) <= 60
+
+
+def _fraction_combination(cols, v):
+    """The unique ``lam`` with ``sum lam_i cols_i = v`` (Fractions), None if there is none, or
+    "dependent" when the columns are linearly dependent."""
+    from fractions import Fraction
+
+    m, n = len(v), len(cols)
+    A = [[Fraction(cols[j][i]) for j in range(n)] + [Fraction(v[i])] for i in range(m)]
+    r = 0
+    for c in range(n):
+        p = next((i for i in range(r, m) if A[i][c] != 0), None)
+        if p is None:
+            return "dependent"
+        A[r], A[p] = A[p], A[r]
+        A[r] = [x / A[r][c] for x in A[r]]
+        for i in range(m):
+            if i != r and A[i][c] != 0:
+                A[i] = [x - A[i][c] * y for x, y in zip(A[i], A[r])]
+        r += 1
+    if any(A[i][n] != 0 for i in range(r, m)):
+        return None
+    return [A[i][n] for i in range(n)]
+
+
+def test_identity_answers_are_proven_by_the_exact_lp(monkeypatch):
+    """Every "no" proven by an input-space identity is confirmed by the exact largest-margin LP in
+    rational arithmetic (no identity involved), on a deep net where the identities occur; and no
+    identity is found among a cell's rows for a decision whose part is open (a "yes" of the LPs).
+    Counts equal those of the chart certificates alone and of brute force."""
+    import relulab.regions._enum_lp as E
+
+    checked = {"no": 0, "yes": 0, "all": 0}
+    pending = []
+    orig_sys = E.LPEngine._identity_system
+    orig_solve = E.solve_identities
+    orig_chunk = E.LPEngine._piece_lps_chunk
+
+    def identity_system(self, u, a, pat, lr, lq, b):
+        pending.append((self, u, a, pat, b))
+        return orig_sys(self, u, a, pat, lr, lq, b)
+
+    def solve(systems, d):
+        out = orig_solve(systems, d)
+        assert len(out) == len(pending)
+        for (eng, u, a, pat, b), ok in zip(pending, out):
+            checked["all"] += ok
+            if ok and checked["no"] < 40:
+                c = int(np.flatnonzero((b["pat"].long().cpu().numpy() == pat).all(1))[0])
+                t = torch.tensor
+                assert eng._exact_interior(0, t([c]), t([u]), t([a]), b) is None
+                checked["no"] += 1
+        pending.clear()
+        return out
+
+    g = np.random.default_rng(0)
+
+    def chunk(self, R, ER, P, EP, b, cell, unit, piece, valid, check):
+        out = orig_chunk(self, R, ER, P, EP, b, cell, unit, piece, valid, check)
+        pats = b["pat"].long().cpu().numpy()
+        nc = self.charts.rows.shape[1]
+        for i in out[0].nonzero().squeeze(1).tolist()[:20]:
+            live = (R[int(cell[i])].abs().sum(-1) > 0).cpu().numpy()
+            live[:nc] = False
+            live[self.d] = True
+            for _ in range(3):
+                lr = np.zeros(R.shape[1])
+                pick = g.permutation(np.flatnonzero(live))[:self.d + 1]
+                lr[pick] = 1.0
+                lq = np.ones(P.shape[2])
+                lq[int(piece[i])] = 0.0
+                sy = orig_sys(self, int(unit[i]), int(piece[i]), pats[int(cell[i])], lr, lq, b)
+                assert sy is not None and orig_solve([sy], self.d) == [False]
+                checked["yes"] += 1
+        return out
+
+    monkeypatch.setattr(E.LPEngine, "_identity_system", identity_system)
+    monkeypatch.setattr(E, "solve_identities", solve)
+    monkeypatch.setattr(E.LPEngine, "_piece_lps_chunk", chunk)
+    net = plnet(mlp([3, 4, 4, 3, 1], seed=1), 3)
+    res = full_space(net, method="facet")
+    assert res.complete and res.certified
+    assert checked["no"] > 0 and checked["yes"] > 0 and res.stats["identities"] == checked["all"]
+    monkeypatch.setattr(E.LPEngine, "_piece_lps_chunk", orig_chunk)
+    monkeypatch.setattr(E, "USE_IDENTITY", False)
+    ref = full_space(net, method="facet")
+    assert ref.stats["identities"] == 0 and ref.certified
+    assert pattern_set(res.patterns) == pattern_set(ref.patterns) == brute_force(net)
+    check_witnesses(net, res)

@@ -84,6 +84,8 @@ USE_SIMPLEX = True
 USE_DUAL = True
 # decide by exact signs where the layers allow it (see LPEngine._sign_no)
 USE_SIGNS = True
+# prove a "no" first by an exact identity in the input space (see LPEngine._identity_system)
+USE_IDENTITY = True
 
 
 class Charts:
@@ -304,9 +306,10 @@ class LPEngine:
         self.keys = torch.zeros(0, self.words, dtype=torch.long, device=self.dev)
         self.hkeys = torch.zeros(0, dtype=torch.long, device=self.dev)
         self.stats = {"lps": 0, "exact_certificates": 0, "float_certificates": 0, "exact_witnesses": 0, "cells": 0,
-                      "exact_cached": 0, "simplex_no": 0, "sign_no": 0}
+                      "exact_cached": 0, "simplex_no": 0, "sign_no": 0, "identities": 0}
         self._cert_cache = {}
         self._signs = [self._sign_tables(l) for l in range(self.L)]
+        self._zid = np.array([[0] + [1 if i == j else 0 for j in range(d)] for i in range(d)], dtype=object)
         budgeted = max_regions is not None or time_limit is not None
         self.cap = 8 if budgeted else 2048
         self.cap_max = 2048
@@ -881,10 +884,16 @@ class LPEngine:
         # the exact steps work on Python and NumPy values: one conversion for all of them
         ti = todo[bad]
         ci = cell[ti]
-        info = zip(ti.tolist(), ci.tolist(), unit[ti].tolist(), piece[ti].tolist(), b["ch"][ci].tolist(),
-                   b["pat"][ci].long().cpu().numpy(), lr[bad].cpu().numpy(), lq[bad].cpu().numpy())
-        for i, c, u, a, k, pat, lr_, lq_ in info:
-            if not self._certify_exact(c, u, a, k, pat, lr_, lq_, b):
+        info = list(zip(ti.tolist(), ci.tolist(), unit[ti].tolist(), piece[ti].tolist(), b["ch"][ci].tolist(),
+                        b["pat"][ci].long().cpu().numpy(), lr[bad].cpu().numpy(), lq[bad].cpu().numpy()))
+        self.stats["exact_certificates"] += len(info)
+        done = [False] * len(info)
+        if USE_IDENTITY:
+            systems = [self._identity_system(u, a, pat, lr_, lq_, b) for _, _, u, a, _, pat, lr_, lq_ in info]
+            done = solve_identities(systems, self.d)
+            self.stats["identities"] += sum(done)
+        for (i, c, u, a, k, pat, lr_, lq_), ok in zip(info, done):
+            if not ok and not self._certify_exact(c, u, a, k, pat, lr_, lq_, b):
                 open_.append(i)
         return open_
 
@@ -919,7 +928,6 @@ class LPEngine:
         checked in rational arithmetic. At a degenerate optimum the float support may carry
         multipliers that are rounding noise (their exact values are 0); supports without the
         smallest ones are tried too."""
-        self.stats["exact_certificates"] += 1
         l = b["l"]
         rows = None
         top = float(max(lr.max(initial=0.0), lq.max(initial=0.0)))
@@ -952,6 +960,73 @@ class LPEngine:
             if ok:
                 return True
         return False
+
+    def _identity_system(self, u, a, pat, lr, lq, b):
+        """The certificate of a "no" as an exact identity in the input space: the columns of the
+        system ``sum lam_i r_i + lam_s + sum nu_b (p_a - p_b) = 0`` identically in ``x`` (solved by
+        :func:`solve_identities`), over the network rows of the float multipliers' support and the
+        bias scale ``s`` (None where a row is not available exactly). Every chart row is its
+        function of ``x`` times ``s > 0`` (``s`` itself is ``s`` times 1), so this is the chart
+        certificate with ``F = 0`` without the chart: the rows are the exact maps of ``x`` (integers,
+        each column its own positive multiple), smaller than their chart forms. The boundaries that
+        touch a cell only at infinity or along a face where earlier units bend give exactly such
+        identities; anything else (``F`` a negative constant, or a support that needs a cone or box
+        row, which are left out here) is left to the chart's certificate. Returns ``(row columns,
+        piece columns)``."""
+        l = b["l"]
+        nc = self.charts.rows.shape[1]
+        sup_q = np.flatnonzero(lq > 0).tolist()
+        if not sup_q:
+            return None
+        off = self.net.unit_offsets[l]
+        maps = self._exact_maps().maps(self._zid, 0, pat, l, key=(pat[:off].tobytes(), l))
+        Pl, el = maps[l]
+        if el is None:
+            return None
+        valid_l = self.valid_np[l]
+        qcols = []
+        for kk in sup_q:
+            if not valid_l[u, kk] or kk == a:
+                return None
+            qc = Pl[u, a] - Pl[u, kk]
+            if not any(qc):
+                return None  # identical pieces: the lowest-index rule, not an identity, decides
+            qcols.append(qc)
+        d = self.d
+        cols = []
+        for j in np.flatnonzero(lr > 0).tolist():
+            if j < nc:
+                if self.charts.cube or j != d:
+                    # a cone or box row: left out (their multipliers are rounding noise at the
+                    # touching boundaries; where one is needed, the chart's certificate decides)
+                    continue
+                cols.append(np.array([1] + [0] * d, dtype=object))
+                continue
+            loc = self._row_loc(pat, l, b["stage"], j - nc)
+            if loc is None:
+                return None
+            i, uu, kk, w = loc
+            Pm = maps[i][0]
+            cols.append(Pm[uu, w] - Pm[uu, kk])
+        return cols, qcols
+
+    def _row_loc(self, pat, l, stage, j):
+        """``(layer, unit, other piece, winner)`` of network row ``j`` of a cell (in the order of
+        :meth:`_cell_rows`), or None for a zero row."""
+        for i in range(l + 1):
+            if i == l and stage == "start":
+                break
+            Uu, K = self.valid_np[i].shape
+            n = Uu * (K - 1)
+            if j < n:
+                uu, sl = divmod(j, K - 1)
+                w = int(pat[self.net.unit_offsets[i] + uu])
+                kk = sl + int(sl >= w)
+                if w < 0 or not self.valid_np[i][uu, kk]:
+                    return None
+                return i, uu, kk, w
+            j -= n
+        return None
 
     def _winner_part(self, wf, wcentre, rc, u, win, b):
         """Whether the part of each split cell ``rc`` where its witness's winner wins is open, where
@@ -1418,3 +1493,108 @@ class LPEngine:
         # as Fractions only when needed (the margin LP)
         rows = [[Fraction(v) for v in r] if el is None else [Fraction(int(v), 1 << el) for v in r] for r, el in rows]
         return rows + box_rows, bad
+
+
+
+def solve_identities(systems, d: int) -> list:
+    """For each system ``(cols, qcols)`` (integer vectors of length ``d + 1``; None: skip), whether
+    nonnegative ``lam`` on ``cols`` and ``nu`` on ``qcols`` with ``sum nu = 1`` make
+    ``sum lam_i col_i + sum nu_b qcol_b`` the zero vector.
+
+    Systems with ``n`` columns are solved together: float64 LU with partial pivoting on the
+    columns picks ``n - 1`` of the ``d + 1`` equations (an identity leaves the columns of rank
+    ``n - 1``), which with ``sum nu = 1`` make a square system, solved in integers by fraction-free
+    elimination (Bareiss 1968) on NumPy object arrays, all systems at once. Every candidate is
+    then checked against all ``d + 2`` equations in exact integer arithmetic, so the float choice
+    of equations can cost an answer (False, left to the general certificate) but never make a
+    wrong one."""
+    out = [False] * len(systems)
+    groups = {}
+    for t, sy in enumerate(systems):
+        if sy is not None:
+            groups.setdefault((len(sy[0]), len(sy[1])), []).append(t)
+    for (nr, nq), idx in groups.items():
+        n = nr + nq
+        if n > d + 2:
+            continue
+        B = len(idx)
+        M = np.empty((B, d + 2, n), dtype=object)
+        for r, t in enumerate(idx):
+            cols, qcols = systems[t]
+            for j, col in enumerate(list(cols) + list(qcols)):
+                M[r, :d + 1, j] = col
+        M[:, d + 1, :] = 0
+        M[:, d + 1, nr:] = 1
+        # float64 copies (each column scaled to its largest entry) for the choice of equations
+        try:
+            Mf = M[:, :d + 1].astype(np.float64)
+        except OverflowError:  # entries beyond float64's range: each column shifted into it
+            bits = np.vectorize(lambda v: int(v).bit_length(), otypes=[np.int64])(M[:, :d + 1])
+            sh = np.maximum(bits.max(1) - 60, 0)  # (B, n)
+            Mf = np.vectorize(lambda v, e: float(int(v) >> int(e)) if v >= 0 else -float((-int(v)) >> int(e)),
+                              otypes=[np.float64])(M[:, :d + 1], sh[:, None, :])
+        Mf = Mf / np.maximum(np.abs(Mf).max(1, keepdims=True), 1e-300)
+        sel = _pivot_rows(Mf, n - 1)  # (B, n - 1)
+        rows = np.concatenate([sel, np.full((B, 1), d + 1)], 1)
+        S = np.take_along_axis(M, rows[:, :, None], 1)  # (B, n, n)
+        nums, den, ok = _bareiss_batch(S)
+        if not ok.any():
+            continue
+        # the proof: every equation, exactly
+        res = (M * nums[:, None, :]).sum(2)
+        zero = np.array([all(v == 0 for v in res[r, :d + 1]) and res[r, d + 1] == den[r] for r in range(B)])
+        sg = np.where(den > 0, 1, -1).astype(object)
+        nonneg = np.array([all(v * s_ >= 0 for v in nums[r]) for r, s_ in enumerate(sg)])
+        good = ok & zero & nonneg & np.array([den[r] != 0 for r in range(B)])
+        for r, t in enumerate(idx):
+            out[t] = bool(good[r])
+    return out
+
+
+def _pivot_rows(Mf, k):
+    """(B, k) indices of ``k`` rows of each (m, n) float matrix chosen by Gaussian elimination with
+    partial pivoting over its first ``k`` columns (independent rows where the float data tell)."""
+    A = Mf.copy()
+    B, m, n = A.shape
+    ar = np.arange(B)
+    chosen = np.zeros((B, k), dtype=np.int64)
+    used = np.zeros((B, m), dtype=bool)
+    for c in range(k):
+        col = np.where(used, -1.0, np.abs(A[:, :, c]))
+        p = col.argmax(1)
+        chosen[:, c] = p
+        used[ar, p] = True
+        pv = A[ar, p, c]
+        f = np.where(used, 0.0, A[:, :, c] / np.where(pv == 0, 1.0, pv)[:, None])
+        A = A - f[:, :, None] * A[ar, p][:, None, :]
+    return chosen
+
+
+def _bareiss_batch(S):
+    """Solutions ``nums / den`` of the square integer systems ``S[:, :, :n] x = e_n`` (right-hand
+    side the last unit vector), fraction-free elimination without pivoting; ``ok`` False where a
+    pivot is zero (those answers are not used)."""
+    B, n, _ = S.shape
+    A = np.concatenate([S, np.zeros((B, n, 1), dtype=object)], 2)
+    A[:, n - 1, n] = 1
+    ok = np.ones(B, dtype=bool)
+    prev = np.ones(B, dtype=object)
+    for k in range(n):
+        piv = A[:, k, k].copy()
+        bad = np.array([v == 0 for v in piv])
+        ok &= ~bad
+        piv[bad] = 1
+        A[bad, k, k] = 1
+        if k + 1 < n:
+            A[:, k + 1:, k + 1:] = (piv[:, None, None] * A[:, k + 1:, k + 1:]
+                                    - A[:, k + 1:, k:k + 1] * A[:, k:k + 1, k + 1:]) // prev[:, None, None]
+            A[:, k + 1:, k] = 0
+        prev = piv
+    den = A[:, n - 1, n - 1].copy()
+    nums = np.zeros((B, n), dtype=object)
+    for i in reversed(range(n)):
+        acc = den * A[:, i, n]
+        if i + 1 < n:
+            acc = acc - (A[:, i, i + 1:n] * nums[:, i + 1:]).sum(1)
+        nums[:, i] = acc // A[:, i, i]
+    return nums, den, ok

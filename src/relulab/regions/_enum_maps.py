@@ -295,6 +295,11 @@ class ExactX:
             lk = (l, pat[:self.net.unit_offsets[l]].tobytes())
             hit = self.lcache.get(lk)
             if hit is None:
+                if l:
+                    # the input of layer l: the previous layer's winning pieces (built on a miss only)
+                    P, e = out[-1]
+                    w = pat[self.net.layer_slice(l - 1)].astype(np.int64)
+                    Z = P[np.arange(P.shape[0]), w] if P.shape[0] else Z[:0]
                 aff, (_, idx, cf, ec, valid) = self._segs[l]
                 for tab in aff:
                     Z, e = exact_affine(tab, Z, e)
@@ -303,12 +308,6 @@ class ExactX:
                     self.lcache.pop(next(iter(self.lcache)))  # the oldest entry
                 self.lcache[lk] = hit
             out.append(hit)
-            if l == upto:
-                break
-            P, e = hit
-            w = pat[self.net.layer_slice(l)]
-            Uu = P.shape[0]
-            Z = np.stack([P[u, int(w[u])] for u in range(Uu)]) if Uu else Z[:0]
         return out
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -364,29 +365,30 @@ def _cut(V, n, E, d, tol, new_label, cutline, sides=(1,)):
     inside = ((Xl >= torch.minimum(P, Pn) - slack) & (Xl <= torch.maximum(P, Pn) + slack)).all(-1)
     X = torch.where((cross & (det != 0) & inside)[..., None], Xl, X)
     lines = V[..., 2:]
-    cut = cutline[:, None, :].expand(A, M, 3)
-    rows = torch.arange(A, device=V.device)[:, None].expand(A, 2 * M)
+    cut = cutline[:, None, :]
     out = []
     for side in sides:
         ss, sn = (s, s_n) if side > 0 else (-s, -s_n)
         keep = valid & (ss >= 0)
         leaves = sn < 0  # the boundary walks on along the cut after this vertex / crossing
-        lab_p = torch.where(leaves & ~cross, new_label[:, None], E)
-        lab_x = torch.where(leaves, new_label[:, None], E)
-        line_p = torch.where((leaves & ~cross)[..., None], cut, lines)
-        line_x = torch.where(leaves[..., None], cut, lines)
-        pts = torch.stack([torch.cat([P, line_p], -1), torch.cat([X, line_x], -1)], 2).reshape(A, 2 * M, 5)
+        # candidates in boundary order: vertex i (slot 2i), then its edge's crossing (slot 2i + 1)
+        pts = V.new_empty(A, M, 2, 5)
+        pts[:, :, 0, :2] = P
+        pts[:, :, 1, :2] = X
+        pts[:, :, 0, 2:] = torch.where((leaves & ~cross)[..., None], cut, lines)
+        pts[:, :, 1, 2:] = torch.where(leaves[..., None], cut, lines)
+        labs = torch.stack([torch.where(leaves & ~cross, new_label[:, None], E),
+                            torch.where(leaves, new_label[:, None], E)], 2).reshape(A, 2 * M)
         emit = torch.stack([keep, cross], 2).reshape(A, 2 * M)
-        labs = torch.stack([lab_p, lab_x], 2).reshape(A, 2 * M)
-        n2 = emit.sum(1)
+        # output slot k reads the (k+1)-th emitted candidate; slots past the end repeat the last one
+        cs = emit.long().cumsum(1)
+        n2 = cs[:, -1] if M else cs.new_zeros(A)
         M2 = int(n2.max()) if A else 0
-        pos = emit.long().cumsum(1) - 1
-        V2 = V.new_zeros(A, M2, V.shape[2])
-        E2 = E.new_full((A, M2), -1)
-        r, q = rows[emit], pos[emit]
-        V2[r, q] = pts[emit]
-        E2[r, q] = labs[emit]
-        out.append((_pad_repeat(V2, n2), n2, E2, (valid & (ss > 0)).any(1)))
+        k = torch.minimum(torch.arange(1, M2 + 1, device=V.device)[None], n2[:, None].clamp(min=1))
+        src = torch.searchsorted(cs, k).clamp(max=max(2 * M - 1, 0))
+        V2 = pts.reshape(A, 2 * M, 5).gather(1, src[..., None].expand(A, M2, 5))
+        E2 = torch.where(torch.arange(M2, device=V.device)[None] < n2[:, None], labs.gather(1, src), -1)
+        out.append((V2, n2, E2, (valid & (ss > 0)).any(1)))
     return out
 
 
@@ -457,7 +459,8 @@ class _Work:
 
     def result(self):
         keep = self.alive[: self.N].nonzero(as_tuple=True)[0]
-        return _shrink((self.V[keep], self.n[keep], self.E[keep], self.lp[keep], self.par[keep]))
+        # index_select: row gathers of small integer tables are many times faster than indexing
+        return _shrink(tuple(x.index_select(0, keep) for x in (self.V, self.n, self.E, self.lp, self.par)))
 
 
 def _cat_polys(parts):
@@ -616,6 +619,42 @@ def _disc_sides(D, Dabs, ref, rho, centre, rtol):
     return dref, sure
 
 
+def _line_rows(Zc, coef, relu):
+    """``rows(p, u)``: the tie lines ``D = c1 z - c0 z`` of two-piece units ``u`` on polygons ``p``
+    (local form, from the maps ``Zc`` (A, U, 3)) and ``|c1 z| + |c0 z|`` (bounds D's rounding)."""
+    def rows(p, u):
+        z = Zc[p, u]
+        if relu:
+            return z, z.abs()
+        d0, d1 = z * coef[u, 0][..., None], z * coef[u, 1][..., None]
+        return d1 - d0, d1.abs() + d0.abs()
+    return rows
+
+
+def _disc_sides_maps(Zc, coef, relu, ref, rho, centre, rtol):
+    """:func:`_disc_sides` for every two-piece unit of every polygon at once, from the maps ``Zc``
+    (A, U, 3) (a view of (3, A, U) memory): with ``x = (1, ref - centre)`` and
+    ``b = (rtol, rho + rtol reach_s, rho + rtol reach_t)`` (per polygon), the value at ``ref`` is
+    ``(c1 - c0) (z . x)`` and the test's bound is ``(|c0| + |c1|) (|z| . b)`` (two batched products:
+    one pass over the maps each, instead of a dozen elementwise passes). It bounds the other form's
+    terms: ``|c1 z - c0 z| <= |c1 z| + |c0 z| = (|c0| + |c1|) |z|``; the factor ``1 + 1e-9`` covers
+    the rounding of the bound itself. A filter only: pairs it leaves are tested at the vertices."""
+    off = ref - centre
+    x = torch.stack([torch.ones_like(off[:, 0]), off[:, 0], off[:, 1]], 1)[:, None]  # (A, 1, 3)
+    zt = Zc.permute(0, 2, 1)  # (A, 3, U)
+    dref = torch.bmm(x, zt)[:, 0]  # (A, U)
+    reach = off.abs() + ref.abs() + 2 * rho[:, None]
+    b = torch.stack([torch.full_like(rho, rtol), rho + rtol * reach[:, 0], rho + rtol * reach[:, 1]], 1)
+    bound = torch.bmm(b[:, None].mul_(1 + 1e-9), zt.abs())[:, 0]
+    if not relu:
+        dref.mul_(coef[:, 1] - coef[:, 0])
+        bound.mul_(coef[:, 0].abs() + coef[:, 1].abs())
+    sure = dref.abs() > bound
+    if not bool(torch.isfinite(dref.abs().amax() + bound.amax())):
+        raise _Overflow
+    return dref, sure
+
+
 def _discs(V, n):
     """Vertex means (A, 2) and the radius (A,) of the disc about them holding every vertex."""
     ref = _means(V[..., :2], n)
@@ -683,7 +722,8 @@ def _winner_coef(layer, w):
 
 def _low_rank_pays(pairs: int, parents: int, children: int, units: int) -> bool:
     """Whether children's maps from their parents' plus corrections beat one product per child: the
-    corrections (index_add) cost several multiply-adds of a matrix product per element."""
+    corrections (a sparse product and the gather of the parents' rows) cost several multiply-adds of a
+    matrix product per element."""
     return 8 * pairs + parents * units < children * units
 
 
@@ -693,20 +733,24 @@ def _children_maps(base, parent, q, j, y, weight_t):
     ``base`` (3, A, w): ``L (c_b * z) + b`` per parent, the next layer applied to the parent's
     features with the coefficient of every unit that varies among its children set to 0;
     ``parent`` (C,) each child's parent; pairs ``(q, j)`` (Q,): child ``q`` has the nonzero term
-    ``y`` (Q, 3) from varying unit ``j`` (sorted by child). Returns (3, C, w):
-    ``sum_pairs L[:, j] y + base[parent]``,
-    the corrections summed first (each child's map is then a sum of the same products as
-    ``L (c * z) + b`` with its own coefficients, in another order: the same rounding-error bound)."""
+    ``y`` (Q, 3) from varying unit ``j`` (sorted by child, then unit). Returns (3, C, w):
+    ``base[parent] + S L^T`` with ``S`` (3C, U) the sparse matrix of the terms ``y`` (one sparse
+    product: each term costs one row of ``L^T``, and no (Q, w) temporaries are built). Each child's
+    map is a sum of the same products as ``L (c * z) + b`` with its own coefficients, in another
+    order: the same rounding-error bound."""
+    C = parent.numel()
     out = base.index_select(1, parent)
     if not q.numel():
         return out
-    kids, inv = torch.unique_consecutive(q, return_inverse=True)  # q is sorted (nonzero's row order)
-    corr = base.new_zeros(3, kids.numel(), base.shape[2])
-    step = max(1, _BLOCK // max(1, 3 * base.shape[2]))
-    for a in range(0, q.numel(), step):
-        jb = j[a:a + step]
-        corr.index_add_(1, inv[a:a + step], y[a:a + step].T[:, :, None] * weight_t[jb][None])
-    return out.index_add_(1, kids, corr)
+    Q = q.numel()
+    start = torch.zeros(C + 1, dtype=torch.long, device=q.device)
+    start[1:] = torch.bincount(q, minlength=C).cumsum(0)
+    crow = torch.cat([start[:-1], start[:-1] + Q, start + 2 * Q])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ss]parse")
+        S = torch.sparse_csr_tensor(crow, j.repeat(3), y.T.reshape(-1), (3 * C, weight_t.shape[0]))
+        flat = out.view(3 * C, -1)
+        return torch.addmm(flat, S, weight_t).view(3, C, -1)
 
 
 def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=None):
@@ -760,16 +804,10 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             cen = centre.expand(A0, 2)
             fast = Z is not None and two and layer.elementwise_units
             if fast:
-                # two pieces c0 z, c1 z of feature j: D = c1 z - c0 z straight from the maps (the same
-                # float operations as through the pieces' table, which is never built)
+                # two pieces c0 z, c1 z of feature j: D = c1 z - c0 z straight from the maps, formed for
+                # the (polygon, unit) pairs that need it only (the same float operations as through
+                # the pieces' table, which is never built)
                 Zc = Z[c0:c1]
-                c_0, c_1 = layer.coef[None, :, 0, None], layer.coef[None, :, 1, None]
-                if relu:
-                    D, Dabs = Zc, Zc.abs()
-                else:
-                    D0, D1 = Zc * c_0, Zc * c_1
-                    D, Dabs = D1 - D0, D1.abs() + D0.abs()
-                    del D0, D1
                 coef = None
             elif Z is not None:
                 Zc = Z[c0:c1]
@@ -792,21 +830,30 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             crossing = torch.zeros(A0, U, dtype=torch.bool, device=dev)
             lp = torch.full((A0, U), -1, dtype=pdtype, device=dev)
             if two:
-                if not fast:
+                if fast:
+                    rows = _line_rows(Zc, layer.coef, relu)
+                else:
                     D = coef[:, :, 1] - coef[:, :, 0]  # (A0, U, 3)
                     Dabs = coef[:, :, 1].abs() + coef[:, :, 0].abs()  # bounds the rounding of D
+
+                    def rows(p, u, D=D, Dabs=Dabs):
+                        return D[p, u], Dabs[p, u]
                 # a unit cannot cross a polygon whose circumscribed disc (about its vertex mean)
                 # it misses by more than the largest vertex tolerance; only the others are tested
                 # at the vertices
                 ref, rho = _discs(Vp, np_)
-                dref, sure = _disc_sides(D, Dabs, ref, rho, centre, rtol)
+                if fast:
+                    dref, sure = _disc_sides_maps(Zc, layer.coef, relu, ref, rho, centre, rtol)
+                else:
+                    dref, sure = _disc_sides(D, Dabs, ref, rho, centre, rtol)
                 lp = torch.where(sure, (dref > 0).to(pdtype), lp)
                 q, w = (~sure).nonzero(as_tuple=True)
                 sub = max(1, _BLOCK // max(1, Vp.shape[1]))
                 for a in range(0, q.numel(), sub):
                     qa, wa = q[a:a + sub], w[a:a + sub]
-                    dv = _eval_affine(D[qa, wa], cen[qa], Vp[qa])  # (Q, M)
-                    tv = _vtol(Dabs[qa, wa], cen[qa], Vp[qa], rtol)
+                    Dq, Dq_abs = rows(qa, wa)
+                    dv = _eval_affine(Dq, cen[qa], Vp[qa])  # (Q, M)
+                    tv = _vtol(Dq_abs, cen[qa], Vp[qa], rtol)
                     mx, mn = dv.amax(1), dv.amin(1)
                     cr = (dv > tv).any(1) & (dv < -tv).any(1)
                     crossing[qa, wa] = cr
@@ -839,7 +886,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
             while act.numel():
                 if budget.exceeded(state["live"]):
                     Vd, nd, Ed, ld, pd = W.result()
-                    full = patp[pd].clone()
+                    full = patp.index_select(0, pd)
                     full[:, sl] = ld
                     partial.extend([(Vd, nd, Ed, full), (V[c1:], n[c1:], E[c1:], pat[c1:])])
                     raise _Stop
@@ -854,8 +901,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                     ks = qw[:, None] + torch.arange(B, device=dev)
                     inb = ks < ncand[pw][:, None]
                     units = cand[pw[:, None], ks.clamp(max=cand.shape[1] - 1)]
-                    dref, sure = _disc_sides(D[pw[:, None], units], Dabs[pw[:, None], units], W.ref[act], W.rho[act],
-                                             centre, rtol)
+                    dref, sure = _disc_sides(*rows(pw[:, None], units), W.ref[act], W.rho[act], centre, rtol)
                     sure &= inb
                     open_ = ~sure
                     nsure = torch.where(open_.any(1), open_.to(torch.int8).argmax(1), B)
@@ -874,8 +920,9 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 Vw, nw, Ew = W.V[todo, :Mw], W.n[todo], W.E[todo, :Mw]
                 ca = centre.expand(todo.numel(), 2)
                 if two and todo.numel():
-                    d = _eval_affine(D[pw, unit], ca, Vw)
-                    tl = _vtol(Dabs[pw, unit], ca, Vw, rtol)  # (A, M)
+                    Du, Du_abs = rows(pw, unit)
+                    d = _eval_affine(Du, ca, Vw)
+                    tl = _vtol(Du_abs, ca, Vw, rtol)  # (A, M)
                     mx, mn = d.amax(1), d.amin(1)
                     split = (d > tl).any(1) & (d < -tl).any(1)
                     ns = ~split
@@ -884,10 +931,10 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                         sp = split.nonzero(as_tuple=True)[0]
                         ia, us = todo[sp], unit[sp]
                         lab = lbase + pw[sp] * U + us
-                        cl = _global_line(D[pw[sp], us], ca[sp])
+                        cl = _global_line(Du[sp], ca[sp])
                         (Vp1, n1, E1, _), (Vm1, m1, F1, _) = _cut(Vw[sp], nw[sp], Ew[sp], d[sp], tl[sp], lab, cl,
                                                                  sides=(1, -1))
-                        l0 = W.lp[ia].clone()
+                        l0 = W.lp.index_select(0, ia)
                         l0[torch.arange(ia.numel(), device=dev), us] = 0
                         W.lp[ia, us] = 1
                         W.put(ia, Vp1, n1, E1)
@@ -909,7 +956,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                         cidx, cV, cn, cE, ck = _cells(Vw[ci], nw[ci], Ew[ci], cf[ci], vd[ci], ca[ci], ab[ci], rtol,
                                                       kbase)
                         src = act[ci][cidx]
-                        lc = W.lp[src].clone()
+                        lc = W.lp.index_select(0, src)
                         lc[torch.arange(cidx.numel(), device=dev), unit[ci][cidx]] = ck.to(pdtype)
                         W.alive[act[ci]] = False
                         new_idx = W.append(cV, cn, cE, lc, W.par[src], W.ptr[src])
@@ -917,7 +964,7 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 act = torch.cat([act, new_idx])
                 act = act[W.alive[act] & (W.ptr[act] < ncand[W.par[act]])]
             Vd, nd, Ed, ld, pd = W.result()
-            full = patp[pd].clone()
+            full = patp.index_select(0, pd)  # the parents' rows: -1 (undecided) from this layer on
             full[:, sl] = ld
             layer_counts[l] += Vd.shape[0]
             Znext = None
@@ -925,16 +972,24 @@ def _refine(rnet: PLNet, ext, rtol: float, budget: _Budget, pdtype, progress=Non
                 # each piece's winners give the layer's output maps; push them to the next max layer
                 dense = _single_dense(segs[l + 1])
                 low = Z is not None and two and layer.elementwise_units and dense is not None and _LOW_RANK
-                if low and _low_rank_pays(int(crossing[pd].sum()), A0, pd.numel(), U):
+                kids = ncand[pd]  # units that crossed each child's parent
+                if low and _low_rank_pays(int(kids.sum()), A0, pd.numel(), U):
                     # children differ from their parent only in the units that crossed it: one product
                     # per parent with those units' terms zeroed, plus each child's own terms
                     cz = layer.coef.to(Zc.dtype)
-                    cb = torch.where(crossing, 0.0, torch.where(lp == 1, cz[:, 1], cz[:, 0]))  # (A0, U)
+                    if relu:  # lp is -1 exactly where the unit crosses
+                        cb = (lp == 1).to(Zc.dtype)
+                    else:
+                        cb = torch.where(crossing, 0.0, torch.where(lp == 1, cz[:, 1], cz[:, 0]))  # (A0, U)
                     Yb = (Zc.permute(2, 0, 1) * cb[None]).permute(1, 2, 0)
                     Zb = _affine_maps([dense], Yb).permute(2, 0, 1)  # (3, A0, w) memory
-                    cw = torch.where(ld == 1, cz[:, 1], cz[:, 0])  # (C, U) each child's coefficients
-                    q, j = (crossing[pd] & (cw != 0)).nonzero(as_tuple=True)
-                    y = Zc[pd[q], j] * cw[q, j][:, None]  # (Q, 3)
+                    # (child, crossing unit) pairs from the parents' candidate lists, by child then unit
+                    q = torch.repeat_interleave(torch.arange(pd.numel(), device=dev), kids)
+                    j = cand[pd][torch.arange(cand.shape[1], device=dev)[None] < kids[:, None]]
+                    cw = torch.where(ld[q, j] == 1, cz[j, 1], cz[j, 0])  # each child's coefficients
+                    nz = (cw != 0).nonzero(as_tuple=True)[0]
+                    q, j, cw = q[nz], j[nz], cw[nz]
+                    y = Zc[pd[q], j] * cw[:, None]  # (Q, 3)
                     Znext = _children_maps(Zb, pd, q, j, y, dense.weight.T.contiguous()).permute(1, 2, 0)
                 else:
                     if Z is not None and layer.elementwise_units:  # winner k of unit j reads feature j
