@@ -742,3 +742,74 @@ def test_progress_callback_counts_finished_polygons():
     done = [c[0] for c in rec.calls]
     assert done and done == sorted(done) and done[-1] == res.count
     assert all(c[1] is None and c[2]["regions"] == c[0] for c in rec.calls)
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-6, 1.0, 1e6, 1e200])
+@pytest.mark.parametrize("coef", [(0.0, 1.0), (0.5, 1.0), (-1.0, 1.0)])
+def test_disc_filter_decides_only_what_the_vertex_test_decides(scale, coef):
+    # the batched disc filter of a two-piece layer (value at the vertex mean, bound from |z|) may
+    # settle a (polygon, unit) pair without the vertex test only where the vertex test agrees: no
+    # vertex within its tolerance of the line, every vertex on the side of the disc's centre. Lines
+    # are placed at the disc's edge (missing it by -1e-6 .. 1e-6 of the threshold, or passing
+    # through a vertex) at tiny and huge scales.
+    from relulab.regions import plane
+
+    g = torch.Generator().manual_seed(7)
+    A, M, U = 40, 6, 48
+    n = torch.full((A,), M)
+    rtol = 1e-12
+    centre = torch.zeros(2, dtype=torch.float64)
+    # convex polygons: points on a circle of random centre and radius, counter-clockwise
+    ang = torch.sort(torch.rand(A, M, generator=g, dtype=torch.float64) * 2 * math.pi, 1).values
+    c = (torch.rand(A, 2, generator=g, dtype=torch.float64) * 2 - 1) * scale
+    r = (torch.rand(A, 1, generator=g, dtype=torch.float64) * 0.1 + 1e-3) * scale
+    V = torch.stack([c[:, :1] + r * torch.cos(ang), c[:, 1:] + r * torch.sin(ang)], -1)
+    # half of them thin rectangles along s: the disc's bound is then tight for lines along t
+    box = torch.tensor([[-1, -1e-9], [1, -1e-9], [1, 1e-9], [-1, 1e-9], [-1, 1e-9], [-1, 1e-9]], dtype=torch.float64)
+    V[A // 2:] = c[A // 2:, None] + r[A // 2:, :, None] * box
+    n[A // 2:] = 4
+    ref, rho = plane._discs(V, n)
+    cf = torch.tensor(coef, dtype=torch.float64)[None].expand(U, 2).contiguous()
+    gs = torch.randn(A, U, generator=g, dtype=torch.float64)
+    gt = torch.randn(A, U, generator=g, dtype=torch.float64)
+    gt[:, ::2] = 0.0  # lines along t
+    # the tie line D = (c1 - c0) z: place it relative to the disc's threshold
+    # (|c0| + |c1|) / |c1 - c0| (|gs| + |gt|) rho (the bound holds |c1 z| + |c0 z|, as the vertex test)
+    fac = (abs(coef[0]) + abs(coef[1])) / abs(coef[1] - coef[0])
+    thr = fac * (gs.abs() + gt.abs()) * rho[:, None]
+    rel = torch.tensor([-1e-6, -1e-12, 0.0, 1e-12, 1e-9, 1e-6, 1e-3, 0.5], dtype=torch.float64)
+    k = torch.arange(U) % (rel.numel() + 1)
+    val_at_ref = thr * (1 + rel[k.clamp(max=rel.numel() - 1)]) * torch.where(torch.arange(U) % 2 == 0, 1.0, -1.0)
+    # the last kind: through a vertex
+    through = k == rel.numel()
+    vx = V[:, 0]
+    val_vertex = -(gs * (vx[:, :1] - ref[:, :1]) + gt * (vx[:, 1:] - ref[:, 1:]))
+    val_at_ref = torch.where(through, val_vertex, val_at_ref)
+    D0 = val_at_ref - gs * ref[:, :1] - gt * ref[:, 1:]  # value at the centre (0, 0)
+    D = torch.stack([D0, gs, gt], -1)  # (A, U, 3) in local form about the centre
+    dc = cf[:, 1] - cf[:, 0]
+    Z = D / dc[None, :, None]  # maps of the feature: D = c1 z - c0 z
+    Zm = Z.permute(2, 0, 1).contiguous()  # the refinement's (3, A, U) memory
+    Zc = Zm.permute(1, 2, 0)
+    relu = coef == (0.0, 1.0)
+    dref, sure = plane._disc_sides_maps(Zc, cf, relu, ref, rho, centre, rtol)
+    rows = plane._line_rows(Zc, cf, relu)
+    p, u = torch.meshgrid(torch.arange(A), torch.arange(U), indexing="ij")
+    Dr, Dabs = rows(p.reshape(-1), u.reshape(-1))
+    Vr = V[:, None].expand(A, U, M, 2).reshape(A * U, M, 2)
+    cen = centre.expand(A * U, 2)
+    dv = plane._eval_affine(Dr, cen, Vr)
+    tv = plane._vtol(Dabs, cen, Vr, rtol)
+    cross = ((dv > tv).any(1) & (dv < -tv).any(1)).reshape(A, U)
+    on_pos = (dv > tv).all(1).reshape(A, U)
+    on_neg = (dv < -tv).all(1).reshape(A, U)
+    assert not bool((sure & cross).any())
+    assert bool(torch.where(sure, torch.where(dref > 0, on_pos, on_neg), True).all())
+    # the filter does its job: lines missing the disc by 1e-3 of the threshold or more are settled
+    far = (k == rel.numel() - 2) | (k == rel.numel() - 1)
+    assert bool(sure[:, far].all())
+    # the cutting rounds' disc test (gathered lines) makes the same promise
+    B = 16
+    dref2, sure2 = plane._disc_sides(Dr.reshape(A, U, 3)[:, :B], Dabs.reshape(A, U, 3)[:, :B], ref, rho, centre, rtol)
+    assert not bool((sure2 & cross[:, :B]).any())
+    assert bool(torch.where(sure2, torch.where(dref2 > 0, on_pos[:, :B], on_neg[:, :B]), True).all())

@@ -250,7 +250,7 @@ def _grouped_max_inputs(net, Z0, pat, tree=None, packed=None):
                 z = low
                 done = i + 1
             elif lay.elementwise_units:  # piece k of unit j is coef[j, k] z_j: scale the parent's maps
-                z = z[parent] * _plane._winner_coef(lay, wf)[:, None, :]
+                z = z.index_select(0, parent) * _plane._winner_coef(lay, wf)[:, None, :]
             else:
                 y, _, _ = lay.select(z[parent].reshape(3 * G, -1), wf.long().repeat_interleave(3, 0))
                 z = y.reshape(G, 3, -1)
@@ -444,10 +444,13 @@ def certify_partition(net, origin, u, v, ext, pat, E, ranges, *, deadline=None, 
     sides = torch.tensor([[-t0, 0.0, 1.0], [s1, -1.0, 0.0], [t1, 0.0, -1.0], [-s0, 1.0, 0.0]], dtype=dt, device=dev)
     pat = pat.to(dev)
     for l, m in enumerate(net.max_units):  # every entry of every pattern a valid piece of its unit
-        w = pat[:, net.unit_offsets[l]:net.unit_offsets[l + 1]].long()
-        if bool((w < 0).any()) or bool((w >= m.index.shape[1]).any()):
+        w = pat[:, net.unit_offsets[l]:net.unit_offsets[l + 1]]
+        if not w.numel():
+            continue
+        lo, hi = torch.aminmax(w)  # in the pattern's own small dtype: no int64 copy
+        if int(lo) < 0 or int(hi) >= m.index.shape[1]:
             return CertOutcome(False, reason="a pattern entry is not a piece of its unit")
-        if not bool(m.valid.all()) and not bool(m.valid[torch.arange(m.units, device=dev)[None], w].all()):
+        if not bool(m.valid.all()) and not bool(m.valid[torch.arange(m.units, device=dev)[None], w.long()].all()):
             return CertOutcome(False, reason="a pattern entry is an invalid piece")
     Kc, L_cols, two = _layout(net, dev)
     ncol_u = int(L_cols[-1])
@@ -679,7 +682,8 @@ def _neighbours_listed(ctx, c0, pc, col, valid):
                 ok_row[sel] &= gid[cand[sel]] == gid[c0 + pp[sel]]
                 parts.append((sel, (int(ctx.offsets[m]) * isz) // 8))
     for sel, ws in parts:
-        x = ctx.packed[cand[sel], ws:] ^ ctx.packed[c0 + pp[sel], ws:]
+        tail = ctx.packed[:, ws:]
+        x = tail.index_select(0, cand[sel]) ^ tail.index_select(0, c0 + pp[sel])
         x[torch.arange(sel.numel(), device=dev), word[sel] - ws] &= keep[sel]
         ok_row[sel] &= (x == 0).all(1)
     good = torch.ones(col.shape[0], dtype=torch.bool, device=dev)
@@ -923,7 +927,7 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
         for a in range(0, G2, step):
             b = min(G2, a + step)
             w = pat[:, net.unit_offsets[m]:net.unit_offsets[m + 1]].index_select(0, first[a:b])
-            gq, j = (sg[par[a:b]] != (2 * w - 1)).nonzero(as_tuple=True)
+            gq, j = (sg.index_select(0, par[a:b]) != (2 * w - 1)).nonzero(as_tuple=True)
             gq = gq + a
             pq = par[gq]
             D = _two_piece_pairs(lyr, z, pq, j)  # (3, Q)
@@ -950,10 +954,10 @@ def _grouped_pass(ctx, grouped, E, n, deadline):
             if m in signs:
                 gid, sg = signs[m]
                 w = pc[:, net.unit_offsets[m]:net.unit_offsets[m + 1]]
-                near = sg[gid[c0:c1]] != (2 * w - 1)  # not cleared by the group tests
+                near = sg.index_select(0, gid[c0:c1]) != (2 * w - 1)  # not cleared by the group tests
                 if m in second:
                     gid2, cleared = second[m]
-                    near &= ~cleared[gid2[c0:c1]]
+                    near &= ~cleared.index_select(0, gid2[c0:c1])
                 p_, j_ = near.nonzero(as_tuple=True)
                 parts_p.append(p_)
                 parts_c.append(c_lo + j_)
