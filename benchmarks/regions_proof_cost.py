@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             continue
         cb, ca = statistics.median(x["cpu"] for x in b), statistics.median(x["cpu"] for x in a)
         co = statistics.median(x["cpu"] for x in o) if "error" not in o[0] else float("nan")
-        print(f"{spec:<18}{a[0]['count']:>7}{a[0]['linear'] or 0:>7}  {str(b[0]['certified']):>11} "
+        print(f"{spec:<18}{a[0]['count']:>7}{'-' if a[0]['linear'] is None else a[0]['linear']:>7}  {str(b[0]['certified']):>11} "
               f"{str(a[0]['certified']):>10} {str(a[0].get('linear_certified')):>9} {cb:>13.2f}{ca:>12.2f}{ca / cb:>7.1f}"
               f"{co:>9.2f}{ca / co:>9.1f}  {a[0]['why'][:70]}", flush=True)
         assert Path(b[0]["src"]).resolve().is_relative_to((args.before / "src").resolve()), b[0]["src"]

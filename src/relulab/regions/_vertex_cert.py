@@ -66,6 +66,8 @@ from relulab.regions._jacobians import active_units, elementwise_chain
 
 # vertices whose rows are evaluated at once (memory: chunk x rows x (d + 1) floats, a few times)
 CHUNK = 8192
+# vertices whose exactness is checked together (whole cells; the check's memory is a few kB per vertex)
+VERTEX_GROUP = 1 << 14
 
 
 class NotProven(Exception):
@@ -81,7 +83,7 @@ def prove_cells(eng, cells) -> torch.Tensor:
         raise NotProven("boxes are proven by the facet engine")
     if eng.net.n_units == 0 or not eng.net.max_units:
         raise NotProven("no units: one region, proven by the facet engine")
-    d, dev, dt = eng.d, eng.dev, eng.dt
+    d, dev = eng.d, eng.dev
     net = eng.net
     Xs, cids, incs, pats, pyrs = [], [], [], [], []
     off = 0
@@ -102,7 +104,6 @@ def prove_cells(eng, cells) -> torch.Tensor:
     if bool((cid[1:] < cid[:-1]).any()):
         raise NotProven("the vertices are not grouped by cell")
     u = eng.units
-    A = eng.A
     m1 = d + 1
     K1 = d + 1
     pc = popcount(inc)
@@ -113,44 +114,14 @@ def prove_cells(eng, cells) -> torch.Tensor:
     Kmax = max(int(m.valid.shape[1]) for m in net.max_units) if net.max_units else 1
     # the largest tensors below: every cell's unit rows with their error bounds (and their copies as
     # one row list), and every vertex's d tight rows with their inverses and error terms
-    need = 8 * (5 * C * (max(n, 1) * Kmax + m1) * m1 + 8 * NV * d * m1)
+    # (the exactness checks run on groups of about VERTEX_GROUP vertices; a group's cells count fully)
+    Cg, NVg = min(C, max(1, C * VERTEX_GROUP // NV)), min(NV, VERTEX_GROUP)
+    need = 8 * (5 * Cg * (max(n, 1) * Kmax + m1) * m1 + 8 * NVg * d * m1) + 64 * NV
     if need > eng.memory_budget:
         raise NotProven(f"the proof needs about {need / 2**30:.3g} GiB for {NV} vertices of {C} cells, over "
                         f"memory_budget={eng.memory_budget / 2**30:.3g} GiB")
     chain = elementwise_chain(net)
     flat = _flat_units(net, pat) if chain else torch.zeros(C, n, dtype=torch.bool, device=dev)
-
-    # ------------------------------------------------------------ rows of every cell (chart coordinates)
-    Z = torch.zeros(C, d, m1, dtype=dt, device=dev)
-    Z[:, :, 1:] = eng.R0 * torch.eye(d, dtype=dt, device=dev)
-    S = torch.cat([torch.ones(C, 1, dtype=dt, device=dev), -A[pyr]], 1)  # s = 1 - a_k . y, exact
-    L = len(net.max_units)
-    R = torch.zeros(C, max(n, 1), Kmax, m1, dtype=dt, device=dev)
-    ER = torch.zeros_like(R)
-    RM = torch.zeros(C, max(n, 1), Kmax, dtype=torch.bool, device=dev)
-    if L:
-        maps = MapEvaluator(net).maps(Z, torch.zeros_like(Z), S, pat, L - 1)
-        for l, (P, EP) in enumerate(maps):
-            sl = net.layer_slice(l)
-            r, er, mask = rows_of_layer(P, EP, pat[:, sl], net.max_units[l].valid)
-            K = r.shape[2]
-            R[:, sl, :K], ER[:, sl, :K], RM[:, sl, :K] = r, er, mask
-    # bit of every unit row (q, other piece k): the pair (winner, k) of unit q
-    k_idx = torch.arange(Kmax, device=dev)[None, None]
-    w = pat[:, :, None]
-    lo, hi = torch.minimum(w, k_idx), torch.maximum(w, k_idx)
-    Kq = u.k[None, :, None]
-    base = u.base[None, :, None]
-    rowbit = torch.where(RM, base + lo * Kq - lo * (lo + 1) // 2 + (hi - lo - 1), -1)  # (C, n, Kmax)
-    # chart rows: bit 0 the outer facet s >= 0; bit 1 + (j if j < k else j - 1) the wall (a_k - a_j) . y >= 0
-    jj = torch.arange(d, device=dev)
-    js = jj[None] + (jj[None] >= pyr[:, None]).long()  # (C, d): the pyramid across each wall
-    walls = A[pyr][:, None, :] - A[js]  # (C, d, d)
-    CR = torch.cat([S[:, None, :], torch.cat([torch.zeros(C, d, 1, dtype=dt, device=dev), walls], 2)], 1)
-    CE = torch.cat([torch.zeros(C, 1, m1, dtype=dt, device=dev),
-                    torch.cat([torch.zeros(C, d, 1, dtype=dt, device=dev), gamma(1) * walls.abs() * SAFETY], 2)], 1)
-    if eng.n_dom != K1:
-        raise NotProven("unexpected domain bits")
 
     # ------------------------------------------------------------ the d rows that define every vertex
     Tb = torch.empty(NV, d, dtype=torch.long, device=dev)
@@ -159,98 +130,18 @@ def prove_cells(eng, cells) -> torch.Tensor:
     if nsv.numel():
         Tb[nsv] = _basis_rows(net, u, inc[nsv], pat[cid[nsv]], d, chain)
 
-    # ------------------------------------------------------------ those rows of every vertex
-    T = Tb
-    vc = cid[:, None].expand(NV, d)
-    is_dom = T < K1
-    q = torch.where(is_dom, torch.zeros_like(T), u.bit_unit[T.clamp_max(u.n_ids - 1)])
-    a_, b_ = u.bit_a[T.clamp_max(u.n_ids - 1)], u.bit_b[T.clamp_max(u.n_ids - 1)]
-    wq = pat[vc, q]
-    other = torch.where(a_ == wq, b_, torch.where(b_ == wq, a_, torch.full_like(a_, -1)))
-    if bool(((other < 0) & ~is_dom).any()):
-        raise NotProven("a tight pair of pieces does not hold the winner")
-    other = other.clamp_min(0)
-    Trow = torch.where(is_dom[..., None], CR[vc, T.clamp_max(K1 - 1)], R[vc, q, other])  # (NV, d, m1)
-    Terr = torch.where(is_dom[..., None], CE[vc, T.clamp_max(K1 - 1)], ER[vc, q, other])
-
-    # ------------------------------------------------------------ exact vertices: |v* - v| <= delta
-    Ag, Ac = Trow[..., 1:], Trow[..., 0]
-    EA, Ec = Terr[..., 1:], Terr[..., 0]
-    ax = X.abs()
-    res = Ac + (Ag * X[:, None, :]).sum(-1)
-    rho = (res.abs() + gamma(d + 2) * (Ac.abs() + (Ag.abs() * ax[:, None, :]).sum(-1))
-           + Ec + (EA * ax[:, None, :]).sum(-1)) * SAFETY
-    try:
-        Xi = torch.linalg.inv(Ag)
-    except RuntimeError:
-        raise NotProven("a vertex's tight rows are singular in float64")
-    if not bool(torch.isfinite(Xi).all()):
-        raise NotProven("a vertex's tight rows are singular in float64")
-    eye = torch.eye(d, dtype=dt, device=dev)
-    Rm = eye - Xi @ Ag
-    Rb = (Rm.abs() + gamma(d + 2) * eye + Xi.abs() @ (gamma(d + 2) * Ag.abs() + EA)) * SAFETY
-    alpha = Rb.sum(-1).amax(-1)
-    if not bool((alpha < 0.5).all()):
-        raise NotProven("a vertex's tight rows are too ill-conditioned for float64")
-    ninv = Xi.abs().sum(-1).amax(-1) / (1 - alpha) * SAFETY
-    delta = ninv * rho.amax(-1) * (1 + 4 * gamma(d + 2))  # (NV,)
-
-    # ------------------------------------------------------------ every other row positive at v*
-    # first per cell, on a box around the cell holding every v* (centre c, half-widths rho + delta):
-    # rows positive on that box need nothing more; the few others (the cell's facets and rows that
-    # pass close) are checked at every vertex of the cell
-    rows = torch.cat([CR, R.reshape(C, -1, m1)], 1)  # (C, nr, m1)
-    erows = torch.cat([CE, ER.reshape(C, -1, m1)], 1)
-    rbit = torch.cat([torch.arange(K1, device=dev)[None].expand(C, -1), rowbit.reshape(C, -1)], 1)
+    if eng.n_dom != K1:
+        raise NotProven("unexpected domain bits")
+    # the vertices' exactness is checked a group of whole cells at a time (memory bounded by the group)
     cnt = torch.bincount(cid, minlength=C)
-    centre = torch.zeros(C, d, dtype=dt, device=dev).index_add_(0, cid, X) / cnt[:, None].to(dt)
-    half = torch.zeros(C, d, dtype=dt, device=dev).scatter_reduce_(
-        0, cid[:, None].expand(-1, d), (X - centre[cid]).abs(), "amax", include_self=True)
-    dmax = torch.zeros(C, dtype=dt, device=dev).scatter_reduce_(0, cid, delta, "amax", include_self=True)
-    half = (half + dmax[:, None]) * (1 + 4 * gamma(d + 2))
-    ac = centre.abs() + half
-    val = rows[..., 0] + (rows[..., 1:] * centre[:, None, :]).sum(-1)
-    g1 = rows[..., 1:].abs()
-    low = val - ((g1 * half[:, None, :]).sum(-1) + gamma(d + 2) * (rows[..., 0].abs() + (g1 * ac[:, None, :]).sum(-1))
-                 + erows[..., 0] + (erows[..., 1:] * ac[:, None, :]).sum(-1)) * SAFETY
-    near = (rbit >= 0) & ~(low > 0)  # (C, nr)
-    frow = torch.cat([torch.zeros(C, K1, dtype=torch.bool, device=dev),
-                      flat[:, :, None].expand(C, n, Kmax).reshape(C, -1)], 1)
-    pc, pr = near.nonzero(as_tuple=True)
-    if pc.numel():
-        # per (cell, row) pair: the row, and its error terms err = e0 + eb . |v| + gs delta at a vertex v
-        prow = rows[pc, pr]
-        perr = erows[pc, pr]
-        pg = prow[:, 1:]
-        e0 = gamma(d + 2) * prow[:, 0].abs() + perr[:, 0]
-        eb = gamma(d + 2) * pg.abs() + perr[:, 1:]
-        gs = (pg.abs() + perr[:, 1:]).sum(1)
-        pbit = rbit[pc, pr]
-        pflat = frow[pc, pr]
-        first = torch.cumsum(cnt, 0) - cnt
-        reps = cnt[pc]
-        pid = torch.repeat_interleave(reps)  # (vertex, row) checks: the pair of each
-        within = torch.arange(pid.numel(), device=dev) - (torch.cumsum(reps, 0) - reps)[pid]
-        vv = first[pc][pid] + within
-        for s0 in range(0, vv.numel(), 32 * CHUNK):
-            sl = slice(s0, min(vv.numel(), s0 + 32 * CHUNK))
-            v_, p_ = vv[sl], pid[sl]
-            x = X[v_]
-            val = prow[p_, 0] + (pg[p_] * x).sum(-1)
-            err = (e0[p_] + (eb[p_] * x.abs()).sum(-1) + gs[p_] * delta[v_]) * SAFETY
-            bad = ~(val > err)
-            if bool(bad.any()):
-                # a row tight at the vertex (one of its bits) is zero there (its basis rows by
-                # definition, the others by the lemma of _basis_rows); a row constant in x is a positive
-                # multiple of s (it is checked > 0 at the cell's vertices with s > 0) and vanishes
-                # exactly where s does: it repeats the outer facet's row and is left out of the cell's
-                # description
-                b_ = bad.nonzero().squeeze(1)
-                vb, rb = v_[b_], pbit[p_[b_]]
-                tight = ((inc[vb, rb // 64] >> (rb % 64)) & 1) != 0
-                at_inf = ((inc[vb, 0] & 1) != 0) & pflat[p_[b_]]
-                if not bool((tight | at_inf).all()):
-                    raise NotProven("a vertex's sign is within float64's error bound")
+    end = torch.cumsum(cnt, 0)
+    cuts = torch.unique(torch.searchsorted(end, torch.arange(1, NV // VERTEX_GROUP + 1, device=dev) * VERTEX_GROUP,
+                                           right=True).clamp_max(C))
+    bounds = [0] + [int(c) for c in cuts.tolist() if 0 < int(c) < C] + [C]
+    for c0, c1 in zip(bounds[:-1], bounds[1:]):
+        v0, v1 = int(end[c0 - 1]) if c0 else 0, int(end[c1 - 1])
+        _check_vertices(eng, X[v0:v1], cid[v0:v1] - c0, inc[v0:v1], pat[c0:c1], pyr[c0:c1], Tb[v0:v1], flat[c0:c1],
+                        Kmax)
 
     # ------------------------------------------------------------ no vertex listed twice in a cell
     Wd = inc.shape[1]
@@ -331,6 +222,142 @@ def prove_cells(eng, cells) -> torch.Tensor:
     Rn = int(rid.max()) + 1 if rid.numel() else 0
     key = torch.unique(e[:, 0] * Rn + e[:, 1])
     return torch.stack([key // Rn, key % Rn], 1)
+
+
+def _check_vertices(eng, X, cid, inc, pat, pyr, Tb, flat, Kmax: int) -> None:
+    """Checks 1 of the module docstring on a group of whole cells (``cid`` from 0): every vertex's
+    exact position from its ``d`` basis rows ``Tb`` lies within the proven bound of its float one, and
+    every row of its cell not tight there is positive at it (rows constant in x excepted at s = 0)."""
+    d, dev, dt, net, u, A = eng.d, eng.dev, eng.dt, eng.net, eng.units, eng.A
+    C, NV, n = pat.shape[0], X.shape[0], net.n_units
+    m1 = K1 = d + 1
+    # ------------------------------------------------------------ rows of every cell (chart coordinates)
+    Z = torch.zeros(C, d, m1, dtype=dt, device=dev)
+    Z[:, :, 1:] = eng.R0 * torch.eye(d, dtype=dt, device=dev)
+    S = torch.cat([torch.ones(C, 1, dtype=dt, device=dev), -A[pyr]], 1)  # s = 1 - a_k . y, exact
+    L = len(net.max_units)
+    R = torch.zeros(C, max(n, 1), Kmax, m1, dtype=dt, device=dev)
+    ER = torch.zeros_like(R)
+    RM = torch.zeros(C, max(n, 1), Kmax, dtype=torch.bool, device=dev)
+    if L:
+        maps = MapEvaluator(net).maps(Z, torch.zeros_like(Z), S, pat, L - 1)
+        for l, (P, EP) in enumerate(maps):
+            sl = net.layer_slice(l)
+            r, er, mask = rows_of_layer(P, EP, pat[:, sl], net.max_units[l].valid)
+            K = r.shape[2]
+            R[:, sl, :K], ER[:, sl, :K], RM[:, sl, :K] = r, er, mask
+    # bit of every unit row (q, other piece k): the pair (winner, k) of unit q
+    k_idx = torch.arange(Kmax, device=dev)[None, None]
+    w = pat[:, :, None]
+    lo, hi = torch.minimum(w, k_idx), torch.maximum(w, k_idx)
+    Kq = u.k[None, :, None]
+    base = u.base[None, :, None]
+    rowbit = torch.where(RM, base + lo * Kq - lo * (lo + 1) // 2 + (hi - lo - 1), -1)  # (C, n, Kmax)
+    # chart rows: bit 0 the outer facet s >= 0; bit 1 + (j if j < k else j - 1) the wall (a_k - a_j) . y >= 0
+    jj = torch.arange(d, device=dev)
+    js = jj[None] + (jj[None] >= pyr[:, None]).long()  # (C, d): the pyramid across each wall
+    walls = A[pyr][:, None, :] - A[js]  # (C, d, d)
+    CR = torch.cat([S[:, None, :], torch.cat([torch.zeros(C, d, 1, dtype=dt, device=dev), walls], 2)], 1)
+    CE = torch.cat([torch.zeros(C, 1, m1, dtype=dt, device=dev),
+                    torch.cat([torch.zeros(C, d, 1, dtype=dt, device=dev), gamma(1) * walls.abs() * SAFETY], 2)], 1)
+
+    # ------------------------------------------------------------ those rows of every vertex
+    T = Tb
+    vc = cid[:, None].expand(NV, d)
+    is_dom = T < K1
+    q = torch.where(is_dom, torch.zeros_like(T), u.bit_unit[T.clamp_max(u.n_ids - 1)])
+    a_, b_ = u.bit_a[T.clamp_max(u.n_ids - 1)], u.bit_b[T.clamp_max(u.n_ids - 1)]
+    wq = pat[vc, q]
+    other = torch.where(a_ == wq, b_, torch.where(b_ == wq, a_, torch.full_like(a_, -1)))
+    if bool(((other < 0) & ~is_dom).any()):
+        raise NotProven("a tight pair of pieces does not hold the winner")
+    other = other.clamp_min(0)
+    # every cell's rows as one list (the domain's K1, then unit q's piece k at K1 + q Kmax + k), gathered
+    # flat
+    rows = torch.cat([CR, R.reshape(C, -1, m1)], 1)  # (C, nr, m1)
+    erows = torch.cat([CE, ER.reshape(C, -1, m1)], 1)
+    nr = rows.shape[1]
+    ti = (vc * nr + torch.where(is_dom, T, K1 + q * Kmax + other)).reshape(-1)
+    Trow = rows.reshape(-1, m1).index_select(0, ti).view(NV, d, m1)
+    Terr = erows.reshape(-1, m1).index_select(0, ti).view(NV, d, m1)
+
+    # ------------------------------------------------------------ exact vertices: |v* - v| <= delta
+    Ag, Ac = Trow[..., 1:], Trow[..., 0]
+    EA, Ec = Terr[..., 1:], Terr[..., 0]
+    ax = X.abs()
+    res = Ac + (Ag * X[:, None, :]).sum(-1)
+    rho = (res.abs() + gamma(d + 2) * (Ac.abs() + (Ag.abs() * ax[:, None, :]).sum(-1))
+           + Ec + (EA * ax[:, None, :]).sum(-1)) * SAFETY
+    try:
+        Xi = torch.linalg.inv(Ag)
+    except RuntimeError:
+        raise NotProven("a vertex's tight rows are singular in float64")
+    if not bool(torch.isfinite(Xi).all()):
+        raise NotProven("a vertex's tight rows are singular in float64")
+    eye = torch.eye(d, dtype=dt, device=dev)
+    Rm = eye - Xi @ Ag
+    Rb = (Rm.abs() + gamma(d + 2) * eye + Xi.abs() @ (gamma(d + 2) * Ag.abs() + EA)) * SAFETY
+    alpha = Rb.sum(-1).amax(-1)
+    if not bool((alpha < 0.5).all()):
+        raise NotProven("a vertex's tight rows are too ill-conditioned for float64")
+    ninv = Xi.abs().sum(-1).amax(-1) / (1 - alpha) * SAFETY
+    delta = ninv * rho.amax(-1) * (1 + 4 * gamma(d + 2))  # (NV,)
+
+    # ------------------------------------------------------------ every other row positive at v*
+    # first per cell, on a box around the cell holding every v* (centre c, half-widths rho + delta):
+    # rows positive on that box need nothing more; the few others (the cell's facets and rows that
+    # pass close) are checked at every vertex of the cell
+    rbit = torch.cat([torch.arange(K1, device=dev)[None].expand(C, -1), rowbit.reshape(C, -1)], 1)
+    cnt = torch.bincount(cid, minlength=C)
+    centre = torch.zeros(C, d, dtype=dt, device=dev).index_add_(0, cid, X) / cnt[:, None].to(dt)
+    half = torch.zeros(C, d, dtype=dt, device=dev).scatter_reduce_(
+        0, cid[:, None].expand(-1, d), (X - centre[cid]).abs(), "amax", include_self=True)
+    dmax = torch.zeros(C, dtype=dt, device=dev).scatter_reduce_(0, cid, delta, "amax", include_self=True)
+    half = (half + dmax[:, None]) * (1 + 4 * gamma(d + 2))
+    ac = centre.abs() + half
+    val = rows[..., 0] + (rows[..., 1:] * centre[:, None, :]).sum(-1)
+    g1 = rows[..., 1:].abs()
+    low = val - ((g1 * half[:, None, :]).sum(-1) + gamma(d + 2) * (rows[..., 0].abs() + (g1 * ac[:, None, :]).sum(-1))
+                 + erows[..., 0] + (erows[..., 1:] * ac[:, None, :]).sum(-1)) * SAFETY
+    near = (rbit >= 0) & ~(low > 0)  # (C, nr)
+    frow = torch.cat([torch.zeros(C, K1, dtype=torch.bool, device=dev),
+                      flat[:, :, None].expand(C, n, Kmax).reshape(C, -1)], 1)
+    pc, pr = near.nonzero(as_tuple=True)
+    if pc.numel():
+        # per (cell, row) pair: the row, and its error terms err = e0 + eb . |v| + gs delta at a vertex v
+        prow = rows[pc, pr]
+        perr = erows[pc, pr]
+        pg = prow[:, 1:]
+        e0 = gamma(d + 2) * prow[:, 0].abs() + perr[:, 0]
+        eb = gamma(d + 2) * pg.abs() + perr[:, 1:]
+        gs = (pg.abs() + perr[:, 1:]).sum(1)
+        pbit = rbit[pc, pr]
+        pflat = frow[pc, pr]
+        first = torch.cumsum(cnt, 0) - cnt
+        reps = cnt[pc]
+        pid = torch.repeat_interleave(reps)  # (vertex, row) checks: the pair of each
+        within = torch.arange(pid.numel(), device=dev) - (torch.cumsum(reps, 0) - reps)[pid]
+        vv = first[pc][pid] + within
+        for s0 in range(0, vv.numel(), 32 * CHUNK):
+            sl = slice(s0, min(vv.numel(), s0 + 32 * CHUNK))
+            v_, p_ = vv[sl], pid[sl]
+            x = X[v_]
+            val = prow[p_, 0] + (pg[p_] * x).sum(-1)
+            err = (e0[p_] + (eb[p_] * x.abs()).sum(-1) + gs[p_] * delta[v_]) * SAFETY
+            bad = ~(val > err)
+            if bool(bad.any()):
+                # a row tight at the vertex (one of its bits) is zero there (its basis rows by
+                # definition, the others by the lemma of _basis_rows); a row constant in x is a positive
+                # multiple of s (it is checked > 0 at the cell's vertices with s > 0) and vanishes
+                # exactly where s does: it repeats the outer facet's row and is left out of the cell's
+                # description
+                b_ = bad.nonzero().squeeze(1)
+                vb, rb = v_[b_], pbit[p_[b_]]
+                tight = ((inc[vb, rb // 64] >> (rb % 64)) & 1) != 0
+                at_inf = ((inc[vb, 0] & 1) != 0) & pflat[p_[b_]]
+                if not bool((tight | at_inf).all()):
+                    raise NotProven("a vertex's sign is within float64's error bound")
+
 
 
 # ---------------------------------------------------------------------------------------- non-simple vertices
