@@ -74,7 +74,7 @@ class NotProven(Exception):
     """The float64 filters cannot settle the proof; the message says why."""
 
 
-def prove_cells(eng, cells) -> torch.Tensor:
+def prove_cells(eng, cells, prefer_facet: bool = False) -> torch.Tensor:
     """Prove the vertex engine's complete R^d result from its emitted cells (see the module
     docstring). ``cells``: the emitted batches' ``(X, cid, inc, pat, pyr, tie)`` in emission order;
     the cells' region ids are ``eng.cell_rid``. Returns the proven region adjacency, (E, 2) pairs
@@ -117,6 +117,14 @@ def prove_cells(eng, cells) -> torch.Tensor:
     # (the exactness checks run on groups of about VERTEX_GROUP vertices; a group's cells count fully)
     Cg, NVg = min(C, max(1, C * VERTEX_GROUP // NV)), min(NV, VERTEX_GROUP)
     need = 8 * (5 * Cg * (max(n, 1) * Kmax + m1) * m1 + 8 * NVg * d * m1) + 64 * NV
+    if prefer_facet:
+        # cells with this many vertices (8-12-1: vertex proof 113 CPU s, facet engine 2.5) are proven
+        # faster by the facet engine; the grouped proof is for results the facet engine may not prove
+        whole = 8 * (5 * C * (max(n, 1) * Kmax + m1) * m1 + 8 * NV * d * m1) + 64 * NV
+        if whole > eng.memory_budget:
+            raise NotProven(f"the proof needs about {whole / 2**30:.3g} GiB at once for {NV} vertices of {C} "
+                            f"cells, over memory_budget={eng.memory_budget / 2**30:.3g} GiB: the facet engine's "
+                            "proof is faster there")
     if need > eng.memory_budget:
         raise NotProven(f"the proof needs about {need / 2**30:.3g} GiB for {NV} vertices of {C} cells, over "
                         f"memory_budget={eng.memory_budget / 2**30:.3g} GiB")

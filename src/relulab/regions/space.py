@@ -1689,7 +1689,8 @@ def _prove(res: FullSpaceRegions, eng: _Engine, net, box, time_limit, memory_bud
         try:
             # the same thread choice as the enumeration's (small operations on one thread)
             with torch.no_grad(), threads_for((eng.d + 1) ** 2 * eng.d * width):
-                eng.proven_edges = prove_cells(eng, eng.cells)
+                facet_ok = fallback is None and (certify is True or res.count * max(1, net.n_units) <= PROOF_WORK)
+                eng.proven_edges = prove_cells(eng, eng.cells, prefer_facet=facet_ok)
                 cellpat = torch.cat([c[3] for c in eng.cells]).long()
             # the result must be exactly the proven cells' distinct patterns
             rid = eng.cell_rid
