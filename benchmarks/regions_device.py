@@ -14,27 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 
 import torch
-from torch import nn
 
 import relulab
 from relulab.regions import full_space, on_line, on_plane
 
 
-def mlp(widths, seed, last_act=False):
-    g = torch.Generator().manual_seed(seed)
-    layers = []
-    for i in range(len(widths) - 1):
-        lin = nn.Linear(widths[i], widths[i + 1]).double()
-        with torch.no_grad():
-            lin.weight.copy_(torch.randn(lin.weight.shape, generator=g, dtype=torch.float64) / math.sqrt(widths[i]))
-            lin.bias.copy_(torch.randn(lin.bias.shape, generator=g, dtype=torch.float64) * 0.5)
-        layers += [lin, nn.ReLU()]
-    return relulab.PLNet.from_torch(nn.Sequential(*(layers if last_act else layers[:-1])), (widths[0],))
+def mlp(widths, seed):
+    module = relulab.build(f"mlp:{'-'.join(map(str, widths))}:relu", seed=seed).double()
+    return relulab.PLNet.from_torch(module, (widths[0],))
 
 
 def timed(device, fn):
@@ -76,7 +67,7 @@ def main(argv=None):
     print(f"{'row':<44} {'cpu':>8} {'cuda':>8} {'cert':>6} {'cpu s':>9} {'cuda s':>9} {'ratio':>8}")
     tl = args.time_limit
     for widths, seed in ([[6, 8, 8, 1], 12], [[8, 10, 1], 0]) if q else ([[6, 8, 8, 8, 2], 12], [[8, 16, 1], 0]):
-        row(f"full_space facet {'-'.join(map(str, widths))}", lambda w=widths, s=seed: mlp(w, s, last_act=True),
+        row(f"full_space facet {'-'.join(map(str, widths))}", lambda w=widths, s=seed: mlp(w, s),
             lambda n: full_space(n, method="facet", time_limit=tl))
     w = [2, 64, 64, 1] if q else [2, 200, 200, 200, 1]
     for cert in (True, False):
