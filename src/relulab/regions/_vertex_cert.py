@@ -116,11 +116,14 @@ def prove_cells(eng, cells, prefer_facet: bool = False) -> torch.Tensor:
     # one row list), and every vertex's d tight rows with their inverses and error terms
     # (the exactness checks run on groups of about VERTEX_GROUP vertices; a group's cells count fully)
     Cg, NVg = min(C, max(1, C * VERTEX_GROUP // NV)), min(NV, VERTEX_GROUP)
-    need = 8 * (5 * Cg * (max(n, 1) * Kmax + m1) * m1 + 8 * NVg * d * m1) + 64 * NV
+    def size(cells_at_once, vertices_at_once):
+        return 8 * (5 * cells_at_once * (max(n, 1) * Kmax + m1) * m1 + 8 * vertices_at_once * d * m1) + 64 * NV
+
+    need = size(Cg, NVg)
     if prefer_facet:
         # cells with this many vertices (8-12-1: vertex proof 113 CPU s, facet engine 2.5) are proven
         # faster by the facet engine; the grouped proof is for results the facet engine may not prove
-        whole = 8 * (5 * C * (max(n, 1) * Kmax + m1) * m1 + 8 * NV * d * m1) + 64 * NV
+        whole = size(C, NV)
         if whole > eng.memory_budget:
             raise NotProven(f"the proof needs about {whole / 2**30:.3g} GiB at once for {NV} vertices of {C} "
                             f"cells, over memory_budget={eng.memory_budget / 2**30:.3g} GiB: the facet engine's "
