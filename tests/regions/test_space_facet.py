@@ -293,9 +293,11 @@ def test_time_limit_in_d12_box_returns_regions_found_so_far():
     check_witnesses(net, res)
 
 
-def test_max_regions_and_memory_budget():
-    net = plnet(mlp([6, 5, 4, 1], seed=4), 6)
+@pytest.mark.parametrize("widths,charts", [([6, 5, 4, 1], "pyramids"), ([6, 8, 5, 1], "orthants")])
+def test_max_regions_and_memory_budget(widths, charts):
+    net = plnet(mlp(widths, seed=4), 6)
     full = full_space(net, method="facet")
+    assert full.stats["charts"] == charts and full.certified
     part = full_space(net, method="facet", max_regions=50)
     assert part.count == 50 and part.stopped_by == "max_regions" and not part.complete
     assert pattern_set(part.patterns) <= pattern_set(full.patterns)
@@ -462,22 +464,24 @@ def _fraction_combination(cols, v):
     return [A[i][n] for i in range(n)]
 
 
-def test_identity_answers_are_proven_by_the_exact_lp(monkeypatch):
+@pytest.mark.parametrize("orthants", [True, False])
+def test_identity_answers_are_proven_by_the_exact_lp(monkeypatch, orthants):
     """Every "no" proven by an input-space identity is confirmed by the exact largest-margin LP in
     rational arithmetic (no identity involved), on a deep net where the identities occur; and no
     identity is found among a cell's rows for a decision whose part is open (a "yes" of the LPs).
     Counts equal those of the chart certificates alone and of brute force."""
     import relulab.regions._enum_lp as E
 
+    monkeypatch.setattr(E, "USE_ORTHANTS", orthants)
     checked = {"no": 0, "yes": 0, "all": 0}
     pending = []
     orig_sys = E.LPEngine._identity_system
     orig_solve = E.solve_identities
     orig_chunk = E.LPEngine._piece_lps_chunk
 
-    def identity_system(self, u, a, pat, lr, lq, b):
+    def identity_system(self, u, a, pat, lr, lq, b, k):
         pending.append((self, u, a, pat, b))
-        return orig_sys(self, u, a, pat, lr, lq, b)
+        return orig_sys(self, u, a, pat, lr, lq, b, k)
 
     def solve(systems, d):
         out = orig_solve(systems, d)
@@ -508,7 +512,7 @@ def test_identity_answers_are_proven_by_the_exact_lp(monkeypatch):
                 lr[pick] = 1.0
                 lq = np.ones(P.shape[2])
                 lq[int(piece[i])] = 0.0
-                sy = orig_sys(self, int(unit[i]), int(piece[i]), pats[int(cell[i])], lr, lq, b)
+                sy = orig_sys(self, int(unit[i]), int(piece[i]), pats[int(cell[i])], lr, lq, b, int(b["ch"][int(cell[i])]))
                 assert sy is not None and orig_solve([sy], self.d) == [False]
                 checked["yes"] += 1
         return out
@@ -518,7 +522,7 @@ def test_identity_answers_are_proven_by_the_exact_lp(monkeypatch):
     monkeypatch.setattr(E.LPEngine, "_piece_lps_chunk", chunk)
     net = plnet(mlp([3, 4, 4, 3, 1], seed=1), 3)
     res = full_space(net, method="facet")
-    assert res.complete and res.certified
+    assert res.complete and res.certified and res.stats["charts"] == ("orthants" if orthants else "pyramids")
     assert checked["no"] > 0 and checked["yes"] > 0 and res.stats["identities"] == checked["all"]
     monkeypatch.setattr(E.LPEngine, "_piece_lps_chunk", orig_chunk)
     monkeypatch.setattr(E, "USE_IDENTITY", False)
@@ -536,6 +540,7 @@ def test_identities_shared_across_charts_are_proven_by_the_exact_lp(monkeypatch)
     another."""
     import relulab.regions._enum_lp as E
 
+    monkeypatch.setattr(E, "USE_ORTHANTS", False)  # a region lies in one orthant chart: nothing to share
     checked = {"n": 0}
     orig = E.LPEngine._known_no
 

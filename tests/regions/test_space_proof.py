@@ -214,12 +214,15 @@ def test_line_arrangements_certified_equal_to_exact_count(lines, box):
 
 @pytest.mark.parametrize("gap", [1e-15, 2e-15, 1e-14, 1e-13, 1e-12])
 @pytest.mark.parametrize("offset", [0.5, -0.5, 0.25])
-def test_parallel_walls_off_the_origin_are_proven_exactly(gap, offset):
+def test_parallel_walls_off_the_origin_are_proven_exactly(gap, offset, monkeypatch):
     """Lines ``y = -offset`` and ``y = -offset - gap`` and a crossing line: 6 regions. The vertex engine
-    merges the sliver (4) and, 1e-12 apart, raises; the facet engine's multipliers cannot prove
-    the sliver empty or not (the two walls meet on the compactification's outer facet). Before, the
-    result was 4 with certified=False (or raised); now the exact LP settles it and the facet
-    engine's proven count is returned."""
+    merges the sliver (4) and, 1e-12 apart, raises; in the pyramid charts the facet engine's
+    multipliers cannot prove the sliver empty or not (the two walls meet on the compactification's
+    outer facet). Before, the result was 4 with certified=False (or raised); now the exact LP settles
+    it and the facet engine's proven count is returned. The orthant charts (one wall is a chart
+    facet) prove the same count."""
+    import relulab.regions._enum_lp as E
+
     W, b = [[0.0, 1.0], [0.0, 1.0], [1.0, 0.0]], [offset, offset + gap, 0.0]
     truth = exact_line_regions(W, b)
     assert truth == 6
@@ -227,6 +230,11 @@ def test_parallel_walls_off_the_origin_are_proven_exactly(gap, offset):
     res = full_space(net)
     assert res.certified and res.complete and res.count == truth, res.stats
     assert res.stats["method"] == "facet" and "vertex_fallback" in res.stats
+    assert res.stats["charts"] == "orthants"
+    assert full_space(net, method="facet").count == truth
+    monkeypatch.setattr(E, "USE_ORTHANTS", False)
+    res = full_space(net)
+    assert res.certified and res.complete and res.count == truth and res.stats["charts"] == "pyramids"
     assert res.stats.get("exact_lps", 0) > 0
     assert full_space(net, method="facet").count == truth
     with pytest.raises(DegenerateGeometryError):
