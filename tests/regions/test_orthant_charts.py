@@ -70,11 +70,12 @@ def _frac_row(t):
 # ------------------------------------------------------------------------------- the charts alone
 @settings(max_examples=25, deadline=None)
 @given(d=st.integers(1, 6), extra=st.integers(0, 3), seed=st.integers(0, 10**6),
-       scale=st.sampled_from([1.0, 1e-150, 1e150, 3e-8]), rscale=st.sampled_from([1.0, 1e-200, 1e200]))
+       scale=st.sampled_from([1.0, 1e-150, 1e150, 3e-8]), rscale=st.sampled_from([1.0, 1e-200, 1e200, 1e-310]))
 def test_float_rows_lie_within_their_error_bounds_of_the_exact_rows(d, extra, seed, scale, rscale):
     """For random rows of x and random charts: ``|float row - exact row| <= error`` for every
-    coefficient (the exact row from the chart's rationals), and the two exact descriptions of the
-    chart (integer rows, Fraction maps ``Z``, ``S``) agree."""
+    coefficient (the exact row from the chart's rationals), for the orthant and the pyramid charts,
+    rows of size 1e-310 (products that underflow) to 1e200; and the two exact descriptions of an
+    orthant chart (integer rows, Fraction maps ``Z``, ``S``) agree."""
     net = _relu_net(_first_layer(d, d + extra, seed, scale))
     ch = _charts(net)
     assert ch is not None and ch.n == 2 ** d
@@ -83,19 +84,22 @@ def test_float_rows_lie_within_their_error_bounds_of_the_exact_rows(d, extra, se
     R[0, 0, 1:] = 0.0  # a constant row
     ER = torch.zeros_like(R)
     k = torch.randint(0, ch.n, (5,), generator=g)
-    F, EF = ch.to_chart(R, ER, k)
-    for i in range(5):
-        kk = int(k[i])
-        Z, S, rows = ch.exact(kk)
-        for j in range(3):
-            v = _frac_row(R[i, j])
-            exact = [v[0] * S[c] + sum(v[1 + t] * Z[t][c] for t in range(d)) for c in range(d + 1)]
-            den = math.lcm(*[x.denominator for x in v])
-            ints = ch.exact_row([int(x * den) for x in v], kk)
-            scale_ = Fraction(1, den * ch.D)
-            assert [Fraction(x) * scale_ for x in ints] == exact
-            for c in range(d + 1):
-                assert abs(Fraction(float(F[i, j, c])) - exact[c]) <= Fraction(float(EF[i, j, c]))
+    pyr = E.Charts(d, torch.float64, "cpu", None, 1.0)
+    for charts in (ch, pyr):
+        kc = k % charts.n
+        F, EF = charts.to_chart(R, ER, kc)
+        for i in range(5):
+            kk = int(kc[i])
+            Z, S, rows = charts.exact(kk)
+            for j in range(3):
+                v = _frac_row(R[i, j])
+                exact = [v[0] * S[c] + sum(v[1 + t] * Z[t][c] for t in range(d)) for c in range(d + 1)]
+                if charts is ch:
+                    den = math.lcm(*[x.denominator for x in v])
+                    ints = ch.exact_row([int(x * den) for x in v], kk)
+                    assert [Fraction(x, den * ch.D) for x in ints] == exact
+                for c in range(d + 1):
+                    assert abs(Fraction(float(F[i, j, c])) - exact[c]) <= Fraction(float(EF[i, j, c]))
 
 
 @settings(max_examples=20, deadline=None)
@@ -195,13 +199,14 @@ def test_random_nets_match_pyramids_and_brute_force(d, w1, w2, seed, scale, act)
 
 
 @pytest.mark.parametrize("case", ["bias_free", "integer", "duplicate_units", "parallel_units", "dead_unit",
-                                  "tiny_rows", "huge_rows", "small_geometry", "large_geometry"])
+                                  "tiny_rows", "huge_rows", "small_geometry", "large_geometry", "thin_orthants"])
 def test_degenerate_first_layers(case, monkeypatch):
     """Concurrent boundaries through the apex, integer weights with many exact coincidences,
-    duplicated and parallel units (among the chart's units or not), a dead unit, first-layer rows
+    duplicated and parallel units (among the chart's units or not), a dead unit, two chart units 1e-5
+    from parallel (orthants 1e-5 thin, the conditioning allowed), first-layer rows
     of scale 1e-150 and 1e150 (the same function), the whole arrangement at scale 1e-6 and 1e6:
     the same certified regions as the pyramid charts, and brute force."""
-    d, m = 4, 6
+    d, m = 4, 4 if case == "thin_orthants" else 6
     geom = {"small_geometry": 1e6, "large_geometry": 1e-6}.get(case, 1.0)
     lin = _first_layer(d, m, 7, bias=case != "bias_free", integer=case == "integer", scale=geom)
     if geom != 1.0:
@@ -212,6 +217,8 @@ def test_degenerate_first_layers(case, monkeypatch):
             lin.weight[4], lin.bias[4] = lin.weight[0], lin.bias[0]
         if case == "parallel_units":
             lin.weight[5], lin.bias[5] = 2 * lin.weight[1], lin.bias[1] - 0.5
+        if case == "thin_orthants":
+            lin.weight[1] = lin.weight[0] + 1e-5 * lin.weight[1]
         if case == "dead_unit":
             lin.weight[3].zero_()
             lin.bias[3] = -1.0

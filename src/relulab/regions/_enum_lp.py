@@ -100,6 +100,8 @@ USE_ORTHANTS = True
 ORTHANT_MAX_D = 16
 # smallest |R_dd| / |R_11| of the chosen rows' pivoted QR (unit gradients) for orthant charts
 ORTHANT_MIN_RCOND = 1e-6
+# the smallest subnormal float64: the absolute error of a product that underflows
+TINY = 2.0**-1074
 
 
 class Charts:
@@ -200,12 +202,14 @@ class Charts:
         if self.c is not None:
             c = self.c
             ac = (alpha * c).sum(-1)
-            e0 = (ebeta + (ealpha * c.abs()).sum(-1) + gamma(d + 1) * (beta.abs() + (alpha.abs() * c.abs()).sum(-1))) * SAFETY
+            e0 = (ebeta + (ealpha * c.abs()).sum(-1) + gamma(d + 1) * (beta.abs() + (alpha.abs() * c.abs()).sum(-1))
+                  + (d + 1) * TINY) * SAFETY
             beta = beta + ac
             ebeta = e0
         R0 = self.R0
         grad = R0 * alpha - beta[..., None] * a
-        egrad = (R0 * ealpha + ebeta[..., None] * a.abs() + gamma(2) * (R0 * alpha.abs() + beta.abs()[..., None] * a.abs())) * SAFETY
+        egrad = (R0 * ealpha + ebeta[..., None] * a.abs() + gamma(2) * (R0 * alpha.abs() + beta.abs()[..., None] * a.abs())
+                 + 3 * TINY) * SAFETY
         return torch.cat([beta[..., None], grad], -1), torch.cat([ebeta[..., None], egrad], -1)
 
     def exact(self, k):
@@ -311,14 +315,15 @@ class OrthantCharts:
         ebeta, ealpha = ER[..., 0], ER[..., 1:]
         aabs = alpha.abs()
         x0a = self.x0.abs()
+        # gamma bounds relative rounding; products that underflow lose up to TINY each, absolutely
         bp = beta + alpha @ self.x0
-        ebp = (ebeta + ealpha @ x0a + aabs @ self.x0err + gamma(d + 1) * (beta.abs() + aabs @ x0a)) * SAFETY
+        ebp = (ebeta + ealpha @ x0a + aabs @ self.x0err + gamma(d + 1) * (beta.abs() + aabs @ x0a) + (d + 1) * TINY) * SAFETY
         h = alpha @ self.M
-        eh = (ealpha @ self.Mabs + aabs @ self.Merr + gamma(d) * (aabs @ self.Mabs)) * SAFETY
+        eh = (ealpha @ self.Mabs + aabs @ self.Merr + gamma(d) * (aabs @ self.Mabs) + d * TINY) * SAFETY
         shape = (R.shape[0],) + (1,) * (R.dim() - 2) + (d,)
         sg = self.sigma(ch).reshape(shape)
         g = sg * h - bp[..., None]
-        eg = (eh + ebp[..., None] + gamma(1) * (h.abs() + bp.abs()[..., None])) * SAFETY
+        eg = (eh + ebp[..., None] + gamma(1) * (h.abs() + bp.abs()[..., None]) + 2 * TINY) * SAFETY
         return torch.cat([bp[..., None], g], -1), torch.cat([ebp[..., None], eg], -1)
 
     def exact_row(self, v, k):
