@@ -1,6 +1,9 @@
 """The two full-space engines side by side: ``method="vertex"`` (cells by their vertices) against
 ``method="facet"`` (cells by their inequalities, certified), on the same networks in one process,
-and all of R^d against a large box for a pure max-pool network.
+and all of R^d against a large box for a pure max-pool network. The facet engine runs twice over R^d:
+with its default charts (the 2^d orthants of d first-layer boundaries, one chart per region) and with
+the d + 1 pyramid charts it used before (``facet-pyramids``: a region meeting several pyramids is
+refined in each), with the cells and LPs of each.
 
     .venv/bin/python benchmarks/regions_engines.py [--nets 8,12,1:0 6,8,8,2:0 7,8,8,2:0]
         [--no-maxpool] [--time-limit 300]
@@ -20,6 +23,7 @@ import torch
 from torch import nn
 
 import relulab
+import relulab.regions._enum_lp as E
 from relulab.regions import full_space
 
 
@@ -52,9 +56,13 @@ def main():
         w, seed = spec.split(":")
         widths = [int(v) for v in w.split(",")]
         net = relulab.PLNet.from_torch(mlp(widths, int(seed)), (widths[0],))
-        for method in ("vertex", "facet"):
-            r, s, cpu = timed(net, method=method, time_limit=args.time_limit)
-            print(f"| {w}:{seed} | {method} | {r.count} | {r.complete} | {r.certified} | {s:.1f} | {cpu:.1f} |", flush=True)
+        for method in ("vertex", "facet", "facet-pyramids"):
+            E.USE_ORTHANTS = method == "facet"
+            r, s, cpu = timed(net, method=method.split("-")[0], time_limit=args.time_limit)
+            E.USE_ORTHANTS = True
+            extra = f" ({r.stats['charts']}: {r.cells} cells, {r.stats['lps']} LPs)" if "lps" in r.stats else ""
+            print(f"| {w}:{seed} | {method}{extra} | {r.count} | {r.complete} | {r.certified} | {s:.1f} | {cpu:.1f} |",
+                  flush=True)
     if not args.no_maxpool:
         pool = nn.Sequential(nn.Unflatten(1, (1, 8)), nn.MaxPool1d(3, stride=1), nn.Flatten(), nn.Linear(6, 1))
         net = relulab.PLNet.from_torch(pool.double(), (8,))
