@@ -26,8 +26,11 @@ network); on networks deeper than two hidden layers it is stopped after ``--peer
 (a full search takes hours there), its count is then a lower bound (``<=`` in the table: every region it
 found is among relulab's count; its completeness check has not run) and the ratio compares regions per
 second. Both run with their defaults: relulab with torch's default threads (it picks its own for small
-operations; ``--threads N`` pins torch), relucent with its default worker pool. ``--load N`` runs N
-CPU-bound processes for the whole run (stopped at the end), to measure under load.
+operations; ``--threads N`` pins torch), relucent with its default worker pool. ``--workers N`` runs
+relulab's facet engine on N local processes where it is the default engine (d >= 5:
+``full_space(net, method="facet", workers=N)``, its orthant charts dealt between them; CPU seconds
+then include the workers'). ``--load N`` runs N CPU-bound processes for the whole run (stopped at
+the end), to measure under load.
 
 The dimension sweep times relulab alone on one-hidden-layer networks d-m-1 with m the smallest width
 above d whose Zaslavsky count sum_{i<=d} C(m, i) reaches ``--sweep-regions`` (so every d has about the
@@ -118,12 +121,16 @@ from regions_full_space import load_sequential
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 model = load_sequential({path!r}, {widths!r})
 net = relulab.PLNet.from_torch(model, ({d},))
-c0, t0 = time.process_time(), time.perf_counter()
-res = full_space(net)
-wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+def children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+c0, k0, t0 = time.process_time(), children(), time.perf_counter()
+res = full_space(net, **{kw!r})
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0 + children() - k0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({{"count": res.count, "seconds": wall, "cpu_seconds": cpu, "complete": res.complete,
-                  "certified": res.certified, "method": res.stats.get("method"),
+                  "certified": res.certified, "method": res.stats.get("method")
+                  + (f" x{{res.stats['workers']}}" if res.stats.get("workers") else ""),
                   "peak_kb": peak, "base_kb": base}}))
 """
 
@@ -136,12 +143,17 @@ def run_peer(widths, seed, weights_path: str, python, time_limit=None) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def run_relulab(widths, weights_path: str) -> dict:
-    """relulab's default full_space on the peer's weights, in a fresh interpreter (peak memory)."""
+def run_relulab(widths, weights_path: str, workers: int | None = None) -> dict:
+    """relulab's default full_space on the peer's weights, in a fresh interpreter (peak memory); with
+    ``workers``, the facet engine's charts on that many local processes where the facet engine is
+    the default (d >= 5). CPU time includes the worker processes'; peak memory is the driver's."""
     import subprocess
 
+    from relulab.regions.space import FACET_MIN_D
+
+    kw = {"method": "facet", "workers": workers} if workers and widths[0] >= FACET_MIN_D else {}
     code = _RELULAB_CODE.format(src=str(ROOT / "src"), bench=str(ROOT / "benchmarks"), path=weights_path,
-                                widths=list(widths), d=widths[0])
+                                widths=list(widths), d=widths[0], kw=kw)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"relulab failed:\n{p.stderr[-3000:]}")
@@ -214,7 +226,7 @@ def peer_table(args):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "weights.safetensors")
             peer = run_peer(widths, seed, path, args.peer_python, args.peer_time_limit)
-            mine = run_relulab(widths, path)
+            mine = run_relulab(widths, path, args.workers)
         wall, cpu = mine["seconds"], mine["cpu_seconds"]
         kb = (mine["peak_kb"] - mine["base_kb"]) / max(1, mine["count"])
         row = {
@@ -312,6 +324,8 @@ def main(argv=None):
                    help="stop relucent after this many seconds (default 300); its count is then a lower bound "
                         "and the ratio compares regions per second")
     p.add_argument("--json", help="also write all rows to this file")
+    p.add_argument("--workers", type=int, default=None,
+                   help="relulab with full_space(net, method='facet', workers=N) where d >= 5 (default: one process)")
     args = p.parse_args(argv)
     args.nets = [([int(w) for w in s.split(":")[0].split(",")], int(s.split(":")[1])) for s in args.nets]
     if args.quick:

@@ -239,3 +239,26 @@ def test_one_hidden_layer_orthants_match_zaslavsky(d, m):
     assert res.stats["charts"] == "orthants" and res.certified
     assert res.count == sum(math.comb(m, i) for i in range(d + 1))
     check_witnesses(net, res)
+
+
+def test_workers_split_the_orthant_charts_between_processes():
+    """``method="facet", workers=2``: the charts dealt to two local processes give the same certified
+    regions and witnesses as one process; ``max_regions`` bounds the whole; without orthant charts
+    (fewer first-layer units than d) the one-process engine runs; bad values are refused."""
+    from relulab.core.errors import InvalidInputError
+
+    net = plnet(mlp([5, 7, 4, 1], seed=2), 5)
+    one = full_space(net, method="facet")
+    two = full_space(net, method="facet", workers=2)
+    assert two.certified and two.complete and two.stats["workers"] == 2 and two.stats["charts"] == "orthants"
+    assert two.count == one.count and pattern_set(two.patterns) == pattern_set(one.patterns)
+    assert two.stats["lps"] == one.stats["lps"]
+    check_witnesses(net, two)
+    part = full_space(net, method="facet", workers=2, max_regions=30)
+    assert part.count == 30 and not part.complete and part.stopped_by == "max_regions"
+    assert pattern_set(part.patterns) <= pattern_set(one.patterns)
+    narrow = plnet(mlp([5, 4, 3, 1], seed=2), 5)
+    res = full_space(narrow, method="facet", workers=2)
+    assert res.stats["charts"] == "pyramids" and "workers" not in res.stats and res.certified
+    with pytest.raises(InvalidInputError, match="workers"):
+        full_space(net, method="facet", workers=0)

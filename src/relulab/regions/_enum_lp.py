@@ -485,8 +485,11 @@ class _Stop(Exception):
 class LPEngine:
     """See the module docstring. ``run()`` then ``result()``."""
 
-    def __init__(self, net, box, max_regions, time_limit, memory_budget, progress=None, sink=None):
+    def __init__(self, net, box, max_regions, time_limit, memory_budget, progress=None, sink=None, chart_ids=None):
+        """``chart_ids``: enumerate only the cells of these charts (orthant charts hold disjoint sets
+        of regions, so parts of them can run in separate processes)."""
         self.net = net
+        self.chart_ids = chart_ids
         self.dev, self.dt = net.device, net.dtype
         self.d = d = net.input_dim
         self.ev = MapEvaluator(net)
@@ -541,15 +544,16 @@ class LPEngine:
     # ------------------------------------------------------------------ driver
     def run(self):
         ch = self.charts
-        C = ch.n
+        ids = torch.arange(ch.n, device=self.dev) if self.chart_ids is None else \
+            torch.as_tensor(self.chart_ids, dtype=torch.long, device=self.dev)
+        C = ids.numel()
         pat = torch.full((C, self.n_units), -1, dtype=torch.int8, device=self.dev)
         # a simplex around every cell (row indices, -1: none known): a pyramid is one (its d cone rows
         # and s >= 0 are the first d + 1 chart rows); a child inherits its parent's or gets its own
         sx = torch.arange(self.d + 1, device=self.dev).expand(C, -1).clone()
         if ch.cube:
             sx.fill_(-1)
-        start = {"pat": pat, "y": ch.w0.clone(), "ch": torch.arange(C, device=self.dev), "l": 0, "stage": "start",
-                 "sx": sx}
+        start = {"pat": pat, "y": ch.w0[ids].clone(), "ch": ids, "l": 0, "stage": "start", "sx": sx}
         stack = [start]
         b = None
         try:

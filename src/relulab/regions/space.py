@@ -1523,6 +1523,12 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     linear-region count and ``certify`` proof (per cell) as one process; the result is a
     :class:`relulab.regions.SplitEnumeration` (see :func:`relulab.regions.split_full_space`).
     """
+    chart_workers = None
+    if method == "facet" and workers is not None and split is None and not ray:
+        # the facet engine's own parallel mode: its orthant charts hold disjoint regions
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InvalidInputError(f"workers (workers must be a positive integer), got {workers!r}")
+        chart_workers, workers = workers, None
     if split is not None or workers is not None or ray:
         from relulab.regions.split import full_space_split
 
@@ -1574,7 +1580,8 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
             box = tuple(t.to(torch.float64) for t in box)
     if method == "facet":
         try:
-            return _facet(net, box, max_regions, time_limit, memory_budget, progress, int(audit_samples), t0, out)
+            return _facet(net, box, max_regions, time_limit, memory_budget, progress, int(audit_samples), t0, out,
+                          workers=chart_workers)
         except DegenerateGeometryError as e:
             if not auto:
                 raise
@@ -1801,7 +1808,58 @@ def _file_meta(res) -> dict:
             "method": res.stats.get("method", "")}
 
 
-def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_samples, t0, out=None) -> FullSpaceRegions:
+def _facet_part(args) -> dict:
+    """One process's share of a facet-engine run over orthant charts: the regions of charts ``ids``
+    (disjoint from every other chart's), with the engine's own certificates."""
+    from relulab.regions._enum_lp import LPEngine
+
+    net, ids, units, max_regions, time_limit, memory_budget = args
+    eng = LPEngine(net, None, max_regions, time_limit, memory_budget, chart_ids=ids)
+    if eng.charts.kind != "orthants" or eng.charts.units.tolist() != units:
+        raise DegenerateGeometryError("a worker chose other charts than its driver")  # never expected
+    with torch.no_grad():
+        eng.run()
+        pats, xs, cells = eng.result()
+    return {"pat": pats.to(torch.int8), "x": xs, "cells": cells, "complete": eng.complete,
+            "stopped_by": eng.stopped_by, "stats": eng.stats}
+
+
+def _facet_parallel(eng, workers: int, max_regions, time_limit, memory_budget, progress):
+    """The facet engine's orthant charts spread over ``workers`` local processes, one share each
+    (charts dealt in turn: orthants next to each other, which often hold similar numbers of regions,
+    go to different workers; a worker builds its engine once). Every region lies in exactly one
+    orthant, so the parts' regions are disjoint and are concatenated; the time limit is shared,
+    ``max_regions`` applies to the whole, ``memory_budget`` to each process. Returns ``(patterns,
+    witnesses, cells)`` and sets ``eng``'s counts, completeness and stats."""
+    from relulab.core.executors import process_pool
+    from relulab.progress import notify
+
+    n = eng.charts.n
+    units = eng.charts.units.tolist()
+    net = eng.net
+    tasks = [(net, list(range(w, n, workers)), units, max_regions, time_limit, memory_budget)
+             for w in range(min(workers, n))]
+    out = []
+    with process_pool(workers) as pool:
+        for r in pool.map(_facet_part, tasks):
+            out.append(r)
+            notify(progress, len(out), len(tasks), stage="charts")
+    pats = torch.cat([r["pat"].to(net.device) for r in out]).long()
+    xs = torch.cat([r["x"].to(net.device) for r in out])
+    stopped = next((r["stopped_by"] for r in out if r["stopped_by"] is not None), None)
+    if max_regions is not None and pats.shape[0] > max_regions:
+        pats, xs, stopped = pats[:max_regions], xs[:max_regions], "max_regions"
+    for k in eng.stats:
+        eng.stats[k] = sum(r["stats"].get(k, 0) for r in out)
+    eng.stats["workers"] = workers
+    eng.n_regions = int(pats.shape[0])
+    eng.stopped_by = stopped
+    eng.complete = stopped is None and all(r["complete"] for r in out)
+    return pats, xs, sum(int(r["cells"]) for r in out)
+
+
+def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_samples, t0, out=None,
+           workers: int | None = None) -> FullSpaceRegions:
     from relulab.regions._enum_lp import LPEngine
 
     writer = None
@@ -1812,9 +1870,12 @@ def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_sam
     try:
         eng = LPEngine(net, box, max_regions, time_limit, memory_budget, progress, sink=writer)
         width = max([m.units for m in net.max_units] + [1])
-        with torch.no_grad(), threads_for(64 * (net.input_dim + 2) * width):
-            eng.run()
-            patterns, xw, cells = eng.result()
+        if workers is not None and workers > 1 and eng.charts.kind == "orthants" and writer is None:
+            patterns, xw, cells = _facet_parallel(eng, workers, max_regions, time_limit, memory_budget, progress)
+        else:
+            with torch.no_grad(), threads_for(64 * (net.input_dim + 2) * width):
+                eng.run()
+                patterns, xw, cells = eng.result()
     except BaseException:
         if writer is not None:
             writer.abort()
