@@ -1522,6 +1522,11 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     cluster) and merged exactly by activation pattern, with the same count, bounded/unbounded split,
     linear-region count and ``certify`` proof (per cell) as one process; the result is a
     :class:`relulab.regions.SplitEnumeration` (see :func:`relulab.regions.split_full_space`).
+    With ``method="facet"`` and ``workers`` alone (no ``split``, no ``ray``) the facet engine instead
+    deals its orthant charts (:class:`relulab.regions._enum_lp.OrthantCharts`) to ``workers`` local
+    processes: regions of different orthants are disjoint, so the result is the one-process result
+    (``stats["workers"]`` says how many ran; ``memory_budget`` is then per process). Where orthant
+    charts do not apply (a box, fewer first-layer units than d) it runs in one process.
     """
     chart_workers = None
     if method == "facet" and workers is not None and split is None and not ray:
