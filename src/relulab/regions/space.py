@@ -1526,7 +1526,8 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     deals its orthant charts (:class:`relulab.regions._enum_lp.OrthantCharts`) to ``workers`` local
     processes: regions of different orthants are disjoint, so the result is the one-process result
     (``stats["workers"]`` says how many ran; ``memory_budget`` is then per process). Where orthant
-    charts do not apply (a box, fewer first-layer units than d) it runs in one process.
+    charts do not apply (a box, fewer first-layer units than d), and with ``out`` (one file, written
+    as regions are found), it runs in one process.
     """
     chart_workers = None
     if method == "facet" and workers is not None and split is None and not ray:
