@@ -154,6 +154,11 @@ def test_charts_apply_only_where_they_are_sound():
 
     net = plnet(nn.Sequential(Maxout(3, 5, 3), nn.Linear(5, 1)).double().eval(), 3)
     assert _charts(net) is None
+    # the exact solve behind the charts: singular systems refused, regular ones solved exactly
+    F = Fraction
+    assert E._solve_fractions([[F(1), F(2)], [F(2), F(4)]], [[F(1)], [F(2)]]) is None
+    assert E._solve_fractions([[F(2), F(1)], [F(1), F(3)]], [[F(1), F(0)], [F(0), F(1)]]) == \
+        [[F(3, 5), F(-1, 5)], [F(-1, 5), F(2, 5)]]
     res = full_space(_relu_net(_first_layer(3, 5, 3)), box=(-1.0, 1.0), method="facet")
     assert res.stats["charts"] != "orthants"
     res = full_space(_relu_net(_first_layer(3, 5, 3)), method="facet")

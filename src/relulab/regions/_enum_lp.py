@@ -75,7 +75,7 @@ from relulab.core.layers import Dense
 from relulab.progress import notify
 from relulab.regions._enum_eval import median_tie_distance
 from relulab.regions._enum_maps import (SAFETY, ExactX, MapEvaluator, dyadic_ints, frac_array, gamma, int_solve_den,
-                                        other_rows, rows_of_layer)
+                                        other_rows, rows_of_layer, solve_nonneg)
 from relulab.regions._lp_batch import OPTIMAL, lp_batch, lp_batch_dual
 
 # a piece wins on an open part of a cell when the Chebyshev radius of that part exceeds this (in
@@ -266,6 +266,7 @@ class OrthantCharts:
         self.d, self.R0 = d, R0
         self.units = torch.tensor(units, dtype=torch.long, device=dev)
         self.pieces = torch.tensor(pieces, dtype=torch.long, device=dev)
+        self.unit_pieces = [(int(u), int(a), int(b)) for u, (a, b) in zip(units, pieces)]  # for the exact steps
         self.n = 1 << d
         D = math.lcm(*[v.denominator for v in list(x0) + list(M.reshape(-1))])
         self.Xn = [int(v * D) for v in x0]
@@ -346,10 +347,11 @@ class OrthantCharts:
         return Z, S, rows
 
 
-def orthant_charts(net, d, dt, dev, R0):
+def orthant_charts(net, d, dt, dev, R0, exact=None):
     """:class:`OrthantCharts` for ``net``, or None where they do not apply: fewer than ``d`` first-
     layer units with two valid pieces and independent rows, rows too ill-conditioned to be charts
-    (the orthants would be slivers), or more than ``2 ** ORTHANT_MAX_D`` charts."""
+    (the orthants would be slivers), or more than ``2 ** ORTHANT_MAX_D`` charts. ``exact``: a
+    function giving the caller's :class:`ExactX` of ``net`` (built only where needed)."""
     if not USE_ORTHANTS or d > ORTHANT_MAX_D or not net.max_units:
         return None
     valid = net.max_units[0].valid.cpu().numpy()
@@ -358,7 +360,7 @@ def orthant_charts(net, d, dt, dev, R0):
         return None
     zid = np.array([[0] + [1 if i == j else 0 for j in range(d)] for i in range(d)], dtype=object)
     pat = np.zeros(net.n_units, dtype=np.int64)
-    P, e = ExactX(net).maps(zid, 0, pat, 0)[0]
+    P, e = (exact() if exact else ExactX(net)).maps(zid, 0, pat, 0)[0]
     scale = Fraction(1) if e is None else Fraction(1, 1 << e)
     rows, pieces, units = [], [], []
     for u in two.tolist():
@@ -393,21 +395,13 @@ def orthant_charts(net, d, dt, dev, R0):
 
 
 def _solve_fractions(A, B):
-    """``X`` with ``A X = B`` (Fraction lists; ``A`` square), or None when ``A`` is singular."""
+    """``X`` with ``A X = B`` (Fraction lists; ``A`` square), or None when ``A`` is singular (then
+    ``A mu = 0`` has a solution other than 0: the free variables set to 1)."""
     n = len(A)
-    T = [list(A[i]) + list(B[i]) for i in range(n)]
-    for c in range(n):
-        p = next((i for i in range(c, n) if T[i][c] != 0), None)
-        if p is None:
-            return None
-        T[c], T[p] = T[p], T[c]
-        inv = 1 / T[c][c]
-        T[c] = [v * inv for v in T[c]]
-        for i in range(n):
-            if i != c and T[i][c] != 0:
-                f = T[i][c]
-                T[i] = [v - f * w for v, w in zip(T[i], T[c])]
-    return [row[n:] for row in T]
+    if any(solve_nonneg(A, [Fraction(0)] * n, [1] * n)):
+        return None
+    cols = [solve_nonneg(A, [row[j] for row in B], [0] * n) for j in range(len(B[0]))]
+    return [[col[i] for col in cols] for i in range(n)]
 
 
 def _chart_normals(d, dt, dev) -> torch.Tensor:
@@ -503,7 +497,7 @@ class LPEngine:
         self.L = len(self.layers)
         self.n_units = net.n_units
         self.R0 = length_scale(net, self.ev)
-        self.charts = (orthant_charts(net, d, self.dt, self.dev, self.R0) if box is None else None) \
+        self.charts = (orthant_charts(net, d, self.dt, self.dev, self.R0, self._exact_maps) if box is None else None) \
             or Charts(d, self.dt, self.dev, box, self.R0)
         # a region lies in one orthant chart: nothing to share between charts
         self.share = USE_SHARED_NO and self.charts.kind != "orthants"
@@ -1233,9 +1227,7 @@ class LPEngine:
             if j < nc:
                 if self.charts.kind == "orthants" and j < d:
                     # the facet y_j >= 0 is the chosen unit's row sigma_j h_j(x) >= 0, exactly
-                    ch = self.charts
-                    u0 = int(ch.units[j])
-                    a0, b0 = ch.pieces[j].tolist()
+                    u0, a0, b0 = self.charts.unit_pieces[j]
                     col = maps[0][0][u0, b0] - maps[0][0][u0, a0]
                     cols.append(-col if (k >> j) & 1 else col)
                     continue
