@@ -14,8 +14,14 @@ from relulab.tropical import MaxPlus, count_regions, exact_forward, from_network
 
 
 def _net(*mods, shape=(2,), seed=0):
+    # the modules are built (and drew their weights) before this call: drawn again after seeding,
+    # so that the weights depend on the seed alone, not on the tests that ran before
+    seq = nn.Sequential(*mods)
     torch.manual_seed(seed)
-    return PLNet.from_torch(nn.Sequential(*mods), shape)
+    for m in seq.modules():
+        if m is not seq and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return PLNet.from_torch(seq, shape)
 
 
 NETS = {
