@@ -28,7 +28,7 @@ found is among relulab's count; its completeness check has not run) and the rati
 second. Both run with their defaults: relulab with torch's default threads (it picks its own for small
 operations; ``--threads N`` pins torch), relucent with its default worker pool. ``--workers N`` runs
 relulab's facet engine on N local processes where it is the default engine (d >= 5:
-``full_space(net, method="facet", workers=N)``, its orthant charts dealt between them; CPU seconds
+``full_space(net, workers=N)`` where d >= 5 (the facet engine's orthant charts dealt between them); CPU seconds
 then include the workers'). ``--load N`` runs N CPU-bound processes for the whole run (stopped at
 the end), to measure under load.
 
@@ -151,7 +151,7 @@ def run_relulab(widths, weights_path: str, workers: int | None = None) -> dict:
 
     from relulab.regions.space import FACET_MIN_D
 
-    kw = {"method": "facet", "workers": workers} if workers and widths[0] >= FACET_MIN_D else {}
+    kw = {"workers": workers} if workers and widths[0] >= FACET_MIN_D else {}
     code = _RELULAB_CODE.format(src=str(ROOT / "src"), bench=str(ROOT / "benchmarks"), path=weights_path,
                                 widths=list(widths), d=widths[0], kw=kw)
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -325,7 +325,7 @@ def main(argv=None):
                         "and the ratio compares regions per second")
     p.add_argument("--json", help="also write all rows to this file")
     p.add_argument("--workers", type=int, default=None,
-                   help="relulab with full_space(net, method='facet', workers=N) where d >= 5 (default: one process)")
+                   help="relulab with full_space(net, workers=N) where d >= 5 (default: one process)")
     args = p.parse_args(argv)
     args.nets = [([int(w) for w in s.split(":")[0].split(",")], int(s.split(":")[1])) for s in args.nets]
     if args.quick:

@@ -100,7 +100,11 @@ def test_regions_split_certify_is_each_cells_proof(capsys, model_file):
 
 @pytest.mark.parametrize("argv, match", [
     (["--line", "0", "1", "--split", "4"], "--split applies to --box and --all only"),
-    (["--all", "--workers", "2"], "--workers only apply with --split K"),
+    (["--line", "0", "1", "--workers", "2"], "--workers only apply to --box and --all"),
+    (["--plane", "--ray"], "--ray only apply to --box and --all"),
+    (["--all", "--ray-timeout", "5"], "--ray-timeout only applies with --ray"),
+    (["--line", "0", "1", "--method", "facet"], "--method applies to --box and --all only"),
+    (["--all", "--split", "4", "--method", "vertex"], "--method cannot be combined with --split"),
     (["--all", "--split", "4", "--audit", "10"], "--audit is not available with --split"),
     (["--all", "--split", "0"], "--split"),
 ])
@@ -108,3 +112,23 @@ def test_regions_split_flag_errors(capsys, model_file, argv, match):
     code, out, err = run(capsys, "regions", str(model_file), *argv)
     assert code != 0 and out == ""
     assert err.startswith("relulab: error: ") and match in err and err.count("\n") == 1
+
+
+def test_regions_workers_without_split_deal_the_facet_charts(capsys, tmp_path):
+    """``--all --workers 2`` (no --split) at d = 6: the facet engine's orthant charts on two local
+    processes, the one-process count; ``--method vertex`` and ``--method facet`` count the same
+    regions."""
+    from relulab.core import io as rio
+
+    path = tmp_path / "m6.safetensors"
+    rio.save(rio.build("mlp:6-8-6-1:relu", seed=3), path)
+    counts = {}
+    for flags in ([], ["--workers", "2"], ["--method", "vertex"], ["--method", "facet"]):
+        code, out, err = run(capsys, "regions", str(path), "--all", *flags, "--json")
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["certified"] is True
+        counts[" ".join(flags)] = data["count"]
+    assert len(set(counts.values())) == 1, counts
+    code, out, err = run(capsys, "regions", str(path), "--all", "--workers", "2")
+    assert code == 0 and "2 workers (local, orthant charts)" in out

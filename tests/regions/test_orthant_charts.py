@@ -260,3 +260,37 @@ def test_workers_split_the_orthant_charts_between_processes():
     assert res.stats["charts"] == "pyramids" and "workers" not in res.stats and res.certified
     with pytest.raises(InvalidInputError, match="workers"):
         full_space(net, method="facet", workers=0)
+
+
+def test_workers_alone_deal_the_charts_where_auto_runs_the_facet_engine():
+    """``workers`` without ``split`` and ``method="auto"``: over R^d at d >= FACET_MIN_D the facet
+    engine's charts are dealt out (the one-process result, a FullSpaceRegions); in a box, or without
+    orthant charts, the domain is split into cells and merged (a SplitEnumeration) with the same
+    count."""
+    from relulab.regions import SplitEnumeration
+
+    net = plnet(mlp([5, 7, 4, 1], seed=2), 5)
+    one = full_space(net)
+    two = full_space(net, workers=2)
+    assert type(two) is type(one) and two.stats["workers"] == 2 and two.stats["executor"] == "local"
+    assert two.certified and two.count == one.count and pattern_set(two.patterns) == pattern_set(one.patterns)
+    check_witnesses(net, two)
+    box = (-1.0, 1.0)
+    cells = full_space(net, box, workers=2)
+    assert isinstance(cells, SplitEnumeration) and cells.count == full_space(net, box).count
+    narrow = plnet(mlp([5, 4, 3, 1], seed=2), 5)
+    res = full_space(narrow, workers=2)
+    ref = full_space(narrow)
+    assert isinstance(res, SplitEnumeration) and res.executor == "local" and res.count == ref.count
+    assert pattern_set(res.patterns) == pattern_set(ref.patterns)
+
+
+def test_ray_deals_the_charts_to_the_cluster(ray_local):
+    """``ray=True`` without ``split``: the orthant charts run as tasks on a real local Ray instance
+    (one share per CPU) and give the one-process regions and certificate."""
+    net = plnet(mlp([6, 8, 5, 1], seed=4), 6)
+    one = full_space(net)
+    res = full_space(net, ray=True)
+    assert res.stats["executor"] == "ray" and res.stats["workers"] == 2 and res.stats["charts"] == "orthants"
+    assert res.certified and res.count == one.count and pattern_set(res.patterns) == pattern_set(one.patterns)
+    check_witnesses(net, res)

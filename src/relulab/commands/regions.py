@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
     p.add_argument("--certify", choices=("auto", "always", "never"), default="auto",
                    help="prove the result exact (auto: the engine's default within its work budget; always: "
                         "whatever the size; never: skip the proof, certified=false)")
+    p.add_argument("--method", choices=("auto", "vertex", "facet"), default="auto",
+                   help="--box/--all: the engine (vertex: cells by their vertices, with neighbours and linear "
+                        "regions; facet: cells by their inequalities, polynomial work per region in d; auto: facet "
+                        "for 5 <= d <= 64 over R^d, vertex otherwise)")
     p.add_argument("--full", action="store_true",
                    help="with --json: every region (patterns, witnesses, breakpoints), not only the summary")
     split_arguments(p)
@@ -62,11 +66,26 @@ def _segment(a, b):
     return a, b
 
 
+def _parallel(args) -> dict:
+    """--workers / --ray without --split: full_space's own choice (the facet engine's orthant charts,
+    or cells); Ray is joined here first so that --ray-timeout bounds a local start."""
+    if args.ray is not None:
+        from relulab.core.executors import connect_ray
+
+        connect_ray(args.ray or None, args.workers, args.ray_timeout)
+        return {"workers": args.workers, "ray": args.ray or True}
+    return {} if args.workers is None else {"workers": args.workers}
+
+
 def run(args, ctx: Context) -> Output:
     from relulab import regions
     from relulab.core.errors import InvalidInputError
 
     check_split_flags(args)
+    if args.method != "auto" and not (args.box or args.all):
+        raise InvalidInputError("--method applies to --box and --all only")
+    if args.method != "auto" and args.split is not None:
+        raise InvalidInputError("--method cannot be combined with --split (each cell runs the default engine)")
     if args.out and (args.line or args.plane is not None):
         raise InvalidInputError("--out writes the regions of --box or --all; --line and --plane list theirs with --json --full")
     if args.out and (args.plot or args.audit or getattr(args, "split", None)):
@@ -96,8 +115,8 @@ def run(args, ctx: Context) -> Output:
             if args.box:
                 box = tuple(parse_point(s, f"--box {n}", shape, net).reshape(-1) for s, n in zip(args.box, ("LO", "HI")))
             res = split_regions(args, net, box, budgets, ctx, bar) or regions.full_space(
-                net, box, audit_samples=args.audit, **budgets, certify=certify,
-                **ctx.engine_progress(regions.full_space, bar),
+                net, box, audit_samples=args.audit, **budgets, certify=certify, method=args.method,
+                **_parallel(args), **ctx.engine_progress(regions.full_space, bar),
                 **({"out": args.out} if args.out else {}))
     data = res.to_dict(summary=not args.full)
     data["input_dim"] = net.input_dim
@@ -138,4 +157,7 @@ def _render(res, args):
         t.add_row("figure", args.plot)
     if getattr(args, "out", None) and getattr(res, "stats", {}).get("out"):
         t.add_row("regions file", res.stats["out"])
+    stats = getattr(res, "stats", None) or {}
+    if stats.get("workers"):
+        t.add_row("ran on", f"{stats['workers']} workers ({stats.get('executor', 'local')}, orthant charts)")
     return t

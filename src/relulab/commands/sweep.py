@@ -64,7 +64,7 @@ def split_arguments(p) -> None:
     p.add_argument("--split", type=int_arg(1, 10**6), default=None, metavar="K",
                    help="--box/--all: enumerate in about K independent cells, run them in parallel and merge "
                         "them exactly by activation pattern (same counts as one process)")
-    executor_arguments(p, "cells of --split")
+    executor_arguments(p, "cells of --split (without --split, where the facet engine runs: its orthant charts)")
 
 
 def check_split_flags(args) -> None:
@@ -74,8 +74,10 @@ def check_split_flags(args) -> None:
     if args.split is None:
         used = [f for f, v in (("--workers", args.workers), ("--ray", args.ray), ("--ray-timeout", args.ray_timeout))
                 if v is not None]
-        if used:
-            raise InvalidInputError(f"{', '.join(used)} only apply with --split K")
+        if used and not (getattr(args, "box", None) or getattr(args, "all", False)):
+            raise InvalidInputError(f"{', '.join(used)} only apply to --box and --all")
+        if args.ray_timeout is not None and args.ray is None:
+            raise InvalidInputError("--ray-timeout only applies with --ray")
         return
     if not (args.box or args.all):
         raise InvalidInputError("--split applies to --box and --all only")

@@ -8,6 +8,10 @@
   (start-up retried within a time budget); :class:`~relulab.core.extras.MissingExtraError` names the
   ``ray`` extra when Ray is not installed (:func:`require_ray`).
 
+* :func:`map_tasks` -- ``fn(shared, task)`` for every task, in this process, on the local pool or on
+  Ray, results in task order: what the engines that deal out independent pieces of one computation
+  (split enumeration's cells, the facet engine's charts) run on.
+
 The sweeps (:mod:`relulab.experiments.sweep`) and split enumeration (:mod:`relulab.regions.split`)
 both run on these.
 """
@@ -23,7 +27,7 @@ from relulab.core.errors import InvalidInputError, RelulabError
 from relulab.core.extras import require
 
 __all__ = ["process_pool", "pool_context", "worker_init", "require_ray", "check_address", "start_timeout",
-           "connect_ray", "RAY_START_TIMEOUT"]
+           "connect_ray", "map_tasks", "RAY_START_TIMEOUT"]
 
 # a local Ray instance gets this long to start (Ray itself gives its raylet a fixed 30 s, which a
 # loaded machine can exceed, so start-up is retried until this budget is spent)
@@ -157,3 +161,51 @@ def connect_ray(address: str | None = None, workers: int | None = None, ray_time
         if saved is None:
             os.environ.pop(env_key, None)
     return ray
+
+
+def _pool_call(args):
+    fn, shared, task = args
+    return fn(shared, task)
+
+
+def _ray_call(fn, shared, task):
+    # one task per core: torch's own threads would oversubscribe (in Ray's workers only; the
+    # caller's thread setting is not ours to change)
+    import torch
+
+    torch.set_num_threads(1)
+    return fn(shared, task)
+
+
+def map_tasks(fn, tasks, shared=None, *, workers: int | None = 1, ray: bool = False, address: str | None = None,
+              ray_timeout: float | None = None, progress=None, stage: str = "tasks") -> tuple[list, int]:
+    """``[fn(shared, t) for t in tasks]`` in this process (``workers=1``), on a :func:`process_pool`
+    of ``workers`` processes, or on Ray (``ray=True``: joined or started by :func:`connect_ray` with
+    ``address``, ``workers`` and ``ray_timeout``; ``shared`` is put in Ray's object store once).
+    ``fn`` must be a module-level function (it is pickled by reference). ``progress(done, total,
+    stage=stage)`` is called as tasks finish. Returns the results in task order and the number of
+    workers that ran them (Ray: the cluster's CPUs). An exception of a task is raised here."""
+    from relulab.progress import notify
+
+    n = len(tasks)
+    if ray:
+        rr = connect_ray(address, workers, ray_timeout)
+        ref = rr.put(shared)
+        remote = rr.remote(num_cpus=1)(_ray_call)
+        refs = [remote.remote(fn, ref, t) for t in tasks]
+        pending = list(refs)
+        while pending:
+            _, pending = rr.wait(pending, num_returns=1)
+            notify(progress, n - len(pending), n, stage=stage)
+        return rr.get(refs), int(rr.cluster_resources().get("CPU", 1))
+    out = []
+    if workers == 1:
+        for t in tasks:
+            out.append(fn(shared, t))
+            notify(progress, len(out), n, stage=stage)
+        return out, 1
+    with process_pool(workers) as pool:
+        for r in pool.map(_pool_call, [(fn, shared, t) for t in tasks]):
+            out.append(r)
+            notify(progress, len(out), n, stage=stage)
+    return out, workers

@@ -1522,19 +1522,28 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     cluster) and merged exactly by activation pattern, with the same count, bounded/unbounded split,
     linear-region count and ``certify`` proof (per cell) as one process; the result is a
     :class:`relulab.regions.SplitEnumeration` (see :func:`relulab.regions.split_full_space`).
-    With ``method="facet"`` and ``workers`` alone (no ``split``, no ``ray``) the facet engine instead
-    deals its orthant charts (:class:`relulab.regions._enum_lp.OrthantCharts`) to ``workers`` local
-    processes: regions of different orthants are disjoint, so the result is the one-process result
-    (``stats["workers"]`` says how many ran; ``memory_budget`` is then per process). Where orthant
-    charts do not apply (a box, fewer first-layer units than d), and with ``out`` (one file, written
-    as regions are found), it runs in one process.
+    Without ``split``, where the facet engine runs (``method="facet"``, or ``"auto"`` over R^d with
+    ``FACET_MIN_D <= d <= FACET_MAX_D``), ``workers`` / ``ray`` instead deal its orthant charts
+    (:class:`relulab.regions._enum_lp.OrthantCharts`) to ``workers`` local processes or to the
+    CPUs of the Ray cluster: regions of different orthants are disjoint, so the result is the
+    one-process result, a :class:`FullSpaceRegions` (``stats["workers"]`` and ``stats["executor"]``
+    say where it ran; ``memory_budget`` is then per process). Where orthant charts do not apply
+    (a box, fewer usable first-layer units than d) ``"auto"`` splits into cells as above and
+    ``"facet"`` runs in one process; with ``out`` (one file, written as regions are found) it runs
+    in one process.
     """
-    chart_workers = None
-    if method == "facet" and workers is not None and split is None and not ray:
+    parallel = None
+    if split is None and (workers is not None or ray) and isinstance(net, PLNet) and (
+            method == "facet" or (method == "auto" and box is None and not neighbours
+                                  and FACET_MIN_D <= net.input_dim <= FACET_MAX_D)):
         # the facet engine's own parallel mode: its orthant charts hold disjoint regions
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise InvalidInputError(f"workers (workers must be a positive integer), got {workers!r}")
-        chart_workers, workers = workers, None
+        if not (ray is None or isinstance(ray, bool) or (isinstance(ray, str) and ray.strip())):
+            raise InvalidInputError(f"ray must be True (a local Ray instance), a cluster address 'HOST:PORT' or "
+                                    f"None, got {ray!r}")
+        parallel = {"workers": workers, "ray": bool(ray), "address": ray.strip() if isinstance(ray, str) else None}
+        workers = ray = None
     if split is not None or workers is not None or ray:
         from relulab.regions.split import full_space_split
 
@@ -1586,8 +1595,17 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
             box = tuple(t.to(torch.float64) for t in box)
     if method == "facet":
         try:
-            return _facet(net, box, max_regions, time_limit, memory_budget, progress, int(audit_samples), t0, out,
-                          workers=chart_workers)
+            res = _facet(net, box, max_regions, time_limit, memory_budget, progress, int(audit_samples), t0, out,
+                         parallel=parallel, split_if_no_charts=auto)
+            if res is not None:
+                return res
+            # the auto choice with workers or Ray, and no orthant charts to deal out: cells instead
+            from relulab.regions.split import full_space_split
+
+            return full_space_split(net, box, None, parallel["workers"], parallel["address"] or parallel["ray"] or None,
+                                    max_regions=max_regions, time_limit=time_limit, neighbours=neighbours,
+                                    audit_samples=audit_samples, memory_budget=memory_budget, progress=progress,
+                                    method="auto", out=out, certify=certify)
         except DegenerateGeometryError as e:
             if not auto:
                 raise
@@ -1814,12 +1832,12 @@ def _file_meta(res) -> dict:
             "method": res.stats.get("method", "")}
 
 
-def _facet_part(args) -> dict:
-    """One process's share of a facet-engine run over orthant charts: the regions of charts ``ids``
+def _facet_part(shared, ids) -> dict:
+    """One worker's share of a facet-engine run over orthant charts: the regions of charts ``ids``
     (disjoint from every other chart's), with the engine's own certificates."""
     from relulab.regions._enum_lp import LPEngine
 
-    net, ids, units, max_regions, time_limit, memory_budget = args
+    net, units, max_regions, time_limit, memory_budget = shared
     eng = LPEngine(net, None, max_regions, time_limit, memory_budget, chart_ids=ids)
     if eng.charts.kind != "orthants" or eng.charts.units.tolist() != units:
         raise DegenerateGeometryError("a worker chose other charts than its driver")  # never expected
@@ -1830,26 +1848,30 @@ def _facet_part(args) -> dict:
             "stopped_by": eng.stopped_by, "stats": eng.stats}
 
 
-def _facet_parallel(eng, workers: int, max_regions, time_limit, memory_budget, progress):
-    """The facet engine's orthant charts spread over ``workers`` local processes, one share each
-    (charts dealt in turn: orthants next to each other, which often hold similar numbers of regions,
-    go to different workers; a worker builds its engine once). Every region lies in exactly one
-    orthant, so the parts' regions are disjoint and are concatenated; the time limit is shared,
-    ``max_regions`` applies to the whole, ``memory_budget`` to each process. Returns ``(patterns,
-    witnesses, cells)`` and sets ``eng``'s counts, completeness and stats."""
-    from relulab.core.executors import process_pool
-    from relulab.progress import notify
+def _facet_parallel(eng, parallel: dict, max_regions, time_limit, memory_budget, progress):
+    """The facet engine's orthant charts dealt to local processes (``parallel["workers"]``) or to the
+    CPUs of a Ray cluster (``parallel["ray"]``, joined at ``parallel["address"]`` or started
+    locally), one share per worker (charts dealt in turn: orthants next to each other, which often
+    hold similar numbers of regions, go to different workers; a worker builds its engine once).
+    Every region lies in exactly one orthant, so the parts' regions are disjoint and are
+    concatenated; the time limit applies to each share from its start, ``max_regions`` to the whole,
+    ``memory_budget`` to each process. Returns ``(patterns, witnesses, cells)`` and sets ``eng``'s
+    counts, completeness and stats."""
+    from relulab.core.executors import connect_ray, map_tasks
 
     n = eng.charts.n
-    units = eng.charts.units.tolist()
+    workers = parallel["workers"]
+    if parallel["ray"]:
+        # as many shares as the cluster has CPUs (joining or starting it here; map_tasks reuses it)
+        rr = connect_ray(parallel["address"], workers)
+        shares = int(rr.cluster_resources().get("CPU", 1))
+    else:
+        shares = workers
     net = eng.net
-    tasks = [(net, list(range(w, n, workers)), units, max_regions, time_limit, memory_budget)
-             for w in range(min(workers, n))]
-    out = []
-    with process_pool(workers) as pool:
-        for r in pool.map(_facet_part, tasks):
-            out.append(r)
-            notify(progress, len(out), len(tasks), stage="charts")
+    shared = (net, eng.charts.units.tolist(), max_regions, time_limit, memory_budget)
+    tasks = [list(range(w, n, shares)) for w in range(min(shares, n))]
+    out, used = map_tasks(_facet_part, tasks, shared, workers=workers, ray=parallel["ray"],
+                          address=parallel["address"], progress=progress, stage="charts")
     pats = torch.cat([r["pat"].to(net.device) for r in out]).long()
     xs = torch.cat([r["x"].to(net.device) for r in out])
     stopped = next((r["stopped_by"] for r in out if r["stopped_by"] is not None), None)
@@ -1857,7 +1879,8 @@ def _facet_parallel(eng, workers: int, max_regions, time_limit, memory_budget, p
         pats, xs, stopped = pats[:max_regions], xs[:max_regions], "max_regions"
     for k in eng.stats:
         eng.stats[k] = sum(r["stats"].get(k, 0) for r in out)
-    eng.stats["workers"] = workers
+    eng.stats["workers"] = used
+    eng.stats["executor"] = "ray" if parallel["ray"] else "local"
     eng.n_regions = int(pats.shape[0])
     eng.stopped_by = stopped
     eng.complete = stopped is None and all(r["complete"] for r in out)
@@ -1865,7 +1888,10 @@ def _facet_parallel(eng, workers: int, max_regions, time_limit, memory_budget, p
 
 
 def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_samples, t0, out=None,
-           workers: int | None = None) -> FullSpaceRegions:
+           parallel: dict | None = None, split_if_no_charts: bool = False) -> FullSpaceRegions | None:
+    """The facet engine's result; ``parallel`` (workers / Ray, see :func:`_facet_parallel`) deals
+    its orthant charts out. Without orthant charts (or with ``out``, one file written as regions
+    are found) it runs here, or returns None if ``split_if_no_charts`` (the caller splits instead)."""
     from relulab.regions._enum_lp import LPEngine
 
     writer = None
@@ -1876,8 +1902,11 @@ def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_sam
     try:
         eng = LPEngine(net, box, max_regions, time_limit, memory_budget, progress, sink=writer)
         width = max([m.units for m in net.max_units] + [1])
-        if workers is not None and workers > 1 and eng.charts.kind == "orthants" and writer is None:
-            patterns, xw, cells = _facet_parallel(eng, workers, max_regions, time_limit, memory_budget, progress)
+        fan = parallel is not None and (parallel["ray"] or parallel["workers"] > 1)
+        if fan and eng.charts.kind != "orthants" and split_if_no_charts and writer is None:
+            return None
+        if fan and eng.charts.kind == "orthants" and writer is None:
+            patterns, xw, cells = _facet_parallel(eng, parallel, max_regions, time_limit, memory_budget, progress)
         else:
             with torch.no_grad(), threads_for(64 * (net.input_dim + 2) * width):
                 eng.run()

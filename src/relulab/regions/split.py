@@ -56,7 +56,6 @@ import torch
 
 from relulab.core.errors import DegenerateGeometryError, InvalidInputError
 from relulab.core.plnet import PLNet
-from relulab.progress import notify
 from relulab.regions._jacobians import equal_gradients
 from relulab.regions._jacobians import gradients_with_bounds as _gradients
 from relulab.results import RegionResult
@@ -296,15 +295,9 @@ def _cell_task(net: PLNet, cell: tuple, time_limit, max_regions, walls=None, cer
             "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0}
 
 
-def _worker_cell_task(*args):
-    # one cell per core: torch's own threads would oversubscribe (only in workers: the caller's
-    # thread setting is not ours to change)
-    torch.set_num_threads(1)
-    return _cell_task(*args)
-
-
-def _pool_task(args):
-    return _worker_cell_task(*args)
+def _shared_cell_task(shared, cell):
+    net, time_limit, max_regions, walls, certify = shared
+    return _cell_task(net, cell, time_limit, max_regions, walls, certify)
 
 
 # ------------------------------------------------------------------ merge
@@ -388,38 +381,10 @@ def _merge(parts: list[dict], rd: bool, net):
 # ------------------------------------------------------------------ driver
 def _run_cells(net, cells, workers, ray, address, time_limit, max_regions, progress, ray_timeout=None, walls=None,
                certify=None):
-    n = len(cells)
-    if ray:
-        from relulab.core.executors import connect_ray
+    from relulab.core.executors import map_tasks
 
-        rr = connect_ray(address, workers, ray_timeout)
-        ref = rr.put(net)
-        remote = rr.remote(num_cpus=1)(_worker_cell_task)
-        refs = [remote.remote(ref, c, time_limit, max_regions, walls, certify) for c in cells]
-        pending = list(refs)
-        while pending:
-            _, pending = rr.wait(pending, num_returns=1)
-            notify(progress, n - len(pending), n, stage="cells")
-        return rr.get(refs), int(rr.cluster_resources().get("CPU", 1))
-    if workers == 1:
-        out = []
-        for c in cells:
-            out.append(_cell_task(net, c, time_limit, max_regions, walls, certify))
-            notify(progress, len(out), n, stage="cells")
-        return out, 1
-    import multiprocessing as mp
-    import sys
-    from concurrent.futures import ProcessPoolExecutor
-
-    from relulab.core.executors import worker_init as _worker_init
-
-    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    out = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        for r in pool.map(_pool_task, [(net, c, time_limit, max_regions, walls, certify) for c in cells]):
-            out.append(r)
-            notify(progress, len(out), n, stage="cells")
-    return out, workers
+    return map_tasks(_shared_cell_task, cells, (net, time_limit, max_regions, walls, certify), workers=workers,
+                     ray=ray, address=address, ray_timeout=ray_timeout, progress=progress, stage="cells")
 
 
 def _box_tasks(boxes, lo):
