@@ -1521,7 +1521,9 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
     ``workers`` local processes or on Ray (``ray=True``: a local instance; ``ray="HOST:PORT"``: a
     cluster) and merged exactly by activation pattern, with the same count, bounded/unbounded split,
     linear-region count and ``certify`` proof (per cell) as one process; the result is a
-    :class:`relulab.regions.SplitEnumeration` (see :func:`relulab.regions.split_full_space`).
+    :class:`relulab.regions.SplitEnumeration` (see :func:`relulab.regions.split_full_space`). The merge
+    needs each cell's neighbour graph, so every cell runs the vertex engine, whose work grows
+    exponentially with d: at d >= 5, cells are many times slower than the facet engine's charts below.
     Without ``split``, where the facet engine runs (``method="facet"``, or ``"auto"`` over R^d with
     ``FACET_MIN_D <= d <= FACET_MAX_D``), ``workers`` / ``ray`` instead deal its orthant charts
     (:class:`relulab.regions._enum_lp.OrthantCharts`) to ``workers`` local processes or to the
