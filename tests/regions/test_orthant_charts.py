@@ -294,3 +294,36 @@ def test_ray_deals_the_charts_to_the_cluster(ray_local):
     assert res.stats["executor"] == "ray" and res.stats["workers"] == 2 and res.stats["charts"] == "orthants"
     assert res.certified and res.count == one.count and pattern_set(res.patterns) == pattern_set(one.patterns)
     check_witnesses(net, res)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 9), st.integers(0, 2**31 - 1), st.sampled_from([0.0, 1e-9, 1e-5]))
+def test_pivoted_rows_are_a_column_pivoted_qr(m, d, seed, near):
+    """The chart units' choice (NumPy Gram-Schmidt with pivoting): each pick has the largest residual
+    of the rows left (against projections computed afresh by a dense QR), the reported norms are
+    the |R_jj| of an unpivoted QR of the picked rows, and the refusal below ORTHANT_MIN_RCOND agrees
+    with LAPACK's column-pivoted QR (scipy) on the same rows, near-parallel rows included."""
+    import numpy as np
+    import scipy.linalg
+
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((m, d))
+    if near and m > 1:
+        G[1] = G[0] + near * rng.standard_normal(d)
+    G /= np.linalg.norm(G, axis=1, keepdims=True)
+    k = min(m, d)
+    picks, diag = E._pivoted_rows(G, k)
+    assert len(set(picks.tolist())) == picks.size == diag.size
+    R = np.linalg.qr(G[picks].T, mode="r")
+    assert np.allclose(np.abs(np.diag(R)), diag, rtol=1e-7, atol=1e-13)
+    for i in range(picks.size):
+        Q = np.linalg.qr(G[picks[:i]].T)[0] if i else np.zeros((d, 0))
+        res = np.linalg.norm(G - (G @ Q) @ Q.T, axis=1)
+        res[picks[:i]] = -1.0
+        assert res[picks[i]] >= res.max() - 1e-9
+    _, Rq, _ = scipy.linalg.qr(G.T, pivoting=True, mode="economic")
+    ref = np.abs(np.diag(Rq))
+    mine_refuses = diag.size < k or diag[k - 1] < E.ORTHANT_MIN_RCOND * diag[0]
+    lapack_refuses = ref.size < k or ref[k - 1] < E.ORTHANT_MIN_RCOND * ref[0]
+    if abs(ref[k - 1] / ref[0] - E.ORTHANT_MIN_RCOND) > 1e-3 * E.ORTHANT_MIN_RCOND:  # not at the threshold
+        assert mine_refuses == lapack_refuses
