@@ -526,6 +526,7 @@ class LPEngine:
         self.out_nbytes = 0
         # the layers' valid-piece masks as NumPy arrays (the exact steps index them per row)
         self.valid_np = [m.valid.cpu().numpy() for m in self.layers]
+        self._chart_cols = {}  # exact columns of identities: (chart unit, sign bit), and "s" (the bias scale)
         self.n_regions = 0
         self.n_cells_out = 0
         # regions are deduplicated as they are found, by their patterns packed into int64 words
@@ -1245,16 +1246,21 @@ class LPEngine:
         for j in np.flatnonzero(lr > 0).tolist():
             if j < nc:
                 if self.charts.kind == "orthants" and j < d:
-                    # the facet y_j >= 0 is the chosen unit's row sigma_j h_j(x) >= 0, exactly
-                    u0, a0, b0 = self.charts.unit_pieces[j]
-                    col = maps[0][0][u0, b0] - maps[0][0][u0, a0]
-                    cols.append(-col if (k >> j) & 1 else col)
+                    # the facet y_j >= 0 is the chosen unit's row sigma_j h_j(x) >= 0, exactly (the
+                    # first layer's maps do not depend on the pattern: each column is built once)
+                    key = (j, (k >> j) & 1)
+                    col = self._chart_cols.get(key)
+                    if col is None:
+                        u0, a0, b0 = self.charts.unit_pieces[j]
+                        col = maps[0][0][u0, b0] - maps[0][0][u0, a0]
+                        col = self._chart_cols[key] = -col if key[1] else col
+                    cols.append(col)
                     continue
                 if self.charts.cube or j != d:
                     # a cone or box row: left out (their multipliers are rounding noise at the
                     # touching boundaries; where one is needed, the chart's certificate decides)
                     continue
-                cols.append(np.array([1] + [0] * d, dtype=object))
+                cols.append(self._chart_cols.setdefault("s", np.array([1] + [0] * d, dtype=object)))
                 continue
             loc = self._row_loc(pat, l, b["stage"], j - nc)
             if loc is None:
@@ -1266,21 +1272,23 @@ class LPEngine:
 
     def _row_loc(self, pat, l, stage, j):
         """``(layer, unit, other piece, winner)`` of network row ``j`` of a cell (in the order of
-        :meth:`_cell_rows`), or None for a zero row."""
-        for i in range(l + 1):
-            if i == l and stage == "start":
-                break
-            Uu, K = self.valid_np[i].shape
-            n = Uu * (K - 1)
-            if j < n:
-                uu, sl = divmod(j, K - 1)
-                w = int(pat[self.net.unit_offsets[i] + uu])
-                kk = sl + int(sl >= w)
-                if w < 0 or not self.valid_np[i][uu, kk]:
-                    return None
-                return i, uu, kk, w
-            j -= n
-        return None
+        :meth:`_cell_rows`: layer by layer, each unit's ``K - 1`` pieces other than its winner; the
+        rows of layer ``l`` itself only past its start), or None for a zero row."""
+        tab = getattr(self, "_row_tab", None)
+        if tab is None:
+            # row j -> (layer, unit, slot), and the number of rows of the layers before each layer
+            tab = [(i, uu, sl) for i, v in enumerate(self.valid_np) for uu in range(v.shape[0])
+                   for sl in range(v.shape[1] - 1)]
+            ends = np.cumsum([0] + [v.shape[0] * (v.shape[1] - 1) for v in self.valid_np]).tolist()
+            self._row_tab, self._row_ends = tab, ends
+        if j >= self._row_ends[l if stage == "start" else l + 1]:
+            return None
+        i, uu, sl = tab[j]
+        w = int(pat[self.net.unit_offsets[i] + uu])
+        kk = sl + int(sl >= w)
+        if w < 0 or not self.valid_np[i][uu, kk]:
+            return None
+        return i, uu, kk, w
 
     def _winner_part(self, wf, wcentre, rc, u, win, b):
         """Whether the part of each split cell ``rc`` where its witness's winner wins is open, where
@@ -1799,12 +1807,12 @@ def solve_identities(systems, d: int) -> list:
         nums, den, ok = _bareiss_batch(S)
         if not ok.any():
             continue
-        # the proof: every equation, exactly
+        # the proof: every equation, exactly (object arrays: Python integers compared elementwise)
         res = (M * nums[:, None, :]).sum(2)
-        zero = np.array([all(v == 0 for v in res[r, :d + 1]) and res[r, d + 1] == den[r] for r in range(B)])
-        sg = np.where(den > 0, 1, -1).astype(object)
-        nonneg = np.array([all(v * s_ >= 0 for v in nums[r]) for r, s_ in enumerate(sg)])
-        good = ok & zero & nonneg & np.array([den[r] != 0 for r in range(B)])
+        zero = (res[:, :d + 1] == 0).all(1) & (res[:, d + 1] == den)
+        pos = den > 0
+        nonneg = np.where(pos[:, None], nums >= 0, nums <= 0).all(1)
+        good = ok & zero.astype(bool) & nonneg.astype(bool) & (den != 0).astype(bool)
         for r, t in enumerate(idx):
             out[t] = bool(good[r])
     return out
@@ -1840,7 +1848,7 @@ def _bareiss_batch(S):
     prev = np.ones(B, dtype=object)
     for k in range(n):
         piv = A[:, k, k].copy()
-        bad = np.array([v == 0 for v in piv])
+        bad = (piv == 0).astype(bool)
         ok &= ~bad
         piv[bad] = 1
         A[bad, k, k] = 1
