@@ -283,6 +283,12 @@ def test_workers_alone_deal_the_charts_where_auto_runs_the_facet_engine():
     ref = full_space(narrow)
     assert isinstance(res, SplitEnumeration) and res.executor == "local" and res.count == ref.count
     assert pattern_set(res.patterns) == pattern_set(ref.patterns)
+    from relulab.core.errors import InvalidInputError
+
+    for kw, match in (({"ray": 3}, "ray must be"), ({"ray": "  "}, "ray must be"), ({"workers": 0}, "workers must be"),
+                      ({"workers": True}, "workers must be")):
+        with pytest.raises(InvalidInputError, match=match):
+            full_space(net, **kw)
 
 
 def test_ray_deals_the_charts_to_the_cluster(ray_local):

@@ -526,7 +526,14 @@ class LPEngine:
         self.out_nbytes = 0
         # the layers' valid-piece masks as NumPy arrays (the exact steps index them per row)
         self.valid_np = [m.valid.cpu().numpy() for m in self.layers]
-        self._chart_cols = {}  # exact columns of identities: (chart unit, sign bit), and "s" (the bias scale)
+        # the identities' exact columns that do not depend on the pattern: each chart unit's row by its
+        # sign bit (built on first use) and the bias scale s
+        self._chart_cols = {}
+        self._s_col = np.array([1] + [0] * d, dtype=object)
+        # network row j of a cell -> (layer, unit, slot); rows of the layers before each layer
+        self._row_tab = [(i, uu, sl) for i, v in enumerate(self.valid_np) for uu in range(v.shape[0])
+                         for sl in range(v.shape[1] - 1)]
+        self._row_ends = np.cumsum([0] + [v.shape[0] * (v.shape[1] - 1) for v in self.valid_np]).tolist()
         self.n_regions = 0
         self.n_cells_out = 0
         # regions are deduplicated as they are found, by their patterns packed into int64 words
@@ -1260,7 +1267,7 @@ class LPEngine:
                     # a cone or box row: left out (their multipliers are rounding noise at the
                     # touching boundaries; where one is needed, the chart's certificate decides)
                     continue
-                cols.append(self._chart_cols.setdefault("s", np.array([1] + [0] * d, dtype=object)))
+                cols.append(self._s_col)
                 continue
             loc = self._row_loc(pat, l, b["stage"], j - nc)
             if loc is None:
@@ -1274,16 +1281,9 @@ class LPEngine:
         """``(layer, unit, other piece, winner)`` of network row ``j`` of a cell (in the order of
         :meth:`_cell_rows`: layer by layer, each unit's ``K - 1`` pieces other than its winner; the
         rows of layer ``l`` itself only past its start), or None for a zero row."""
-        tab = getattr(self, "_row_tab", None)
-        if tab is None:
-            # row j -> (layer, unit, slot), and the number of rows of the layers before each layer
-            tab = [(i, uu, sl) for i, v in enumerate(self.valid_np) for uu in range(v.shape[0])
-                   for sl in range(v.shape[1] - 1)]
-            ends = np.cumsum([0] + [v.shape[0] * (v.shape[1] - 1) for v in self.valid_np]).tolist()
-            self._row_tab, self._row_ends = tab, ends
         if j >= self._row_ends[l if stage == "start" else l + 1]:
             return None
-        i, uu, sl = tab[j]
+        i, uu, sl = self._row_tab[j]
         w = int(pat[self.net.unit_offsets[i] + uu])
         kk = sl + int(sl >= w)
         if w < 0 or not self.valid_np[i][uu, kk]:

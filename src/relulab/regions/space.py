@@ -1539,12 +1539,10 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
             method == "facet" or (method == "auto" and box is None and not neighbours
                                   and FACET_MIN_D <= net.input_dim <= FACET_MAX_D)):
         # the facet engine's own parallel mode: its orthant charts hold disjoint regions
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise InvalidInputError(f"workers (workers must be a positive integer), got {workers!r}")
-        if not (ray is None or isinstance(ray, bool) or (isinstance(ray, str) and ray.strip())):
-            raise InvalidInputError(f"ray must be True (a local Ray instance), a cluster address 'HOST:PORT' or "
-                                    f"None, got {ray!r}")
-        parallel = {"workers": workers, "ray": bool(ray), "address": ray.strip() if isinstance(ray, str) else None}
+        from relulab.regions.split import check_parallel
+
+        check_parallel(None, workers, ray)
+        parallel = {"workers": workers, "ray": ray}
         workers = ray = None
     if split is not None or workers is not None or ray:
         from relulab.regions.split import full_space_split
@@ -1604,7 +1602,7 @@ def full_space(net: PLNet, box=None, *, max_regions: int | None = None, time_lim
             # the auto choice with workers or Ray, and no orthant charts to deal out: cells instead
             from relulab.regions.split import full_space_split
 
-            return full_space_split(net, box, None, parallel["workers"], parallel["address"] or parallel["ray"] or None,
+            return full_space_split(net, box, None, parallel["workers"], parallel["ray"],
                                     max_regions=max_regions, time_limit=time_limit, neighbours=neighbours,
                                     audit_samples=audit_samples, memory_budget=memory_budget, progress=progress,
                                     method="auto", out=out, certify=certify)
@@ -1852,8 +1850,8 @@ def _facet_part(shared, ids) -> dict:
 
 def _facet_parallel(eng, parallel: dict, max_regions, time_limit, memory_budget, progress):
     """The facet engine's orthant charts dealt to local processes (``parallel["workers"]``) or to the
-    CPUs of a Ray cluster (``parallel["ray"]``, joined at ``parallel["address"]`` or started
-    locally), one share per worker (charts dealt in turn: orthants next to each other, which often
+    CPUs of a Ray cluster (``parallel["ray"]``: True starts or joins a local instance, a string is
+    the cluster's address), one share per worker (charts dealt in turn: orthants next to each other, which often
     hold similar numbers of regions, go to different workers; a worker builds its engine once).
     Every region lies in exactly one orthant, so the parts' regions are disjoint and are
     concatenated; the time limit applies to each share from its start, ``max_regions`` to the whole,
@@ -1862,18 +1860,19 @@ def _facet_parallel(eng, parallel: dict, max_regions, time_limit, memory_budget,
     from relulab.core.executors import connect_ray, map_tasks
 
     n = eng.charts.n
-    workers = parallel["workers"]
-    if parallel["ray"]:
+    workers, ray = parallel["workers"], bool(parallel["ray"])
+    address = parallel["ray"].strip() if isinstance(parallel["ray"], str) else None
+    if ray:
         # as many shares as the cluster has CPUs (joining or starting it here; map_tasks reuses it)
-        rr = connect_ray(parallel["address"], workers)
+        rr = connect_ray(address, workers)
         shares = int(rr.cluster_resources().get("CPU", 1))
     else:
         shares = workers
     net = eng.net
     shared = (net, eng.charts.units.tolist(), max_regions, time_limit, memory_budget)
     tasks = [list(range(w, n, shares)) for w in range(min(shares, n))]
-    out, used = map_tasks(_facet_part, tasks, shared, workers=workers, ray=parallel["ray"],
-                          address=parallel["address"], progress=progress, stage="charts")
+    out, used = map_tasks(_facet_part, tasks, shared, workers=workers, ray=ray, address=address,
+                          progress=progress, stage="charts")
     pats = torch.cat([r["pat"].to(net.device) for r in out]).long()
     xs = torch.cat([r["x"].to(net.device) for r in out])
     stopped = next((r["stopped_by"] for r in out if r["stopped_by"] is not None), None)
@@ -1882,7 +1881,7 @@ def _facet_parallel(eng, parallel: dict, max_regions, time_limit, memory_budget,
     for k in eng.stats:
         eng.stats[k] = sum(r["stats"].get(k, 0) for r in out)
     eng.stats["workers"] = used
-    eng.stats["executor"] = "ray" if parallel["ray"] else "local"
+    eng.stats["executor"] = "ray" if ray else "local"
     eng.n_regions = int(pats.shape[0])
     eng.stopped_by = stopped
     eng.complete = stopped is None and all(r["complete"] for r in out)
@@ -1904,7 +1903,7 @@ def _facet(net, box, max_regions, time_limit, memory_budget, progress, audit_sam
     try:
         eng = LPEngine(net, box, max_regions, time_limit, memory_budget, progress, sink=writer)
         width = max([m.units for m in net.max_units] + [1])
-        fan = parallel is not None and (parallel["ray"] or parallel["workers"] > 1)
+        fan = parallel is not None and (bool(parallel["ray"]) or parallel["workers"] > 1)
         if fan and eng.charts.kind != "orthants" and split_if_no_charts and writer is None:
             return None
         if fan and eng.charts.kind == "orthants" and writer is None:

@@ -523,6 +523,17 @@ def split_full_space(net: PLNet, box=None, *, cells: int | None = None, workers:
     return res
 
 
+def check_parallel(split, workers, ray) -> None:
+    """:func:`relulab.regions.full_space`'s ``split``, ``workers`` and ``ray``, refused unless each is
+    None, a positive integer (``split``, ``workers``), or True / a cluster address (``ray``)."""
+    if not (ray is None or isinstance(ray, bool) or (isinstance(ray, str) and ray.strip())):
+        raise InvalidInputError(f"ray must be True (a local Ray instance), a cluster address 'HOST:PORT' or "
+                                f"None, got {ray!r}")
+    for what, v in (("split (cells must be", split), ("workers (workers must be", workers)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise InvalidInputError(f"{what} a positive integer), got {v!r}")
+
+
 def full_space_split(net: PLNet, box, split, workers, ray, *, max_regions, time_limit, neighbours, audit_samples,
                      memory_budget, progress, method, out, certify) -> SplitEnumeration:
     """:func:`relulab.regions.full_space` with ``split`` / ``workers`` / ``ray``: its arguments checked
@@ -538,14 +549,9 @@ def full_space_split(net: PLNet, box, split, workers, ray, *, max_regions, time_
     if refused:
         raise InvalidInputError(f"{', '.join(refused)} cannot be combined with split, workers or ray (each cell "
                                 "runs the default engine; enumerate in one process for these)")
-    if not (ray is None or isinstance(ray, bool) or (isinstance(ray, str) and ray.strip())):
-        raise InvalidInputError(f"ray must be True (a local Ray instance), a cluster address 'HOST:PORT' or "
-                                f"None, got {ray!r}")
+    check_parallel(split, workers, ray)
     if certify not in (None, True, False):
         raise InvalidInputError(f"certify must be None, True or False, got {certify!r}")
-    for what, v in (("split (cells must be", split), ("workers (workers must be", workers)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise InvalidInputError(f"{what} a positive integer), got {v!r}")
     return split_full_space(net, box, cells=split, workers=workers, ray=bool(ray),
                             address=ray.strip() if isinstance(ray, str) else None, time_limit=time_limit,
                             max_regions=max_regions, certify=certify, progress=progress)
